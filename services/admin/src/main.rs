@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    flotilla_kit::cli::main(&flotilla_admin::SERVICE)
+}

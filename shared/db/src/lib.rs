@@ -1,0 +1,173 @@
+//! The database of every flotilla binary: one diesel connection type over SQLite and
+//! PostgreSQL (chosen by the URL scheme), an r2d2 pool that fails fast with the real
+//! error, SQLite tuned for several processes, embedded migrations per backend and the
+//! start-up check that the schema is the one this binary was built for.
+//!
+//! Error policy: start-up and maintenance functions return `anyhow::Error` with context;
+//! model code returns `diesel::QueryResult`; request handlers map both to their own error
+//! type (pool timeout → 503, not found → 404, unique violation → 409/422).
+
+mod migrate;
+pub mod schema;
+mod url;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+
+pub use diesel;
+pub use migrate::{SchemaStatus, migrate, schema_status};
+pub use url::{Backend, DatabaseUrl};
+
+/// A connection to either backend. Queries written against it run on both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+pub use r2d2::PoolError;
+
+/// How to reach the database and how many connections to keep.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub url: DatabaseUrl,
+    /// Most connections the pool opens.
+    pub max_size: u32,
+    /// How long a request waits for a free connection (and PostgreSQL for a connect).
+    pub timeout: Duration,
+    /// How long SQLite waits on a lock held by another connection or process.
+    pub busy_timeout: Duration,
+}
+
+/// Opens connections for the pool: picks the backend from the URL itself (diesel's
+/// derived `establish` would try each backend and keep only the last, misleading error)
+/// and prepares every SQLite connection for several processes sharing the file.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+    connect_timeout: Duration,
+    busy_timeout: Duration,
+}
+
+impl Manager {
+    pub fn new(config: &PoolConfig) -> Self {
+        Self {
+            url: config.url.clone(),
+            connect_timeout: config.timeout,
+            busy_timeout: config.busy_timeout,
+        }
+    }
+
+    pub fn connect_once(&self) -> ConnectionResult<AnyConnection> {
+        match self.url.backend() {
+            Backend::Postgres => {
+                let url = self.url.postgres_url_with_timeout(self.connect_timeout);
+                diesel::PgConnection::establish(&url).map(AnyConnection::Postgresql)
+            }
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(self.url.sqlite_target())?;
+                // The busy timeout first, so that even switching to WAL waits for a
+                // lock held by another process instead of failing at once. WAL lets
+                // readers run beside one writer across processes.
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                );
+                conn.batch_execute(&pragmas)
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        self.connect_once()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// Opens the pool. One connection is made first, outside the pool, so that a wrong
+/// URL, a missing server or a bad password is reported at once with the real reason
+/// rather than after r2d2's timeout as "timed out waiting for connection".
+pub fn connect(config: &PoolConfig) -> anyhow::Result<Pool> {
+    open(config)?;
+    let manager = Manager::new(config);
+    let pool = r2d2::Pool::builder()
+        .max_size(config.max_size)
+        // Keep idle processes small: connections are opened as load needs them.
+        .min_idle(Some(1))
+        .connection_timeout(config.timeout)
+        .test_on_check_out(false)
+        .build_unchecked(manager);
+    Ok(pool)
+}
+
+/// Opens one connection outside any pool (for `migrate` and the pool's first check),
+/// creating the SQLite file's folder if needed.
+pub fn open(config: &PoolConfig) -> anyhow::Result<AnyConnection> {
+    if let Some(dir) = config.url.sqlite_dir() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+    }
+    Manager::new(config)
+        .connect_once()
+        .with_context(|| format!("cannot open the database {}", config.url.redacted()))
+}
+
+/// Runs `f` in a write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, taking
+/// the write lock up front: a deferred transaction that reads and then writes can fail
+/// with SQLITE_BUSY at the upgrade, whatever the busy timeout. On PostgreSQL it is an
+/// ordinary transaction.
+pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        AnyConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        AnyConnection::Postgresql(inner) => AnsiTransactionManager::begin_transaction(inner)?,
+    }
+    // The multi-backend transaction manager keeps its state in the inner connection,
+    // so commit and rollback below see the transaction begun above.
+    match f(conn) {
+        Ok(value) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
+/// The pool's numbers, for `/metrics`.
+pub fn pool_state(pool: &Pool) -> (u32, u32, u32) {
+    let state = pool.state();
+    (state.connections, state.idle_connections, pool.max_size())
+}
+
+#[cfg(test)]
+mod tests;

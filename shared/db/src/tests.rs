@@ -1,0 +1,215 @@
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use flotilla_testkit::TestDb;
+
+use super::*;
+use crate::schema::users;
+
+fn each_backend(test: impl Fn(&TestDb)) {
+    let sqlite = TestDb::sqlite();
+    test(&sqlite);
+    if let Some(pg) = TestDb::postgres() {
+        test(&pg);
+    }
+}
+
+fn pool_for(db: &TestDb) -> Pool {
+    let config = PoolConfig {
+        url: DatabaseUrl::parse(db.url()).unwrap(),
+        max_size: 4,
+        timeout: Duration::from_secs(3),
+        busy_timeout: Duration::from_secs(3),
+    };
+    connect(&config).unwrap()
+}
+
+#[test]
+fn migrate_brings_an_empty_database_to_current_once() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let mut conn = pool.get().unwrap();
+        assert!(matches!(
+            schema_status(&mut conn).unwrap(),
+            SchemaStatus::Behind { .. }
+        ));
+        let applied = migrate(&mut conn, &url).unwrap();
+        assert_eq!(applied, vec!["20261122000001".to_string()]);
+        assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
+        assert!(
+            migrate(&mut conn, &url).unwrap().is_empty(),
+            "second run applies nothing"
+        );
+    });
+}
+
+#[test]
+fn a_database_migrated_by_a_newer_binary_is_refused() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &url).unwrap();
+        diesel::sql_query(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+        assert_eq!(
+            schema_status(&mut conn).unwrap(),
+            SchemaStatus::Ahead {
+                unknown: vec!["29991231000000".into()]
+            }
+        );
+        let err = migrate(&mut conn, &url).unwrap_err().to_string();
+        assert!(err.contains("newer flotilla"), "{err}");
+    });
+}
+
+type UserRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i32,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+/// `schema.rs` is written by hand: loading every column on both backends proves it
+/// matches what the migrations create.
+#[test]
+fn schema_matches_migrations() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &DatabaseUrl::parse(db.url()).unwrap()).unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq("6c0f7d3e-0000-4000-8000-000000000001"),
+                users::email.eq("Ada@Example.org"),
+                users::username.eq("ada"),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        let rows: Vec<UserRow> = users::table
+            .select(users::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, "Ada@Example.org");
+        assert_eq!(rows[0].6, "user", "role defaults to user");
+        assert_eq!(rows[0].7, 0, "profiles are private by default");
+
+        // The unique indexes ignore case.
+        let dup = diesel::insert_into(users::table)
+            .values((
+                users::id.eq("6c0f7d3e-0000-4000-8000-000000000002"),
+                users::email.eq("ada@example.org"),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(&mut conn);
+        assert!(matches!(
+            dup,
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        ));
+    });
+}
+
+#[test]
+fn write_transaction_commits_or_rolls_back_whole() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &DatabaseUrl::parse(db.url()).unwrap()).unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let insert = |conn: &mut AnyConnection, id: &str| {
+            diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(id),
+                    users::email.eq(format!("{id}@example.org")),
+                    users::created_at.eq(now),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)
+        };
+        write_transaction(&mut conn, |c| insert(c, "a")).unwrap();
+        let failed: Result<(), diesel::result::Error> = write_transaction(&mut conn, |c| {
+            insert(c, "b")?;
+            insert(c, "a")?; // duplicate: the whole transaction goes
+            Ok(())
+        });
+        assert!(failed.is_err());
+        let ids: Vec<String> = users::table.select(users::id).load(&mut conn).unwrap();
+        assert_eq!(ids, vec!["a".to_string()]);
+        // The connection is usable again after the rollback.
+        write_transaction(&mut conn, |c| insert(c, "c")).unwrap();
+    });
+}
+
+#[test]
+fn sqlite_connections_are_tuned_for_several_processes() {
+    let db = TestDb::sqlite();
+    let pool = pool_for(&db);
+    let mut conn = pool.get().unwrap();
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(mode[0].journal_mode, "wal");
+    #[derive(QueryableByName)]
+    struct Fk {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        foreign_keys: i32,
+    }
+    let fk: Vec<Fk> = diesel::sql_query("PRAGMA foreign_keys")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(fk[0].foreign_keys, 1);
+}
+
+#[test]
+fn an_unreachable_postgres_fails_fast_with_the_real_reason() {
+    let port = flotilla_testkit::free_port();
+    let config = PoolConfig {
+        url: DatabaseUrl::parse(&format!("postgres://flotilla:pw@127.0.0.1:{port}/flotilla"))
+            .unwrap(),
+        max_size: 2,
+        timeout: Duration::from_secs(2),
+        busy_timeout: Duration::from_secs(1),
+    };
+    let started = Instant::now();
+    let err = format!("{:#}", connect(&config).unwrap_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("Connection refused") || err.contains("connection refused"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")),
+        "names the database: {err}"
+    );
+    assert!(!err.contains("pw@"), "no password in the message: {err}");
+}

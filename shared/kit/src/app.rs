@@ -1,0 +1,287 @@
+//! Building a service apart from running it: `Application::build` opens the database,
+//! checks the schema and binds the listener (port 0 in tests); `run_until_stopped`
+//! serves until SIGTERM or SIGINT, then drains the requests in flight.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::{Context, bail};
+use flotilla_db::{Pool, SchemaStatus};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::{self, Error};
+use crate::metrics::{self, Metrics};
+use crate::middleware::{InFlight, observe};
+
+/// A task that runs beside the HTTP server (the worker's loop). It gets the shared
+/// state and a receiver that turns `true` when the service is stopping; it should then
+/// finish what it holds and return. An `Err` stops the whole service.
+pub type Background = fn(
+    web::Data<State>,
+    watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
+
+/// What makes one service different from another.
+pub struct Service {
+    /// Short name: the path prefix (`/signup`) and the `FLOTILLA_SIGNUP_LISTEN` variable.
+    pub name: &'static str,
+    pub default_port: u16,
+    /// The service's own routes, mounted under `/<name>`.
+    pub routes: fn(&mut web::ServiceConfig),
+    pub background: Option<Background>,
+}
+
+impl Service {
+    pub fn binary(&self) -> String {
+        format!("flotilla-{}", self.name)
+    }
+}
+
+/// Shared by every request of a service.
+pub struct State {
+    pub service: &'static Service,
+    pub config: Config,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    pub in_flight: InFlight,
+    pub started: Instant,
+}
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: web::Data<State>,
+}
+
+impl Application {
+    pub fn build(service: &'static Service, config: Config) -> anyhow::Result<Self> {
+        let pool = flotilla_db::connect(&config.database)?;
+        prepare_schema(service, &config, &pool)?;
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(State {
+            service,
+            in_flight: InFlight::new(config.max_in_flight),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            pool,
+            config: config.clone(),
+        });
+        let app_state = state.clone();
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(error::json_error),
+                )
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(max_body)
+                        .error_handler(error::form_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .wrap(from_fn(observe))
+                .service(
+                    web::scope(&format!("/{}", service.name))
+                        .route("/health", web::get().to(health))
+                        .route("/ready", web::get().to(ready))
+                        .route("/metrics", web::get().to(metrics_text))
+                        .configure(service.routes),
+                )
+                .default_service(web::to(not_found))
+        })
+        .workers(config.workers)
+        // Longer than nginx's upstream keepalive_timeout, so nginx always closes first
+        // and never sends a request down a connection we are closing.
+        .keep_alive(Duration::from_secs(75))
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            addr,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn state(&self) -> web::Data<State> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or the background task fails), then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let service = self.state.service;
+        log::info!(
+            "{} {} listening on http://{} (database: {})",
+            service.binary(),
+            env!("CARGO_PKG_VERSION"),
+            self.addr,
+            self.state.config.database.url.redacted()
+        );
+        let Some(background) = service.background else {
+            self.server.await?;
+            log::info!("{} stopped", service.binary());
+            return Ok(());
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let handle = self.server.handle();
+        let task = actix_web::rt::spawn(background(self.state.clone(), stop_rx));
+        let mut task = std::pin::pin!(task);
+        let mut server = std::pin::pin!(self.server);
+        let outcome = tokio::select! {
+            served = &mut server => {
+                let _ = stop_tx.send(true);
+                served.map_err(anyhow::Error::from).and(flatten(task.await))
+            }
+            ended = &mut task => {
+                handle.stop(true).await;
+                let _ = server.await;
+                match flatten(ended) {
+                    Ok(()) => Err(anyhow::anyhow!("the background task stopped unexpectedly")),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        log::info!("{} stopped", service.binary());
+        outcome
+    }
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.map_err(|e| anyhow::anyhow!("the background task panicked: {e}"))?
+}
+
+/// Refuses a schema older or newer than this binary, or migrates when allowed.
+fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Result<()> {
+    let mut conn = pool.get().context("cannot get a database connection")?;
+    match flotilla_db::schema_status(&mut conn)? {
+        SchemaStatus::Current => Ok(()),
+        SchemaStatus::Behind { pending } if config.auto_migrate => {
+            let applied = flotilla_db::migrate(&mut conn, &config.database.url)?;
+            if !applied.is_empty() {
+                log::info!("applied migrations {}", applied.join(", "));
+            }
+            let _ = pending;
+            Ok(())
+        }
+        SchemaStatus::Behind { pending } => bail!(
+            "the database schema is older than this binary (pending migrations: {}); \
+             run `{} migrate` (or `make migrate`), or set FLOTILLA_AUTO_MIGRATE=true",
+            pending.join(", "),
+            service.binary()
+        ),
+        SchemaStatus::Ahead { unknown } => bail!(
+            "the database schema is newer than this binary (unknown migrations: {}): \
+             it was migrated by a newer flotilla; deploy that version of {}",
+            unknown.join(", "),
+            service.binary()
+        ),
+    }
+}
+
+async fn health(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "service": state.service.name,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Ready when a connection can be had and the schema is the binary's.
+async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
+    let pool = state.pool.clone();
+    let status = web::block(move || {
+        let mut conn = pool.get()?;
+        flotilla_db::schema_status(&mut conn).map_err(Error::Internal)
+    })
+    .await??;
+    match status {
+        SchemaStatus::Current => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "database": state.config.database.url.backend().to_string(),
+            "schema": "current",
+        }))),
+        SchemaStatus::Behind { .. } | SchemaStatus::Ahead { .. } => Err(Error::Unavailable {
+            code: "schema_mismatch",
+            message: format!(
+                "The database schema does not match this binary: run `{} migrate`.",
+                state.service.binary()
+            ),
+            retry_after_secs: 5,
+        }),
+    }
+}
+
+async fn metrics_text(state: web::Data<State>) -> HttpResponse {
+    let name = state.service.name;
+    let mut out = String::with_capacity(4096);
+    state.metrics.render(name, &mut out);
+    let (connections, idle, max) = flotilla_db::pool_state(&state.pool);
+    metrics::gauge(
+        &mut out,
+        "flotilla_http_requests_in_flight",
+        "Requests being handled now.",
+        name,
+        state.in_flight.current(),
+    );
+    metrics::gauge(
+        &mut out,
+        "flotilla_db_pool_connections",
+        "Open database connections.",
+        name,
+        connections,
+    );
+    metrics::gauge(
+        &mut out,
+        "flotilla_db_pool_idle_connections",
+        "Idle database connections.",
+        name,
+        idle,
+    );
+    metrics::gauge(
+        &mut out,
+        "flotilla_db_pool_max_connections",
+        "Most database connections the pool opens.",
+        name,
+        max,
+    );
+    if let Some(rss) = metrics::resident_memory_bytes() {
+        metrics::gauge(
+            &mut out,
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            name,
+            rss,
+        );
+    }
+    metrics::gauge(
+        &mut out,
+        "process_uptime_seconds",
+        "Seconds since the service started.",
+        name,
+        state.started.elapsed().as_secs(),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}
+
+async fn not_found() -> Result<HttpResponse, Error> {
+    Err(Error::NotFound)
+}

@@ -1,0 +1,111 @@
+//! The command line shared by the service binaries:
+//!
+//! ```text
+//! flotilla-<service> [serve]   run the service (the default)
+//! flotilla-<service> migrate   apply pending database migrations, then exit
+//! flotilla-<service> version   print the version
+//! ```
+
+use std::process::ExitCode;
+
+use crate::app::{Application, Service};
+use crate::config::{Config, Env};
+
+/// Exit status for a configuration error (sysexits' EX_CONFIG): systemd units do not
+/// restart on it, since restarting cannot help.
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit status for a wrong command line (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// The whole `main` of a service binary.
+pub fn main(service: &'static Service) -> ExitCode {
+    crate::logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str).unwrap_or("serve");
+    if args.len() > 1 {
+        return usage(service, &format!("unexpected argument {:?}", args[1]));
+    }
+    match command {
+        "serve" => {
+            let config = match load_config(service) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            report(serve(service, config))
+        }
+        "migrate" => {
+            let config = match load_config(service) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            report(migrate(&config.database))
+        }
+        "version" | "--version" | "-V" => {
+            println!("{} {}", service.binary(), env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "help" | "--help" | "-h" => {
+            print!("{}", help(service));
+            ExitCode::SUCCESS
+        }
+        other => usage(service, &format!("unknown command {other:?}")),
+    }
+}
+
+fn help(service: &Service) -> String {
+    format!(
+        "usage: {0} [serve|migrate|version|help]\n\n  \
+         serve     run the service on FLOTILLA_{1}_LISTEN (default 127.0.0.1:{2})\n  \
+         migrate   apply pending database migrations, then exit\n  \
+         version   print the version\n\n\
+         Configuration comes from FLOTILLA_* variables and DATABASE_URL; see the README.\n",
+        service.binary(),
+        service.name.to_ascii_uppercase(),
+        service.default_port
+    )
+}
+
+fn usage(service: &Service, problem: &str) -> ExitCode {
+    eprint!("{}: {problem}\n{}", service.binary(), help(service));
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn load_config(service: &Service) -> Result<Config, ExitCode> {
+    Config::from_env(&Env::from_process(), service.name, service.default_port).map_err(|e| {
+        log::error!("invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn report(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(service: &'static Service, config: Config) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(service, config)?;
+        app.run_until_stopped().await
+    })
+}
+
+/// Applies pending migrations (under a lock, so concurrent runs are safe).
+pub fn migrate(database: &flotilla_db::PoolConfig) -> anyhow::Result<()> {
+    let mut conn = flotilla_db::open(database)?;
+    let applied = flotilla_db::migrate(&mut conn, &database.url)?;
+    if applied.is_empty() {
+        log::info!("{}: the schema is already current", database.url.redacted());
+    } else {
+        log::info!(
+            "{}: applied migrations {}",
+            database.url.redacted(),
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}

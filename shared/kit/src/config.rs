@@ -1,0 +1,392 @@
+//! Configuration comes from the environment only: `FLOTILLA_*` variables and
+//! `DATABASE_URL`, each with a default that makes a fresh checkout work. Every variable
+//! is read here (or in the binary that alone uses it) and listed in the README. A bad
+//! value stops the process at start-up with a message naming the variable.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use flotilla_db::{DatabaseUrl, PoolConfig};
+
+/// A variable that is set but unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not valid: expected {}",
+            self.variable, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads variables from a source: the process environment, or a map in tests.
+pub struct Env<'a> {
+    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+}
+
+impl Env<'static> {
+    pub fn from_process() -> Self {
+        Self {
+            lookup: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+impl<'a> Env<'a> {
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Self {
+            lookup: Box::new(lookup),
+        }
+    }
+
+    /// The raw value; an empty value counts as unset.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Parses the variable with `parse`, or returns `default` when it is unset.
+    pub fn parse<T>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => parse(value.trim()).ok_or_else(|| ConfigError {
+                variable: name.to_owned(),
+                value,
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    /// A whole number within `range`.
+    pub fn number<T>(
+        &self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        self.parse(name, default, &expected, |v| {
+            v.parse().ok().filter(|n| range.contains(n))
+        })
+    }
+
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        self.parse(name, default, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Some(true),
+                "0" | "false" | "no" | "off" => Some(false),
+                _ => None,
+            }
+        })
+    }
+
+    pub fn socket_addr(&self, name: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+        self.parse(
+            name,
+            default,
+            "an address and port such as 127.0.0.1:7101 or [::1]:7101",
+            |v| v.parse().ok(),
+        )
+    }
+
+    pub fn path(&self, name: &str, default: PathBuf) -> Result<PathBuf, ConfigError> {
+        Ok(self.raw(name).map(PathBuf::from).unwrap_or(default))
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+}
+
+/// An address or a network (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `::ffff:1.2.3.4` is 1.2.3.4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl FromStr for Network {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = canonical(addr.trim().parse::<IpAddr>().map_err(|_| ())?);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(())?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` and `X-Request-Id` are believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<Network>);
+
+impl TrustedProxies {
+    pub fn new(networks: Vec<Network>) -> Self {
+        Self(networks)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// `FLOTILLA_DATA_DIR` (default `var`): where runtime data lives.
+pub fn data_dir(env: &Env) -> Result<PathBuf, ConfigError> {
+    env.path("FLOTILLA_DATA_DIR", PathBuf::from("var"))
+}
+
+/// `DATABASE_URL` (default `sqlite://<data dir>/flotilla.db`) and the pool settings.
+pub fn database(env: &Env, data_dir: &std::path::Path) -> Result<PoolConfig, ConfigError> {
+    let default_url = format!("sqlite://{}", data_dir.join("flotilla.db").display());
+    let url = env.parse(
+        "DATABASE_URL",
+        None,
+        "sqlite://path/to/file.db or postgres://user:password@host:port/database",
+        |v| DatabaseUrl::parse(v).ok().map(Some),
+    )?;
+    let url = match url {
+        Some(url) => url,
+        None => DatabaseUrl::parse(&default_url).map_err(|expected| ConfigError {
+            variable: "FLOTILLA_DATA_DIR".into(),
+            value: data_dir.display().to_string(),
+            expected,
+        })?,
+    };
+    Ok(PoolConfig {
+        url,
+        max_size: env.number("FLOTILLA_DB_POOL_SIZE", 8, 1..=1000)?,
+        timeout: Duration::from_millis(env.number(
+            "FLOTILLA_DB_TIMEOUT_MS",
+            3000,
+            100..=600_000,
+        )?),
+        busy_timeout: Duration::from_millis(env.number(
+            "FLOTILLA_DB_BUSY_TIMEOUT_MS",
+            5000,
+            0..=600_000,
+        )?),
+    })
+}
+
+/// What every HTTP service reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `FLOTILLA_<SERVICE>_LISTEN`: where the service binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `FLOTILLA_DATA_DIR` (default `var`): runtime data in development.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL` and the `FLOTILLA_DB_*` pool settings.
+    pub database: PoolConfig,
+    /// `FLOTILLA_AUTO_MIGRATE` (default true): apply pending migrations at start-up
+    /// instead of refusing to run. Set it to false in production, where `migrate` runs
+    /// once per deploy.
+    pub auto_migrate: bool,
+    /// `FLOTILLA_TRUSTED_PROXIES` (default loopback).
+    pub trusted_proxies: TrustedProxies,
+    /// `FLOTILLA_MAX_BODY_BYTES` (default 64 KiB).
+    pub max_body_bytes: usize,
+    /// `FLOTILLA_MAX_IN_FLIGHT` (default 512): beyond it, 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// `FLOTILLA_HTTP_WORKERS` (default: the number of cores).
+    pub workers: usize,
+    /// `FLOTILLA_SHUTDOWN_TIMEOUT_SECS` (default 10): how long SIGTERM waits for
+    /// requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env, service: &str, default_port: u16) -> Result<Self, ConfigError> {
+        let listen_var = format!("FLOTILLA_{}_LISTEN", service.to_ascii_uppercase());
+        let listen = env.socket_addr(
+            &listen_var,
+            SocketAddr::from(([127, 0, 0, 1], default_port)),
+        )?;
+        let data_dir = data_dir(env)?;
+        let database = database(env, &data_dir)?;
+        let trusted_proxies = env.parse(
+            "FLOTILLA_TRUSTED_PROXIES",
+            TrustedProxies(vec![
+                Network { addr: IpAddr::from([127, 0, 0, 1]), prefix: 32 },
+                Network { addr: IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]), prefix: 128 },
+            ]),
+            "a comma-separated list of addresses or networks, e.g. 127.0.0.1,10.0.0.0/8 (or 'none')",
+            |v| {
+                if v.eq_ignore_ascii_case("none") {
+                    return Some(TrustedProxies(Vec::new()));
+                }
+                v.split(',')
+                    .map(|n| n.trim().parse().ok())
+                    .collect::<Option<Vec<Network>>>()
+                    .map(TrustedProxies)
+            },
+        )?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ok(Self {
+            listen,
+            data_dir,
+            database,
+            auto_migrate: env.flag("FLOTILLA_AUTO_MIGRATE", true)?,
+            trusted_proxies,
+            max_body_bytes: env.number(
+                "FLOTILLA_MAX_BODY_BYTES",
+                64 * 1024,
+                1024..=64 * 1024 * 1024,
+            )?,
+            max_in_flight: env.number("FLOTILLA_MAX_IN_FLIGHT", 512, 1..=1_000_000)?,
+            workers: env.number("FLOTILLA_HTTP_WORKERS", cores, 1..=256)?,
+            shutdown_timeout: Duration::from_secs(env.number(
+                "FLOTILLA_SHUTDOWN_TIMEOUT_SECS",
+                10,
+                0..=3600,
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = env(vars);
+        Config::from_env(&Env::from_fn(|k| map.get(k).cloned()), "signup", 7101)
+    }
+
+    #[test]
+    fn defaults_work_on_a_fresh_checkout() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7101".parse().unwrap());
+        assert_eq!(
+            config.database.url.sqlite_path(),
+            Some(std::path::Path::new("var/flotilla.db"))
+        );
+        assert!(config.auto_migrate);
+        assert!(
+            config
+                .trusted_proxies
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            config
+                .trusted_proxies
+                .contains("::ffff:127.0.0.1".parse().unwrap())
+        );
+        assert!(!config.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn data_dir_moves_the_default_database() {
+        let config = load(&[("FLOTILLA_DATA_DIR", "/var/lib/flotilla")]).unwrap();
+        assert_eq!(
+            config.database.url.sqlite_path(),
+            Some(std::path::Path::new("/var/lib/flotilla/flotilla.db"))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = load(&[("FLOTILLA_MAX_IN_FLIGHT", "lots")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_MAX_IN_FLIGHT");
+        assert!(
+            err.to_string().contains("a whole number from 1 to 1000000"),
+            "{err}"
+        );
+
+        let err = load(&[("FLOTILLA_SIGNUP_LISTEN", "localhost")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_SIGNUP_LISTEN");
+
+        let err = load(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+
+        let err = load(&[("FLOTILLA_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_TRUSTED_PROXIES");
+
+        let err = load(&[("FLOTILLA_AUTO_MIGRATE", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("true or false"));
+    }
+
+    #[test]
+    fn networks_match_by_prefix() {
+        let net: Network = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let v6: Network = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let none = load(&[("FLOTILLA_TRUSTED_PROXIES", "none")]).unwrap();
+        assert!(!none.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+    }
+}

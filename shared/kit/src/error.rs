@@ -1,0 +1,298 @@
+//! The error of the service kit's routes, and the shape every flotilla error takes on
+//! the wire: `{"error":"snake_case_code","message":"…","fields":{…}}` for API clients,
+//! an HTML page for browsers (chosen by `Accept` in the request middleware).
+//!
+//! Policy: bad input is a 4xx whose message says what is wrong; anything unexpected is
+//! an `Internal` whose cause goes to the log (with the request id) and never to the
+//! client, which sees a generic 500. Services define their own error enums for their
+//! handler families and turn them into [`Error`] with `From`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Field name → what is wrong with it.
+pub type FieldErrors = BTreeMap<String, String>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// 400: the request cannot be understood (malformed JSON, bad query string).
+    BadRequest { code: &'static str, message: String },
+    /// 422: well-formed, but fields are invalid.
+    Invalid(FieldErrors),
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 413.
+    PayloadTooLarge { limit: usize },
+    /// 415.
+    UnsupportedMediaType { expected: &'static str },
+    /// 503 with `Retry-After`: a dependency is down or the service is overloaded.
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u32,
+    },
+    /// 500: logged with its cause, shown to nobody.
+    Internal(anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a FieldErrors>,
+}
+
+impl Error {
+    pub fn invalid(field: &str, problem: impl Into<String>) -> Self {
+        Self::Invalid(BTreeMap::from([(field.to_owned(), problem.into())]))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest { code, .. } | Error::Unavailable { code, .. } => code,
+            Error::Invalid(_) => "invalid_input",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What the client is told. Never the cause of an internal error.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::BadRequest { message, .. } | Error::Unavailable { message, .. } => {
+                message.clone()
+            }
+            Error::Invalid(fields) if fields.len() == 1 => "One field is invalid.".into(),
+            Error::Invalid(fields) => format!("{} fields are invalid.", fields.len()),
+            Error::NotFound => "There is nothing at this address.".into(),
+            Error::MethodNotAllowed => "This address does not accept that method.".into(),
+            Error::PayloadTooLarge { limit } => {
+                format!("The request body is larger than the limit of {limit} bytes.")
+            }
+            Error::UnsupportedMediaType { expected } => {
+                format!("The request body must be sent as {expected}.")
+            }
+            Error::Internal(_) => {
+                "Something went wrong on our side. It has been logged; please try again.".into()
+            }
+        }
+    }
+
+    pub fn fields(&self) -> Option<&FieldErrors> {
+        match self {
+            Error::Invalid(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
+    /// The HTML page for browsers.
+    pub fn html_page(&self) -> String {
+        let status = self.status_code();
+        let mut body = format!("<p>{}</p>", crate::html::escape(&self.public_message()));
+        if let Some(fields) = self.fields() {
+            body.push_str("<ul class=\"errors\">");
+            for (field, problem) in fields {
+                body.push_str(&format!(
+                    "<li><strong>{}</strong>: {}</li>",
+                    crate::html::escape(field),
+                    crate::html::escape(problem)
+                ));
+            }
+            body.push_str("</ul>");
+        }
+        body.push_str("<p><a href=\"/\">Home</a></p>");
+        crate::html::page(status.canonical_reason().unwrap_or("Error"), &body)
+    }
+}
+
+impl fmt::Display for Error {
+    /// For the log: the full cause of internal errors, the public message otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Internal(cause) => write!(f, "{cause:#}"),
+            other => write!(f, "{}: {}", other.code(), other.public_message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<anyhow::Error> for Error {
+    fn from(cause: anyhow::Error) -> Self {
+        Error::Internal(cause)
+    }
+}
+
+impl From<flotilla_db::PoolError> for Error {
+    fn from(_: flotilla_db::PoolError) -> Self {
+        Error::Unavailable {
+            code: "database_unavailable",
+            message: "The database is busy or unreachable; please try again shortly.".into(),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for Error {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Error::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = self.public_message();
+        let mut response = HttpResponse::build(self.status_code());
+        if let Error::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        response.json(Body {
+            error: self.code(),
+            message: &message,
+            fields: self.fields(),
+        })
+    }
+}
+
+/// Turns actix's extractor errors into ours, so that a malformed body gets the same
+/// clear JSON or HTML answer as any other bad input. Installed by the kit for JSON,
+/// form, query and path extractors.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => {
+            Error::PayloadTooLarge { limit }
+        }
+        E::ContentType => Error::UnsupportedMediaType {
+            expected: "application/json",
+        },
+        E::Deserialize(e) => Error::BadRequest {
+            code: "malformed_json",
+            message: format!("The request body is not valid JSON for this address: {e}."),
+        },
+        other => Error::BadRequest {
+            code: "malformed_body",
+            message: format!("The request body could not be read: {other}."),
+        },
+    }
+    .into()
+}
+
+pub fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as E;
+    match err {
+        E::Overflow { limit, .. } => Error::PayloadTooLarge { limit },
+        E::ContentType => Error::UnsupportedMediaType {
+            expected: "application/x-www-form-urlencoded",
+        },
+        E::Parse(e) => Error::BadRequest {
+            code: "malformed_form",
+            message: format!("The form could not be read: {e}."),
+        },
+        other => Error::BadRequest {
+            code: "malformed_form",
+            message: format!("The form could not be read: {other}."),
+        },
+    }
+    .into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    Error::BadRequest {
+        code: "malformed_query",
+        message: format!("The query string is invalid: {err}."),
+    }
+    .into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    let _ = err;
+    Error::NotFound.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+
+    use super::*;
+
+    async fn body_of(err: Error) -> (StatusCode, serde_json::Value) {
+        let response = err.error_response();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body()).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn invalid_input_names_each_field() {
+        let mut fields = FieldErrors::new();
+        fields.insert("email".into(), "must contain @".into());
+        fields.insert("password".into(), "must be at least 12 characters".into());
+        let (status, body) = body_of(Error::Invalid(fields)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"], "invalid_input");
+        assert_eq!(body["fields"]["email"], "must contain @");
+        assert_eq!(body["fields"]["password"], "must be at least 12 characters");
+    }
+
+    #[actix_web::test]
+    async fn internal_errors_hide_their_cause() {
+        let err = Error::Internal(anyhow::anyhow!("disk full at /secret/path"));
+        assert!(
+            err.to_string().contains("disk full"),
+            "the log sees the cause"
+        );
+        let (status, body) = body_of(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"], "internal_error");
+        assert!(!body.to_string().contains("disk full"));
+    }
+
+    #[actix_web::test]
+    async fn unavailable_says_when_to_retry() {
+        let response = Error::Unavailable {
+            code: "database_unavailable",
+            message: "try again".into(),
+            retry_after_secs: 1,
+        }
+        .error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+    }
+
+    #[test]
+    fn html_pages_escape_what_they_show() {
+        let page = Error::invalid("<b>name</b>", "has \"quotes\" & <tags>").html_page();
+        assert!(page.contains("&lt;b&gt;name&lt;/b&gt;"));
+        assert!(page.contains("has &quot;quotes&quot; &amp; &lt;tags&gt;"));
+        assert!(!page.contains("<b>name"));
+    }
+}

@@ -1,0 +1,21 @@
+//! The service kit: what every flotilla HTTP service shares, so that each `main.rs` is
+//! a few lines. Configuration, logging, errors, the request middleware (request id,
+//! client address, in-flight cap, access log, metrics), health/ready/metrics routes,
+//! and the command line (`serve`, `migrate`).
+
+mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod html;
+pub mod logging;
+pub mod metrics;
+pub mod middleware;
+
+pub use app::{Application, Background, Service, State};
+pub use config::{Config, ConfigError, Env};
+pub use error::{Error, FieldErrors};
+pub use middleware::RequestContext;
+
+/// The kit's own dependencies, for services that need the same versions.
+pub use {actix_web, anyhow, flotilla_db as db, log, tokio};

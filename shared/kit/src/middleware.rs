@@ -1,0 +1,322 @@
+//! The one middleware every service runs: it gives each request an id and its real
+//! client address, turns requests away when too many are in flight, renders errors as
+//! HTML for browsers, logs one line per request and records the metrics.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::State;
+use crate::config::{TrustedProxies, canonical};
+use crate::error::Error;
+use crate::metrics::method_label;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Who asked, as far as we can tell. Handlers take it as an extractor.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// From the trusted proxy's `X-Request-Id`, or made here.
+    pub id: String,
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the last
+    /// untrusted address of `X-Forwarded-For`.
+    pub client: IpAddr,
+}
+
+impl FromRequest for RequestContext {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<RequestContext>()
+                .cloned()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("request context missing"))),
+        )
+    }
+}
+
+/// Counts requests in flight; a permit is given back when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    current: AtomicUsize,
+    max: usize,
+}
+
+pub struct Permit<'a>(&'a InFlight);
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        Self {
+            current: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        let before = self.current.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max {
+            self.current.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Permit(self))
+    }
+
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The client address: believe `X-Forwarded-For` only from a trusted peer, and walk it
+/// from the right (the entry our proxy appended) past any other trusted proxies; what
+/// a client writes on the left is never taken.
+pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let peer = canonical(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = canonical(ip);
+        if !trusted.contains(client) {
+            break;
+        }
+    }
+    client
+}
+
+fn request_id(peer_trusted: bool, headers: &HeaderMap) -> String {
+    if peer_trusted
+        && let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return id.to_owned();
+    }
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Browsers say they accept HTML; API clients and curl do not.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Health and metrics stay answerable when the service is saturated.
+fn exempt_from_cap(path: &str) -> bool {
+    path.ends_with("/health") || path.ends_with("/metrics")
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let Some(state) = req.app_data::<web::Data<State>>().cloned() else {
+        return Ok(req.into_response(
+            Error::Internal(anyhow::anyhow!("service state missing")).error_response(),
+        ));
+    };
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted = &state.config.trusted_proxies;
+    let peer_trusted = peer.is_some_and(|p| trusted.contains(canonical(p)));
+    let context = RequestContext {
+        id: request_id(peer_trusted, req.headers()),
+        client: client_addr(peer, req.headers(), trusted),
+    };
+    req.extensions_mut().insert(context.clone());
+    let method = method_label(req.method());
+    let path = req.path().to_owned();
+    let html = wants_html(req.headers());
+
+    let permit = if exempt_from_cap(&path) {
+        None
+    } else {
+        Some(state.in_flight.try_acquire())
+    };
+    let res = match permit {
+        Some(None) => {
+            state.metrics.reject();
+            let overloaded = Error::Unavailable {
+                code: "overloaded",
+                message: "The service is handling too many requests; please retry shortly.".into(),
+                retry_after_secs: 1,
+            };
+            Ok(req.error_response(overloaded))
+        }
+        Some(Some(_permit)) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body),
+    };
+    // Routing turns handler errors into responses; an `Err` here is rare, and actix
+    // renders it itself. Count it and pass it on.
+    let mut res = match res {
+        Ok(res) => res,
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            state.metrics.observe(
+                method,
+                "unmatched".into(),
+                status.as_u16(),
+                started.elapsed(),
+            );
+            log::info!(target: "access", "{} \"{method} {path}\" {} rid={}", context.client, status.as_u16(), context.id);
+            return Err(err);
+        }
+    };
+
+    let status = res.status();
+    if let Some(err) = res.response().error() {
+        if status.is_server_error() {
+            log::error!(target: "flotilla::error", "rid={} {method} {path}: {err}", context.id);
+        }
+        if html {
+            let page = match err.as_error::<Error>() {
+                Some(ours) => ours.html_page(),
+                None => crate::html::page(
+                    status.canonical_reason().unwrap_or("Error"),
+                    "<p>The request could not be handled.</p><p><a href=\"/\">Home</a></p>",
+                ),
+            };
+            let mut builder = HttpResponse::build(status);
+            for (name, value) in res.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    builder.append_header((name.clone(), value.clone()));
+                }
+            }
+            let page = builder.content_type("text/html; charset=utf-8").body(page);
+            res = res.into_response(page);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&context.id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+
+    let elapsed = started.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    state
+        .metrics
+        .observe(method, route, status.as_u16(), elapsed);
+    log::info!(
+        target: "access",
+        "{} \"{method} {path}\" {} {:.1}ms rid={}",
+        context.client,
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0,
+        context.id
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies(list: &str) -> TrustedProxies {
+        TrustedProxies::new(list.split(',').map(|n| n.parse().unwrap()).collect())
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(X_FORWARDED_FOR.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_an_untrusted_peer() {
+        let trusted = proxies("127.0.0.1");
+        let peer = "203.0.113.9".parse().ok();
+        assert_eq!(
+            client_addr(peer, &xff(&["1.2.3.4"]), &trusted),
+            peer.unwrap()
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_spoofed_entries_are_skipped() {
+        let trusted = proxies("127.0.0.1,10.0.0.0/8");
+        let peer = "127.0.0.1".parse().ok();
+        // The client sent "6.6.6.6" itself; nginx appended the real address.
+        let headers = xff(&["6.6.6.6, 198.51.100.7"]);
+        assert_eq!(
+            client_addr(peer, &headers, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // Through two proxies of ours.
+        let headers = xff(&["198.51.100.7", "10.1.1.1"]);
+        assert_eq!(
+            client_addr(peer, &headers, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // Without the header, the proxy itself.
+        assert_eq!(
+            client_addr(peer, &HeaderMap::new(), &trusted),
+            peer.unwrap()
+        );
+        // Garbage stops the walk at the last good hop.
+        let headers = xff(&["nonsense, 10.2.2.2"]);
+        assert_eq!(
+            client_addr(peer, &headers, &trusted),
+            "10.2.2.2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn request_ids_come_from_trusted_proxies_only_and_must_be_tame() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(true, &headers), "abc-123");
+        assert_ne!(request_id(false, &headers), "abc-123");
+        headers.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("bad id\"x"));
+        assert_eq!(request_id(true, &headers).len(), 16);
+    }
+
+    #[test]
+    fn the_cap_gives_permits_back() {
+        let cap = InFlight::new(2);
+        let a = cap.try_acquire();
+        let b = cap.try_acquire();
+        assert!(a.is_some() && b.is_some());
+        assert!(cap.try_acquire().is_none());
+        drop(a);
+        assert!(cap.try_acquire().is_some());
+        assert_eq!(cap.current(), 1);
+    }
+}
