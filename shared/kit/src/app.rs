@@ -150,8 +150,8 @@ impl Application {
                 served.map_err(anyhow::Error::from).and(flatten(task.await))
             }
             ended = &mut task => {
-                handle.stop(true).await;
-                let _ = server.await;
+                // Both at once: the stop completes only while the server is polled.
+                let _ = tokio::join!(handle.stop(true), &mut server);
                 match flatten(ended) {
                     Ok(()) => Err(anyhow::anyhow!("the background task stopped unexpectedly")),
                     Err(e) => Err(e),

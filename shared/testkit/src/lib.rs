@@ -1,1 +1,110 @@
+//! Test-only helpers (a dev-dependency, never in a binary): a database of its own for
+//! each test, on SQLite or on the throwaway PostgreSQL cluster that `make test` starts,
+//! and the real fleet — the service binaries behind the real nginx — on free ports.
+//!
+//! Environment: `FLOTILLA_TEST_POSTGRES_URL` (an admin URL of the test cluster; set by
+//! `make test`), `FLOTILLA_BIN_DIR` (where the built binaries are; default
+//! `target/debug`), `CI` (when true, a missing PostgreSQL or nginx fails the test
+//! instead of skipping it), `FLOTILLA_KEEP_TEST_DIRS` (keep temporary folders).
+#![allow(unsafe_code)] // one pre_exec hook: children die with the test that made them
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
+mod db;
+mod fleet;
+mod process;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use db::{Backend, TestDb};
+pub use fleet::{Fleet, FleetBuilder, SERVICES};
+pub use process::Proc;
+
+/// True when running in CI, where nothing may be skipped.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1" | "yes"))
+}
+
+/// The checkout's top folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+/// Where the service binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FLOTILLA_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    target.join("debug")
+}
+
+/// The path of a built binary, or a panic that says how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` \
+         (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface has a free port")
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A folder removed when dropped (unless `FLOTILLA_KEEP_TEST_DIRS` is set).
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "flotilla-{label}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&path).expect("a temporary folder can be made");
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("FLOTILLA_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

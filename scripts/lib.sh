@@ -1,0 +1,79 @@
+# Shared by the scripts: messages, package installation, finding programs.
+# shellcheck shell=bash
+
+say() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# apt-get install as root, with the package lists refreshed once, and without letting
+# a package's maintainer scripts start a system service (no init system here to own it;
+# flotilla runs its own instances).
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
+        die "cannot install $* here (not root on Debian): run 'sudo apt-get install $*'"
+    local stamp=/var/lib/apt/lists/.flotilla-updated policy=/usr/sbin/policy-rc.d added=""
+    if [ ! -e "$stamp" ] || [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+        touch "$stamp"
+    fi
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+    local status=$?
+    [ -n "$added" ] && rm -f "$policy"
+    [ $status = 0 ] || die "apt-get install $* failed"
+}
+
+# The nginx binary, installed on Debian if missing.
+find_nginx() {
+    local nginx
+    nginx=$(command -v nginx || true)
+    [ -z "$nginx" ] && [ -x /usr/sbin/nginx ] && nginx=/usr/sbin/nginx
+    if [ -z "$nginx" ]; then
+        say "nginx is missing; installing it"
+        apt_install nginx
+        nginx=$(command -v nginx || echo /usr/sbin/nginx)
+    fi
+    [ -x "$nginx" ] || die "nginx is missing: install it ('apt-get install nginx')"
+    printf '%s\n' "$nginx"
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            printf '%s\n' "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# http_status URL: the status code of a GET, without curl (bash's /dev/tcp).
+http_status() {
+    local rest host port path line
+    rest=${1#http://}
+    host=${rest%%/*}
+    path=/${rest#*/}
+    port=${host##*:}
+    host=${host%%:*}
+    exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || { echo 000; return 0; }
+    printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$host" >&3
+    read -r -t 5 _ line _ <&3 || line=000
+    exec 3<&- 3>&-
+    printf '%s\n' "$line"
+}
+
+# wait_for_status URL CODE SECONDS
+wait_for_status() {
+    local deadline=$((SECONDS + $3))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(http_status "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -1,0 +1,111 @@
+use std::fmt;
+
+use diesel::prelude::*;
+
+use crate::{TempDir, in_ci};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// A database that belongs to one test: a fresh SQLite file in a temporary folder, or
+/// a fresh database in the test PostgreSQL cluster, dropped afterwards.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    backend: Backend,
+    _dir: Option<TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = TempDir::new("db");
+        let url = format!("sqlite://{}", dir.path().join("flotilla.db").display());
+        Self {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A new database in the cluster named by `FLOTILLA_TEST_POSTGRES_URL`. Without
+    /// that variable: a failure in CI, a loud skip (`None`) elsewhere.
+    pub fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("FLOTILLA_TEST_POSTGRES_URL") else {
+            assert!(
+                !in_ci(),
+                "CI is set but FLOTILLA_TEST_POSTGRES_URL is not: the PostgreSQL tests \
+                 cannot be skipped in CI. Run them with `make test`, which starts a \
+                 throwaway cluster."
+            );
+            eprintln!(
+                "SKIPPED (PostgreSQL): FLOTILLA_TEST_POSTGRES_URL is unset; `make test` \
+                 starts a throwaway cluster and sets it"
+            );
+            return None;
+        };
+        let name = format!(
+            "flotilla_test_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let mut admin = PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("cannot reach the test cluster {admin_url}: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        let (base, _) = admin_url
+            .split_once('?')
+            .map(|(b, q)| (b, Some(q)))
+            .unwrap_or((&admin_url, None));
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("the admin URL names a database");
+        let url = format!("{server}/{name}");
+        Some(Self {
+            url,
+            backend: Backend::Postgres,
+            _dir: None,
+            postgres: Some((admin_url, name)),
+        })
+    }
+
+    pub fn of(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite()),
+            Backend::Postgres => Self::postgres(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(mut admin) = PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The binaries themselves: start-up checks, the command line, signals.
+
+use std::process::Command;
+use std::time::Duration;
+
+use flotilla_testkit::{Proc, TempDir, binary};
+
+use super::*;
+
+/// A service command on `db`, isolated from the caller's environment.
+fn command(name: &str, db: &TestDb, dir: &TempDir) -> Command {
+    let mut command = Command::new(binary(name));
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("FLOTILLA_DATA_DIR", dir.path().join("var"))
+        .env("FLOTILLA_LOG_STYLE", "never")
+        .env("FLOTILLA_HTTP_WORKERS", "1")
+        .env("FLOTILLA_AUTO_MIGRATE", "false");
+    for service in ["SIGNUP", "LOGIN", "PROFILE", "ADMIN", "WORKER"] {
+        command.env(format!("FLOTILLA_{service}_LISTEN"), "127.0.0.1:0");
+    }
+    for socket in ["WAKE", "EVENTS_IN", "EVENTS_OUT"] {
+        let port = flotilla_testkit::free_port();
+        command.env(
+            format!("FLOTILLA_BUS_{socket}"),
+            format!("tcp://127.0.0.1:{port}"),
+        );
+    }
+    command
+}
+
+fn stderr_of(command: &mut Command) -> (Option<i32>, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+on_both_databases! {
+    fn a_service_refuses_a_schema_older_than_itself_and_says_how_to_fix_it(db: TestDb) {
+        let dir = TempDir::new("bin");
+        let (code, err) = stderr_of(&mut command("flotilla-profile", &db, &dir));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("older than this binary"), "{err}");
+        assert!(err.contains("run `flotilla-profile migrate`"), "{err}");
+
+        // Any binary can migrate; twice is harmless.
+        for _ in 0..2 {
+            let (code, err) = stderr_of(command("flotilla-pages", &db, &dir).arg("migrate"));
+            assert_eq!(code, Some(0), "{err}");
+        }
+        let mut profile = Proc::spawn("profile", command("flotilla-profile", &db, &dir));
+        profile.wait_listening(Duration::from_secs(20));
+    }
+
+    fn a_service_refuses_a_schema_newer_than_itself(db: TestDb) {
+        let dir = TempDir::new("bin");
+        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        assert_eq!(code, Some(0), "{err}");
+        record_future_migration(&db);
+        let (code, err) = stderr_of(&mut command("flotilla-admin", &db, &dir));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("newer than this binary"), "{err}");
+        assert!(err.contains("29991231000000"), "{err}");
+        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        assert_eq!(code, Some(1), "migrate refuses too: {err}");
+    }
+
+    fn auto_migrate_brings_a_fresh_database_up_at_start(db: TestDb) {
+        let dir = TempDir::new("bin");
+        let mut cmd = command("flotilla-login", &db, &dir);
+        cmd.env("FLOTILLA_AUTO_MIGRATE", "true");
+        let mut login = Proc::spawn("login", cmd);
+        login.wait_listening(Duration::from_secs(20));
+        assert!(login.logs().contains("applied migrations 20261122000001"), "{}", login.logs());
+    }
+
+    fn sigterm_stops_a_service_cleanly(db: TestDb) {
+        let dir = TempDir::new("bin");
+        let (code, err) = stderr_of(command("flotilla-worker", &db, &dir).arg("migrate"));
+        assert_eq!(code, Some(0), "{err}");
+        for name in ["signup", "worker"] {
+            let mut proc = Proc::spawn(name, command(&format!("flotilla-{name}"), &db, &dir));
+            let addr = proc.wait_listening(Duration::from_secs(20));
+            let health = reqwest::blocking::get(format!("http://{addr}/{name}/health")).unwrap();
+            assert_eq!(health.status(), reqwest::StatusCode::OK);
+            proc.signal(libc_sigterm());
+            let status = proc.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+            assert!(status.success(), "{name}: {status}\n{}", proc.logs());
+            assert!(proc.logs().contains(&format!("flotilla-{name} stopped")), "{}", proc.logs());
+        }
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn record_future_migration(db: &TestDb) {
+    use diesel::prelude::*;
+    let sql = "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')";
+    match db.backend() {
+        Backend::Sqlite => {
+            let path = db.url().trim_start_matches("sqlite://");
+            let mut conn = SqliteConnection::establish(path).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(db.url()).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_bad_variable_stops_the_service_and_is_named() {
+    let db = TestDb::sqlite();
+    let dir = TempDir::new("bin");
+    let (code, err) =
+        stderr_of(command("flotilla-signup", &db, &dir).env("FLOTILLA_MAX_IN_FLIGHT", "lots"));
+    assert_eq!(code, Some(78), "EX_CONFIG: {err}");
+    assert!(
+        err.contains("FLOTILLA_MAX_IN_FLIGHT=\"lots\" is not valid"),
+        "{err}"
+    );
+
+    let (code, err) =
+        stderr_of(command("flotilla-login", &db, &dir).env("DATABASE_URL", "mysql://nope"));
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn an_unreachable_database_is_reported_at_once() {
+    let dir = TempDir::new("bin");
+    let db = TestDb::sqlite();
+    let port = flotilla_testkit::free_port();
+    let started = std::time::Instant::now();
+    let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).env(
+        "DATABASE_URL",
+        format!("postgres://flotilla:secret@127.0.0.1:{port}/flotilla"),
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("cannot open the database postgres://flotilla:***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(!err.contains("secret"), "no password in logs: {err}");
+}
+
+#[test]
+fn the_command_line_explains_itself() {
+    let db = TestDb::sqlite();
+    let dir = TempDir::new("bin");
+    let output = command("flotilla-admin", &db, &dir)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("FLOTILLA_ADMIN_LISTEN (default 127.0.0.1:7104)"),
+        "{help}"
+    );
+    let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("frobnicate"));
+    assert_eq!(code, Some(64));
+    assert!(err.contains("unknown command \"frobnicate\""), "{err}");
+    let (code, err) = stderr_of(command("flotilla-pages", &db, &dir).arg("frobnicate"));
+    assert_eq!(code, Some(64), "{err}");
+}

@@ -1,0 +1,75 @@
+//! The worker's ZeroMQ hub, with real sockets.
+
+use std::time::Duration;
+
+use flotilla_testkit::wait_until;
+use zeromq::prelude::*;
+
+use super::*;
+
+fn passes(fleet: &Fleet, kind: &str) -> u64 {
+    let text = fleet
+        .client()
+        .get(fleet.direct_url("worker", "/worker/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let prefix = format!("flotilla_worker_passes_total{{service=\"worker\",kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+on_both_databases! {
+    fn a_wake_up_over_zeromq_starts_a_pass(db: TestDb) {
+        let fleet = Fleet::builder(db).env("FLOTILLA_WORKER_POLL_MS", "3600000").start();
+        assert_eq!(passes(&fleet, "wake"), 0);
+        let endpoint = fleet.env_var("FLOTILLA_BUS_WAKE").to_owned();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let mut waker = flotilla_bus::Waker::connect(&endpoint).await.unwrap();
+            assert!(waker.wake("test").await);
+        });
+        assert!(
+            wait_until(Duration::from_secs(5), || passes(&fleet, "wake") == 1),
+            "{}", fleet.all_logs()
+        );
+    }
+}
+
+#[test]
+fn events_are_forwarded_from_publishers_to_subscribers() {
+    let fleet = Fleet::start(TestDb::sqlite());
+    let events_in = fleet.env_var("FLOTILLA_BUS_EVENTS_IN").to_owned();
+    let events_out = fleet.env_var("FLOTILLA_BUS_EVENTS_OUT").to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let received = runtime.block_on(async {
+        let mut subscriber = zeromq::SubSocket::new();
+        subscriber.connect(&events_out).await.unwrap();
+        subscriber.subscribe("session.").await.unwrap();
+        let mut publisher = zeromq::PubSocket::new();
+        publisher.connect(&events_in).await.unwrap();
+        // A subscription takes a moment to travel through the forwarder; publish until
+        // one message arrives (PUB drops messages nobody has subscribed to yet).
+        let receive = async {
+            loop {
+                publisher
+                    .send(zeromq::ZmqMessage::from("session.revoked 42".to_owned()))
+                    .await
+                    .unwrap();
+                if let Ok(Ok(message)) =
+                    tokio::time::timeout(Duration::from_millis(50), subscriber.recv()).await
+                {
+                    return message;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), receive)
+            .await
+            .expect("an event arrives")
+    });
+    let frame = received.get(0).unwrap();
+    assert_eq!(String::from_utf8_lossy(frame), "session.revoked 42");
+}
