@@ -43,7 +43,7 @@ impl WorkerConfig {
                 name,
                 default,
                 "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
-                |v| flotilla_bus::parse_endpoint(v),
+                flotilla_bus::parse_endpoint,
             )
         };
         Ok(Self {

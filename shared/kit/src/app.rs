@@ -120,6 +120,11 @@ impl Application {
         self.addr.port()
     }
 
+    /// Stops the server from elsewhere (`stop(true)` drains like SIGTERM does).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub fn state(&self) -> web::Data<State> {
         self.state.clone()
     }

@@ -21,13 +21,15 @@ struct Series {
 }
 
 type Key = (&'static str, String, u16);
+/// (name, kind label) → (help, count).
+type Counters = BTreeMap<(&'static str, &'static str), (&'static str, u64)>;
 
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<HashMap<Key, Series>>,
     rejected: AtomicU64,
-    /// A service's own counters: (name, label value) → (help, count).
-    counters: Mutex<BTreeMap<(&'static str, &'static str), (&'static str, u64)>>,
+    /// A service's own counters.
+    counters: Mutex<Counters>,
 }
 
 /// Methods become a fixed set of labels; anything exotic is "OTHER".

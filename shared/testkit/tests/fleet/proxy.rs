@@ -116,14 +116,14 @@ on_both_databases! {
         let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_ne!(request_id, "chosen-by-client");
         assert_eq!(request_id.len(), 32, "nginx's $request_id: {request_id}");
-        let line = format!("127.0.0.1 \"GET /login/health\" 200");
+        let line = "127.0.0.1 \"GET /login/health\" 200";
         let login = fleet.service("login");
         assert!(
-            flotilla_testkit::wait_until(Duration::from_secs(5), || login.logs().contains(&line)),
+            flotilla_testkit::wait_until(Duration::from_secs(5), || login.logs().contains(line)),
             "{}", login.logs()
         );
         let logs = login.logs();
-        let logged = logs.lines().find(|l| l.contains(&line)).unwrap();
+        let logged = logs.lines().find(|l| l.contains(line)).unwrap();
         assert!(logged.ends_with(&format!("rid={request_id}")), "{logged}");
         assert!(!logs.contains("6.6.6.6"), "{logs}");
     }

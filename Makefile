@@ -1,0 +1,40 @@
+# flotilla: the two commands are `make run` and `make test`; see README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help run test bench lint fmt release migrate pages doctor clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: release ## Build and run the whole fleet behind nginx on http://127.0.0.1:8080
+	@scripts/dev-fleet.sh
+
+test: ## Unit and end-to-end tests, on SQLite and PostgreSQL
+	@scripts/test.sh
+
+bench: ## Throughput through nginx next to nginx's own floor, and idle memory
+	@scripts/bench.sh
+
+lint: ## rustfmt and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+release: ## Optimised binaries in target/release
+	cargo build --release --workspace --bins
+
+migrate: release ## Apply pending migrations to DATABASE_URL (default var/flotilla.db)
+	target/release/flotilla-worker migrate
+
+pages: release ## Rebuild the static site into var/www
+	target/release/flotilla-pages build
+
+doctor: ## Check that this machine can run and test flotilla
+	@scripts/doctor.sh
+
+clean: ## Remove build output and var/ (the dev database, keys, mail, site)
+	cargo clean
+	rm -rf var

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The whole fleet in the foreground: `make run`. Migrates the database, builds the
+# static site, starts the five services and nginx, prefixes each log line with its
+# process, and stops everything on Ctrl-C, SIGTERM, or when any process dies.
+#
+#   FLOTILLA_HTTP_PORT   nginx's port (default 8080)
+#   FLOTILLA_BIN_DIR     where the binaries are (default target/release)
+#   FLOTILLA_DATA_DIR    runtime data (default var/ in the checkout)
+# plus every FLOTILLA_* variable of the services, passed through.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/lib.sh"
+
+port=${FLOTILLA_HTTP_PORT:-8080}
+bin=${FLOTILLA_BIN_DIR:-$root/target/release}
+export FLOTILLA_DATA_DIR=${FLOTILLA_DATA_DIR:-$root/var}
+mkdir -p "$FLOTILLA_DATA_DIR"
+FLOTILLA_DATA_DIR=$(cd "$FLOTILLA_DATA_DIR" && pwd)
+run_dir=$FLOTILLA_DATA_DIR/run
+services=(worker signup login profile admin)
+
+for name in "${services[@]}" pages; do
+    [ -x "$bin/flotilla-$name" ] || die "$bin/flotilla-$name is missing: run 'make run' (it builds them)"
+done
+nginx=$(find_nginx) || exit 1
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+    die "port $port is taken (another 'make run'?): stop it or set FLOTILLA_HTTP_PORT"
+
+"$bin/flotilla-worker" migrate || die "migration failed"
+"$bin/flotilla-pages" build || die "building the static site failed"
+"$root/scripts/render-proxy.sh" "$FLOTILLA_DATA_DIR/nginx" "127.0.0.1:$port" \
+    "${FLOTILLA_PAGES_OUT:-$FLOTILLA_DATA_DIR/www}" || die "rendering the nginx configuration failed"
+"$nginx" -t -q -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr ||
+    die "the nginx configuration is invalid"
+
+# Migrated above: the services only check the schema.
+export FLOTILLA_AUTO_MIGRATE=false
+mkdir -p "$run_dir"
+rm -f "$run_dir"/*.pid
+pids=()
+
+# start NAME COMMAND...: runs COMMAND with its output prefixed by NAME. The prefixer
+# ignores SIGINT, so that on Ctrl-C it outlives its process and no last line is lost.
+start() {
+    local name=$1
+    shift
+    "$@" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-8s' "$name") | /") 2>&1 &
+    pids+=($!)
+    echo $! >"$run_dir/$name.pid"
+}
+
+stopping=""
+stop_all() {
+    [ -n "$stopping" ] && return
+    stopping=1
+    trap '' INT TERM
+    say "stopping the fleet"
+    kill -TERM "${pids[@]}" 2>/dev/null
+    for _ in $(seq 1 150); do
+        alive=""
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+        sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null
+    wait 2>/dev/null
+    rm -f "$run_dir"/*.pid
+}
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap 'stop_all' EXIT
+
+for name in "${services[@]}"; do
+    start "$name" "$bin/flotilla-$name"
+done
+start nginx "$nginx" -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr
+
+ready=1
+for name in signup login profile admin; do
+    wait_for_status "http://127.0.0.1:$port/$name/health" 200 30 || { ready=""; break; }
+done
+if [ -n "$ready" ]; then
+    say ""
+    say "flotilla is up on http://127.0.0.1:$port  (Ctrl-C stops everything)"
+    say "  /  /signup  /login  /profile  /admin   data: $FLOTILLA_DATA_DIR"
+    say ""
+else
+    say "the fleet did not become healthy within 30 s; stopping"
+    exit 1
+fi
+
+# Until a signal, or until any process exits: a fleet with a dead member stops whole.
+wait -n "${pids[@]}"
+# Ctrl-C reaches the whole process group: a service may exit just before our own trap
+# runs. Give the trap its turn before calling this a crash.
+sleep 0.5
+say "a process of the fleet exited; stopping the others"
+exit 1

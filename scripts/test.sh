@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make test`: every test. Makes sure nginx and PostgreSQL are there (installing them
+# with apt as root on Debian), builds the binaries the end-to-end tests start, starts a
+# throwaway PostgreSQL cluster, runs the tests (cargo-nextest when installed, else
+# cargo test), and removes the cluster. Extra arguments go to the test runner.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/lib.sh"
+cd "$root"
+
+find_nginx >/dev/null
+cluster=$(mktemp -d /tmp/flotilla-pg-XXXXXX)
+trap '"$root/scripts/pg-test-cluster.sh" stop "$cluster"' EXIT
+FLOTILLA_TEST_POSTGRES_URL=$("$root/scripts/pg-test-cluster.sh" start "$cluster")
+export FLOTILLA_TEST_POSTGRES_URL
+say "PostgreSQL test cluster: $FLOTILLA_TEST_POSTGRES_URL"
+
+cargo build --workspace --bins
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    say "cargo-nextest not found: running cargo test"
+    cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,270 @@
+//! The kit's request handling, on a real server bound to a free port with a service
+//! made for the test: body limits, malformed input, the in-flight cap, error pages,
+//! graceful draining.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{HttpResponse, web};
+use flotilla_kit::{Application, Config, Env, Error, Service};
+use flotilla_testkit::{TestDb, wait_until};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+static SERVICE: Service = Service {
+    name: "test",
+    default_port: 0,
+    routes,
+    background: None,
+};
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/echo", web::post().to(echo))
+        .route("/slow", web::get().to(slow))
+        .route("/boom", web::get().to(boom));
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Echo {
+    text: String,
+}
+
+async fn echo(body: web::Json<Echo>) -> HttpResponse {
+    HttpResponse::Ok().json(body.into_inner())
+}
+
+/// Holds a request in flight for `ms` milliseconds, server side.
+async fn slow(query: web::Query<HashMap<String, u64>>) -> HttpResponse {
+    let ms = query.get("ms").copied().unwrap_or(0);
+    actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
+    HttpResponse::Ok().body("done")
+}
+
+async fn boom() -> Result<HttpResponse, Error> {
+    Err(anyhow::anyhow!("the disk at /srv/secret is full").into())
+}
+
+struct TestApp {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    client: Client,
+    _db: TestDb,
+}
+
+impl TestApp {
+    fn spawn(vars: &[(&str, &str)]) -> Self {
+        let db = TestDb::sqlite();
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("DATABASE_URL".into(), db.url().into());
+        env.insert("FLOTILLA_TEST_LISTEN".into(), "127.0.0.1:0".into());
+        env.insert("FLOTILLA_HTTP_WORKERS".into(), "2".into());
+        let config = Config::from_env(&Env::from_fn(|k| env.get(k).cloned()), "test", 0).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(&SERVICE, config).unwrap();
+                tx.send((app.port(), app.handle())).unwrap();
+                app.run_until_stopped().await.unwrap();
+            })
+        });
+        let (port, handle) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            handle,
+            client: Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .unwrap(),
+            _db: db,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/test{path}", self.addr)
+    }
+
+    fn in_flight(&self) -> u64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("flotilla_http_requests_in_flight{service=\"test\"} "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        block_on(self.handle.stop(false));
+    }
+}
+
+/// Runs a future (`ServerHandle::stop`) to completion from a plain thread.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    actix_web::rt::System::new().block_on(future)
+}
+
+#[test]
+fn json_bodies_are_checked_with_clear_errors() {
+    let app = TestApp::spawn(&[("FLOTILLA_MAX_BODY_BYTES", "1024")]);
+    let ok = app
+        .client
+        .post(app.url("/echo"))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.json::<Value>().unwrap()["text"], "hi");
+
+    let big = app
+        .client
+        .post(app.url("/echo"))
+        .json(&json!({"text": "x".repeat(2000)}))
+        .send()
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = big.json().unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    assert!(body["message"].as_str().unwrap().contains("1024 bytes"));
+
+    let malformed = app
+        .client
+        .post(app.url("/echo"))
+        .header("Content-Type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        malformed.json::<Value>().unwrap()["error"],
+        "malformed_json"
+    );
+
+    let wrong_field = app
+        .client
+        .post(app.url("/echo"))
+        .json(&json!({"txt": "hi"}))
+        .send()
+        .unwrap();
+    assert_eq!(wrong_field.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        wrong_field.json::<Value>().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `text`")
+    );
+
+    let form = app
+        .client
+        .post(app.url("/echo"))
+        .body("text=hi")
+        .header("Content-Type", "text/plain")
+        .send()
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        form.json::<Value>().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+}
+
+#[test]
+fn beyond_the_in_flight_cap_requests_get_503_with_retry_after() {
+    let app = TestApp::spawn(&[("FLOTILLA_MAX_IN_FLIGHT", "1")]);
+    let client = app.client.clone();
+    let url = app.url("/slow?ms=3000");
+    let held = std::thread::spawn(move || client.get(url).send().unwrap().status());
+    assert!(wait_until(Duration::from_secs(5), || app.in_flight() == 1));
+
+    let refused = app.client.get(app.url("/slow?ms=0")).send().unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(refused.json::<Value>().unwrap()["error"], "overloaded");
+    // Health and metrics still answer while saturated.
+    assert_eq!(
+        app.client.get(app.url("/health")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("flotilla_http_requests_rejected_total{service=\"test\"} 1"));
+
+    assert_eq!(held.join().unwrap(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/slow?ms=0"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn internal_errors_are_generic_outside_and_detailed_in_the_log() {
+    let app = TestApp::spawn(&[]);
+    let api = app.client.get(app.url("/boom")).send().unwrap();
+    assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(api.headers().contains_key("x-request-id"));
+    let body = api.text().unwrap();
+    assert!(body.contains("internal_error"));
+    assert!(!body.contains("/srv/secret"), "{body}");
+
+    let page = app
+        .client
+        .get(app.url("/boom"))
+        .header("Accept", "text/html")
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().unwrap();
+    assert!(html.contains("<h1>Internal Server Error</h1>"), "{html}");
+    assert!(!html.contains("/srv/secret"));
+}
+
+#[test]
+fn stopping_gracefully_finishes_the_requests_in_flight() {
+    let app = TestApp::spawn(&[]);
+    let client = app.client.clone();
+    let url = app.url("/slow?ms=1500");
+    let held = std::thread::spawn(move || {
+        let response = client.get(url).send().unwrap();
+        (response.status(), response.text().unwrap())
+    });
+    assert!(wait_until(Duration::from_secs(5), || app.in_flight() == 1));
+    let handle = app.handle.clone();
+    let stopping = std::thread::spawn(move || block_on(handle.stop(true)));
+    let (status, body) = held.join().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "done");
+    stopping.join().unwrap();
+    // Stopped: new connections are refused.
+    assert!(app.client.get(app.url("/health")).send().is_err());
+}
