@@ -6,6 +6,9 @@
 #   FLOTILLA_HTTP_PORT   nginx's port (default 8080)
 #   FLOTILLA_BIN_DIR     where the binaries are (default target/release)
 #   FLOTILLA_DATA_DIR    runtime data (default var/ in the checkout)
+#   FLOTILLA_FLEET_LOG_DIR  when set, each process logs to DIR/NAME.log instead of the
+#                        terminal (make bench: the prefixing sed costs more CPU than a
+#                        health request does)
 # plus every FLOTILLA_* variable of the services, passed through.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,7 +47,11 @@ pids=()
 start() {
     local name=$1
     shift
-    "$@" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-8s' "$name") | /") 2>&1 &
+    if [ -n "${FLOTILLA_FLEET_LOG_DIR:-}" ]; then
+        "$@" >>"$FLOTILLA_FLEET_LOG_DIR/$name.log" 2>&1 &
+    else
+        "$@" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-8s' "$name") | /") 2>&1 &
+    fi
     pids+=($!)
     echo $! >"$run_dir/$name.pid"
 }

@@ -61,7 +61,7 @@ http_status() {
     path=/${rest#*/}
     port=${host##*:}
     host=${host%%:*}
-    exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || { echo 000; return 0; }
+    { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || { echo 000; return 0; }
     printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$host" >&3
     read -r -t 5 _ line _ <&3 || line=000
     exec 3<&- 3>&-

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use db::{Backend, TestDb};
 pub use fleet::{Fleet, FleetBuilder, SERVICES};
-pub use process::Proc;
+pub use process::{Proc, signal_group};
 
 /// True when running in CI, where nothing may be skipped.
 pub fn in_ci() -> bool {

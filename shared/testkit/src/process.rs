@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::wait_until;
 
-/// A child process whose standard error is collected line by line.
+/// A child process whose standard output and error are collected line by line.
 pub struct Proc {
     pub name: String,
     child: Child,
@@ -22,7 +22,7 @@ impl Proc {
     pub fn spawn(name: &str, mut command: Command) -> Self {
         command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
@@ -35,18 +35,11 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
+        collect(stderr, logs.clone(), Some(tx));
+        collect(stdout, logs.clone(), None);
         Self {
             name: name.to_owned(),
             child,
@@ -144,7 +137,31 @@ impl Drop for Proc {
     }
 }
 
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    listening: Option<mpsc::Sender<SocketAddr>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let (Some(tx), Some(addr)) = (&listening, listening_addr(&line)) {
+                let _ = tx.send(addr);
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Sends `signal` to every process of the group `pgid`, as a terminal does on Ctrl-C.
+pub fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid addresses a process group; no memory involved.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
 }
