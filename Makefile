@@ -2,18 +2,18 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench lint fmt release migrate pages doctor clean
+.PHONY: help run test bench lint fmt release migrate pages doctor clean build-deps
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 run: release ## Build and run the whole fleet behind nginx on http://127.0.0.1:8080
 	@scripts/dev-fleet.sh
 
-test: ## Unit and end-to-end tests, on SQLite and PostgreSQL
+test: build-deps ## Unit and end-to-end tests, on SQLite and PostgreSQL
 	@scripts/test.sh
 
-bench: ## Throughput through nginx next to nginx's own floor, and idle memory
+bench: build-deps ## Throughput through nginx next to nginx's own floor, and idle memory
 	@scripts/bench.sh
 
 lint: ## rustfmt and clippy, as CI runs them
@@ -23,8 +23,11 @@ lint: ## rustfmt and clippy, as CI runs them
 fmt: ## Format the code
 	cargo fmt --all
 
-release: ## Optimised binaries in target/release
+release: build-deps ## Optimised binaries in target/release
 	cargo build --release --workspace --bins
+
+build-deps: ## Install what the build needs beyond Rust (gcc, pkg-config, libssl-dev) if missing
+	@scripts/ensure-build-deps.sh
 
 migrate: release ## Apply pending migrations to DATABASE_URL (default var/flotilla.db)
 	target/release/flotilla-worker migrate

@@ -77,3 +77,15 @@ wait_for_status() {
     done
     return 1
 }
+
+# What building needs beyond Rust: a C compiler (bundled SQLite and libpq) and
+# OpenSSL's headers found through pkg-config (libpq's TLS to PostgreSQL).
+ensure_build_deps() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(gcc)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+    [ ${#missing[@]} = 0 ] && return 0
+    say "missing for the build: ${missing[*]}"
+    apt_install "${missing[@]}"
+}
