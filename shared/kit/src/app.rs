@@ -177,12 +177,11 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
     let mut conn = pool.get().context("cannot get a database connection")?;
     match flotilla_db::schema_status(&mut conn)? {
         SchemaStatus::Current => Ok(()),
-        SchemaStatus::Behind { pending } if config.auto_migrate => {
+        SchemaStatus::Behind { .. } if config.auto_migrate => {
             let applied = flotilla_db::migrate(&mut conn, &config.database.url)?;
             if !applied.is_empty() {
                 log::info!("applied migrations {}", applied.join(", "));
             }
-            let _ = pending;
             Ok(())
         }
         SchemaStatus::Behind { pending } => bail!(

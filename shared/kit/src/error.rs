@@ -233,8 +233,8 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
     .into()
 }
 
-pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
-    let _ = err;
+/// A path segment that does not parse (e.g. a malformed id) names no resource.
+pub fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
     Error::NotFound.into()
 }
 

@@ -1,30 +1,13 @@
-use std::fmt;
-
 use diesel::prelude::*;
 
 use crate::{TempDir, in_ci};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        })
-    }
-}
 
 /// A database that belongs to one test: a fresh SQLite file in a temporary folder, or
 /// a fresh database in the test PostgreSQL cluster, dropped afterwards.
 #[derive(Debug)]
 pub struct TestDb {
     url: String,
-    backend: Backend,
+    postgres_backend: bool,
     _dir: Option<TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -35,7 +18,7 @@ impl TestDb {
         let url = format!("sqlite://{}", dir.path().join("flotilla.db").display());
         Self {
             url,
-            backend: Backend::Sqlite,
+            postgres_backend: false,
             _dir: Some(dir),
             postgres: None,
         }
@@ -77,25 +60,27 @@ impl TestDb {
         let url = format!("{server}/{name}");
         Some(Self {
             url,
-            backend: Backend::Postgres,
+            postgres_backend: true,
             _dir: None,
             postgres: Some((admin_url, name)),
         })
-    }
-
-    pub fn of(backend: Backend) -> Option<Self> {
-        match backend {
-            Backend::Sqlite => Some(Self::sqlite()),
-            Backend::Postgres => Self::postgres(),
-        }
     }
 
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn is_postgres(&self) -> bool {
+        self.postgres_backend
+    }
+
+    /// As `/ready` names it: "sqlite" or "postgres".
+    pub fn backend_name(&self) -> &'static str {
+        if self.postgres_backend {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 }
 

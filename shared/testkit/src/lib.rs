@@ -17,7 +17,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use db::{Backend, TestDb};
+pub use db::TestDb;
 pub use fleet::{Fleet, FleetBuilder, SERVICES};
 pub use process::{Proc, signal_group};
 

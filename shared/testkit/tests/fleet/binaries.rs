@@ -102,16 +102,13 @@ fn libc_sigterm() -> i32 {
 fn record_future_migration(db: &TestDb) {
     use diesel::prelude::*;
     let sql = "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')";
-    match db.backend() {
-        Backend::Sqlite => {
-            let path = db.url().trim_start_matches("sqlite://");
-            let mut conn = SqliteConnection::establish(path).unwrap();
-            diesel::sql_query(sql).execute(&mut conn).unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = PgConnection::establish(db.url()).unwrap();
-            diesel::sql_query(sql).execute(&mut conn).unwrap();
-        }
+    if db.is_postgres() {
+        let mut conn = PgConnection::establish(db.url()).unwrap();
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    } else {
+        let path = db.url().trim_start_matches("sqlite://");
+        let mut conn = SqliteConnection::establish(path).unwrap();
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
     }
 }
 

@@ -2,7 +2,7 @@
 //! PostgreSQL. Each test gets its own database and its own fleet on free ports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flotilla_testkit::{Backend, Fleet, TestDb};
+use flotilla_testkit::{Fleet, TestDb};
 
 /// Declares each test twice, `name::sqlite` and `name::postgres`, each with a database
 /// of its own. The PostgreSQL one needs the cluster `make test` starts.
@@ -35,14 +35,3 @@ mod binaries;
 mod make_run;
 mod proxy;
 mod worker;
-
-fn fleet(db: TestDb) -> Fleet {
-    Fleet::start(db)
-}
-
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    }
-}

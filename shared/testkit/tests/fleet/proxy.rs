@@ -11,8 +11,8 @@ const PUBLIC: [&str; 4] = ["signup", "login", "profile", "admin"];
 
 on_both_databases! {
     fn every_service_is_healthy_and_ready_through_nginx(db: TestDb) {
-        let backend = backend_name(db.backend());
-        let fleet = fleet(db);
+        let backend = db.backend_name();
+        let fleet = Fleet::start(db);
         for name in PUBLIC {
             let health = fleet.get(&format!("/{name}/health"));
             assert_eq!(health.status(), StatusCode::OK, "/{name}/health");
@@ -33,7 +33,7 @@ on_both_databases! {
     }
 
     fn the_static_site_is_served_at_the_root(db: TestDb) {
-        let fleet = fleet(db);
+        let fleet = Fleet::start(db);
         let home = fleet.get_html("/");
         assert_eq!(home.status(), StatusCode::OK);
         assert!(home.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -51,7 +51,7 @@ on_both_databases! {
     }
 
     fn metrics_are_refused_through_nginx_and_served_directly(db: TestDb) {
-        let fleet = fleet(db);
+        let fleet = Fleet::start(db);
         for name in PUBLIC {
             for path in [format!("/{name}/metrics"), format!("/{name}/metrics/")] {
                 assert_eq!(fleet.get(&path).status(), StatusCode::FORBIDDEN, "{path}");
@@ -74,7 +74,7 @@ on_both_databases! {
     }
 
     fn security_headers_are_on_every_answer(db: TestDb) {
-        let fleet = fleet(db);
+        let fleet = Fleet::start(db);
         for path in ["/", "/signup/health", "/login/nothing-here", "/no/such/page"] {
             let response = fleet.get(path);
             let headers = response.headers();
@@ -89,7 +89,7 @@ on_both_databases! {
     }
 
     fn errors_follow_the_accept_header(db: TestDb) {
-        let fleet = fleet(db);
+        let fleet = Fleet::start(db);
         let api = fleet.request(reqwest::Method::GET, "/profile/no-such-route")
             .header("Accept", "application/json")
             .send()
@@ -106,7 +106,7 @@ on_both_databases! {
     }
 
     fn the_client_address_and_request_id_come_from_nginx(db: TestDb) {
-        let mut fleet = fleet(db);
+        let mut fleet = Fleet::start(db);
         // A client cannot choose its address by sending X-Forwarded-For itself.
         let response = fleet.request(reqwest::Method::GET, "/login/health")
             .header("X-Forwarded-For", "6.6.6.6")
