@@ -4,14 +4,21 @@
 //! delays work. Its HTTP side (`/worker/health`, `/ready`, `/metrics`) is internal;
 //! nginx does not route to it.
 //!
-//! The job queue that a pass drains arrives with the signup issue; until then a pass
-//! has nothing to claim and only counts itself in `flotilla_worker_passes_total`.
+//! A pass claims due jobs in batches (with a lease), runs each and records the result;
+//! on SIGTERM the worker finishes the job in hand and releases the rest of its batch.
+//! Each pass also enqueues the recurring tasks whose time slot has come (idempotent
+//! per slot across workers): today the hourly clean-up of spent tokens and old jobs.
+
+pub mod mail;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use flotilla_bus::{BusConfig, WakeReceiver};
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::email_tokens;
+use flotilla_jobs::{Failure, Job, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
 use flotilla_kit::{ConfigError, Env, Service, State};
@@ -27,12 +34,18 @@ pub static SERVICE: Service = Service {
 pub fn routes(_cfg: &mut web::ServiceConfig) {}
 
 /// What the worker reads beyond the kit's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// `FLOTILLA_BUS_WAKE`, `FLOTILLA_BUS_EVENTS_IN`, `FLOTILLA_BUS_EVENTS_OUT`.
     pub bus: BusConfig,
     /// `FLOTILLA_WORKER_POLL_MS` (default 2000): the pass interval without wake-ups.
     pub poll: Duration,
+    /// `FLOTILLA_WORKER_BATCH` (default 32): jobs claimed at once.
+    pub batch: i64,
+    /// `FLOTILLA_WORKER_LEASE_SECS` (default 300): how long a claim holds; a job whose
+    /// worker died is run again after it.
+    pub lease: Duration,
+    pub mail: mail::MailConfig,
 }
 
 impl WorkerConfig {
@@ -57,6 +70,13 @@ impl WorkerConfig {
                 2000,
                 10..=3_600_000,
             )?),
+            batch: env.number("FLOTILLA_WORKER_BATCH", 32, 1..=10_000)?,
+            lease: Duration::from_secs(env.number(
+                "FLOTILLA_WORKER_LEASE_SECS",
+                300,
+                1..=86_400,
+            )?),
+            mail: mail::MailConfig::from_env(env, &flotilla_kit::config::data_dir(env)?)?,
         })
     }
 }
@@ -70,6 +90,20 @@ fn background(
 
 const PASSES: &str = "flotilla_worker_passes_total";
 const PASSES_HELP: &str = "Passes of the job loop, by what started them.";
+const JOBS: &str = "flotilla_worker_jobs_total";
+const JOBS_HELP: &str = "Jobs run, by outcome (done, retry, dead, released).";
+
+/// This worker's name in job leases: host, process and a random part.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
 
 async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let config = WorkerConfig::from_env(&Env::from_process())
@@ -77,8 +111,9 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
     let mut wake = WakeReceiver::bind(&config.bus.wake).await?;
     let forwarder = flotilla_bus::run_forwarder(&config.bus.events_in, &config.bus.events_out);
     let mut forwarder = std::pin::pin!(forwarder);
+    let id = worker_id();
     log::info!(
-        "worker: wake-ups on {}, events {} -> {}, polling every {:?}",
+        "worker {id}: wake-ups on {}, events {} -> {}, polling every {:?}",
         config.bus.wake,
         config.bus.events_in,
         config.bus.events_out,
@@ -87,7 +122,7 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
     let mut poll = flotilla_kit::tokio::time::interval(config.poll);
     poll.set_missed_tick_behavior(flotilla_kit::tokio::time::MissedTickBehavior::Delay);
     loop {
-        flotilla_kit::tokio::select! {
+        let cause = flotilla_kit::tokio::select! {
             _ = stop.changed() => break,
             ended = &mut forwarder => {
                 return Err(ended.err().unwrap_or_else(|| anyhow::anyhow!("event forwarder stopped")));
@@ -95,18 +130,151 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
             woken = wake.recv() => {
                 let topic = woken?;
                 log::debug!("worker: woken by {topic:?}");
-                pass(&state, "wake");
+                "wake"
             }
-            _ = poll.tick() => pass(&state, "poll"),
+            _ = poll.tick() => "poll",
+        };
+        state.metrics.count(PASSES, PASSES_HELP, cause);
+        if let Err(e) = pass(&state, &config, &id, &stop).await {
+            // The database may be down: the next pass tries again.
+            log::error!("worker: pass failed: {e:#}");
         }
     }
     log::info!("worker: stopped taking work");
     Ok(())
 }
 
-/// One pass of the job loop.
-fn pass(state: &State, cause: &'static str) {
-    state.metrics.count(PASSES, PASSES_HELP, cause);
+/// Schedules what is due, then claims and runs jobs until none is due or the worker
+/// is stopping.
+async fn pass(
+    state: &web::Data<State>,
+    config: &WorkerConfig,
+    id: &str,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let pool = state.pool.clone();
+    web::block(move || -> anyhow::Result<()> {
+        let mut conn = pool.get()?;
+        schedule(&mut conn)
+    })
+    .await??;
+    loop {
+        let pool = state.pool.clone();
+        let (worker, lease, batch) = (id.to_owned(), config.lease, config.batch);
+        let jobs = web::block(move || -> anyhow::Result<Vec<Job>> {
+            let mut conn = pool.get()?;
+            Ok(flotilla_jobs::claim(&mut conn, &worker, lease, batch)?)
+        })
+        .await??;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            if *stop.borrow() {
+                let pool = state.pool.clone();
+                let (rest, worker) = (jobs[i..].to_vec(), id.to_owned());
+                let released = rest.len();
+                web::block(move || -> anyhow::Result<()> {
+                    let mut conn = pool.get()?;
+                    for job in &rest {
+                        flotilla_jobs::release(&mut conn, job, &worker)?;
+                    }
+                    Ok(())
+                })
+                .await??;
+                for _ in 0..released {
+                    state.metrics.count(JOBS, JOBS_HELP, "released");
+                }
+                return Ok(());
+            }
+            let result = run_job(state, config, job).await;
+            let pool = state.pool.clone();
+            let (job, worker) = (job.clone(), id.to_owned());
+            let outcome = web::block(move || -> anyhow::Result<&'static str> {
+                let mut conn = pool.get()?;
+                Ok(match result {
+                    Ok(()) => {
+                        flotilla_jobs::complete(&mut conn, &job, &worker)?;
+                        "done"
+                    }
+                    Err(failure) => {
+                        log::warn!(
+                            "job {} ({}) attempt {} failed: {failure:?}",
+                            job.id,
+                            job.kind,
+                            job.attempts
+                        );
+                        match flotilla_jobs::fail(&mut conn, &job, &worker, &failure)? {
+                            Outcome::RetryAt(_) => "retry",
+                            Outcome::Dead => "dead",
+                        }
+                    }
+                })
+            })
+            .await??;
+            state.metrics.count(JOBS, JOBS_HELP, outcome);
+        }
+    }
+}
+
+/// Runs one job by its kind.
+async fn run_job(
+    state: &web::Data<State>,
+    config: &WorkerConfig,
+    job: &Job,
+) -> Result<(), Failure> {
+    match job.kind.as_str() {
+        "email" => {
+            let email: mail::EmailJob = serde_json::from_str(&job.payload)
+                .map_err(|e| Failure::Permanent(format!("malformed email job: {e}")))?;
+            let (mail, key) = (config.mail.clone(), job.idempotency_key.clone());
+            web::block(move || mail::send(&mail, &key, &email))
+                .await
+                .map_err(|e| Failure::Temporary(format!("mail task: {e}")))?
+        }
+        "cleanup" => {
+            let pool = state.pool.clone();
+            web::block(move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                cleanup(&mut conn)
+            })
+            .await
+            .map_err(|e| Failure::Temporary(e.to_string()))?
+            .map_err(|e| Failure::Temporary(format!("{e:#}")))
+        }
+        // For tests and the queue benchmark.
+        "noop" => Ok(()),
+        other => Err(Failure::Permanent(format!(
+            "no handler for job kind {other:?}"
+        ))),
+    }
+}
+
+/// Enqueues the recurring tasks of the current time slot. The slot is the job's
+/// idempotency key, so however many workers do this, each slot runs once.
+fn schedule(conn: &mut flotilla_db::AnyConnection) -> anyhow::Result<()> {
+    let now = flotilla_jobs::now();
+    let hour = now.format("%Y-%m-%dT%H").to_string();
+    let mut job = NewJob::new("cleanup", serde_json::json!({}), format!("cleanup:{hour}"));
+    job.max_attempts = 3;
+    flotilla_jobs::enqueue(conn, &job)?;
+    Ok(())
+}
+
+/// Deletes spent email tokens (used, or expired) and jobs done over a week ago.
+fn cleanup(conn: &mut flotilla_db::AnyConnection) -> anyhow::Result<()> {
+    let now = flotilla_jobs::now();
+    let tokens = flotilla_db::diesel::delete(
+        email_tokens::table.filter(
+            email_tokens::used_at
+                .is_not_null()
+                .or(email_tokens::expires_at.lt(now)),
+        ),
+    )
+    .execute(conn)?;
+    let jobs = flotilla_jobs::purge_done(conn, now - chrono::TimeDelta::days(7))?;
+    log::info!("clean-up: deleted {tokens} spent tokens and {jobs} old jobs");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -163,6 +163,27 @@ where
     }
 }
 
+/// Raw SQL written with `?` placeholders, as the connection's backend wants it
+/// (PostgreSQL numbers them: `$1`, `$2`, …). The SQL must hold no literal `?`.
+pub fn portable_sql(conn: &AnyConnection, sql: &str) -> String {
+    match conn {
+        AnyConnection::Sqlite(_) => sql.to_owned(),
+        AnyConnection::Postgresql(_) => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
 /// The pool's numbers, for `/metrics`.
 pub fn pool_state(pool: &Pool) -> (u32, u32, u32) {
     let state = pool.state();

@@ -17,3 +17,37 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    email_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        email -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        kind -> Text,
+        payload -> Text,
+        idempotency_key -> Text,
+        run_after -> Timestamp,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        locked_until -> Nullable<Timestamp>,
+        locked_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        done_at -> Nullable<Timestamp>,
+        dead_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(email_tokens -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, jobs);

@@ -36,7 +36,10 @@ fn migrate_brings_an_empty_database_to_current_once() {
             SchemaStatus::Behind { .. }
         ));
         let applied = migrate(&mut conn, &url).unwrap();
-        assert_eq!(applied, vec!["20261122000001".to_string()]);
+        assert_eq!(
+            applied,
+            vec!["20261122000001".to_string(), "20261122000002".to_string()]
+        );
         assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
         assert!(
             migrate(&mut conn, &url).unwrap().is_empty(),
@@ -110,6 +113,25 @@ fn schema_matches_migrations() {
         assert_eq!(rows[0].1, "Ada@Example.org");
         assert_eq!(rows[0].6, "user", "role defaults to user");
         assert_eq!(rows[0].7, 0, "profiles are private by default");
+
+        let tokens: Vec<(
+            String,
+            String,
+            String,
+            String,
+            NaiveDateTime,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+        )> = crate::schema::email_tokens::table
+            .select(crate::schema::email_tokens::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(tokens.is_empty());
+        let count: i64 = crate::schema::jobs::table
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(count, 0);
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)

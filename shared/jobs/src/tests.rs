@@ -1,0 +1,223 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_db::{DatabaseUrl, Pool, PoolConfig, schema::jobs};
+use flotilla_testkit::{TestDb, wait_until};
+
+use super::*;
+
+fn each_backend(test: impl Fn(&Pool)) {
+    for db in [Some(TestDb::sqlite()), TestDb::postgres()]
+        .into_iter()
+        .flatten()
+    {
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let pool = flotilla_db::connect(&PoolConfig {
+            url: url.clone(),
+            max_size: 8,
+            timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        flotilla_db::migrate(&mut pool.get().unwrap(), &url).unwrap();
+        test(&pool);
+    }
+}
+
+fn job(key: &str) -> NewJob {
+    NewJob::new("noop", serde_json::json!({"key": key}), key.to_owned())
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+#[test]
+fn an_idempotency_key_enqueues_once() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        assert!(enqueue(&mut conn, &job("a")).unwrap());
+        // Inside a transaction too: the conflict does not spoil it.
+        write_transaction(&mut conn, |c| {
+            assert!(!enqueue(c, &job("a"))?);
+            assert!(enqueue(c, &job("b"))?);
+            QueryResult::Ok(())
+        })
+        .unwrap();
+        let count: i64 = jobs::table.count().get_result(&mut conn).unwrap();
+        assert_eq!(count, 2);
+    });
+}
+
+#[test]
+fn a_claimed_job_is_leased_and_completed_once() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        enqueue(&mut conn, &job("a")).unwrap();
+        let claimed = claim(&mut conn, "w1", LEASE, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].attempts, 1);
+        assert_eq!(claimed[0].payload().unwrap()["key"], "a");
+        assert!(
+            claim(&mut conn, "w2", LEASE, 10).unwrap().is_empty(),
+            "leased"
+        );
+        assert!(!complete(&mut conn, &claimed[0], "w2").unwrap(), "not w2's");
+        assert!(complete(&mut conn, &claimed[0], "w1").unwrap());
+        assert!(
+            claim(&mut conn, "w2", LEASE, 10).unwrap().is_empty(),
+            "done"
+        );
+        let payload: String = jobs::table.select(jobs::payload).first(&mut conn).unwrap();
+        assert_eq!(payload, "{}", "a done job keeps no payload");
+    });
+}
+
+#[test]
+fn a_job_whose_worker_died_is_claimed_again_after_its_lease() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        enqueue(&mut conn, &job("a")).unwrap();
+        let first = claim(&mut conn, "dead-worker", Duration::from_millis(200), 10).unwrap();
+        assert_eq!(first.len(), 1);
+        let mut again = Vec::new();
+        assert!(wait_until(Duration::from_secs(5), || {
+            again = claim(&mut conn, "w2", LEASE, 10).unwrap();
+            !again.is_empty()
+        }));
+        assert_eq!(again[0].id, first[0].id);
+        assert_eq!(again[0].attempts, 2);
+        assert!(
+            !complete(&mut conn, &first[0], "dead-worker").unwrap(),
+            "lease lost"
+        );
+        assert!(complete(&mut conn, &again[0], "w2").unwrap());
+    });
+}
+
+#[test]
+fn failures_back_off_then_park_the_job_as_dead() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        let mut new = job("a");
+        new.max_attempts = 2;
+        enqueue(&mut conn, &new).unwrap();
+        let claimed = claim(&mut conn, "w", LEASE, 1).unwrap().remove(0);
+        let outcome = fail(
+            &mut conn,
+            &claimed,
+            "w",
+            &Failure::Temporary("timeout".into()),
+        )
+        .unwrap();
+        let Outcome::RetryAt(at) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            at > now() + TimeDelta::milliseconds(1000),
+            "backs off: {at}"
+        );
+        assert!(
+            claim(&mut conn, "w", LEASE, 1).unwrap().is_empty(),
+            "not yet due"
+        );
+
+        // Make it due, fail it again: the last attempt parks it.
+        diesel::update(jobs::table)
+            .set(jobs::run_after.eq(now()))
+            .execute(&mut conn)
+            .unwrap();
+        let claimed = claim(&mut conn, "w", LEASE, 1).unwrap().remove(0);
+        assert_eq!(claimed.attempts, 2);
+        let outcome = fail(
+            &mut conn,
+            &claimed,
+            "w",
+            &Failure::Temporary("timeout again".into()),
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Dead);
+        let (error, dead): (Option<String>, Option<NaiveDateTime>) = jobs::table
+            .select((jobs::last_error, jobs::dead_at))
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(error.as_deref(), Some("timeout again"));
+        assert!(dead.is_some());
+        assert_eq!(counts(&mut conn).unwrap(), (0, 1));
+    });
+}
+
+#[test]
+fn a_permanent_failure_is_not_retried_and_a_released_job_keeps_its_attempts() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        enqueue(&mut conn, &job("a")).unwrap();
+        enqueue(&mut conn, &job("b")).unwrap();
+        let claimed = claim(&mut conn, "w", LEASE, 2).unwrap();
+        assert_eq!(claimed.len(), 2);
+        let outcome = fail(
+            &mut conn,
+            &claimed[0],
+            "w",
+            &Failure::Permanent("550 no such mailbox".into()),
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Dead);
+        assert!(release(&mut conn, &claimed[1], "w").unwrap());
+        let again = claim(&mut conn, "w", LEASE, 2).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, claimed[1].id);
+        assert_eq!(again[0].attempts, 1, "the released attempt did not count");
+    });
+}
+
+#[test]
+fn concurrent_workers_never_share_a_job() {
+    each_backend(|pool| {
+        {
+            let mut conn = pool.get().unwrap();
+            for i in 0..200 {
+                enqueue(&mut conn, &job(&format!("j{i}"))).unwrap();
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        std::thread::scope(|scope| {
+            for w in 0..4 {
+                let pool = pool.clone();
+                let seen = seen.clone();
+                scope.spawn(move || {
+                    let worker = format!("w{w}");
+                    let mut conn = pool.get().unwrap();
+                    loop {
+                        let batch = claim(&mut conn, &worker, LEASE, 7).unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for job in batch {
+                            assert!(complete(&mut conn, &job, &worker).unwrap());
+                            seen.lock().unwrap().push(job.id);
+                        }
+                    }
+                });
+            }
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 200);
+        assert_eq!(
+            seen.iter().collect::<HashSet<_>>().len(),
+            200,
+            "each job once"
+        );
+    });
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    for attempt in 1..30 {
+        let wait = backoff(attempt).as_secs_f64();
+        let base = (2.0 * 2f64.powi(attempt.clamp(1, 20) - 1)).min(3600.0);
+        assert!(
+            wait >= base * 0.75 && wait <= base * 1.25,
+            "{attempt}: {wait}"
+        );
+    }
+}
