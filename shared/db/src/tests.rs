@@ -86,6 +86,16 @@ type UserRow = (
     NaiveDateTime,
 );
 
+type TokenRow = (
+    String,
+    String,
+    String,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+);
+
 /// `schema.rs` is written by hand: loading every column on both backends proves it
 /// matches what the migrations create.
 #[test]
@@ -114,15 +124,7 @@ fn schema_matches_migrations() {
         assert_eq!(rows[0].6, "user", "role defaults to user");
         assert_eq!(rows[0].7, 0, "profiles are private by default");
 
-        let tokens: Vec<(
-            String,
-            String,
-            String,
-            String,
-            NaiveDateTime,
-            NaiveDateTime,
-            Option<NaiveDateTime>,
-        )> = crate::schema::email_tokens::table
+        let tokens: Vec<TokenRow> = crate::schema::email_tokens::table
             .select(crate::schema::email_tokens::all_columns)
             .load(&mut conn)
             .unwrap();
