@@ -26,12 +26,9 @@ use flotilla_kit::{ConfigError, Env, Service, State};
 pub static SERVICE: Service = Service {
     name: "worker",
     default_port: 7105,
-    routes,
+    setup: flotilla_kit::no_routes,
     background: Some(background),
 };
-
-/// Internal routes only: the kit's health, ready and metrics.
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
 
 /// What the worker reads beyond the kit's configuration.
 #[derive(Debug, Clone)]

@@ -98,6 +98,52 @@ impl Waker {
     }
 }
 
+/// Wake-ups from synchronous code or any thread: a background thread owns the PUSH
+/// socket (zeromq sockets belong to the runtime that made them) and sends what
+/// `wake` queues. Never blocks the caller; when the queue is full or the worker is
+/// away, the wake-up is dropped and the worker's poll picks the job up.
+#[derive(Clone)]
+pub struct WakeSender {
+    queue: tokio::sync::mpsc::Sender<String>,
+}
+
+impl WakeSender {
+    pub fn start(endpoint: &str) -> anyhow::Result<Self> {
+        let (queue, mut pending) = tokio::sync::mpsc::channel::<String>(1024);
+        let endpoint = endpoint.to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the wake-up thread's runtime")?;
+        std::thread::Builder::new()
+            .name("flotilla-wake".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut waker: Option<Waker> = None;
+                    while let Some(topic) = pending.recv().await {
+                        if waker.is_none() {
+                            match Waker::connect(&endpoint).await {
+                                Ok(w) => waker = Some(w),
+                                Err(e) => log::debug!("no wake-up sent: {e:#}"),
+                            }
+                        }
+                        if let Some(w) = waker.as_mut()
+                            && !w.wake(&topic).await
+                        {
+                            log::debug!("wake-up {topic:?} not delivered; the worker will poll");
+                        }
+                    }
+                })
+            })
+            .context("cannot start the wake-up thread")?;
+        Ok(Self { queue })
+    }
+
+    pub fn wake(&self, topic: &str) {
+        let _ = self.queue.try_send(topic.to_owned());
+    }
+}
+
 /// Binds the event forwarder's two sockets and forwards until an error.
 pub async fn run_forwarder(events_in: &str, events_out: &str) -> anyhow::Result<()> {
     let mut frontend = XSubSocket::new();
@@ -125,6 +171,18 @@ mod tests {
         assert!(parse_endpoint("tcp://[::1]:7110").is_some());
         assert!(parse_endpoint("127.0.0.1:7110").is_none());
         assert!(parse_endpoint("tcp://127.0.0.1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_wake_sender_delivers_from_plain_code() {
+        let mut receiver = WakeReceiver::bind("tcp://127.0.0.1:0").await.unwrap();
+        let sender = WakeSender::start(&receiver.endpoint).unwrap();
+        sender.wake("email");
+        let topic = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(topic, "email");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
@@ -27,14 +28,26 @@ pub type Background = fn(
     watch::Receiver<bool>,
 ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 
+/// Registers a service's own routes (and their app data), under `/<name>`; called
+/// once per HTTP worker thread.
+pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// Builds a service's routes once at start-up: reads its own configuration and makes
+/// its state. An `Err` stops the service before it listens.
+pub type Setup = fn(&web::Data<State>) -> anyhow::Result<Routes>;
+
 /// What makes one service different from another.
 pub struct Service {
     /// Short name: the path prefix (`/signup`) and the `FLOTILLA_SIGNUP_LISTEN` variable.
     pub name: &'static str,
     pub default_port: u16,
-    /// The service's own routes, mounted under `/<name>`.
-    pub routes: fn(&mut web::ServiceConfig),
+    pub setup: Setup,
     pub background: Option<Background>,
+}
+
+/// The `setup` of a service with no routes beyond the kit's.
+pub fn no_routes(_: &web::Data<State>) -> anyhow::Result<Routes> {
+    Ok(Arc::new(|_| {}))
 }
 
 impl Service {
@@ -74,6 +87,7 @@ impl Application {
             pool,
             config: config.clone(),
         });
+        let routes = (service.setup)(&state)?;
         let app_state = state.clone();
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -98,7 +112,7 @@ impl Application {
                         .route("/health", web::get().to(health))
                         .route("/ready", web::get().to(ready))
                         .route("/metrics", web::get().to(metrics_text))
-                        .configure(service.routes),
+                        .configure(|cfg| routes(cfg)),
                 )
                 .default_service(web::to(not_found))
         })

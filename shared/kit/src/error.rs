@@ -24,6 +24,11 @@ pub enum Error {
     BadRequest { code: &'static str, message: String },
     /// 422: well-formed, but fields are invalid.
     Invalid(FieldErrors),
+    /// 409: the request conflicts with the current state (a name already taken).
+    Conflict {
+        code: &'static str,
+        fields: FieldErrors,
+    },
     /// 404.
     NotFound,
     /// 405.
@@ -57,7 +62,9 @@ impl Error {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadRequest { code, .. } | Error::Unavailable { code, .. } => code,
+            Error::BadRequest { code, .. }
+            | Error::Unavailable { code, .. }
+            | Error::Conflict { code, .. } => code,
             Error::Invalid(_) => "invalid_input",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -73,6 +80,7 @@ impl Error {
             Error::BadRequest { message, .. } | Error::Unavailable { message, .. } => {
                 message.clone()
             }
+            Error::Conflict { .. } => "A value is already in use.".into(),
             Error::Invalid(fields) if fields.len() == 1 => "One field is invalid.".into(),
             Error::Invalid(fields) => format!("{} fields are invalid.", fields.len()),
             Error::NotFound => "There is nothing at this address.".into(),
@@ -91,7 +99,7 @@ impl Error {
 
     pub fn fields(&self) -> Option<&FieldErrors> {
         match self {
-            Error::Invalid(fields) => Some(fields),
+            Error::Invalid(fields) | Error::Conflict { fields, .. } => Some(fields),
             _ => None,
         }
     }
@@ -155,6 +163,7 @@ impl ResponseError for Error {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -129,6 +129,23 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
+/// A snake_case code for a status, for errors that are not ours.
+fn code_for(status: actix_web::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_input",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        s if s >= 500 => "internal_error",
+        _ => "bad_request",
+    }
+}
+
 /// Health and metrics stay answerable when the service is saturated.
 fn exempt_from_cap(path: &str) -> bool {
     path.ends_with("/health") || path.ends_with("/metrics")
@@ -202,7 +219,8 @@ pub async fn observe(
         if status.is_server_error() {
             log::error!(target: "flotilla::error", "rid={} {method} {path}: {err}", context.id);
         }
-        if html {
+        let ours = err.as_error::<Error>().is_some();
+        if html || !ours {
             let page = match err.as_error::<Error>() {
                 Some(ours) => ours.html_page(),
                 None => crate::html::page(
@@ -216,8 +234,17 @@ pub async fn observe(
                     builder.append_header((name.clone(), value.clone()));
                 }
             }
-            let page = builder.content_type("text/html; charset=utf-8").body(page);
-            res = res.into_response(page);
+            // actix's own errors (a body over the limit read as bytes, say) get the
+            // same JSON shape as ours.
+            let replaced = if html {
+                builder.content_type("text/html; charset=utf-8").body(page)
+            } else {
+                builder.json(serde_json::json!({
+                    "error": code_for(status),
+                    "message": status.canonical_reason().unwrap_or("Error"),
+                }))
+            };
+            res = res.into_response(replaced);
         }
     }
     if let Ok(value) = HeaderValue::from_str(&context.id) {

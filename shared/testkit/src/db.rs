@@ -84,6 +84,38 @@ impl TestDb {
     }
 }
 
+#[derive(QueryableByName)]
+struct Value {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    v: String,
+}
+
+impl TestDb {
+    /// Runs a query whose one column is named `v` and is text; for tests that check
+    /// what the services stored.
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        let rows: Vec<Value> = if self.postgres_backend {
+            diesel::sql_query(sql).load(&mut PgConnection::establish(&self.url).unwrap())
+        } else {
+            let path = self.url.trim_start_matches("sqlite://");
+            diesel::sql_query(sql).load(&mut SqliteConnection::establish(path).unwrap())
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.v).collect()
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str) -> usize {
+        if self.postgres_backend {
+            diesel::sql_query(sql).execute(&mut PgConnection::establish(&self.url).unwrap())
+        } else {
+            let path = self.url.trim_start_matches("sqlite://");
+            diesel::sql_query(sql).execute(&mut SqliteConnection::establish(path).unwrap())
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = &self.postgres

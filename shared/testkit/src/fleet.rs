@@ -272,6 +272,35 @@ impl Fleet {
         out
     }
 
+    /// The messages the file transport wrote to `to` (`To: <address>`), oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let dir = self.data_dir().join("mail");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .into_iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .filter(|m| {
+                m.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+            })
+            .collect()
+    }
+
+    /// Waits until `count` messages to `to` exist, and returns them.
+    pub fn wait_for_mails(&self, to: &str, count: usize) -> Vec<String> {
+        let found = wait_until(Duration::from_secs(15), || self.mails_to(to).len() >= count);
+        assert!(
+            found,
+            "{count} mail(s) to {to} did not arrive:\n{}",
+            self.all_logs()
+        );
+        self.mails_to(to)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(&self.env["FLOTILLA_DATA_DIR"])
     }

@@ -12,6 +12,7 @@
 mod db;
 mod fleet;
 mod process;
+mod smtp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use db::TestDb;
 pub use fleet::{Fleet, FleetBuilder, SERVICES};
 pub use process::{Proc, signal_group};
+pub use smtp::{Received, SmtpSink};
 
 /// True when running in CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
@@ -77,6 +79,26 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The text of a mail as a person reads it: quoted-printable soft line breaks joined
+/// and `=3D` turned back into `=`.
+pub fn mail_text(raw: &str) -> String {
+    raw.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// The value of `name=` in the first link of a mail that carries one.
+pub fn link_param(mail: &str, name: &str) -> Option<String> {
+    let text = mail_text(mail);
+    let start = text.find(&format!("{name}="))? + name.len() + 1;
+    Some(
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect(),
+    )
 }
 
 /// A folder removed when dropped (unless `FLOTILLA_KEEP_TEST_DIRS` is set).

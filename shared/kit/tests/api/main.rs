@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 static SERVICE: Service = Service {
     name: "test",
     default_port: 0,
-    routes,
+    setup: |_| Ok(std::sync::Arc::new(routes)),
     background: None,
 };
 

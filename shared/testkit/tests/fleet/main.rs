@@ -34,4 +34,5 @@ macro_rules! on_both_databases {
 mod binaries;
 mod make_run;
 mod proxy;
+mod signup;
 mod worker;

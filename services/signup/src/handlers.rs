@@ -1,0 +1,253 @@
+//! Signup's routes. Each turns its input into domain types first, then acts.
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_auth::PoolError;
+use flotilla_db::diesel::result::Error as DbError;
+use flotilla_kit::middleware::wants_html;
+use flotilla_kit::{Error, FieldErrors, State};
+use serde::de::DeserializeOwned;
+
+use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
+use crate::store::{self, Registered, Verified};
+use crate::{Signup, pages};
+
+/// How the body came: JSON from API clients, a form from browsers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Form,
+}
+
+fn format_of(req: &HttpRequest) -> Result<Format, Error> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match content_type.as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/x-www-form-urlencoded" => Ok(Format::Form),
+        _ => Err(Error::UnsupportedMediaType {
+            expected: "application/json or application/x-www-form-urlencoded",
+        }),
+    }
+}
+
+fn decode<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, Error> {
+    match format {
+        Format::Json => serde_json::from_slice(body).map_err(|e| Error::BadRequest {
+            code: "malformed_json",
+            message: format!("The request body is not valid JSON for this address: {e}."),
+        }),
+        Format::Form => serde_urlencoded::from_bytes(body).map_err(|e| Error::BadRequest {
+            code: "malformed_form",
+            message: format!("The form could not be read: {e}."),
+        }),
+    }
+}
+
+fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(ContentType::html())
+        .body(body)
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+fn sent(format: Format) -> HttpResponse {
+    match format {
+        Format::Json => {
+            HttpResponse::Accepted().json(serde_json::json!({"status": "verification_sent"}))
+        }
+        Format::Form => see_other("/signup/check-email"),
+    }
+}
+
+fn busy(e: PoolError) -> Error {
+    match e {
+        PoolError::Busy => Error::Unavailable {
+            code: "busy",
+            message: "Too many accounts are being created right now; please retry in a moment."
+                .into(),
+            retry_after_secs: 2,
+        },
+        PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
+    }
+}
+
+fn db(e: DbError) -> Error {
+    Error::Internal(anyhow::Error::new(e).context("signup database work"))
+}
+
+pub async fn form() -> HttpResponse {
+    html(
+        actix_web::http::StatusCode::OK,
+        pages::signup_form("", "", &FieldErrors::new()),
+    )
+}
+
+pub async fn check_email() -> HttpResponse {
+    html(actix_web::http::StatusCode::OK, pages::check_email())
+}
+
+pub async fn create(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<State>,
+    signup: web::Data<Signup>,
+) -> Result<HttpResponse, Error> {
+    let format = format_of(&req)?;
+    let input: SignupInput = decode(format, &body)?;
+    let account = match NewAccount::parse(&input, &signup.config.policy) {
+        Ok(account) => account,
+        Err(fields) if format == Format::Form => {
+            let page = pages::signup_form(
+                &input.email,
+                input.username.as_deref().unwrap_or(""),
+                &fields,
+            );
+            return Ok(html(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                page,
+            ));
+        }
+        Err(fields) => return Err(Error::Invalid(fields)),
+    };
+    // Hashed whether or not the address is new, so both answers take as long.
+    let password_hash = signup
+        .hashes
+        .hash(account.password.clone())
+        .await
+        .map_err(busy)?;
+    let pool = state.pool.clone();
+    let config = signup.config.clone();
+    let username = account
+        .username
+        .as_ref()
+        .map(|u| u.as_ref().to_owned())
+        .unwrap_or_default();
+    let registered = web::block(move || -> Result<Registered, Error> {
+        let mut conn = pool.get()?;
+        store::register(&mut conn, &config, &account, &password_hash).map_err(db)
+    })
+    .await??;
+    match registered {
+        Registered::New | Registered::Existing => {
+            signup.wake.wake("email");
+            Ok(sent(format))
+        }
+        Registered::UsernameTaken => {
+            let fields =
+                FieldErrors::from([("username".to_owned(), "is taken; choose another".to_owned())]);
+            if format == Format::Form {
+                let page = pages::signup_form(&input.email, &username, &fields);
+                return Ok(html(actix_web::http::StatusCode::CONFLICT, page));
+            }
+            Err(Error::Conflict {
+                code: "username_taken",
+                fields,
+            })
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct VerifyQuery {
+    token: Option<String>,
+}
+
+pub async fn verify(
+    req: HttpRequest,
+    query: web::Query<VerifyQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let browser = wants_html(req.headers());
+    let token = query.token.as_deref().map(str::trim).unwrap_or("");
+    let outcome = if token.is_empty() || token.len() > 128 {
+        Verified::Invalid
+    } else {
+        let hash = flotilla_auth::token_hash(token);
+        let pool = state.pool.clone();
+        web::block(move || -> Result<Verified, Error> {
+            let mut conn = pool.get()?;
+            store::verify(&mut conn, &hash).map_err(db)
+        })
+        .await??
+    };
+    let (code, message) = match outcome {
+        Verified::Done if browser => {
+            return Ok(html(actix_web::http::StatusCode::OK, pages::verified()));
+        }
+        Verified::Done => {
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "verified"})));
+        }
+        Verified::Invalid => (
+            "token_invalid",
+            "This verification link is not valid: it may have been used already or mistyped. \
+             Ask for a new one at /signup/resend.",
+        ),
+        Verified::Expired => (
+            "token_expired",
+            "This verification link has expired. Ask for a new one at /signup/resend.",
+        ),
+    };
+    if browser {
+        return Ok(html(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            pages::link_problem(message),
+        ));
+    }
+    Err(Error::BadRequest {
+        code,
+        message: message.to_owned(),
+    })
+}
+
+pub async fn resend_form() -> HttpResponse {
+    html(
+        actix_web::http::StatusCode::OK,
+        pages::resend_form("", None),
+    )
+}
+
+pub async fn resend(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<State>,
+    signup: web::Data<Signup>,
+) -> Result<HttpResponse, Error> {
+    let format = format_of(&req)?;
+    let input: ResendInput = decode(format, &body)?;
+    let email = match EmailAddress::parse(&input.email) {
+        Ok(email) => email,
+        Err(problem) if format == Format::Form => {
+            let page = pages::resend_form(&input.email, Some(&problem));
+            return Ok(html(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                page,
+            ));
+        }
+        Err(problem) => return Err(Error::invalid("email", problem)),
+    };
+    let pool = state.pool.clone();
+    let config = signup.config.clone();
+    let queued = web::block(move || -> Result<bool, Error> {
+        let mut conn = pool.get()?;
+        store::resend(&mut conn, &config, &email).map_err(db)
+    })
+    .await??;
+    if queued {
+        signup.wake.wake("email");
+    }
+    Ok(sent(format))
+}

@@ -1,0 +1,242 @@
+//! Signup's database work, each function one transaction.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DbError};
+use flotilla_db::schema::{email_tokens, users};
+use flotilla_db::{AnyConnection, diesel, write_transaction};
+use flotilla_jobs::NewJob;
+
+use crate::SignupConfig;
+use crate::domain::{EmailAddress, NewAccount};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+diesel::define_sql_function!(
+    #[sql_name = "lower"]
+    fn lower_nullable(
+        x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>
+);
+
+const VERIFY: &str = "verify_email";
+
+pub enum Registered {
+    /// A new account, with its verification email queued.
+    New,
+    /// The address had an account; its owner is told.
+    Existing,
+    /// The username belongs to someone else.
+    UsernameTaken,
+}
+
+pub enum Verified {
+    Done,
+    Invalid,
+    Expired,
+}
+
+/// A random (version 4) UUID, as text.
+fn new_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Creates a token for `user_id` and queues the email that carries it.
+fn send_verification(
+    conn: &mut AnyConnection,
+    config: &SignupConfig,
+    user_id: &str,
+    email: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let token = flotilla_auth::new_token();
+    let hash = flotilla_auth::token_hash(&token);
+    diesel::insert_into(email_tokens::table)
+        .values((
+            email_tokens::token_hash.eq(&hash),
+            email_tokens::user_id.eq(user_id),
+            email_tokens::purpose.eq(VERIFY),
+            email_tokens::email.eq(email),
+            email_tokens::created_at.eq(now),
+            email_tokens::expires_at.eq(now + config.token_ttl),
+        ))
+        .execute(conn)?;
+    let job = NewJob::new(
+        "email",
+        serde_json::json!({
+            "template": "verify_email",
+            "to": email,
+            "params": {
+                "link": format!("{}/signup/verify?token={token}", config.public_url),
+                "valid_hours": config.token_ttl.num_hours(),
+            },
+        }),
+        format!("verify_email:{}", &hash[..32]),
+    );
+    flotilla_jobs::enqueue(conn, &job)?;
+    Ok(())
+}
+
+/// The account of an address, whatever its case: (id, address as stored, verified at).
+fn user_by_email(
+    conn: &mut AnyConnection,
+    email: &EmailAddress,
+) -> QueryResult<Option<(String, String, Option<NaiveDateTime>)>> {
+    users::table
+        .filter(lower(users::email).eq(email.as_ref().to_lowercase()))
+        .select((users::id, users::email, users::email_verified_at))
+        .first(conn)
+        .optional()
+}
+
+pub fn register(
+    conn: &mut AnyConnection,
+    config: &SignupConfig,
+    account: &NewAccount,
+    password_hash: &str,
+) -> QueryResult<Registered> {
+    let outcome = write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        if let Some((user_id, address, _)) = user_by_email(conn, &account.email)? {
+            // At most one notice per account and ten minutes, however often it is tried.
+            let slot = now.and_utc().timestamp() / 600;
+            let job = NewJob::new(
+                "email",
+                serde_json::json!({
+                    "template": "signup_existing",
+                    "to": address,
+                    "params": {"login_link": format!("{}/login", config.public_url)},
+                }),
+                format!("signup_existing:{user_id}:{slot}"),
+            );
+            flotilla_jobs::enqueue(conn, &job)?;
+            return Ok(Registered::Existing);
+        }
+        if let Some(username) = &account.username {
+            let taken: i64 = users::table
+                .filter(lower_nullable(users::username).eq(username.as_ref()))
+                .count()
+                .get_result(conn)?;
+            if taken > 0 {
+                return Ok(Registered::UsernameTaken);
+            }
+        }
+        let user_id = new_id();
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(&user_id),
+                users::email.eq(account.email.as_ref()),
+                users::username.eq(account.username.as_ref().map(|u| u.as_ref())),
+                users::password_hash.eq(password_hash),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        send_verification(conn, config, &user_id, account.email.as_ref(), now)?;
+        Ok(Registered::New)
+    });
+    match outcome {
+        // Two signups raced: the unique indexes decided.
+        Err(DbError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+            if info.message().contains("username")
+                || info.constraint_name() == Some("users_username_key")
+            {
+                Ok(Registered::UsernameTaken)
+            } else {
+                Ok(Registered::Existing)
+            }
+        }
+        other => other,
+    }
+}
+
+pub fn verify(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Verified> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let token: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
+            email_tokens::table
+                .filter(email_tokens::token_hash.eq(token_hash))
+                .filter(email_tokens::purpose.eq(VERIFY))
+                .select((
+                    email_tokens::user_id,
+                    email_tokens::email,
+                    email_tokens::expires_at,
+                    email_tokens::used_at,
+                ))
+                .first(conn)
+                .optional()?;
+        let Some((user_id, email, expires_at, used_at)) = token else {
+            return Ok(Verified::Invalid);
+        };
+        if used_at.is_some() {
+            return Ok(Verified::Invalid);
+        }
+        if expires_at <= now {
+            return Ok(Verified::Expired);
+        }
+        diesel::update(email_tokens::table.filter(email_tokens::token_hash.eq(token_hash)))
+            .set(email_tokens::used_at.eq(now))
+            .execute(conn)?;
+        // Only the address the link was sent to is verified.
+        diesel::update(
+            users::table
+                .filter(users::id.eq(&user_id))
+                .filter(lower(users::email).eq(email.to_lowercase()))
+                .filter(users::email_verified_at.is_null()),
+        )
+        .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
+        .execute(conn)?;
+        Ok(Verified::Done)
+    })
+}
+
+/// Sends a new link to an existing unverified account, at most once per interval.
+/// Returns whether one was queued (the caller answers the same either way).
+pub fn resend(
+    conn: &mut AnyConnection,
+    config: &SignupConfig,
+    email: &EmailAddress,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let Some((user_id, address, verified_at)) = user_by_email(conn, email)? else {
+            return Ok(false);
+        };
+        if verified_at.is_some() {
+            return Ok(false);
+        }
+        let recent: i64 = email_tokens::table
+            .filter(email_tokens::user_id.eq(&user_id))
+            .filter(email_tokens::purpose.eq(VERIFY))
+            .filter(email_tokens::created_at.gt(now - config.resend_interval))
+            .count()
+            .get_result(conn)?;
+        if recent > 0 {
+            return Ok(false);
+        }
+        send_verification(conn, config, &user_id, &address, now)?;
+        Ok(true)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_version_4_uuids() {
+        let id = super::new_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(super::new_id(), id);
+    }
+}
