@@ -132,7 +132,8 @@ impl Fleet {
         self.command(binary_name).args(args).output().unwrap()
     }
 
-    fn start_service(&mut self, name: &'static str) {
+    /// Starts a service (again, after `stop_service`), on a new free port.
+    pub fn start_service(&mut self, name: &'static str) {
         let mut command = self.command(&format!("flotilla-{name}"));
         command.env(
             format!("FLOTILLA_{}_LISTEN", name.to_ascii_uppercase()),
@@ -223,6 +224,13 @@ impl Fleet {
             .get_mut(name)
             .unwrap_or_else(|| panic!("no service {name}"))
             .0
+    }
+
+    /// Stops a service with `signal` (SIGTERM 15, SIGKILL 9) and waits for it to exit.
+    pub fn stop_service(&mut self, name: &str, signal: i32) {
+        let (mut proc, _) = self.services.remove(name).unwrap_or_else(|| panic!("no service {name}"));
+        proc.signal(signal);
+        assert!(proc.wait_exit(Duration::from_secs(20)).is_some(), "{name} did not stop");
     }
 
     pub fn nginx(&mut self) -> &mut Proc {

@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 }
 
 mod binaries;
+mod faults;
 mod make_run;
 mod proxy;
 mod signup;
