@@ -80,6 +80,30 @@ for name in signup login profile admin; do
     awk -v r="$ratio" 'BEGIN {exit !(r < 0.5)}' && { say "  below the 0.5 target"; status=1; }
     [ "${bad[$name]}" = 0 ] || status=1
 done
+# Signup: throughput against the machine's Argon2 ceiling (cores / one hash's time,
+# measured now), and /signup/health's p99 while signups flood.
+hash_ms=$(cargo run --release -q -p flotilla-auth --example hash_time)
+ceiling=$(awk -v c="$(nproc)" -v ms="$hash_ms" 'BEGIN {printf "%.1f", c * 1000 / ms}')
+wrk -t1 -c4 -d"$((seconds - 1))s" --latency "http://127.0.0.1:$port/signup/health" >"$dir/health-during.txt" &
+health_pid=$!
+flood=$(wrk -t2 -c16 -d"${seconds}s" -s scripts/bench-signup.lua "http://127.0.0.1:$port/signup")
+wait "$health_pid"
+total=$(awk '/requests in/ {print $1}' <<<"$flood")
+elapsed=$(awk '/requests in/ {v=$4; sub(/,$/,"",v); if (v ~ /ms$/) {sub(/ms$/,"",v); v/=1000} else {sub(/s$/,"",v)}; print v}' <<<"$flood")
+refused=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$flood")
+signups=$(awk -v t="$total" -v r="${refused:-0}" -v e="$elapsed" 'BEGIN {printf "%.1f", (t - r) / e}')
+signup_ratio=$(awk -v a="$signups" -v c="$ceiling" 'BEGIN {printf "%.2f", a / c}')
+health_p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' "$dir/health-during.txt")
+echo
+echo "signup (wrk -t2 -c16, a new address per request)"
+printf '%-44s %10s\n' "one Argon2id hash (median of 21)" "$hash_ms ms"
+printf '%-44s %10s\n' "Argon2 ceiling ($(nproc) cores / one hash)" "$ceiling/s"
+printf '%-44s %10s %8s\n' "signups accepted through nginx" "$signups/s" "$signup_ratio"
+printf '%-44s %10s\n' "signups refused (503 while the pool is full)" "${refused:-0}"
+printf '%-44s %10s\n' "/signup/health p99 during the flood" "$health_p99 ms"
+awk -v r="$signup_ratio" 'BEGIN {exit !(r < 0.8)}' && { say "  signup below 0.8 of the Argon2 ceiling"; status=1; }
+awk -v p="$health_p99" 'BEGIN {exit !(p > 20)}' && { say "  health p99 over 20 ms during the flood"; status=1; }
+
 echo
 printf '%-10s %14s %16s\n' service "idle RSS MB" "after load MB"
 for name in signup login profile admin worker; do

@@ -228,9 +228,15 @@ impl Fleet {
 
     /// Stops a service with `signal` (SIGTERM 15, SIGKILL 9) and waits for it to exit.
     pub fn stop_service(&mut self, name: &str, signal: i32) {
-        let (mut proc, _) = self.services.remove(name).unwrap_or_else(|| panic!("no service {name}"));
+        let (mut proc, _) = self
+            .services
+            .remove(name)
+            .unwrap_or_else(|| panic!("no service {name}"));
         proc.signal(signal);
-        assert!(proc.wait_exit(Duration::from_secs(20)).is_some(), "{name} did not stop");
+        assert!(
+            proc.wait_exit(Duration::from_secs(20)).is_some(),
+            "{name} did not stop"
+        );
     }
 
     pub fn nginx(&mut self) -> &mut Proc {
