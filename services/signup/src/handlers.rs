@@ -4,53 +4,13 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::PoolError;
 use flotilla_db::diesel::result::Error as DbError;
+use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::{Error, FieldErrors, State};
-use serde::de::DeserializeOwned;
 
 use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
 use crate::store::{self, Registered, Verified};
 use crate::{Signup, pages};
-
-/// How the body came: JSON from API clients, a form from browsers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Form,
-}
-
-fn format_of(req: &HttpRequest) -> Result<Format, Error> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match content_type.as_str() {
-        "application/json" => Ok(Format::Json),
-        "application/x-www-form-urlencoded" => Ok(Format::Form),
-        _ => Err(Error::UnsupportedMediaType {
-            expected: "application/json or application/x-www-form-urlencoded",
-        }),
-    }
-}
-
-fn decode<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, Error> {
-    match format {
-        Format::Json => serde_json::from_slice(body).map_err(|e| Error::BadRequest {
-            code: "malformed_json",
-            message: format!("The request body is not valid JSON for this address: {e}."),
-        }),
-        Format::Form => serde_urlencoded::from_bytes(body).map_err(|e| Error::BadRequest {
-            code: "malformed_form",
-            message: format!("The form could not be read: {e}."),
-        }),
-    }
-}
 
 fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -106,8 +66,7 @@ pub async fn create(
     state: web::Data<State>,
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
-    let format = format_of(&req)?;
-    let input: SignupInput = decode(format, &body)?;
+    let (format, input): (_, SignupInput) = read_body(&req, &body)?;
     let account = match NewAccount::parse(&input, &signup.config.policy) {
         Ok(account) => account,
         Err(fields) if format == Format::Form => {
@@ -226,8 +185,7 @@ pub async fn resend(
     state: web::Data<State>,
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
-    let format = format_of(&req)?;
-    let input: ResendInput = decode(format, &body)?;
+    let (format, input): (_, ResendInput) = read_body(&req, &body)?;
     let email = match EmailAddress::parse(&input.email) {
         Ok(email) => email,
         Err(problem) if format == Format::Form => {

@@ -60,6 +60,22 @@ impl Error {
         Self::Invalid(BTreeMap::from([(field.to_owned(), problem.into())]))
     }
 
+    /// A body that is not the JSON the route expects.
+    pub fn malformed_json(cause: impl fmt::Display) -> Self {
+        Self::BadRequest {
+            code: "malformed_json",
+            message: format!("The request body is not valid JSON for this address: {cause}."),
+        }
+    }
+
+    /// A form body that cannot be read into the route's fields.
+    pub fn malformed_form(cause: impl fmt::Display) -> Self {
+        Self::BadRequest {
+            code: "malformed_form",
+            message: format!("The form could not be read: {cause}."),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { code, .. }
@@ -203,10 +219,7 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
         E::ContentType => Error::UnsupportedMediaType {
             expected: "application/json",
         },
-        E::Deserialize(e) => Error::BadRequest {
-            code: "malformed_json",
-            message: format!("The request body is not valid JSON for this address: {e}."),
-        },
+        E::Deserialize(e) => Error::malformed_json(e),
         other => Error::BadRequest {
             code: "malformed_body",
             message: format!("The request body could not be read: {other}."),
@@ -222,14 +235,8 @@ pub fn form_error(err: actix_web::error::UrlencodedError, _: &HttpRequest) -> ac
         E::ContentType => Error::UnsupportedMediaType {
             expected: "application/x-www-form-urlencoded",
         },
-        E::Parse(e) => Error::BadRequest {
-            code: "malformed_form",
-            message: format!("The form could not be read: {e}."),
-        },
-        other => Error::BadRequest {
-            code: "malformed_form",
-            message: format!("The form could not be read: {other}."),
-        },
+        E::Parse(e) => Error::malformed_form(e),
+        other => Error::malformed_form(other),
     }
     .into()
 }

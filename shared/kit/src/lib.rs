@@ -4,6 +4,7 @@
 //! and the command line (`serve`, `migrate`).
 
 mod app;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
