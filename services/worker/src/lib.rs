@@ -116,6 +116,8 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
         config.bus.events_out,
         config.poll
     );
+    // The hour whose recurring tasks this worker has enqueued already.
+    let mut scheduled: Option<String> = None;
     let mut poll = flotilla_kit::tokio::time::interval(config.poll);
     poll.set_missed_tick_behavior(flotilla_kit::tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,7 +134,7 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
             _ = poll.tick() => "poll",
         };
         state.metrics.count(PASSES, PASSES_HELP, cause);
-        if let Err(e) = pass(&state, &config, &id, &stop).await {
+        if let Err(e) = pass(&state, &config, &id, &stop, &mut scheduled).await {
             // The database may be down: the next pass tries again.
             log::error!("worker: pass failed: {e:#}");
         }
@@ -141,20 +143,25 @@ async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow
     Ok(())
 }
 
-/// Schedules what is due, then claims and runs jobs until none is due or the worker
-/// is stopping.
+/// Schedules what is due (once per hour and worker, not on every pass), then claims
+/// and runs jobs until none is due or the worker is stopping.
 async fn pass(
     state: &web::Data<State>,
     config: &WorkerConfig,
     id: &str,
     stop: &watch::Receiver<bool>,
+    scheduled: &mut Option<String>,
 ) -> anyhow::Result<()> {
-    let pool = state.pool.clone();
-    web::block(move || -> anyhow::Result<()> {
-        let mut conn = pool.get()?;
-        schedule(&mut conn)
-    })
-    .await??;
+    let hour = flotilla_jobs::now().format("%Y-%m-%dT%H").to_string();
+    if scheduled.as_deref() != Some(hour.as_str()) {
+        let (pool, slot) = (state.pool.clone(), hour.clone());
+        web::block(move || -> anyhow::Result<()> {
+            let mut conn = pool.get()?;
+            schedule(&mut conn, &slot)
+        })
+        .await??;
+        *scheduled = Some(hour);
+    }
     loop {
         let pool = state.pool.clone();
         let (worker, lease, batch) = (id.to_owned(), config.lease, config.batch);
@@ -247,11 +254,9 @@ async fn run_job(
     }
 }
 
-/// Enqueues the recurring tasks of the current time slot. The slot is the job's
-/// idempotency key, so however many workers do this, each slot runs once.
-fn schedule(conn: &mut flotilla_db::AnyConnection) -> anyhow::Result<()> {
-    let now = flotilla_jobs::now();
-    let hour = now.format("%Y-%m-%dT%H").to_string();
+/// Enqueues the recurring tasks of an hour. The hour is in the job's idempotency key,
+/// so however many workers do this, each hour's tasks run once.
+fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result<()> {
     let mut job = NewJob::new("cleanup", serde_json::json!({}), format!("cleanup:{hour}"));
     job.max_attempts = 3;
     flotilla_jobs::enqueue(conn, &job)?;
