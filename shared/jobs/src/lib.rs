@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use flotilla_db::{AnyConnection, diesel, portable_sql, write_transaction};
 
 /// Attempts before a job is parked as dead, unless the job says otherwise.
@@ -177,35 +177,26 @@ pub fn fail(
         Failure::Permanent(e) => (e, true),
     };
     let error: String = error.chars().take(2000).collect();
-    if permanent || job.attempts >= job.max_attempts {
-        let sql = portable_sql(
-            conn,
-            "UPDATE jobs SET dead_at = ?, updated_at = ?, locked_until = NULL, last_error = ? \
-             WHERE id = ? AND locked_by = ?",
-        );
-        diesel::sql_query(sql)
-            .bind::<Timestamp, _>(now)
-            .bind::<Timestamp, _>(now)
-            .bind::<Text, _>(&error)
-            .bind::<BigInt, _>(job.id)
-            .bind::<Text, _>(worker)
-            .execute(conn)?;
-        return Ok(Outcome::Dead);
-    }
-    let retry_at = now + TimeDelta::from_std(backoff(job.attempts)).unwrap_or(TimeDelta::hours(1));
+    let (retry_at, dead_at) = if permanent || job.attempts >= job.max_attempts {
+        (None, Some(now))
+    } else {
+        let wait = TimeDelta::from_std(backoff(job.attempts)).unwrap_or(TimeDelta::hours(1));
+        (Some(now + wait), None)
+    };
     let sql = portable_sql(
         conn,
-        "UPDATE jobs SET run_after = ?, updated_at = ?, locked_until = NULL, last_error = ? \
-         WHERE id = ? AND locked_by = ?",
+        "UPDATE jobs SET run_after = COALESCE(?, run_after), dead_at = ?, updated_at = ?, \
+         locked_until = NULL, last_error = ? WHERE id = ? AND locked_by = ?",
     );
     diesel::sql_query(sql)
-        .bind::<Timestamp, _>(retry_at)
+        .bind::<Nullable<Timestamp>, _>(retry_at)
+        .bind::<Nullable<Timestamp>, _>(dead_at)
         .bind::<Timestamp, _>(now)
         .bind::<Text, _>(&error)
         .bind::<BigInt, _>(job.id)
         .bind::<Text, _>(worker)
         .execute(conn)?;
-    Ok(Outcome::RetryAt(retry_at))
+    Ok(retry_at.map_or(Outcome::Dead, Outcome::RetryAt))
 }
 
 /// Gives a claimed job back untouched (a worker stopping before it started the job);
