@@ -226,7 +226,7 @@ impl Fleet {
             .0
     }
 
-    /// Stops a service with `signal` (SIGTERM 15, SIGKILL 9) and waits for it to exit.
+    /// Stops a service with `signal` (`libc::SIGTERM`, `libc::SIGKILL`) and waits for it to exit.
     pub fn stop_service(&mut self, name: &str, signal: i32) {
         let (mut proc, _) = self
             .services

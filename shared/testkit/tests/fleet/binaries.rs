@@ -87,16 +87,12 @@ on_both_databases! {
             let addr = proc.wait_listening(Duration::from_secs(20));
             let health = reqwest::blocking::get(format!("http://{addr}/{name}/health")).unwrap();
             assert_eq!(health.status(), reqwest::StatusCode::OK);
-            proc.signal(libc_sigterm());
+            proc.signal(libc::SIGTERM);
             let status = proc.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
             assert!(status.success(), "{name}: {status}\n{}", proc.logs());
             assert!(proc.logs().contains(&format!("flotilla-{name} stopped")), "{}", proc.logs());
         }
     }
-}
-
-fn libc_sigterm() -> i32 {
-    15
 }
 
 fn record_future_migration(db: &TestDb) {

@@ -17,7 +17,7 @@ on_both_databases! {
             .env("FLOTILLA_WORKER_BATCH", "5")
             .env("FLOTILLA_WORKER_LEASE_SECS", "2")
             .start();
-        fleet.stop_service("worker", 15);
+        fleet.stop_service("worker", libc::SIGTERM);
         let addresses: Vec<String> = (0..100).map(|i| format!("user{i}@example.org")).collect();
         for address in &addresses {
             let response = fleet
@@ -37,7 +37,7 @@ on_both_databases! {
                 .unwrap_or(0)
         };
         assert!(wait_until(Duration::from_secs(30), || delivered(&fleet) >= 1), "{}", fleet.all_logs());
-        fleet.stop_service("worker", 9);
+        fleet.stop_service("worker", libc::SIGKILL);
         let at_kill = delivered(&fleet);
         eprintln!("worker killed with {at_kill} of 100 mails delivered");
         fleet.start_service("worker");

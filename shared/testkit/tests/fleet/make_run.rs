@@ -103,7 +103,7 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
     );
 
     // Ctrl-C: the terminal sends SIGINT to the whole foreground process group.
-    signal_group(pgid, 2);
+    signal_group(pgid, libc::SIGINT);
     let status = fleet.wait_exit(Duration::from_secs(20));
     assert!(status.is_some(), "make run did not stop:\n{}", fleet.logs());
     assert!(
