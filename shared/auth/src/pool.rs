@@ -2,12 +2,18 @@
 //! async executor nor queues without bound.
 //!
 //! A job is first admitted (at most `workers + queue` at once, else [`PoolError::Busy`]
-//! at once), then waits for one of `workers` slots and runs on tokio's blocking pool.
-//! Both permits move into the blocking job: if the caller goes away, the slot stays
-//! taken until the hash really ends.
+//! at once), then waits for one of `workers` slots and runs on one of the pool's own
+//! `workers` threads. Both permits move into the job: if the caller goes away, the slot
+//! stays taken until the hash really ends.
+//!
+//! Own threads rather than tokio's blocking pool: Argon2 allocates its memory (19 MiB
+//! by default) per hash, and the allocator keeps a freed block in the arena of the
+//! thread that used it. Spread over the many short-lived threads of the blocking pools
+//! of every actix worker, that kept hundreds of MB after a signup flood; with a fixed
+//! set of threads it stays near `workers` × the Argon2 memory.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -27,25 +33,61 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
-/// Cheap to clone: clones share the same limits.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Cheap to clone: clones share the same limits and threads. The threads end when the
+/// last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct HashPool {
     params: HashParams,
     capacity: usize,
     admission: Arc<Semaphore>,
     running: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Starts the threads that run the jobs; `None` if the system refuses a thread.
+fn start_threads(workers: usize) -> Option<mpsc::Sender<Job>> {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..workers {
+        let queue = Arc::clone(&queue);
+        std::thread::Builder::new()
+            .name(format!("flotilla-hash-{n}"))
+            .spawn(move || {
+                loop {
+                    // The lock is held only to take the next job, not to run it.
+                    let next = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .ok()?;
+    }
+    Some(jobs)
 }
 
 impl HashPool {
-    /// At most `workers` hashes run at once and `queue` more wait; `workers` is at least 1.
+    /// At most `workers` hashes run at once (on as many threads, started here) and
+    /// `queue` more wait; `workers` is at least 1 and at most 1024.
+    ///
+    /// # Panics
+    /// At start-up only, if the system cannot start the threads.
+    #[allow(clippy::expect_used)]
     pub fn new(params: HashParams, workers: usize, queue: usize) -> Self {
-        let workers = workers.clamp(1, Semaphore::MAX_PERMITS);
+        let workers = workers.clamp(1, 1024);
         let capacity = workers.saturating_add(queue).min(Semaphore::MAX_PERMITS);
         Self {
             params,
             capacity,
             admission: Arc::new(Semaphore::new(capacity)),
             running: Arc::new(Semaphore::new(workers)),
+            jobs: start_threads(workers).expect("the hashing threads can start"),
         }
     }
 
@@ -99,12 +141,19 @@ impl HashPool {
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Failed("hash pool closed".to_owned()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, slot);
-            job()
-        })
-        .await
-        .map_err(|e| PoolError::Failed(format!("hash job: {e}")))
+        let (done, result) = tokio::sync::oneshot::channel();
+        let task: Job = Box::new(move || {
+            let value = job();
+            // Free the slot before answering, so the caller sees the pool as it is.
+            drop((admitted, slot));
+            let _ = done.send(value);
+        });
+        self.jobs
+            .send(task)
+            .map_err(|_| PoolError::Failed("the hashing threads have stopped".to_owned()))?;
+        result
+            .await
+            .map_err(|_| PoolError::Failed("a hash job ended without a result".to_owned()))
     }
 }
 
