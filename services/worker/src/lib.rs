@@ -173,25 +173,21 @@ async fn pass(
         if jobs.is_empty() {
             return Ok(());
         }
+        // Jobs without an effect outside the database are completed together at the end
+        // of the batch (a crash before that runs them again, which they allow); a job
+        // with an outside effect (an email) is completed as soon as it is done.
+        let mut finished: Vec<i64> = Vec::new();
+        let mut unstarted: Vec<Job> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             if *stop.borrow() {
-                let pool = state.pool.clone();
-                let (rest, worker) = (jobs[i..].to_vec(), id.to_owned());
-                let released = rest.len();
-                web::block(move || -> anyhow::Result<()> {
-                    let mut conn = pool.get()?;
-                    for job in &rest {
-                        flotilla_jobs::release(&mut conn, job, &worker)?;
-                    }
-                    Ok(())
-                })
-                .await??;
-                for _ in 0..released {
-                    state.metrics.count(JOBS, JOBS_HELP, "released");
-                }
-                return Ok(());
+                unstarted = jobs[i..].to_vec();
+                break;
             }
             let result = run_job(state, config, job).await;
+            if result.is_ok() && job.kind != "email" {
+                finished.push(job.id);
+                continue;
+            }
             let pool = state.pool.clone();
             let (job, worker) = (job.clone(), id.to_owned());
             let outcome = web::block(move || -> anyhow::Result<&'static str> {
@@ -217,6 +213,28 @@ async fn pass(
             })
             .await??;
             state.metrics.count(JOBS, JOBS_HELP, outcome);
+        }
+        let (done, released) = (finished.len(), unstarted.len());
+        if done + released > 0 {
+            let (pool, worker) = (state.pool.clone(), id.to_owned());
+            web::block(move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                flotilla_jobs::complete_many(&mut conn, &finished, &worker)?;
+                for job in &unstarted {
+                    flotilla_jobs::release(&mut conn, job, &worker)?;
+                }
+                Ok(())
+            })
+            .await??;
+        }
+        for _ in 0..done {
+            state.metrics.count(JOBS, JOBS_HELP, "done");
+        }
+        for _ in 0..released {
+            state.metrics.count(JOBS, JOBS_HELP, "released");
+        }
+        if released > 0 {
+            return Ok(());
         }
     }
 }

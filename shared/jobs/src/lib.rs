@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+use flotilla_db::schema::jobs;
 use flotilla_db::{AnyConnection, diesel, portable_sql, write_transaction};
 
 /// Attempts before a job is parked as dead, unless the job says otherwise.
@@ -132,19 +133,30 @@ pub fn claim(
 
 /// Marks a job done (and forgets its payload). Only the worker holding it can.
 pub fn complete(conn: &mut AnyConnection, job: &Job, worker: &str) -> QueryResult<bool> {
+    Ok(complete_many(conn, &[job.id], worker)? == 1)
+}
+
+/// Marks several jobs done in one statement; returns how many were still this
+/// worker's to complete.
+pub fn complete_many(conn: &mut AnyConnection, ids: &[i64], worker: &str) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let now = now();
-    let sql = portable_sql(
-        conn,
-        "UPDATE jobs SET done_at = ?, updated_at = ?, locked_until = NULL, payload = '{}', \
-         last_error = NULL WHERE id = ? AND locked_by = ? AND done_at IS NULL",
-    );
-    let updated = diesel::sql_query(sql)
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
-        .bind::<BigInt, _>(job.id)
-        .bind::<Text, _>(worker)
-        .execute(conn)?;
-    Ok(updated == 1)
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq_any(ids))
+            .filter(jobs::locked_by.eq(worker))
+            .filter(jobs::done_at.is_null()),
+    )
+    .set((
+        jobs::done_at.eq(now),
+        jobs::updated_at.eq(now),
+        jobs::locked_until.eq(None::<NaiveDateTime>),
+        jobs::payload.eq("{}"),
+        jobs::last_error.eq(None::<String>),
+    ))
+    .execute(conn)
 }
 
 /// Why a job failed.

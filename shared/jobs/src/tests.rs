@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_db::{DatabaseUrl, Pool, PoolConfig, schema::jobs};
+use flotilla_db::{DatabaseUrl, Pool, PoolConfig};
 use flotilla_testkit::{TestDb, wait_until};
 
 use super::*;
@@ -69,6 +69,27 @@ fn a_claimed_job_is_leased_and_completed_once() {
         );
         let payload: String = jobs::table.select(jobs::payload).first(&mut conn).unwrap();
         assert_eq!(payload, "{}", "a done job keeps no payload");
+    });
+}
+
+#[test]
+fn jobs_can_be_completed_together_but_only_by_their_worker() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        for key in ["a", "b", "c"] {
+            enqueue(&mut conn, &job(key)).unwrap();
+        }
+        let claimed = claim(&mut conn, "w1", LEASE, 3).unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+        assert_eq!(complete_many(&mut conn, &ids, "w2").unwrap(), 0);
+        assert_eq!(complete_many(&mut conn, &ids[..2], "w1").unwrap(), 2);
+        assert_eq!(
+            complete_many(&mut conn, &ids, "w1").unwrap(),
+            1,
+            "the third only"
+        );
+        assert_eq!(complete_many(&mut conn, &[], "w1").unwrap(), 0);
+        assert_eq!(counts(&mut conn).unwrap(), (0, 0));
     });
 }
 

@@ -73,3 +73,26 @@ fn events_are_forwarded_from_publishers_to_subscribers() {
     let frame = received.get(0).unwrap();
     assert_eq!(String::from_utf8_lossy(frame), "session.revoked 42");
 }
+
+on_both_databases! {
+    fn internal_jobs_are_run_and_completed_in_batches(db: TestDb) {
+        let fleet = Fleet::builder(db).env("FLOTILLA_WORKER_BATCH", "8").start();
+        let values: Vec<String> = (0..50)
+            .map(|i| format!("('noop', '{{}}', 'test:{i}', '2000-01-01 00:00:00', 0, 3, '2000-01-01 00:00:00', '2000-01-01 00:00:00')"))
+            .collect();
+        fleet.db.execute(&format!(
+            "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, created_at, updated_at) VALUES {}",
+            values.join(", ")
+        ));
+        let done = || fleet.db.strings("SELECT CAST(COUNT(*) AS TEXT) AS v FROM jobs WHERE kind = 'noop' AND done_at IS NOT NULL");
+        assert!(wait_until(Duration::from_secs(15), || done() == vec!["50"]), "{}", fleet.all_logs());
+        // The 50, and the hour's clean-up that the worker scheduled itself.
+        let line = "flotilla_worker_jobs_total{service=\"worker\",kind=\"done\"} 51";
+        let metrics = || {
+            fleet.client().get(fleet.direct_url("worker", "/worker/metrics")).send().unwrap().text().unwrap()
+        };
+        assert!(wait_until(Duration::from_secs(15), || metrics().contains(line)), "{}", metrics());
+        let attempts = fleet.db.strings("SELECT DISTINCT CAST(attempts AS TEXT) AS v FROM jobs WHERE kind = 'noop'");
+        assert_eq!(attempts, vec!["1"], "each ran once");
+    }
+}
