@@ -40,11 +40,14 @@ find_nginx() {
     printf '%s\n' "$nginx"
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on.
+# A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range (a port
+# that a client connection holds cannot be bound, though nothing listens on it).
 free_port() {
-    local port
+    local port low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 11000 ] 2>/dev/null || low=32768
     for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 30000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s\n' "$port"
             return 0
