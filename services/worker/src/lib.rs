@@ -173,6 +173,7 @@ async fn pass(
         if jobs.is_empty() {
             return Ok(());
         }
+        let claimed = jobs.len() as i64;
         // Jobs without an effect outside the database are completed together at the end
         // of the batch (a crash before that runs them again, which they allow); a job
         // with an outside effect (an email) is completed as soon as it is done.
@@ -233,7 +234,9 @@ async fn pass(
         for _ in 0..released {
             state.metrics.count(JOBS, JOBS_HELP, "released");
         }
-        if released > 0 {
+        // A short batch drained the queue: whatever is enqueued now comes with its own
+        // wake-up (or the next poll), so no empty claim is needed to find that out.
+        if released > 0 || claimed < config.batch {
             return Ok(());
         }
     }
