@@ -46,6 +46,18 @@ pub struct HashPool {
     jobs: mpsc::Sender<Job>,
 }
 
+/// Hashing threads yield to everything else of the process: a request that is not
+/// a hash (a health check, a page) is answered at once even while every core hashes,
+/// and hashing still gets all the time nothing else wants.
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: setpriority(2) on this thread's own id; on Linux the nice value is per
+    // thread. No memory is touched. Failure leaves the default priority, which is fine.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
 /// Starts the threads that run the jobs; `None` if the system refuses a thread.
 fn start_threads(workers: usize) -> Option<mpsc::Sender<Job>> {
     let (jobs, queue) = mpsc::channel::<Job>();
@@ -55,6 +67,7 @@ fn start_threads(workers: usize) -> Option<mpsc::Sender<Job>> {
         std::thread::Builder::new()
             .name(format!("flotilla-hash-{n}"))
             .spawn(move || {
+                lower_priority();
                 loop {
                     // The lock is held only to take the next job, not to run it.
                     let next = match queue.lock() {
