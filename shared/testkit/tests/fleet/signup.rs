@@ -220,3 +220,57 @@ fn mail_goes_out_through_smtp_and_a_refusal_is_not_retried() {
         vec!["1"]
     );
 }
+
+#[test]
+fn a_full_hashing_pool_answers_503_and_other_requests_still_flow() {
+    let fleet = Fleet::builder(TestDb::sqlite())
+        .env("FLOTILLA_HASH_WORKERS", "1")
+        .env("FLOTILLA_HASH_QUEUE", "0")
+        // Slow hashes, so that requests overlap.
+        .env("FLOTILLA_ARGON2_MEMORY_KIB", "8192")
+        .env("FLOTILLA_ARGON2_ITERATIONS", "20")
+        .start();
+    let statuses: Vec<(StatusCode, Option<String>)> = std::thread::scope(|scope| {
+        let attempts: Vec<_> = (0..4)
+            .map(|i| {
+                let (client, url) = (fleet.client().clone(), fleet.url("/signup"));
+                scope.spawn(move || {
+                    let response = client
+                        .post(url)
+                        .json(&json!({"email": format!("flood{i}@example.org"), "password": PASSWORD}))
+                        .send()
+                        .unwrap();
+                    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                    (response.status(), retry)
+                })
+            })
+            .collect();
+        // While hashes run, health answers.
+        assert_eq!(fleet.get("/signup/health").status(), StatusCode::OK);
+        attempts.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().any(|(s, _)| *s == StatusCode::ACCEPTED),
+        "{statuses:?}"
+    );
+    let refused: Vec<_> = statuses
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retry)| retry.as_deref() == Some("2")),
+        "{statuses:?}"
+    );
+    // Nothing was written for the refused ones.
+    let accepted = statuses
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(
+        fleet.db.strings("SELECT email AS v FROM users").len(),
+        accepted
+    );
+}
