@@ -96,3 +96,31 @@ on_both_databases! {
         assert_eq!(attempts, vec!["1"], "each ran once");
     }
 }
+
+on_both_databases! {
+    fn the_hourly_clean_up_runs_once_and_removes_spent_tokens(db: TestDb) {
+        let mut fleet = Fleet::start(db);
+        let hour = |db: &TestDb| db.strings("SELECT idempotency_key AS v FROM jobs WHERE kind = 'cleanup'");
+        assert!(
+            wait_until(Duration::from_secs(10), || hour(&fleet.db).len() == 1),
+            "scheduled by the first pass"
+        );
+        fleet.stop_service("worker", libc::SIGTERM);
+        fleet.db.execute(
+            "INSERT INTO users (id, email, created_at, updated_at) \
+             VALUES ('u1', 'a@example.org', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        );
+        fleet.db.execute(
+            "INSERT INTO email_tokens (token_hash, user_id, purpose, email, created_at, expires_at, used_at) VALUES \
+             ('expired', 'u1', 'verify_email', 'a@example.org', '2000-01-01 00:00:00', '2000-01-03 00:00:00', NULL), \
+             ('used', 'u1', 'verify_email', 'a@example.org', '2999-01-01 00:00:00', '2999-01-03 00:00:00', '2999-01-02 00:00:00'), \
+             ('live', 'u1', 'verify_email', 'a@example.org', '2999-01-01 00:00:00', '2999-01-03 00:00:00', NULL)",
+        );
+        // This hour's clean-up ran already; pretend it has not, as in a new hour.
+        fleet.db.execute("DELETE FROM jobs WHERE kind = 'cleanup'");
+        fleet.start_service("worker");
+        let left = || fleet.db.strings("SELECT token_hash AS v FROM email_tokens");
+        assert!(wait_until(Duration::from_secs(15), || left() == vec!["live"]), "{:?}\n{}", left(), fleet.all_logs());
+        assert_eq!(hour(&fleet.db).len(), 1, "one clean-up job for the hour");
+    }
+}
