@@ -36,9 +36,12 @@ cleanup() {
 trap cleanup EXIT
 
 # Each process logs to its own file (access log on, as in production), not through
-# make run's terminal prefixer.
+# make run's terminal prefixer. The signup flood comes from one address, 127.0.0.1:
+# nginx's per-address limit on signups and logins is raised far above it, so that the
+# figures measure the services rather than the limit.
 mkdir -p "$dir/logs"
 FLOTILLA_DATA_DIR=$dir FLOTILLA_HTTP_PORT=$port FLOTILLA_FLEET_LOG_DIR=$dir/logs \
+    FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
     scripts/dev-fleet.sh >"$dir/fleet.log" 2>&1 &
 fleet_pid=$!
 for name in signup login profile admin; do

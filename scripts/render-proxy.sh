@@ -4,12 +4,42 @@
 # writes OUT_DIR/server.conf (the flotilla server block) and OUT_DIR/nginx.conf (a main
 # file for running nginx in the foreground with `-p OUT_DIR -c OUT_DIR/nginx.conf`).
 # UPSTREAMS_FILE defaults to proxy/upstreams.conf, the placement file.
+#
+#   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client address at
+#                              POST /login, POST /signup and /login/forgot: N r/s or N r/m
+#   FLOTILLA_PROXY_AUTH_BURST  (default 10)     attempts allowed at once above the rate
+#
+# Why 30r/m with a burst of 10: a person at a form needs a few attempts (a typo, then
+# "forgot password"), and an office or a mobile network shares one address among many
+# people, so 10 at once and then one every 2 s seldom gets in a person's way. A script
+# gets 30 guesses a minute per address instead of thousands, and one address can cost
+# the Argon2 hashing pool half a hash a second once its burst is spent. Slowing guesses
+# at one account from many addresses is the login service's job, not nginx's. The
+# tests and `make bench` raise both: they drive hundreds of attempts a second from
+# 127.0.0.1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ $# -lt 3 ]; then
     echo "usage: $0 OUT_DIR LISTEN WWW_ROOT [UPSTREAMS_FILE]" >&2
     exit 64
 fi
+# A bad value is a configuration error (78, as the services exit), naming the variable.
+auth_rate=${FLOTILLA_PROXY_AUTH_RATE:-30r/m}
+auth_burst=${FLOTILLA_PROXY_AUTH_BURST:-10}
+if ! [[ $auth_rate =~ ^[0-9]{1,9}r/[sm]$ ]] || [[ $auth_rate =~ ^0+r ]]; then
+    echo "error: FLOTILLA_PROXY_AUTH_RATE='$auth_rate': expected N r/s or N r/m with N at least 1, e.g. 30r/m or 5r/s" >&2
+    exit 78
+fi
+if ! [[ $auth_burst =~ ^[0-9]{1,9}$ ]]; then
+    echo "error: FLOTILLA_PROXY_AUTH_BURST='$auth_burst': expected a whole number of requests, e.g. 10" >&2
+    exit 78
+fi
+# Retry-After on a refusal: the seconds until the rate admits one more attempt.
+per_unit=$((10#${auth_rate%%r/*}))
+case $auth_rate in
+*r/m) retry_after=$(((60 + per_unit - 1) / per_unit)) ;;
+*) retry_after=1 ;;
+esac
 mkdir -p "$1/tmp"
 out=$(cd "$1" && pwd)
 listen=$2
@@ -18,6 +48,8 @@ upstreams=$(realpath "${4:-$root/proxy/upstreams.conf}")
 # Escape what sed's replacement treats specially.
 esc() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }
 sed -e "s|@LISTEN@|$(esc "$listen")|g" -e "s|@WWW_ROOT@|$(esc "$www")|g" \
+    -e "s|@AUTH_RATE@|$auth_rate|g" -e "s|@AUTH_BURST@|$((10#$auth_burst))|g" \
+    -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" \
     "$root/proxy/server.conf.in" >"$out/server.conf"
 sed -e "s|@PREFIX@|$(esc "$out")|g" -e "s|@UPSTREAMS@|$(esc "$upstreams")|g" \
     "$root/proxy/nginx.conf.in" >"$out/nginx.conf"

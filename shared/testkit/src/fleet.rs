@@ -159,6 +159,16 @@ impl Fleet {
         std::fs::write(&upstreams_path, upstreams).unwrap();
         let prefix = self.dir.path().join("nginx");
         let www = self.dir.path().join("var/www");
+        // The tests send hundreds of logins and signups a second from 127.0.0.1: nginx's
+        // per-address limit on them stays out of the way unless a test sets its own.
+        let limits = [
+            ("FLOTILLA_PROXY_AUTH_RATE", "10000r/s"),
+            ("FLOTILLA_PROXY_AUTH_BURST", "10000"),
+        ]
+        .map(|(name, default)| {
+            let value = self.env.get(name).map_or(default, String::as_str);
+            (name, value.to_owned())
+        });
         for _attempt in 0..3 {
             let port = free_port();
             let rendered = Command::new(root.join("scripts/render-proxy.sh"))
@@ -166,6 +176,7 @@ impl Fleet {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg(&www)
                 .arg(&upstreams_path)
+                .envs(limits.clone())
                 .output()
                 .unwrap();
             assert!(

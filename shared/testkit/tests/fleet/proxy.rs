@@ -1,13 +1,43 @@
 //! What a browser or API client sees through nginx.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::blocking::Response;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use super::*;
 
 const PUBLIC: [&str; 4] = ["signup", "login", "profile", "admin"];
+
+fn assert_security_headers(what: &str, headers: &HeaderMap) {
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(headers["referrer-policy"], "same-origin", "{what}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+    assert!(headers.contains_key("permissions-policy"), "{what}");
+    assert!(
+        headers.get("server").is_none_or(|s| s == "nginx"),
+        "no version leaked"
+    );
+}
+
+/// Sends `send` up to `tries` times and returns the first answer nginx refused (429).
+fn first_refusal(what: &str, tries: usize, send: impl Fn() -> Response) -> Response {
+    let mut seen = Vec::new();
+    for _ in 0..tries {
+        let response = send();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            return response;
+        }
+        seen.push(response.status());
+    }
+    panic!("{what}: no 429 in {tries} attempts: {seen:?}");
+}
 
 on_both_databases! {
     fn every_service_is_healthy_and_ready_through_nginx(db: TestDb) {
@@ -77,14 +107,8 @@ on_both_databases! {
         let fleet = Fleet::start(db);
         for path in ["/", "/signup/health", "/login/nothing-here", "/no/such/page"] {
             let response = fleet.get(path);
-            let headers = response.headers();
-            let csp = headers["content-security-policy"].to_str().unwrap();
-            assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
-            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
-            assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
-            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
-            assert!(headers.get("server").is_none_or(|s| s == "nginx"), "no version leaked");
+            assert_security_headers(path, response.headers());
+            assert!(response.headers().get("retry-after").is_none(), "{path}");
         }
     }
 
@@ -126,5 +150,75 @@ on_both_databases! {
         let logged = logs.lines().find(|l| l.contains(line)).unwrap();
         assert!(logged.ends_with(&format!("rid={request_id}")), "{logged}");
         assert!(!logs.contains("6.6.6.6"), "{logs}");
+    }
+
+    fn attempts_at_login_forgot_and_signup_are_limited_per_address_and_the_forms_are_not(db: TestDb) {
+        // One attempt a second, and 3 at once above it: the 5th in quick succession is
+        // refused, or a later one if the machine is slow enough for the rate to refill.
+        let fleet = Fleet::builder(db)
+            .env("FLOTILLA_PROXY_AUTH_RATE", "60r/m")
+            .env("FLOTILLA_PROXY_AUTH_BURST", "3")
+            .start();
+        let forgot = || {
+            fleet.request(Method::POST, "/login/forgot")
+                .json(&json!({"email": "ada@example.org"}))
+                .send()
+                .unwrap()
+        };
+        let refused = first_refusal("POST /login/forgot", 8, forgot);
+        let headers = refused.headers().clone();
+        assert_security_headers("the 429", &headers);
+        assert_eq!(headers["retry-after"], "1", "60r/m admits one more a second later");
+        assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: Value = refused.json().unwrap();
+        assert_eq!(body["error"], "rate_limited", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("Too many attempts"), "{body}");
+
+        // The forms are never limited, even while the address is being refused.
+        for path in ["/login", "/signup"] {
+            for _ in 0..20 {
+                let status = fleet.get_html(path).status();
+                assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "GET {path}");
+            }
+        }
+
+        // Signing up and logging in draw on the same budget; a form post gets a page.
+        let refused = first_refusal("POST /signup (JSON)", 8, || {
+            fleet.request(Method::POST, "/signup")
+                .json(&json!({"email": "not-an-address", "password": "short"}))
+                .send()
+                .unwrap()
+        });
+        assert_security_headers("the 429 to POST /signup", refused.headers());
+        assert_eq!(refused.json::<Value>().unwrap()["error"], "rate_limited");
+        let refused = first_refusal("POST /signup (form)", 8, || {
+            fleet.request(Method::POST, "/signup")
+                .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+                .form(&[("email", "not-an-address"), ("password", "short")])
+                .send()
+                .unwrap()
+        });
+        assert!(refused.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert_security_headers("the 429 page", refused.headers());
+        let page = refused.text().unwrap();
+        assert!(page.contains("<h1>Too Many Requests</h1>"), "{page}");
+        first_refusal("POST /login", 8, || {
+            fleet.request(Method::POST, "/login")
+                .json(&json!({"email": "ada@example.org", "password": "wrong"}))
+                .send()
+                .unwrap()
+        });
+
+        // Per address: another client (127.0.0.2, also loopback) still gets through.
+        let other = reqwest::blocking::Client::builder()
+            .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+            .build()
+            .unwrap();
+        let response = other.post(fleet.url("/login/forgot"))
+            .json(&json!({"email": "ada@example.org"}))
+            .send()
+            .unwrap();
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 }
