@@ -43,6 +43,16 @@ pub struct Service {
     pub default_port: u16,
     pub setup: Setup,
     pub background: Option<Background>,
+    /// Commands beyond `serve` and `migrate` (login's `keys`).
+    pub commands: &'static [Command],
+}
+
+/// A service's own command: `flotilla-<service> <name> [args…]`.
+pub struct Command {
+    pub name: &'static str,
+    /// One line for `help`, starting with the arguments (`generate|list|prune`).
+    pub summary: &'static str,
+    pub run: fn(&[String]) -> anyhow::Result<()>,
 }
 
 /// The `setup` of a service with no routes beyond the kit's.
@@ -64,6 +74,28 @@ pub struct State {
     pub metrics: Metrics,
     pub in_flight: InFlight,
     pub started: Instant,
+    ready_checks: std::sync::RwLock<Vec<ReadyCheck>>,
+}
+
+/// A condition `/ready` also requires (keys loaded, …): `Err` says what is missing.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+impl State {
+    /// Makes `/ready` answer 503 while `check` fails.
+    pub fn add_ready_check(&self, check: ReadyCheck) {
+        if let Ok(mut checks) = self.ready_checks.write() {
+            checks.push(check);
+        }
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        let checks = self
+            .ready_checks
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        checks.iter().try_for_each(|check| check())
+    }
 }
 
 pub struct Application {
@@ -84,6 +116,7 @@ impl Application {
             in_flight: InFlight::new(config.max_in_flight),
             metrics: Metrics::default(),
             started: Instant::now(),
+            ready_checks: Default::default(),
             pool,
             config: config.clone(),
         });
@@ -229,6 +262,13 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
         flotilla_db::schema_status(&mut conn).map_err(Error::Internal)
     })
     .await??;
+    if let (SchemaStatus::Current, Err(missing)) = (&status, state.readiness()) {
+        return Err(Error::Unavailable {
+            code: "not_ready",
+            message: format!("Not ready yet: {missing}."),
+            retry_after_secs: 1,
+        });
+    }
     match status {
         SchemaStatus::Current => Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",

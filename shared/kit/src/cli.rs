@@ -22,6 +22,9 @@ pub fn main(service: &'static Service) -> ExitCode {
     crate::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str).unwrap_or("serve");
+    if let Some(own) = service.commands.iter().find(|c| c.name == command) {
+        return report((own.run)(&args[1..]));
+    }
     if args.len() > 1 {
         return usage(service, &format!("unexpected argument {:?}", args[1]));
     }
@@ -53,10 +56,20 @@ pub fn main(service: &'static Service) -> ExitCode {
 }
 
 fn help(service: &Service) -> String {
+    let own: String = service
+        .commands
+        .iter()
+        .map(|c| format!("  {:<9} {}\n", c.name, c.summary))
+        .collect();
+    let names: String = service
+        .commands
+        .iter()
+        .map(|c| format!("|{}", c.name))
+        .collect();
     format!(
-        "usage: {0} [serve|migrate|version|help]\n\n  \
+        "usage: {0} [serve|migrate{names}|version|help]\n\n  \
          serve     run the service on FLOTILLA_{1}_LISTEN (default 127.0.0.1:{2})\n  \
-         migrate   apply pending database migrations, then exit\n  \
+         migrate   apply pending database migrations, then exit\n{own}  \
          version   print the version\n\n\
          Configuration comes from FLOTILLA_* variables and DATABASE_URL; see the README.\n",
         service.binary(),

@@ -255,6 +255,16 @@ pub struct Config {
     /// `FLOTILLA_SHUTDOWN_TIMEOUT_SECS` (default 10): how long SIGTERM waits for
     /// requests in flight.
     pub shutdown_timeout: Duration,
+    /// `FLOTILLA_PUBLIC_URL` (default `http://127.0.0.1:8080`): the origin browsers
+    /// use, for links in emails, the tokens' issuer, cookies and same-origin checks.
+    pub public_url: String,
+}
+
+impl Config {
+    /// Whether browsers reach the fleet over TLS (cookies are then `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
 }
 
 impl Config {
@@ -304,6 +314,19 @@ impl Config {
                 10,
                 0..=3600,
             )?),
+            public_url: env.parse(
+                "FLOTILLA_PUBLIC_URL",
+                "http://127.0.0.1:8080".to_owned(),
+                "an origin such as https://accounts.example.org (scheme, host, optional port)",
+                |v| {
+                    let v = v.trim_end_matches('/');
+                    let rest = v
+                        .strip_prefix("https://")
+                        .or_else(|| v.strip_prefix("http://"))?;
+                    (!rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']))
+                        .then(|| v.to_owned())
+                },
+            )?,
         })
     }
 }

@@ -29,6 +29,11 @@ pub enum Error {
         code: &'static str,
         fields: FieldErrors,
     },
+    /// 401 with `WWW-Authenticate: Bearer`: no credentials, or credentials that do not
+    /// hold (expired, revoked, wrong password).
+    Unauthorized { code: &'static str, message: String },
+    /// 403: who asks is known, and may not do this.
+    Forbidden { code: &'static str, message: String },
     /// 404.
     NotFound,
     /// 405.
@@ -37,6 +42,12 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     /// 415.
     UnsupportedMediaType { expected: &'static str },
+    /// 429 with `Retry-After`: too many attempts; try again later.
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u32,
+    },
     /// 503 with `Retry-After`: a dependency is down or the service is overloaded.
     Unavailable {
         code: &'static str,
@@ -79,6 +90,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { code, .. }
+            | Error::Unauthorized { code, .. }
+            | Error::Forbidden { code, .. }
+            | Error::TooManyRequests { code, .. }
             | Error::Unavailable { code, .. }
             | Error::Conflict { code, .. } => code,
             Error::Invalid(_) => "invalid_input",
@@ -93,9 +107,11 @@ impl Error {
     /// What the client is told. Never the cause of an internal error.
     pub fn public_message(&self) -> String {
         match self {
-            Error::BadRequest { message, .. } | Error::Unavailable { message, .. } => {
-                message.clone()
-            }
+            Error::BadRequest { message, .. }
+            | Error::Unauthorized { message, .. }
+            | Error::Forbidden { message, .. }
+            | Error::TooManyRequests { message, .. }
+            | Error::Unavailable { message, .. } => message.clone(),
             Error::Conflict { .. } => "A value is already in use.".into(),
             Error::Invalid(fields) if fields.len() == 1 => "One field is invalid.".into(),
             Error::Invalid(fields) => format!("{} fields are invalid.", fields.len()),
@@ -180,6 +196,9 @@ impl ResponseError for Error {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -192,11 +211,22 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         let message = self.public_message();
         let mut response = HttpResponse::build(self.status_code());
-        if let Error::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        match self {
+            Error::Unavailable {
+                retry_after_secs, ..
+            }
+            | Error::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Error::Unauthorized { .. } => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"flotilla\""),
+                ));
+            }
+            _ => {}
         }
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         response.json(Body {

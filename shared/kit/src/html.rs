@@ -2,6 +2,25 @@
 //! stylesheet (`/assets/site.css`, written by flotilla-pages), since the
 //! Content-Security-Policy allows no inline style.
 
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+
+/// An HTML answer.
+pub fn respond(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(ContentType::html())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// `303 See Other` to `location` (after a form post).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -13,7 +13,9 @@ pub mod logging;
 pub mod metrics;
 pub mod middleware;
 
-pub use app::{Application, Background, Routes, Service, Setup, State, no_routes};
+pub use app::{
+    Application, Background, Command, ReadyCheck, Routes, Service, Setup, State, no_routes,
+};
 pub use config::{Config, ConfigError, Env};
 pub use error::{Error, FieldErrors};
 pub use middleware::RequestContext;

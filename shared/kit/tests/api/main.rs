@@ -21,6 +21,7 @@ static SERVICE: Service = Service {
     default_port: 0,
     setup: |_| Ok(std::sync::Arc::new(routes)),
     background: None,
+    commands: &[],
 };
 
 fn routes(cfg: &mut web::ServiceConfig) {
