@@ -22,6 +22,34 @@ pub use diesel;
 pub use migrate::{SchemaStatus, migrate, schema_status};
 pub use url::{Backend, DatabaseUrl};
 
+diesel::define_sql_function!(
+    /// SQL `lower()`, for the case-insensitive unique indexes on addresses and names.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text
+);
+diesel::define_sql_function!(
+    /// SQL `lower()` of a nullable column.
+    #[sql_name = "lower"]
+    fn lower_nullable(
+        x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>
+);
+
+/// A random (version 4) UUID, as text: the ids of users and sessions.
+pub fn new_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// A connection to either backend. Queries written against it run on both.
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {

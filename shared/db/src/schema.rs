@@ -49,5 +49,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        user_agent -> Text,
+        client_addr -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        idle_expires_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    auth_events (id) {
+        id -> BigInt,
+        user_id -> Nullable<Text>,
+        login_key -> Nullable<Text>,
+        kind -> Text,
+        session_id -> Nullable<Text>,
+        client_addr -> Text,
+        user_agent -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, jobs);
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(auth_events -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    email_tokens,
+    jobs,
+    sessions,
+    refresh_tokens,
+    auth_events
+);

@@ -38,7 +38,7 @@ fn migrate_brings_an_empty_database_to_current_once() {
         let applied = migrate(&mut conn, &url).unwrap();
         assert_eq!(
             applied,
-            vec!["20261122000001".to_string(), "20261122000002".to_string()]
+            ["20261122000001", "20261122000002", "20261122000003"].map(String::from)
         );
         assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
         assert!(
@@ -134,6 +134,54 @@ fn schema_matches_migrations() {
             .get_result(&mut conn)
             .unwrap();
         assert_eq!(count, 0);
+        type SessionRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            NaiveDateTime,
+            NaiveDateTime,
+            NaiveDateTime,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+            Option<String>,
+        );
+        let sessions: Vec<SessionRow> = crate::schema::sessions::table
+            .select(crate::schema::sessions::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(sessions.is_empty());
+        let refresh: Vec<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
+            crate::schema::refresh_tokens::table
+                .select(crate::schema::refresh_tokens::all_columns)
+                .load(&mut conn)
+                .unwrap();
+        assert!(refresh.is_empty());
+        diesel::insert_into(crate::schema::auth_events::table)
+            .values((
+                crate::schema::auth_events::kind.eq("login.failure"),
+                crate::schema::auth_events::client_addr.eq("127.0.0.1"),
+                crate::schema::auth_events::user_agent.eq("test"),
+                crate::schema::auth_events::created_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        type EventRow = (
+            i64,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            String,
+            NaiveDateTime,
+        );
+        let events: Vec<EventRow> = crate::schema::auth_events::table
+            .select(crate::schema::auth_events::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(events.len(), 1);
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)
@@ -236,4 +284,13 @@ fn an_unreachable_postgres_fails_fast_with_the_real_reason() {
         "names the database: {err}"
     );
     assert!(!err.contains("pw@"), "no password in the message: {err}");
+}
+
+#[test]
+fn ids_are_version_4_uuids() {
+    let id = crate::new_id();
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4");
+    assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    assert_ne!(crate::new_id(), id);
 }

@@ -1,0 +1,3 @@
+DROP TABLE auth_events;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
