@@ -1,0 +1,139 @@
+//! The database side of sessions that more than one service touches: revoking them
+//! (login, profile, admin), reading revocations (every service's deny-list), and the
+//! auth events that record what happened to an account.
+
+use chrono::NaiveDateTime;
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::{auth_events, sessions};
+use flotilla_db::{AnyConnection, diesel};
+
+/// Why a session ended, as stored in `sessions.revoked_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    Logout,
+    LogoutAll,
+    RefreshReuse,
+    PasswordReset,
+    PasswordChange,
+    Revoked,
+    Disabled,
+    Deleted,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::LogoutAll => "logout_all",
+            RevokeReason::RefreshReuse => "refresh_token_reused",
+            RevokeReason::PasswordReset => "password_reset",
+            RevokeReason::PasswordChange => "password_change",
+            RevokeReason::Revoked => "revoked",
+            RevokeReason::Disabled => "account_disabled",
+            RevokeReason::Deleted => "account_deleted",
+        }
+    }
+}
+
+/// Revokes one session if it is live; returns whether it was.
+pub fn revoke_session(
+    conn: &mut AnyConnection,
+    sid: &str,
+    reason: RevokeReason,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        sessions::table
+            .filter(sessions::id.eq(sid))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason.as_str()),
+    ))
+    .execute(conn)?;
+    Ok(changed > 0)
+}
+
+/// Revokes every live session of a user but `keep`; returns the ids revoked.
+pub fn revoke_user_sessions(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: RevokeReason,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    let mut live = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .select(sessions::id)
+        .into_boxed();
+    if let Some(keep) = keep {
+        live = live.filter(sessions::id.ne(keep));
+    }
+    let ids: Vec<String> = live.load(conn)?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq_any(&ids))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason.as_str()),
+    ))
+    .execute(conn)?;
+    Ok(ids)
+}
+
+/// Sessions revoked at or after `since`, with when.
+pub fn revoked_since(
+    conn: &mut AnyConnection,
+    since: NaiveDateTime,
+) -> QueryResult<Vec<(String, NaiveDateTime)>> {
+    let rows: Vec<(String, Option<NaiveDateTime>)> = sessions::table
+        .filter(sessions::revoked_at.ge(since))
+        .select((sessions::id, sessions::revoked_at))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|at| (id, at)))
+        .collect())
+}
+
+/// What happened, to whom (when known), from where.
+#[derive(Debug, Clone)]
+pub struct AuthEvent<'a> {
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    /// SHA-256 of the lower-cased address typed at sign-in (throttling key).
+    pub login_key: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub client_addr: &'a str,
+    pub user_agent: &'a str,
+}
+
+/// At most this much of a user agent is kept.
+const MAX_USER_AGENT: usize = 512;
+
+pub fn record_event(
+    conn: &mut AnyConnection,
+    event: &AuthEvent,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let user_agent: String = event.user_agent.chars().take(MAX_USER_AGENT).collect();
+    diesel::insert_into(auth_events::table)
+        .values((
+            auth_events::kind.eq(event.kind),
+            auth_events::user_id.eq(event.user_id),
+            auth_events::login_key.eq(event.login_key),
+            auth_events::session_id.eq(event.session_id),
+            auth_events::client_addr.eq(event.client_addr),
+            auth_events::user_agent.eq(user_agent),
+            auth_events::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
