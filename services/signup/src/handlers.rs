@@ -1,28 +1,16 @@
 //! Signup's routes. Each turns its input into domain types first, then acts.
 
-use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::PoolError;
 use flotilla_db::diesel::result::Error as DbError;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
+use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::{Error, FieldErrors, State};
 
 use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
 use crate::store::{self, Registered, Verified};
 use crate::{Signup, pages};
-
-fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type(ContentType::html())
-        .body(body)
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
-}
 
 fn sent(format: Format) -> HttpResponse {
     match format {
@@ -67,7 +55,7 @@ pub async fn create(
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
     let (format, input): (_, SignupInput) = read_body(&req, &body)?;
-    let account = match NewAccount::parse(&input, &signup.config.policy) {
+    let account = match NewAccount::parse(&input, &signup.config.passwords.policy) {
         Ok(account) => account,
         Err(fields) if format == Format::Form => {
             let page = pages::signup_form(

@@ -20,7 +20,7 @@ mod store;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use flotilla_auth::{HashParams, HashPool, PasswordPolicy};
+use flotilla_auth::{HashPool, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::actix_web::web;
 use flotilla_kit::{ConfigError, Env, Routes, Service, State};
@@ -32,67 +32,36 @@ pub static SERVICE: Service = Service {
     default_port: 7101,
     setup,
     background: None,
+    commands: &[],
 };
 
 /// What signup reads beyond the kit's configuration.
 #[derive(Debug, Clone)]
 pub struct SignupConfig {
-    /// `FLOTILLA_PUBLIC_URL` (default `http://127.0.0.1:8080`): the origin in links.
+    /// The origin in links (the kit's `FLOTILLA_PUBLIC_URL`).
     pub public_url: String,
-    /// `FLOTILLA_PASSWORD_MIN_CHARS` (12) and `FLOTILLA_PASSWORD_MAX_CHARS` (128).
-    pub policy: PasswordPolicy,
+    /// The password policy and hashing (shared with login and profile).
+    pub passwords: PasswordSettings,
     /// `FLOTILLA_VERIFY_TOKEN_HOURS` (default 48): how long a verification link works.
     pub token_ttl: TimeDelta,
     /// At most one new link per address per this interval (one minute).
     pub resend_interval: TimeDelta,
-    /// `FLOTILLA_ARGON2_MEMORY_KIB` (19456), `FLOTILLA_ARGON2_ITERATIONS` (2),
-    /// `FLOTILLA_ARGON2_PARALLELISM` (1): OWASP's Argon2id settings.
-    pub hash: HashParams,
-    /// `FLOTILLA_HASH_WORKERS` (default: the cores) hashes at once, and
-    /// `FLOTILLA_HASH_QUEUE` (default 16 per worker) waiting; beyond, 503.
-    pub hash_workers: usize,
-    pub hash_queue: usize,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
     pub wake: String,
 }
 
 impl SignupConfig {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let public_url = env.parse(
-            "FLOTILLA_PUBLIC_URL",
-            "http://127.0.0.1:8080".to_owned(),
-            "an origin such as https://accounts.example.org",
-            |v| {
-                let v = v.trim_end_matches('/');
-                (v.starts_with("http://") || v.starts_with("https://")).then(|| v.to_owned())
-            },
-        )?;
-        let min_chars = env.number("FLOTILLA_PASSWORD_MIN_CHARS", 12, 8..=128)?;
-        let max_chars = env.number("FLOTILLA_PASSWORD_MAX_CHARS", 128, min_chars.max(16)..=1024)?;
-        let hash_workers = env.number(
-            "FLOTILLA_HASH_WORKERS",
-            flotilla_auth::default_workers(),
-            1..=256,
-        )?;
+    pub fn from_env(env: &Env, public_url: &str) -> Result<Self, ConfigError> {
+        let public_url = public_url.to_owned();
         Ok(Self {
             public_url,
-            policy: PasswordPolicy {
-                min_chars,
-                max_chars,
-            },
+            passwords: PasswordSettings::from_env(env)?,
             token_ttl: TimeDelta::hours(env.number(
                 "FLOTILLA_VERIFY_TOKEN_HOURS",
                 48,
                 1..=24 * 30,
             )?),
             resend_interval: TimeDelta::minutes(1),
-            hash: HashParams {
-                memory_kib: env.number("FLOTILLA_ARGON2_MEMORY_KIB", 19_456, 8..=4_194_304)?,
-                iterations: env.number("FLOTILLA_ARGON2_ITERATIONS", 2, 1..=100)?,
-                parallelism: env.number("FLOTILLA_ARGON2_PARALLELISM", 1, 1..=64)?,
-            },
-            hash_workers,
-            hash_queue: env.number("FLOTILLA_HASH_QUEUE", hash_workers * 16, 0..=100_000)?,
             wake: env.parse(
                 "FLOTILLA_BUS_WAKE",
                 "tcp://127.0.0.1:7110".to_owned(),
@@ -110,11 +79,11 @@ pub struct Signup {
     pub wake: WakeSender,
 }
 
-fn setup(_: &web::Data<State>) -> anyhow::Result<Routes> {
-    let config = SignupConfig::from_env(&Env::from_process())
+fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+    let config = SignupConfig::from_env(&Env::from_process(), &state.config.public_url)
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let signup = web::Data::new(Signup {
-        hashes: HashPool::new(config.hash, config.hash_workers, config.hash_queue),
+        hashes: config.passwords.pool(),
         wake: WakeSender::start(&config.wake)?,
         config,
     });

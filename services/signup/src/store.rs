@@ -4,19 +4,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use flotilla_db::schema::{email_tokens, users};
-use flotilla_db::{AnyConnection, diesel, write_transaction};
+use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
 use crate::SignupConfig;
 use crate::domain::{EmailAddress, NewAccount};
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
-diesel::define_sql_function!(
-    #[sql_name = "lower"]
-    fn lower_nullable(
-        x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
-    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>
-);
 
 const VERIFY: &str = "verify_email";
 
@@ -33,22 +25,6 @@ pub enum Verified {
     Done,
     Invalid,
     Expired,
-}
-
-/// A random (version 4) UUID, as text.
-fn new_id() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 /// Creates a token for `user_id` and queues the email that carries it.
@@ -227,16 +203,4 @@ pub fn resend(
         send_verification(conn, config, &user_id, &address, now)?;
         Ok(true)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_are_version_4_uuids() {
-        let id = super::new_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        assert_ne!(super::new_id(), id);
-    }
 }
