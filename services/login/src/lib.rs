@@ -1,13 +1,205 @@
-//! flotilla-login: Sign-in: sessions, tokens and the JWKS, password reset.
+//! flotilla-login: the only place that mints tokens.
 //!
-//! Mounted by nginx under `/login`; the kit adds `/login/health`, `/login/ready` and
-//! `/login/metrics`.
+//! | route | |
+//! |---|---|
+//! | `GET /login` | the form (or, with a live refresh cookie, straight on to `next`) |
+//! | `POST /login` | JSON `{"email","password"}` → 200 with tokens and cookies; a form → 303 |
+//! | `POST /login/refresh` | rotates the refresh token (cookie or `{"refresh_token"}`) |
+//! | `POST /login/logout` | ends this session (204) |
+//! | `POST /login/logout-all` | ends every session of the user (204) |
+//! | `GET`/`POST /login/forgot` | asks for a reset link (202, the same whether or not the address exists) |
+//! | `GET`/`POST /login/reset` | sets a new password with a reset link's token |
+//! | `GET /login/.well-known/jwks.json` | the public keys |
+//!
+//! Access tokens are EdDSA JWTs (15 minutes); refresh tokens are 256-bit randoms stored
+//! hashed with their session and used once each. Failed sign-ins slow down per
+//! address typed, exponentially; nginx limits each client address as well.
 
-use flotilla_kit::Service;
+mod domain;
+mod handlers;
+mod keys_command;
+mod pages;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::TimeDelta;
+use flotilla_auth::keys::KeyRing;
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
+use flotilla_bus::WakeSender;
+use flotilla_kit::actix_web::web;
+use flotilla_kit::{Command, ConfigError, Env, Routes, Service, State};
 
 pub static SERVICE: Service = Service {
     name: "login",
     default_port: 7102,
-    setup: flotilla_kit::no_routes,
+    setup,
     background: None,
+    commands: &[Command {
+        name: "keys",
+        summary: "generate|list|prune|jwks: manage the token signing keys (FLOTILLA_KEYS_DIR)",
+        run: keys_command::run,
+    }],
 };
+
+/// What login reads beyond the kit's configuration.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    pub public_url: String,
+    pub passwords: PasswordSettings,
+    /// `FLOTILLA_KEYS_DIR` (default `<data dir>/keys`): the signing keys.
+    pub keys_dir: PathBuf,
+    /// `FLOTILLA_KEYS_GENERATE` (default true): make a key when the folder has none.
+    pub generate_keys: bool,
+    /// `FLOTILLA_SESSION_IDLE_DAYS` (30): a session unused this long ends.
+    pub session_idle: TimeDelta,
+    /// `FLOTILLA_SESSION_MAX_DAYS` (90): a session ends this long after sign-in.
+    pub session_max: TimeDelta,
+    /// `FLOTILLA_RESET_TOKEN_MINUTES` (60): how long a reset link works.
+    pub reset_ttl: TimeDelta,
+    /// `FLOTILLA_LOGIN_MAX_FAILURES` (5) failures within
+    /// `FLOTILLA_LOGIN_FAILURE_WINDOW_SECS` (900) before attempts are delayed.
+    pub max_failures: usize,
+    pub failure_window: TimeDelta,
+    /// `FLOTILLA_LOGIN_MAX_DELAY_SECS` (900): the longest delay between attempts.
+    pub max_delay_secs: i64,
+    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
+    pub wake: String,
+}
+
+impl LoginConfig {
+    pub fn from_env(env: &Env, kit: &flotilla_kit::Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            public_url: kit.public_url.clone(),
+            passwords: PasswordSettings::from_env(env)?,
+            keys_dir: env.path("FLOTILLA_KEYS_DIR", kit.data_dir.join("keys"))?,
+            generate_keys: env.flag("FLOTILLA_KEYS_GENERATE", true)?,
+            session_idle: TimeDelta::days(env.number(
+                "FLOTILLA_SESSION_IDLE_DAYS",
+                30,
+                1..=3650,
+            )?),
+            session_max: TimeDelta::days(env.number("FLOTILLA_SESSION_MAX_DAYS", 90, 1..=3650)?),
+            reset_ttl: TimeDelta::minutes(env.number(
+                "FLOTILLA_RESET_TOKEN_MINUTES",
+                60,
+                5..=24 * 60,
+            )?),
+            max_failures: env.number("FLOTILLA_LOGIN_MAX_FAILURES", 5, 1..=1000)?,
+            failure_window: TimeDelta::seconds(env.number(
+                "FLOTILLA_LOGIN_FAILURE_WINDOW_SECS",
+                900,
+                10..=86_400,
+            )?),
+            max_delay_secs: env.number("FLOTILLA_LOGIN_MAX_DELAY_SECS", 900, 1..=86_400)?,
+            wake: env.parse(
+                "FLOTILLA_BUS_WAKE",
+                "tcp://127.0.0.1:7110".to_owned(),
+                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
+                flotilla_bus::parse_endpoint,
+            )?,
+        })
+    }
+}
+
+/// Login's state, beside the kit's.
+pub struct Login {
+    pub config: LoginConfig,
+    pub hashes: HashPool,
+    pub wake: WakeSender,
+    pub auth: Auth,
+    /// The signing keys, read again now and then so a new key takes over signing.
+    pub keys: RwLock<KeyRing>,
+}
+
+impl Login {
+    /// Reads the key folder again; a new key signs from now on.
+    fn reload_keys(&self) {
+        match KeyRing::load(&self.config.keys_dir) {
+            Ok(ring) if ring.current().is_some() => {
+                self.auth.set_keys(&ring);
+                if let Ok(mut keys) = self.keys.write() {
+                    *keys = ring;
+                }
+            }
+            Ok(_) => log::warn!(
+                "{} has no key any more; keeping the keys in memory",
+                self.config.keys_dir.display()
+            ),
+            Err(e) => log::warn!("keeping the keys in memory: {e:#}"),
+        }
+    }
+}
+
+/// How often the key folder is read again.
+const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+    let env = Env::from_process();
+    let invalid = |e: ConfigError| anyhow::anyhow!("invalid configuration: {e}");
+    let config = LoginConfig::from_env(&env, &state.config).map_err(invalid)?;
+    let auth_config = AuthConfig::from_env(&env, &state.config, true).map_err(invalid)?;
+    let ring = if config.generate_keys {
+        let (ring, created) = KeyRing::load_or_create(&config.keys_dir)?;
+        if created {
+            log::info!(
+                "made a first signing key in {} (for production keys, run `flotilla-login keys generate`)",
+                config.keys_dir.display()
+            );
+        }
+        ring
+    } else {
+        KeyRing::load(&config.keys_dir)?
+    };
+    if ring.current().is_none() {
+        anyhow::bail!(
+            "no signing key in {}: run `flotilla-login keys generate` (FLOTILLA_KEYS_GENERATE=false)",
+            config.keys_dir.display()
+        );
+    }
+    let auth = Auth::start(auth_config, state.pool.clone())?;
+    auth.set_keys(&ring);
+    let checker = auth.clone();
+    state.add_ready_check(Arc::new(move || checker.readiness()));
+    let login = web::Data::new(Login {
+        hashes: config.passwords.pool(),
+        wake: WakeSender::start(&config.wake)?,
+        auth: auth.clone(),
+        keys: RwLock::new(ring),
+        config,
+    });
+    let reloader = login.clone();
+    std::thread::Builder::new()
+        .name("flotilla-keys".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(KEY_RELOAD);
+                reloader.reload_keys();
+            }
+        })?;
+    let auth = web::Data::new(auth);
+    Ok(Arc::new(move |cfg| {
+        cfg.app_data(login.clone())
+            .app_data(auth.clone())
+            .service(
+                web::resource("")
+                    .route(web::get().to(handlers::form))
+                    .route(web::post().to(handlers::login)),
+            )
+            .route("/refresh", web::post().to(handlers::refresh))
+            .route("/logout", web::post().to(handlers::logout))
+            .route("/logout-all", web::post().to(handlers::logout_all))
+            .service(
+                web::resource("/forgot")
+                    .route(web::get().to(handlers::forgot_form))
+                    .route(web::post().to(handlers::forgot)),
+            )
+            .service(
+                web::resource("/reset")
+                    .route(web::get().to(handlers::reset_form))
+                    .route(web::post().to(handlers::reset)),
+            )
+            .route("/.well-known/jwks.json", web::get().to(handlers::jwks));
+    }))
+}

@@ -1,0 +1,195 @@
+//! Login input, checked at the top of each handler.
+
+use flotilla_auth::CarriesCsrf;
+use flotilla_kit::FieldErrors;
+use serde::Deserialize;
+
+/// Longest address accepted (RFC 5321).
+const MAX_EMAIL: usize = 254;
+/// Longer passwords are refused before hashing (the policy's ceiling is lower).
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginInput {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    /// Where a browser goes afterwards (same site only).
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// A sign-in attempt that is worth checking.
+pub struct Attempt {
+    /// As typed, trimmed.
+    pub email: String,
+    /// Lower-cased: how accounts are looked up.
+    pub lookup: String,
+    pub password: String,
+}
+
+impl LoginInput {
+    pub fn check(&self) -> Result<Attempt, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let email = self.email.trim();
+        if email.is_empty() {
+            errors.insert("email".into(), "is required".into());
+        } else if email.chars().count() > MAX_EMAIL || !email.contains('@') {
+            errors.insert(
+                "email".into(),
+                "must be an address like name@example.org".into(),
+            );
+        }
+        if self.password.is_empty() {
+            errors.insert("password".into(), "is required".into());
+        } else if self.password.chars().count() > MAX_PASSWORD {
+            errors.insert(
+                "password".into(),
+                format!("must be at most {MAX_PASSWORD} characters"),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Attempt {
+            email: email.to_owned(),
+            lookup: email.to_lowercase(),
+            password: self.password.clone(),
+        })
+    }
+}
+
+/// A `next` that stays on this site: a path, not `//host` or `/\host`, no scheme.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let next = next?.trim();
+    let safe = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    safe.then(|| next.to_owned())
+}
+
+/// Where a browser goes after signing in.
+pub fn landing(next: Option<&str>) -> String {
+    safe_next(next).unwrap_or_else(|| "/profile".to_owned())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshInput {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// Logout and logout-all: a form sends its token; an API client may name the
+/// session by its refresh token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutInput {
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl CarriesCsrf for LogoutInput {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotInput {
+    #[serde(default)]
+    pub email: String,
+}
+
+impl ForgotInput {
+    /// The lower-cased address, or what is wrong with it.
+    pub fn check(&self) -> Result<String, String> {
+        let email = self.email.trim();
+        if email.is_empty() {
+            return Err("is required".into());
+        }
+        if email.chars().count() > MAX_EMAIL || !email.contains('@') {
+            return Err("must be an address like name@example.org".into());
+        }
+        Ok(email.to_lowercase())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetInput {
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// A refresh or reset token as sent: base64url, at most 128 characters.
+pub fn plausible_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/profile")), Some("/profile".into()));
+        assert_eq!(
+            safe_next(Some("/profile?tab=sessions")),
+            Some("/profile?tab=sessions".into())
+        );
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "profile",
+            "/a\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(landing(None), "/profile");
+        assert_eq!(landing(Some("//evil")), "/profile");
+    }
+
+    #[test]
+    fn a_login_names_each_missing_field() {
+        let errors = LoginInput::default().check().err().unwrap();
+        assert_eq!(errors["email"], "is required");
+        assert_eq!(errors["password"], "is required");
+        let input = LoginInput {
+            email: "  Ada@Example.org ".into(),
+            password: "x".into(),
+            next: None,
+        };
+        let attempt = input.check().ok().unwrap();
+        assert_eq!(attempt.lookup, "ada@example.org");
+        let long = LoginInput {
+            email: "a@b.c".into(),
+            password: "p".repeat(2000),
+            next: None,
+        };
+        assert!(long.check().err().unwrap().contains_key("password"));
+    }
+
+    #[test]
+    fn tokens_are_short_base64url() {
+        assert!(plausible_token("abc-DEF_123"));
+        assert!(!plausible_token(""));
+        assert!(!plausible_token("a b"));
+        assert!(!plausible_token(&"a".repeat(200)));
+    }
+}

@@ -1,0 +1,588 @@
+//! Login's database work: each public function is one transaction (or one read).
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use flotilla_auth::sessions::{self, AuthEvent, RevokeReason};
+use flotilla_db::schema::{
+    auth_events, email_tokens, refresh_tokens, sessions as sessions_t, users,
+};
+use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
+use flotilla_jobs::NewJob;
+
+use crate::LoginConfig;
+
+const RESET: &str = "password_reset";
+
+/// Who is signing in, as far as the password check needs.
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub role: String,
+    pub verified: bool,
+    pub disabled: bool,
+}
+
+type AccountRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
+
+fn account(row: AccountRow) -> Account {
+    let (id, email, password_hash, role, verified_at, disabled_at) = row;
+    Account {
+        id,
+        email,
+        password_hash,
+        role,
+        verified: verified_at.is_some(),
+        disabled: disabled_at.is_some(),
+    }
+}
+
+pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<Option<Account>> {
+    users::table
+        .filter(lower(users::email).eq(lookup))
+        .select((
+            users::id,
+            users::email,
+            users::password_hash,
+            users::role,
+            users::email_verified_at,
+            users::disabled_at,
+        ))
+        .first::<AccountRow>(conn)
+        .optional()
+        .map(|row| row.map(account))
+}
+
+/// Where an attempt comes from, for sessions and auth events.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+/// Records one event on its own (failures, refusals).
+pub fn record(
+    conn: &mut AnyConnection,
+    kind: &str,
+    user_id: Option<&str>,
+    login_key: Option<&str>,
+    origin: &Origin,
+) -> QueryResult<()> {
+    let event = AuthEvent {
+        kind,
+        user_id,
+        login_key,
+        session_id: None,
+        client_addr: &origin.client_addr,
+        user_agent: &origin.user_agent,
+    };
+    sessions::record_event(conn, &event, flotilla_jobs::now())
+}
+
+/// How long an address must wait before its next attempt, if at all: after
+/// `max_failures` failures within the window (since its last success), each further
+/// attempt waits 2, 4, 8 … seconds after the last failure, up to the ceiling. Never a
+/// permanent lock: failures older than the window stop counting.
+pub fn throttle(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    login_key: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
+    let window_start = now - config.failure_window;
+    let last_success: Option<NaiveDateTime> = auth_events::table
+        .filter(auth_events::login_key.eq(login_key))
+        .filter(auth_events::kind.eq("login.success"))
+        .filter(auth_events::created_at.gt(window_start))
+        .select(auth_events::created_at)
+        .order(auth_events::created_at.desc())
+        .first(conn)
+        .optional()?;
+    let since = last_success.map_or(window_start, |at| at.max(window_start));
+    let failures: Vec<NaiveDateTime> = auth_events::table
+        .filter(auth_events::login_key.eq(login_key))
+        .filter(auth_events::kind.eq("login.failure"))
+        .filter(auth_events::created_at.gt(since))
+        .select(auth_events::created_at)
+        .order(auth_events::created_at.desc())
+        .limit(64)
+        .load(conn)?;
+    Ok(delay(config, &failures, now))
+}
+
+fn delay(config: &LoginConfig, failures: &[NaiveDateTime], now: NaiveDateTime) -> Option<i64> {
+    let count = failures.len();
+    if count < config.max_failures {
+        return None;
+    }
+    let exponent = (count + 1 - config.max_failures).min(30) as u32;
+    let wait = 2i64.saturating_pow(exponent).min(config.max_delay_secs);
+    let retry_at = *failures.first()? + TimeDelta::seconds(wait);
+    let left = (retry_at - now).num_milliseconds();
+    (left > 0).then(|| (left + 999) / 1000)
+}
+
+/// A live session, as tokens need it.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    pub session_id: String,
+    pub csrf: String,
+    pub user_id: String,
+    pub role: String,
+    pub verified: bool,
+    /// The new refresh token (only its hash is stored).
+    pub refresh_token: String,
+    /// When the refresh token stops working (idle or absolute, the earlier).
+    pub refresh_expires: NaiveDateTime,
+}
+
+fn new_refresh_token(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<String> {
+    let token = flotilla_auth::new_token();
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(flotilla_auth::token_hash(&token)),
+            refresh_tokens::session_id.eq(session_id),
+            refresh_tokens::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(token)
+}
+
+/// Opens a session after a correct password, with its first refresh token and the
+/// `login.success` event.
+pub fn open_session(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    account: &Account,
+    login_key: &str,
+    origin: &Origin,
+) -> QueryResult<SessionGrant> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let session_id = new_id();
+        let csrf = flotilla_auth::new_token();
+        let expires = now + config.session_max;
+        let idle = (now + config.session_idle).min(expires);
+        diesel::insert_into(sessions_t::table)
+            .values((
+                sessions_t::id.eq(&session_id),
+                sessions_t::user_id.eq(&account.id),
+                sessions_t::csrf_token.eq(&csrf),
+                sessions_t::user_agent.eq(clip(&origin.user_agent)),
+                sessions_t::client_addr.eq(&origin.client_addr),
+                sessions_t::created_at.eq(now),
+                sessions_t::last_used_at.eq(now),
+                sessions_t::idle_expires_at.eq(idle),
+                sessions_t::expires_at.eq(expires),
+            ))
+            .execute(conn)?;
+        let refresh_token = new_refresh_token(conn, &session_id, now)?;
+        let event = AuthEvent {
+            kind: "login.success",
+            user_id: Some(&account.id),
+            login_key: Some(login_key),
+            session_id: Some(&session_id),
+            client_addr: &origin.client_addr,
+            user_agent: &origin.user_agent,
+        };
+        sessions::record_event(conn, &event, now)?;
+        Ok(SessionGrant {
+            session_id,
+            csrf,
+            user_id: account.id.clone(),
+            role: account.role.clone(),
+            verified: account.verified,
+            refresh_token,
+            refresh_expires: idle,
+        })
+    })
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(512).collect()
+}
+
+pub enum Refreshed {
+    Renewed(SessionGrant),
+    /// Unknown, revoked, or its account disabled.
+    Invalid,
+    /// The session ended by time.
+    Expired,
+    /// A token already exchanged came back: the session is revoked (theft).
+    Reused {
+        session_id: String,
+    },
+}
+
+type RefreshRow = (
+    Option<NaiveDateTime>,
+    String,
+    String,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
+    NaiveDateTime,
+    String,
+    String,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
+
+/// Exchanges a refresh token for the next one. A token works once: the second use
+/// ends the whole session, whoever presents it.
+pub fn refresh(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    token_hash: &str,
+    origin: &Origin,
+) -> QueryResult<Refreshed> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let row: Option<RefreshRow> = refresh_tokens::table
+            .inner_join(sessions_t::table.inner_join(users::table))
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .select((
+                refresh_tokens::used_at,
+                sessions_t::id,
+                sessions_t::csrf_token,
+                sessions_t::revoked_at,
+                sessions_t::idle_expires_at,
+                sessions_t::expires_at,
+                users::id,
+                users::role,
+                users::email_verified_at,
+                users::disabled_at,
+            ))
+            .first(conn)
+            .optional()?;
+        let Some((
+            used,
+            session_id,
+            csrf,
+            revoked,
+            idle,
+            expires,
+            user_id,
+            role,
+            verified,
+            disabled,
+        )) = row
+        else {
+            return Ok(Refreshed::Invalid);
+        };
+        if revoked.is_some() {
+            return Ok(Refreshed::Invalid);
+        }
+        let reused = |conn: &mut AnyConnection, session_id: String| {
+            sessions::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
+            let event = AuthEvent {
+                kind: "session.refresh_reuse",
+                user_id: Some(&user_id),
+                login_key: None,
+                session_id: Some(&session_id),
+                client_addr: &origin.client_addr,
+                user_agent: &origin.user_agent,
+            };
+            sessions::record_event(conn, &event, now)?;
+            Ok(Refreshed::Reused { session_id })
+        };
+        if used.is_some() {
+            return reused(conn, session_id);
+        }
+        if now >= idle || now >= expires {
+            return Ok(Refreshed::Expired);
+        }
+        if disabled.is_some() {
+            sessions::revoke_session(conn, &session_id, RevokeReason::Disabled, now)?;
+            return Ok(Refreshed::Invalid);
+        }
+        // Two refreshes with the same token at once: one wins, the other is reuse.
+        let marked = diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(token_hash))
+                .filter(refresh_tokens::used_at.is_null()),
+        )
+        .set(refresh_tokens::used_at.eq(now))
+        .execute(conn)?;
+        if marked == 0 {
+            return reused(conn, session_id);
+        }
+        let refresh_token = new_refresh_token(conn, &session_id, now)?;
+        let idle = (now + config.session_idle).min(expires);
+        diesel::update(sessions_t::table.filter(sessions_t::id.eq(&session_id)))
+            .set((
+                sessions_t::last_used_at.eq(now),
+                sessions_t::idle_expires_at.eq(idle),
+                sessions_t::client_addr.eq(&origin.client_addr),
+                sessions_t::user_agent.eq(clip(&origin.user_agent)),
+            ))
+            .execute(conn)?;
+        Ok(Refreshed::Renewed(SessionGrant {
+            session_id,
+            csrf,
+            user_id,
+            role,
+            verified: verified.is_some(),
+            refresh_token,
+            refresh_expires: idle,
+        }))
+    })
+}
+
+/// The session a refresh token belongs to (used or not), for logging out with it.
+pub fn session_of_refresh_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> QueryResult<Option<(String, String)>> {
+    refresh_tokens::table
+        .inner_join(sessions_t::table)
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((sessions_t::id, sessions_t::user_id))
+        .first(conn)
+        .optional()
+}
+
+/// Ends one session (`logout`) or all of a user's (`logout_all`); returns the ids.
+pub fn sign_out(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: Option<&str>,
+    origin: &Origin,
+) -> QueryResult<Vec<String>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let (kind, ended) = match session_id {
+            Some(sid) => {
+                let ended = sessions::revoke_session(conn, sid, RevokeReason::Logout, now)?;
+                (
+                    "logout",
+                    if ended {
+                        vec![sid.to_owned()]
+                    } else {
+                        Vec::new()
+                    },
+                )
+            }
+            None => (
+                "logout_all",
+                sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::LogoutAll, now)?,
+            ),
+        };
+        let event = AuthEvent {
+            kind,
+            user_id: Some(user_id),
+            login_key: None,
+            session_id,
+            client_addr: &origin.client_addr,
+            user_agent: &origin.user_agent,
+        };
+        sessions::record_event(conn, &event, now)?;
+        Ok(ended)
+    })
+}
+
+/// Sends a reset link to the account of `lookup`, if there is one that may sign in and
+/// none was sent in the last minute. Returns whether one was queued.
+pub fn request_reset(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    lookup: &str,
+    origin: &Origin,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let Some(account) = account_by_email(conn, lookup)? else {
+            return Ok(false);
+        };
+        if account.disabled {
+            return Ok(false);
+        }
+        let recent: i64 = email_tokens::table
+            .filter(email_tokens::user_id.eq(&account.id))
+            .filter(email_tokens::purpose.eq(RESET))
+            .filter(email_tokens::created_at.gt(now - TimeDelta::minutes(1)))
+            .count()
+            .get_result(conn)?;
+        if recent > 0 {
+            return Ok(false);
+        }
+        let token = flotilla_auth::new_token();
+        let hash = flotilla_auth::token_hash(&token);
+        diesel::insert_into(email_tokens::table)
+            .values((
+                email_tokens::token_hash.eq(&hash),
+                email_tokens::user_id.eq(&account.id),
+                email_tokens::purpose.eq(RESET),
+                email_tokens::email.eq(&account.email),
+                email_tokens::created_at.eq(now),
+                email_tokens::expires_at.eq(now + config.reset_ttl),
+            ))
+            .execute(conn)?;
+        let job = NewJob::new(
+            "email",
+            serde_json::json!({
+                "template": "password_reset",
+                "to": account.email,
+                "params": {
+                    "link": format!("{}/login/reset?token={token}", config.public_url),
+                    "valid_minutes": config.reset_ttl.num_minutes(),
+                    "client_addr": origin.client_addr,
+                },
+            }),
+            format!("password_reset:{}", &hash[..32]),
+        );
+        flotilla_jobs::enqueue(conn, &job)?;
+        record(
+            conn,
+            "password.reset_requested",
+            Some(&account.id),
+            None,
+            origin,
+        )?;
+        Ok(true)
+    })
+}
+
+pub enum ResetToken {
+    /// Usable: the account's id and address.
+    Valid {
+        user_id: String,
+        email: String,
+    },
+    Invalid,
+    Expired,
+}
+
+/// What a reset token is worth, without using it.
+pub fn check_reset_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<ResetToken> {
+    let row: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> = email_tokens::table
+        .filter(email_tokens::token_hash.eq(token_hash))
+        .filter(email_tokens::purpose.eq(RESET))
+        .select((
+            email_tokens::user_id,
+            email_tokens::email,
+            email_tokens::expires_at,
+            email_tokens::used_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(match row {
+        None | Some((_, _, _, Some(_))) => ResetToken::Invalid,
+        Some((_, _, expires, None)) if expires <= flotilla_jobs::now() => ResetToken::Expired,
+        Some((user_id, email, _, None)) => ResetToken::Valid { user_id, email },
+    })
+}
+
+pub enum Reset {
+    /// Done; these sessions were ended.
+    Done {
+        revoked: Vec<String>,
+    },
+    Invalid,
+    Expired,
+}
+
+/// Uses a reset token: the new password, every session ended, the other reset links
+/// voided, a notice to the owner, and the address counted as confirmed (the link
+/// proved it).
+pub fn reset_password(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    token_hash: &str,
+    password_hash: &str,
+    origin: &Origin,
+) -> QueryResult<Reset> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let (user_id, email) = match check_reset_token(conn, token_hash)? {
+            ResetToken::Valid { user_id, email } => (user_id, email),
+            ResetToken::Invalid => return Ok(Reset::Invalid),
+            ResetToken::Expired => return Ok(Reset::Expired),
+        };
+        let used = diesel::update(
+            email_tokens::table
+                .filter(email_tokens::token_hash.eq(token_hash))
+                .filter(email_tokens::used_at.is_null()),
+        )
+        .set(email_tokens::used_at.eq(now))
+        .execute(conn)?;
+        if used == 0 {
+            return Ok(Reset::Invalid);
+        }
+        diesel::update(
+            email_tokens::table
+                .filter(email_tokens::user_id.eq(&user_id))
+                .filter(email_tokens::purpose.eq(RESET))
+                .filter(email_tokens::used_at.is_null()),
+        )
+        .set(email_tokens::used_at.eq(now))
+        .execute(conn)?;
+        diesel::update(users::table.filter(users::id.eq(&user_id)))
+            .set((
+                users::password_hash.eq(password_hash),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        diesel::update(
+            users::table
+                .filter(users::id.eq(&user_id))
+                .filter(lower(users::email).eq(email.to_lowercase()))
+                .filter(users::email_verified_at.is_null()),
+        )
+        .set(users::email_verified_at.eq(now))
+        .execute(conn)?;
+        let revoked =
+            sessions::revoke_user_sessions(conn, &user_id, None, RevokeReason::PasswordReset, now)?;
+        let job = NewJob::new(
+            "email",
+            serde_json::json!({
+                "template": "password_changed",
+                "to": email,
+                "params": {
+                    "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
+                    "client_addr": origin.client_addr,
+                    "reset_link": format!("{}/login/forgot", config.public_url),
+                },
+            }),
+            format!("password_changed:{}", &token_hash[..32]),
+        );
+        flotilla_jobs::enqueue(conn, &job)?;
+        record(conn, "password.reset", Some(&user_id), None, origin)?;
+        Ok(Reset::Done { revoked })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LoginConfig {
+        let env = flotilla_kit::Env::from_fn(|_| None);
+        let kit = flotilla_kit::Config::from_env(&env, "login", 7102).unwrap();
+        LoginConfig::from_env(&env, &kit).unwrap()
+    }
+
+    #[test]
+    fn delays_start_after_the_allowed_failures_and_grow_to_a_ceiling() {
+        let config = config();
+        let now = flotilla_jobs::now();
+        let failures = |n: usize, ago: i64| vec![now - TimeDelta::seconds(ago); n];
+        assert_eq!(delay(&config, &failures(4, 0), now), None);
+        assert_eq!(delay(&config, &failures(5, 0), now), Some(2));
+        assert_eq!(delay(&config, &failures(6, 0), now), Some(4));
+        assert_eq!(delay(&config, &failures(7, 1), now), Some(7));
+        assert_eq!(delay(&config, &failures(30, 0), now), Some(900));
+        // Waited long enough: the next attempt is let through.
+        assert_eq!(delay(&config, &failures(6, 5), now), None);
+    }
+}
