@@ -10,4 +10,5 @@ pub static SERVICE: Service = Service {
     default_port: 7104,
     setup: flotilla_kit::no_routes,
     background: None,
+    commands: &[],
 };
