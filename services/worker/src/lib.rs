@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use flotilla_bus::{BusConfig, WakeReceiver};
 use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::email_tokens;
+use flotilla_db::schema::{auth_events, email_tokens, sessions};
 use flotilla_jobs::{Failure, Job, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
@@ -28,6 +28,7 @@ pub static SERVICE: Service = Service {
     default_port: 7105,
     setup: flotilla_kit::no_routes,
     background: Some(background),
+    commands: &[],
 };
 
 /// What the worker reads beyond the kit's configuration.
@@ -43,6 +44,8 @@ pub struct WorkerConfig {
     /// worker died is run again after it.
     pub lease: Duration,
     pub mail: mail::MailConfig,
+    /// `FLOTILLA_AUTH_EVENTS_DAYS` (default 90): how long sign-in history is kept.
+    pub auth_events_days: i64,
 }
 
 impl WorkerConfig {
@@ -74,6 +77,7 @@ impl WorkerConfig {
                 1..=86_400,
             )?),
             mail: mail::MailConfig::from_env(env, &flotilla_kit::config::data_dir(env)?)?,
+            auth_events_days: env.number("FLOTILLA_AUTH_EVENTS_DAYS", 90, 1..=36_500)?,
         })
     }
 }
@@ -258,10 +262,10 @@ async fn run_job(
                 .map_err(|e| Failure::Temporary(format!("mail task: {e}")))?
         }
         "cleanup" => {
-            let pool = state.pool.clone();
+            let (pool, days) = (state.pool.clone(), config.auth_events_days);
             web::block(move || -> anyhow::Result<()> {
                 let mut conn = pool.get()?;
-                cleanup(&mut conn)
+                cleanup(&mut conn, days)
             })
             .await
             .map_err(|e| Failure::Temporary(e.to_string()))?
@@ -284,9 +288,26 @@ fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Deletes spent email tokens (used, or expired) and jobs done over a week ago.
-fn cleanup(conn: &mut flotilla_db::AnyConnection) -> anyhow::Result<()> {
+/// Deletes spent email tokens (used, or expired), ended sessions (a day after they
+/// ended, once every service's deny-list is done with them), auth events older than
+/// `FLOTILLA_AUTH_EVENTS_DAYS` and jobs done over a week ago.
+fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::Result<()> {
     let now = flotilla_jobs::now();
+    let day_ago = now - chrono::TimeDelta::days(1);
+    let sessions = flotilla_db::diesel::delete(
+        sessions::table.filter(
+            sessions::revoked_at
+                .lt(day_ago)
+                .or(sessions::expires_at.lt(day_ago))
+                .or(sessions::idle_expires_at.lt(day_ago)),
+        ),
+    )
+    .execute(conn)?;
+    let events = flotilla_db::diesel::delete(
+        auth_events::table
+            .filter(auth_events::created_at.lt(now - chrono::TimeDelta::days(events_days))),
+    )
+    .execute(conn)?;
     let tokens = flotilla_db::diesel::delete(
         email_tokens::table.filter(
             email_tokens::used_at
@@ -296,7 +317,10 @@ fn cleanup(conn: &mut flotilla_db::AnyConnection) -> anyhow::Result<()> {
     )
     .execute(conn)?;
     let jobs = flotilla_jobs::purge_done(conn, now - chrono::TimeDelta::days(7))?;
-    log::info!("clean-up: deleted {tokens} spent tokens and {jobs} old jobs");
+    log::info!(
+        "clean-up: deleted {tokens} spent tokens, {sessions} ended sessions, \
+         {events} old auth events and {jobs} old jobs"
+    );
     Ok(())
 }
 

@@ -204,6 +204,52 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
                 link: Some(login.to_owned()),
             })
         }
+        "password_reset" => {
+            let link = param(job, "link")?;
+            let minutes = job
+                .params
+                .get("valid_minutes")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(60);
+            let lines = vec![
+                "Someone asked to reset the password of your flotilla account.".to_owned(),
+                "If it was you, choose a new password with the link below.".to_owned(),
+                format!(
+                    "The link works once and expires in {minutes} minutes. If you did not ask, \
+                     ignore this message: your password has not changed."
+                ),
+            ];
+            Ok(Rendered {
+                subject: "Reset your password".into(),
+                text: format!("{}\n\n{link}\n\n{}\n", lines[..2].join("\n\n"), lines[2]),
+                html: html_body(&lines, Some(("Choose a new password", link))),
+                link: Some(link.to_owned()),
+            })
+        }
+        "password_changed" => {
+            let when = param(job, "when")?;
+            let forgot = param(job, "reset_link")?;
+            let from = job
+                .params
+                .get("client_addr")
+                .and_then(|v| v.as_str())
+                .unwrap_or("an unknown address");
+            let lines = vec![
+                format!(
+                    "The password of your flotilla account was changed at {when}, from {from}."
+                ),
+                "Every device that was signed in has been signed out.".to_owned(),
+                "If this was not you, reset your password now with the link below, and tell \
+                 the site's administrators."
+                    .to_owned(),
+            ];
+            Ok(Rendered {
+                subject: "Your password was changed".into(),
+                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
+                html: html_body(&lines, Some(("Reset my password", forgot))),
+                link: None,
+            })
+        }
         other => Err(Failure::Permanent(format!(
             "unknown email template {other:?}"
         ))),
