@@ -26,6 +26,8 @@ pub struct Fleet {
     dir: TempDir,
     env: BTreeMap<String, String>,
     services: BTreeMap<&'static str, (Proc, SocketAddr)>,
+    /// Where the stopped services listened, to start them there again.
+    stopped: BTreeMap<&'static str, SocketAddr>,
     nginx: Option<Proc>,
     port: u16,
     client: Client,
@@ -74,6 +76,7 @@ impl FleetBuilder {
             dir,
             env,
             services: BTreeMap::new(),
+            stopped: BTreeMap::new(),
             nginx: None,
             port: 0,
             client: Client::builder()
@@ -132,15 +135,29 @@ impl Fleet {
         self.command(binary_name).args(args).output().unwrap()
     }
 
-    /// Starts a service (again, after `stop_service`), on a new free port.
+    /// Starts a service on a free port; again after `stop_service`, on the port it had
+    /// (nginx and the other services know it by that address).
     pub fn start_service(&mut self, name: &'static str) {
         let mut command = self.command(&format!("flotilla-{name}"));
+        // Not port 0: a port from the ephemeral range may be taken by some client's
+        // connection while the service is stopped, and then it cannot come back.
+        let listen = self.stopped.remove(name).map_or_else(
+            || format!("127.0.0.1:{}", free_port()),
+            |addr| addr.to_string(),
+        );
         command.env(
             format!("FLOTILLA_{}_LISTEN", name.to_ascii_uppercase()),
-            "127.0.0.1:0",
+            listen,
         );
         let mut proc = Proc::spawn(name, command);
         let addr = proc.wait_listening(START_TIMEOUT);
+        if name == "login" {
+            // The other services fetch the public keys from login directly.
+            self.env.insert(
+                "FLOTILLA_JWKS_URL".to_owned(),
+                format!("http://{addr}/login/.well-known/jwks.json"),
+            );
+        }
         self.services.insert(name, (proc, addr));
     }
 
@@ -239,10 +256,11 @@ impl Fleet {
 
     /// Stops a service with `signal` (`libc::SIGTERM`, `libc::SIGKILL`) and waits for it to exit.
     pub fn stop_service(&mut self, name: &str, signal: i32) {
-        let (mut proc, _) = self
+        let (name, (mut proc, addr)) = self
             .services
-            .remove(name)
+            .remove_entry(name)
             .unwrap_or_else(|| panic!("no service {name}"));
+        self.stopped.insert(name, addr);
         proc.signal(signal);
         assert!(
             proc.wait_exit(Duration::from_secs(20)).is_some(),

@@ -59,12 +59,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's ephemeral range: a port
+/// from that range can be taken by any client's outgoing connection, so a service
+/// stopped and started again could not get it back.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the loopback interface has a free port")
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20_000u16.min(ephemeral_start.saturating_sub(1000));
+    for _ in 0..1000 {
+        let port = rand::random_range(low..ephemeral_start);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on the loopback interface below {ephemeral_start}");
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

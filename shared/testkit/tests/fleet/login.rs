@@ -1,0 +1,561 @@
+//! Sign-in, tokens, sessions and password reset, through nginx; tokens checked by
+//! another service (profile) with login's public keys only.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flotilla_auth::keys::{KeyRing, SigningKey};
+use flotilla_testkit::{link_param, wait_until};
+use reqwest::Method;
+use reqwest::StatusCode;
+use reqwest::blocking::Response;
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
+use serde_json::{Value, json};
+
+use super::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs up `email` and follows the link of the verification mail.
+fn verified_account(fleet: &Fleet, email: &str) {
+    let response = fleet
+        .request(Method::POST, "/signup")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mails = fleet.wait_for_mails(email, 1);
+    let token = link_param(&mails[0], "token").unwrap();
+    let verified = fleet.get(&format!("/signup/verify?token={token}"));
+    assert_eq!(verified.status(), StatusCode::OK);
+}
+
+fn login(fleet: &Fleet, email: &str, password: &str) -> (StatusCode, Value) {
+    let response = fleet
+        .request(Method::POST, "/login")
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// A fresh session's (access token, refresh token).
+fn sign_in(fleet: &Fleet, email: &str) -> (String, String) {
+    let (status, body) = login(fleet, email, PASSWORD);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn refresh(fleet: &Fleet, refresh_token: &str) -> (StatusCode, Value) {
+    let response = fleet
+        .request(Method::POST, "/login/refresh")
+        .json(&json!({"refresh_token": refresh_token}))
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// What another service (profile) says about a token.
+fn me(fleet: &Fleet, access: &str) -> (StatusCode, Value) {
+    let response = fleet
+        .request(Method::GET, "/profile/me")
+        .bearer_auth(access)
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+fn bearer_post(fleet: &Fleet, path: &str, access: &str) -> StatusCode {
+    fleet
+        .request(Method::POST, path)
+        .bearer_auth(access)
+        .send()
+        .unwrap()
+        .status()
+}
+
+/// How long until profile refuses `access`, polling; panics past `limit`.
+fn refused_within(fleet: &Fleet, access: &str, since: Instant, limit: Duration) -> Duration {
+    let refused = wait_until(limit, || me(fleet, access).0 == StatusCode::UNAUTHORIZED);
+    let took = since.elapsed();
+    assert!(
+        refused,
+        "profile still accepts the token after {took:?}:\n{}",
+        fleet.all_logs()
+    );
+    took
+}
+
+/// Waits until a sign-out reaches profile over the bus (its subscription is up), so
+/// that the timings measured next are the bus's. Catch-up must be slow in the fleet.
+fn bus_is_up(fleet: &Fleet, email: &str) {
+    let up = wait_until(Duration::from_secs(20), || {
+        let (access, _) = sign_in(fleet, email);
+        assert_eq!(
+            bearer_post(fleet, "/login/logout", &access),
+            StatusCode::NO_CONTENT
+        );
+        wait_until(Duration::from_secs(1), || {
+            me(fleet, &access).0 == StatusCode::UNAUTHORIZED
+        })
+    });
+    assert!(
+        up,
+        "revocations never arrived over the bus:\n{}",
+        fleet.all_logs()
+    );
+}
+
+fn decode_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+        let (n, v) = pair.split_once('=')?;
+        (n == name).then(|| v.to_owned())
+    })
+}
+
+/// The fleet's signing key, as a thief of the key folder would have it.
+fn signing_key(fleet: &Fleet) -> SigningKey {
+    let ring = KeyRing::load(&fleet.data_dir().join("keys")).unwrap();
+    let current = ring.current().unwrap();
+    let pem = std::fs::read_to_string(fleet.data_dir().join(format!("keys/{}.pem", current.kid)))
+        .unwrap();
+    SigningKey::from_pem(&current.kid, &pem).unwrap()
+}
+
+fn slow_catch_up(db: TestDb) -> Fleet {
+    Fleet::builder(db)
+        .env("FLOTILLA_REVOCATION_CATCHUP_SECS", "60")
+        .start()
+}
+
+on_both_databases! {
+    fn login_refresh_rotation_and_reuse_detection(db: TestDb) {
+        let fleet = slow_catch_up(db);
+        verified_account(&fleet, "ada@example.org");
+        bus_is_up(&fleet, "ada@example.org");
+
+        let response = fleet
+            .request(Method::POST, "/login")
+            .json(&json!({"email": "ADA@example.org", "password": PASSWORD}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookies = set_cookies(&response);
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 900);
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        let first_refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        assert!(URL_SAFE_NO_PAD.decode(&first_refresh).unwrap().len() >= 32, "256-bit refresh token");
+
+        let header = decode_part(&access, 0);
+        assert_eq!(header["alg"], "EdDSA");
+        assert!(header["kid"].as_str().is_some_and(|k| !k.is_empty()));
+        let claims = decode_part(&access, 1);
+        for claim in ["sub", "sid", "role", "email_verified", "iss", "aud", "iat", "exp", "nbf"] {
+            assert!(!claims[claim].is_null(), "claim {claim} in {claims}");
+        }
+        assert_eq!(claims["role"], "user");
+        assert_eq!(claims["email_verified"], true);
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+
+        // Cookies: HttpOnly, SameSite=Lax; the refresh cookie only for /login.
+        let access_cookie = cookies.iter().find(|c| c.starts_with("flotilla_access=")).unwrap();
+        let refresh_cookie = cookies.iter().find(|c| c.starts_with("flotilla_refresh=")).unwrap();
+        for c in [access_cookie, refresh_cookie] {
+            assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+        }
+        assert!(refresh_cookie.contains("Path=/login"), "{refresh_cookie}");
+        assert!(access_cookie.contains("Path=/;") || access_cookie.ends_with("Path=/"), "{access_cookie}");
+
+        // Another service trusts the token with the public keys alone.
+        let (status, profile) = me(&fleet, &access);
+        assert_eq!(status, StatusCode::OK, "{profile}");
+        assert_eq!(profile["email"], "ada@example.org");
+        assert_eq!(profile["id"], claims["sub"]);
+
+        // The refresh token is stored hashed, one row per token.
+        let stored = fleet.db.strings("SELECT token_hash AS v FROM refresh_tokens");
+        assert!(stored.iter().all(|h| h.len() == 64 && *h != first_refresh));
+
+        // Rotation: a new pair; the old refresh token is spent.
+        let (status, renewed) = refresh(&fleet, &first_refresh);
+        assert_eq!(status, StatusCode::OK, "{renewed}");
+        let second_refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
+        let second_access = renewed["access_token"].as_str().unwrap().to_owned();
+        assert_ne!(second_refresh, first_refresh);
+        assert_eq!(decode_part(&second_access, 1)["sid"], claims["sid"], "same session");
+        assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
+
+        // Theft detection: the spent token again ends the whole session.
+        let reused_at = Instant::now();
+        let (status, body) = refresh(&fleet, &first_refresh);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"], "refresh_token_reused");
+        let (status, body) = refresh(&fleet, &second_refresh);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the thief's newer token dies too");
+        assert_eq!(body["error"], "token_invalid");
+        let took = refused_within(&fleet, &second_access, reused_at, Duration::from_secs(1));
+        eprintln!("reuse-revoked token refused by profile after {took:?}");
+        let reason = fleet.db.strings(&format!(
+            "SELECT revoked_reason AS v FROM sessions WHERE id = '{}'",
+            claims["sid"].as_str().unwrap()
+        ));
+        assert_eq!(reason, vec!["refresh_token_reused"]);
+    }
+
+    fn logout_and_logout_all_reach_other_services_within_a_second(db: TestDb) {
+        let fleet = slow_catch_up(db);
+        verified_account(&fleet, "grace@example.org");
+        bus_is_up(&fleet, "grace@example.org");
+
+        let (access, refresh_token) = sign_in(&fleet, "grace@example.org");
+        let (other_access, other_refresh) = sign_in(&fleet, "grace@example.org");
+        assert_eq!(me(&fleet, &access).0, StatusCode::OK);
+        let at = Instant::now();
+        assert_eq!(bearer_post(&fleet, "/login/logout", &access), StatusCode::NO_CONTENT);
+        let took = refused_within(&fleet, &access, at, Duration::from_secs(1));
+        eprintln!("logged-out token refused by profile after {took:?}");
+        let (status, body) = me(&fleet, &access);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("session_revoked")));
+        assert_eq!(refresh(&fleet, &refresh_token).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(me(&fleet, &other_access).0, StatusCode::OK, "the other session lives on");
+
+        // Without any token: 401.
+        assert_eq!(fleet.request(Method::POST, "/login/logout").send().unwrap().status(), StatusCode::UNAUTHORIZED);
+
+        let (third_access, _) = sign_in(&fleet, "grace@example.org");
+        let at = Instant::now();
+        assert_eq!(bearer_post(&fleet, "/login/logout-all", &third_access), StatusCode::NO_CONTENT);
+        refused_within(&fleet, &other_access, at, Duration::from_secs(1));
+        refused_within(&fleet, &third_access, at, Duration::from_secs(1));
+        assert_eq!(refresh(&fleet, &other_refresh).0, StatusCode::UNAUTHORIZED);
+        let live = fleet.db.strings("SELECT id AS v FROM sessions WHERE revoked_at IS NULL");
+        assert!(live.is_empty(), "{live:?}");
+        let kinds = fleet.db.strings("SELECT kind AS v FROM auth_events WHERE kind LIKE 'logout%' ORDER BY id");
+        assert!(kinds.contains(&"logout".to_owned()) && kinds.contains(&"logout_all".to_owned()), "{kinds:?}");
+    }
+
+    fn revocation_holds_with_the_bus_down_within_the_catch_up_interval(db: TestDb) {
+        let mut fleet = Fleet::builder(db)
+            .env("FLOTILLA_REVOCATION_CATCHUP_SECS", "2")
+            .start();
+        verified_account(&fleet, "hedy@example.org");
+        fleet.stop_service("worker", libc::SIGTERM);
+        let (access, _) = sign_in(&fleet, "hedy@example.org");
+        assert_eq!(me(&fleet, &access).0, StatusCode::OK);
+        let at = Instant::now();
+        assert_eq!(bearer_post(&fleet, "/login/logout", &access), StatusCode::NO_CONTENT);
+        // Two catch-up intervals at most (plus the request itself).
+        let took = refused_within(&fleet, &access, at, Duration::from_millis(4500));
+        eprintln!("with the bus down, refused after {took:?}");
+    }
+
+    fn wrong_password_unknown_address_unverified_and_disabled(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let wrong = login(&fleet, "ada@example.org", "not the password at all");
+        let unknown = login(&fleet, "nobody@example.org", PASSWORD);
+        assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong, unknown, "the same answer whether or not the account exists");
+        assert_eq!(wrong.1["error"], "invalid_credentials");
+
+        // Each missing field is named.
+        let (status, body) = login(&fleet, "", "");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["fields"]["email"], "is required");
+        assert_eq!(body["fields"]["password"], "is required");
+        let response = fleet.request(Method::POST, "/login").json(&json!({"email": "a@b.c", "password": "x", "admin": true})).send().unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "unknown fields are refused");
+
+        // Unverified: only with the right password does one learn it.
+        fleet.request(Method::POST, "/signup").json(&json!({"email": "new@example.org", "password": PASSWORD})).send().unwrap();
+        let (status, body) = login(&fleet, "new@example.org", PASSWORD);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"], "email_not_verified");
+        assert!(body["message"].as_str().unwrap().contains("/signup/resend"));
+        assert_eq!(login(&fleet, "new@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
+
+        fleet.db.execute("UPDATE users SET disabled_at = created_at WHERE email = 'ada@example.org'");
+        let (status, body) = login(&fleet, "ada@example.org", PASSWORD);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("account_disabled")));
+        assert_eq!(login(&fleet, "ada@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
+
+        // Every attempt is recorded, the password never.
+        let kinds = fleet.db.strings("SELECT kind AS v FROM auth_events ORDER BY id");
+        for kind in ["login.failure", "login.refused_unverified", "login.refused_disabled"] {
+            assert!(kinds.contains(&kind.to_owned()), "{kind} in {kinds:?}");
+        }
+        let rows = fleet.db.strings(
+            "SELECT kind || '|' || COALESCE(user_id, '') || '|' || COALESCE(login_key, '') || '|' || client_addr || '|' || user_agent AS v FROM auth_events",
+        );
+        assert!(rows.iter().all(|r| !r.contains(PASSWORD) && !r.contains("not the password")), "{rows:?}");
+        assert!(rows.iter().all(|r| r.contains("|127.0.0.1|")), "{rows:?}");
+        assert!(!fleet.all_logs().contains(PASSWORD), "no password in any log");
+    }
+
+    fn failures_are_throttled_per_address_with_retry_after_and_no_lockout(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        for _ in 0..5 {
+            assert_eq!(login(&fleet, "ada@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
+        }
+        let response = fleet.request(Method::POST, "/login").json(&json!({"email": "ada@example.org", "password": PASSWORD})).send().unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+        let retry: u64 = response.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "Retry-After {retry}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["error"], "too_many_attempts");
+
+        // An address without an account is throttled the same way (no enumeration).
+        for _ in 0..5 {
+            login(&fleet, "nobody@example.org", "wrong password here");
+        }
+        assert_eq!(login(&fleet, "nobody@example.org", PASSWORD).0, StatusCode::TOO_MANY_REQUESTS);
+
+        // No permanent lock: once the delay has passed, the right password works.
+        let at = Instant::now();
+        let through = wait_until(Duration::from_secs(10), || login(&fleet, "ada@example.org", PASSWORD).0 == StatusCode::OK);
+        assert!(through, "still refused after {:?}", at.elapsed());
+        // A further failure after a success starts the count again.
+        assert_eq!(login(&fleet, "ada@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
+        assert_eq!(login(&fleet, "ada@example.org", PASSWORD).0, StatusCode::OK);
+    }
+
+    fn password_reset_is_single_use_expires_and_ends_every_session(db: TestDb) {
+        let fleet = slow_catch_up(db);
+        verified_account(&fleet, "ada@example.org");
+        bus_is_up(&fleet, "ada@example.org");
+        let (access, refresh_token) = sign_in(&fleet, "ada@example.org");
+
+        let ask = |email: &str| {
+            let response = fleet.request(Method::POST, "/login/forgot").json(&json!({"email": email})).send().unwrap();
+            (response.status(), response.json::<Value>().unwrap())
+        };
+        let known = ask("Ada@Example.org");
+        assert_eq!(known.0, StatusCode::ACCEPTED);
+        assert_eq!(known, ask("nobody@example.org"), "the same answer for an unknown address");
+        let (status, body) = ask("not an address");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["fields"]["email"].is_string());
+
+        let mails = fleet.wait_for_mails("ada@example.org", 2);
+        let reset_mail = mails.iter().find(|m| m.contains("Subject: Reset your password")).unwrap();
+        let token = link_param(reset_mail, "token").unwrap();
+        assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::OK);
+        assert_eq!(fleet.get_html(&format!("/login/reset?token={token}")).status(), StatusCode::OK);
+
+        let reset = |token: &str, password: &str| {
+            let response = fleet.request(Method::POST, "/login/reset").json(&json!({"token": token, "password": password})).send().unwrap();
+            (response.status(), response.json::<Value>().unwrap_or(Value::Null))
+        };
+        // The signup rules apply.
+        let (status, body) = reset(&token, "short");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["fields"]["password"].as_str().unwrap().contains("at least 12"));
+
+        let new_password = "a brand new passphrase 2026";
+        let at = Instant::now();
+        let (status, body) = reset(&token, new_password);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        refused_within(&fleet, &access, at, Duration::from_secs(1));
+        assert_eq!(refresh(&fleet, &refresh_token).0, StatusCode::UNAUTHORIZED);
+        let (status, body) = reset(&token, "yet another passphrase 99");
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("token_invalid")), "single use");
+        assert_eq!(login(&fleet, "ada@example.org", PASSWORD).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(login(&fleet, "ada@example.org", new_password).0, StatusCode::OK);
+        let mails = fleet.wait_for_mails("ada@example.org", 3);
+        assert!(mails.iter().any(|m| m.contains("Subject: Your password was changed")), "a notice is sent");
+
+        // An expired link.
+        fleet.db.execute("DELETE FROM email_tokens WHERE purpose = 'password_reset'");
+        assert_eq!(ask("ada@example.org").0, StatusCode::ACCEPTED);
+        let mails = fleet.wait_for_mails("ada@example.org", 4);
+        let token = link_param(mails.iter().rev().find(|m| m.contains("Subject: Reset your password")).unwrap(), "token").unwrap();
+        fleet.db.execute("UPDATE email_tokens SET expires_at = created_at WHERE purpose = 'password_reset' AND used_at IS NULL");
+        let (status, body) = reset(&token, "yet another passphrase 99");
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("token_expired")));
+        assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::BAD_REQUEST);
+    }
+
+    fn forged_tokens_are_refused_by_other_services(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (access, _) = sign_in(&fleet, "ada@example.org");
+        let claims = decode_part(&access, 1);
+        let key = signing_key(&fleet);
+        let now = chrono_now();
+        let sign = |key: &SigningKey, claims: &Value| {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            header.kid = Some(key.kid.clone());
+            jsonwebtoken::encode(&header, claims, &key.encoding_key()).unwrap()
+        };
+        // The control: a token made with the real key is accepted.
+        assert_eq!(me(&fleet, &sign(&key, &claims)).0, StatusCode::OK);
+
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string()));
+        let public = URL_SAFE_NO_PAD.decode(key.public_x()).unwrap();
+        let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        hs_header.kid = Some(key.kid.clone());
+        let hs256 = jsonwebtoken::encode(&hs_header, &claims, &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+        let hs256_x = jsonwebtoken::encode(&hs_header, &claims, &jsonwebtoken::EncodingKey::from_secret(key.public_x().as_bytes())).unwrap();
+        let parts: Vec<&str> = access.split('.').collect();
+        let mut admin = claims.clone();
+        admin["role"] = "admin".into();
+        let altered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(admin.to_string()), parts[2]);
+        let mut old = claims.clone();
+        old["iat"] = (now - 3600).into();
+        old["nbf"] = (now - 3600).into();
+        old["exp"] = (now - 1800).into();
+        let expired = sign(&key, &old);
+        let stranger = sign(&SigningKey::generate(), &claims);
+        let mut other_audience = claims.clone();
+        other_audience["aud"] = "another-app".into();
+        let wrong_audience = sign(&key, &other_audience);
+        let mut later = claims.clone();
+        later["nbf"] = (now + 3600).into();
+        let not_yet = sign(&key, &later);
+        for (name, token, code) in [
+            ("alg none", none.as_str(), "token_invalid"),
+            ("HS256 with the public key", hs256.as_str(), "token_invalid"),
+            ("HS256 with the public x", hs256_x.as_str(), "token_invalid"),
+            ("altered claim", altered.as_str(), "token_invalid"),
+            ("expired", expired.as_str(), "token_expired"),
+            ("unknown key", stranger.as_str(), "token_invalid"),
+            ("another audience", wrong_audience.as_str(), "token_invalid"),
+            ("not valid yet", not_yet.as_str(), "token_invalid"),
+            ("garbage", "abc.def.ghi", "token_invalid"),
+        ] {
+            let (status, body) = me(&fleet, token);
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+            assert_eq!(body["error"], code, "{name}");
+        }
+        let response = fleet.request(Method::GET, "/profile/me").send().unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key("www-authenticate"));
+    }
+
+    fn browser_sign_in_cookies_csrf_and_silent_renewal(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let origin = fleet.origin();
+        let form = [("email", "ada@example.org"), ("password", PASSWORD), ("next", "/profile/me")];
+        // Another site's form cannot sign a browser in.
+        let response = fleet.request(Method::POST, "/login").header(ORIGIN, "https://evil.example").form(&form).send().unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+        let response = fleet.request(Method::POST, "/login").header(ORIGIN, &origin).form(&form).send().unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()[LOCATION], "/profile/me");
+        let cookies = set_cookies(&response);
+        let access = cookie_value(&cookies, "flotilla_access").unwrap();
+        let refresh_cookie = cookie_value(&cookies, "flotilla_refresh").unwrap();
+        let unsafe_next = [("email", "ada@example.org"), ("password", PASSWORD), ("next", "//evil.example/x")];
+        let response = fleet.request(Method::POST, "/login").header(ORIGIN, &origin).form(&unsafe_next).send().unwrap();
+        assert_eq!(response.headers()[LOCATION], "/profile", "an off-site next is ignored");
+
+        let with_cookie = |method: Method, path: &str| {
+            fleet.request(method, path).header(COOKIE, format!("flotilla_access={access}; flotilla_refresh={refresh_cookie}"))
+        };
+        assert_eq!(with_cookie(Method::GET, "/profile/me").send().unwrap().status(), StatusCode::OK);
+
+        // A cookie-authenticated change needs this site's origin and the form token.
+        let csrf = decode_part(&access, 1)["csrf"].as_str().unwrap().to_owned();
+        let no_origin = with_cookie(Method::POST, "/login/logout").form(&[("csrf_token", csrf.as_str())]).send().unwrap();
+        assert_eq!(no_origin.status(), StatusCode::FORBIDDEN);
+        let cross = with_cookie(Method::POST, "/login/logout").header(ORIGIN, "https://evil.example").form(&[("csrf_token", csrf.as_str())]).send().unwrap();
+        assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+        let no_token = with_cookie(Method::POST, "/login/logout").header(ORIGIN, &origin).form(&[("csrf_token", "")]).send().unwrap();
+        assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+        assert_eq!(no_token.json::<Value>().unwrap()["error"], "csrf_token_invalid");
+        assert_eq!(with_cookie(Method::GET, "/profile/me").send().unwrap().status(), StatusCode::OK, "nothing was signed out");
+
+        // The access cookie gone (expired), the refresh cookie renews the session.
+        let renewed = fleet.request(Method::GET, "/login?next=/profile/me").header(COOKIE, format!("flotilla_refresh={refresh_cookie}")).send().unwrap();
+        assert_eq!(renewed.status(), StatusCode::SEE_OTHER);
+        assert_eq!(renewed.headers()[LOCATION], "/profile/me");
+        let renewed_cookies = set_cookies(&renewed);
+        let new_access = cookie_value(&renewed_cookies, "flotilla_access").unwrap();
+        let new_refresh = cookie_value(&renewed_cookies, "flotilla_refresh").unwrap();
+        assert_ne!(new_refresh, refresh_cookie, "rotated");
+        let me_again = fleet.request(Method::GET, "/profile/me").header(COOKIE, format!("flotilla_access={new_access}")).send().unwrap();
+        assert_eq!(me_again.status(), StatusCode::OK);
+
+        // Signing out with the form: cookies cleared, then sent to the sign-in page.
+        let csrf = decode_part(&new_access, 1)["csrf"].as_str().unwrap().to_owned();
+        let out = fleet.request(Method::POST, "/login/logout")
+            .header(COOKIE, format!("flotilla_access={new_access}; flotilla_refresh={new_refresh}"))
+            .header(ORIGIN, &origin)
+            .header("accept", "text/html")
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        let cleared = set_cookies(&out);
+        assert!(cleared.iter().all(|c| c.contains("Max-Age=0")), "{cleared:?}");
+        // The spent refresh cookie no longer renews anything: the form is shown.
+        let again = fleet.request(Method::GET, "/login").header(COOKIE, format!("flotilla_refresh={new_refresh}")).send().unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+    }
+
+    fn jwks_publishes_public_keys_and_a_new_key_takes_over_signing(db: TestDb) {
+        let mut fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let jwks: Value = fleet.get("/login/.well-known/jwks.json").json().unwrap();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!((keys[0]["kty"].as_str(), keys[0]["crv"].as_str(), keys[0]["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
+        assert!(keys[0].get("d").is_none(), "no private part");
+        let (old_access, _) = sign_in(&fleet, "ada@example.org");
+        let old_kid = decode_part(&old_access, 0)["kid"].as_str().unwrap().to_owned();
+
+        let generated = fleet.run("flotilla-login", &["keys", "generate"]);
+        assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+        let new_kid = String::from_utf8(generated.stdout).unwrap().trim().to_owned();
+        assert_ne!(new_kid, old_kid);
+        fleet.stop_service("login", libc::SIGTERM);
+        fleet.start_service("login");
+
+        let jwks: Value = fleet.get("/login/.well-known/jwks.json").json().unwrap();
+        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{kids:?}");
+        let (new_access, _) = sign_in(&fleet, "ada@example.org");
+        assert_eq!(decode_part(&new_access, 0)["kid"], new_kid.as_str(), "the new key signs");
+        // profile learns the new key on its first sight of it, and still knows the old.
+        assert_eq!(me(&fleet, &new_access).0, StatusCode::OK);
+        assert_eq!(me(&fleet, &old_access).0, StatusCode::OK);
+        let listed = fleet.run("flotilla-login", &["keys", "list"]);
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        assert!(listed.contains(&format!("{new_kid}\tsigning")) && listed.contains(&format!("{old_kid}\tpublished")), "{listed}");
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
