@@ -27,6 +27,7 @@ use flotilla_kit::body::{BodyFormat, read_body};
 use flotilla_kit::{Config, ConfigError, Env, Error};
 use jsonwebtoken::DecodingKey;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::KeyRing;
@@ -138,9 +139,48 @@ impl DenyList {
     }
 }
 
+/// Tokens seen and verified already, by SHA-256: a client sends the same token for
+/// its whole life, and hashing it costs a few µs where an EdDSA check costs ~45.
+/// `exp` and `nbf` are checked again on every hit and the deny-list always; the whole
+/// cache is dropped when the keys change (a key withdrawn takes its tokens with it).
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], Claims>>,
+}
+
+/// At most this many tokens are remembered.
+const VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32], now: i64, leeway: i64) -> Option<Claims> {
+        let entries = self.entries.lock().ok()?;
+        let claims = entries.get(digest)?;
+        (claims.exp + leeway > now && claims.nbf - leeway <= now).then(|| claims.clone())
+    }
+
+    fn insert(&self, digest: [u8; 32], claims: &Claims, now: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= VERIFIED_TOKENS {
+                entries.retain(|_, c| c.exp > now);
+                if entries.len() >= VERIFIED_TOKENS {
+                    entries.clear();
+                }
+            }
+            entries.insert(digest, claims.clone());
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
 struct Inner {
     config: AuthConfig,
     keys: RwLock<KeyMap>,
+    verified: VerifiedTokens,
     denied: Arc<DenyList>,
     /// Asks the background thread to fetch the keys again (answered when done).
     refetch: mpsc::Sender<oneshot::Sender<()>>,
@@ -192,6 +232,7 @@ impl Auth {
         let auth = Self {
             inner: Arc::new(Inner {
                 keys: RwLock::new(KeyMap::new()),
+                verified: VerifiedTokens::default(),
                 denied,
                 refetch,
                 caught_up: Arc::new(AtomicBool::new(false)),
@@ -226,7 +267,11 @@ impl Auth {
 
     fn replace_keys(&self, keys: KeyMap) {
         if let Ok(mut current) = self.inner.keys.write() {
+            let same = current.len() == keys.len() && keys.keys().all(|k| current.contains_key(k));
             *current = keys;
+            if !same {
+                self.inner.verified.clear();
+            }
         }
     }
 
@@ -249,6 +294,15 @@ impl Auth {
     /// Checks a token: signature by a known key (refetching the keys once for an
     /// unknown `kid`), claims, and the session not revoked.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Utc::now().timestamp();
+        let leeway = self.settings().leeway_secs as i64;
+        if let Some(claims) = self.inner.verified.get(&digest, now, leeway) {
+            if self.inner.denied.is_denied(&claims.sid) {
+                return Err(TokenError::Revoked);
+            }
+            return Ok(claims);
+        }
         let kid = tokens::key_id(token)?;
         let key = match self.key(&kid) {
             Some(key) => key,
@@ -258,6 +312,7 @@ impl Auth {
             }
         };
         let claims = tokens::verify(self.settings(), token, &key)?;
+        self.inner.verified.insert(digest, &claims, now);
         if self.inner.denied.is_denied(&claims.sid) {
             return Err(TokenError::Revoked);
         }
@@ -813,6 +868,36 @@ mod tests {
         assert!(!list.is_denied("a"));
         assert!(list.is_denied("b"));
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire() {
+        let cache = VerifiedTokens::default();
+        let claims = |exp: i64| Claims {
+            sub: "u".into(),
+            sid: "s".into(),
+            role: "user".into(),
+            email_verified: true,
+            csrf: "c".into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            iat: 0,
+            nbf: 0,
+            exp,
+        };
+        cache.insert([1; 32], &claims(100), 50);
+        assert!(cache.get(&[1; 32], 90, 0).is_some());
+        assert!(cache.get(&[1; 32], 100, 0).is_none(), "expired");
+        assert!(cache.get(&[1; 32], 110, 30).is_some(), "within the leeway");
+        assert!(cache.get(&[2; 32], 90, 0).is_none());
+        for i in 0..VERIFIED_TOKENS as u32 + 5 {
+            let mut digest = [0u8; 32];
+            digest[..4].copy_from_slice(&i.to_le_bytes());
+            cache.insert(digest, &claims(1_000), 50);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= VERIFIED_TOKENS);
+        cache.clear();
+        assert!(cache.get(&[1; 32], 90, 0).is_none());
     }
 
     #[test]

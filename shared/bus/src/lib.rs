@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use zeromq::prelude::*;
 use zeromq::{
-    Endpoint, PubSocket, PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket,
-    ZmqError, ZmqMessage,
+    Endpoint, PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket, ZmqError,
+    ZmqMessage,
 };
 
 /// The three addresses of the bus.
@@ -246,6 +246,17 @@ impl Forwarder {
                 },
                 _ = heartbeat.tick() => {
                     send_downstream(&mut output, ZmqMessage::from(HEARTBEAT_TOPIC)).await;
+                    // Upstream, the only messages an XSUB can send are (un)subscriptions:
+                    // one of each is the publishers' heartbeat, and leaves nothing behind.
+                    let beat = async {
+                        input.subscribe(HEARTBEAT_TOPIC).await?;
+                        input.unsubscribe(HEARTBEAT_TOPIC).await
+                    };
+                    match tokio::time::timeout(SEND_TIMEOUT, beat).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log::debug!("no heartbeat to the publishers: {e}"),
+                        Err(_) => log::debug!("no heartbeat to every publisher: one is too slow"),
+                    }
                 }
             }
         }
@@ -269,15 +280,20 @@ pub async fn run_forwarder(events_in: &str, events_out: &str) -> anyhow::Result<
 }
 
 /// Publishes events from synchronous code or any thread: a background thread owns the
-/// PUB socket (zeromq sockets belong to the runtime that made them) and sends what
-/// `publish` queues. Never blocks the caller.
+/// publishing socket (zeromq sockets belong to the runtime that made them) and sends
+/// what `publish` queues. Never blocks the caller.
+///
+/// The socket is an XPUB, which publishes exactly like a PUB (the forwarder's XSUB
+/// accepts both): zeromq 0.7's PUB pre-allocates a 100,000-slot send queue, 4 MB
+/// resident in every service, and the XPUB does not.
 ///
 /// Best-effort by design: an event is dropped when the queue is full, while the
 /// forwarder is away, and in the moment after each (re)connection before the
-/// forwarder's subscription has reached this socket (PUB drops what nobody subscribed
-/// to). Consumers catch up from the database. The thread connects lazily, retries every
-/// [`RETRY`] and reconnects when the forwarder closes the connection (the PUB socket of
-/// zeromq 0.7 does not reconnect by itself); it ends when the last clone is dropped.
+/// forwarder's subscription has reached this socket (nothing is sent that nobody
+/// subscribed to). Consumers catch up from the database. The thread connects lazily,
+/// retries every [`RETRY`], and reconnects when the forwarder closes the connection or
+/// its heartbeat (an upstream subscribe/unsubscribe every [`HEARTBEAT`]) stops for
+/// [`SILENCE`]; it ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct EventPublisher {
     queue: tokio::sync::mpsc::Sender<ZmqMessage>,
@@ -311,7 +327,7 @@ impl EventPublisher {
 /// The publisher thread: (re)connects and sends until every [`EventPublisher`] is gone.
 async fn publish_queued(endpoint: String, mut pending: tokio::sync::mpsc::Receiver<ZmqMessage>) {
     loop {
-        let mut socket = PubSocket::new();
+        let mut socket = XPubSocket::new();
         let mut monitor = socket.monitor();
         if let Err(e) = connect_within(&mut socket, &endpoint).await {
             log::debug!("events not published for now: {e:#}");
@@ -327,8 +343,18 @@ async fn publish_queued(endpoint: String, mut pending: tokio::sync::mpsc::Receiv
             continue;
         }
         log::info!("publishing events to {endpoint}");
+        // The forwarder's subscription arrives on connection, then its heartbeat every
+        // [`HEARTBEAT`]: silence means it is gone, even if nothing closed the connection.
+        let mut silence = tokio::time::interval(HEARTBEAT);
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
+                _ = silence.tick() => {
+                    if last_heard.elapsed() > SILENCE {
+                        log::info!("no heartbeat from the event forwarder at {endpoint}; reconnecting");
+                        break;
+                    }
+                }
                 message = pending.recv() => {
                     let Some(message) = message else { return };
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
@@ -346,6 +372,14 @@ async fn publish_queued(endpoint: String, mut pending: tokio::sync::mpsc::Receiv
                         break;
                     }
                 }
+                // The XPUB takes in the forwarder's subscription as it is received.
+                incoming = socket.recv() => match incoming {
+                    Ok(_) => last_heard = tokio::time::Instant::now(),
+                    Err(e) => {
+                        log::debug!("lost the event forwarder at {endpoint} ({e}); reconnecting");
+                        break;
+                    }
+                },
             }
         }
     }
