@@ -117,6 +117,70 @@ printf '%-48s %12s\n' "/signup/health p99 during the flood (~200/s)" "$health_p9
 awk -v r="$signup_ratio" 'BEGIN {exit !(r < 0.8)}' && { say "  signup below 0.8 of the Argon2 ceiling"; status=1; }
 awk -v p="$health_p99" 'BEGIN {exit !(p > 20)}' && { say "  health p99 over 20 ms during the flood"; status=1; }
 
+# Login: an account made through signup and its mailed link, then signed in over and
+# over. Throughput against the same Argon2 ceiling (a login verifies one hash), and an
+# authenticated GET on another service (profile, checking the token with the public
+# key) probed at ~200/s while logins flood.
+cargo build --release -q -p flotilla-auth --example verify_cost
+read -r verify_us sign_us < <(target/release/examples/verify_cost)
+account=bench-login@example.org
+api() { # METHOD PATH JSON [extra curl args]: prints the body
+    curl -sS -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "${@:4}" "http://127.0.0.1:$port$2"
+}
+api POST /signup "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" >/dev/null
+mail_token() { # the token of the first mail to $account (quoted-printable undone)
+    grep -l "^To: $account" "$dir"/mail/*.eml 2>/dev/null | head -1 | xargs -r cat |
+        tr -d '\r' | sed -e ':a' -e '/=$/{N;s/=\n//;ba}' -e 's/=3D/=/g' |
+        grep -o 'token=[A-Za-z0-9_-]*' | head -1 | cut -d= -f2
+}
+for _ in $(seq 100); do [ -n "$(mail_token)" ] && break; sleep 0.1; done
+[ -n "$(mail_token)" ] || die "the bench account's verification mail did not arrive"
+api GET "/signup/verify?token=$(mail_token)" >/dev/null
+access=$(api POST /login "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[ -n "$access" ] || die "the bench account cannot sign in"
+me_status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $access" "http://127.0.0.1:$port/profile/me")
+[ "$me_status" = 200 ] || die "GET /profile/me with the bench token answered $me_status"
+wrk -t1 -c2 -d"$((seconds - 1))s" --latency -s scripts/bench-probe.lua -H "Authorization: Bearer $access" \
+    "http://127.0.0.1:$port/profile/me" >"$dir/me-during.txt" &
+probe_pid=$!
+flood=$(wrk -t2 -c16 -d"${seconds}s" -s scripts/bench-login.lua "http://127.0.0.1:$port/login" -- "$account")
+wait "$probe_pid"
+total=$(awk '/requests in/ {print $1}' <<<"$flood")
+elapsed=$(awk '/requests in/ {v=$4; sub(/,$/,"",v); if (v ~ /ms$/) {sub(/ms$/,"",v); v/=1000} else {sub(/s$/,"",v)}; print v}' <<<"$flood")
+login_refused=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$flood")
+logins=$(awk -v t="$total" -v r="${login_refused:-0}" -v e="$elapsed" 'BEGIN {printf "%.1f", (t - r) / e}')
+login_ratio=$(awk -v a="$logins" -v c="$ceiling" 'BEGIN {printf "%.2f", a / c}')
+login_parallel_ratio=$(awk -v a="$logins" -v c="$parallel" 'BEGIN {printf "%.2f", a / c}')
+me_p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' "$dir/me-during.txt")
+me_bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$dir/me-during.txt")
+echo
+echo "login (wrk -t2 -c16, the same account; each login verifies one Argon2id hash)"
+printf '%-48s %12s %8s\n' "machine's Argon2 ceiling: $(nproc) threads hashing" "$parallel/s" "1.00"
+printf '%-48s %12s %8s\n' "logins through nginx" "$logins/s" "$login_parallel_ratio"
+printf '%-48s %12s %8s\n' "  the same, against cores / one hash alone" "" "$login_ratio"
+printf '%-48s %12s\n' "logins refused (503 while the pool is full)" "${login_refused:-0}"
+printf '%-48s %12s\n' "GET /profile/me p99 during the flood (~200/s)" "$me_p99 ms"
+printf '%-48s %12s\n' "  non-2xx" "${me_bad:-0}"
+printf '%-48s %12s\n' "token check (EdDSA verify + claims), median" "$verify_us µs"
+printf '%-48s %12s\n' "token signing, median" "$sign_us µs"
+awk -v r="$login_parallel_ratio" 'BEGIN {exit !(r < 0.9)}' && { say "  login below 0.9 of the Argon2 ceiling"; status=1; }
+awk -v p="$me_p99" 'BEGIN {exit !(p > 25)}' && { say "  authenticated GET p99 over 25 ms during the logins"; status=1; }
+[ "${me_bad:-0}" = 0 ] || status=1
+
+# An authenticated read next to the bare proxied path, in the same run.
+read -r health_rps health_p99_64 health_bad < <(measure /profile/health)
+out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \
+    "http://127.0.0.1:$port/profile/me")
+me_rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+me_p99_64=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' <<<"$out")
+me_bad_64=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+me_ratio=$(awk -v a="$me_rps" -v b="$health_rps" 'BEGIN {printf "%.2f", a / b}')
+echo
+printf '%-28s %12s %10s %8s %8s\n' target "req/s" "p99 ms" ratio non-2xx
+printf '%-28s %12.0f %10s %8s %8s\n' "/profile/health via nginx" "$health_rps" "$health_p99_64" "1.00" "$health_bad"
+printf '%-28s %12.0f %10s %8s %8s\n' "/profile/me, Bearer token" "$me_rps" "$me_p99_64" "$me_ratio" "${me_bad_64:-0}"
+
 # The job queue, with one worker: the fleet's on SQLite, and one on a throwaway
 # PostgreSQL cluster.
 queue() { # backend DATABASE_URL WAKE
