@@ -19,6 +19,15 @@ use crate::domain::{
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, ResetToken, SessionGrant};
 
+/// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
+fn count(state: &State, outcome: &'static str) {
+    state.metrics.count(
+        "flotilla_logins_total",
+        "Sign-in attempts by outcome.",
+        outcome,
+    );
+}
+
 fn db(e: DbError) -> Error {
     Error::Internal(anyhow::Error::new(e).context("login database work"))
 }
@@ -256,6 +265,7 @@ pub async fn login(
             store::record(conn, "login.throttled", None, Some(&k), &o)
         })
         .await?;
+        count(&state, "throttled");
         let error = Error::TooManyRequests {
             code: "too_many_attempts",
             message: format!(
@@ -289,6 +299,7 @@ pub async fn login(
                 store::record(conn, "login.failure", user.as_deref(), Some(&k), &o)
             })
             .await?;
+            count(&state, "failure");
             let error = Error::Unauthorized {
                 code: "invalid_credentials",
                 message: "The email address or the password is not right.".into(),
@@ -326,6 +337,7 @@ pub async fn login(
             store::record(conn, kind, Some(&user), Some(&k), &o)
         })
         .await?;
+        count(&state, kind.trim_start_matches("login."));
         return refuse(format, &attempt.email, next.as_deref(), error);
     }
     let config = login.config.clone();
@@ -333,6 +345,7 @@ pub async fn login(
         store::open_session(conn, &config, &account, &key, &who)
     })
     .await?;
+    count(&state, "success");
     issue(&login, &grant, format, next.as_deref())
 }
 
