@@ -38,7 +38,13 @@ fn migrate_brings_an_empty_database_to_current_once() {
         let applied = migrate(&mut conn, &url).unwrap();
         assert_eq!(
             applied,
-            ["20261122000001", "20261122000002", "20261122000003"].map(String::from)
+            [
+                "20261122000001",
+                "20261122000002",
+                "20261122000003",
+                "20261122000004"
+            ]
+            .map(String::from)
         );
         assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
         assert!(
@@ -84,6 +90,7 @@ type UserRow = (
     Option<NaiveDateTime>,
     NaiveDateTime,
     NaiveDateTime,
+    Option<NaiveDateTime>,
 );
 
 type TokenRow = (
