@@ -341,6 +341,13 @@ impl Auth {
             .publish(SESSION_REVOKED, payload.as_bytes());
     }
 
+    /// Publishes an event to the other services (best effort; see `flotilla_bus`).
+    pub fn publish(&self, topic: &str, payload: &serde_json::Value) {
+        self.inner
+            .publisher
+            .publish(topic, payload.to_string().as_bytes());
+    }
+
     pub fn is_revoked(&self, sid: &str) -> bool {
         self.inner.denied.is_denied(sid)
     }

@@ -12,6 +12,7 @@
 //!   [`Submission`]: trusting a token on any service, with revocation and CSRF.
 //! - [`sessions`]: revoking sessions and recording auth events in the database.
 
+mod account;
 mod guard;
 mod hashing;
 pub mod keys;
@@ -22,6 +23,7 @@ mod settings;
 mod token;
 pub mod tokens;
 
+pub use account::{EmailAddress, Username};
 pub use guard::{
     Admin, Auth, AuthConfig, Authenticated, CSRF_HEADER, CarriesCsrf, Credential, DenyList,
     KeySource, SESSION_REVOKED, Submission, Verified, parse_jwks, unauthorized,
