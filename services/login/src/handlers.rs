@@ -700,6 +700,21 @@ pub async fn reset(
     }
 }
 
+/// Who the access token is, for clients that cannot read it: `401` once the session
+/// ended (the deny-list), like every other service would answer.
+pub async fn session(who: Authenticated) -> HttpResponse {
+    let claims = &who.claims;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "session_id": claims.sid,
+            "user_id": claims.sub,
+            "role": claims.role,
+            "email_verified": claims.email_verified,
+            "expires_at": chrono::DateTime::from_timestamp(claims.exp, 0).map(|t| t.to_rfc3339()),
+        }))
+}
+
 pub async fn jwks(login: web::Data<Login>) -> Result<HttpResponse, Error> {
     let jwks = login
         .keys

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /login` | the form (or, with a live refresh cookie, straight on to `next`) |
 //! | `POST /login` | JSON `{"email","password"}` → 200 with tokens and cookies; a form → 303 |
+//! | `GET /login/session` | the session of an access token (401 once it ended) |
 //! | `POST /login/refresh` | rotates the refresh token (cookie or `{"refresh_token"}`) |
 //! | `POST /login/logout` | ends this session (204) |
 //! | `POST /login/logout-all` | ends every session of the user (204) |
@@ -187,6 +188,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::get().to(handlers::form))
                     .route(web::post().to(handlers::login)),
             )
+            .route("/session", web::get().to(handlers::session))
             .route("/refresh", web::post().to(handlers::refresh))
             .route("/logout", web::post().to(handlers::logout))
             .route("/logout-all", web::post().to(handlers::logout_all))

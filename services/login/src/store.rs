@@ -47,6 +47,7 @@ fn account(row: AccountRow) -> Account {
 pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<Option<Account>> {
     users::table
         .filter(lower(users::email).eq(lookup))
+        .filter(users::deleted_at.is_null())
         .select((
             users::id,
             users::email,
