@@ -271,12 +271,57 @@ async fn run_job(
             .map_err(|e| Failure::Temporary(e.to_string()))?
             .map_err(|e| Failure::Temporary(format!("{e:#}")))
         }
+        "purge_user" => {
+            let target: Purge = serde_json::from_str(&job.payload)
+                .map_err(|e| Failure::Permanent(format!("malformed purge job: {e}")))?;
+            let pool = state.pool.clone();
+            web::block(move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                purge_user(&mut conn, &target)
+            })
+            .await
+            .map_err(|e| Failure::Temporary(e.to_string()))?
+            .map_err(|e| Failure::Temporary(format!("{e:#}")))
+        }
         // For tests and the queue benchmark.
         "noop" => Ok(()),
         other => Err(Failure::Permanent(format!(
             "no handler for job kind {other:?}"
         ))),
     }
+}
+
+/// A closed account to delete with everything about it.
+#[derive(serde::Deserialize)]
+struct Purge {
+    user_id: String,
+    /// SHA-256 of its lower-cased address: the throttling key of its sign-in attempts.
+    login_key: String,
+}
+
+/// Deletes a closed account: its row and, by cascade, its sessions, refresh tokens,
+/// email links and auth events; then the attempts recorded under its address. Only
+/// accounts their owner closed (`deleted_at` set) are touched.
+fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::Result<()> {
+    use flotilla_db::diesel::prelude::*;
+    use flotilla_db::schema::users;
+    flotilla_db::write_transaction(conn, |conn| {
+        let deleted = flotilla_db::diesel::delete(
+            users::table
+                .filter(users::id.eq(&target.user_id))
+                .filter(users::deleted_at.is_not_null()),
+        )
+        .execute(conn)?;
+        flotilla_db::diesel::delete(
+            auth_events::table.filter(auth_events::login_key.eq(&target.login_key)),
+        )
+        .execute(conn)?;
+        if deleted > 0 {
+            log::info!("purged a closed account");
+        }
+        Ok::<_, flotilla_db::diesel::result::Error>(())
+    })?;
+    Ok(())
 }
 
 /// Enqueues the recurring tasks of an hour. The hour is in the job's idempotency key,

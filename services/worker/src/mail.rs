@@ -250,6 +250,85 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
                 link: None,
             })
         }
+        "email_change_verify" => {
+            let link = param(job, "link")?;
+            let hours = job
+                .params
+                .get("valid_hours")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(24);
+            let lines = vec![
+                "Someone asked to make this the address of their flotilla account.".to_owned(),
+                "If it was you, confirm it with the link below; until then the account keeps \
+                 its old address."
+                    .to_owned(),
+                format!(
+                    "The link works once and expires in {hours} hours. If it was not you, \
+                     ignore this message."
+                ),
+            ];
+            Ok(Rendered {
+                subject: "Confirm your new email address".into(),
+                text: format!("{}\n\n{link}\n\n{}\n", lines[..2].join("\n\n"), lines[2]),
+                html: html_body(&lines, Some(("Confirm the new address", link))),
+                link: Some(link.to_owned()),
+            })
+        }
+        "email_change_notice" => {
+            let new_email = param(job, "new_email")?;
+            let forgot = param(job, "forgot_link")?;
+            let from = job
+                .params
+                .get("client_addr")
+                .and_then(|v| v.as_str())
+                .unwrap_or("an unknown address");
+            let lines = vec![
+                format!(
+                    "A change of your flotilla account's address to {new_email} was asked for, \
+                     from {from}. It happens only when the link sent to the new address is followed."
+                ),
+                "If this was not you, someone knows your password: reset it now with the link \
+                 below."
+                    .to_owned(),
+            ];
+            Ok(Rendered {
+                subject: "A change of your email address was asked for".into(),
+                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
+                html: html_body(&lines, Some(("Reset my password", forgot))),
+                link: None,
+            })
+        }
+        "email_change_taken" => {
+            let forgot = param(job, "forgot_link")?;
+            let lines = vec![
+                "Someone asked to move another flotilla account to this email address, which \
+                 already belongs to your account. Nothing has changed."
+                    .to_owned(),
+                "If it was you and you have forgotten your password, you can reset it with the \
+                 link below."
+                    .to_owned(),
+            ];
+            Ok(Rendered {
+                subject: "Someone tried to use your email address".into(),
+                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
+                html: html_body(&lines, Some(("Reset my password", forgot))),
+                link: None,
+            })
+        }
+        "account_deleted" => {
+            let lines = vec![
+                "Your flotilla account has been closed, as you asked.".to_owned(),
+                "Every device was signed out, and the data stored about you is being deleted \
+                 now. You will not receive further messages from us."
+                    .to_owned(),
+            ];
+            Ok(Rendered {
+                subject: "Your account is closed".into(),
+                text: format!("{}\n", lines.join("\n\n")),
+                html: html_body(&lines, None),
+                link: None,
+            })
+        }
         other => Err(Failure::Permanent(format!(
             "unknown email template {other:?}"
         ))),
