@@ -1,20 +1,36 @@
-//! flotilla-profile: self-service for a signed-in person.
+//! flotilla-profile: everything a signed-in person can do about their own account, as
+//! HTML pages (without JavaScript) and JSON on the same routes.
 //!
 //! | route | |
 //! |---|---|
-//! | `GET /profile/me` | the account of the access token (401 without a valid one) |
+//! | `GET /profile` | the account page (anonymous browsers go to `/login?next=/profile`) |
+//! | `GET /profile/me` | the account as JSON |
+//! | `PATCH /profile/me` (form: `POST`) | username, display name, bio, public |
+//! | `DELETE /profile/me` (form: `POST /profile/delete`) | closes the account |
+//! | `POST /profile/password` | a new password; every other session ends |
+//! | `POST /profile/email` | a new address, confirmed by a link sent to it |
+//! | `GET /profile/email/confirm?token=…` | the link |
+//! | `GET /profile/sessions` | live sessions |
+//! | `DELETE /profile/sessions/{id}` (form: `POST …/revoke`) | ends one |
+//! | `POST /profile/sessions/revoke-others` | ends all but this one |
+//! | `GET /profile/activity` | recent sign-ins and changes |
+//! | `GET /profile/export` | everything stored about the account, as a JSON download |
 //!
 //! Tokens are checked here with login's public keys only; a signed-out session is
 //! refused within a second (bus) or the catch-up interval (database).
 
+mod domain;
+mod handlers;
+mod pages;
+mod store;
+
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
-use chrono::NaiveDateTime;
-use flotilla_auth::{Auth, AuthConfig, Authenticated};
-use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::users;
-use flotilla_kit::{ConfigError, Env, Error, Routes, Service, State};
+use actix_web::web;
+use chrono::TimeDelta;
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
+use flotilla_bus::WakeSender;
+use flotilla_kit::{ConfigError, Env, Routes, Service, State};
 
 pub static SERVICE: Service = Service {
     name: "profile",
@@ -24,81 +40,85 @@ pub static SERVICE: Service = Service {
     commands: &[],
 };
 
-fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
-    let env = Env::from_process();
-    let config = AuthConfig::from_env(&env, &state.config, false)
-        .map_err(|e: ConfigError| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let auth = Auth::start(config, state.pool.clone())?;
-    let checker = auth.clone();
-    state.add_ready_check(Arc::new(move || checker.readiness()));
-    let auth = web::Data::new(auth);
-    Ok(Arc::new(move |cfg| {
-        cfg.app_data(auth.clone()).route("/me", web::get().to(me));
-    }))
+/// What profile reads beyond the kit's configuration.
+#[derive(Debug, Clone)]
+pub struct ProfileConfig {
+    pub public_url: String,
+    pub passwords: PasswordSettings,
+    /// `FLOTILLA_EMAIL_CHANGE_TOKEN_HOURS` (24): how long a new address's link works.
+    pub email_change_ttl: TimeDelta,
+    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
+    pub wake: String,
 }
 
-type MeRow = (
-    String,
-    String,
-    Option<NaiveDateTime>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i32,
-    String,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-);
-
-async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
-    let pool = state.pool.clone();
-    let user_id = who.claims.sub.clone();
-    let row = web::block(move || -> Result<Option<MeRow>, Error> {
-        let mut conn = pool.get()?;
-        users::table
-            .filter(users::id.eq(&user_id))
-            .select((
-                users::id,
-                users::email,
-                users::email_verified_at,
-                users::username,
-                users::display_name,
-                users::bio,
-                users::is_public,
-                users::role,
-                users::created_at,
-                users::disabled_at,
-            ))
-            .first(&mut conn)
-            .optional()
-            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the account")))
-    })
-    .await??;
-    let Some((id, email, verified, username, display_name, bio, public, role, created, disabled)) =
-        row
-    else {
-        return Err(Error::Unauthorized {
-            code: "account_gone",
-            message: "This account no longer exists.".into(),
-        });
-    };
-    if disabled.is_some() {
-        return Err(Error::Forbidden {
-            code: "account_disabled",
-            message: "This account has been disabled.".into(),
-        });
+impl ProfileConfig {
+    pub fn from_env(env: &Env, kit: &flotilla_kit::Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            public_url: kit.public_url.clone(),
+            passwords: PasswordSettings::from_env(env)?,
+            email_change_ttl: TimeDelta::hours(env.number(
+                "FLOTILLA_EMAIL_CHANGE_TOKEN_HOURS",
+                store::default_email_change_ttl().num_hours(),
+                1..=24 * 14,
+            )?),
+            wake: env.parse(
+                "FLOTILLA_BUS_WAKE",
+                "tcp://127.0.0.1:7110".to_owned(),
+                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
+                flotilla_bus::parse_endpoint,
+            )?,
+        })
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "id": id,
-            "email": email,
-            "email_verified": verified.is_some(),
-            "username": username,
-            "display_name": display_name,
-            "bio": bio,
-            "public": public == 1,
-            "role": role,
-            "created_at": created.and_utc().to_rfc3339(),
-        })))
+}
+
+/// Profile's state, beside the kit's.
+pub struct Profile {
+    pub config: ProfileConfig,
+    pub hashes: HashPool,
+    pub wake: WakeSender,
+    pub auth: Auth,
+}
+
+fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+    let env = Env::from_process();
+    let invalid = |e: ConfigError| anyhow::anyhow!("invalid configuration: {e}");
+    let config = ProfileConfig::from_env(&env, &state.config).map_err(invalid)?;
+    let auth = Auth::start(
+        AuthConfig::from_env(&env, &state.config, false).map_err(invalid)?,
+        state.pool.clone(),
+    )?;
+    let checker = auth.clone();
+    state.add_ready_check(Arc::new(move || checker.readiness()));
+    let profile = web::Data::new(Profile {
+        hashes: config.passwords.pool(),
+        wake: WakeSender::start(&config.wake)?,
+        auth: auth.clone(),
+        config,
+    });
+    let auth = web::Data::new(auth);
+    Ok(Arc::new(move |cfg| {
+        cfg.app_data(profile.clone())
+            .app_data(auth.clone())
+            .route("", web::get().to(handlers::page))
+            .service(
+                web::resource("/me")
+                    .route(web::get().to(handlers::me))
+                    .route(web::patch().to(handlers::update))
+                    .route(web::post().to(handlers::update))
+                    .route(web::delete().to(handlers::delete)),
+            )
+            .route("/delete", web::post().to(handlers::delete))
+            .route("/password", web::post().to(handlers::password))
+            .route("/email", web::post().to(handlers::email))
+            .route("/email/confirm", web::get().to(handlers::confirm_email))
+            .route("/sessions", web::get().to(handlers::sessions))
+            .route(
+                "/sessions/revoke-others",
+                web::post().to(handlers::revoke_others),
+            )
+            .route("/sessions/{id}", web::delete().to(handlers::revoke))
+            .route("/sessions/{id}/revoke", web::post().to(handlers::revoke))
+            .route("/activity", web::get().to(handlers::activity))
+            .route("/export", web::get().to(handlers::export));
+    }))
 }

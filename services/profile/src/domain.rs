@@ -1,0 +1,313 @@
+//! Profile input, checked at the top of each handler into these types.
+
+use std::collections::BTreeMap;
+
+use flotilla_auth::{CarriesCsrf, EmailAddress, Username};
+use flotilla_kit::FieldErrors;
+use serde::Deserialize;
+
+pub const MAX_DISPLAY_NAME: usize = 64;
+pub const MAX_BIO: usize = 2000;
+
+/// A partial change of the profile: each field present is set; `None` inside clears.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProfilePatch {
+    pub username: Option<Option<Username>>,
+    pub display_name: Option<Option<String>>,
+    pub bio: Option<Option<String>>,
+    pub public: Option<bool>,
+}
+
+impl ProfilePatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Reads a JSON object; every unknown field and every bad value is named.
+    pub fn from_json(
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, FieldErrors> {
+        let mut patch = Self::default();
+        let mut errors = FieldErrors::new();
+        for (field, value) in map {
+            let text = || match value {
+                serde_json::Value::Null => Ok(None),
+                serde_json::Value::String(s) => Ok(Some(s.clone())),
+                _ => Err("must be a string or null".to_owned()),
+            };
+            let outcome = match field.as_str() {
+                "username" => text().and_then(|v| patch.set_username(v.as_deref())),
+                "display_name" => text().and_then(|v| patch.set_display_name(v.as_deref())),
+                "bio" => text().and_then(|v| patch.set_bio(v.as_deref())),
+                "public" => match value {
+                    serde_json::Value::Bool(b) => {
+                        patch.public = Some(*b);
+                        Ok(())
+                    }
+                    _ => Err("must be true or false".to_owned()),
+                },
+                "csrf_token" => Ok(()),
+                _ => Err(unknown_field()),
+            };
+            if let Err(problem) = outcome {
+                errors.insert(field.clone(), problem);
+            }
+        }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads the edit form: every field is present; an unticked box is `public` off.
+    pub fn from_form(form: &BTreeMap<String, String>) -> Result<Self, FieldErrors> {
+        let mut patch = Self::default();
+        let mut errors = FieldErrors::new();
+        for (field, value) in form {
+            let outcome = match field.as_str() {
+                "username" => patch.set_username(Some(value)),
+                "display_name" => patch.set_display_name(Some(value)),
+                "bio" => patch.set_bio(Some(value)),
+                "public" => match value.as_str() {
+                    "on" | "true" | "1" => Ok(()),
+                    _ => Err("must be ticked or not".to_owned()),
+                },
+                "csrf_token" => Ok(()),
+                _ => Err(unknown_field()),
+            };
+            if let Err(problem) = outcome {
+                errors.insert(field.clone(), problem);
+            }
+        }
+        patch.public = Some(form.contains_key("public"));
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn set_username(&mut self, value: Option<&str>) -> Result<(), String> {
+        let value = value.map(str::trim).filter(|v| !v.is_empty());
+        self.username = Some(value.map(Username::parse).transpose()?);
+        Ok(())
+    }
+
+    fn set_display_name(&mut self, value: Option<&str>) -> Result<(), String> {
+        self.display_name = Some(free_text(value, MAX_DISPLAY_NAME, false)?);
+        Ok(())
+    }
+
+    fn set_bio(&mut self, value: Option<&str>) -> Result<(), String> {
+        self.bio = Some(free_text(value, MAX_BIO, true)?);
+        Ok(())
+    }
+}
+
+fn unknown_field() -> String {
+    "is not a field of the profile (username, display_name, bio, public)".to_owned()
+}
+
+/// Text stored as typed (trimmed), any Unicode, without control characters other than
+/// line breaks and tabs in multi-line text; empty means none.
+fn free_text(value: Option<&str>, max: usize, multiline: bool) -> Result<Option<String>, String> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let length = value.chars().count();
+    if length > max {
+        return Err(format!(
+            "must be at most {max} characters (it has {length})"
+        ));
+    }
+    let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
+    if !value.chars().all(allowed) {
+        return Err(if multiline {
+            "must not contain control characters other than line breaks and tabs".into()
+        } else {
+            "must be one line without control characters".into()
+        });
+    }
+    Ok(Some(value.to_owned()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[serde(default)]
+    pub current_password: String,
+    #[serde(default)]
+    pub new_password: String,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for PasswordChange {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChange {
+    #[serde(default)]
+    pub new_email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for EmailChange {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+impl EmailChange {
+    pub fn check(&self) -> Result<EmailAddress, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let email = EmailAddress::parse(&self.new_email)
+            .map_err(|e| errors.insert("new_email".into(), e))
+            .ok();
+        if self.password.is_empty() {
+            errors.insert("password".into(), "is required".into());
+        }
+        match email {
+            Some(email) if errors.is_empty() => Ok(email),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A request that only needs the form token (revoke, revoke-others).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for Confirm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// Closing the account: the password again.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deletion {
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for Deletion {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// "Firefox on Linux" from a User-Agent header, or "Unknown browser".
+pub fn summarise_user_agent(agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+        ("reqwest", "reqwest"),
+    ]
+    .iter()
+    .find(|(marker, _)| agent.contains(marker))
+    .map(|(_, name)| *name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(marker, _)| agent.contains(marker))
+    .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(s)) => format!("A browser on {s}"),
+        (None, None) => "Unknown browser".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn patch(value: serde_json::Value) -> Result<ProfilePatch, FieldErrors> {
+        ProfilePatch::from_json(value.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_patch_sets_only_what_it_names() {
+        let p = patch(json!({"display_name": "  Ada ✨ Lovelace ", "public": true})).unwrap();
+        assert_eq!(p.display_name, Some(Some("Ada ✨ Lovelace".into())));
+        assert_eq!(p.public, Some(true));
+        assert_eq!(p.username, None);
+        assert_eq!(p.bio, None);
+        let p = patch(json!({"bio": null, "username": ""})).unwrap();
+        assert_eq!(p.bio, Some(None));
+        assert_eq!(p.username, Some(None));
+        assert!(patch(json!({})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_bad_or_unknown_field_is_named() {
+        let errors = patch(json!({
+            "username": "Not Valid",
+            "display_name": "x".repeat(65),
+            "bio": "b".repeat(2001),
+            "public": "yes",
+            "role": "admin",
+        }))
+        .unwrap_err();
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors["role"].contains("not a field"));
+        assert!(errors["display_name"].contains("64"));
+        assert!(errors["bio"].contains("2000"));
+        let errors = patch(json!({"display_name": "a\u{0}b", "username": 3})).unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert!(patch(json!({"bio": "line one\nline two\ttab"})).is_ok());
+    }
+
+    #[test]
+    fn the_form_turns_an_unticked_box_into_private() {
+        let form = BTreeMap::from([
+            ("display_name".to_owned(), "Ada".to_owned()),
+            ("username".to_owned(), "ada".to_owned()),
+            ("bio".to_owned(), String::new()),
+            ("csrf_token".to_owned(), "t".to_owned()),
+        ]);
+        let p = ProfilePatch::from_form(&form).unwrap();
+        assert_eq!(p.public, Some(false));
+        assert_eq!(p.bio, Some(None));
+    }
+
+    #[test]
+    fn user_agents_are_summarised() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        assert_eq!(summarise_user_agent(firefox), "Firefox on Linux");
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        assert_eq!(summarise_user_agent(chrome), "Chrome on Windows");
+        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(summarise_user_agent(safari), "Safari on iOS");
+        assert_eq!(summarise_user_agent(""), "Unknown browser");
+    }
+}

@@ -1,0 +1,567 @@
+//! Profile's routes. Each checks its input first (the extractors check the token and,
+//! for changes made with cookies, the CSRF rule), then acts.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission};
+use flotilla_db::AnyConnection;
+use flotilla_db::diesel::result::Error as DbError;
+use flotilla_kit::body::BodyFormat as Format;
+use flotilla_kit::html::{respond as html, see_other};
+use flotilla_kit::middleware::wants_html;
+use flotilla_kit::{Error, FieldErrors, RequestContext, State};
+use serde::Deserialize;
+
+use crate::domain::{
+    Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch, summarise_user_agent,
+};
+use crate::store::{self, Account, Confirmed, Origin, Updated};
+use crate::{Profile, pages};
+
+fn db(e: DbError) -> Error {
+    Error::Internal(anyhow::Error::new(e).context("profile database work"))
+}
+
+fn busy(e: PoolError) -> Error {
+    match e {
+        PoolError::Busy => Error::Unavailable {
+            code: "busy",
+            message: "Too many passwords are being checked right now; please retry in a moment."
+                .into(),
+            retry_after_secs: 2,
+        },
+        PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
+    }
+}
+
+/// Runs database work off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &web::Data<State>,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, Error> {
+    let pool = state.pool.clone();
+    web::block(move || -> Result<T, Error> {
+        let mut conn = pool.get()?;
+        work(&mut conn).map_err(db)
+    })
+    .await?
+}
+
+fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
+    Origin {
+        client_addr: ctx.client.to_string(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(512)
+            .collect(),
+    }
+}
+
+fn gone() -> Error {
+    Error::Unauthorized {
+        code: "account_gone",
+        message: "This account is closed or disabled.".into(),
+    }
+}
+
+/// The account of a token, or 401 when it was closed meanwhile.
+async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, Error> {
+    let user_id = who.claims.sub.clone();
+    blocking(state, move |conn| store::account(conn, &user_id))
+        .await?
+        .ok_or_else(gone)
+}
+
+/// Checks the account's password on the hashing pool; 403 when wrong.
+async fn check_password(
+    profile: &Profile,
+    account: &Account,
+    candidate: &str,
+) -> Result<(), Error> {
+    let correct = match &account.password_hash {
+        Some(hash) => profile
+            .hashes
+            .verify(hash.clone(), candidate.to_owned())
+            .await
+            .map_err(busy)?,
+        None => false,
+    };
+    if correct {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            code: "wrong_password",
+            message: "The password is not right.".into(),
+        })
+    }
+}
+
+/// After a form post: back to the page with a notice.
+fn done(notice: &str) -> HttpResponse {
+    see_other(&format!("/profile?done={notice}"))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    done: Option<String>,
+}
+
+/// The account page; anonymous browsers are sent to sign in (which renews a session
+/// from its refresh cookie without the password when it can).
+pub async fn page(
+    who: Option<Authenticated>,
+    query: web::Query<PageQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let Some(who) = who else {
+        return Ok(see_other("/login?next=/profile"));
+    };
+    let view = page_view(&state, &who).await?;
+    Ok(html(
+        StatusCode::OK,
+        pages::account_page(&view, query.done.as_deref(), None),
+    ))
+}
+
+async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<pages::View, Error> {
+    let user_id = who.claims.sub.clone();
+    let (account, sessions, activity) = blocking(state, move |conn| {
+        Ok((
+            store::account(conn, &user_id)?,
+            store::live_sessions(conn, &user_id)?,
+            store::activity(conn, &user_id, 20)?,
+        ))
+    })
+    .await?;
+    Ok(pages::View {
+        account: account.ok_or_else(gone)?,
+        sessions,
+        activity,
+        current_session: who.claims.sid.clone(),
+        csrf: who.claims.csrf.clone(),
+    })
+}
+
+/// A form post that failed: the page again, with the problem in its section.
+async fn page_with_errors(
+    state: &web::Data<State>,
+    who: &Authenticated,
+    section: &'static str,
+    status: StatusCode,
+    error: &Error,
+) -> Result<HttpResponse, Error> {
+    let view = page_view(state, who).await?;
+    let problem = pages::Problem {
+        section,
+        message: error.public_message(),
+        fields: error.fields().cloned().unwrap_or_default(),
+    };
+    Ok(html(
+        status,
+        pages::account_page(&view, None, Some(&problem)),
+    ))
+}
+
+/// Answers a failed change: JSON error, or the page for a form.
+async fn refuse(
+    state: &web::Data<State>,
+    format: Format,
+    who: &Authenticated,
+    section: &'static str,
+    error: Error,
+) -> Result<HttpResponse, Error> {
+    if format == Format::Json {
+        return Err(error);
+    }
+    let status = actix_web::ResponseError::status_code(&error);
+    page_with_errors(state, who, section, status, &error).await
+}
+
+pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
+    let account = load(&state, &who).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(account.json()))
+}
+
+/// A patch body: any JSON object (unknown fields are named in the 422) or the form.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct PatchBody(serde_json::Map<String, serde_json::Value>);
+
+impl CarriesCsrf for PatchBody {
+    fn csrf_token(&self) -> Option<&str> {
+        self.0.get("csrf_token").and_then(|v| v.as_str())
+    }
+}
+
+pub async fn update(
+    sub: Submission<PatchBody>,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, input } = sub;
+    let parsed = match format {
+        Format::Json => ProfilePatch::from_json(&input.0),
+        Format::Form => {
+            let form: BTreeMap<String, String> = input
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            ProfilePatch::from_form(&form)
+        }
+    };
+    let patch = match parsed {
+        Ok(patch) => patch,
+        Err(fields) => {
+            return refuse(&state, format, &who, "profile", Error::Invalid(fields)).await;
+        }
+    };
+    let user_id = who.claims.sub.clone();
+    let outcome = if patch.is_empty() {
+        let id = user_id.clone();
+        blocking(&state, move |conn| store::account(conn, &id))
+            .await?
+            .map_or(Updated::Gone, |a| Updated::Done(Box::new(a)))
+    } else {
+        let change = patch.clone();
+        let id = user_id.clone();
+        blocking(&state, move |conn| {
+            store::update_profile(conn, &id, &change)
+        })
+        .await?
+    };
+    match outcome {
+        Updated::Done(account) => {
+            if !patch.is_empty() {
+                profile
+                    .auth
+                    .publish("user.updated", &serde_json::json!({"id": user_id}));
+            }
+            Ok(match format {
+                Format::Json => HttpResponse::Ok().json(account.json()),
+                Format::Form => done("saved"),
+            })
+        }
+        Updated::UsernameTaken => {
+            let error = Error::Conflict {
+                code: "username_taken",
+                fields: FieldErrors::from([(
+                    "username".to_owned(),
+                    "is taken; choose another".to_owned(),
+                )]),
+            };
+            refuse(&state, format, &who, "profile", error).await
+        }
+        Updated::Gone => Err(gone()),
+    }
+}
+
+pub async fn password(
+    sub: Submission<PasswordChange>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, input } = sub;
+    let mut fields = FieldErrors::new();
+    if input.current_password.is_empty() {
+        fields.insert("current_password".into(), "is required".into());
+    }
+    if input.new_password.is_empty() {
+        fields.insert("new_password".into(), "is required".into());
+    }
+    if !fields.is_empty() {
+        return refuse(&state, format, &who, "password", Error::Invalid(fields)).await;
+    }
+    let account = load(&state, &who).await?;
+    let new_password = match profile
+        .config
+        .passwords
+        .policy
+        .check(&input.new_password, &account.email)
+    {
+        Ok(password) => password,
+        Err(problem) => {
+            let error = Error::invalid("new_password", problem);
+            return refuse(&state, format, &who, "password", error).await;
+        }
+    };
+    if let Err(error) = check_password(&profile, &account, &input.current_password).await {
+        return refuse(&state, format, &who, "password", error).await;
+    }
+    let hash = profile.hashes.hash(new_password).await.map_err(busy)?;
+    let (config, who_from) = (profile.config.clone(), origin(&req, &ctx));
+    let (user_id, keep) = (who.claims.sub.clone(), who.claims.sid.clone());
+    let ended = blocking(&state, move |conn| {
+        store::change_password(conn, &config, &user_id, &keep, &hash, &who_from)
+    })
+    .await?;
+    profile.auth.announce_revoked(&ended);
+    profile.wake.wake("email");
+    Ok(match format {
+        Format::Json => HttpResponse::NoContent().finish(),
+        Format::Form => done("password"),
+    })
+}
+
+pub async fn email(
+    sub: Submission<EmailChange>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, input } = sub;
+    let new_email = match input.check() {
+        Ok(email) => email,
+        Err(fields) => return refuse(&state, format, &who, "email", Error::Invalid(fields)).await,
+    };
+    let account = load(&state, &who).await?;
+    if account.email.eq_ignore_ascii_case(new_email.as_ref()) {
+        let error = Error::invalid("new_email", "is already the address of this account");
+        return refuse(&state, format, &who, "email", error).await;
+    }
+    if let Err(error) = check_password(&profile, &account, &input.password).await {
+        return refuse(&state, format, &who, "email", error).await;
+    }
+    let (config, who_from, user_id) = (
+        profile.config.clone(),
+        origin(&req, &ctx),
+        who.claims.sub.clone(),
+    );
+    blocking(&state, move |conn| {
+        store::request_email_change(conn, &config, &user_id, &new_email, &who_from)
+    })
+    .await?;
+    profile.wake.wake("email");
+    Ok(match format {
+        Format::Json => HttpResponse::Accepted().json(serde_json::json!({
+            "status": "verification_sent",
+            "message": "Follow the link sent to the new address to confirm it; until then the address does not change.",
+        })),
+        Format::Form => done("email"),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+pub async fn confirm_email(
+    req: HttpRequest,
+    query: web::Query<TokenQuery>,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let browser = wants_html(req.headers());
+    let token = query.token.as_deref().map(str::trim).unwrap_or("");
+    let plausible = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let outcome = if plausible {
+        let hash = flotilla_auth::token_hash(token);
+        blocking(&state, move |conn| store::confirm_email_change(conn, &hash)).await?
+    } else {
+        Confirmed::Invalid
+    };
+    let (status, code, message) = match outcome {
+        Confirmed::Done { user_id } => {
+            profile
+                .auth
+                .publish("user.updated", &serde_json::json!({"id": user_id}));
+            if browser {
+                return Ok(html(StatusCode::OK, pages::email_confirmed()));
+            }
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "email_changed"})));
+        }
+        Confirmed::Invalid => (
+            StatusCode::BAD_REQUEST,
+            "token_invalid",
+            "This link is not valid: it may have been used already or mistyped.",
+        ),
+        Confirmed::Expired => (
+            StatusCode::BAD_REQUEST,
+            "token_expired",
+            "This link has expired: ask for the change again from your account page.",
+        ),
+        Confirmed::Taken => (
+            StatusCode::CONFLICT,
+            "email_taken",
+            "Another account uses this address now, so it cannot become yours.",
+        ),
+    };
+    if browser {
+        return Ok(html(status, pages::link_problem(message)));
+    }
+    Err(if status == StatusCode::CONFLICT {
+        Error::Conflict {
+            code,
+            fields: FieldErrors::from([("new_email".to_owned(), "is taken".to_owned())]),
+        }
+    } else {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    })
+}
+
+pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
+    let user_id = who.claims.sub.clone();
+    let rows = blocking(&state, move |conn| store::live_sessions(conn, &user_id)).await?;
+    let list: Vec<_> = rows
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "created_at": s.created_at.and_utc().to_rfc3339(),
+                "last_used_at": s.last_used_at.and_utc().to_rfc3339(),
+                "client_addr": s.client_addr,
+                "user_agent": summarise_user_agent(&s.user_agent),
+                "current": s.id == who.claims.sid,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "sessions": list })))
+}
+
+pub async fn revoke(
+    sub: Submission<Confirm>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, .. } = sub;
+    let session_id = path.into_inner();
+    if session_id.len() > 64 {
+        return Err(Error::NotFound);
+    }
+    let (user_id, sid, who_from) = (
+        who.claims.sub.clone(),
+        session_id.clone(),
+        origin(&req, &ctx),
+    );
+    let ended = blocking(&state, move |conn| {
+        store::revoke_own_session(conn, &user_id, &sid, &who_from)
+    })
+    .await?;
+    if !ended {
+        return Err(Error::NotFound);
+    }
+    profile.auth.announce_revoked(&[session_id]);
+    Ok(match format {
+        Format::Json => HttpResponse::NoContent().finish(),
+        Format::Form => done("revoked"),
+    })
+}
+
+pub async fn revoke_others(
+    sub: Submission<Confirm>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, .. } = sub;
+    let (user_id, keep, who_from) = (
+        who.claims.sub.clone(),
+        who.claims.sid.clone(),
+        origin(&req, &ctx),
+    );
+    let ended = blocking(&state, move |conn| {
+        store::revoke_other_sessions(conn, &user_id, &keep, &who_from)
+    })
+    .await?;
+    profile.auth.announce_revoked(&ended);
+    Ok(match format {
+        Format::Json => HttpResponse::NoContent().finish(),
+        Format::Form => done("revoked"),
+    })
+}
+
+pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
+    let user_id = who.claims.sub.clone();
+    let rows = blocking(&state, move |conn| store::activity(conn, &user_id, 100)).await?;
+    let list: Vec<_> = rows
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "kind": e.kind,
+                "at": e.created_at.and_utc().to_rfc3339(),
+                "client_addr": e.client_addr,
+                "user_agent": summarise_user_agent(&e.user_agent),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "events": list })))
+}
+
+pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
+    let user_id = who.claims.sub.clone();
+    let data = blocking(&state, move |conn| store::export(conn, &user_id))
+        .await?
+        .ok_or_else(gone)?;
+    let body = serde_json::to_string_pretty(&data).map_err(|e| Error::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"flotilla-account.json\"",
+        ))
+        .body(body))
+}
+
+pub async fn delete(
+    sub: Submission<Deletion>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, format, input } = sub;
+    if input.password.is_empty() {
+        let error = Error::invalid("password", "is required to close the account");
+        return refuse(&state, format, &who, "delete", error).await;
+    }
+    let account = load(&state, &who).await?;
+    if let Err(error) = check_password(&profile, &account, &input.password).await {
+        return refuse(&state, format, &who, "delete", error).await;
+    }
+    let (user_id, who_from) = (who.claims.sub.clone(), origin(&req, &ctx));
+    let ended = blocking(&state, move |conn| {
+        store::close_account(conn, &user_id, &who_from)
+    })
+    .await?;
+    profile.auth.announce_revoked(&ended);
+    profile
+        .auth
+        .publish("user.deleted", &serde_json::json!({"id": who.claims.sub}));
+    profile.wake.wake("email");
+    let mut response = match format {
+        Format::Json => HttpResponse::NoContent().finish(),
+        Format::Form => see_other("/?account=closed"),
+    };
+    for cookie in profile.auth.clearing_cookies() {
+        let _ = response.add_cookie(&cookie);
+    }
+    Ok(response)
+}

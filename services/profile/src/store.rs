@@ -1,0 +1,658 @@
+//! Profile's database work: each public function is one transaction (or one read).
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DbError};
+use flotilla_auth::sessions::{self, AuthEvent, RevokeReason};
+use flotilla_auth::{EmailAddress, Username};
+use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
+use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, write_transaction};
+use flotilla_jobs::NewJob;
+
+use crate::ProfileConfig;
+use crate::domain::ProfilePatch;
+
+const CHANGE_EMAIL: &str = "change_email";
+
+/// Where a change comes from, for auth events and notices.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+impl Origin {
+    fn event<'a>(&'a self, kind: &'a str, user_id: &'a str, sid: Option<&'a str>) -> AuthEvent<'a> {
+        AuthEvent {
+            kind,
+            user_id: Some(user_id),
+            login_key: None,
+            session_id: sid,
+            client_addr: &self.client_addr,
+            user_agent: &self.user_agent,
+        }
+    }
+}
+
+/// The account as its owner sees it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub email_verified_at: Option<NaiveDateTime>,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub is_public: i32,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub password_hash: Option<String>,
+}
+
+fn iso(at: NaiveDateTime) -> String {
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Account {
+    /// `GET /profile/me`: never the password hash.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "email": self.email,
+            "email_verified": self.email_verified_at.is_some(),
+            "username": self.username,
+            "display_name": self.display_name,
+            "bio": self.bio,
+            "public": self.is_public == 1,
+            "role": self.role,
+            "created_at": iso(self.created_at),
+        })
+    }
+}
+
+/// A live (not deleted, not disabled) account.
+pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Account>> {
+    users::table
+        .filter(users::id.eq(user_id))
+        .filter(users::deleted_at.is_null())
+        .filter(users::disabled_at.is_null())
+        .select((
+            users::id,
+            users::email,
+            users::email_verified_at,
+            users::username,
+            users::display_name,
+            users::bio,
+            users::is_public,
+            users::role,
+            users::created_at,
+            users::updated_at,
+            users::password_hash,
+        ))
+        .first(conn)
+        .optional()
+}
+
+pub enum Updated {
+    Done(Box<Account>),
+    UsernameTaken,
+    Gone,
+}
+
+fn is_unique_violation(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+/// Applies a patch; a username someone else has (whatever its case) is refused,
+/// also when two changes race (the unique index decides).
+pub fn update_profile(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    patch: &ProfilePatch,
+) -> QueryResult<Updated> {
+    let outcome = write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        if let Some(Some(username)) = &patch.username {
+            let taken: i64 = users::table
+                .filter(lower_nullable(users::username).eq(username.as_ref()))
+                .filter(users::id.ne(user_id))
+                .count()
+                .get_result(conn)?;
+            if taken > 0 {
+                return Ok(Updated::UsernameTaken);
+            }
+        }
+        let target = || {
+            users::table
+                .filter(users::id.eq(user_id))
+                .filter(users::deleted_at.is_null())
+        };
+        let mut changed = diesel::update(target())
+            .set(users::updated_at.eq(now))
+            .execute(conn)?;
+        if let Some(username) = &patch.username {
+            let value = username.as_ref().map(Username::as_ref);
+            changed = diesel::update(target())
+                .set(users::username.eq(value))
+                .execute(conn)?;
+        }
+        if let Some(name) = &patch.display_name {
+            changed = diesel::update(target())
+                .set(users::display_name.eq(name.as_deref()))
+                .execute(conn)?;
+        }
+        if let Some(bio) = &patch.bio {
+            changed = diesel::update(target())
+                .set(users::bio.eq(bio.as_deref()))
+                .execute(conn)?;
+        }
+        if let Some(public) = patch.public {
+            changed = diesel::update(target())
+                .set(users::is_public.eq(i32::from(public)))
+                .execute(conn)?;
+        }
+        if changed == 0 {
+            return Ok(Updated::Gone);
+        }
+        Ok(account(conn, user_id)?.map_or(Updated::Gone, |a| Updated::Done(Box::new(a))))
+    });
+    match outcome {
+        Err(e) if is_unique_violation(&e) => Ok(Updated::UsernameTaken),
+        other => other,
+    }
+}
+
+/// Sets a new password (already checked and hashed), ends every other session,
+/// mails a notice. Returns the sessions ended.
+pub fn change_password(
+    conn: &mut AnyConnection,
+    config: &ProfileConfig,
+    user_id: &str,
+    keep_session: &str,
+    password_hash: &str,
+    origin: &Origin,
+) -> QueryResult<Vec<String>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let email: String = users::table
+            .filter(users::id.eq(user_id))
+            .select(users::email)
+            .first(conn)?;
+        diesel::update(users::table.filter(users::id.eq(user_id)))
+            .set((
+                users::password_hash.eq(password_hash),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        let revoked = sessions::revoke_user_sessions(
+            conn,
+            user_id,
+            Some(keep_session),
+            RevokeReason::PasswordChange,
+            now,
+        )?;
+        let job = NewJob::new(
+            "email",
+            serde_json::json!({
+                "template": "password_changed",
+                "to": email,
+                "params": {
+                    "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
+                    "client_addr": origin.client_addr,
+                    "reset_link": format!("{}/login/forgot", config.public_url),
+                },
+            }),
+            format!(
+                "password_changed:{user_id}:{}",
+                now.and_utc().timestamp_micros()
+            ),
+        );
+        flotilla_jobs::enqueue(conn, &job)?;
+        sessions::record_event(
+            conn,
+            &origin.event("password.changed", user_id, Some(keep_session)),
+            now,
+        )?;
+        Ok(revoked)
+    })
+}
+
+/// Starts a change of address. The address changes only when the link sent to the
+/// new one is used; the old one is told. If the new address is another account's,
+/// nothing is created and that account's owner is told instead (the answer is the
+/// same).
+pub fn request_email_change(
+    conn: &mut AnyConnection,
+    config: &ProfileConfig,
+    user_id: &str,
+    new_email: &EmailAddress,
+    origin: &Origin,
+) -> QueryResult<()> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let old: String = users::table
+            .filter(users::id.eq(user_id))
+            .select(users::email)
+            .first(conn)?;
+        let owner: Option<(String, String)> = users::table
+            .filter(lower(users::email).eq(new_email.as_ref().to_lowercase()))
+            .filter(users::deleted_at.is_null())
+            .select((users::id, users::email))
+            .first(conn)
+            .optional()?;
+        let slot = now.and_utc().timestamp() / 600;
+        match owner {
+            Some((other_id, other_email)) => {
+                let job = NewJob::new(
+                    "email",
+                    serde_json::json!({
+                        "template": "email_change_taken",
+                        "to": other_email,
+                        "params": {"forgot_link": format!("{}/login/forgot", config.public_url)},
+                    }),
+                    format!("email_change_taken:{other_id}:{slot}"),
+                );
+                flotilla_jobs::enqueue(conn, &job)?;
+            }
+            None => {
+                let token = flotilla_auth::new_token();
+                let hash = flotilla_auth::token_hash(&token);
+                diesel::insert_into(email_tokens::table)
+                    .values((
+                        email_tokens::token_hash.eq(&hash),
+                        email_tokens::user_id.eq(user_id),
+                        email_tokens::purpose.eq(CHANGE_EMAIL),
+                        email_tokens::email.eq(new_email.as_ref()),
+                        email_tokens::created_at.eq(now),
+                        email_tokens::expires_at.eq(now + config.email_change_ttl),
+                    ))
+                    .execute(conn)?;
+                let job = NewJob::new(
+                    "email",
+                    serde_json::json!({
+                        "template": "email_change_verify",
+                        "to": new_email.as_ref(),
+                        "params": {
+                            "link": format!("{}/profile/email/confirm?token={token}", config.public_url),
+                            "valid_hours": config.email_change_ttl.num_hours(),
+                        },
+                    }),
+                    format!("email_change_verify:{}", &hash[..32]),
+                );
+                flotilla_jobs::enqueue(conn, &job)?;
+            }
+        }
+        let job = NewJob::new(
+            "email",
+            serde_json::json!({
+                "template": "email_change_notice",
+                "to": old,
+                "params": {
+                    "new_email": mask(new_email.as_ref()),
+                    "client_addr": origin.client_addr,
+                    "forgot_link": format!("{}/login/forgot", config.public_url),
+                },
+            }),
+            format!(
+                "email_change_notice:{user_id}:{}",
+                now.and_utc().timestamp_micros()
+            ),
+        );
+        flotilla_jobs::enqueue(conn, &job)?;
+        sessions::record_event(
+            conn,
+            &origin.event("email.change_requested", user_id, None),
+            now,
+        )
+    })
+}
+
+/// `ada.lovelace@example.org` → `a***e@example.org`: enough for the owner to
+/// recognise, not enough to hand the new address to whoever reads the old mailbox.
+fn mask(email: &str) -> String {
+    let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
+    let chars: Vec<char> = local.chars().collect();
+    let shown = match chars.as_slice() {
+        [] => String::new(),
+        [one] => format!("{one}***"),
+        [first, .., last] => format!("{first}***{last}"),
+    };
+    format!("{shown}@{domain}")
+}
+
+pub enum Confirmed {
+    Done {
+        user_id: String,
+    },
+    Invalid,
+    Expired,
+    /// Someone else took the address since the link was sent.
+    Taken,
+}
+
+pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Confirmed> {
+    let outcome = write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let row: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
+            email_tokens::table
+                .filter(email_tokens::token_hash.eq(token_hash))
+                .filter(email_tokens::purpose.eq(CHANGE_EMAIL))
+                .select((
+                    email_tokens::user_id,
+                    email_tokens::email,
+                    email_tokens::expires_at,
+                    email_tokens::used_at,
+                ))
+                .first(conn)
+                .optional()?;
+        let Some((user_id, email, expires, used)) = row else {
+            return Ok(Confirmed::Invalid);
+        };
+        if used.is_some() {
+            return Ok(Confirmed::Invalid);
+        }
+        if expires <= now {
+            return Ok(Confirmed::Expired);
+        }
+        let taken: i64 = users::table
+            .filter(lower(users::email).eq(email.to_lowercase()))
+            .filter(users::id.ne(&user_id))
+            .count()
+            .get_result(conn)?;
+        if taken > 0 {
+            return Ok(Confirmed::Taken);
+        }
+        let changed = diesel::update(
+            users::table
+                .filter(users::id.eq(&user_id))
+                .filter(users::deleted_at.is_null()),
+        )
+        .set((
+            users::email.eq(&email),
+            users::email_verified_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        if changed == 0 {
+            return Ok(Confirmed::Invalid);
+        }
+        diesel::update(
+            email_tokens::table
+                .filter(email_tokens::user_id.eq(&user_id))
+                .filter(email_tokens::purpose.eq(CHANGE_EMAIL))
+                .filter(email_tokens::used_at.is_null()),
+        )
+        .set(email_tokens::used_at.eq(now))
+        .execute(conn)?;
+        let event = AuthEvent {
+            kind: "email.changed",
+            user_id: Some(&user_id),
+            login_key: None,
+            session_id: None,
+            client_addr: "",
+            user_agent: "",
+        };
+        sessions::record_event(conn, &event, now)?;
+        Ok(Confirmed::Done { user_id })
+    });
+    match outcome {
+        Err(e) if is_unique_violation(&e) => Ok(Confirmed::Taken),
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct SessionRow {
+    pub id: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+/// The user's live sessions, most recently used first.
+pub fn live_sessions(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Vec<SessionRow>> {
+    let now = flotilla_jobs::now();
+    sessions_t::table
+        .filter(sessions_t::user_id.eq(user_id))
+        .filter(sessions_t::revoked_at.is_null())
+        .filter(sessions_t::idle_expires_at.gt(now))
+        .filter(sessions_t::expires_at.gt(now))
+        .order(sessions_t::last_used_at.desc())
+        .select((
+            sessions_t::id,
+            sessions_t::created_at,
+            sessions_t::last_used_at,
+            sessions_t::client_addr,
+            sessions_t::user_agent,
+        ))
+        .load(conn)
+}
+
+/// Ends one of the user's own sessions; false when it is not theirs or already ended.
+pub fn revoke_own_session(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let owned: i64 = sessions_t::table
+            .filter(sessions_t::id.eq(session_id))
+            .filter(sessions_t::user_id.eq(user_id))
+            .count()
+            .get_result(conn)?;
+        if owned == 0 || !sessions::revoke_session(conn, session_id, RevokeReason::Revoked, now)? {
+            return Ok(false);
+        }
+        sessions::record_event(
+            conn,
+            &origin.event("session.revoked", user_id, Some(session_id)),
+            now,
+        )?;
+        Ok(true)
+    })
+}
+
+pub fn revoke_other_sessions(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: &str,
+    origin: &Origin,
+) -> QueryResult<Vec<String>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let ended =
+            sessions::revoke_user_sessions(conn, user_id, Some(keep), RevokeReason::Revoked, now)?;
+        sessions::record_event(
+            conn,
+            &origin.event("session.revoked_others", user_id, Some(keep)),
+            now,
+        )?;
+        Ok(ended)
+    })
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct EventRow {
+    pub kind: String,
+    pub created_at: NaiveDateTime,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+/// The account's recent auth events, newest first.
+pub fn activity(conn: &mut AnyConnection, user_id: &str, limit: i64) -> QueryResult<Vec<EventRow>> {
+    auth_events::table
+        .filter(auth_events::user_id.eq(user_id))
+        .order((auth_events::created_at.desc(), auth_events::id.desc()))
+        .limit(limit)
+        .select((
+            auth_events::kind,
+            auth_events::created_at,
+            auth_events::client_addr,
+            auth_events::user_agent,
+        ))
+        .load(conn)
+}
+
+/// Everything stored about the account, without secrets: no password hash, no token
+/// or token hash, no form token.
+pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<serde_json::Value>> {
+    let Some(account) = account(conn, user_id)? else {
+        return Ok(None);
+    };
+    type SessionExport = (
+        String,
+        NaiveDateTime,
+        NaiveDateTime,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<String>,
+        String,
+        String,
+    );
+    let sessions: Vec<SessionExport> = sessions_t::table
+        .filter(sessions_t::user_id.eq(user_id))
+        .order(sessions_t::created_at.desc())
+        .select((
+            sessions_t::id,
+            sessions_t::created_at,
+            sessions_t::last_used_at,
+            sessions_t::expires_at,
+            sessions_t::revoked_at,
+            sessions_t::revoked_reason,
+            sessions_t::client_addr,
+            sessions_t::user_agent,
+        ))
+        .load(conn)?;
+    let events = auth_events::table
+        .filter(auth_events::user_id.eq(user_id))
+        .order(auth_events::created_at.desc())
+        .select((
+            auth_events::kind,
+            auth_events::created_at,
+            auth_events::client_addr,
+            auth_events::user_agent,
+        ))
+        .load::<EventRow>(conn)?;
+    let links: Vec<(
+        String,
+        String,
+        NaiveDateTime,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+    )> = email_tokens::table
+        .filter(email_tokens::user_id.eq(user_id))
+        .order(email_tokens::created_at.desc())
+        .select((
+            email_tokens::purpose,
+            email_tokens::email,
+            email_tokens::created_at,
+            email_tokens::expires_at,
+            email_tokens::used_at,
+        ))
+        .load(conn)?;
+    let mut profile = account.json();
+    profile["updated_at"] = iso(account.updated_at).into();
+    profile["email_verified_at"] = account.email_verified_at.map(iso).into();
+    Ok(Some(serde_json::json!({
+        "exported_at": iso(flotilla_jobs::now()),
+        "account": profile,
+        "sessions": sessions.into_iter().map(|(id, created, used, expires, revoked, reason, addr, agent)| serde_json::json!({
+            "id": id,
+            "created_at": iso(created),
+            "last_used_at": iso(used),
+            "expires_at": iso(expires),
+            "revoked_at": revoked.map(iso),
+            "revoked_reason": reason,
+            "client_addr": addr,
+            "user_agent": agent,
+        })).collect::<Vec<_>>(),
+        "activity": events.into_iter().map(|e| serde_json::json!({
+            "kind": e.kind,
+            "at": iso(e.created_at),
+            "client_addr": e.client_addr,
+            "user_agent": e.user_agent,
+        })).collect::<Vec<_>>(),
+        "email_links": links.into_iter().map(|(purpose, email, created, expires, used)| serde_json::json!({
+            "purpose": purpose,
+            "email": email,
+            "created_at": iso(created),
+            "expires_at": iso(expires),
+            "used_at": used.map(iso),
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// Closes the account at once: every session ended, the personal fields and the
+/// address removed from the row (the address is freed), a confirmation mailed to it,
+/// and a `purge_user` job queued that deletes the row and everything about it.
+/// Returns the sessions ended.
+pub fn close_account(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    origin: &Origin,
+) -> QueryResult<Vec<String>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let email: String = users::table
+            .filter(users::id.eq(user_id))
+            .select(users::email)
+            .first(conn)?;
+        let ended =
+            sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::Deleted, now)?;
+        diesel::update(users::table.filter(users::id.eq(user_id)))
+            .set((
+                users::email.eq(format!("deleted-{user_id}@deleted.invalid")),
+                users::username.eq(None::<String>),
+                users::display_name.eq(None::<String>),
+                users::bio.eq(None::<String>),
+                users::is_public.eq(0),
+                users::password_hash.eq(None::<String>),
+                users::disabled_at.eq(now),
+                users::deleted_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
+            .execute(conn)?;
+        let mail = NewJob::new(
+            "email",
+            serde_json::json!({"template": "account_deleted", "to": email, "params": {}}),
+            format!("account_deleted:{user_id}"),
+        );
+        flotilla_jobs::enqueue(conn, &mail)?;
+        let purge = NewJob::new(
+            "purge_user",
+            serde_json::json!({
+                "user_id": user_id,
+                "login_key": flotilla_auth::token_hash(&email.to_lowercase()),
+            }),
+            format!("purge_user:{user_id}"),
+        );
+        flotilla_jobs::enqueue(conn, &purge)?;
+        sessions::record_event(conn, &origin.event("account.deleted", user_id, None), now)?;
+        Ok(ended)
+    })
+}
+
+/// A confirmation link lasts this long unless configured.
+pub fn default_email_change_ttl() -> TimeDelta {
+    TimeDelta::hours(24)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_are_masked_for_the_old_mailbox() {
+        assert_eq!(super::mask("ada.lovelace@example.org"), "a***e@example.org");
+        assert_eq!(super::mask("a@example.org"), "a***@example.org");
+    }
+}
