@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(super) const PASSWORD: &str = "correct horse battery staple";
 
 /// Signs up `email` and follows the link of the verification mail.
-fn verified_account(fleet: &Fleet, email: &str) {
+pub(super) fn verified_account(fleet: &Fleet, email: &str) {
     let response = fleet
         .request(Method::POST, "/signup")
         .json(&json!({"email": email, "password": PASSWORD}))
@@ -31,7 +31,7 @@ fn verified_account(fleet: &Fleet, email: &str) {
     assert_eq!(verified.status(), StatusCode::OK);
 }
 
-fn login(fleet: &Fleet, email: &str, password: &str) -> (StatusCode, Value) {
+pub(super) fn login(fleet: &Fleet, email: &str, password: &str) -> (StatusCode, Value) {
     let response = fleet
         .request(Method::POST, "/login")
         .json(&json!({"email": email, "password": password}))
@@ -42,7 +42,7 @@ fn login(fleet: &Fleet, email: &str, password: &str) -> (StatusCode, Value) {
 }
 
 /// A fresh session's (access token, refresh token).
-fn sign_in(fleet: &Fleet, email: &str) -> (String, String) {
+pub(super) fn sign_in(fleet: &Fleet, email: &str) -> (String, String) {
     let (status, body) = login(fleet, email, PASSWORD);
     assert_eq!(status, StatusCode::OK, "{body}");
     (
@@ -51,7 +51,7 @@ fn sign_in(fleet: &Fleet, email: &str) -> (String, String) {
     )
 }
 
-fn refresh(fleet: &Fleet, refresh_token: &str) -> (StatusCode, Value) {
+pub(super) fn refresh(fleet: &Fleet, refresh_token: &str) -> (StatusCode, Value) {
     let response = fleet
         .request(Method::POST, "/login/refresh")
         .json(&json!({"refresh_token": refresh_token}))
@@ -62,7 +62,7 @@ fn refresh(fleet: &Fleet, refresh_token: &str) -> (StatusCode, Value) {
 }
 
 /// What another service (profile) says about a token.
-fn me(fleet: &Fleet, access: &str) -> (StatusCode, Value) {
+pub(super) fn me(fleet: &Fleet, access: &str) -> (StatusCode, Value) {
     let response = fleet
         .request(Method::GET, "/profile/me")
         .bearer_auth(access)
@@ -72,7 +72,7 @@ fn me(fleet: &Fleet, access: &str) -> (StatusCode, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
-fn bearer_post(fleet: &Fleet, path: &str, access: &str) -> StatusCode {
+pub(super) fn bearer_post(fleet: &Fleet, path: &str, access: &str) -> StatusCode {
     fleet
         .request(Method::POST, path)
         .bearer_auth(access)
@@ -82,7 +82,12 @@ fn bearer_post(fleet: &Fleet, path: &str, access: &str) -> StatusCode {
 }
 
 /// How long until profile refuses `access`, polling; panics past `limit`.
-fn refused_within(fleet: &Fleet, access: &str, since: Instant, limit: Duration) -> Duration {
+pub(super) fn refused_within(
+    fleet: &Fleet,
+    access: &str,
+    since: Instant,
+    limit: Duration,
+) -> Duration {
     let refused = wait_until(limit, || me(fleet, access).0 == StatusCode::UNAUTHORIZED);
     let took = since.elapsed();
     assert!(
@@ -95,7 +100,7 @@ fn refused_within(fleet: &Fleet, access: &str, since: Instant, limit: Duration) 
 
 /// Waits until a sign-out reaches profile over the bus (its subscription is up), so
 /// that the timings measured next are the bus's. Catch-up must be slow in the fleet.
-fn bus_is_up(fleet: &Fleet, email: &str) {
+pub(super) fn bus_is_up(fleet: &Fleet, email: &str) {
     let up = wait_until(Duration::from_secs(20), || {
         let (access, _) = sign_in(fleet, email);
         assert_eq!(
@@ -113,12 +118,12 @@ fn bus_is_up(fleet: &Fleet, email: &str) {
     );
 }
 
-fn decode_part(token: &str, index: usize) -> Value {
+pub(super) fn decode_part(token: &str, index: usize) -> Value {
     let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-fn set_cookies(response: &Response) -> Vec<String> {
+pub(super) fn set_cookies(response: &Response) -> Vec<String> {
     response
         .headers()
         .get_all(SET_COOKIE)
@@ -127,7 +132,7 @@ fn set_cookies(response: &Response) -> Vec<String> {
         .collect()
 }
 
-fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+pub(super) fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     cookies.iter().find_map(|c| {
         let (pair, _) = c.split_once(';').unwrap_or((c, ""));
         let (n, v) = pair.split_once('=')?;
@@ -144,7 +149,7 @@ fn signing_key(fleet: &Fleet) -> SigningKey {
     SigningKey::from_pem(&current.kid, &pem).unwrap()
 }
 
-fn slow_catch_up(db: TestDb) -> Fleet {
+pub(super) fn slow_catch_up(db: TestDb) -> Fleet {
     Fleet::builder(db)
         .env("FLOTILLA_REVOCATION_CATCHUP_SECS", "60")
         .start()
