@@ -4,10 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use flotilla_auth::{Auth, Authenticated, Claims, Credential, PoolError};
-use flotilla_db::diesel::result::Error as DbError;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
@@ -28,10 +28,6 @@ fn count(state: &State, outcome: &'static str) {
     );
 }
 
-fn db(e: DbError) -> Error {
-    Error::Internal(anyhow::Error::new(e).context("login database work"))
-}
-
 fn busy(e: PoolError) -> Error {
     match e {
         PoolError::Busy => Error::Unavailable {
@@ -42,19 +38,6 @@ fn busy(e: PoolError) -> Error {
         },
         PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
     }
-}
-
-/// Runs database work off the async threads.
-async fn blocking<T: Send + 'static>(
-    state: &web::Data<State>,
-    work: impl FnOnce(&mut flotilla_db::AnyConnection) -> Result<T, DbError> + Send + 'static,
-) -> Result<T, Error> {
-    let pool = state.pool.clone();
-    web::block(move || -> Result<T, Error> {
-        let mut conn = pool.get()?;
-        work(&mut conn).map_err(db)
-    })
-    .await?
 }
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
@@ -256,7 +239,7 @@ pub async fn login(
             Some(_) => None,
             None => store::account_by_email(conn, &lookup)?,
         };
-        Ok((wait, account))
+        Ok::<_, Error>((wait, account))
     })
     .await?;
     if let Some(secs) = wait {

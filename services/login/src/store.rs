@@ -56,9 +56,10 @@ pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<O
             users::email_verified_at,
             users::disabled_at,
         ))
-        .first::<AccountRow>(conn)
-        .optional()
-        .map(|row| row.map(account))
+        // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement on
+        // every run; the address is unique anyway.
+        .load::<AccountRow>(conn)
+        .map(|rows| rows.into_iter().next().map(account))
 }
 
 /// Where an attempt comes from, for sessions and auth events.
@@ -264,8 +265,9 @@ pub fn refresh(
                 users::email_verified_at,
                 users::disabled_at,
             ))
-            .first(conn)
-            .optional()?;
+            .load(conn)?
+            .into_iter()
+            .next();
         let Some((
             used,
             session_id,

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission};
-use flotilla_db::AnyConnection;
-use flotilla_db::diesel::result::Error as DbError;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
@@ -19,10 +18,6 @@ use crate::domain::{
 };
 use crate::store::{self, Account, Confirmed, Origin, Updated};
 use crate::{Profile, pages};
-
-fn db(e: DbError) -> Error {
-    Error::Internal(anyhow::Error::new(e).context("profile database work"))
-}
 
 fn busy(e: PoolError) -> Error {
     match e {
@@ -34,19 +29,6 @@ fn busy(e: PoolError) -> Error {
         },
         PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
     }
-}
-
-/// Runs database work off the async threads.
-async fn blocking<T: Send + 'static>(
-    state: &web::Data<State>,
-    work: impl FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
-) -> Result<T, Error> {
-    let pool = state.pool.clone();
-    web::block(move || -> Result<T, Error> {
-        let mut conn = pool.get()?;
-        work(&mut conn).map_err(db)
-    })
-    .await?
 }
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
@@ -73,7 +55,7 @@ fn gone() -> Error {
 /// The account of a token, or 401 when it was closed meanwhile.
 async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, Error> {
     let user_id = who.claims.sub.clone();
-    blocking(state, move |conn| store::account(conn, &user_id))
+    read(state, move |conn| store::account(conn, &user_id))
         .await?
         .ok_or_else(gone)
 }
@@ -131,8 +113,8 @@ pub async fn page(
 
 async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<pages::View, Error> {
     let user_id = who.claims.sub.clone();
-    let (account, sessions, activity) = blocking(state, move |conn| {
-        Ok((
+    let (account, sessions, activity) = read(state, move |conn| {
+        Ok::<_, Error>((
             store::account(conn, &user_id)?,
             store::live_sessions(conn, &user_id)?,
             store::activity(conn, &user_id, 20)?,
@@ -420,7 +402,7 @@ pub async fn confirm_email(
 
 pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
-    let rows = blocking(&state, move |conn| store::live_sessions(conn, &user_id)).await?;
+    let rows = read(&state, move |conn| store::live_sessions(conn, &user_id)).await?;
     let list: Vec<_> = rows
         .into_iter()
         .map(|s| {
@@ -497,7 +479,7 @@ pub async fn revoke_others(
 
 pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
-    let rows = blocking(&state, move |conn| store::activity(conn, &user_id, 100)).await?;
+    let rows = read(&state, move |conn| store::activity(conn, &user_id, 100)).await?;
     let list: Vec<_> = rows
         .into_iter()
         .map(|e| {

@@ -91,8 +91,10 @@ pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Ac
             users::updated_at,
             users::password_hash,
         ))
-        .first(conn)
-        .optional()
+        // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement on
+        // every run (26 µs instead of 9 here); the id is unique anyway.
+        .load(conn)
+        .map(|rows| rows.into_iter().next())
 }
 
 pub enum Updated {

@@ -184,6 +184,12 @@ impl From<flotilla_db::PoolError> for Error {
     }
 }
 
+impl From<flotilla_db::diesel::result::Error> for Error {
+    fn from(e: flotilla_db::diesel::result::Error) -> Self {
+        Error::Internal(anyhow::Error::new(e).context("database work"))
+    }
+}
+
 impl From<actix_web::error::BlockingError> for Error {
     fn from(e: actix_web::error::BlockingError) -> Self {
         Error::Internal(anyhow::anyhow!("blocking task failed: {e}"))

@@ -12,6 +12,7 @@ pub mod html;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+pub mod work;
 
 pub use app::{
     Application, Background, Command, ReadyCheck, Routes, Service, Setup, State, no_routes,
