@@ -180,6 +180,9 @@ echo
 printf '%-28s %12s %10s %8s %8s\n' target "req/s" "p99 ms" ratio non-2xx
 printf '%-28s %12.0f %10s %8s %8s\n' "/profile/health via nginx" "$health_rps" "$health_p99_64" "1.00" "$health_bad"
 printf '%-28s %12.0f %10s %8s %8s\n' "/profile/me, Bearer token" "$me_rps" "$me_p99_64" "$me_ratio" "${me_bad_64:-0}"
+awk -v r="$me_ratio" 'BEGIN {exit !(r < 0.6)}' && { say "  /profile/me below 0.6 of /profile/health"; status=1; }
+awk -v p="$me_p99_64" 'BEGIN {exit !(p > 10)}' && { say "  /profile/me p99 over 10 ms"; status=1; }
+[ "${me_bad_64:-0}" = 0 ] || { say "  /profile/me answered non-2xx"; status=1; }
 
 # The job queue, with one worker: the fleet's on SQLite, and one on a throwaway
 # PostgreSQL cluster.

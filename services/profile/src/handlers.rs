@@ -169,7 +169,7 @@ pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpRespo
     let account = load(&state, &who).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(account.json()))
+        .json(account.me()))
 }
 
 /// A patch body: any JSON object (unknown fields are named in the 422) or the form.
@@ -228,7 +228,7 @@ pub async fn update(
                     .publish("user.updated", &serde_json::json!({"id": user_id}));
             }
             Ok(match format {
-                Format::Json => HttpResponse::Ok().json(account.json()),
+                Format::Json => HttpResponse::Ok().json(account.me()),
                 Format::Form => done("saved"),
             })
         }

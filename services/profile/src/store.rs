@@ -55,26 +55,46 @@ fn iso(at: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// `GET /profile/me`: the account as its owner sees it, never the password hash.
+#[derive(serde::Serialize)]
+pub struct Me<'a> {
+    id: &'a str,
+    email: &'a str,
+    email_verified: bool,
+    username: Option<&'a str>,
+    display_name: Option<&'a str>,
+    bio: Option<&'a str>,
+    public: bool,
+    role: &'a str,
+    created_at: String,
+}
+
 impl Account {
-    /// `GET /profile/me`: never the password hash.
+    pub fn me(&self) -> Me<'_> {
+        Me {
+            id: &self.id,
+            email: &self.email,
+            email_verified: self.email_verified_at.is_some(),
+            username: self.username.as_deref(),
+            display_name: self.display_name.as_deref(),
+            bio: self.bio.as_deref(),
+            public: self.is_public == 1,
+            role: &self.role,
+            created_at: iso(self.created_at),
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "email": self.email,
-            "email_verified": self.email_verified_at.is_some(),
-            "username": self.username,
-            "display_name": self.display_name,
-            "bio": self.bio,
-            "public": self.is_public == 1,
-            "role": self.role,
-            "created_at": iso(self.created_at),
-        })
+        serde_json::to_value(self.me()).unwrap_or_default()
     }
 }
 
-/// A live (not deleted, not disabled) account.
+/// A live (not deleted, not disabled) account. On every authenticated page and
+/// `GET /profile/me`, so it runs on the concrete connection (`on_backend!`) and
+/// without `.first()`, whose bound `LIMIT ?` makes SQLite re-prepare the statement on
+/// every run (26 µs instead of 9); the id is unique anyway.
 pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Account>> {
-    users::table
+    let query = users::table
         .filter(users::id.eq(user_id))
         .filter(users::deleted_at.is_null())
         .filter(users::disabled_at.is_null())
@@ -90,11 +110,9 @@ pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Ac
             users::created_at,
             users::updated_at,
             users::password_hash,
-        ))
-        // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement on
-        // every run (26 µs instead of 9 here); the id is unique anyway.
-        .load(conn)
-        .map(|rows| rows.into_iter().next())
+        ));
+    let rows: Vec<Account> = flotilla_db::on_backend!(conn, |c| query.load(c)?);
+    Ok(rows.into_iter().next())
 }
 
 pub enum Updated {

@@ -50,6 +50,21 @@ pub fn new_id() -> String {
     )
 }
 
+/// Runs a query on the concrete connection inside an [`AnyConnection`]: `$body` is
+/// compiled once per backend with `$c` bound to that backend's connection. Through
+/// the multi-backend connection diesel cannot key its statement cache by type and
+/// builds the SQL text on every run (9.0 µs for a read by key on SQLite here, against
+/// 4.7 µs on the connection itself): use this on hot paths.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::AnyConnection::Sqlite($c) => $body,
+            $crate::AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
 /// A connection to either backend. Queries written against it run on both.
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
