@@ -17,7 +17,8 @@ use crate::domain::{
     safe_next,
 };
 use crate::pages::{self, Banner};
-use crate::store::{self, Origin, Refreshed, Reset, ResetToken, SessionGrant};
+use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
+use flotilla_auth::email_links::Link;
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
 fn count(state: &State, outcome: &'static str) {
@@ -41,17 +42,7 @@ fn busy(e: PoolError) -> Error {
 }
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
-    Origin {
-        client_addr: ctx.client.to_string(),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(512)
-            .collect(),
-    }
+    Origin::of(req, ctx)
 }
 
 fn no_store(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
@@ -612,15 +603,13 @@ pub async fn reset_form(
     }
     let hash = flotilla_auth::token_hash(&token);
     match blocking(&state, move |conn| store::check_reset_token(conn, &hash)).await? {
-        ResetToken::Valid { .. } if browser => Ok(html(
+        Link::Valid { .. } if browser => Ok(html(
             StatusCode::OK,
             pages::reset_form(&token, &FieldErrors::new()),
         )),
-        ResetToken::Valid { .. } => {
-            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "valid"})))
-        }
-        ResetToken::Invalid => link_refused(browser, false),
-        ResetToken::Expired => link_refused(browser, true),
+        Link::Valid { .. } => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "valid"}))),
+        Link::Invalid => link_refused(browser, false),
+        Link::Expired => link_refused(browser, true),
     }
 }
 
@@ -641,9 +630,9 @@ pub async fn reset(
     let hash = flotilla_auth::token_hash(&token);
     let lookup = hash.clone();
     let email = match blocking(&state, move |conn| store::check_reset_token(conn, &lookup)).await? {
-        ResetToken::Valid { email, .. } => email,
-        ResetToken::Invalid => return link_refused(browser, false),
-        ResetToken::Expired => return link_refused(browser, true),
+        Link::Valid { email, .. } => email,
+        Link::Invalid => return link_refused(browser, false),
+        Link::Expired => return link_refused(browser, true),
     };
     let password = match login.config.passwords.policy.check(&input.password, &email) {
         Ok(password) => password,

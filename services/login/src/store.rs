@@ -1,11 +1,12 @@
 //! Login's database work: each public function is one transaction (or one read).
 
 use chrono::{NaiveDateTime, TimeDelta};
+use diesel::dsl::max;
 use diesel::prelude::*;
-use flotilla_auth::sessions::{self, AuthEvent, RevokeReason};
-use flotilla_db::schema::{
-    auth_events, email_tokens, refresh_tokens, sessions as sessions_t, users,
-};
+use flotilla_auth::email_links::{self, Issued, Link};
+pub use flotilla_auth::sessions::Origin;
+use flotilla_auth::sessions::{self, RevokeReason};
+use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -62,13 +63,6 @@ pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<O
         .map(|rows| rows.into_iter().next().map(account))
 }
 
-/// Where an attempt comes from, for sessions and auth events.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub client_addr: String,
-    pub user_agent: String,
-}
-
 /// Records one event on its own (failures, refusals).
 pub fn record(
     conn: &mut AnyConnection,
@@ -77,14 +71,7 @@ pub fn record(
     login_key: Option<&str>,
     origin: &Origin,
 ) -> QueryResult<()> {
-    let event = AuthEvent {
-        kind,
-        user_id,
-        login_key,
-        session_id: None,
-        client_addr: &origin.client_addr,
-        user_agent: &origin.user_agent,
-    };
+    let event = origin.event(kind, user_id, login_key, None);
     sessions::record_event(conn, &event, flotilla_jobs::now())
 }
 
@@ -99,35 +86,43 @@ pub fn throttle(
     now: NaiveDateTime,
 ) -> QueryResult<Option<i64>> {
     let window_start = now - config.failure_window;
+    // Aggregates, not `.first()`/`.limit()`: a bound LIMIT makes SQLite re-prepare.
     let last_success: Option<NaiveDateTime> = auth_events::table
         .filter(auth_events::login_key.eq(login_key))
         .filter(auth_events::kind.eq("login.success"))
         .filter(auth_events::created_at.gt(window_start))
-        .select(auth_events::created_at)
-        .order(auth_events::created_at.desc())
-        .first(conn)
-        .optional()?;
+        .select(max(auth_events::created_at))
+        .get_result(conn)?;
     let since = last_success.map_or(window_start, |at| at.max(window_start));
-    let failures: Vec<NaiveDateTime> = auth_events::table
-        .filter(auth_events::login_key.eq(login_key))
-        .filter(auth_events::kind.eq("login.failure"))
-        .filter(auth_events::created_at.gt(since))
-        .select(auth_events::created_at)
-        .order(auth_events::created_at.desc())
-        .limit(64)
-        .load(conn)?;
-    Ok(delay(config, &failures, now))
+    let failures = || {
+        auth_events::table
+            .filter(auth_events::login_key.eq(login_key))
+            .filter(auth_events::kind.eq("login.failure"))
+            .filter(auth_events::created_at.gt(since))
+    };
+    let count: i64 = failures().count().get_result(conn)?;
+    if count < config.max_failures as i64 {
+        return Ok(None);
+    }
+    let last: Option<NaiveDateTime> = failures()
+        .select(max(auth_events::created_at))
+        .get_result(conn)?;
+    Ok(last.and_then(|last| delay(config, count as usize, last, now)))
 }
 
-fn delay(config: &LoginConfig, failures: &[NaiveDateTime], now: NaiveDateTime) -> Option<i64> {
-    let count = failures.len();
+/// The wait after `count` failures, the last at `last`: `None` once it has passed.
+fn delay(
+    config: &LoginConfig,
+    count: usize,
+    last: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Option<i64> {
     if count < config.max_failures {
         return None;
     }
     let exponent = (count + 1 - config.max_failures).min(30) as u32;
     let wait = 2i64.saturating_pow(exponent).min(config.max_delay_secs);
-    let retry_at = *failures.first()? + TimeDelta::seconds(wait);
-    let left = (retry_at - now).num_milliseconds();
+    let left = (last + TimeDelta::seconds(wait) - now).num_milliseconds();
     (left > 0).then(|| (left + 999) / 1000)
 }
 
@@ -190,14 +185,12 @@ pub fn open_session(
             ))
             .execute(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
-        let event = AuthEvent {
-            kind: "login.success",
-            user_id: Some(&account.id),
-            login_key: Some(login_key),
-            session_id: Some(&session_id),
-            client_addr: &origin.client_addr,
-            user_agent: &origin.user_agent,
-        };
+        let event = origin.event(
+            "login.success",
+            Some(&account.id),
+            Some(login_key),
+            Some(&session_id),
+        );
         sessions::record_event(conn, &event, now)?;
         Ok(SessionGrant {
             session_id,
@@ -288,14 +281,12 @@ pub fn refresh(
         }
         let reused = |conn: &mut AnyConnection, session_id: String| {
             sessions::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
-            let event = AuthEvent {
-                kind: "session.refresh_reuse",
-                user_id: Some(&user_id),
-                login_key: None,
-                session_id: Some(&session_id),
-                client_addr: &origin.client_addr,
-                user_agent: &origin.user_agent,
-            };
+            let event = origin.event(
+                "session.refresh_reuse",
+                Some(&user_id),
+                None,
+                Some(&session_id),
+            );
             sessions::record_event(conn, &event, now)?;
             Ok(Refreshed::Reused { session_id })
         };
@@ -381,14 +372,7 @@ pub fn sign_out(
                 sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::LogoutAll, now)?,
             ),
         };
-        let event = AuthEvent {
-            kind,
-            user_id: Some(user_id),
-            login_key: None,
-            session_id,
-            client_addr: &origin.client_addr,
-            user_agent: &origin.user_agent,
-        };
+        let event = origin.event(kind, Some(user_id), None, session_id);
         sessions::record_event(conn, &event, now)?;
         Ok(ended)
     })
@@ -410,27 +394,17 @@ pub fn request_reset(
         if account.disabled {
             return Ok(false);
         }
-        let recent: i64 = email_tokens::table
-            .filter(email_tokens::user_id.eq(&account.id))
-            .filter(email_tokens::purpose.eq(RESET))
-            .filter(email_tokens::created_at.gt(now - TimeDelta::minutes(1)))
-            .count()
-            .get_result(conn)?;
-        if recent > 0 {
+        if email_links::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
             return Ok(false);
         }
-        let token = flotilla_auth::new_token();
-        let hash = flotilla_auth::token_hash(&token);
-        diesel::insert_into(email_tokens::table)
-            .values((
-                email_tokens::token_hash.eq(&hash),
-                email_tokens::user_id.eq(&account.id),
-                email_tokens::purpose.eq(RESET),
-                email_tokens::email.eq(&account.email),
-                email_tokens::created_at.eq(now),
-                email_tokens::expires_at.eq(now + config.reset_ttl),
-            ))
-            .execute(conn)?;
+        let Issued { token, hash } = email_links::issue(
+            conn,
+            &account.id,
+            RESET,
+            &account.email,
+            config.reset_ttl,
+            now,
+        )?;
         let job = NewJob::new(
             "email",
             serde_json::json!({
@@ -456,34 +430,9 @@ pub fn request_reset(
     })
 }
 
-pub enum ResetToken {
-    /// Usable: the account's id and address.
-    Valid {
-        user_id: String,
-        email: String,
-    },
-    Invalid,
-    Expired,
-}
-
 /// What a reset token is worth, without using it.
-pub fn check_reset_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<ResetToken> {
-    let row: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> = email_tokens::table
-        .filter(email_tokens::token_hash.eq(token_hash))
-        .filter(email_tokens::purpose.eq(RESET))
-        .select((
-            email_tokens::user_id,
-            email_tokens::email,
-            email_tokens::expires_at,
-            email_tokens::used_at,
-        ))
-        .first(conn)
-        .optional()?;
-    Ok(match row {
-        None | Some((_, _, _, Some(_))) => ResetToken::Invalid,
-        Some((_, _, expires, None)) if expires <= flotilla_jobs::now() => ResetToken::Expired,
-        Some((user_id, email, _, None)) => ResetToken::Valid { user_id, email },
-    })
+pub fn check_reset_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Link> {
+    email_links::check(conn, token_hash, RESET, flotilla_jobs::now())
 }
 
 pub enum Reset {
@@ -507,29 +456,15 @@ pub fn reset_password(
 ) -> QueryResult<Reset> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let (user_id, email) = match check_reset_token(conn, token_hash)? {
-            ResetToken::Valid { user_id, email } => (user_id, email),
-            ResetToken::Invalid => return Ok(Reset::Invalid),
-            ResetToken::Expired => return Ok(Reset::Expired),
+        let (user_id, email) = match email_links::check(conn, token_hash, RESET, now)? {
+            Link::Valid { user_id, email } => (user_id, email),
+            Link::Invalid => return Ok(Reset::Invalid),
+            Link::Expired => return Ok(Reset::Expired),
         };
-        let used = diesel::update(
-            email_tokens::table
-                .filter(email_tokens::token_hash.eq(token_hash))
-                .filter(email_tokens::used_at.is_null()),
-        )
-        .set(email_tokens::used_at.eq(now))
-        .execute(conn)?;
-        if used == 0 {
+        if !email_links::spend(conn, token_hash, now)? {
             return Ok(Reset::Invalid);
         }
-        diesel::update(
-            email_tokens::table
-                .filter(email_tokens::user_id.eq(&user_id))
-                .filter(email_tokens::purpose.eq(RESET))
-                .filter(email_tokens::used_at.is_null()),
-        )
-        .set(email_tokens::used_at.eq(now))
-        .execute(conn)?;
+        email_links::void(conn, &user_id, RESET, now)?;
         diesel::update(users::table.filter(users::id.eq(&user_id)))
             .set((
                 users::password_hash.eq(password_hash),
@@ -579,13 +514,13 @@ mod tests {
     fn delays_start_after_the_allowed_failures_and_grow_to_a_ceiling() {
         let config = config();
         let now = flotilla_jobs::now();
-        let failures = |n: usize, ago: i64| vec![now - TimeDelta::seconds(ago); n];
-        assert_eq!(delay(&config, &failures(4, 0), now), None);
-        assert_eq!(delay(&config, &failures(5, 0), now), Some(2));
-        assert_eq!(delay(&config, &failures(6, 0), now), Some(4));
-        assert_eq!(delay(&config, &failures(7, 1), now), Some(7));
-        assert_eq!(delay(&config, &failures(30, 0), now), Some(900));
+        let ago = |secs: i64| now - TimeDelta::seconds(secs);
+        assert_eq!(delay(&config, 4, ago(0), now), None);
+        assert_eq!(delay(&config, 5, ago(0), now), Some(2));
+        assert_eq!(delay(&config, 6, ago(0), now), Some(4));
+        assert_eq!(delay(&config, 7, ago(1), now), Some(7));
+        assert_eq!(delay(&config, 30, ago(0), now), Some(900));
         // Waited long enough: the next attempt is let through.
-        assert_eq!(delay(&config, &failures(6, 5), now), None);
+        assert_eq!(delay(&config, 6, ago(5), now), None);
     }
 }

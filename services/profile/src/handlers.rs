@@ -32,17 +32,7 @@ fn busy(e: PoolError) -> Error {
 }
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
-    Origin {
-        client_addr: ctx.client.to_string(),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(512)
-            .collect(),
-    }
+    Origin::of(req, ctx)
 }
 
 fn gone() -> Error {

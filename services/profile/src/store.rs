@@ -3,6 +3,8 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
+use flotilla_auth::email_links::{self, Issued, Link};
+pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, AuthEvent, RevokeReason};
 use flotilla_auth::{EmailAddress, Username};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
@@ -13,26 +15,6 @@ use crate::ProfileConfig;
 use crate::domain::ProfilePatch;
 
 const CHANGE_EMAIL: &str = "change_email";
-
-/// Where a change comes from, for auth events and notices.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub client_addr: String,
-    pub user_agent: String,
-}
-
-impl Origin {
-    fn event<'a>(&'a self, kind: &'a str, user_id: &'a str, sid: Option<&'a str>) -> AuthEvent<'a> {
-        AuthEvent {
-            kind,
-            user_id: Some(user_id),
-            login_key: None,
-            session_id: sid,
-            client_addr: &self.client_addr,
-            user_agent: &self.user_agent,
-        }
-    }
-}
 
 /// The account as its owner sees it.
 #[derive(Debug, Clone, Queryable)]
@@ -235,7 +217,7 @@ pub fn change_password(
         flotilla_jobs::enqueue(conn, &job)?;
         sessions::record_event(
             conn,
-            &origin.event("password.changed", user_id, Some(keep_session)),
+            &origin.event("password.changed", Some(user_id), None, Some(keep_session)),
             now,
         )?;
         Ok(revoked)
@@ -280,18 +262,14 @@ pub fn request_email_change(
                 flotilla_jobs::enqueue(conn, &job)?;
             }
             None => {
-                let token = flotilla_auth::new_token();
-                let hash = flotilla_auth::token_hash(&token);
-                diesel::insert_into(email_tokens::table)
-                    .values((
-                        email_tokens::token_hash.eq(&hash),
-                        email_tokens::user_id.eq(user_id),
-                        email_tokens::purpose.eq(CHANGE_EMAIL),
-                        email_tokens::email.eq(new_email.as_ref()),
-                        email_tokens::created_at.eq(now),
-                        email_tokens::expires_at.eq(now + config.email_change_ttl),
-                    ))
-                    .execute(conn)?;
+                let Issued { token, hash } = email_links::issue(
+                    conn,
+                    user_id,
+                    CHANGE_EMAIL,
+                    new_email.as_ref(),
+                    config.email_change_ttl,
+                    now,
+                )?;
                 let job = NewJob::new(
                     "email",
                     serde_json::json!({
@@ -326,7 +304,7 @@ pub fn request_email_change(
         flotilla_jobs::enqueue(conn, &job)?;
         sessions::record_event(
             conn,
-            &origin.event("email.change_requested", user_id, None),
+            &origin.event("email.change_requested", Some(user_id), None, None),
             now,
         )
     })
@@ -358,27 +336,11 @@ pub enum Confirmed {
 pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Confirmed> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let row: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
-            email_tokens::table
-                .filter(email_tokens::token_hash.eq(token_hash))
-                .filter(email_tokens::purpose.eq(CHANGE_EMAIL))
-                .select((
-                    email_tokens::user_id,
-                    email_tokens::email,
-                    email_tokens::expires_at,
-                    email_tokens::used_at,
-                ))
-                .first(conn)
-                .optional()?;
-        let Some((user_id, email, expires, used)) = row else {
-            return Ok(Confirmed::Invalid);
+        let (user_id, email) = match email_links::check(conn, token_hash, CHANGE_EMAIL, now)? {
+            Link::Valid { user_id, email } => (user_id, email),
+            Link::Invalid => return Ok(Confirmed::Invalid),
+            Link::Expired => return Ok(Confirmed::Expired),
         };
-        if used.is_some() {
-            return Ok(Confirmed::Invalid);
-        }
-        if expires <= now {
-            return Ok(Confirmed::Expired);
-        }
         let taken: i64 = users::table
             .filter(lower(users::email).eq(email.to_lowercase()))
             .filter(users::id.ne(&user_id))
@@ -398,17 +360,10 @@ pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> Query
             users::updated_at.eq(now),
         ))
         .execute(conn)?;
-        if changed == 0 {
+        if changed == 0 || !email_links::spend(conn, token_hash, now)? {
             return Ok(Confirmed::Invalid);
         }
-        diesel::update(
-            email_tokens::table
-                .filter(email_tokens::user_id.eq(&user_id))
-                .filter(email_tokens::purpose.eq(CHANGE_EMAIL))
-                .filter(email_tokens::used_at.is_null()),
-        )
-        .set(email_tokens::used_at.eq(now))
-        .execute(conn)?;
+        email_links::void(conn, &user_id, CHANGE_EMAIL, now)?;
         let event = AuthEvent {
             kind: "email.changed",
             user_id: Some(&user_id),
@@ -473,7 +428,7 @@ pub fn revoke_own_session(
         }
         sessions::record_event(
             conn,
-            &origin.event("session.revoked", user_id, Some(session_id)),
+            &origin.event("session.revoked", Some(user_id), None, Some(session_id)),
             now,
         )?;
         Ok(true)
@@ -492,7 +447,7 @@ pub fn revoke_other_sessions(
             sessions::revoke_user_sessions(conn, user_id, Some(keep), RevokeReason::Revoked, now)?;
         sessions::record_event(
             conn,
-            &origin.event("session.revoked_others", user_id, Some(keep)),
+            &origin.event("session.revoked_others", Some(user_id), None, Some(keep)),
             now,
         )?;
         Ok(ended)
@@ -658,7 +613,11 @@ pub fn close_account(
             format!("purge_user:{user_id}"),
         );
         flotilla_jobs::enqueue(conn, &purge)?;
-        sessions::record_event(conn, &origin.event("account.deleted", user_id, None), now)?;
+        sessions::record_event(
+            conn,
+            &origin.event("account.deleted", Some(user_id), None, None),
+            now,
+        )?;
         Ok(ended)
     })
 }

@@ -3,7 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use flotilla_db::schema::{email_tokens, users};
+use flotilla_auth::email_links::{self, Issued, Link};
+use flotilla_db::schema::users;
 use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -35,18 +36,8 @@ fn send_verification(
     email: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let token = flotilla_auth::new_token();
-    let hash = flotilla_auth::token_hash(&token);
-    diesel::insert_into(email_tokens::table)
-        .values((
-            email_tokens::token_hash.eq(&hash),
-            email_tokens::user_id.eq(user_id),
-            email_tokens::purpose.eq(VERIFY),
-            email_tokens::email.eq(email),
-            email_tokens::created_at.eq(now),
-            email_tokens::expires_at.eq(now + config.token_ttl),
-        ))
-        .execute(conn)?;
+    let Issued { token, hash } =
+        email_links::issue(conn, user_id, VERIFY, email, config.token_ttl, now)?;
     let job = NewJob::new(
         "email",
         serde_json::json!({
@@ -139,30 +130,14 @@ pub fn register(
 pub fn verify(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Verified> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let token: Option<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
-            email_tokens::table
-                .filter(email_tokens::token_hash.eq(token_hash))
-                .filter(email_tokens::purpose.eq(VERIFY))
-                .select((
-                    email_tokens::user_id,
-                    email_tokens::email,
-                    email_tokens::expires_at,
-                    email_tokens::used_at,
-                ))
-                .first(conn)
-                .optional()?;
-        let Some((user_id, email, expires_at, used_at)) = token else {
-            return Ok(Verified::Invalid);
+        let (user_id, email) = match email_links::check(conn, token_hash, VERIFY, now)? {
+            Link::Valid { user_id, email } => (user_id, email),
+            Link::Invalid => return Ok(Verified::Invalid),
+            Link::Expired => return Ok(Verified::Expired),
         };
-        if used_at.is_some() {
+        if !email_links::spend(conn, token_hash, now)? {
             return Ok(Verified::Invalid);
         }
-        if expires_at <= now {
-            return Ok(Verified::Expired);
-        }
-        diesel::update(email_tokens::table.filter(email_tokens::token_hash.eq(token_hash)))
-            .set(email_tokens::used_at.eq(now))
-            .execute(conn)?;
         // Only the address the link was sent to is verified.
         diesel::update(
             users::table
@@ -191,13 +166,7 @@ pub fn resend(
         if verified_at.is_some() {
             return Ok(false);
         }
-        let recent: i64 = email_tokens::table
-            .filter(email_tokens::user_id.eq(&user_id))
-            .filter(email_tokens::purpose.eq(VERIFY))
-            .filter(email_tokens::created_at.gt(now - config.resend_interval))
-            .count()
-            .get_result(conn)?;
-        if recent > 0 {
+        if email_links::issued_since(conn, &user_id, VERIFY, now - config.resend_interval)? > 0 {
             return Ok(false);
         }
         send_verification(conn, config, &user_id, &address, now)?;

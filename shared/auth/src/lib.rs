@@ -13,6 +13,7 @@
 //! - [`sessions`]: revoking sessions and recording auth events in the database.
 
 mod account;
+pub mod email_links;
 mod guard;
 mod hashing;
 pub mod keys;

@@ -103,6 +103,48 @@ pub fn revoked_since(
         .collect())
 }
 
+/// Where a request comes from, as sessions and auth events record it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub client_addr: String,
+    /// At most [`MAX_USER_AGENT`] characters of `User-Agent`.
+    pub user_agent: String,
+}
+
+impl Origin {
+    pub fn of(req: &actix_web::HttpRequest, ctx: &flotilla_kit::RequestContext) -> Self {
+        Self {
+            client_addr: ctx.client.to_string(),
+            user_agent: req
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(MAX_USER_AGENT)
+                .collect(),
+        }
+    }
+
+    /// An event of this origin.
+    pub fn event<'a>(
+        &'a self,
+        kind: &'a str,
+        user_id: Option<&'a str>,
+        login_key: Option<&'a str>,
+        session_id: Option<&'a str>,
+    ) -> AuthEvent<'a> {
+        AuthEvent {
+            kind,
+            user_id,
+            login_key,
+            session_id,
+            client_addr: &self.client_addr,
+            user_agent: &self.user_agent,
+        }
+    }
+}
+
 /// What happened, to whom (when known), from where.
 #[derive(Debug, Clone)]
 pub struct AuthEvent<'a> {
