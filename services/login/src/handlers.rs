@@ -319,6 +319,14 @@ pub async fn login(
         store::open_session(conn, &config, &account, &key, &who)
     })
     .await?;
+    let Some(grant) = grant else {
+        count(&state, "failure");
+        let error = Error::Unauthorized {
+            code: "invalid_credentials",
+            message: "The email address or the password is not right.".into(),
+        };
+        return refuse(format, &attempt.email, next.as_deref(), error);
+    };
     count(&state, "success");
     issue(&login, &grant, format, next.as_deref())
 }

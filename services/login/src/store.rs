@@ -157,16 +157,25 @@ fn new_refresh_token(
 }
 
 /// Opens a session after a correct password, with its first refresh token and the
-/// `login.success` event.
+/// `login.success` event. `None` when the account changed since its password was
+/// checked (a reset or change committed meanwhile, or it was disabled or closed): a
+/// sign-in racing a reset must not outlive it.
 pub fn open_session(
     conn: &mut AnyConnection,
     config: &LoginConfig,
     account: &Account,
     login_key: &str,
     origin: &Origin,
-) -> QueryResult<SessionGrant> {
+) -> QueryResult<Option<SessionGrant>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        let current = account_by_email(conn, &account.email.to_lowercase())?;
+        let unchanged = current.is_some_and(|c| {
+            c.id == account.id && c.password_hash == account.password_hash && !c.disabled
+        });
+        if !unchanged {
+            return Ok(None);
+        }
         let session_id = new_id();
         let csrf = flotilla_auth::new_token();
         let expires = now + config.session_max;
@@ -192,7 +201,7 @@ pub fn open_session(
             Some(&session_id),
         );
         sessions::record_event(conn, &event, now)?;
-        Ok(SessionGrant {
+        Ok(Some(SessionGrant {
             session_id,
             csrf,
             user_id: account.id.clone(),
@@ -200,13 +209,17 @@ pub fn open_session(
             verified: account.verified,
             refresh_token,
             refresh_expires: idle,
-        })
+        }))
     })
 }
 
 fn clip(text: &str) -> String {
     text.chars().take(512).collect()
 }
+
+/// A spent refresh token presented again within this long is a race of the
+/// legitimate client (two tabs), not a theft.
+const REUSE_GRACE: TimeDelta = TimeDelta::seconds(10);
 
 pub enum Refreshed {
     Renewed(SessionGrant),
@@ -290,7 +303,12 @@ pub fn refresh(
             sessions::record_event(conn, &event, now)?;
             Ok(Refreshed::Reused { session_id })
         };
-        if used.is_some() {
+        if let Some(used_at) = used {
+            // Two tabs (or an app's parallel calls) refreshing with the same token
+            // within seconds: the later one is refused, the session kept.
+            if now - used_at < REUSE_GRACE {
+                return Ok(Refreshed::Invalid);
+            }
             return reused(conn, session_id);
         }
         if now >= idle || now >= expires {
@@ -309,7 +327,8 @@ pub fn refresh(
         .set(refresh_tokens::used_at.eq(now))
         .execute(conn)?;
         if marked == 0 {
-            return reused(conn, session_id);
+            // The same token spent by a concurrent request a moment ago.
+            return Ok(Refreshed::Invalid);
         }
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);
@@ -341,6 +360,7 @@ pub fn session_of_refresh_token(
     refresh_tokens::table
         .inner_join(sessions_t::table)
         .filter(refresh_tokens::token_hash.eq(token_hash))
+        .filter(refresh_tokens::used_at.is_null())
         .select((sessions_t::id, sessions_t::user_id))
         .first(conn)
         .optional()
@@ -461,10 +481,22 @@ pub fn reset_password(
             Link::Invalid => return Ok(Reset::Invalid),
             Link::Expired => return Ok(Reset::Expired),
         };
+        // A link sent to an address the account no longer has is void.
+        let current: Vec<String> = users::table
+            .filter(users::id.eq(&user_id))
+            .filter(users::deleted_at.is_null())
+            .select(users::email)
+            .load(conn)?;
+        if !current.iter().any(|c| c.eq_ignore_ascii_case(&email)) {
+            return Ok(Reset::Invalid);
+        }
         if !email_links::spend(conn, token_hash, now)? {
             return Ok(Reset::Invalid);
         }
+        // Every other link of the account goes too: a pending change of address
+        // asked for by whoever knew the old password must not survive the reset.
         email_links::void(conn, &user_id, RESET, now)?;
+        email_links::void(conn, &user_id, "change_email", now)?;
         diesel::update(users::table.filter(users::id.eq(&user_id)))
             .set((
                 users::password_hash.eq(password_hash),

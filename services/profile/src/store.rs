@@ -198,6 +198,9 @@ pub fn change_password(
             RevokeReason::PasswordChange,
             now,
         )?;
+        // Links asked for by whoever knew the old password go with it.
+        email_links::void(conn, user_id, CHANGE_EMAIL, now)?;
+        email_links::void(conn, user_id, "password_reset", now)?;
         let job = NewJob::new(
             "email",
             serde_json::json!({
@@ -261,6 +264,13 @@ pub fn request_email_change(
                 );
                 flotilla_jobs::enqueue(conn, &job)?;
             }
+            // At most one link a minute, whatever the address asked for.
+            None if email_links::issued_since(
+                conn,
+                user_id,
+                CHANGE_EMAIL,
+                now - TimeDelta::minutes(1),
+            )? > 0 => {}
             None => {
                 let Issued { token, hash } = email_links::issue(
                     conn,
@@ -296,9 +306,10 @@ pub fn request_email_change(
                     "forgot_link": format!("{}/login/forgot", config.public_url),
                 },
             }),
+            // One notice a minute at most, however often the change is asked for.
             format!(
                 "email_change_notice:{user_id}:{}",
-                now.and_utc().timestamp_micros()
+                now.and_utc().timestamp() / 60
             ),
         );
         flotilla_jobs::enqueue(conn, &job)?;
@@ -349,6 +360,10 @@ pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> Query
         if taken > 0 {
             return Ok(Confirmed::Taken);
         }
+        // Spent first: a link another request used meanwhile changes nothing.
+        if !email_links::spend(conn, token_hash, now)? {
+            return Ok(Confirmed::Invalid);
+        }
         let changed = diesel::update(
             users::table
                 .filter(users::id.eq(&user_id))
@@ -360,10 +375,12 @@ pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> Query
             users::updated_at.eq(now),
         ))
         .execute(conn)?;
-        if changed == 0 || !email_links::spend(conn, token_hash, now)? {
+        if changed == 0 {
             return Ok(Confirmed::Invalid);
         }
+        // Links sent to the old address (a reset, other changes) stop working.
         email_links::void(conn, &user_id, CHANGE_EMAIL, now)?;
+        email_links::void(conn, &user_id, "password_reset", now)?;
         let event = AuthEvent {
             kind: "email.changed",
             user_id: Some(&user_id),

@@ -214,7 +214,14 @@ on_both_databases! {
         assert_eq!(decode_part(&second_access, 1)["sid"], claims["sid"], "same session");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
-        // Theft detection: the spent token again ends the whole session.
+        // The same token again within seconds is a second tab racing the first:
+        // refused, and the session lives on.
+        let (status, body) = refresh(&fleet, &first_refresh);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_invalid")));
+        assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
+
+        // Theft detection: the spent token again, later, ends the whole session.
+        fleet.db.execute("UPDATE refresh_tokens SET used_at = '2000-01-01 00:00:00' WHERE used_at IS NOT NULL");
         let reused_at = Instant::now();
         let (status, body) = refresh(&fleet, &first_refresh);
         assert_eq!(status, StatusCode::UNAUTHORIZED);
