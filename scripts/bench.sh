@@ -53,12 +53,17 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$dir/run/$1.pid")/status"; }
 declare -A idle
 for name in signup login profile admin worker; do idle[$name]=$(rss_kb "$name"); done
 
+# p99_ms: wrk --latency output on stdin -> its 99th percentile in milliseconds.
+p99_ms() {
+    awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
+}
+
 # measure PATH: prints "req/s p99_ms non2xx"
 measure() {
     local out rps p99 bad
     out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port$1")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' <<<"$out")
+    p99=$(p99_ms <<<"$out")
     bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
     echo "$rps $p99 ${bad:-0}"
 }
@@ -89,6 +94,21 @@ done
 # measured now; also what one thread per core hashes together, since they share the
 # memory bus), and /signup/health's p99 while signups flood, probed at about 200
 # requests/s (a saturating probe would take the CPU the signups need).
+# after_flood: the Argon2 ceiling measured again, averaged with the one before.
+after_flood() {
+    read -r hash_ms_after parallel_after < <(target/release/examples/hash_time)
+    hash_ms=$(awk -v a="$hash_ms_before" -v b="$hash_ms_after" 'BEGIN {printf "%.3f", (a + b) / 2}')
+    parallel=$(awk -v a="$parallel_before" -v b="$parallel_after" 'BEGIN {printf "%.1f", (a + b) / 2}')
+    ceiling=$(awk -v c="$(nproc)" -v ms="$hash_ms" 'BEGIN {printf "%.1f", c * 1000 / ms}')
+}
+# accepted_rate WRK_OUTPUT: prints "accepted_per_second refused" of a flood.
+accepted_rate() {
+    local total elapsed bad
+    total=$(awk '/requests in/ {print $1}' <<<"$1")
+    elapsed=$(awk '/requests in/ {v=$4; sub(/,$/,"",v); if (v ~ /ms$/) {sub(/ms$/,"",v); v/=1000} else {sub(/s$/,"",v)}; print v}' <<<"$1")
+    bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$1")
+    awk -v t="$total" -v r="${bad:-0}" -v e="$elapsed" 'BEGIN {printf "%.1f %d\n", (t - r) / e, r}'
+}
 cargo build --release -q -p flotilla-auth --example hash_time -p flotilla-jobs --example queue_bench
 # The ceiling is measured right before and right after each flood and averaged, as
 # the static floor is: the machine is shared, and a share taken from us during the
@@ -99,17 +119,11 @@ wrk -t1 -c2 -d"$((seconds - 1))s" --latency -s scripts/bench-probe.lua \
 health_pid=$!
 flood=$(wrk -t2 -c16 -d"${seconds}s" -s scripts/bench-signup.lua "http://127.0.0.1:$port/signup")
 wait "$health_pid"
-read -r hash_ms_after parallel_after < <(target/release/examples/hash_time)
-hash_ms=$(awk -v a="$hash_ms_before" -v b="$hash_ms_after" 'BEGIN {printf "%.3f", (a + b) / 2}')
-parallel=$(awk -v a="$parallel_before" -v b="$parallel_after" 'BEGIN {printf "%.1f", (a + b) / 2}')
-ceiling=$(awk -v c="$(nproc)" -v ms="$hash_ms" 'BEGIN {printf "%.1f", c * 1000 / ms}')
-total=$(awk '/requests in/ {print $1}' <<<"$flood")
-elapsed=$(awk '/requests in/ {v=$4; sub(/,$/,"",v); if (v ~ /ms$/) {sub(/ms$/,"",v); v/=1000} else {sub(/s$/,"",v)}; print v}' <<<"$flood")
-refused=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$flood")
-signups=$(awk -v t="$total" -v r="${refused:-0}" -v e="$elapsed" 'BEGIN {printf "%.1f", (t - r) / e}')
+after_flood
+read -r signups refused <<<"$(accepted_rate "$flood")"
 signup_ratio=$(awk -v a="$signups" -v c="$ceiling" 'BEGIN {printf "%.2f", a / c}')
 parallel_ratio=$(awk -v a="$signups" -v c="$parallel" 'BEGIN {printf "%.2f", a / c}')
-health_p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' "$dir/health-during.txt")
+health_p99=$(p99_ms <"$dir/health-during.txt")
 echo
 echo "signup (wrk -t2 -c16, a new address per request)"
 printf '%-48s %12s %8s\n' "one Argon2id hash alone (before/after mean)" "$hash_ms ms" ""
@@ -153,17 +167,11 @@ wrk -t1 -c2 -d"$((seconds - 1))s" --latency -s scripts/bench-probe.lua -H "Autho
 probe_pid=$!
 flood=$(wrk -t2 -c16 -d"${seconds}s" -s scripts/bench-login.lua "http://127.0.0.1:$port/login" -- "$account")
 wait "$probe_pid"
-read -r hash_ms_after parallel_after < <(target/release/examples/hash_time)
-hash_ms=$(awk -v a="$hash_ms_before" -v b="$hash_ms_after" 'BEGIN {printf "%.3f", (a + b) / 2}')
-parallel=$(awk -v a="$parallel_before" -v b="$parallel_after" 'BEGIN {printf "%.1f", (a + b) / 2}')
-ceiling=$(awk -v c="$(nproc)" -v ms="$hash_ms" 'BEGIN {printf "%.1f", c * 1000 / ms}')
-total=$(awk '/requests in/ {print $1}' <<<"$flood")
-elapsed=$(awk '/requests in/ {v=$4; sub(/,$/,"",v); if (v ~ /ms$/) {sub(/ms$/,"",v); v/=1000} else {sub(/s$/,"",v)}; print v}' <<<"$flood")
-login_refused=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$flood")
-logins=$(awk -v t="$total" -v r="${login_refused:-0}" -v e="$elapsed" 'BEGIN {printf "%.1f", (t - r) / e}')
+after_flood
+read -r logins login_refused <<<"$(accepted_rate "$flood")"
 login_ratio=$(awk -v a="$logins" -v c="$ceiling" 'BEGIN {printf "%.2f", a / c}')
 login_parallel_ratio=$(awk -v a="$logins" -v c="$parallel" 'BEGIN {printf "%.2f", a / c}')
-me_p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' "$dir/me-during.txt")
+me_p99=$(p99_ms <"$dir/me-during.txt")
 me_bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$dir/me-during.txt")
 echo
 echo "login (wrk -t2 -c16, the same account; each login verifies one Argon2id hash)"
@@ -185,7 +193,7 @@ read -r health_rps health_p99_64 health_bad < <(measure /profile/health)
 out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \
     "http://127.0.0.1:$port/profile/me")
 me_rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-me_p99_64=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}' <<<"$out")
+me_p99_64=$(p99_ms <<<"$out")
 me_bad_64=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
 me_ratio=$(awk -v a="$me_rps" -v b="$health_rps" 'BEGIN {printf "%.2f", a / b}')
 echo

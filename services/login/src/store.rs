@@ -513,20 +513,14 @@ pub fn reset_password(
         .execute(conn)?;
         let revoked =
             sessions::revoke_user_sessions(conn, &user_id, None, RevokeReason::PasswordReset, now)?;
-        let job = NewJob::new(
-            "email",
-            serde_json::json!({
-                "template": "password_changed",
-                "to": email,
-                "params": {
-                    "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
-                    "client_addr": origin.client_addr,
-                    "reset_link": format!("{}/login/forgot", config.public_url),
-                },
-            }),
-            format!("password_changed:{}", &token_hash[..32]),
-        );
-        flotilla_jobs::enqueue(conn, &job)?;
+        sessions::queue_password_changed_notice(
+            conn,
+            &email,
+            origin,
+            &config.public_url,
+            &token_hash[..32],
+            now,
+        )?;
         record(conn, "password.reset", Some(&user_id), None, origin)?;
         Ok(Reset::Done { revoked })
     })

@@ -201,23 +201,15 @@ pub fn change_password(
         // Links asked for by whoever knew the old password go with it.
         email_links::void(conn, user_id, CHANGE_EMAIL, now)?;
         email_links::void(conn, user_id, "password_reset", now)?;
-        let job = NewJob::new(
-            "email",
-            serde_json::json!({
-                "template": "password_changed",
-                "to": email,
-                "params": {
-                    "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
-                    "client_addr": origin.client_addr,
-                    "reset_link": format!("{}/login/forgot", config.public_url),
-                },
-            }),
-            format!(
-                "password_changed:{user_id}:{}",
-                now.and_utc().timestamp_micros()
-            ),
-        );
-        flotilla_jobs::enqueue(conn, &job)?;
+        let key = format!("{user_id}:{}", now.and_utc().timestamp_micros());
+        sessions::queue_password_changed_notice(
+            conn,
+            &email,
+            origin,
+            &config.public_url,
+            &key,
+            now,
+        )?;
         sessions::record_event(
             conn,
             &origin.event("password.changed", Some(user_id), None, Some(keep_session)),

@@ -179,3 +179,31 @@ pub fn record_event(
         .execute(conn)?;
     Ok(())
 }
+
+/// Queues the "your password was changed" mail (after a reset or a change), with when,
+/// from where, and the way to reset it if it was not the owner. `key` makes the job
+/// unique (the reset link's hash, or the change's time).
+pub fn queue_password_changed_notice(
+    conn: &mut AnyConnection,
+    to: &str,
+    origin: &Origin,
+    public_url: &str,
+    key: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let job = flotilla_jobs::NewJob::new(
+        "email",
+        serde_json::json!({
+            "template": "password_changed",
+            "to": to,
+            "params": {
+                "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
+                "client_addr": origin.client_addr,
+                "reset_link": format!("{public_url}/login/forgot"),
+            },
+        }),
+        format!("password_changed:{key}"),
+    );
+    flotilla_jobs::enqueue(conn, &job)?;
+    Ok(())
+}
