@@ -1,21 +1,43 @@
-//! flotilla-pages: writes the static public site that nginx serves at `/`. It listens
-//! on no port; run `flotilla-pages build` after a deploy and from the systemd timer.
-//! Every file is written beside its final name and renamed into place, so nginx never
-//! serves half a page.
+//! flotilla-pages: writes the static public site that nginx serves at `/`: the home
+//! page, the 404 page, the stylesheet and the public profiles under `/people/`. It
+//! listens on no port. `build` writes everything once (after a deploy, from the
+//! systemd timer); `watch` keeps the profiles current, reacting to `user.*` events on
+//! the bus and catching up from `users.updated_at` for any event it missed. Every file
+//! is written beside its final name and renamed into place, so nginx never serves half
+//! a page.
 
+mod people;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use flotilla_db::{AnyConnection, PoolConfig};
 use flotilla_kit::html::{escape, page};
 use flotilla_kit::{ConfigError, Env};
 
-/// What `build` reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use people::{People, Profile};
+
+/// What `build` and `watch` read.
+#[derive(Debug, Clone)]
 pub struct PagesConfig {
     /// `FLOTILLA_PAGES_OUT` (default `<FLOTILLA_DATA_DIR>/www`): the folder nginx serves.
     pub out: PathBuf,
     /// `FLOTILLA_SITE_NAME` (default `flotilla`): the name shown on the pages.
     pub site_name: String,
+    /// `DATABASE_URL` (default the SQLite file under `FLOTILLA_DATA_DIR`).
+    pub database: PoolConfig,
+    /// `FLOTILLA_BUS_EVENTS_OUT` (default `tcp://127.0.0.1:7112`): where `watch` hears
+    /// of changed accounts.
+    pub events_out: String,
+    /// `FLOTILLA_PAGES_CATCHUP_SECS` (default 30): how often `watch` reads the accounts
+    /// changed since its last pass, for changes whose event it missed.
+    pub catch_up: Duration,
+    /// `FLOTILLA_PAGES_REBUILD_SECS` (default 3600): how often `watch` reconciles every
+    /// public page with the database.
+    pub rebuild: Duration,
 }
 
 impl PagesConfig {
@@ -24,14 +46,160 @@ impl PagesConfig {
         Ok(Self {
             out: env.path("FLOTILLA_PAGES_OUT", data_dir.join("www"))?,
             site_name: env.string("FLOTILLA_SITE_NAME", "flotilla"),
+            database: flotilla_kit::config::database(env, &data_dir)?,
+            events_out: env.parse(
+                "FLOTILLA_BUS_EVENTS_OUT",
+                "tcp://127.0.0.1:7112".to_owned(),
+                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7112",
+                flotilla_bus::parse_endpoint,
+            )?,
+            catch_up: Duration::from_secs(env.number(
+                "FLOTILLA_PAGES_CATCHUP_SECS",
+                30,
+                1..=86_400,
+            )?),
+            rebuild: Duration::from_secs(env.number(
+                "FLOTILLA_PAGES_REBUILD_SECS",
+                3600,
+                60..=604_800,
+            )?),
         })
     }
 }
 
 const STYLESHEET: &str = include_str!("assets/site.css");
 
-/// Writes the whole site and returns the files written, relative to the output folder.
-pub fn build(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
+/// Writes the whole site: the fixed pages, then every public profile. Returns how many
+/// profiles are published.
+pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
+    write_fixed_pages(config)?;
+    let mut conn = open(config)?;
+    let mut people = People::new(&config.out, &config.site_name);
+    people.rebuild(&mut conn)?;
+    Ok(people.len())
+}
+
+/// Builds the site, then keeps the profiles current until the process is stopped
+/// (every write is atomic, so it is always safe to kill).
+pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
+    write_fixed_pages(config)?;
+    let (changed, events) = mpsc::channel::<String>();
+    let subscriber =
+        flotilla_bus::EventSubscriber::start(&config.events_out, &["user."], move |_, payload| {
+            if let Some(id) = event_user_id(payload) {
+                let _ = changed.send(id);
+            }
+        })?;
+    let mut people = People::new(&config.out, &config.site_name);
+    let mut conn: Option<AnyConnection> = None;
+    let mut pending = BTreeSet::new();
+    let mut next_catch_up = Instant::now();
+    let mut next_rebuild = Instant::now();
+    let mut told_connected = false;
+    loop {
+        // Until the subscriber is connected, look often, to say so once it is.
+        let tick = if told_connected {
+            config.catch_up
+        } else {
+            Duration::from_millis(100)
+        };
+        let due = next_catch_up.min(next_rebuild).min(Instant::now() + tick);
+        match events.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(id) => {
+                pending.insert(id);
+                // A burst of changes (a page of edits) becomes one pass.
+                let settle = Instant::now() + Duration::from_millis(20);
+                while let Ok(id) =
+                    events.recv_timeout(settle.saturating_duration_since(Instant::now()))
+                {
+                    pending.insert(id);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the event subscriber stopped");
+            }
+        }
+        if !told_connected && subscriber.is_connected() {
+            told_connected = true;
+            log::info!("listening for account changes on {}", config.events_out);
+        }
+        let now = Instant::now();
+        let rebuild = now >= next_rebuild;
+        let catch_up = !rebuild && now >= next_catch_up;
+        if !rebuild && !catch_up && pending.is_empty() {
+            continue;
+        }
+        let result = connection(&mut conn, config).and_then(|conn| {
+            if rebuild {
+                return people.rebuild(conn);
+            }
+            if catch_up {
+                people.catch_up(conn)?;
+            }
+            // After a catch-up too: an account purged since its event has no row left
+            // to be caught up from.
+            people.refresh(conn, &pending)
+        });
+        match result {
+            Ok(()) => {
+                pending.clear();
+                if rebuild {
+                    log::info!(
+                        "{} public profiles in {}",
+                        people.len(),
+                        config.out.display()
+                    );
+                    next_rebuild = now + config.rebuild;
+                }
+                if rebuild || catch_up {
+                    next_catch_up = now + config.catch_up;
+                }
+            }
+            Err(e) => {
+                // The changes stay pending; a broken connection is opened again.
+                log::warn!("the public profiles could not be updated, trying again soon: {e:#}");
+                conn = None;
+                next_catch_up = now + Duration::from_secs(2).min(config.catch_up);
+            }
+        }
+    }
+}
+
+/// The `id` of a `user.*` event's JSON payload.
+fn event_user_id(payload: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    value.get("id")?.as_str().map(str::to_owned)
+}
+
+fn open(config: &PagesConfig) -> anyhow::Result<AnyConnection> {
+    let mut conn = flotilla_db::open(&config.database)?;
+    match flotilla_db::schema_status(&mut conn)? {
+        flotilla_db::SchemaStatus::Current => Ok(conn),
+        flotilla_db::SchemaStatus::Behind { pending } => anyhow::bail!(
+            "the database lacks migrations {}: run `flotilla-pages migrate` first",
+            pending.join(", ")
+        ),
+        flotilla_db::SchemaStatus::Ahead { unknown } => anyhow::bail!(
+            "the database has migrations this binary does not know ({}): deploy the newer version",
+            unknown.join(", ")
+        ),
+    }
+}
+
+fn connection<'a>(
+    conn: &'a mut Option<AnyConnection>,
+    config: &PagesConfig,
+) -> anyhow::Result<&'a mut AnyConnection> {
+    if conn.is_none() {
+        *conn = Some(open(config)?);
+    }
+    conn.as_mut().context("no database connection")
+}
+
+/// Writes the pages that do not depend on the database; returns them, relative to the
+/// output folder.
+pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
     let name = escape(&config.site_name);
     let home = page(
         &config.site_name,
@@ -41,6 +209,7 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
              <li><a href=\"/signup\">Create an account</a></li>\n\
              <li><a href=\"/login\">Sign in</a></li>\n\
              <li><a href=\"/profile\">Your profile</a></li>\n\
+             <li><a href=\"/people/\">People</a></li>\n\
              </ul>\n</nav>"
         ),
     );
@@ -62,8 +231,9 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
 fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("an output file has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A name of this process's own: `build` (from the timer) and `watch` may both run.
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = PathBuf::from(temporary);
     std::fs::write(&temporary, content)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
@@ -74,26 +244,109 @@ fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_testkit::TestDb;
+
+    fn config(db: &TestDb, out: &Path, site_name: &str) -> PagesConfig {
+        let env = Env::from_fn(|k| match k {
+            "DATABASE_URL" => Some(db.url().to_owned()),
+            "FLOTILLA_PAGES_OUT" => Some(out.display().to_string()),
+            "FLOTILLA_SITE_NAME" => Some(site_name.to_owned()),
+            _ => None,
+        });
+        PagesConfig::from_env(&env).unwrap()
+    }
 
     #[test]
     fn writes_home_404_and_stylesheet_with_the_name_escaped() {
-        let dir = std::env::temp_dir().join(format!("flotilla-pages-{}", std::process::id()));
-        let config = PagesConfig {
-            out: dir.clone(),
-            site_name: "Ada & <Co>".into(),
-        };
-        let written = build(&config).unwrap();
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let written = write_fixed_pages(&config(&db, out.path(), "Ada & <Co>")).unwrap();
         assert_eq!(written, vec!["assets/site.css", "404.html", "index.html"]);
-        let home = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
         assert!(home.contains("Welcome to Ada &amp; &lt;Co&gt;."));
         assert!(home.contains("href=\"/signup\""));
+        assert!(home.contains("href=\"/people/\""));
         assert!(
-            std::fs::read_to_string(dir.join("404.html"))
+            std::fs::read_to_string(out.path().join("404.html"))
                 .unwrap()
                 .contains("Page not found")
         );
-        assert!(!dir.join("index.html.tmp").exists());
-        std::fs::remove_dir_all(dir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn build_publishes_public_profiles_only_and_removes_stale_pages() {
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let config = config(&db, out.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        assert!(matches!(build(&config), Ok(0)));
+        let t = "'2026-11-01 10:00:00'";
+        for (id, name, public, verified) in [
+            ("1", "ada", 1, t),
+            ("2", "bob", 0, t),
+            ("3", "eve", 1, "NULL"),
+        ] {
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{id}', '{name}@x.org', \
+                 '{name}', 'The <{name}>', {public}, {verified}, {t}, {t})"
+            ));
+        }
+        let people = out.path().join("people");
+        std::fs::create_dir_all(&people).unwrap();
+        std::fs::write(people.join("gone.html"), "an account closed long ago").unwrap();
+        assert!(matches!(build(&config), Ok(1)));
+        let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
+        assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
+        assert!(!people.join("bob.html").exists(), "private");
+        assert!(!people.join("eve.html").exists(), "unverified");
+        assert!(!people.join("gone.html").exists(), "stale");
+        let index = std::fs::read_to_string(people.join("index.html")).unwrap();
+        assert!(index.contains("href=\"/people/ada\""));
+        assert!(!index.contains("bob"));
+    }
+
+    #[test]
+    fn a_catch_up_sees_changes_whose_event_was_lost() {
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let config = config(&db, out.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        db.execute(&format!(
+            "INSERT INTO users (id, email, username, is_public, email_verified_at, created_at, \
+             updated_at) VALUES ('1', 'ada@x.org', 'ada', 1, {t}, {t}, {t})"
+        ));
+        let mut conn = open(&config).unwrap();
+        let mut people = People::new(out.path(), "flotilla");
+        people.rebuild(&mut conn).unwrap();
+        let page = out.path().join("people/ada.html");
+        assert!(page.exists());
+
+        // Renamed, with no event: the catch-up moves the page.
+        db.execute("UPDATE users SET username = 'ada-l', updated_at = '2026-11-01 10:00:05'");
+        people.catch_up(&mut conn).unwrap();
+        assert!(!page.exists());
+        assert!(out.path().join("people/ada-l.html").exists());
+        // Closed: gone, and the list says nobody is left.
+        db.execute("UPDATE users SET deleted_at = updated_at, updated_at = '2026-11-01 10:00:09'");
+        people.catch_up(&mut conn).unwrap();
+        assert!(people.is_empty());
+        assert!(!out.path().join("people/ada-l.html").exists());
+        let index = std::fs::read_to_string(out.path().join("people/index.html")).unwrap();
+        assert!(index.contains("No one has made their profile public yet."));
+        // Purged after an event: a refresh of an id with no row removes nothing more
+        // and fails nothing.
+        db.execute("DELETE FROM users");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["1".to_owned()]))
+            .unwrap();
     }
 
     #[test]

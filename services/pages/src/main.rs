@@ -3,9 +3,12 @@ use std::process::ExitCode;
 use flotilla_kit::Env;
 use flotilla_kit::cli::{EXIT_CONFIG, EXIT_USAGE};
 
-const HELP: &str = "usage: flotilla-pages [build|migrate|version|help]
+const HELP: &str = "usage: flotilla-pages [build|watch|migrate|version|help]
 
-  build     write the static site into FLOTILLA_PAGES_OUT (default var/www); the default
+  build     write the static site, public profiles included, into FLOTILLA_PAGES_OUT
+            (default var/www), then exit; the default
+  watch     build, then keep the public profiles current as accounts change (events
+            on FLOTILLA_BUS_EVENTS_OUT, and a catch-up every FLOTILLA_PAGES_CATCHUP_SECS)
   migrate   apply pending database migrations, then exit
   version   print the version
 ";
@@ -21,10 +24,23 @@ fn main() -> ExitCode {
         ("build", false) => match flotilla_pages::PagesConfig::from_env(&env) {
             Err(e) => config_error(e),
             Ok(config) => match flotilla_pages::build(&config) {
-                Ok(files) => {
-                    log::info!("wrote {} files into {}", files.len(), config.out.display());
+                Ok(profiles) => {
+                    log::info!(
+                        "wrote the site into {} with {profiles} public profiles",
+                        config.out.display()
+                    );
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    log::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+        },
+        ("watch", false) => match flotilla_pages::PagesConfig::from_env(&env) {
+            Err(e) => config_error(e),
+            Ok(config) => match flotilla_pages::watch(&config) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e:#}");
                     ExitCode::FAILURE

@@ -56,8 +56,9 @@ impl AsRef<str> for EmailAddress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
-/// Names that would mislead other people or collide with the site's paths.
-const RESERVED: [&str; 12] = [
+/// Names that would mislead other people or collide with the site's paths
+/// (`/people/index` is the list of public profiles).
+const RESERVED: [&str; 13] = [
     "admin",
     "administrator",
     "root",
@@ -70,6 +71,7 @@ const RESERVED: [&str; 12] = [
     "profile",
     "people",
     "security",
+    "index",
 ];
 
 impl Username {

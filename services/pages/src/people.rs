@@ -1,0 +1,413 @@
+//! The public profiles: `/people/<username>` for every account whose owner made it
+//! public (verified, not disabled, not closed, with a username), and `/people/` listing
+//! them. [`People`] remembers what it has published, so that a pass writes only the
+//! pages that changed and removes the page of anyone who renamed, went private, was
+//! disabled or closed the account.
+//!
+//! Three kinds of pass: [`People::rebuild`] reads every public profile and reconciles
+//! the folder with it (also removing files no pass of this process wrote);
+//! [`People::refresh`] reads the accounts named by `user.*` events; and
+//! [`People::catch_up`] reads the accounts whose `updated_at` moved since the last pass,
+//! for changes whose event was lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{NaiveDateTime, TimeDelta};
+use flotilla_db::AnyConnection;
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::users;
+use flotilla_kit::html::{escape, page};
+
+use crate::write_atomically;
+
+/// What a public page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub member_since: NaiveDateTime,
+}
+
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+/// An account as the site sees it: its id, its page if it has one, and when it last
+/// changed.
+fn from_row(row: Row) -> (String, Option<Profile>, NaiveDateTime) {
+    let (id, username, display_name, bio, public, verified, disabled, deleted, created, updated) =
+        row;
+    let shown = public == 1 && verified.is_some() && disabled.is_none() && deleted.is_none();
+    let profile = username.filter(|_| shown).map(|username| Profile {
+        username,
+        display_name,
+        bio,
+        member_since: created,
+    });
+    (id, profile, updated)
+}
+
+macro_rules! account_columns {
+    () => {
+        (
+            users::id,
+            users::username,
+            users::display_name,
+            users::bio,
+            users::is_public,
+            users::email_verified_at,
+            users::disabled_at,
+            users::deleted_at,
+            users::created_at,
+            users::updated_at,
+        )
+    };
+}
+
+/// Changes by writers whose clocks lag the others' by up to this much are still seen
+/// by [`People::catch_up`]; a page read twice is not written twice.
+const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(30);
+
+/// The published profiles of one output folder.
+pub struct People {
+    dir: PathBuf,
+    site_name: String,
+    published: BTreeMap<String, Profile>,
+    /// The latest `updated_at` seen; `catch_up` reads from a little before it.
+    seen_until: Option<NaiveDateTime>,
+}
+
+impl People {
+    pub fn new(out: &Path, site_name: &str) -> Self {
+        Self {
+            dir: out.join("people"),
+            site_name: site_name.to_owned(),
+            published: BTreeMap::new(),
+            seen_until: None,
+        }
+    }
+
+    /// How many profiles are published.
+    pub fn len(&self) -> usize {
+        self.published.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.published.is_empty()
+    }
+
+    /// Reads every public profile and makes the folder hold exactly their pages.
+    pub fn rebuild(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        let rows: Vec<Row> = users::table
+            .filter(users::is_public.eq(1))
+            .filter(users::username.is_not_null())
+            .filter(users::email_verified_at.is_not_null())
+            .filter(users::disabled_at.is_null())
+            .filter(users::deleted_at.is_null())
+            .select(account_columns!())
+            .load(conn)
+            .context("cannot read the public profiles")?;
+        let latest = max_updated(conn)?;
+        let mut found = BTreeMap::new();
+        for row in rows {
+            if let (id, Some(profile), _) = from_row(row) {
+                found.insert(id, profile);
+            }
+        }
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|id| !found.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut changed = self.apply(gone.into_iter().map(|id| (id, None)))?;
+        changed |= self.apply(found.into_iter().map(|(id, p)| (id, Some(p))))?;
+        changed |= self.remove_strays()?;
+        if changed || !self.dir.join("index.html").exists() {
+            self.write_index()?;
+        }
+        self.seen_until = latest.or(self.seen_until);
+        Ok(())
+    }
+
+    /// Reads the accounts with these ids (from `user.updated` / `user.deleted`); an
+    /// account no longer in the database loses its page.
+    pub fn refresh(
+        &mut self,
+        conn: &mut AnyConnection,
+        ids: &BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&String> = ids.iter().collect();
+        let rows: Vec<Row> = users::table
+            .filter(users::id.eq_any(&ids))
+            .select(account_columns!())
+            .load(conn)
+            .context("cannot read the changed accounts")?;
+        let mut accounts: BTreeMap<String, Option<Profile>> =
+            ids.iter().map(|id| ((*id).clone(), None)).collect();
+        for row in rows {
+            let (id, profile, _) = from_row(row);
+            accounts.insert(id, profile);
+        }
+        if self.apply(accounts)? {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the accounts changed since the last pass (less [`CLOCK_SLACK`]).
+    pub fn catch_up(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        let Some(since) = self.seen_until else {
+            return self.rebuild(conn);
+        };
+        let rows: Vec<Row> = users::table
+            .filter(users::updated_at.ge(since - CLOCK_SLACK))
+            .select(account_columns!())
+            .load(conn)
+            .context("cannot read the changed accounts")?;
+        let mut latest = since;
+        let accounts: Vec<(String, Option<Profile>)> = rows
+            .into_iter()
+            .map(|row| {
+                let (id, profile, updated) = from_row(row);
+                latest = latest.max(updated);
+                (id, profile)
+            })
+            .collect();
+        if self.apply(accounts)? {
+            self.write_index()?;
+        }
+        self.seen_until = Some(latest);
+        Ok(())
+    }
+
+    /// Brings each account's page in line with what it should show; returns whether
+    /// anything the index shows changed.
+    fn apply(
+        &mut self,
+        accounts: impl IntoIterator<Item = (String, Option<Profile>)>,
+    ) -> anyhow::Result<bool> {
+        let mut changed = false;
+        for (id, wanted) in accounts {
+            let before = self.published.get(&id);
+            if before == wanted.as_ref() {
+                continue;
+            }
+            if let Some(old) = before
+                && wanted
+                    .as_ref()
+                    .is_none_or(|new| new.username != old.username)
+            {
+                self.remove_page(&old.username)?;
+            }
+            match wanted {
+                Some(profile) => {
+                    let html = render_profile(&self.site_name, &profile);
+                    write_atomically(&self.page_path(&profile.username), html.as_bytes())?;
+                    self.published.insert(id, profile);
+                }
+                None => {
+                    self.published.remove(&id);
+                }
+            }
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn page_path(&self, username: &str) -> PathBuf {
+        self.dir.join(format!("{username}.html"))
+    }
+
+    fn remove_page(&self, username: &str) -> anyhow::Result<()> {
+        let path = self.page_path(username);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+
+    /// Removes the pages in the folder that no published profile has (left by an
+    /// earlier run, say, for an account closed while nothing was watching).
+    fn remove_strays(&self) -> anyhow::Result<bool> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot list {}", self.dir.display()));
+            }
+        };
+        let keep: BTreeSet<String> = self
+            .published
+            .values()
+            .map(|p| format!("{}.html", p.username))
+            .chain(["index.html".to_owned()])
+            .collect();
+        let mut removed = false;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".html") && !keep.contains(&name) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn write_index(&self) -> anyhow::Result<()> {
+        let mut people: Vec<&Profile> = self.published.values().collect();
+        people.sort_by(|a, b| a.username.cmp(&b.username));
+        let html = render_index(&self.site_name, &people);
+        write_atomically(&self.dir.join("index.html"), html.as_bytes())
+    }
+}
+
+fn max_updated(conn: &mut AnyConnection) -> anyhow::Result<Option<NaiveDateTime>> {
+    users::table
+        .select(flotilla_db::diesel::dsl::max(users::updated_at))
+        .first(conn)
+        .context("cannot read the latest change")
+}
+
+fn render_profile(site_name: &str, profile: &Profile) -> String {
+    let username = escape(&profile.username);
+    let title = profile.display_name.as_deref().unwrap_or(&profile.username);
+    let mut body = format!("<p class=\"handle\">@{username}</p>\n");
+    if let Some(bio) = profile.bio.as_deref().filter(|b| !b.trim().is_empty()) {
+        for paragraph in bio.split("\n\n").filter(|p| !p.trim().is_empty()) {
+            body.push_str(&format!(
+                "<p>{}</p>\n",
+                escape(paragraph.trim()).replace('\n', "<br>\n")
+            ));
+        }
+    }
+    body.push_str(&format!(
+        "<p class=\"meta\">Member of {} since {}.</p>\n\
+         <p><a href=\"/people/\">Everyone with a public profile</a></p>",
+        escape(site_name),
+        profile.member_since.format("%B %Y")
+    ));
+    page(title, &body)
+}
+
+fn render_index(site_name: &str, people: &[&Profile]) -> String {
+    let body = if people.is_empty() {
+        "<p>No one has made their profile public yet.</p>".to_owned()
+    } else {
+        let items: String = people
+            .iter()
+            .map(|p| {
+                let username = escape(&p.username);
+                match p.display_name.as_deref() {
+                    Some(name) => format!(
+                        "<li><a href=\"/people/{username}\">{}</a> @{username}</li>\n",
+                        escape(name)
+                    ),
+                    None => format!("<li><a href=\"/people/{username}\">@{username}</a></li>\n"),
+                }
+            })
+            .collect();
+        format!("<ul class=\"people\">\n{items}</ul>")
+    };
+    page(&format!("People of {site_name}"), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> Profile {
+        Profile {
+            username: "ada".into(),
+            display_name: Some("Ada <Lovelace>".into()),
+            bio: Some("First line\nsecond line\n\n<script>x</script>".into()),
+            member_since: chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_profile_page_escapes_everything_its_owner_typed() {
+        let html = render_profile("Ada & Co", &ada());
+        assert!(html.contains("<h1>Ada &lt;Lovelace&gt;</h1>"), "{html}");
+        assert!(
+            html.contains("<p>First line<br>\nsecond line</p>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p>&lt;script&gt;x&lt;/script&gt;</p>"),
+            "{html}"
+        );
+        assert!(html.contains("Member of Ada &amp; Co since November 2026."));
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn the_index_links_every_profile_and_says_when_there_is_none() {
+        let ada = ada();
+        let html = render_index("x", &[&ada]);
+        assert!(html.contains("<a href=\"/people/ada\">Ada &lt;Lovelace&gt;</a> @ada"));
+        assert!(render_index("x", &[]).contains("No one has made their profile public yet."));
+    }
+
+    #[test]
+    fn only_verified_public_open_accounts_with_a_name_get_a_page() {
+        let t = ada().member_since;
+        let row = |public, username: Option<&str>, verified, disabled, deleted| -> Row {
+            (
+                "id".into(),
+                username.map(str::to_owned),
+                None,
+                None,
+                public,
+                verified,
+                disabled,
+                deleted,
+                t,
+                t,
+            )
+        };
+        assert!(
+            from_row(row(1, Some("ada"), Some(t), None, None))
+                .1
+                .is_some()
+        );
+        assert!(
+            from_row(row(0, Some("ada"), Some(t), None, None))
+                .1
+                .is_none()
+        );
+        assert!(from_row(row(1, None, Some(t), None, None)).1.is_none());
+        assert!(from_row(row(1, Some("ada"), None, None, None)).1.is_none());
+        assert!(
+            from_row(row(1, Some("ada"), Some(t), Some(t), None))
+                .1
+                .is_none()
+        );
+        assert!(
+            from_row(row(1, Some("ada"), Some(t), None, Some(t)))
+                .1
+                .is_none()
+        );
+    }
+}
