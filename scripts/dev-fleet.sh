@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole fleet in the foreground: `make run`. Migrates the database, builds the
-# static site, starts the five services and nginx, prefixes each log line with its
+# static site, starts the five services, the page watcher and nginx, prefixes each log line with its
 # process, and stops everything on Ctrl-C, SIGTERM, or when any process dies.
 #
 #   FLOTILLA_HTTP_PORT   nginx's port (default 8080)
@@ -80,6 +80,7 @@ trap 'stop_all' EXIT
 for name in "${services[@]}"; do
     start "$name" "$bin/flotilla-$name"
 done
+start pages "$bin/flotilla-pages" watch
 start nginx "$nginx" -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr
 
 ready=1

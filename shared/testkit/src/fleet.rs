@@ -29,6 +29,8 @@ pub struct Fleet {
     /// Where the stopped services listened, to start them there again.
     stopped: BTreeMap<&'static str, SocketAddr>,
     nginx: Option<Proc>,
+    /// `flotilla-pages watch`, when a test started it.
+    pages: Option<Proc>,
     port: u16,
     client: Client,
 }
@@ -78,6 +80,7 @@ impl FleetBuilder {
             services: BTreeMap::new(),
             stopped: BTreeMap::new(),
             nginx: None,
+            pages: None,
             port: 0,
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -268,6 +271,28 @@ impl Fleet {
         );
     }
 
+    /// Starts `flotilla-pages watch` and waits until it hears the bus, so that the
+    /// next account change reaches it as an event.
+    pub fn start_pages_watcher(&mut self) -> &mut Proc {
+        let mut command = self.command("flotilla-pages");
+        command.arg("watch");
+        let mut proc = Proc::spawn("pages", command);
+        let listening = wait_until(START_TIMEOUT, || {
+            assert!(
+                proc.try_exit().is_none(),
+                "pages watch exited:\n{}",
+                proc.logs()
+            );
+            proc.logs().contains("listening for account changes")
+        });
+        assert!(
+            listening,
+            "pages watch did not connect to the bus:\n{}",
+            proc.logs()
+        );
+        self.pages.insert(proc)
+    }
+
     pub fn nginx(&mut self) -> &mut Proc {
         self.nginx.as_mut().unwrap()
     }
@@ -311,6 +336,9 @@ impl Fleet {
         }
         if let Some(nginx) = &self.nginx {
             out.push_str(&format!("--- nginx\n{}\n", nginx.logs()));
+        }
+        if let Some(pages) = &self.pages {
+            out.push_str(&format!("--- pages\n{}\n", pages.logs()));
         }
         out
     }
@@ -356,6 +384,7 @@ impl Drop for Fleet {
         }
         // nginx first, so nothing reaches a stopping service; then the services.
         self.nginx.take();
+        self.pages.take();
         self.services.clear();
     }
 }

@@ -35,6 +35,7 @@ mod binaries;
 mod faults;
 mod login;
 mod make_run;
+mod pages;
 mod profile;
 mod proxy;
 mod signup;

@@ -73,6 +73,7 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
 
     for path in [
         "/",
+        "/people/",
         "/signup/health",
         "/login/health",
         "/profile/health",
@@ -90,7 +91,7 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
     );
     // Every service's log line reaches the one terminal, prefixed by its name.
     let logs = fleet.logs();
-    for name in ["worker", "signup", "login", "profile", "admin"] {
+    for name in ["worker", "signup", "login", "profile", "admin", "pages"] {
         assert!(
             logs.contains(&format!("{name:<8} | ")),
             "no {name} lines:\n{logs}"
@@ -98,8 +99,8 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
     }
     let members = group_members(pgid);
     assert!(
-        members.len() >= 7,
-        "script, five services and nginx: {members:?}"
+        members.len() >= 8,
+        "script, five services, the page watcher and nginx: {members:?}"
     );
 
     // Ctrl-C: the terminal sends SIGINT to the whole foreground process group.

@@ -1,0 +1,78 @@
+//! The public profiles of the static site: `flotilla-pages watch` publishes, renames
+//! and removes `/people/<username>` as their owners change them, served by nginx.
+
+use std::time::Duration;
+
+use flotilla_testkit::wait_until;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::login::{PASSWORD, sign_in, verified_account};
+use super::*;
+
+fn patch(fleet: &Fleet, access: &str, body: Value) {
+    let response = fleet
+        .request(Method::PATCH, "/profile/me")
+        .bearer_auth(access)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Waits (at most 2 s: the catch-up is an hour away, so only the event can do it) until
+/// `path` answers `status`; returns its body.
+fn served(fleet: &Fleet, path: &str, status: StatusCode) -> String {
+    let mut body = String::new();
+    let reached = wait_until(Duration::from_secs(2), || {
+        let response = fleet.get_html(path);
+        let got = response.status();
+        body = response.text().unwrap();
+        got == status
+    });
+    assert!(
+        reached,
+        "{path} is not {status}:\n{body}\n{}",
+        fleet.all_logs()
+    );
+    body
+}
+
+on_both_databases! {
+    fn public_profiles_follow_their_owners(db: TestDb) {
+        let mut fleet = Fleet::builder(db).env("FLOTILLA_PAGES_CATCHUP_SECS", "3600").start();
+        fleet.start_pages_watcher();
+        verified_account(&fleet, "ada@example.org");
+        verified_account(&fleet, "grace@example.org");
+        let (ada, _) = sign_in(&fleet, "ada@example.org");
+        let (grace, _) = sign_in(&fleet, "grace@example.org");
+        assert!(served(&fleet, "/people/", StatusCode::OK).contains("No one has made their profile public yet."));
+
+        // A username alone publishes nothing; making it public does.
+        patch(&fleet, &ada, json!({"username": "ada", "display_name": "Ada <b>L</b>", "bio": "Counts.\n\n<script>x</script>"}));
+        patch(&fleet, &grace, json!({"username": "grace", "public": true}));
+        served(&fleet, "/people/grace", StatusCode::OK);
+        assert_eq!(fleet.get_html("/people/ada").status(), StatusCode::NOT_FOUND);
+        patch(&fleet, &ada, json!({"public": true}));
+        let page = served(&fleet, "/people/ada", StatusCode::OK);
+        assert!(page.contains("<h1>Ada &lt;b&gt;L&lt;/b&gt;</h1>"), "{page}");
+        assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>"), "{page}");
+        let index = fleet.get_html("/people/").text().unwrap();
+        assert!(index.contains("href=\"/people/ada\"") && index.contains("href=\"/people/grace\""), "{index}");
+
+        // A new name moves the page; going private removes it.
+        patch(&fleet, &ada, json!({"username": "ada-l"}));
+        served(&fleet, "/people/ada-l", StatusCode::OK);
+        assert_eq!(fleet.get_html("/people/ada").status(), StatusCode::NOT_FOUND);
+        patch(&fleet, &grace, json!({"public": false}));
+        served(&fleet, "/people/grace", StatusCode::NOT_FOUND);
+        assert!(!fleet.get_html("/people/").text().unwrap().contains("grace"));
+
+        // Closing the account removes the page at once, before the purge.
+        let closed = fleet.request(Method::DELETE, "/profile/me").bearer_auth(&ada).json(&json!({"password": PASSWORD})).send().unwrap();
+        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+        served(&fleet, "/people/ada-l", StatusCode::NOT_FOUND);
+        let index = fleet.get_html("/people/").text().unwrap();
+        assert!(!index.contains("ada"), "{index}");
+    }
+}
