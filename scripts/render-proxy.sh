@@ -6,8 +6,10 @@
 # UPSTREAMS_FILE defaults to proxy/upstreams.conf, the placement file.
 #
 #   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client address at
-#                              POST /login, POST /signup and /login/forgot: N r/s or N r/m
+#                              POST /login, POST /signup and POST /login/forgot: N r/s or N r/m
 #   FLOTILLA_PROXY_AUTH_BURST  (default 10)     attempts allowed at once above the rate
+#   FLOTILLA_PROXY_ACCESS_LOG  (default OUT_DIR/access.log)  the access log (no query
+#                              strings: they carry the emails' tokens)
 #
 # Why 30r/m with a burst of 10: a person at a form needs a few attempts (a typo, then
 # "forgot password"), and an office or a mobile network shares one address among many
@@ -50,6 +52,7 @@ esc() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }
 sed -e "s|@LISTEN@|$(esc "$listen")|g" -e "s|@WWW_ROOT@|$(esc "$www")|g" \
     -e "s|@AUTH_RATE@|$auth_rate|g" -e "s|@AUTH_BURST@|$((10#$auth_burst))|g" \
     -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" \
+    -e "s|@ACCESS_LOG@|$(esc "${FLOTILLA_PROXY_ACCESS_LOG:-$out/access.log}")|g" \
     "$root/proxy/server.conf.in" >"$out/server.conf"
 sed -e "s|@PREFIX@|$(esc "$out")|g" -e "s|@UPSTREAMS@|$(esc "$upstreams")|g" \
     "$root/proxy/nginx.conf.in" >"$out/nginx.conf"

@@ -175,7 +175,7 @@ on_both_databases! {
         assert!(body["message"].as_str().unwrap().contains("Too many attempts"), "{body}");
 
         // The forms are never limited, even while the address is being refused.
-        for path in ["/login", "/signup"] {
+        for path in ["/login", "/signup", "/login/forgot"] {
             for _ in 0..20 {
                 let status = fleet.get_html(path).status();
                 assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "GET {path}");
@@ -220,5 +220,27 @@ on_both_databases! {
             .send()
             .unwrap();
         assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    fn the_access_log_keeps_paths_and_never_the_tokens_in_links(db: TestDb) {
+        let fleet = Fleet::start(db);
+        let secret = "a-token-that-must-stay-out-of-logs";
+        for path in [
+            format!("/signup/verify?token={secret}"),
+            format!("/login/reset?token={secret}"),
+            format!("/profile/email/confirm?token={secret}"),
+        ] {
+            assert_eq!(fleet.get(&path).status(), StatusCode::BAD_REQUEST, "{path}");
+        }
+        let log = fleet.dir().join("nginx/access.log");
+        let mut text = String::new();
+        // nginx writes each line as the request ends: the last one may trail the answer.
+        let written = flotilla_testkit::wait_until(Duration::from_secs(5), || {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("GET /profile/email/confirm HTTP/1.1")
+        });
+        assert!(written, "{}:\n{text}", log.display());
+        assert!(text.contains("GET /signup/verify HTTP/1.1\" 400"), "{text}");
+        assert!(!text.contains(secret) && !text.contains("token="), "{text}");
     }
 }
