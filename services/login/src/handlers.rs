@@ -222,10 +222,12 @@ pub async fn login(
     };
     let who = origin(&req, &ctx);
     let key = flotilla_auth::token_hash(&attempt.lookup);
+    // Held until this attempt's outcome is recorded, on every path out.
+    let (_in_flight, others) = login.attempts.begin(&key);
     let (config, lookup, throttle_key) =
         (login.config.clone(), attempt.lookup.clone(), key.clone());
     let (wait, account) = blocking(&state, move |conn| {
-        let wait = store::throttle(conn, &config, &throttle_key, flotilla_jobs::now())?;
+        let wait = store::throttle(conn, &config, &throttle_key, others, flotilla_jobs::now())?;
         let account = match wait {
             Some(_) => None,
             None => store::account_by_email(conn, &lookup)?,

@@ -27,6 +27,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::TimeDelta;
 use flotilla_auth::keys::KeyRing;
+use flotilla_auth::throttle::{InFlight, ThrottleSettings};
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::actix_web::web;
@@ -59,12 +60,8 @@ pub struct LoginConfig {
     pub session_max: TimeDelta,
     /// `FLOTILLA_RESET_TOKEN_MINUTES` (60): how long a reset link works.
     pub reset_ttl: TimeDelta,
-    /// `FLOTILLA_LOGIN_MAX_FAILURES` (5) failures within
-    /// `FLOTILLA_LOGIN_FAILURE_WINDOW_SECS` (900) before attempts are delayed.
-    pub max_failures: usize,
-    pub failure_window: TimeDelta,
-    /// `FLOTILLA_LOGIN_MAX_DELAY_SECS` (900): the longest delay between attempts.
-    pub max_delay_secs: i64,
+    /// `FLOTILLA_LOGIN_MAX_FAILURES`, `_FAILURE_WINDOW_SECS`, `_MAX_DELAY_SECS`.
+    pub throttle: ThrottleSettings,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
     pub wake: String,
 }
@@ -87,13 +84,7 @@ impl LoginConfig {
                 60,
                 5..=24 * 60,
             )?),
-            max_failures: env.number("FLOTILLA_LOGIN_MAX_FAILURES", 5, 1..=1000)?,
-            failure_window: TimeDelta::seconds(env.number(
-                "FLOTILLA_LOGIN_FAILURE_WINDOW_SECS",
-                900,
-                10..=86_400,
-            )?),
-            max_delay_secs: env.number("FLOTILLA_LOGIN_MAX_DELAY_SECS", 900, 1..=86_400)?,
+            throttle: ThrottleSettings::from_env(env)?,
             wake: env.parse(
                 "FLOTILLA_BUS_WAKE",
                 "tcp://127.0.0.1:7110".to_owned(),
@@ -112,6 +103,8 @@ pub struct Login {
     pub auth: Auth,
     /// The signing keys, read again now and then so a new key takes over signing.
     pub keys: RwLock<KeyRing>,
+    /// Sign-ins being checked now, per address typed (see [`flotilla_auth::throttle`]).
+    pub attempts: InFlight,
 }
 
 impl Login {
@@ -168,6 +161,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
         keys: RwLock::new(ring),
+        attempts: InFlight::default(),
         config,
     });
     let reloader = login.clone();

@@ -1,12 +1,12 @@
 //! Login's database work: each public function is one transaction (or one read).
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::dsl::max;
 use diesel::prelude::*;
 use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, RevokeReason};
-use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
+use flotilla_auth::throttle;
+use flotilla_db::schema::{refresh_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -75,55 +75,21 @@ pub fn record(
     sessions::record_event(conn, &event, flotilla_jobs::now())
 }
 
-/// How long an address must wait before its next attempt, if at all: after
-/// `max_failures` failures within the window (since its last success), each further
-/// attempt waits 2, 4, 8 … seconds after the last failure, up to the ceiling. Never a
-/// permanent lock: failures older than the window stop counting.
+/// How long an address must wait before its next sign-in attempt, if at all (see
+/// [`flotilla_auth::throttle`]); `in_flight` other attempts at it are being checked.
 pub fn throttle(
     conn: &mut AnyConnection,
     config: &LoginConfig,
     login_key: &str,
+    in_flight: usize,
     now: NaiveDateTime,
 ) -> QueryResult<Option<i64>> {
-    let window_start = now - config.failure_window;
-    // Aggregates, not `.first()`/`.limit()`: a bound LIMIT makes SQLite re-prepare.
-    let last_success: Option<NaiveDateTime> = auth_events::table
-        .filter(auth_events::login_key.eq(login_key))
-        .filter(auth_events::kind.eq("login.success"))
-        .filter(auth_events::created_at.gt(window_start))
-        .select(max(auth_events::created_at))
-        .get_result(conn)?;
-    let since = last_success.map_or(window_start, |at| at.max(window_start));
-    let failures = || {
-        auth_events::table
-            .filter(auth_events::login_key.eq(login_key))
-            .filter(auth_events::kind.eq("login.failure"))
-            .filter(auth_events::created_at.gt(since))
+    let attempts = throttle::Attempts {
+        key: login_key,
+        failure: "login.failure",
+        success: Some("login.success"),
     };
-    let count: i64 = failures().count().get_result(conn)?;
-    if count < config.max_failures as i64 {
-        return Ok(None);
-    }
-    let last: Option<NaiveDateTime> = failures()
-        .select(max(auth_events::created_at))
-        .get_result(conn)?;
-    Ok(last.and_then(|last| delay(config, count as usize, last, now)))
-}
-
-/// The wait after `count` failures, the last at `last`: `None` once it has passed.
-fn delay(
-    config: &LoginConfig,
-    count: usize,
-    last: NaiveDateTime,
-    now: NaiveDateTime,
-) -> Option<i64> {
-    if count < config.max_failures {
-        return None;
-    }
-    let exponent = (count + 1 - config.max_failures).min(30) as u32;
-    let wait = 2i64.saturating_pow(exponent).min(config.max_delay_secs);
-    let left = (last + TimeDelta::seconds(wait) - now).num_milliseconds();
-    (left > 0).then(|| (left + 999) / 1000)
+    throttle::wait(conn, &config.throttle, attempts, in_flight, now)
 }
 
 /// A live session, as tokens need it.
@@ -524,29 +490,4 @@ pub fn reset_password(
         record(conn, "password.reset", Some(&user_id), None, origin)?;
         Ok(Reset::Done { revoked })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> LoginConfig {
-        let env = flotilla_kit::Env::from_fn(|_| None);
-        let kit = flotilla_kit::Config::from_env(&env, "login", 7102).unwrap();
-        LoginConfig::from_env(&env, &kit).unwrap()
-    }
-
-    #[test]
-    fn delays_start_after_the_allowed_failures_and_grow_to_a_ceiling() {
-        let config = config();
-        let now = flotilla_jobs::now();
-        let ago = |secs: i64| now - TimeDelta::seconds(secs);
-        assert_eq!(delay(&config, 4, ago(0), now), None);
-        assert_eq!(delay(&config, 5, ago(0), now), Some(2));
-        assert_eq!(delay(&config, 6, ago(0), now), Some(4));
-        assert_eq!(delay(&config, 7, ago(1), now), Some(7));
-        assert_eq!(delay(&config, 30, ago(0), now), Some(900));
-        // Waited long enough: the next attempt is let through.
-        assert_eq!(delay(&config, 6, ago(5), now), None);
-    }
 }

@@ -11,6 +11,7 @@
 //! - [`Auth`] and the extractors [`Authenticated`], [`Verified`], [`Admin`] and
 //!   [`Submission`]: trusting a token on any service, with revocation and CSRF.
 //! - [`sessions`]: revoking sessions and recording auth events in the database.
+//! - [`throttle`]: growing waits after failed password checks, per key.
 
 mod account;
 pub mod email_links;
@@ -21,6 +22,7 @@ mod password;
 mod pool;
 pub mod sessions;
 mod settings;
+pub mod throttle;
 mod token;
 pub mod tokens;
 

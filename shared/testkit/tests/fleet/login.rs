@@ -356,6 +356,35 @@ on_both_databases! {
         assert_eq!(login(&fleet, "ada@example.org", PASSWORD).0, StatusCode::OK);
     }
 
+    fn parallel_guesses_get_no_more_than_the_free_attempts(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        // Sixteen guesses at once: all pass nginx together, and each is checked against
+        // the failures recorded so far plus those still being checked.
+        let url = fleet.url("/login");
+        let start = std::sync::Barrier::new(16);
+        let statuses: Vec<StatusCode> = std::thread::scope(|scope| {
+            let guesses: Vec<_> = (0..16)
+                .map(|n| {
+                    let (url, start) = (&url, &start);
+                    scope.spawn(move || {
+                        let client = reqwest::blocking::Client::new();
+                        let request = client.post(url).json(&json!({"email": "ada@example.org", "password": format!("guess number {n:02} here")}));
+                        start.wait();
+                        request.send().unwrap().status()
+                    })
+                })
+                .collect();
+            guesses.into_iter().map(|g| g.join().unwrap()).collect()
+        });
+        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+        assert_eq!(checked + refused, 16, "{statuses:?}");
+        assert!((1..=5).contains(&checked), "{checked} guesses were checked: {statuses:?}");
+        let failures = fleet.db.strings("SELECT kind AS v FROM auth_events WHERE kind = 'login.failure'");
+        assert_eq!(failures.len(), checked);
+    }
+
     fn password_reset_is_single_use_expires_and_ends_every_session(db: TestDb) {
         let fleet = slow_catch_up(db);
         verified_account(&fleet, "ada@example.org");

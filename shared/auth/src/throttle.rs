@@ -1,0 +1,202 @@
+//! Slowing down password guesses: after `max_failures` failures within the window
+//! (since the last success), each further attempt waits 2, 4, 8 … seconds after the
+//! last failure, up to a ceiling. Never a permanent lock: failures older than the window
+//! stop counting.
+//!
+//! The failures are auth events in the database (shared by every instance); the
+//! attempts still being checked are counted in memory ([`InFlight`]), so that a burst
+//! of parallel guesses cannot all pass the check before the first failure is written.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use flotilla_db::AnyConnection;
+use flotilla_db::diesel::dsl::max;
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::auth_events;
+
+/// How many failures are free and how the wait grows after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    pub max_failures: usize,
+    pub window: TimeDelta,
+    pub max_delay_secs: i64,
+}
+
+impl ThrottleSettings {
+    /// `FLOTILLA_LOGIN_MAX_FAILURES` (5) failures within
+    /// `FLOTILLA_LOGIN_FAILURE_WINDOW_SECS` (900) before attempts are delayed, by at most
+    /// `FLOTILLA_LOGIN_MAX_DELAY_SECS` (900). Login's sign-ins and profile's password
+    /// checks follow the same settings.
+    pub fn from_env(env: &flotilla_kit::Env) -> Result<Self, flotilla_kit::ConfigError> {
+        Ok(Self {
+            max_failures: env.number("FLOTILLA_LOGIN_MAX_FAILURES", 5, 1..=1000)?,
+            window: TimeDelta::seconds(env.number(
+                "FLOTILLA_LOGIN_FAILURE_WINDOW_SECS",
+                900,
+                10..=86_400,
+            )?),
+            max_delay_secs: env.number("FLOTILLA_LOGIN_MAX_DELAY_SECS", 900, 1..=86_400)?,
+        })
+    }
+}
+
+/// What is throttled: the key the events are recorded under and their kinds.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempts<'a> {
+    /// `auth_events.login_key`: a hash of what the attempts are at (an address typed at
+    /// sign-in, or an account whose password is checked by profile).
+    pub key: &'a str,
+    pub failure: &'a str,
+    /// A success ends the run of failures before it (`None`: only the window does).
+    pub success: Option<&'a str>,
+}
+
+/// The seconds to wait before the next attempt, if any: the failures recorded in the
+/// database plus the `in_flight` other attempts at the same key still being checked.
+pub fn wait(
+    conn: &mut AnyConnection,
+    settings: &ThrottleSettings,
+    attempts: Attempts<'_>,
+    in_flight: usize,
+    now: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
+    let window_start = now - settings.window;
+    // Aggregates, not `.first()`/`.limit()`: a bound LIMIT makes SQLite re-prepare.
+    let last_success: Option<NaiveDateTime> = match attempts.success {
+        Some(kind) => auth_events::table
+            .filter(auth_events::login_key.eq(attempts.key))
+            .filter(auth_events::kind.eq(kind))
+            .filter(auth_events::created_at.gt(window_start))
+            .select(max(auth_events::created_at))
+            .get_result(conn)?,
+        None => None,
+    };
+    let since = last_success.map_or(window_start, |at| at.max(window_start));
+    let failures = || {
+        auth_events::table
+            .filter(auth_events::login_key.eq(attempts.key))
+            .filter(auth_events::kind.eq(attempts.failure))
+            .filter(auth_events::created_at.gt(since))
+    };
+    let count = usize::try_from(failures().count().get_result::<i64>(conn)?).unwrap_or(0);
+    if count + in_flight < settings.max_failures {
+        return Ok(None);
+    }
+    if count < settings.max_failures {
+        // The free attempts are all being checked now: the next waits for their outcome.
+        return Ok(Some(1));
+    }
+    let last: Option<NaiveDateTime> = failures()
+        .select(max(auth_events::created_at))
+        .get_result(conn)?;
+    match last.and_then(|last| delay(settings, count, last, now)) {
+        Some(wait) => Ok(Some(wait)),
+        // Past the free attempts, one at a time.
+        None if in_flight > 0 => Ok(Some(1)),
+        None => Ok(None),
+    }
+}
+
+/// The wait after `count` failures, the last at `last`: `None` once it has passed.
+pub fn delay(
+    settings: &ThrottleSettings,
+    count: usize,
+    last: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Option<i64> {
+    if count < settings.max_failures {
+        return None;
+    }
+    let exponent = (count + 1 - settings.max_failures).min(30) as u32;
+    let wait = 2i64.saturating_pow(exponent).min(settings.max_delay_secs);
+    let left = (last + TimeDelta::seconds(wait) - now).num_milliseconds();
+    (left > 0).then(|| (left + 999) / 1000)
+}
+
+/// The attempts being checked right now in this process, per key.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl InFlight {
+    /// Counts an attempt at `key` until the returned guard is dropped; also returns how
+    /// many others at the same key were already in flight.
+    pub fn begin(&self, key: &str) -> (InFlightGuard, usize) {
+        let others = match self.counts.lock() {
+            Ok(mut counts) => {
+                let n = counts.entry(key.to_owned()).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
+            Err(_) => 0,
+        };
+        let guard = InFlightGuard {
+            counts: self.counts.clone(),
+            key: key.to_owned(),
+        };
+        (guard, others)
+    }
+}
+
+/// One attempt in flight; dropping it (on every path out of the handler) ends it.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    key: String,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock()
+            && let Some(n) = counts.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ThrottleSettings {
+        ThrottleSettings {
+            max_failures: 5,
+            window: TimeDelta::seconds(900),
+            max_delay_secs: 900,
+        }
+    }
+
+    #[test]
+    fn delays_start_after_the_allowed_failures_and_grow_to_a_ceiling() {
+        let settings = settings();
+        let now = chrono::Utc::now().naive_utc();
+        let ago = |secs: i64| now - TimeDelta::seconds(secs);
+        assert_eq!(delay(&settings, 4, ago(0), now), None);
+        assert_eq!(delay(&settings, 5, ago(0), now), Some(2));
+        assert_eq!(delay(&settings, 6, ago(0), now), Some(4));
+        assert_eq!(delay(&settings, 7, ago(1), now), Some(7));
+        assert_eq!(delay(&settings, 30, ago(0), now), Some(900));
+        // Waited long enough: the next attempt is let through.
+        assert_eq!(delay(&settings, 6, ago(5), now), None);
+    }
+
+    #[test]
+    fn attempts_in_flight_are_counted_until_their_guards_drop() {
+        let in_flight = InFlight::default();
+        let (a, before_a) = in_flight.begin("k");
+        let (b, before_b) = in_flight.begin("k");
+        let (_other, before_other) = in_flight.begin("another key");
+        assert_eq!((before_a, before_b, before_other), (0, 1, 0));
+        drop(a);
+        drop(b);
+        let (_c, before_c) = in_flight.begin("k");
+        assert_eq!(before_c, 0);
+    }
+}
