@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission};
+use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission, sessions, throttle};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
@@ -50,12 +50,39 @@ async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, 
         .ok_or_else(gone)
 }
 
-/// Checks the account's password on the hashing pool; 403 when wrong.
+/// Checks the account's password on the hashing pool: 403 when wrong, recorded as a
+/// `password.check_failed` event; after too many failures, 429 with `Retry-After`
+/// (the sign-in throttle's settings), so that a stolen session cannot guess the
+/// password at the hashing pool's speed.
 async fn check_password(
+    state: &web::Data<State>,
     profile: &Profile,
     account: &Account,
     candidate: &str,
+    from: &Origin,
 ) -> Result<(), Error> {
+    const FAILED: &str = "password.check_failed";
+    let key = flotilla_auth::token_hash(&format!("password-check:{}", account.id));
+    let (_in_flight, others) = profile.attempts.begin(&key);
+    let (settings, throttle_key) = (profile.config.throttle, key.clone());
+    let wait = read(state, move |conn| {
+        let attempts = throttle::Attempts {
+            key: &throttle_key,
+            failure: FAILED,
+            success: None,
+        };
+        throttle::wait(conn, &settings, attempts, others, flotilla_jobs::now())
+    })
+    .await?;
+    if let Some(secs) = wait {
+        return Err(Error::TooManyRequests {
+            code: "too_many_attempts",
+            message: format!(
+                "Too many wrong passwords for this account: wait {secs} seconds and try again."
+            ),
+            retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+        });
+    }
     let correct = match &account.password_hash {
         Some(hash) => profile
             .hashes
@@ -65,13 +92,18 @@ async fn check_password(
         None => false,
     };
     if correct {
-        Ok(())
-    } else {
-        Err(Error::Forbidden {
-            code: "wrong_password",
-            message: "The password is not right.".into(),
-        })
+        return Ok(());
     }
+    let (user_id, from) = (account.id.clone(), from.clone());
+    blocking(state, move |conn| {
+        let event = from.event(FAILED, Some(&user_id), Some(&key), None);
+        sessions::record_event(conn, &event, flotilla_jobs::now())
+    })
+    .await?;
+    Err(Error::Forbidden {
+        code: "wrong_password",
+        message: "The password is not right.".into(),
+    })
 }
 
 /// After a form post: back to the page with a notice.
@@ -267,7 +299,15 @@ pub async fn password(
             return refuse(&state, format, &who, "password", error).await;
         }
     };
-    if let Err(error) = check_password(&profile, &account, &input.current_password).await {
+    if let Err(error) = check_password(
+        &state,
+        &profile,
+        &account,
+        &input.current_password,
+        &origin(&req, &ctx),
+    )
+    .await
+    {
         return refuse(&state, format, &who, "password", error).await;
     }
     let hash = profile.hashes.hash(new_password).await.map_err(busy)?;
@@ -302,7 +342,15 @@ pub async fn email(
         let error = Error::invalid("new_email", "is already the address of this account");
         return refuse(&state, format, &who, "email", error).await;
     }
-    if let Err(error) = check_password(&profile, &account, &input.password).await {
+    if let Err(error) = check_password(
+        &state,
+        &profile,
+        &account,
+        &input.password,
+        &origin(&req, &ctx),
+    )
+    .await
+    {
         return refuse(&state, format, &who, "email", error).await;
     }
     let (config, who_from, user_id) = (
@@ -515,7 +563,15 @@ pub async fn delete(
         return refuse(&state, format, &who, "delete", error).await;
     }
     let account = load(&state, &who).await?;
-    if let Err(error) = check_password(&profile, &account, &input.password).await {
+    if let Err(error) = check_password(
+        &state,
+        &profile,
+        &account,
+        &input.password,
+        &origin(&req, &ctx),
+    )
+    .await
+    {
         return refuse(&state, format, &who, "delete", error).await;
     }
     let (user_id, who_from) = (who.claims.sub.clone(), origin(&req, &ctx));

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use chrono::TimeDelta;
+use flotilla_auth::throttle::{InFlight, ThrottleSettings};
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::{ConfigError, Env, Routes, Service, State};
@@ -49,6 +50,9 @@ pub struct ProfileConfig {
     pub email_change_ttl: TimeDelta,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
     pub wake: String,
+    /// Wrong current passwords allowed before checks are delayed (the sign-in
+    /// throttle's `FLOTILLA_LOGIN_*` settings).
+    pub throttle: ThrottleSettings,
 }
 
 impl ProfileConfig {
@@ -67,6 +71,7 @@ impl ProfileConfig {
                 "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
                 flotilla_bus::parse_endpoint,
             )?,
+            throttle: ThrottleSettings::from_env(env)?,
         })
     }
 }
@@ -77,6 +82,8 @@ pub struct Profile {
     pub hashes: HashPool,
     pub wake: WakeSender,
     pub auth: Auth,
+    /// Password checks under way, per account.
+    pub attempts: InFlight,
 }
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
@@ -93,6 +100,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         hashes: config.passwords.pool(),
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
+        attempts: InFlight::default(),
         config,
     });
     let auth = web::Data::new(auth);

@@ -132,6 +132,32 @@ on_both_databases! {
         assert!(bad_form.text().unwrap().contains("at most 64 characters"));
     }
 
+    fn wrong_current_passwords_are_throttled_and_recorded(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (access, _) = sign_in(&fleet, "ada@example.org");
+        let change = |current: &str| call(&fleet, Method::POST, "/profile/password", &access, Some(json!({"current_password": current, "new_password": "a brand new passphrase"})));
+        for n in 0..5 {
+            let (status, body) = change(&format!("wrong guess {n}"));
+            assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_password")), "{n}");
+        }
+        // Every route that checks the password draws on the same budget, and even the
+        // right password waits.
+        let response = fleet.request(Method::DELETE, "/profile/me").bearer_auth(&access).json(&json!({"password": PASSWORD})).send().unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "Retry-After {retry}");
+        assert_eq!(response.json::<Value>().unwrap()["error"], "too_many_attempts");
+        assert_eq!(change(PASSWORD).0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(me(&fleet, &access).0, StatusCode::OK, "nothing was closed");
+        let (_, activity) = call(&fleet, Method::GET, "/profile/activity", &access, None);
+        let failed = activity["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "password.check_failed").count();
+        assert_eq!(failed, 5, "{activity}");
+        // No permanent lock.
+        let through = wait_until(Duration::from_secs(10), || change(PASSWORD).0 == StatusCode::NO_CONTENT);
+        assert!(through);
+    }
+
     fn concurrent_username_claims_one_wins(db: TestDb) {
         let fleet = Fleet::start(db);
         verified_account(&fleet, "ada@example.org");
