@@ -139,6 +139,13 @@ pub async fn form(
             Refreshed::Renewed(grant) => {
                 return issue(&login, &grant, Format::Form, next.as_deref());
             }
+            Refreshed::Raced => {
+                // Another tab renewed the session this moment and its answer carries
+                // the new cookies: keep them, and offer the form meanwhile.
+                let page =
+                    pages::login_form("", next.as_deref(), &Banner::None, &FieldErrors::new());
+                return Ok(html(StatusCode::OK, page));
+            }
             _ => {
                 let page =
                     pages::login_form("", next.as_deref(), &Banner::None, &FieldErrors::new());
@@ -317,11 +324,17 @@ pub async fn login(
         return refuse(format, &attempt.email, next.as_deref(), error);
     }
     let config = login.config.clone();
+    let (k, o, user) = (key.clone(), who.clone(), account.id.clone());
     let grant = blocking(&state, move |conn| {
         store::open_session(conn, &config, &account, &key, &who)
     })
     .await?;
     let Some(grant) = grant else {
+        // The password changed (a reset) while this one was being checked.
+        blocking(&state, move |conn| {
+            store::record(conn, "login.failure", Some(&user), Some(&k), &o)
+        })
+        .await?;
         count(&state, "failure");
         let error = Error::Unauthorized {
             code: "invalid_credentials",
@@ -349,11 +362,19 @@ async fn renew(
         store::refresh(conn, &config, &hash, &who)
     })
     .await?;
-    if let Refreshed::Reused { session_id } = &outcome {
-        log::warn!("a used refresh token came back: session {session_id} ended");
-        login
-            .auth
-            .announce_revoked(std::slice::from_ref(session_id));
+    match &outcome {
+        Refreshed::Reused { session_id } => {
+            log::warn!("a used refresh token came back: session {session_id} ended");
+            login
+                .auth
+                .announce_revoked(std::slice::from_ref(session_id));
+        }
+        Refreshed::Disabled { session_id } => {
+            login
+                .auth
+                .announce_revoked(std::slice::from_ref(session_id));
+        }
+        _ => {}
     }
     Ok(outcome)
 }
@@ -390,9 +411,26 @@ pub async fn refresh(
     }
     let (code, message) = match renew(&req, &ctx, &state, &login, &token).await? {
         Refreshed::Renewed(grant) => return issue(&login, &grant, Format::Json, None),
+        Refreshed::Raced => {
+            // Not an error of the session: the cookies another request just received
+            // stay where they are.
+            return Err(Error::Conflict {
+                code: "refresh_conflict",
+                fields: FieldErrors::from([(
+                    "refresh_token".to_owned(),
+                    "was exchanged a moment ago by another request of yours: use the tokens \
+                     that request received"
+                        .to_owned(),
+                )]),
+            });
+        }
         Refreshed::Invalid => (
             "token_invalid",
             "This refresh token is not valid: sign in again.",
+        ),
+        Refreshed::Disabled { .. } => (
+            "account_disabled",
+            "This account has been disabled. Contact the site's administrators.",
         ),
         Refreshed::Expired => (
             "session_expired",

@@ -183,14 +183,21 @@ fn clip(text: &str) -> String {
     text.chars().take(512).collect()
 }
 
-/// A spent refresh token presented again within this long is a race of the
-/// legitimate client (two tabs), not a theft.
+/// A spent refresh token presented again within this long, from the address and
+/// browser that spent it, is a race of the legitimate client (two tabs), not a theft.
 const REUSE_GRACE: TimeDelta = TimeDelta::seconds(10);
 
 pub enum Refreshed {
     Renewed(SessionGrant),
-    /// Unknown, revoked, or its account disabled.
+    /// Unknown or revoked.
     Invalid,
+    /// Spent a moment ago by another request of the same client: the session goes on
+    /// with the tokens that request received.
+    Raced,
+    /// The account was disabled: the session is revoked now.
+    Disabled {
+        session_id: String,
+    },
     /// The session ended by time.
     Expired,
     /// A token already exchanged came back: the session is revoked (theft).
@@ -206,6 +213,8 @@ type RefreshRow = (
     Option<NaiveDateTime>,
     NaiveDateTime,
     NaiveDateTime,
+    String,
+    String,
     String,
     String,
     Option<NaiveDateTime>,
@@ -232,6 +241,8 @@ pub fn refresh(
                 sessions_t::revoked_at,
                 sessions_t::idle_expires_at,
                 sessions_t::expires_at,
+                sessions_t::client_addr,
+                sessions_t::user_agent,
                 users::id,
                 users::role,
                 users::email_verified_at,
@@ -247,6 +258,8 @@ pub fn refresh(
             revoked,
             idle,
             expires,
+            last_addr,
+            last_agent,
             user_id,
             role,
             verified,
@@ -271,9 +284,12 @@ pub fn refresh(
         };
         if let Some(used_at) = used {
             // Two tabs (or an app's parallel calls) refreshing with the same token
-            // within seconds: the later one is refused, the session kept.
-            if now - used_at < REUSE_GRACE {
-                return Ok(Refreshed::Invalid);
+            // within seconds, from where it was spent: the later one is refused, the
+            // session kept. From anywhere else, or later, it is a copy: theft.
+            let same_client =
+                last_addr == origin.client_addr && last_agent == clip(&origin.user_agent);
+            if now - used_at < REUSE_GRACE && same_client {
+                return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
         }
@@ -282,7 +298,7 @@ pub fn refresh(
         }
         if disabled.is_some() {
             sessions::revoke_session(conn, &session_id, RevokeReason::Disabled, now)?;
-            return Ok(Refreshed::Invalid);
+            return Ok(Refreshed::Disabled { session_id });
         }
         // Two refreshes with the same token at once: one wins, the other is reuse.
         let marked = diesel::update(
@@ -294,7 +310,7 @@ pub fn refresh(
         .execute(conn)?;
         if marked == 0 {
             // The same token spent by a concurrent request a moment ago.
-            return Ok(Refreshed::Invalid);
+            return Ok(Refreshed::Raced);
         }
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);

@@ -214,18 +214,22 @@ on_both_databases! {
         assert_eq!(decode_part(&second_access, 1)["sid"], claims["sid"], "same session");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
-        // The same token again within seconds is a second tab racing the first:
-        // refused, and the session lives on.
-        let (status, body) = refresh(&fleet, &first_refresh);
-        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_invalid")));
+        // The same token again within seconds, from the same client, is a second tab
+        // racing the first: 409, no cookie touched, and the session lives on.
+        let raced = fleet.request(Method::POST, "/login/refresh").json(&json!({"refresh_token": first_refresh})).send().unwrap();
+        assert_eq!(raced.status(), StatusCode::CONFLICT);
+        assert!(set_cookies(&raced).is_empty(), "the winner's new cookies stay");
+        let body: Value = raced.json().unwrap();
+        assert_eq!(body["error"], "refresh_conflict", "{body}");
+        assert!(body["fields"]["refresh_token"].is_string(), "{body}");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
-        // Theft detection: the spent token again, later, ends the whole session.
-        fleet.db.execute("UPDATE refresh_tokens SET used_at = '2000-01-01 00:00:00' WHERE used_at IS NOT NULL");
+        // Theft detection: the spent token from another client, even within seconds,
+        // ends the whole session.
         let reused_at = Instant::now();
-        let (status, body) = refresh(&fleet, &first_refresh);
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(body["error"], "refresh_token_reused");
+        let stolen = fleet.request(Method::POST, "/login/refresh").header("user-agent", "curl/8.0").json(&json!({"refresh_token": first_refresh})).send().unwrap();
+        assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(stolen.json::<Value>().unwrap()["error"], "refresh_token_reused");
         let (status, body) = refresh(&fleet, &second_refresh);
         assert_eq!(status, StatusCode::UNAUTHORIZED, "the thief's newer token dies too");
         assert_eq!(body["error"], "token_invalid");
@@ -235,6 +239,17 @@ on_both_databases! {
             "SELECT revoked_reason AS v FROM sessions WHERE id = '{}'",
             claims["sid"].as_str().unwrap()
         ));
+        assert_eq!(reason, vec!["refresh_token_reused"]);
+
+        // And from the same client once the seconds have passed.
+        let (_, later_refresh) = sign_in(&fleet, "ada@example.org");
+        let (status, renewed) = refresh(&fleet, &later_refresh);
+        assert_eq!(status, StatusCode::OK, "{renewed}");
+        fleet.db.execute("UPDATE refresh_tokens SET used_at = '2000-01-01 00:00:00' WHERE used_at IS NOT NULL");
+        let (status, body) = refresh(&fleet, &later_refresh);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("refresh_token_reused")));
+        let later_sid = decode_part(renewed["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().to_owned();
+        let reason = fleet.db.strings(&format!("SELECT revoked_reason AS v FROM sessions WHERE id = '{later_sid}'"));
         assert_eq!(reason, vec!["refresh_token_reused"]);
     }
 
