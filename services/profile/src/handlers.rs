@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::domain::{
     Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch, summarise_user_agent,
 };
-use crate::store::{self, Account, Confirmed, Origin, Updated};
+use crate::store::{self, Account, Confirmed, Origin, Requested, Updated};
 use crate::{Profile, pages};
 
 fn busy(e: PoolError) -> Error {
@@ -184,7 +184,17 @@ async fn refuse(
         return Err(error);
     }
     let status = actix_web::ResponseError::status_code(&error);
-    page_with_errors(state, who, section, status, &error).await
+    let mut response = page_with_errors(state, who, section, status, &error).await?;
+    if let Error::TooManyRequests {
+        retry_after_secs, ..
+    } = error
+    {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(retry_after_secs),
+        );
+    }
+    Ok(response)
 }
 
 pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
@@ -358,10 +368,21 @@ pub async fn email(
         origin(&req, &ctx),
         who.claims.sub.clone(),
     );
-    blocking(&state, move |conn| {
+    let requested = blocking(&state, move |conn| {
         store::request_email_change(conn, &config, &user_id, &new_email, &who_from)
     })
     .await?;
+    if let Requested::TooSoon(secs) = requested {
+        let error = Error::TooManyRequests {
+            code: "too_many_requests",
+            message: format!(
+                "A change of address was asked for less than a minute ago: wait {secs} seconds \
+                 and ask again (the new request replaces the earlier one)."
+            ),
+            retry_after_secs: u32::try_from(secs).unwrap_or(60),
+        };
+        return refuse(&state, format, &who, "email", error).await;
+    }
     profile.wake.wake("email");
     Ok(match format {
         Format::Json => HttpResponse::Accepted().json(serde_json::json!({

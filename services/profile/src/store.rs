@@ -219,19 +219,40 @@ pub fn change_password(
     })
 }
 
+/// A change of address is asked for at most once a minute.
+const EMAIL_CHANGE_EVERY: TimeDelta = TimeDelta::minutes(1);
+
+pub enum Requested {
+    Sent,
+    /// Asked less than a minute ago: wait this many seconds.
+    TooSoon(i64),
+}
+
 /// Starts a change of address. The address changes only when the link sent to the
-/// new one is used; the old one is told. If the new address is another account's,
-/// nothing is created and that account's owner is told instead (the answer is the
-/// same).
+/// new one is used; the old one is told. A new request voids the links of earlier
+/// ones (a mistyped address stops mattering). If the new address is another
+/// account's, nothing is created and that account's owner is told instead (the
+/// answer is the same, the once-a-minute limit too).
 pub fn request_email_change(
     conn: &mut AnyConnection,
     config: &ProfileConfig,
     user_id: &str,
     new_email: &EmailAddress,
     origin: &Origin,
-) -> QueryResult<()> {
+) -> QueryResult<Requested> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        let last: Option<NaiveDateTime> = auth_events::table
+            .filter(auth_events::user_id.eq(user_id))
+            .filter(auth_events::kind.eq("email.change_requested"))
+            .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
+            .select(diesel::dsl::max(auth_events::created_at))
+            .get_result(conn)?;
+        if let Some(last) = last {
+            let left = (last + EMAIL_CHANGE_EVERY - now).num_milliseconds();
+            return Ok(Requested::TooSoon((left.max(1) + 999) / 1000));
+        }
+        email_links::void(conn, user_id, CHANGE_EMAIL, now)?;
         let old: String = users::table
             .filter(users::id.eq(user_id))
             .select(users::email)
@@ -256,13 +277,6 @@ pub fn request_email_change(
                 );
                 flotilla_jobs::enqueue(conn, &job)?;
             }
-            // At most one link a minute, whatever the address asked for.
-            None if email_links::issued_since(
-                conn,
-                user_id,
-                CHANGE_EMAIL,
-                now - TimeDelta::minutes(1),
-            )? > 0 => {}
             None => {
                 let Issued { token, hash } = email_links::issue(
                     conn,
@@ -298,10 +312,9 @@ pub fn request_email_change(
                     "forgot_link": format!("{}/login/forgot", config.public_url),
                 },
             }),
-            // One notice a minute at most, however often the change is asked for.
             format!(
                 "email_change_notice:{user_id}:{}",
-                now.and_utc().timestamp() / 60
+                now.and_utc().timestamp()
             ),
         );
         flotilla_jobs::enqueue(conn, &job)?;
@@ -309,7 +322,8 @@ pub fn request_email_change(
             conn,
             &origin.event("email.change_requested", Some(user_id), None, None),
             now,
-        )
+        )?;
+        Ok(Requested::Sent)
     })
 }
 
