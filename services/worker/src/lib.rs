@@ -304,7 +304,7 @@ struct Purge {
 /// accounts their owner closed (`deleted_at` set) are touched.
 fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::Result<()> {
     use flotilla_db::diesel::prelude::*;
-    use flotilla_db::schema::users;
+    use flotilla_db::schema::{jobs, users};
     flotilla_db::write_transaction(conn, |conn| {
         let deleted = flotilla_db::diesel::delete(
             users::table
@@ -316,6 +316,22 @@ fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::
             auth_events::table.filter(auth_events::login_key.eq(&target.login_key)),
         )
         .execute(conn)?;
+        // Mails to the person that failed for good keep their address and links:
+        // their keys name the account (`account_deleted:<id>`, …). Pending ones are
+        // left to be sent (the confirmation of closing among them); sent ones have
+        // forgotten their payload already.
+        if target
+            .user_id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '-')
+        {
+            flotilla_db::diesel::delete(
+                jobs::table
+                    .filter(jobs::dead_at.is_not_null())
+                    .filter(jobs::idempotency_key.like(format!("%:{}%", target.user_id))),
+            )
+            .execute(conn)?;
+        }
         if deleted > 0 {
             log::info!("purged a closed account");
         }
@@ -335,7 +351,8 @@ fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result
 
 /// Deletes spent email tokens (used, or expired), ended sessions (a day after they
 /// ended, once every service's deny-list is done with them), auth events older than
-/// `FLOTILLA_AUTH_EVENTS_DAYS` and jobs done over a week ago.
+/// `FLOTILLA_AUTH_EVENTS_DAYS`, jobs done over a week ago and jobs dead for 30 days
+/// (kept that long for whoever looks into the failure).
 fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::Result<()> {
     let now = flotilla_jobs::now();
     let day_ago = now - chrono::TimeDelta::days(1);
@@ -362,9 +379,10 @@ fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::R
     )
     .execute(conn)?;
     let jobs = flotilla_jobs::purge_done(conn, now - chrono::TimeDelta::days(7))?;
+    let dead = flotilla_jobs::purge_dead(conn, now - chrono::TimeDelta::days(30))?;
     log::info!(
         "clean-up: deleted {tokens} spent tokens, {sessions} ended sessions, \
-         {events} old auth events and {jobs} old jobs"
+         {events} old auth events, {jobs} old jobs and {dead} old dead jobs"
     );
     Ok(())
 }

@@ -247,6 +247,18 @@ pub fn purge_done(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResul
         .execute(conn)
 }
 
+/// Deletes jobs parked as dead before `before` (their payload may name a person: an
+/// address, a link); returns how many.
+pub fn purge_dead(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usize> {
+    let sql = portable_sql(
+        conn,
+        "DELETE FROM jobs WHERE dead_at IS NOT NULL AND dead_at < ?",
+    );
+    diesel::sql_query(sql)
+        .bind::<Timestamp, _>(before)
+        .execute(conn)
+}
+
 /// Counts by state, for metrics: (due or running, dead).
 pub fn counts(conn: &mut AnyConnection) -> QueryResult<(i64, i64)> {
     #[derive(QueryableByName)]

@@ -355,6 +355,13 @@ on_both_databases! {
         }
         assert!(!text.contains("password_hash") && !text.contains("csrf"));
 
+        // A mail to the person that failed for good keeps its address until purged.
+        let id = me(&fleet, &access).1["id"].as_str().unwrap().to_owned();
+        fleet.db.execute(&format!(
+            "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, created_at, updated_at, dead_at, last_error) \
+             VALUES ('email', '{{\"to\":\"ada@example.org\"}}', 'email_change_notice:{id}:1', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full')"
+        ));
+
         // Closing needs the password.
         assert_eq!(call(&fleet, Method::DELETE, "/profile/me", &access, Some(json!({"password": "wrong"}))).0, StatusCode::FORBIDDEN);
         assert_eq!(call(&fleet, Method::DELETE, "/profile/me", &access, Some(json!({}))).0, StatusCode::UNPROCESSABLE_ENTITY);
