@@ -110,9 +110,12 @@ fn unknown_field() -> String {
 }
 
 /// Text stored as typed (trimmed), any Unicode, without control characters other than
-/// line breaks and tabs in multi-line text; empty means none.
+/// line breaks and tabs in multi-line text; empty means none. A textarea sends line
+/// breaks as CRLF: they are stored (and counted) as one `\n`, as the form's
+/// `maxlength` counts them.
 fn free_text(value: Option<&str>, max: usize, multiline: bool) -> Result<Option<String>, String> {
-    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+    let value = value.map(|v| v.replace("\r\n", "\n"));
+    let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     let length = value.chars().count();
@@ -285,6 +288,24 @@ mod tests {
         let errors = patch(json!({"display_name": "a\u{0}b", "username": 3})).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert!(patch(json!({"bio": "line one\nline two\ttab"})).is_ok());
+    }
+
+    #[test]
+    fn a_textarea_s_line_breaks_count_once() {
+        let full = "x\r\n".repeat(999);
+        assert_eq!(
+            free_text(Some(&full), MAX_BIO, true)
+                .unwrap()
+                .unwrap()
+                .chars()
+                .filter(|c| *c == '\r')
+                .count(),
+            0
+        );
+        assert!(
+            free_text(Some(&format!("{full}yz")), MAX_BIO, true).is_ok(),
+            "2,000 characters once CRLF is one"
+        );
     }
 
     #[test]

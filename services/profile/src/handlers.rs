@@ -400,6 +400,7 @@ pub struct TokenQuery {
 
 pub async fn confirm_email(
     req: HttpRequest,
+    ctx: RequestContext,
     query: web::Query<TokenQuery>,
     state: web::Data<State>,
     profile: web::Data<Profile>,
@@ -413,7 +414,11 @@ pub async fn confirm_email(
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let outcome = if plausible {
         let hash = flotilla_auth::token_hash(token);
-        blocking(&state, move |conn| store::confirm_email_change(conn, &hash)).await?
+        let from = origin(&req, &ctx);
+        blocking(&state, move |conn| {
+            store::confirm_email_change(conn, &hash, &from)
+        })
+        .await?
     } else {
         Confirmed::Invalid
     };
@@ -557,9 +562,13 @@ pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<Htt
 
 pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
-    let data = blocking(&state, move |conn| store::export(conn, &user_id))
-        .await?
-        .ok_or_else(gone)?;
+    // One transaction: a consistent snapshot of everything.
+    let data = blocking(&state, move |conn| {
+        use flotilla_db::diesel::Connection;
+        conn.transaction(|conn| store::export(conn, &user_id))
+    })
+    .await?
+    .ok_or_else(gone)?;
     let body = serde_json::to_string_pretty(&data).map_err(|e| Error::Internal(e.into()))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

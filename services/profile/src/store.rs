@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
-use flotilla_auth::sessions::{self, AuthEvent, RevokeReason};
+use flotilla_auth::sessions::{self, RevokeReason};
 use flotilla_auth::{EmailAddress, Username};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, write_transaction};
@@ -350,7 +350,11 @@ pub enum Confirmed {
     Taken,
 }
 
-pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Confirmed> {
+pub fn confirm_email_change(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    origin: &Origin,
+) -> QueryResult<Confirmed> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
         let (user_id, email) = match email_links::check(conn, token_hash, CHANGE_EMAIL, now)? {
@@ -387,14 +391,7 @@ pub fn confirm_email_change(conn: &mut AnyConnection, token_hash: &str) -> Query
         // Links sent to the old address (a reset, other changes) stop working.
         email_links::void(conn, &user_id, CHANGE_EMAIL, now)?;
         email_links::void(conn, &user_id, "password_reset", now)?;
-        let event = AuthEvent {
-            kind: "email.changed",
-            user_id: Some(&user_id),
-            login_key: None,
-            session_id: None,
-            client_addr: "",
-            user_agent: "",
-        };
+        let event = origin.event("email.changed", Some(&user_id), None, None);
         sessions::record_event(conn, &event, now)?;
         Ok(Confirmed::Done { user_id })
     });

@@ -15,8 +15,9 @@ pub enum BodyFormat {
     Form,
 }
 
-/// Reads a JSON or urlencoded body into `T`: 415 for any other content type, 400 with
-/// the parser's reason for a body that does not fit `T`.
+/// Reads a JSON or urlencoded body into `T`: 415 for any other content type; a field
+/// `T` refuses (`deny_unknown_fields`) is named in a 422; 400 with the parser's reason
+/// for any other body that does not fit `T`.
 pub fn read_body<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
@@ -32,14 +33,22 @@ pub fn read_body<T: DeserializeOwned>(
     match content_type.as_str() {
         "application/json" => serde_json::from_slice(body)
             .map(|v| (BodyFormat::Json, v))
-            .map_err(Error::malformed_json),
+            .map_err(|e| unknown_field(&e).unwrap_or_else(|| Error::malformed_json(e))),
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(body)
             .map(|v| (BodyFormat::Form, v))
-            .map_err(Error::malformed_form),
+            .map_err(|e| unknown_field(&e).unwrap_or_else(|| Error::malformed_form(e))),
         _ => Err(Error::UnsupportedMediaType {
             expected: "application/json or application/x-www-form-urlencoded",
         }),
     }
+}
+
+/// serde's "unknown field `x`, expected …" as a 422 naming `x`.
+fn unknown_field(cause: &impl std::fmt::Display) -> Option<Error> {
+    let text = cause.to_string();
+    let rest = text.strip_prefix("unknown field `")?;
+    let (name, _) = rest.split_once('`')?;
+    Some(Error::invalid(name, "is not a field of this request"))
 }
 
 #[cfg(test)]
@@ -51,6 +60,37 @@ mod tests {
     #[derive(serde::Deserialize, Debug, PartialEq)]
     struct Input {
         email: String,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        #[allow(dead_code)]
+        email: String,
+    }
+
+    #[test]
+    fn a_field_the_route_does_not_take_is_named_in_a_422() {
+        for (content_type, body) in [
+            (
+                "application/json",
+                &br#"{"email":"a@b.c","role":"admin"}"#[..],
+            ),
+            (
+                "application/x-www-form-urlencoded",
+                b"email=a%40b.c&role=admin",
+            ),
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .to_http_request();
+            let err = read_body::<Strict>(&req, body).unwrap_err();
+            assert_eq!(err.code(), "invalid_input", "{content_type}");
+            assert_eq!(
+                err.fields().unwrap()["role"],
+                "is not a field of this request"
+            );
+        }
     }
 
     #[test]
