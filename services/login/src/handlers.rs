@@ -343,6 +343,9 @@ pub async fn login(
         return refuse(format, &attempt.email, next.as_deref(), error);
     };
     count(&state, "success");
+    if grant.mailed {
+        login.wake.wake("email");
+    }
     issue(&login, &grant, format, next.as_deref())
 }
 

@@ -62,6 +62,9 @@ pub struct LoginConfig {
     pub reset_ttl: TimeDelta,
     /// `FLOTILLA_LOGIN_MAX_FAILURES`, `_FAILURE_WINDOW_SECS`, `_MAX_DELAY_SECS`.
     pub throttle: ThrottleSettings,
+    /// `FLOTILLA_LOGIN_NEW_DEVICE_EMAIL` (default false): mail the account's owner when
+    /// it is signed in to from a browser it has not signed in from before.
+    pub new_device_email: bool,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
     pub wake: String,
 }
@@ -85,6 +88,7 @@ impl LoginConfig {
                 5..=24 * 60,
             )?),
             throttle: ThrottleSettings::from_env(env)?,
+            new_device_email: env.flag("FLOTILLA_LOGIN_NEW_DEVICE_EMAIL", false)?,
             wake: env.parse(
                 "FLOTILLA_BUS_WAKE",
                 "tcp://127.0.0.1:7110".to_owned(),

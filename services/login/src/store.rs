@@ -6,7 +6,7 @@ use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, RevokeReason};
 use flotilla_auth::throttle;
-use flotilla_db::schema::{refresh_tokens, sessions as sessions_t, users};
+use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -104,6 +104,8 @@ pub struct SessionGrant {
     pub refresh_token: String,
     /// When the refresh token stops working (idle or absolute, the earlier).
     pub refresh_expires: NaiveDateTime,
+    /// A mail was queued with the session (a sign-in from a new device).
+    pub mailed: bool,
 }
 
 fn new_refresh_token(
@@ -160,6 +162,8 @@ pub fn open_session(
             ))
             .execute(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
+        let mailed = config.new_device_email
+            && notify_new_device(conn, config, account, &session_id, origin, now)?;
         let event = origin.event(
             "login.success",
             Some(&account.id),
@@ -175,8 +179,53 @@ pub fn open_session(
             verified: account.verified,
             refresh_token,
             refresh_expires: idle,
+            mailed,
         }))
     })
+}
+
+/// Queues a "new sign-in" mail when the account has signed in before, but never from
+/// this browser (its exact `User-Agent`, among the sign-ins still in the history:
+/// `FLOTILLA_AUTH_EVENTS_DAYS`). The very first sign-in is not news. Returns whether a
+/// mail was queued.
+fn notify_new_device(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    account: &Account,
+    session_id: &str,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let agent = clip(&origin.user_agent);
+    let earlier = || {
+        auth_events::table
+            .filter(auth_events::user_id.eq(&account.id))
+            .filter(auth_events::kind.eq("login.success"))
+    };
+    let any: i64 = earlier().count().get_result(conn)?;
+    let here: i64 = earlier()
+        .filter(auth_events::user_agent.eq(&agent))
+        .count()
+        .get_result(conn)?;
+    if any == 0 || here > 0 {
+        return Ok(false);
+    }
+    let job = NewJob::new(
+        "email",
+        serde_json::json!({
+            "template": "new_device_login",
+            "to": account.email,
+            "params": {
+                "device": sessions::summarise_user_agent(&agent),
+                "client_addr": origin.client_addr,
+                "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
+                "reset_link": format!("{}/login/forgot", config.public_url),
+            },
+        }),
+        format!("new_device_login:{session_id}"),
+    );
+    flotilla_jobs::enqueue(conn, &job)?;
+    Ok(true)
 }
 
 fn clip(text: &str) -> String {
@@ -330,6 +379,7 @@ pub fn refresh(
             verified: verified.is_some(),
             refresh_token,
             refresh_expires: idle,
+            mailed: false,
         }))
     })
 }

@@ -215,40 +215,6 @@ impl CarriesCsrf for Deletion {
     }
 }
 
-/// "Firefox on Linux" from a User-Agent header, or "Unknown browser".
-pub fn summarise_user_agent(agent: &str) -> String {
-    let browser = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-        ("reqwest", "reqwest"),
-    ]
-    .iter()
-    .find(|(marker, _)| agent.contains(marker))
-    .map(|(_, name)| *name);
-    let system = [
-        ("Android", "Android"),
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ]
-    .iter()
-    .find(|(marker, _)| agent.contains(marker))
-    .map(|(_, name)| *name);
-    match (browser, system) {
-        (Some(b), Some(s)) => format!("{b} on {s}"),
-        (Some(b), None) => b.to_owned(),
-        (None, Some(s)) => format!("A browser on {s}"),
-        (None, None) => "Unknown browser".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,16 +285,5 @@ mod tests {
         let p = ProfilePatch::from_form(&form).unwrap();
         assert_eq!(p.public, Some(false));
         assert_eq!(p.bio, Some(None));
-    }
-
-    #[test]
-    fn user_agents_are_summarised() {
-        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
-        assert_eq!(summarise_user_agent(firefox), "Firefox on Linux");
-        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-        assert_eq!(summarise_user_agent(chrome), "Chrome on Windows");
-        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-        assert_eq!(summarise_user_agent(safari), "Safari on iOS");
-        assert_eq!(summarise_user_agent(""), "Unknown browser");
     }
 }

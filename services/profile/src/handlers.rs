@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_auth::sessions::summarise_user_agent;
 use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission, sessions, throttle};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
@@ -13,9 +14,7 @@ use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
-use crate::domain::{
-    Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch, summarise_user_agent,
-};
+use crate::domain::{Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch};
 use crate::store::{self, Account, Confirmed, Origin, Requested, Updated};
 use crate::{Profile, pages};
 

@@ -4,7 +4,9 @@
 use flotilla_kit::FieldErrors;
 use flotilla_kit::html::{escape, page};
 
-use crate::domain::{MAX_BIO, MAX_DISPLAY_NAME, summarise_user_agent};
+use flotilla_auth::sessions::summarise_user_agent;
+
+use crate::domain::{MAX_BIO, MAX_DISPLAY_NAME};
 use crate::store::{Account, EventRow, SessionRow};
 
 pub struct View {

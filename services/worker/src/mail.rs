@@ -250,6 +250,32 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
                 link: None,
             })
         }
+        "new_device_login" => {
+            let device = param(job, "device")?;
+            let when = param(job, "when")?;
+            let forgot = param(job, "reset_link")?;
+            let from = job
+                .params
+                .get("client_addr")
+                .and_then(|v| v.as_str())
+                .unwrap_or("an unknown address");
+            let lines = vec![
+                format!(
+                    "Your flotilla account was signed in to from a browser it had not been \
+                     signed in from before: {device}, from {from}, at {when}."
+                ),
+                "If it was you, there is nothing to do.".to_owned(),
+                "If it was not you, reset your password now with the link below (that signs \
+                 every device out), and tell the site's administrators."
+                    .to_owned(),
+            ];
+            Ok(Rendered {
+                subject: "New sign-in to your account".into(),
+                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
+                html: html_body(&lines, Some(("Reset my password", forgot))),
+                link: None,
+            })
+        }
         "email_change_verify" => {
             let link = param(job, "link")?;
             let hours = job

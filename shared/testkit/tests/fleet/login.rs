@@ -401,6 +401,32 @@ on_both_databases! {
         assert_eq!(failures.len(), checked);
     }
 
+    fn a_sign_in_from_a_new_browser_is_mailed_when_configured(db: TestDb) {
+        let fleet = Fleet::builder(db).env("FLOTILLA_LOGIN_NEW_DEVICE_EMAIL", "true").start();
+        verified_account(&fleet, "ada@example.org");
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        let sign_in_with = |agent: &str, password: &str| {
+            fleet.request(Method::POST, "/login").header("user-agent", agent)
+                .json(&json!({"email": "ada@example.org", "password": password})).send().unwrap().status()
+        };
+        // The first sign-in is not news, nor a second from the same browser, nor a
+        // wrong password from a new one.
+        assert_eq!(sign_in_with(firefox, PASSWORD), StatusCode::OK);
+        assert_eq!(sign_in_with(firefox, PASSWORD), StatusCode::OK);
+        assert_eq!(sign_in_with(chrome, "not the password at all"), StatusCode::UNAUTHORIZED);
+        assert_eq!(sign_in_with(chrome, PASSWORD), StatusCode::OK);
+        let mails = fleet.wait_for_mails("ada@example.org", 2);
+        let notice = &mails[1];
+        assert!(notice.contains("Subject: New sign-in to your account"), "{notice}");
+        assert!(notice.contains("Chrome on Windows"), "{notice}");
+        assert!(notice.contains("/login/forgot"), "{notice}");
+        // Known from now on.
+        assert_eq!(sign_in_with(chrome, PASSWORD), StatusCode::OK);
+        let queued = fleet.db.strings("SELECT idempotency_key AS v FROM jobs WHERE idempotency_key LIKE 'new_device_login:%'");
+        assert_eq!(queued.len(), 1, "{queued:?}");
+    }
+
     fn password_reset_is_single_use_expires_and_ends_every_session(db: TestDb) {
         let fleet = slow_catch_up(db);
         verified_account(&fleet, "ada@example.org");
