@@ -74,9 +74,12 @@ impl AuthConfig {
                 flotilla_bus::parse_endpoint,
             )
         };
+        // Login verifies with its own keys whatever the host's env file says: a JWKS
+        // file there is for the other services, and is older than login's keys after
+        // each rotation.
         let keys = match env.raw("FLOTILLA_JWKS_FILE") {
+            _ if local_keys => KeySource::Local,
             Some(path) => KeySource::File(PathBuf::from(path)),
-            None if local_keys => KeySource::Local,
             None => KeySource::Jwks(env.parse(
                 "FLOTILLA_JWKS_URL",
                 "http://127.0.0.1:7102/login/.well-known/jwks.json".to_owned(),

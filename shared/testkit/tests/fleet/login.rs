@@ -483,6 +483,26 @@ on_both_databases! {
         assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::BAD_REQUEST);
     }
 
+    fn a_service_can_trust_tokens_with_a_jwks_file_instead_of_the_url(db: TestDb) {
+        let keys = flotilla_testkit::TempDir::new("jwks");
+        let file = keys.path().join("jwks.json");
+        // Login ignores the file (it has its own keys); profile reads only the file.
+        let fleet = Fleet::builder(db).env("FLOTILLA_JWKS_FILE", file.to_str().unwrap()).start();
+        verified_account(&fleet, "ada@example.org");
+        let (access, _) = sign_in(&fleet, "ada@example.org");
+        assert_eq!(me(&fleet, &access).0, StatusCode::UNAUTHORIZED, "no file yet: no key known");
+        let jwks = fleet.run("flotilla-login", &["keys", "jwks"]);
+        assert!(jwks.status.success(), "{}", String::from_utf8_lossy(&jwks.stderr));
+        let text = String::from_utf8(jwks.stdout).unwrap();
+        assert!(!text.contains("\"d\""), "never a private part: {text}");
+        std::fs::write(&file, &text).unwrap();
+        // An unknown kid makes the service read its source again (at most every 2 s).
+        let trusted = wait_until(Duration::from_secs(10), || me(&fleet, &access).0 == StatusCode::OK);
+        assert!(trusted, "{}", fleet.all_logs());
+        let session = fleet.request(Method::GET, "/login/session").bearer_auth(&access).send().unwrap();
+        assert_eq!(session.status(), StatusCode::OK, "login trusts its own keys");
+    }
+
     fn forged_tokens_are_refused_by_other_services(db: TestDb) {
         let fleet = Fleet::start(db);
         verified_account(&fleet, "ada@example.org");
