@@ -503,6 +503,28 @@ on_both_databases! {
         assert_eq!(session.status(), StatusCode::OK, "login trusts its own keys");
     }
 
+    fn behind_https_the_cookies_are_secure_and_prefixed(db: TestDb) {
+        let fleet = Fleet::builder(db).env("FLOTILLA_PUBLIC_URL", "https://accounts.example.org").start();
+        verified_account(&fleet, "ada@example.org");
+        let response = fleet.request(Method::POST, "/login").json(&json!({"email": "ada@example.org", "password": PASSWORD})).send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookies = set_cookies(&response);
+        let access = cookies.iter().find(|c| c.starts_with("__Host-flotilla_access=")).unwrap_or_else(|| panic!("{cookies:?}"));
+        let refresh = cookies.iter().find(|c| c.starts_with("__Secure-flotilla_refresh=")).unwrap_or_else(|| panic!("{cookies:?}"));
+        for c in [access, refresh] {
+            assert!(c.contains("Secure") && c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+        }
+        // __Host- demands Path=/ and no Domain.
+        assert!(access.contains("Path=/") && !access.contains("Domain"), "{access}");
+        assert!(refresh.contains("Path=/login"), "{refresh}");
+        let token = access.split(';').next().unwrap();
+        let me = fleet.request(Method::GET, "/profile/me").header("cookie", token).send().unwrap();
+        assert_eq!(me.status(), StatusCode::OK, "another service reads the prefixed cookie");
+        let body: Value = response.json().unwrap();
+        let claims = decode_part(body["access_token"].as_str().unwrap(), 1);
+        assert_eq!(claims["iss"], "https://accounts.example.org/login");
+    }
+
     fn forged_tokens_are_refused_by_other_services(db: TestDb) {
         let fleet = Fleet::start(db);
         verified_account(&fleet, "ada@example.org");
