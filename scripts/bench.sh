@@ -51,7 +51,7 @@ done
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$dir/run/$1.pid")/status"; }
 declare -A idle
-for name in signup login profile admin worker; do idle[$name]=$(rss_kb "$name"); done
+for name in signup login profile admin worker pages; do idle[$name]=$(rss_kb "$name"); done
 
 # p99_ms: wrk --latency output on stdin -> its 99th percentile in milliseconds.
 p99_ms() {
@@ -239,7 +239,7 @@ scripts/pg-test-cluster.sh stop "$dir/pg"
 
 echo
 printf '%-10s %14s %16s\n' service "idle RSS MB" "after load MB"
-for name in signup login profile admin worker; do
+for name in signup login profile admin worker pages; do
     printf '%-10s %14.1f %16.1f\n' "$name" "$(awk -v k="${idle[$name]}" 'BEGIN {print k / 1024}')" \
         "$(awk -v k="$(rss_kb "$name")" 'BEGIN {print k / 1024}')"
     [ "${idle[$name]}" -le $((15 * 1024)) ] || { say "  $name idle RSS over 15 MB"; status=1; }

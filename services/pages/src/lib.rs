@@ -72,8 +72,9 @@ const STYLESHEET: &str = include_str!("assets/site.css");
 /// Writes the whole site: the fixed pages, then every public profile. Returns how many
 /// profiles are published.
 pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
-    write_fixed_pages(config)?;
     let mut conn = open(config)?;
+    let _lock = Lock::take(&config.out)?;
+    write_fixed_pages(config)?;
     let mut people = People::new(&config.out, &config.site_name);
     people.rebuild(&mut conn)?;
     Ok(people.len())
@@ -82,7 +83,10 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
 /// Builds the site, then keeps the profiles current until the process is stopped
 /// (every write is atomic, so it is always safe to kill).
 pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
-    write_fixed_pages(config)?;
+    {
+        let _lock = Lock::take(&config.out)?;
+        write_fixed_pages(config)?;
+    }
     let (changed, events) = mpsc::channel::<String>();
     let subscriber =
         flotilla_bus::EventSubscriber::start(&config.events_out, &["user."], move |_, payload| {
@@ -96,6 +100,9 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
     let mut next_catch_up = Instant::now();
     let mut next_rebuild = Instant::now();
     let mut told_connected = false;
+    // After a failed pass, nothing is tried before this (growing waits, at most 32 s).
+    let mut retry_at = Instant::now();
+    let mut failures = 0u32;
     loop {
         // Until the subscriber is connected, look often, to say so once it is.
         let tick = if told_connected {
@@ -103,7 +110,11 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
         } else {
             Duration::from_millis(100)
         };
-        let due = next_catch_up.min(next_rebuild).min(Instant::now() + tick);
+        let mut due = next_catch_up.min(next_rebuild).min(Instant::now() + tick);
+        if !pending.is_empty() {
+            due = due.min(retry_at);
+        }
+        let due = due.max(retry_at);
         match events.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Ok(id) => {
                 pending.insert(id);
@@ -125,12 +136,16 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             log::info!("listening for account changes on {}", config.events_out);
         }
         let now = Instant::now();
+        if now < retry_at {
+            continue;
+        }
         let rebuild = now >= next_rebuild;
         let catch_up = !rebuild && now >= next_catch_up;
         if !rebuild && !catch_up && pending.is_empty() {
             continue;
         }
         let result = connection(&mut conn, config).and_then(|conn| {
+            let _lock = Lock::take(&config.out)?;
             if rebuild {
                 return people.rebuild(conn);
             }
@@ -143,6 +158,7 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
         });
         match result {
             Ok(()) => {
+                failures = 0;
                 pending.clear();
                 if rebuild {
                     log::info!(
@@ -157,10 +173,16 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
                 }
             }
             Err(e) => {
-                // The changes stay pending; a broken connection is opened again.
-                log::warn!("the public profiles could not be updated, trying again soon: {e:#}");
+                // The pass is tried again after a wait (the changes stay pending, a
+                // due rebuild stays due); a broken connection is opened again.
+                failures += 1;
+                let wait = Duration::from_secs(1 << failures.min(5));
+                log::warn!(
+                    "the public profiles could not be updated, trying again in {}s: {e:#}",
+                    wait.as_secs()
+                );
                 conn = None;
-                next_catch_up = now + Duration::from_secs(2).min(config.catch_up);
+                retry_at = now + wait;
             }
         }
     }
@@ -231,14 +253,41 @@ pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static st
 fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("an output file has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // A name of this process's own: `build` (from the timer) and `watch` may both run.
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
+    let name = path
+        .file_name()
+        .context("an output file has no name")?
+        .to_string_lossy();
+    // Hidden, and ending in .tmp: nginx refuses such names (proxy/server.conf.in).
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&temporary, content)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// Held for the whole of a pass that writes the site, so that `build` (from the timer)
+/// and `watch` never interleave: a pass reads the database and writes its pages with
+/// no other pass in between, so the later one always wins with the later data. An
+/// advisory lock on `<out>.lock` (beside the folder nginx serves, not in it).
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+impl Lock {
+    fn take(out: &Path) -> anyhow::Result<Self> {
+        let path = out.with_extension("lock");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(Self(file))
+    }
 }
 
 #[cfg(test)]
@@ -347,6 +396,52 @@ mod tests {
         people
             .refresh(&mut conn, &BTreeSet::from(["1".to_owned()]))
             .unwrap();
+    }
+
+    #[test]
+    fn a_name_freed_and_taken_keeps_the_new_owner_s_page_in_any_order() {
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let config = config(&db, out.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        for (id, name) in [("a", "ada"), ("b", "bob")] {
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{id}', '{name}@x.org', \
+                 '{name}', 'Owner {id}', 1, {t}, {t}, {t})"
+            ));
+        }
+        let mut conn = open(&config).unwrap();
+        let mut people = People::new(out.path(), "flotilla");
+        people.rebuild(&mut conn).unwrap();
+        let page =
+            |name: &str| std::fs::read_to_string(out.path().join(format!("people/{name}.html")));
+        // Ada renames to x, then Bob takes "ada"; the events arrive the other way round.
+        db.execute("UPDATE users SET username = 'x' WHERE id = 'a'");
+        db.execute("UPDATE users SET username = 'ada' WHERE id = 'b'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["b".to_owned()]))
+            .unwrap();
+        people
+            .refresh(&mut conn, &BTreeSet::from(["a".to_owned()]))
+            .unwrap();
+        assert!(page("ada").unwrap().contains("Owner b"));
+        assert!(page("x").unwrap().contains("Owner a"));
+        assert!(page("bob").is_err());
+        // Swapped back in one pass.
+        db.execute("UPDATE users SET username = 'tmp' WHERE id = 'b'");
+        db.execute("UPDATE users SET username = 'ada' WHERE id = 'a'");
+        db.execute("UPDATE users SET username = 'x' WHERE id = 'b'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["a".to_owned(), "b".to_owned()]))
+            .unwrap();
+        assert!(page("ada").unwrap().contains("Owner a"));
+        assert!(page("x").unwrap().contains("Owner b"));
+        // A page deleted behind its back is written again by the next rebuild.
+        std::fs::remove_file(out.path().join("people/x.html")).unwrap();
+        people.rebuild(&mut conn).unwrap();
+        assert!(page("x").unwrap().contains("Owner b"));
     }
 
     #[test]

@@ -50,12 +50,15 @@ fn from_row(row: Row) -> (String, Option<Profile>, NaiveDateTime) {
     let (id, username, display_name, bio, public, verified, disabled, deleted, created, updated) =
         row;
     let shown = public == 1 && verified.is_some() && disabled.is_none() && deleted.is_none();
-    let profile = username.filter(|_| shown).map(|username| Profile {
-        username,
-        display_name,
-        bio,
-        member_since: created,
-    });
+    // `index` is the list's own page (reserved since, but an older account may hold it).
+    let profile = username
+        .filter(|name| shown && name != "index")
+        .map(|username| Profile {
+            username,
+            display_name,
+            bio,
+            member_since: created,
+        });
     (id, profile, updated)
 }
 
@@ -132,13 +135,17 @@ impl People {
             .filter(|id| !found.contains_key(*id))
             .cloned()
             .collect();
-        let mut changed = self.apply(gone.into_iter().map(|id| (id, None)))?;
-        changed |= self.apply(found.into_iter().map(|(id, p)| (id, Some(p))))?;
+        let accounts = gone
+            .into_iter()
+            .map(|id| (id, None))
+            .chain(found.into_iter().map(|(id, p)| (id, Some(p))));
+        let mut changed = self.apply(accounts)?;
         changed |= self.remove_strays()?;
         if changed || !self.dir.join("index.html").exists() {
             self.write_index()?;
         }
-        self.seen_until = latest.or(self.seen_until);
+        let now = chrono::Utc::now().naive_utc();
+        self.seen_until = latest.map(|l| l.min(now)).or(self.seen_until);
         Ok(())
     }
 
@@ -181,11 +188,14 @@ impl People {
             .load(conn)
             .context("cannot read the changed accounts")?;
         let mut latest = since;
+        // A writer whose clock runs ahead must not move the mark past everyone else's
+        // changes: it goes no further than this host's now.
+        let now = chrono::Utc::now().naive_utc();
         let accounts: Vec<(String, Option<Profile>)> = rows
             .into_iter()
             .map(|row| {
                 let (id, profile, updated) = from_row(row);
-                latest = latest.max(updated);
+                latest = latest.max(updated.min(now));
                 (id, profile)
             })
             .collect();
@@ -197,37 +207,44 @@ impl People {
     }
 
     /// Brings each account's page in line with what it should show; returns whether
-    /// anything the index shows changed.
+    /// anything the index shows changed. Removals go first, and a page is removed only
+    /// when no other account now has its name: a name freed by one account and taken
+    /// by another keeps the new owner's page, whatever the order.
     fn apply(
         &mut self,
         accounts: impl IntoIterator<Item = (String, Option<Profile>)>,
     ) -> anyhow::Result<bool> {
-        let mut changed = false;
-        for (id, wanted) in accounts {
-            let before = self.published.get(&id);
-            if before == wanted.as_ref() {
-                continue;
-            }
-            if let Some(old) = before
-                && wanted
+        let changes: Vec<(String, Option<Profile>)> = accounts
+            .into_iter()
+            .filter(|(id, wanted)| {
+                let on_disk = wanted
                     .as_ref()
-                    .is_none_or(|new| new.username != old.username)
-            {
+                    .is_none_or(|p| self.page_path(&p.username).exists());
+                self.published.get(id) != wanted.as_ref() || !on_disk
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        for (id, _) in &changes {
+            let Some(old) = self.published.remove(id) else {
+                continue;
+            };
+            let owned = |p: &Profile| p.username == old.username;
+            let still_taken = self.published.values().any(owned)
+                || changes.iter().any(|(_, w)| w.as_ref().is_some_and(owned));
+            if !still_taken {
                 self.remove_page(&old.username)?;
             }
-            match wanted {
-                Some(profile) => {
-                    let html = render_profile(&self.site_name, &profile);
-                    write_atomically(&self.page_path(&profile.username), html.as_bytes())?;
-                    self.published.insert(id, profile);
-                }
-                None => {
-                    self.published.remove(&id);
-                }
-            }
-            changed = true;
         }
-        Ok(changed)
+        for (id, wanted) in changes {
+            if let Some(profile) = wanted {
+                let html = render_profile(&self.site_name, &profile);
+                write_atomically(&self.page_path(&profile.username), html.as_bytes())?;
+                self.published.insert(id, profile);
+            }
+        }
+        Ok(true)
     }
 
     fn page_path(&self, username: &str) -> PathBuf {
@@ -244,7 +261,8 @@ impl People {
     }
 
     /// Removes the pages in the folder that no published profile has (left by an
-    /// earlier run, say, for an account closed while nothing was watching).
+    /// earlier run, say, for an account closed while nothing was watching), and
+    /// leftover temporary files.
     fn remove_strays(&self) -> anyhow::Result<bool> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -263,7 +281,11 @@ impl People {
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".html") && !keep.contains(&name) {
+            // A half-written file left by a process killed mid-write goes too (passes
+            // never overlap: see `crate::Lock`).
+            let stale =
+                name.ends_with(".tmp") || (name.ends_with(".html") && !keep.contains(&name));
+            if stale {
                 std::fs::remove_file(entry.path())
                     .with_context(|| format!("cannot remove {}", entry.path().display()))?;
                 removed = true;

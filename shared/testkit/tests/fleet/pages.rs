@@ -20,11 +20,11 @@ fn patch(fleet: &Fleet, access: &str, body: Value) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// Waits (at most 2 s: the catch-up is an hour away, so only the event can do it) until
-/// `path` answers `status`; returns its body.
+/// Waits (at most 10 s: the catch-up is an hour away, so only the event can do it)
+/// until `path` answers `status`; returns its body.
 fn served(fleet: &Fleet, path: &str, status: StatusCode) -> String {
     let mut body = String::new();
-    let reached = wait_until(Duration::from_secs(2), || {
+    let reached = wait_until(Duration::from_secs(10), || {
         let response = fleet.get_html(path);
         let got = response.status();
         body = response.text().unwrap();
@@ -75,4 +75,65 @@ on_both_databases! {
         let index = fleet.get_html("/people/").text().unwrap();
         assert!(!index.contains("ada"), "{index}");
     }
+}
+
+/// A watcher that cannot do its work (here: a database not migrated yet) waits longer
+/// and longer between attempts instead of spinning, and recovers by itself.
+#[test]
+fn the_watcher_backs_off_while_the_database_is_unusable_and_recovers() {
+    let dir = flotilla_testkit::TempDir::new("pages-watch");
+    let command = || {
+        let mut command = std::process::Command::new(flotilla_testkit::binary("flotilla-pages"));
+        command
+            .env_clear()
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("flotilla.db").display()),
+            )
+            .env("FLOTILLA_DATA_DIR", dir.path())
+            .env(
+                "FLOTILLA_BUS_EVENTS_OUT",
+                format!("tcp://127.0.0.1:{}", flotilla_testkit::free_port()),
+            )
+            .env("FLOTILLA_LOG_STYLE", "never");
+        command
+    };
+    let mut watch_command = command();
+    watch_command.arg("watch");
+    let started = std::time::Instant::now();
+    let watcher = flotilla_testkit::Proc::spawn("pages", watch_command);
+    let failures = |proc: &flotilla_testkit::Proc| {
+        proc.log_lines()
+            .iter()
+            .filter(|l| l.contains("could not be updated"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || failures(&watcher) >= 2),
+        "{}",
+        watcher.logs()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "retried at once: {}",
+        watcher.logs()
+    );
+    assert!(
+        watcher.logs().contains("lacks migrations"),
+        "{}",
+        watcher.logs()
+    );
+    assert!(
+        watcher.logs().contains("trying again in 4s"),
+        "{}",
+        watcher.logs()
+    );
+
+    let mut migrate = command();
+    assert!(migrate.arg("migrate").status().unwrap().success());
+    let recovered = wait_until(Duration::from_secs(20), || {
+        watcher.logs().contains("0 public profiles in")
+    });
+    assert!(recovered, "{}", watcher.logs());
+    assert!(failures(&watcher) <= 4, "{}", watcher.logs());
 }
