@@ -231,16 +231,21 @@ on_both_databases! {
             format!("/profile/email/confirm?token={secret}"),
         ] {
             assert_eq!(fleet.get(&path).status(), StatusCode::BAD_REQUEST, "{path}");
+            // What the page then loads carries it as its Referer.
+            let referer = fleet.url(&path);
+            let css = fleet.client().get(fleet.url("/assets/site.css")).header("referer", &referer).send().unwrap();
+            assert_eq!(css.status(), StatusCode::OK);
         }
         let log = fleet.dir().join("nginx/access.log");
         let mut text = String::new();
         // nginx writes each line as the request ends: the last one may trail the answer.
         let written = flotilla_testkit::wait_until(Duration::from_secs(5), || {
             text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.contains("GET /profile/email/confirm HTTP/1.1")
+            text.matches("GET /assets/site.css HTTP/1.1").count() == 3
         });
         assert!(written, "{}:\n{text}", log.display());
         assert!(text.contains("GET /signup/verify HTTP/1.1\" 400"), "{text}");
+        assert!(text.contains(&format!("\"{}\"", fleet.url("/login/reset"))), "the referer's path is kept: {text}");
         assert!(!text.contains(secret) && !text.contains("token="), "{text}");
     }
 }
