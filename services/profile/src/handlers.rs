@@ -561,10 +561,9 @@ pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<Htt
 
 pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
-    // One transaction: a consistent snapshot of everything.
+    // One snapshot of everything, on either backend.
     let data = blocking(&state, move |conn| {
-        use flotilla_db::diesel::Connection;
-        conn.transaction(|conn| store::export(conn, &user_id))
+        flotilla_db::read_snapshot(conn, |conn| store::export(conn, &user_id))
     })
     .await?
     .ok_or_else(gone)?;

@@ -194,7 +194,36 @@ where
     }
     // The multi-backend transaction manager keeps its state in the inner connection,
     // so commit and rollback below see the transaction begun above.
-    match f(conn) {
+    let result = f(conn);
+    finish(conn, result)
+}
+
+/// Runs `f` in a read-only transaction that sees one snapshot of the database for all
+/// its statements: on PostgreSQL `REPEATABLE READ READ ONLY` (its default, READ
+/// COMMITTED, gives each statement fresh data); on SQLite a deferred transaction,
+/// whose first read fixes what the rest see (WAL).
+pub fn read_snapshot<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        AnyConnection::Sqlite(inner) => AnsiTransactionManager::begin_transaction(inner)?,
+        AnyConnection::Postgresql(inner) => AnsiTransactionManager::begin_transaction_sql(
+            inner,
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+    }
+    let result = f(conn);
+    finish(conn, result)
+}
+
+/// Commits a transaction begun by hand after `result` is `Ok`, else rolls it back.
+fn finish<T, E>(conn: &mut AnyConnection, result: Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match result {
         Ok(value) => {
             <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)?;
             Ok(value)

@@ -302,3 +302,34 @@ fn ids_are_version_4_uuids() {
     assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
     assert_ne!(crate::new_id(), id);
 }
+
+#[test]
+fn a_read_snapshot_does_not_see_writes_made_during_it() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &DatabaseUrl::parse(db.url()).unwrap()).unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let mut other = pool.get().unwrap();
+        let counts: (i64, i64) = read_snapshot(&mut conn, |c| {
+            let before: i64 = users::table.count().get_result(c)?;
+            diesel::insert_into(users::table)
+                .values((
+                    users::id.eq("meanwhile"),
+                    users::email.eq("meanwhile@example.org"),
+                    users::created_at.eq(now),
+                    users::updated_at.eq(now),
+                ))
+                .execute(&mut *other)?;
+            let after: i64 = users::table.count().get_result(c)?;
+            Ok::<_, diesel::result::Error>((before, after))
+        })
+        .unwrap();
+        assert_eq!(counts, (0, 0), "{}", db.backend_name());
+        let now_seen: i64 = users::table.count().get_result(&mut conn).unwrap();
+        assert_eq!(
+            now_seen, 1,
+            "the connection is usable after it, and sees the write"
+        );
+    });
+}
