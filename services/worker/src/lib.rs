@@ -320,11 +320,12 @@ fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::
         // their keys name the account (`account_deleted:<id>`, …). Pending ones are
         // left to be sent (the confirmation of closing among them); sent ones have
         // forgotten their payload already.
-        if target
-            .user_id
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == '-')
-        {
+        let is_id = !target.user_id.is_empty()
+            && target
+                .user_id
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '-');
+        if is_id {
             flotilla_db::diesel::delete(
                 jobs::table
                     .filter(jobs::dead_at.is_not_null())

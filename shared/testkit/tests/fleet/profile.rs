@@ -359,7 +359,9 @@ on_both_databases! {
         let id = me(&fleet, &access).1["id"].as_str().unwrap().to_owned();
         fleet.db.execute(&format!(
             "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, created_at, updated_at, dead_at, last_error) \
-             VALUES ('email', '{{\"to\":\"ada@example.org\"}}', 'email_change_notice:{id}:1', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full')"
+             VALUES ('email', '{{\"to\":\"ada@example.org\"}}', 'email_change_notice:{id}:1', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full'), \
+                    ('email', '{{\"params\":{{\"link\":\"x\"}},\"template\":\"password_reset\",\"to\":\"ada@example.org\"}}', 'password_reset:0123', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full'), \
+                    ('email', '{{\"to\":\"bada@example.org\"}}', 'password_reset:4567', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'someone else')"
         ));
 
         // Closing needs the password.
@@ -375,7 +377,7 @@ on_both_databases! {
         // The job purges the rest; then nothing about the person is left.
         let purged = wait_until(Duration::from_secs(15), || {
             fleet.db.strings("SELECT id AS v FROM users").is_empty()
-                && fleet.db.strings("SELECT kind AS v FROM jobs WHERE done_at IS NULL").is_empty()
+                && fleet.db.strings("SELECT kind AS v FROM jobs WHERE done_at IS NULL AND dead_at IS NULL").is_empty()
         });
         assert!(purged, "{}", fleet.all_logs());
         for (table, sql) in [
@@ -388,7 +390,9 @@ on_both_databases! {
             let rows = fleet.db.strings(sql);
             assert!(rows.is_empty(), "{table} still holds {rows:?}");
         }
-        let payloads = fleet.db.strings("SELECT payload AS v FROM jobs");
+        let others = fleet.db.strings("SELECT idempotency_key AS v FROM jobs WHERE dead_at IS NOT NULL");
+        assert_eq!(others, vec!["password_reset:4567"], "only another address's dead mail is left");
+        let payloads = fleet.db.strings("SELECT payload AS v FROM jobs WHERE idempotency_key <> 'password_reset:4567'");
         assert!(payloads.iter().all(|p| !p.contains("ada@example.org") && !p.contains("Analyst")), "{payloads:?}");
         // The address signs nobody in any more, and is free for a new account.
         assert_eq!(login(&fleet, "ada@example.org", PASSWORD).0, StatusCode::UNAUTHORIZED);
