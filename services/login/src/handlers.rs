@@ -230,7 +230,7 @@ pub async fn login(
     let who = origin(&req, &ctx);
     let key = flotilla_auth::token_hash(&attempt.lookup);
     // Held until this attempt's outcome is recorded, on every path out.
-    let (_in_flight, others) = login.attempts.begin(&key);
+    let (in_flight, others) = login.attempts.begin(&key);
     let (config, lookup, throttle_key) =
         (login.config.clone(), attempt.lookup.clone(), key.clone());
     let (wait, account) = blocking(&state, move |conn| {
@@ -243,6 +243,8 @@ pub async fn login(
     })
     .await?;
     if let Some(secs) = wait {
+        // Refused without a check: not in flight any more.
+        drop(in_flight);
         let (k, o) = (key.clone(), who.clone());
         blocking(&state, move |conn| {
             store::record(conn, "login.throttled", None, Some(&k), &o)

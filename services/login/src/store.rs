@@ -185,9 +185,10 @@ pub fn open_session(
 }
 
 /// Queues a "new sign-in" mail when the account has signed in before, but never from
-/// this browser (its exact `User-Agent`, among the sign-ins still in the history:
-/// `FLOTILLA_AUTH_EVENTS_DAYS`). The very first sign-in is not news. Returns whether a
-/// mail was queued.
+/// this kind of browser: its summary ("Firefox on Linux"), so that a browser's update
+/// is not news, compared with the sign-ins still in the history
+/// (`FLOTILLA_AUTH_EVENTS_DAYS`). The very first sign-in is not news either. Returns
+/// whether a mail was queued.
 fn notify_new_device(
     conn: &mut AnyConnection,
     config: &LoginConfig,
@@ -197,17 +198,18 @@ fn notify_new_device(
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let agent = clip(&origin.user_agent);
-    let earlier = || {
-        auth_events::table
-            .filter(auth_events::user_id.eq(&account.id))
-            .filter(auth_events::kind.eq("login.success"))
-    };
-    let any: i64 = earlier().count().get_result(conn)?;
-    let here: i64 = earlier()
-        .filter(auth_events::user_agent.eq(&agent))
-        .count()
-        .get_result(conn)?;
-    if any == 0 || here > 0 {
+    let device = sessions::summarise_user_agent(&agent);
+    let earlier: Vec<String> = auth_events::table
+        .filter(auth_events::user_id.eq(&account.id))
+        .filter(auth_events::kind.eq("login.success"))
+        .select(auth_events::user_agent)
+        .distinct()
+        .load(conn)?;
+    if earlier.is_empty()
+        || earlier
+            .iter()
+            .any(|seen| sessions::summarise_user_agent(seen) == device)
+    {
         return Ok(false);
     }
     let job = NewJob::new(
@@ -216,7 +218,7 @@ fn notify_new_device(
             "template": "new_device_login",
             "to": account.email,
             "params": {
-                "device": sessions::summarise_user_agent(&agent),
+                "device": device,
                 "client_addr": origin.client_addr,
                 "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
                 "reset_link": format!("{}/login/forgot", config.public_url),
@@ -358,8 +360,17 @@ pub fn refresh(
         .set(refresh_tokens::used_at.eq(now))
         .execute(conn)?;
         if marked == 0 {
-            // The same token spent by a concurrent request a moment ago.
-            return Ok(Refreshed::Raced);
+            // The same token spent by a concurrent request a moment ago (PostgreSQL;
+            // SQLite's writers queue): its winner has committed, so the session now
+            // shows where it came from.
+            let (addr, agent): (String, String) = sessions_t::table
+                .filter(sessions_t::id.eq(&session_id))
+                .select((sessions_t::client_addr, sessions_t::user_agent))
+                .first(conn)?;
+            if addr == origin.client_addr && agent == clip(&origin.user_agent) {
+                return Ok(Refreshed::Raced);
+            }
+            return reused(conn, session_id);
         }
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);

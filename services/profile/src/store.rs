@@ -241,6 +241,13 @@ pub fn request_email_change(
     origin: &Origin,
 ) -> QueryResult<Requested> {
     write_transaction(conn, |conn| {
+        // Two requests at once queue here, so that the second sees the first's event
+        // (SQLite's BEGIN IMMEDIATE already queues writers).
+        if let AnyConnection::Postgresql(pg) = conn {
+            diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(user_id)
+                .execute(pg)?;
+        }
         let now = flotilla_jobs::now();
         let last: Option<NaiveDateTime> = auth_events::table
             .filter(auth_events::user_id.eq(user_id))

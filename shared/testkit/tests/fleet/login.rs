@@ -421,8 +421,9 @@ on_both_databases! {
         assert!(notice.contains("Subject: New sign-in to your account"), "{notice}");
         assert!(notice.contains("Chrome on Windows"), "{notice}");
         assert!(notice.contains("/login/forgot"), "{notice}");
-        // Known from now on.
+        // Known from now on; and an update of a known browser is not a new device.
         assert_eq!(sign_in_with(chrome, PASSWORD), StatusCode::OK);
+        assert_eq!(sign_in_with(&firefox.replace("120.0", "121.0"), PASSWORD), StatusCode::OK);
         let queued = fleet.db.strings("SELECT idempotency_key AS v FROM jobs WHERE idempotency_key LIKE 'new_device_login:%'");
         assert_eq!(queued.len(), 1, "{queued:?}");
     }
