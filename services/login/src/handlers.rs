@@ -204,6 +204,16 @@ fn refuse(
     Ok(response)
 }
 
+/// Too many sign-ins at one address are being checked, for longer than their turn.
+fn wait_your_turn() -> Error {
+    Error::TooManyRequests {
+        code: "too_many_attempts",
+        message: "Too many sign-ins for this address are being checked: try again in a moment."
+            .into(),
+        retry_after_secs: 1,
+    }
+}
+
 pub async fn login(
     req: HttpRequest,
     body: web::Bytes,
@@ -230,7 +240,10 @@ pub async fn login(
     let who = origin(&req, &ctx);
     let key = flotilla_auth::token_hash(&attempt.lookup);
     // Held until this attempt's outcome is recorded, on every path out.
-    let (in_flight, others) = login.attempts.begin(&key);
+    let Some((in_flight, others)) = login.attempts.begin(&key).await else {
+        count(&state, "throttled");
+        return refuse(format, &attempt.email, next.as_deref(), wait_your_turn());
+    };
     let (config, lookup, throttle_key) =
         (login.config.clone(), attempt.lookup.clone(), key.clone());
     let (wait, account) = blocking(&state, move |conn| {

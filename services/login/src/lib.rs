@@ -165,7 +165,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
         keys: RwLock::new(ring),
-        attempts: InFlight::default(),
+        attempts: InFlight::new(config.throttle.max_failures),
         config,
     });
     let reloader = login.clone();

@@ -62,7 +62,15 @@ async fn check_password(
 ) -> Result<(), Error> {
     const FAILED: &str = "password.check_failed";
     let key = flotilla_auth::token_hash(&format!("password-check:{}", account.id));
-    let (_in_flight, others) = profile.attempts.begin(&key);
+    let Some((_in_flight, others)) = profile.attempts.begin(&key).await else {
+        return Err(Error::TooManyRequests {
+            code: "too_many_attempts",
+            message: "Too many password checks for this account are under way: try again in \
+                      a moment."
+                .into(),
+            retry_after_secs: 1,
+        });
+    };
     let (settings, throttle_key) = (profile.config.throttle, key.clone());
     let wait = read(state, move |conn| {
         let attempts = throttle::Attempts {

@@ -100,7 +100,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         hashes: config.passwords.pool(),
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
-        attempts: InFlight::default(),
+        attempts: InFlight::new(config.throttle.max_failures),
         config,
     });
     let auth = web::Data::new(auth);

@@ -4,17 +4,20 @@
 //! stop counting.
 //!
 //! The failures are auth events in the database (shared by every instance); the
-//! attempts still being checked are counted in memory ([`InFlight`]), so that a burst
-//! of parallel guesses cannot all pass the check before the first failure is written.
+//! attempts still being checked are counted in memory ([`InFlight`]), at most the free
+//! failures at once per key, so that a burst of parallel guesses cannot all pass the
+//! check before the first failure is written.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use flotilla_db::AnyConnection;
 use flotilla_db::diesel::dsl::max;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::auth_events;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How many failures are free and how the wait grows after them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,47 +118,79 @@ pub fn delay(
     (left > 0).then(|| (left + 999) / 1000)
 }
 
-/// The attempts being checked right now in this process, per key.
-#[derive(Debug, Default, Clone)]
+/// The attempts being checked right now in this process, per key, at most `limit` at
+/// once (the free failures): more wait their turn, so that the database has recorded
+/// the outcome of earlier ones before they are checked. Parallel sign-ins of one
+/// account with the right password are queued, not refused.
+#[derive(Debug, Clone)]
 pub struct InFlight {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    limit: usize,
+    keys: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
+#[derive(Debug)]
+struct Slot {
+    permits: Arc<Semaphore>,
+    /// Attempts holding or waiting for a permit; the slot goes when none is left.
+    users: usize,
+}
+
+/// Waited this long for a turn, an attempt is refused (429) rather than queued on.
+pub const TURN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl InFlight {
-    /// Counts an attempt at `key` until the returned guard is dropped; also returns how
-    /// many others at the same key were already in flight.
-    pub fn begin(&self, key: &str) -> (InFlightGuard, usize) {
-        let others = match self.counts.lock() {
-            Ok(mut counts) => {
-                let n = counts.entry(key.to_owned()).or_insert(0);
-                *n += 1;
-                *n - 1
-            }
-            Err(_) => 0,
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            keys: Arc::default(),
+        }
+    }
+
+    /// Waits for a turn at `key` (at most [`TURN_TIMEOUT`]; `None` then) and counts the
+    /// attempt until the returned guard is dropped; also returns how many others at
+    /// the same key are being checked.
+    pub async fn begin(&self, key: &str) -> Option<(InFlightGuard, usize)> {
+        let permits = {
+            let mut keys = self.keys.lock().ok()?;
+            let slot = keys.entry(key.to_owned()).or_insert_with(|| Slot {
+                permits: Arc::new(Semaphore::new(self.limit)),
+                users: 0,
+            });
+            slot.users += 1;
+            slot.permits.clone()
         };
-        let guard = InFlightGuard {
-            counts: self.counts.clone(),
+        // Counted as a user from here: the guard (or the timeout below) undoes it.
+        let mut guard = InFlightGuard {
+            keys: self.keys.clone(),
             key: key.to_owned(),
+            _permit: None,
         };
-        (guard, others)
+        let permit = tokio::time::timeout(TURN_TIMEOUT, permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        guard._permit = Some(permit);
+        let others = self.limit - permits.available_permits() - 1;
+        Some((guard, others))
     }
 }
 
 /// One attempt in flight; dropping it (on every path out of the handler) ends it.
 #[derive(Debug)]
 pub struct InFlightGuard {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    keys: Arc<Mutex<HashMap<String, Slot>>>,
     key: String,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock()
-            && let Some(n) = counts.get_mut(&self.key)
+        if let Ok(mut keys) = self.keys.lock()
+            && let Some(slot) = keys.get_mut(&self.key)
         {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.key);
+            slot.users -= 1;
+            if slot.users == 0 {
+                keys.remove(&self.key);
             }
         }
     }
@@ -187,16 +222,31 @@ mod tests {
         assert_eq!(delay(&settings, 6, ago(5), now), None);
     }
 
-    #[test]
-    fn attempts_in_flight_are_counted_until_their_guards_drop() {
-        let in_flight = InFlight::default();
-        let (a, before_a) = in_flight.begin("k");
-        let (b, before_b) = in_flight.begin("k");
-        let (_other, before_other) = in_flight.begin("another key");
+    #[tokio::test]
+    async fn attempts_in_flight_take_turns_and_are_counted_until_their_guards_drop() {
+        let in_flight = InFlight::new(2);
+        let (a, before_a) = in_flight.begin("k").await.unwrap();
+        let (b, before_b) = in_flight.begin("k").await.unwrap();
+        let (_other, before_other) = in_flight.begin("another key").await.unwrap();
         assert_eq!((before_a, before_b, before_other), (0, 1, 0));
+        // A third at "k" waits for a turn.
+        let third = in_flight.begin("k");
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut third)
+                .await
+                .is_err()
+        );
         drop(a);
+        let (c, before_c) = third.await.unwrap();
+        assert_eq!(before_c, 1, "b is still in flight");
         drop(b);
-        let (_c, before_c) = in_flight.begin("k");
-        assert_eq!(before_c, 0);
+        drop(c);
+        assert!(
+            !in_flight.keys.lock().unwrap().contains_key("k"),
+            "forgotten"
+        );
+        let (_d, before_d) = in_flight.begin("k").await.unwrap();
+        assert_eq!(before_d, 0);
     }
 }
