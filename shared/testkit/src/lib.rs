@@ -16,6 +16,7 @@ mod smtp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use db::TestDb;
@@ -62,15 +63,39 @@ pub fn binary(name: &str) -> PathBuf {
 /// A port nothing listens on right now, below the kernel's ephemeral range: a port
 /// from that range can be taken by any client's outgoing connection, so a service
 /// stopped and started again could not get it back.
+///
+/// Reserved for the life of this test process, across processes: nextest runs each
+/// test in a process of its own, and a port a fleet keeps for a stopped service (to
+/// start it there again) is unbound meanwhile, so another test could otherwise pick
+/// it. The reservation is a lock on `/tmp/flotilla-test-ports/<port>`, released by the
+/// system when the process ends, however it ends.
 pub fn free_port() -> u16 {
+    static RESERVED: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let low = 20_000u16.min(ephemeral_start.saturating_sub(1000));
+    let dir = std::env::temp_dir().join("flotilla-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
     for _ in 0..1000 {
         let port = rand::random_range(low..ephemeral_start);
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // another test process has it
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            RESERVED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(file);
             return port;
         }
     }
