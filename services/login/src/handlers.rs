@@ -192,15 +192,7 @@ fn refuse(
     };
     let fields = error.fields().cloned().unwrap_or_default();
     let mut response = html(status, pages::login_form(email, next, &banner, &fields));
-    if let Error::TooManyRequests {
-        retry_after_secs, ..
-    } = error
-    {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from(retry_after_secs),
-        );
-    }
+    error.add_retry_after(&mut response);
     Ok(response)
 }
 

@@ -192,15 +192,7 @@ async fn refuse(
     }
     let status = actix_web::ResponseError::status_code(&error);
     let mut response = page_with_errors(state, who, section, status, &error).await?;
-    if let Error::TooManyRequests {
-        retry_after_secs, ..
-    } = error
-    {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from(retry_after_secs),
-        );
-    }
+    error.add_retry_after(&mut response);
     Ok(response)
 }
 

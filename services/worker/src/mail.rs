@@ -167,6 +167,14 @@ fn html_body(paragraphs: &[String], link: Option<(&str, &str)>) -> String {
     body
 }
 
+/// An optional text parameter, or `default`.
+fn param_or<'a>(job: &'a EmailJob, name: &str, default: &'a str) -> &'a str {
+    job.params
+        .get(name)
+        .and_then(|v| v.as_str())
+        .unwrap_or(default)
+}
+
 fn render(job: &EmailJob) -> Result<Rendered, Failure> {
     match job.template.as_str() {
         "verify_email" => {
@@ -229,11 +237,7 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
         "password_changed" => {
             let when = param(job, "when")?;
             let forgot = param(job, "reset_link")?;
-            let from = job
-                .params
-                .get("client_addr")
-                .and_then(|v| v.as_str())
-                .unwrap_or("an unknown address");
+            let from = param_or(job, "client_addr", "an unknown address");
             let lines = vec![
                 format!(
                     "The password of your flotilla account was changed at {when}, from {from}."
@@ -254,11 +258,7 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
             let device = param(job, "device")?;
             let when = param(job, "when")?;
             let forgot = param(job, "reset_link")?;
-            let from = job
-                .params
-                .get("client_addr")
-                .and_then(|v| v.as_str())
-                .unwrap_or("an unknown address");
+            let from = param_or(job, "client_addr", "an unknown address");
             let lines = vec![
                 format!(
                     "Your flotilla account was signed in to from a browser it had not been \
@@ -303,11 +303,7 @@ fn render(job: &EmailJob) -> Result<Rendered, Failure> {
         "email_change_notice" => {
             let new_email = param(job, "new_email")?;
             let forgot = param(job, "forgot_link")?;
-            let from = job
-                .params
-                .get("client_addr")
-                .and_then(|v| v.as_str())
-                .unwrap_or("an unknown address");
+            let from = param_or(job, "client_addr", "an unknown address");
             let lines = vec![
                 format!(
                     "A change of your flotilla account's address to {new_email} was asked for, \

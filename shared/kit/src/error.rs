@@ -87,6 +87,29 @@ impl Error {
         }
     }
 
+    /// The seconds to wait before trying again, for the answers that have one.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Error::Unavailable {
+                retry_after_secs, ..
+            }
+            | Error::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// Gives a page rendered for this error (a form shown again with it) the
+    /// `Retry-After` its JSON answer would have.
+    pub fn add_retry_after(&self, response: &mut HttpResponse) {
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { code, .. }
@@ -217,15 +240,10 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         let message = self.public_message();
         let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
         match self {
-            Error::Unavailable {
-                retry_after_secs, ..
-            }
-            | Error::TooManyRequests {
-                retry_after_secs, ..
-            } => {
-                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-            }
             Error::Unauthorized { .. } => {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
