@@ -243,14 +243,11 @@ impl ResponseError for Error {
         if let Some(secs) = self.retry_after_secs() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        match self {
-            Error::Unauthorized { .. } => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"flotilla\""),
-                ));
-            }
-            _ => {}
+        if let Error::Unauthorized { .. } = self {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flotilla\""),
+            ));
         }
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         response.json(Body {
