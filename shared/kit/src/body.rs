@@ -33,22 +33,14 @@ pub fn read_body<T: DeserializeOwned>(
     match content_type.as_str() {
         "application/json" => serde_json::from_slice(body)
             .map(|v| (BodyFormat::Json, v))
-            .map_err(|e| unknown_field(&e).unwrap_or_else(|| Error::malformed_json(e))),
+            .map_err(Error::malformed_json),
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(body)
             .map(|v| (BodyFormat::Form, v))
-            .map_err(|e| unknown_field(&e).unwrap_or_else(|| Error::malformed_form(e))),
+            .map_err(Error::malformed_form),
         _ => Err(Error::UnsupportedMediaType {
             expected: "application/json or application/x-www-form-urlencoded",
         }),
     }
-}
-
-/// serde's "unknown field `x`, expected …" as a 422 naming `x`.
-fn unknown_field(cause: &impl std::fmt::Display) -> Option<Error> {
-    let text = cause.to_string();
-    let rest = text.strip_prefix("unknown field `")?;
-    let (name, _) = rest.split_once('`')?;
-    Some(Error::invalid(name, "is not a field of this request"))
 }
 
 #[cfg(test)]

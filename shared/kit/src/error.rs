@@ -71,20 +71,31 @@ impl Error {
         Self::Invalid(BTreeMap::from([(field.to_owned(), problem.into())]))
     }
 
-    /// A body that is not the JSON the route expects.
+    /// A body that is not the JSON the route expects; a field the route does not take
+    /// (`deny_unknown_fields`) is named in a 422 instead.
     pub fn malformed_json(cause: impl fmt::Display) -> Self {
-        Self::BadRequest {
+        let cause = cause.to_string();
+        Self::unknown_field(&cause).unwrap_or_else(|| Self::BadRequest {
             code: "malformed_json",
             message: format!("The request body is not valid JSON for this address: {cause}."),
-        }
+        })
     }
 
-    /// A form body that cannot be read into the route's fields.
+    /// A form body that cannot be read into the route's fields; a field the route does
+    /// not take is named in a 422 instead.
     pub fn malformed_form(cause: impl fmt::Display) -> Self {
-        Self::BadRequest {
+        let cause = cause.to_string();
+        Self::unknown_field(&cause).unwrap_or_else(|| Self::BadRequest {
             code: "malformed_form",
             message: format!("The form could not be read: {cause}."),
-        }
+        })
+    }
+
+    /// serde's "unknown field `x`, expected …" as a 422 naming `x`.
+    fn unknown_field(cause: &str) -> Option<Self> {
+        let rest = cause.strip_prefix("unknown field `")?;
+        let (name, _) = rest.split_once('`')?;
+        Some(Self::invalid(name, "is not a field of this request"))
     }
 
     /// The seconds to wait before trying again, for the answers that have one.
