@@ -89,12 +89,7 @@ impl LoginConfig {
             )?),
             throttle: ThrottleSettings::from_env(env)?,
             new_device_email: env.flag("FLOTILLA_LOGIN_NEW_DEVICE_EMAIL", false)?,
-            wake: env.parse(
-                "FLOTILLA_BUS_WAKE",
-                "tcp://127.0.0.1:7110".to_owned(),
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
-                flotilla_bus::parse_endpoint,
-            )?,
+            wake: flotilla_kit::config::bus(env)?.wake,
         })
     }
 }

@@ -47,12 +47,7 @@ impl PagesConfig {
             out: env.path("FLOTILLA_PAGES_OUT", data_dir.join("www"))?,
             site_name: env.string("FLOTILLA_SITE_NAME", "flotilla"),
             database: flotilla_kit::config::database(env, &data_dir)?,
-            events_out: env.parse(
-                "FLOTILLA_BUS_EVENTS_OUT",
-                "tcp://127.0.0.1:7112".to_owned(),
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7112",
-                flotilla_bus::parse_endpoint,
-            )?,
+            events_out: flotilla_kit::config::bus(env)?.events_out,
             catch_up: Duration::from_secs(env.number(
                 "FLOTILLA_PAGES_CATCHUP_SECS",
                 30,

@@ -65,12 +65,7 @@ impl ProfileConfig {
                 store::default_email_change_ttl().num_hours(),
                 1..=24 * 14,
             )?),
-            wake: env.parse(
-                "FLOTILLA_BUS_WAKE",
-                "tcp://127.0.0.1:7110".to_owned(),
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
-                flotilla_bus::parse_endpoint,
-            )?,
+            wake: flotilla_kit::config::bus(env)?.wake,
             throttle: ThrottleSettings::from_env(env)?,
         })
     }

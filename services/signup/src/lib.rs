@@ -62,12 +62,7 @@ impl SignupConfig {
                 1..=24 * 30,
             )?),
             resend_interval: TimeDelta::minutes(1),
-            wake: env.parse(
-                "FLOTILLA_BUS_WAKE",
-                "tcp://127.0.0.1:7110".to_owned(),
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
-                flotilla_bus::parse_endpoint,
-            )?,
+            wake: flotilla_kit::config::bus(env)?.wake,
         })
     }
 }

@@ -50,21 +50,8 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let defaults = BusConfig::default();
-        let endpoint = |name: &str, default: String| {
-            env.parse(
-                name,
-                default,
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
-                flotilla_bus::parse_endpoint,
-            )
-        };
         Ok(Self {
-            bus: BusConfig {
-                wake: endpoint("FLOTILLA_BUS_WAKE", defaults.wake)?,
-                events_in: endpoint("FLOTILLA_BUS_EVENTS_IN", defaults.events_in)?,
-                events_out: endpoint("FLOTILLA_BUS_EVENTS_OUT", defaults.events_out)?,
-            },
+            bus: flotilla_kit::config::bus(env)?,
             poll: Duration::from_millis(env.number(
                 "FLOTILLA_WORKER_POLL_MS",
                 2000,

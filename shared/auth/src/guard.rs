@@ -66,14 +66,7 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// `local_keys`: this is login, which reads its own key folder.
     pub fn from_env(env: &Env, kit: &Config, local_keys: bool) -> Result<Self, ConfigError> {
-        let endpoint = |name: &str, default: &str| {
-            env.parse(
-                name,
-                default.to_owned(),
-                "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7111",
-                flotilla_bus::parse_endpoint,
-            )
-        };
+        let bus = flotilla_kit::config::bus(env)?;
         // Login verifies with its own keys whatever the host's env file says: a JWKS
         // file there is for the other services, and is older than login's keys after
         // each rotation.
@@ -95,8 +88,8 @@ impl AuthConfig {
                 5,
                 1..=3600,
             )?),
-            events_in: endpoint("FLOTILLA_BUS_EVENTS_IN", "tcp://127.0.0.1:7111")?,
-            events_out: endpoint("FLOTILLA_BUS_EVENTS_OUT", "tcp://127.0.0.1:7112")?,
+            events_in: bus.events_in,
+            events_out: bus.events_out,
             public_url: kit.public_url.clone(),
             secure_cookies: kit.is_https(),
         })

@@ -231,6 +231,25 @@ pub fn database(env: &Env, data_dir: &std::path::Path) -> Result<PoolConfig, Con
     })
 }
 
+/// `FLOTILLA_BUS_WAKE`, `FLOTILLA_BUS_EVENTS_IN` and `FLOTILLA_BUS_EVENTS_OUT`
+/// (defaults: the worker's ports 7110-7112 on loopback), each a ZeroMQ TCP endpoint.
+pub fn bus(env: &Env) -> Result<flotilla_bus::BusConfig, ConfigError> {
+    let defaults = flotilla_bus::BusConfig::default();
+    let endpoint = |name: &str, default: String| {
+        env.parse(
+            name,
+            default,
+            "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
+            flotilla_bus::parse_endpoint,
+        )
+    };
+    Ok(flotilla_bus::BusConfig {
+        wake: endpoint("FLOTILLA_BUS_WAKE", defaults.wake)?,
+        events_in: endpoint("FLOTILLA_BUS_EVENTS_IN", defaults.events_in)?,
+        events_out: endpoint("FLOTILLA_BUS_EVENTS_OUT", defaults.events_out)?,
+    })
+}
+
 /// What every HTTP service reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
