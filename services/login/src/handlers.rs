@@ -139,13 +139,9 @@ pub async fn form(
             Refreshed::Renewed(grant) => {
                 return issue(&login, &grant, Format::Form, next.as_deref());
             }
-            Refreshed::Raced => {
-                // Another tab renewed the session this moment and its answer carries
-                // the new cookies: keep them, and offer the form meanwhile.
-                let page =
-                    pages::login_form("", next.as_deref(), &Banner::None, &FieldErrors::new());
-                return Ok(html(StatusCode::OK, page));
-            }
+            // Another tab renewed the session this moment and its answer carries the
+            // new cookies: keep them, and offer the form meanwhile (below).
+            Refreshed::Raced => {}
             _ => {
                 let page =
                     pages::login_form("", next.as_deref(), &Banner::None, &FieldErrors::new());
@@ -331,17 +327,11 @@ pub async fn login(
         return refuse(format, &attempt.email, next.as_deref(), error);
     }
     let config = login.config.clone();
-    let (k, o, user) = (key.clone(), who.clone(), account.id.clone());
     let grant = blocking(&state, move |conn| {
         store::open_session(conn, &config, &account, &key, &who)
     })
     .await?;
     let Some(grant) = grant else {
-        // The password changed (a reset) while this one was being checked.
-        blocking(&state, move |conn| {
-            store::record(conn, "login.failure", Some(&user), Some(&k), &o)
-        })
-        .await?;
         count(&state, "failure");
         let error = Error::Unauthorized {
             code: "invalid_credentials",
@@ -372,19 +362,13 @@ async fn renew(
         store::refresh(conn, &config, &hash, &who)
     })
     .await?;
-    match &outcome {
-        Refreshed::Reused { session_id } => {
+    if let Refreshed::Reused { session_id } | Refreshed::Disabled { session_id } = &outcome {
+        if matches!(outcome, Refreshed::Reused { .. }) {
             log::warn!("a used refresh token came back: session {session_id} ended");
-            login
-                .auth
-                .announce_revoked(std::slice::from_ref(session_id));
         }
-        Refreshed::Disabled { session_id } => {
-            login
-                .auth
-                .announce_revoked(std::slice::from_ref(session_id));
-        }
-        _ => {}
+        login
+            .auth
+            .announce_revoked(std::slice::from_ref(session_id));
     }
     Ok(outcome)
 }

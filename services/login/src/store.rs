@@ -142,6 +142,9 @@ pub fn open_session(
             c.id == account.id && c.password_hash == account.password_hash && !c.disabled
         });
         if !unchanged {
+            // The password changed (a reset) while this one was being checked.
+            let event = origin.event("login.failure", Some(&account.id), Some(login_key), None);
+            sessions::record_event(conn, &event, now)?;
             return Ok(None);
         }
         let session_id = new_id();
@@ -153,7 +156,7 @@ pub fn open_session(
                 sessions_t::id.eq(&session_id),
                 sessions_t::user_id.eq(&account.id),
                 sessions_t::csrf_token.eq(&csrf),
-                sessions_t::user_agent.eq(clip(&origin.user_agent)),
+                sessions_t::user_agent.eq(&origin.user_agent),
                 sessions_t::client_addr.eq(&origin.client_addr),
                 sessions_t::created_at.eq(now),
                 sessions_t::last_used_at.eq(now),
@@ -197,8 +200,7 @@ fn notify_new_device(
     origin: &Origin,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let agent = clip(&origin.user_agent);
-    let device = sessions::summarise_user_agent(&agent);
+    let device = sessions::summarise_user_agent(&origin.user_agent);
     let earlier: Vec<String> = auth_events::table
         .filter(auth_events::user_id.eq(&account.id))
         .filter(auth_events::kind.eq("login.success"))
@@ -228,10 +230,6 @@ fn notify_new_device(
     );
     flotilla_jobs::enqueue(conn, &job)?;
     Ok(true)
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(512).collect()
 }
 
 /// A spent refresh token presented again within this long, from the address and
@@ -337,9 +335,7 @@ pub fn refresh(
             // Two tabs (or an app's parallel calls) refreshing with the same token
             // within seconds, from where it was spent: the later one is refused, the
             // session kept. From anywhere else, or later, it is a copy: theft.
-            let same_client =
-                last_addr == origin.client_addr && last_agent == clip(&origin.user_agent);
-            if now - used_at < REUSE_GRACE && same_client {
+            if now - used_at < REUSE_GRACE && origin.matches(&last_addr, &last_agent) {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
@@ -367,7 +363,7 @@ pub fn refresh(
                 .filter(sessions_t::id.eq(&session_id))
                 .select((sessions_t::client_addr, sessions_t::user_agent))
                 .first(conn)?;
-            if addr == origin.client_addr && agent == clip(&origin.user_agent) {
+            if origin.matches(&addr, &agent) {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
@@ -379,7 +375,7 @@ pub fn refresh(
                 sessions_t::last_used_at.eq(now),
                 sessions_t::idle_expires_at.eq(idle),
                 sessions_t::client_addr.eq(&origin.client_addr),
-                sessions_t::user_agent.eq(clip(&origin.user_agent)),
+                sessions_t::user_agent.eq(&origin.user_agent),
             ))
             .execute(conn)?;
         Ok(Refreshed::Renewed(SessionGrant {
