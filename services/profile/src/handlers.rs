@@ -308,19 +308,19 @@ pub async fn password(
             return refuse(&state, format, &who, "password", error).await;
         }
     };
-    if let Err(error) = check_password(
+    let who_from = origin(&req, &ctx);
+    let checked = check_password(
         &state,
         &profile,
         &account,
         &input.current_password,
-        &origin(&req, &ctx),
-    )
-    .await
-    {
+        &who_from,
+    );
+    if let Err(error) = checked.await {
         return refuse(&state, format, &who, "password", error).await;
     }
     let hash = profile.hashes.hash(new_password).await.map_err(busy)?;
-    let (config, who_from) = (profile.config.clone(), origin(&req, &ctx));
+    let config = profile.config.clone();
     let (user_id, keep) = (who.claims.sub.clone(), who.claims.sid.clone());
     let ended = blocking(&state, move |conn| {
         store::change_password(conn, &config, &user_id, &keep, &hash, &who_from)
@@ -351,22 +351,12 @@ pub async fn email(
         let error = Error::invalid("new_email", "is already the address of this account");
         return refuse(&state, format, &who, "email", error).await;
     }
-    if let Err(error) = check_password(
-        &state,
-        &profile,
-        &account,
-        &input.password,
-        &origin(&req, &ctx),
-    )
-    .await
-    {
+    let who_from = origin(&req, &ctx);
+    let checked = check_password(&state, &profile, &account, &input.password, &who_from);
+    if let Err(error) = checked.await {
         return refuse(&state, format, &who, "email", error).await;
     }
-    let (config, who_from, user_id) = (
-        profile.config.clone(),
-        origin(&req, &ctx),
-        who.claims.sub.clone(),
-    );
+    let (config, user_id) = (profile.config.clone(), who.claims.sub.clone());
     let requested = blocking(&state, move |conn| {
         store::request_email_change(conn, &config, &user_id, &new_email, &who_from)
     })
@@ -591,18 +581,12 @@ pub async fn delete(
         return refuse(&state, format, &who, "delete", error).await;
     }
     let account = load(&state, &who).await?;
-    if let Err(error) = check_password(
-        &state,
-        &profile,
-        &account,
-        &input.password,
-        &origin(&req, &ctx),
-    )
-    .await
-    {
+    let who_from = origin(&req, &ctx);
+    let checked = check_password(&state, &profile, &account, &input.password, &who_from);
+    if let Err(error) = checked.await {
         return refuse(&state, format, &who, "delete", error).await;
     }
-    let (user_id, who_from) = (who.claims.sub.clone(), origin(&req, &ctx));
+    let user_id = who.claims.sub.clone();
     let ended = blocking(&state, move |conn| {
         store::close_account(conn, &user_id, &who_from)
     })
