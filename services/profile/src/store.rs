@@ -7,7 +7,7 @@ use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, RevokeReason};
 use flotilla_auth::{EmailAddress, Username};
-use flotilla_db::schema::{auth_events, email_tokens, jobs, sessions as sessions_t, users};
+use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -625,17 +625,6 @@ pub fn close_account(
             .execute(conn)?;
         diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
             .execute(conn)?;
-        // Mails to the address that failed for good keep it (and their links) in their
-        // payload; their keys do not all name the account, so they go by address.
-        let to = serde_json::to_string(&email).unwrap_or_default();
-        diesel::delete(
-            jobs::table.filter(jobs::dead_at.is_not_null()).filter(
-                jobs::payload
-                    .like(format!("%\"to\":{}%", escape_like(&to)))
-                    .escape('\\'),
-            ),
-        )
-        .execute(conn)?;
         let mail = NewJob::new(
             "email",
             serde_json::json!({"template": "account_deleted", "to": email, "params": {}}),
@@ -647,6 +636,7 @@ pub fn close_account(
             serde_json::json!({
                 "user_id": user_id,
                 "login_key": flotilla_auth::token_hash(&email.to_lowercase()),
+                "email": email,
             }),
             format!("purge_user:{user_id}"),
         );
@@ -658,18 +648,6 @@ pub fn close_account(
         )?;
         Ok(ended)
     })
-}
-
-/// `text` matched literally by `LIKE … ESCAPE '\\'`.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A confirmation link lasts this long unless configured.

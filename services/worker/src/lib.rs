@@ -284,11 +284,18 @@ struct Purge {
     user_id: String,
     /// SHA-256 of its lower-cased address: the throttling key of its sign-in attempts.
     login_key: String,
+    /// The address it had, for the mails to it that failed for good (absent in purge
+    /// jobs queued before it was added).
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// Deletes a closed account: its row and, by cascade, its sessions, refresh tokens,
-/// email links and auth events; then the attempts recorded under its address. Only
-/// accounts their owner closed (`deleted_at` set) are touched.
+/// email links and auth events; then the attempts recorded under its address and the
+/// mails to it that failed for good (dead jobs keep their payload: the address, its
+/// links). Mails still pending are left to be sent, the confirmation of closing among
+/// them; sent ones forgot their payload already. Only accounts their owner closed
+/// (`deleted_at` set) are touched.
 fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::Result<()> {
     use flotilla_db::diesel::prelude::*;
     use flotilla_db::schema::{jobs, users};
@@ -303,20 +310,13 @@ fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::
             auth_events::table.filter(auth_events::login_key.eq(&target.login_key)),
         )
         .execute(conn)?;
-        // Mails to the person that failed for good keep their address and links:
-        // their keys name the account (`account_deleted:<id>`, …). Pending ones are
-        // left to be sent (the confirmation of closing among them); sent ones have
-        // forgotten their payload already.
-        let is_id = !target.user_id.is_empty()
-            && target
-                .user_id
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == '-');
-        if is_id {
+        if let Some(email) = &target.email {
+            let to = serde_json::to_string(email).unwrap_or_default();
+            let to = flotilla_db::like_literal(&format!("\"to\":{to}"));
             flotilla_db::diesel::delete(
                 jobs::table
                     .filter(jobs::dead_at.is_not_null())
-                    .filter(jobs::idempotency_key.like(format!("%:{}%", target.user_id))),
+                    .filter(jobs::payload.like(format!("%{to}%")).escape('\\')),
             )
             .execute(conn)?;
         }

@@ -235,6 +235,19 @@ where
     }
 }
 
+/// `text` as a LIKE pattern that matches it literally, with a backslash as the escape
+/// character (use `.escape('\\')`): `%`, `_` and the backslash lose their meaning.
+pub fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Raw SQL written with `?` placeholders, as the connection's backend wants it
 /// (PostgreSQL numbers them: `$1`, `$2`, …). The SQL must hold no literal `?`.
 pub fn portable_sql(conn: &AnyConnection, sql: &str) -> String {

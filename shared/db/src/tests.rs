@@ -333,3 +333,9 @@ fn a_read_snapshot_does_not_see_writes_made_during_it() {
         );
     });
 }
+
+#[test]
+fn like_literal_escapes_what_like_would_interpret() {
+    assert_eq!(like_literal(r"a_b%c\d"), r"a\_b\%c\\d");
+    assert_eq!(like_literal("ada@example.org"), "ada@example.org");
+}
