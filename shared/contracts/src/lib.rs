@@ -1,0 +1,42 @@
+//! What crosses a process boundary, defined once: the jobs a service queues for the
+//! worker ([`Job`]), the events published on the bus ([`Event`]) and the kinds of the
+//! auth events recorded in the database ([`AuthEventKind`]). Writers and readers both
+//! use these types, so a producer cannot write a shape its consumer does not read.
+//!
+//! # Versions
+//!
+//! Rolling deploys run two releases side by side, and rows outlive the release that
+//! wrote them, so every stored or sent shape follows two rules:
+//!
+//! - **Additive changes only within a version.** A field may be added with a default
+//!   (older readers ignore it, newer readers fill it in for older writers); a field is
+//!   never renamed, retyped or removed.
+//! - **A breaking change is a new version**, written with its number (`"v"` in a job's
+//!   payload, in an event's payload), and the reader keeps decoding the previous one
+//!   for at least one release. [`Job::decode`] still reads the first release's jobs
+//!   (`v` absent: a mail's fields nested under `params`, times as text).
+//!
+//! Decoding never panics: a shape that cannot be read is a [`DecodeError`], which the
+//! worker turns into a dead job with the reason, and a subscriber into a warning.
+
+mod auth_events;
+mod events;
+mod jobs;
+
+pub use auth_events::AuthEventKind;
+pub use events::{Event, EventTopic};
+pub use jobs::{Job, JobKind, Mail, Message, PurgeUser};
+
+/// A stored or sent shape this release cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown {what} {name:?}")]
+    Unknown { what: &'static str, name: String },
+    #[error("malformed {what}: {cause}")]
+    Malformed {
+        what: &'static str,
+        cause: serde_json::Error,
+    },
+    #[error("{what} version {version} is newer than this release reads")]
+    TooNew { what: &'static str, version: u64 },
+}
