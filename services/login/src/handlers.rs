@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use flotilla_auth::{Auth, Authenticated, Claims, Credential, PoolError};
+use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
@@ -248,7 +249,7 @@ pub async fn login(
         drop(in_flight);
         let (k, o) = (key.clone(), who.clone());
         blocking(&state, move |conn| {
-            store::record(conn, "login.throttled", None, Some(&k), &o)
+            store::record(conn, AuthEventKind::LoginThrottled, None, Some(&k), &o)
         })
         .await?;
         count(&state, "throttled");
@@ -282,7 +283,13 @@ pub async fn login(
         other => {
             let (k, o, user) = (key.clone(), who.clone(), other.map(|a| a.id));
             blocking(&state, move |conn| {
-                store::record(conn, "login.failure", user.as_deref(), Some(&k), &o)
+                store::record(
+                    conn,
+                    AuthEventKind::LoginFailure,
+                    user.as_deref(),
+                    Some(&k),
+                    &o,
+                )
             })
             .await?;
             count(&state, "failure");
@@ -296,7 +303,7 @@ pub async fn login(
     // Only someone who knows the password learns the state of the account.
     let refusal = if account.disabled {
         Some((
-            "login.refused_disabled",
+            AuthEventKind::LoginRefusedDisabled,
             Error::Forbidden {
                 code: "account_disabled",
                 message: "This account has been disabled. Contact the site's administrators."
@@ -305,7 +312,7 @@ pub async fn login(
         ))
     } else if !account.verified {
         Some((
-            "login.refused_unverified",
+            AuthEventKind::LoginRefusedUnverified,
             Error::Forbidden {
                 code: "email_not_verified",
                 message:
@@ -323,7 +330,7 @@ pub async fn login(
             store::record(conn, kind, Some(&user), Some(&k), &o)
         })
         .await?;
-        count(&state, kind.trim_start_matches("login."));
+        count(&state, kind.as_str().trim_start_matches("login."));
         return refuse(format, &attempt.email, next.as_deref(), error);
     }
     let config = login.config.clone();

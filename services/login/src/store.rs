@@ -6,6 +6,7 @@ use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, RevokeReason};
 use flotilla_auth::throttle;
+use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
 use flotilla_jobs::NewJob;
@@ -66,7 +67,7 @@ pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<O
 /// Records one event on its own (failures, refusals).
 pub fn record(
     conn: &mut AnyConnection,
-    kind: &str,
+    kind: AuthEventKind,
     user_id: Option<&str>,
     login_key: Option<&str>,
     origin: &Origin,
@@ -86,8 +87,8 @@ pub fn throttle(
 ) -> QueryResult<Option<i64>> {
     let attempts = throttle::Attempts {
         key: login_key,
-        failure: "login.failure",
-        success: Some("login.success"),
+        failure: AuthEventKind::LoginFailure,
+        success: Some(AuthEventKind::LoginSuccess),
     };
     throttle::wait(conn, &config.throttle, attempts, in_flight, now)
 }
@@ -143,7 +144,12 @@ pub fn open_session(
         });
         if !unchanged {
             // The password changed (a reset) while this one was being checked.
-            let event = origin.event("login.failure", Some(&account.id), Some(login_key), None);
+            let event = origin.event(
+                AuthEventKind::LoginFailure,
+                Some(&account.id),
+                Some(login_key),
+                None,
+            );
             sessions::record_event(conn, &event, now)?;
             return Ok(None);
         }
@@ -168,7 +174,7 @@ pub fn open_session(
         let mailed = config.new_device_email
             && notify_new_device(conn, config, account, &session_id, origin, now)?;
         let event = origin.event(
-            "login.success",
+            AuthEventKind::LoginSuccess,
             Some(&account.id),
             Some(login_key),
             Some(&session_id),
@@ -203,7 +209,7 @@ fn notify_new_device(
     let device = sessions::summarise_user_agent(&origin.user_agent);
     let earlier: Vec<String> = auth_events::table
         .filter(auth_events::user_id.eq(&account.id))
-        .filter(auth_events::kind.eq("login.success"))
+        .filter(auth_events::kind.eq(AuthEventKind::LoginSuccess.as_str()))
         .select(auth_events::user_agent)
         .distinct()
         .load(conn)?;
@@ -214,20 +220,16 @@ fn notify_new_device(
     {
         return Ok(false);
     }
-    let job = NewJob::new(
-        "email",
-        serde_json::json!({
-            "template": "new_device_login",
-            "to": account.email,
-            "params": {
-                "device": device,
-                "client_addr": origin.client_addr,
-                "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
-                "reset_link": format!("{}/login/forgot", config.public_url),
-            },
-        }),
-        format!("new_device_login:{session_id}"),
-    );
+    let mail = Mail {
+        to: account.email.clone(),
+        message: Message::NewDeviceLogin {
+            device,
+            client_addr: Some(origin.client_addr.clone()),
+            when: now.and_utc(),
+            reset_link: format!("{}/login/forgot", config.public_url),
+        },
+    };
+    let job = NewJob::new(mail, format!("new_device_login:{session_id}"));
     flotilla_jobs::enqueue(conn, &job)?;
     Ok(true)
 }
@@ -323,7 +325,7 @@ pub fn refresh(
         let reused = |conn: &mut AnyConnection, session_id: String| {
             sessions::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
             let event = origin.event(
-                "session.refresh_reuse",
+                AuthEventKind::SessionRefreshReuse,
                 Some(&user_id),
                 None,
                 Some(&session_id),
@@ -418,7 +420,7 @@ pub fn sign_out(
             Some(sid) => {
                 let ended = sessions::revoke_session(conn, sid, RevokeReason::Logout, now)?;
                 (
-                    "logout",
+                    AuthEventKind::Logout,
                     if ended {
                         vec![sid.to_owned()]
                     } else {
@@ -427,7 +429,7 @@ pub fn sign_out(
                 )
             }
             None => (
-                "logout_all",
+                AuthEventKind::LogoutAll,
                 sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::LogoutAll, now)?,
             ),
         };
@@ -464,23 +466,19 @@ pub fn request_reset(
             config.reset_ttl,
             now,
         )?;
-        let job = NewJob::new(
-            "email",
-            serde_json::json!({
-                "template": "password_reset",
-                "to": account.email,
-                "params": {
-                    "link": format!("{}/login/reset?token={token}", config.public_url),
-                    "valid_minutes": config.reset_ttl.num_minutes(),
-                    "client_addr": origin.client_addr,
-                },
-            }),
-            format!("password_reset:{}", &hash[..32]),
-        );
+        let mail = Mail {
+            to: account.email.clone(),
+            message: Message::PasswordReset {
+                link: format!("{}/login/reset?token={token}", config.public_url),
+                valid_minutes: config.reset_ttl.num_minutes(),
+                client_addr: Some(origin.client_addr.clone()),
+            },
+        };
+        let job = NewJob::new(mail, format!("password_reset:{}", &hash[..32]));
         flotilla_jobs::enqueue(conn, &job)?;
         record(
             conn,
-            "password.reset_requested",
+            AuthEventKind::PasswordResetRequested,
             Some(&account.id),
             None,
             origin,
@@ -560,7 +558,13 @@ pub fn reset_password(
             &token_hash[..32],
             now,
         )?;
-        record(conn, "password.reset", Some(&user_id), None, origin)?;
+        record(
+            conn,
+            AuthEventKind::PasswordReset,
+            Some(&user_id),
+            None,
+            origin,
+        )?;
         Ok(Reset::Done { revoked })
     })
 }

@@ -83,12 +83,15 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
         write_fixed_pages(config)?;
     }
     let (changed, events) = mpsc::channel::<String>();
-    let subscriber =
-        flotilla_bus::EventSubscriber::start(&config.events_out, &["user."], move |_, payload| {
-            if let Some(id) = event_user_id(payload) {
-                let _ = changed.send(id);
+    let subscriber = flotilla_bus::EventSubscriber::events(
+        &config.events_out,
+        &[flotilla_bus::EventTopic::USER_PREFIX],
+        move |event| {
+            if let Some(id) = event.user_id() {
+                let _ = changed.send(id.to_owned());
             }
-        })?;
+        },
+    )?;
     let mut people = People::new(&config.out, &config.site_name);
     let mut conn: Option<AnyConnection> = None;
     let mut pending = BTreeSet::new();
@@ -184,11 +187,6 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
 }
 
 /// The `id` of a `user.*` event's JSON payload.
-fn event_user_id(payload: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    value.get("id")?.as_str().map(str::to_owned)
-}
-
 fn open(config: &PagesConfig) -> anyhow::Result<AnyConnection> {
     let mut conn = flotilla_db::open(&config.database)?;
     match flotilla_db::schema_status(&mut conn)? {

@@ -7,6 +7,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::sessions::summarise_user_agent;
 use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission, sessions, throttle};
+use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
@@ -60,7 +61,7 @@ async fn check_password(
     candidate: &str,
     from: &Origin,
 ) -> Result<(), Error> {
-    const FAILED: &str = "password.check_failed";
+    const FAILED: AuthEventKind = AuthEventKind::PasswordCheckFailed;
     let key = flotilla_auth::token_hash(&format!("password-check:{}", account.id));
     let Some((_in_flight, others)) = profile.attempts.begin(&key).await else {
         return Err(Error::TooManyRequests {

@@ -7,6 +7,7 @@ use flotilla_auth::email_links::{self, Issued, Link};
 pub use flotilla_auth::sessions::Origin;
 use flotilla_auth::sessions::{self, RevokeReason};
 use flotilla_auth::{EmailAddress, Username};
+use flotilla_contracts::{AuthEventKind, Mail, Message, PurgeUser};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
 use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, write_transaction};
 use flotilla_jobs::NewJob;
@@ -212,7 +213,12 @@ pub fn change_password(
         )?;
         sessions::record_event(
             conn,
-            &origin.event("password.changed", Some(user_id), None, Some(keep_session)),
+            &origin.event(
+                AuthEventKind::PasswordChanged,
+                Some(user_id),
+                None,
+                Some(keep_session),
+            ),
             now,
         )?;
         Ok(revoked)
@@ -251,7 +257,7 @@ pub fn request_email_change(
         let now = flotilla_jobs::now();
         let last: Option<NaiveDateTime> = auth_events::table
             .filter(auth_events::user_id.eq(user_id))
-            .filter(auth_events::kind.eq("email.change_requested"))
+            .filter(auth_events::kind.eq(AuthEventKind::EmailChangeRequested.as_str()))
             .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
             .select(diesel::dsl::max(auth_events::created_at))
             .get_result(conn)?;
@@ -273,15 +279,13 @@ pub fn request_email_change(
         let slot = now.and_utc().timestamp() / 600;
         match owner {
             Some((other_id, other_email)) => {
-                let job = NewJob::new(
-                    "email",
-                    serde_json::json!({
-                        "template": "email_change_taken",
-                        "to": other_email,
-                        "params": {"forgot_link": format!("{}/login/forgot", config.public_url)},
-                    }),
-                    format!("email_change_taken:{other_id}:{slot}"),
-                );
+                let mail = Mail {
+                    to: other_email,
+                    message: Message::EmailChangeTaken {
+                        forgot_link: format!("{}/login/forgot", config.public_url),
+                    },
+                };
+                let job = NewJob::new(mail, format!("email_change_taken:{other_id}:{slot}"));
                 flotilla_jobs::enqueue(conn, &job)?;
             }
             None => {
@@ -293,32 +297,27 @@ pub fn request_email_change(
                     config.email_change_ttl,
                     now,
                 )?;
-                let job = NewJob::new(
-                    "email",
-                    serde_json::json!({
-                        "template": "email_change_verify",
-                        "to": new_email.as_ref(),
-                        "params": {
-                            "link": format!("{}/profile/email/confirm?token={token}", config.public_url),
-                            "valid_hours": config.email_change_ttl.num_hours(),
-                        },
-                    }),
-                    format!("email_change_verify:{}", &hash[..32]),
-                );
+                let mail = Mail {
+                    to: new_email.as_ref().to_owned(),
+                    message: Message::EmailChangeVerify {
+                        link: format!("{}/profile/email/confirm?token={token}", config.public_url),
+                        valid_hours: config.email_change_ttl.num_hours(),
+                    },
+                };
+                let job = NewJob::new(mail, format!("email_change_verify:{}", &hash[..32]));
                 flotilla_jobs::enqueue(conn, &job)?;
             }
         }
+        let mail = Mail {
+            to: old.clone(),
+            message: Message::EmailChangeNotice {
+                new_email: mask(new_email.as_ref()),
+                client_addr: Some(origin.client_addr.clone()),
+                forgot_link: format!("{}/login/forgot", config.public_url),
+            },
+        };
         let job = NewJob::new(
-            "email",
-            serde_json::json!({
-                "template": "email_change_notice",
-                "to": old,
-                "params": {
-                    "new_email": mask(new_email.as_ref()),
-                    "client_addr": origin.client_addr,
-                    "forgot_link": format!("{}/login/forgot", config.public_url),
-                },
-            }),
+            mail,
             format!(
                 "email_change_notice:{user_id}:{}",
                 now.and_utc().timestamp()
@@ -327,7 +326,12 @@ pub fn request_email_change(
         flotilla_jobs::enqueue(conn, &job)?;
         sessions::record_event(
             conn,
-            &origin.event("email.change_requested", Some(user_id), None, None),
+            &origin.event(
+                AuthEventKind::EmailChangeRequested,
+                Some(user_id),
+                None,
+                None,
+            ),
             now,
         )?;
         Ok(Requested::Sent)
@@ -398,7 +402,7 @@ pub fn confirm_email_change(
         // Links sent to the old address (a reset, other changes) stop working.
         email_links::void(conn, &user_id, CHANGE_EMAIL, now)?;
         email_links::void(conn, &user_id, "password_reset", now)?;
-        let event = origin.event("email.changed", Some(&user_id), None, None);
+        let event = origin.event(AuthEventKind::EmailChanged, Some(&user_id), None, None);
         sessions::record_event(conn, &event, now)?;
         Ok(Confirmed::Done { user_id })
     });
@@ -455,7 +459,12 @@ pub fn revoke_own_session(
         }
         sessions::record_event(
             conn,
-            &origin.event("session.revoked", Some(user_id), None, Some(session_id)),
+            &origin.event(
+                AuthEventKind::SessionRevoked,
+                Some(user_id),
+                None,
+                Some(session_id),
+            ),
             now,
         )?;
         Ok(true)
@@ -474,7 +483,12 @@ pub fn revoke_other_sessions(
             sessions::revoke_user_sessions(conn, user_id, Some(keep), RevokeReason::Revoked, now)?;
         sessions::record_event(
             conn,
-            &origin.event("session.revoked_others", Some(user_id), None, Some(keep)),
+            &origin.event(
+                AuthEventKind::SessionRevokedOthers,
+                Some(user_id),
+                None,
+                Some(keep),
+            ),
             now,
         )?;
         Ok(ended)
@@ -625,25 +639,24 @@ pub fn close_account(
             .execute(conn)?;
         diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
             .execute(conn)?;
-        let mail = NewJob::new(
-            "email",
-            serde_json::json!({"template": "account_deleted", "to": email, "params": {}}),
-            format!("account_deleted:{user_id}"),
-        );
-        flotilla_jobs::enqueue(conn, &mail)?;
-        let purge = NewJob::new(
-            "purge_user",
-            serde_json::json!({
-                "user_id": user_id,
-                "login_key": flotilla_auth::token_hash(&email.to_lowercase()),
-                "email": email,
-            }),
-            format!("purge_user:{user_id}"),
-        );
+        let mail = Mail {
+            to: email.clone(),
+            message: Message::AccountDeleted {},
+        };
+        flotilla_jobs::enqueue(
+            conn,
+            &NewJob::new(mail, format!("account_deleted:{user_id}")),
+        )?;
+        let purge = PurgeUser {
+            user_id: user_id.to_owned(),
+            login_key: flotilla_auth::token_hash(&email.to_lowercase()),
+            email: Some(email.clone()),
+        };
+        let purge = NewJob::new(purge, format!("purge_user:{user_id}"));
         flotilla_jobs::enqueue(conn, &purge)?;
         sessions::record_event(
             conn,
-            &origin.event("account.deleted", Some(user_id), None, None),
+            &origin.event(AuthEventKind::AccountDeleted, Some(user_id), None, None),
             now,
         )?;
         Ok(ended)

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use flotilla_auth::email_links::{self, Issued, Link};
+use flotilla_contracts::{Mail, Message};
 use flotilla_db::schema::users;
 use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, new_id, write_transaction};
 use flotilla_jobs::NewJob;
@@ -38,18 +39,14 @@ fn send_verification(
 ) -> QueryResult<()> {
     let Issued { token, hash } =
         email_links::issue(conn, user_id, VERIFY, email, config.token_ttl, now)?;
-    let job = NewJob::new(
-        "email",
-        serde_json::json!({
-            "template": "verify_email",
-            "to": email,
-            "params": {
-                "link": format!("{}/signup/verify?token={token}", config.public_url),
-                "valid_hours": config.token_ttl.num_hours(),
-            },
-        }),
-        format!("verify_email:{}", &hash[..32]),
-    );
+    let mail = Mail {
+        to: email.to_owned(),
+        message: Message::VerifyEmail {
+            link: format!("{}/signup/verify?token={token}", config.public_url),
+            valid_hours: config.token_ttl.num_hours(),
+        },
+    };
+    let job = NewJob::new(mail, format!("verify_email:{}", &hash[..32]));
     flotilla_jobs::enqueue(conn, &job)?;
     Ok(())
 }
@@ -77,15 +74,13 @@ pub fn register(
         if let Some((user_id, address, _)) = user_by_email(conn, &account.email)? {
             // At most one notice per account and ten minutes, however often it is tried.
             let slot = now.and_utc().timestamp() / 600;
-            let job = NewJob::new(
-                "email",
-                serde_json::json!({
-                    "template": "signup_existing",
-                    "to": address,
-                    "params": {"login_link": format!("{}/login", config.public_url)},
-                }),
-                format!("signup_existing:{user_id}:{slot}"),
-            );
+            let mail = Mail {
+                to: address.to_owned(),
+                message: Message::SignupExisting {
+                    login_link: format!("{}/login", config.public_url),
+                },
+            };
+            let job = NewJob::new(mail, format!("signup_existing:{user_id}:{slot}"));
             flotilla_jobs::enqueue(conn, &job)?;
             return Ok(Registered::Existing);
         }

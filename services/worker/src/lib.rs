@@ -16,9 +16,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use flotilla_bus::{BusConfig, WakeReceiver};
+use flotilla_contracts::PurgeUser;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, email_tokens, sessions};
-use flotilla_jobs::{Failure, Job, NewJob, Outcome};
+use flotilla_jobs::{Claimed, Failure, Job, JobKind, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
 use flotilla_kit::{ConfigError, Env, Service, State};
@@ -156,7 +157,7 @@ async fn pass(
     loop {
         let pool = state.pool.clone();
         let (worker, lease, batch) = (id.to_owned(), config.lease, config.batch);
-        let jobs = web::block(move || -> anyhow::Result<Vec<Job>> {
+        let jobs = web::block(move || -> anyhow::Result<Vec<Claimed>> {
             let mut conn = pool.get()?;
             Ok(flotilla_jobs::claim(&mut conn, &worker, lease, batch)?)
         })
@@ -169,14 +170,14 @@ async fn pass(
         // of the batch (a crash before that runs them again, which they allow); a job
         // with an outside effect (an email) is completed as soon as it is done.
         let mut finished: Vec<i64> = Vec::new();
-        let mut unstarted: Vec<Job> = Vec::new();
+        let mut unstarted: Vec<Claimed> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             if *stop.borrow() {
                 unstarted = jobs[i..].to_vec();
                 break;
             }
             let result = run_job(state, config, job).await;
-            if result.is_ok() && job.kind != "email" {
+            if result.is_ok() && job.kind != JobKind::Email.as_str() {
                 finished.push(job.id);
                 continue;
             }
@@ -233,61 +234,43 @@ async fn pass(
     }
 }
 
-/// Runs one job by its kind.
+/// Runs one job. A job this release cannot read is parked as dead with the reason
+/// (reading it again would not help).
 async fn run_job(
     state: &web::Data<State>,
     config: &WorkerConfig,
-    job: &Job,
+    claimed: &Claimed,
 ) -> Result<(), Failure> {
-    match job.kind.as_str() {
-        "email" => {
-            let email: mail::EmailJob = serde_json::from_str(&job.payload)
-                .map_err(|e| Failure::Permanent(format!("malformed email job: {e}")))?;
-            let (mail, key) = (config.mail.clone(), job.idempotency_key.clone());
-            web::block(move || mail::send(&mail, &key, &email))
+    let job = claimed
+        .decode()
+        .map_err(|e| Failure::Permanent(format!("cannot read the job: {e}")))?;
+    match job {
+        Job::Mail(mail) => {
+            let (transport, key) = (config.mail.clone(), claimed.idempotency_key.clone());
+            web::block(move || mail::send(&transport, &key, &mail))
                 .await
                 .map_err(|e| Failure::Temporary(format!("mail task: {e}")))?
         }
-        "cleanup" => {
-            let (pool, days) = (state.pool.clone(), config.auth_events_days);
-            web::block(move || -> anyhow::Result<()> {
-                let mut conn = pool.get()?;
-                cleanup(&mut conn, days)
-            })
-            .await
-            .map_err(|e| Failure::Temporary(e.to_string()))?
-            .map_err(|e| Failure::Temporary(format!("{e:#}")))
+        Job::Cleanup => {
+            let days = config.auth_events_days;
+            in_database(state, move |conn| cleanup(conn, days)).await
         }
-        "purge_user" => {
-            let target: Purge = serde_json::from_str(&job.payload)
-                .map_err(|e| Failure::Permanent(format!("malformed purge job: {e}")))?;
-            let pool = state.pool.clone();
-            web::block(move || -> anyhow::Result<()> {
-                let mut conn = pool.get()?;
-                purge_user(&mut conn, &target)
-            })
-            .await
-            .map_err(|e| Failure::Temporary(e.to_string()))?
-            .map_err(|e| Failure::Temporary(format!("{e:#}")))
-        }
+        Job::PurgeUser(target) => in_database(state, move |conn| purge_user(conn, &target)).await,
         // For tests and the queue benchmark.
-        "noop" => Ok(()),
-        other => Err(Failure::Permanent(format!(
-            "no handler for job kind {other:?}"
-        ))),
+        Job::Noop => Ok(()),
     }
 }
 
-/// A closed account to delete with everything about it.
-#[derive(serde::Deserialize)]
-struct Purge {
-    user_id: String,
-    /// SHA-256 of its lower-cased address: the throttling key of its sign-in attempts.
-    login_key: String,
-    /// The address it had, for the mails to it that failed for good (absent in purge
-    /// jobs queued before it was added).
-    #[serde(default)]
-    email: Option<String>,
+/// Runs a job's database work on the blocking pool; any failure is worth a retry.
+async fn in_database(
+    state: &web::Data<State>,
+    work: impl FnOnce(&mut flotilla_db::AnyConnection) -> anyhow::Result<()> + Send + 'static,
+) -> Result<(), Failure> {
+    let pool = state.pool.clone();
+    web::block(move || -> anyhow::Result<()> { work(&mut *pool.get()?) })
+        .await
+        .map_err(|e| Failure::Temporary(e.to_string()))?
+        .map_err(|e| Failure::Temporary(format!("{e:#}")))
 }
 
 /// Deletes a closed account: its row and, by cascade, its sessions, refresh tokens,
@@ -296,9 +279,8 @@ struct Purge {
 /// links). Mails still pending are left to be sent, the confirmation of closing among
 /// them; sent ones forgot their payload already. Only accounts their owner closed
 /// (`deleted_at` set) are touched.
-fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::Result<()> {
-    use flotilla_db::diesel::prelude::*;
-    use flotilla_db::schema::{jobs, users};
+fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &PurgeUser) -> anyhow::Result<()> {
+    use flotilla_db::schema::users;
     flotilla_db::write_transaction(conn, |conn| {
         let deleted = flotilla_db::diesel::delete(
             users::table
@@ -311,14 +293,7 @@ fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::
         )
         .execute(conn)?;
         if let Some(email) = &target.email {
-            let to = serde_json::to_string(email).unwrap_or_default();
-            let to = flotilla_db::like_literal(&format!("\"to\":{to}"));
-            flotilla_db::diesel::delete(
-                jobs::table
-                    .filter(jobs::dead_at.is_not_null())
-                    .filter(jobs::payload.like(format!("%{to}%")).escape('\\')),
-            )
-            .execute(conn)?;
+            flotilla_jobs::purge_dead_mails_to(conn, email)?;
         }
         if deleted > 0 {
             log::info!("purged a closed account");
@@ -331,7 +306,7 @@ fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &Purge) -> anyhow::
 /// Enqueues the recurring tasks of an hour. The hour is in the job's idempotency key,
 /// so however many workers do this, each hour's tasks run once.
 fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result<()> {
-    let mut job = NewJob::new("cleanup", serde_json::json!({}), format!("cleanup:{hour}"));
+    let mut job = NewJob::new(Job::Cleanup, format!("cleanup:{hour}"));
     job.max_attempts = 3;
     flotilla_jobs::enqueue(conn, &job)?;
     Ok(())

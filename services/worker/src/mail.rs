@@ -10,14 +10,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use askama::Template;
+use flotilla_contracts::{Mail, Message};
 use flotilla_jobs::Failure;
-use flotilla_kit::html::escape;
 use flotilla_kit::{ConfigError, Env};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport as _};
-use serde::Deserialize;
+use lettre::{SmtpTransport, Transport as _};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -123,238 +123,63 @@ impl MailConfig {
     }
 }
 
-/// The payload of an `email` job.
-#[derive(Debug, Deserialize)]
-pub struct EmailJob {
-    pub template: String,
-    pub to: String,
-    #[serde(default)]
-    pub params: serde_json::Map<String, serde_json::Value>,
+/// The two bodies of a message, from `templates/mail/`: one file per message and format,
+/// picked by the layout's `match` (text unescaped, HTML escaped by default).
+#[derive(Template)]
+#[template(path = "mail/layout.txt")]
+struct TextBody<'a> {
+    message: &'a Message,
+}
+
+#[derive(Template)]
+#[template(path = "mail/layout.html")]
+struct HtmlBody<'a> {
+    message: &'a Message,
+}
+
+/// How times are shown in mails.
+const TIME: &str = "%Y-%m-%d %H:%M UTC";
+/// Shown where a message names the address a change came from and none was known.
+const UNKNOWN_ADDRESS: &str = "an unknown address";
+
+fn subject(message: &Message) -> &'static str {
+    match message {
+        Message::VerifyEmail { .. } => "Confirm your email address",
+        Message::SignupExisting { .. } => "Someone tried to sign up with your address",
+        Message::PasswordReset { .. } => "Reset your password",
+        Message::PasswordChanged { .. } => "Your password was changed",
+        Message::NewDeviceLogin { .. } => "New sign-in to your account",
+        Message::EmailChangeVerify { .. } => "Confirm your new email address",
+        Message::EmailChangeNotice { .. } => "A change of your email address was asked for",
+        Message::EmailChangeTaken { .. } => "Someone tried to use your email address",
+        Message::AccountDeleted {} => "Your account is closed",
+    }
+}
+
+/// The link a message is about, logged by the file transport for a developer.
+fn link(message: &Message) -> Option<&str> {
+    match message {
+        Message::VerifyEmail { link, .. }
+        | Message::PasswordReset { link, .. }
+        | Message::EmailChangeVerify { link, .. } => Some(link),
+        Message::SignupExisting { login_link } => Some(login_link),
+        _ => None,
+    }
 }
 
 struct Rendered {
-    subject: String,
+    subject: &'static str,
     text: String,
     html: String,
-    link: Option<String>,
 }
 
-fn param<'a>(job: &'a EmailJob, name: &str) -> Result<&'a str, Failure> {
-    job.params
-        .get(name)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| {
-            Failure::Permanent(format!(
-                "template {} needs the parameter {name}",
-                job.template
-            ))
-        })
-}
-
-fn html_body(paragraphs: &[String], link: Option<(&str, &str)>) -> String {
-    let mut body = String::from("<!doctype html><html><body style=\"font-family:sans-serif\">");
-    for p in paragraphs {
-        body.push_str(&format!("<p>{}</p>", escape(p)));
-    }
-    if let Some((label, href)) = link {
-        body.push_str(&format!(
-            "<p><a href=\"{}\">{}</a></p>",
-            escape(href),
-            escape(label)
-        ));
-    }
-    body.push_str("</body></html>");
-    body
-}
-
-/// An optional text parameter, or `default`.
-fn param_or<'a>(job: &'a EmailJob, name: &str, default: &'a str) -> &'a str {
-    job.params
-        .get(name)
-        .and_then(|v| v.as_str())
-        .unwrap_or(default)
-}
-
-fn render(job: &EmailJob) -> Result<Rendered, Failure> {
-    match job.template.as_str() {
-        "verify_email" => {
-            let link = param(job, "link")?;
-            let hours = job
-                .params
-                .get("valid_hours")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(48);
-            let lines = vec![
-                "Welcome to flotilla.".to_owned(),
-                "Please confirm your email address by opening the link below.".to_owned(),
-                format!(
-                    "The link works once and expires in {hours} hours. If you did not sign up, ignore this message."
-                ),
-            ];
-            Ok(Rendered {
-                subject: "Confirm your email address".into(),
-                text: format!("{}\n\n{link}\n\n{}\n", lines[..2].join("\n\n"), lines[2]),
-                html: html_body(&lines, Some(("Confirm my address", link))),
-                link: Some(link.to_owned()),
-            })
-        }
-        "signup_existing" => {
-            let login = param(job, "login_link")?;
-            let lines = vec![
-                "Someone tried to create a flotilla account with this email address, which already has one.".to_owned(),
-                "If it was you, sign in instead; if you forgot your password, you can reset it from the sign-in page.".to_owned(),
-                "If it was not you, you can ignore this message: nothing has changed.".to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "Someone tried to sign up with your address".into(),
-                text: format!("{}\n\n{login}\n", lines.join("\n\n")),
-                html: html_body(&lines, Some(("Sign in", login))),
-                link: Some(login.to_owned()),
-            })
-        }
-        "password_reset" => {
-            let link = param(job, "link")?;
-            let minutes = job
-                .params
-                .get("valid_minutes")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(60);
-            let lines = vec![
-                "Someone asked to reset the password of your flotilla account.".to_owned(),
-                "If it was you, choose a new password with the link below.".to_owned(),
-                format!(
-                    "The link works once and expires in {minutes} minutes. If you did not ask, \
-                     ignore this message: your password has not changed."
-                ),
-            ];
-            Ok(Rendered {
-                subject: "Reset your password".into(),
-                text: format!("{}\n\n{link}\n\n{}\n", lines[..2].join("\n\n"), lines[2]),
-                html: html_body(&lines, Some(("Choose a new password", link))),
-                link: Some(link.to_owned()),
-            })
-        }
-        "password_changed" => {
-            let when = param(job, "when")?;
-            let forgot = param(job, "reset_link")?;
-            let from = param_or(job, "client_addr", "an unknown address");
-            let lines = vec![
-                format!(
-                    "The password of your flotilla account was changed at {when}, from {from}."
-                ),
-                "Every device that was signed in has been signed out.".to_owned(),
-                "If this was not you, reset your password now with the link below, and tell \
-                 the site's administrators."
-                    .to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "Your password was changed".into(),
-                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
-                html: html_body(&lines, Some(("Reset my password", forgot))),
-                link: None,
-            })
-        }
-        "new_device_login" => {
-            let device = param(job, "device")?;
-            let when = param(job, "when")?;
-            let forgot = param(job, "reset_link")?;
-            let from = param_or(job, "client_addr", "an unknown address");
-            let lines = vec![
-                format!(
-                    "Your flotilla account was signed in to from a browser it had not been \
-                     signed in from before: {device}, from {from}, at {when}."
-                ),
-                "If it was you, there is nothing to do.".to_owned(),
-                "If it was not you, reset your password now with the link below (that signs \
-                 every device out), and tell the site's administrators."
-                    .to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "New sign-in to your account".into(),
-                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
-                html: html_body(&lines, Some(("Reset my password", forgot))),
-                link: None,
-            })
-        }
-        "email_change_verify" => {
-            let link = param(job, "link")?;
-            let hours = job
-                .params
-                .get("valid_hours")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(24);
-            let lines = vec![
-                "Someone asked to make this the address of their flotilla account.".to_owned(),
-                "If it was you, confirm it with the link below; until then the account keeps \
-                 its old address."
-                    .to_owned(),
-                format!(
-                    "The link works once and expires in {hours} hours. If it was not you, \
-                     ignore this message."
-                ),
-            ];
-            Ok(Rendered {
-                subject: "Confirm your new email address".into(),
-                text: format!("{}\n\n{link}\n\n{}\n", lines[..2].join("\n\n"), lines[2]),
-                html: html_body(&lines, Some(("Confirm the new address", link))),
-                link: Some(link.to_owned()),
-            })
-        }
-        "email_change_notice" => {
-            let new_email = param(job, "new_email")?;
-            let forgot = param(job, "forgot_link")?;
-            let from = param_or(job, "client_addr", "an unknown address");
-            let lines = vec![
-                format!(
-                    "A change of your flotilla account's address to {new_email} was asked for, \
-                     from {from}. It happens only when the link sent to the new address is followed."
-                ),
-                "If this was not you, someone knows your password: reset it now with the link \
-                 below."
-                    .to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "A change of your email address was asked for".into(),
-                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
-                html: html_body(&lines, Some(("Reset my password", forgot))),
-                link: None,
-            })
-        }
-        "email_change_taken" => {
-            let forgot = param(job, "forgot_link")?;
-            let lines = vec![
-                "Someone asked to move another flotilla account to this email address, which \
-                 already belongs to your account. Nothing has changed."
-                    .to_owned(),
-                "If it was you and you have forgotten your password, you can reset it with the \
-                 link below."
-                    .to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "Someone tried to use your email address".into(),
-                text: format!("{}\n\n{forgot}\n", lines.join("\n\n")),
-                html: html_body(&lines, Some(("Reset my password", forgot))),
-                link: None,
-            })
-        }
-        "account_deleted" => {
-            let lines = vec![
-                "Your flotilla account has been closed, as you asked.".to_owned(),
-                "Every device was signed out, and the data stored about you is being deleted \
-                 now. You will not receive further messages from us."
-                    .to_owned(),
-            ];
-            Ok(Rendered {
-                subject: "Your account is closed".into(),
-                text: format!("{}\n", lines.join("\n\n")),
-                html: html_body(&lines, None),
-                link: None,
-            })
-        }
-        other => Err(Failure::Permanent(format!(
-            "unknown email template {other:?}"
-        ))),
-    }
+fn render(message: &Message) -> Result<Rendered, Failure> {
+    let failed = |e: askama::Error| Failure::Permanent(format!("cannot render the message: {e}"));
+    Ok(Rendered {
+        subject: subject(message),
+        text: TextBody { message }.render().map_err(failed)?,
+        html: HtmlBody { message }.render().map_err(failed)?,
+    })
 }
 
 /// The Message-ID of a job's message: derived from its idempotency key, so that a
@@ -373,18 +198,18 @@ pub fn message_id(idempotency_key: &str) -> String {
     format!("<{local}@flotilla>")
 }
 
-/// Sends one `email` job's message.
-pub fn send(config: &MailConfig, idempotency_key: &str, job: &EmailJob) -> Result<(), Failure> {
-    let rendered = render(job)?;
-    let to: Mailbox = job
+/// Sends one mail job's message.
+pub fn send(config: &MailConfig, idempotency_key: &str, mail: &Mail) -> Result<(), Failure> {
+    let rendered = render(&mail.message)?;
+    let to: Mailbox = mail
         .to
         .parse()
         .map_err(|e| Failure::Permanent(format!("bad recipient address: {e}")))?;
     let id = message_id(idempotency_key);
-    let message = Message::builder()
+    let message = lettre::Message::builder()
         .from(config.from.clone())
         .to(to)
-        .subject(&rendered.subject)
+        .subject(rendered.subject)
         .message_id(Some(id.clone()))
         .multipart(MultiPart::alternative_plain_html(
             rendered.text,
@@ -413,8 +238,7 @@ pub fn send(config: &MailConfig, idempotency_key: &str, job: &EmailJob) -> Resul
                 "mail \"{}\" written to {}{}",
                 rendered.subject,
                 path.display(),
-                rendered
-                    .link
+                link(&mail.message)
                     .map(|l| format!("; link: {l}"))
                     .unwrap_or_default()
             );
@@ -469,29 +293,121 @@ mod tests {
         assert_eq!(message_id("verify:ab"), message_id("verify:ab"));
     }
 
+    fn mail(message: Message) -> Mail {
+        Mail {
+            to: "ada@example.org".into(),
+            message,
+        }
+    }
+
     #[test]
-    fn templates_need_their_parameters_and_escape_them() {
-        let job: EmailJob = serde_json::from_value(serde_json::json!({
-            "template": "verify_email", "to": "a@example.org",
-            "params": {"link": "http://x/verify?token=a&b=<c>"}
-        }))
+    fn the_html_body_escapes_and_the_text_body_does_not() {
+        let rendered = render(&Message::VerifyEmail {
+            link: "http://x/verify?token=a&b=<c>".into(),
+            valid_hours: 48,
+        })
         .unwrap();
-        let rendered = render(&job).unwrap();
-        assert!(rendered.text.contains("http://x/verify?token=a&b=<c>"));
+        assert!(
+            rendered
+                .text
+                .contains("\n\nhttp://x/verify?token=a&b=<c>\n\n")
+        );
+        assert!(rendered.text.contains("expires in 48 hours"));
         assert!(
             rendered
                 .html
-                .contains("http://x/verify?token=a&amp;b=&lt;c&gt;")
+                .contains(r#"<a href="http://x/verify?token=a&#38;b=&#60;c&#62;">"#),
+            "{}",
+            rendered.html
         );
-        let missing: EmailJob = serde_json::from_value(
-            serde_json::json!({"template": "verify_email", "to": "a@example.org"}),
-        )
+        let rendered = render(&Message::EmailChangeNotice {
+            new_email: "<b>x</b>@example.org".into(),
+            client_addr: None,
+            forgot_link: "http://x/login/forgot".into(),
+        })
         .unwrap();
-        assert!(matches!(render(&missing), Err(Failure::Permanent(_))));
-        let unknown: EmailJob =
-            serde_json::from_value(serde_json::json!({"template": "nope", "to": "a@example.org"}))
-                .unwrap();
-        assert!(matches!(render(&unknown), Err(Failure::Permanent(_))));
+        assert!(
+            rendered
+                .html
+                .contains("&#60;b&#62;x&#60;/b&#62;@example.org")
+        );
+        assert!(rendered.text.contains("from an unknown address."));
+    }
+
+    #[test]
+    fn every_message_renders_both_bodies() {
+        let when = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        let link = "http://x/l?token=t".to_owned();
+        let messages = [
+            Message::VerifyEmail {
+                link: link.clone(),
+                valid_hours: 48,
+            },
+            Message::SignupExisting {
+                login_link: link.clone(),
+            },
+            Message::PasswordReset {
+                link: link.clone(),
+                valid_minutes: 60,
+                client_addr: None,
+            },
+            Message::PasswordChanged {
+                when,
+                client_addr: Some("10.0.0.1".into()),
+                reset_link: link.clone(),
+            },
+            Message::NewDeviceLogin {
+                device: "Firefox on Linux".into(),
+                when,
+                client_addr: None,
+                reset_link: link.clone(),
+            },
+            Message::EmailChangeVerify {
+                link: link.clone(),
+                valid_hours: 24,
+            },
+            Message::EmailChangeNotice {
+                new_email: "a***@example.org".into(),
+                client_addr: None,
+                forgot_link: link.clone(),
+            },
+            Message::EmailChangeTaken {
+                forgot_link: link.clone(),
+            },
+            Message::AccountDeleted {},
+        ];
+        for message in messages {
+            let rendered = render(&message).unwrap();
+            let name = message.template();
+            assert!(
+                rendered.text.ends_with(".\n") || rendered.text.ends_with("t\n"),
+                "{name}: {:?}",
+                rendered.text
+            );
+            assert!(!rendered.text.contains("{{"), "{name}");
+            assert!(rendered.html.starts_with("<!doctype html>"), "{name}");
+            assert!(
+                rendered.html.ends_with("</body></html>"),
+                "{name}: {:?}",
+                rendered.html
+            );
+            if name != "account_deleted" {
+                assert!(rendered.text.contains(&link), "{name}");
+                assert!(
+                    rendered.html.contains(r#"<a href="http://x/l?token=t">"#),
+                    "{name}"
+                );
+            }
+            if name == "password_changed" {
+                assert!(
+                    rendered
+                        .text
+                        .contains("at 2025-11-24 16:00 UTC, from 10.0.0.1."),
+                    "{:?}",
+                    rendered.text
+                );
+            }
+        }
     }
 
     #[test]
@@ -501,10 +417,10 @@ mod tests {
             from: "flotilla <no-reply@localhost>".parse().unwrap(),
             transport: Transport::File { dir: dir.clone() },
         };
-        let job: EmailJob = serde_json::from_value(serde_json::json!({
-            "template": "verify_email", "to": "ada@example.org", "params": {"link": "http://x/v?token=t"}
-        }))
-        .unwrap();
+        let job = mail(Message::VerifyEmail {
+            link: "http://x/v?token=t".into(),
+            valid_hours: 48,
+        });
         send(&config, "verify:abc", &job).unwrap();
         send(&config, "verify:abc", &job).unwrap();
         let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();

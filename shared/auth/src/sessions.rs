@@ -3,6 +3,7 @@
 //! auth events that record what happened to an account.
 
 use chrono::NaiveDateTime;
+use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, sessions};
 use flotilla_db::{AnyConnection, diesel};
@@ -135,7 +136,7 @@ impl Origin {
     /// An event of this origin.
     pub fn event<'a>(
         &'a self,
-        kind: &'a str,
+        kind: AuthEventKind,
         user_id: Option<&'a str>,
         login_key: Option<&'a str>,
         session_id: Option<&'a str>,
@@ -154,7 +155,7 @@ impl Origin {
 /// What happened, to whom (when known), from where.
 #[derive(Debug, Clone)]
 pub struct AuthEvent<'a> {
-    pub kind: &'a str,
+    pub kind: AuthEventKind,
     pub user_id: Option<&'a str>,
     /// SHA-256 of the lower-cased address typed at sign-in (throttling key).
     pub login_key: Option<&'a str>,
@@ -174,7 +175,7 @@ pub fn record_event(
     let user_agent: String = event.user_agent.chars().take(MAX_USER_AGENT).collect();
     diesel::insert_into(auth_events::table)
         .values((
-            auth_events::kind.eq(event.kind),
+            auth_events::kind.eq(event.kind.as_str()),
             auth_events::user_id.eq(event.user_id),
             auth_events::login_key.eq(event.login_key),
             auth_events::session_id.eq(event.session_id),
@@ -197,19 +198,15 @@ pub fn queue_password_changed_notice(
     key: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let job = flotilla_jobs::NewJob::new(
-        "email",
-        serde_json::json!({
-            "template": "password_changed",
-            "to": to,
-            "params": {
-                "when": now.format("%Y-%m-%d %H:%M UTC").to_string(),
-                "client_addr": origin.client_addr,
-                "reset_link": format!("{public_url}/login/forgot"),
-            },
-        }),
-        format!("password_changed:{key}"),
-    );
+    let mail = Mail {
+        to: to.to_owned(),
+        message: Message::PasswordChanged {
+            when: now.and_utc(),
+            client_addr: Some(origin.client_addr.clone()),
+            reset_link: format!("{public_url}/login/forgot"),
+        },
+    };
+    let job = flotilla_jobs::NewJob::new(mail, format!("password_changed:{key}"));
     flotilla_jobs::enqueue(conn, &job)?;
     Ok(())
 }

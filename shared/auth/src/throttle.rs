@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
+use flotilla_contracts::AuthEventKind;
 use flotilla_db::AnyConnection;
 use flotilla_db::diesel::dsl::max;
 use flotilla_db::diesel::prelude::*;
@@ -51,9 +52,9 @@ pub struct Attempts<'a> {
     /// `auth_events.login_key`: a hash of what the attempts are at (an address typed at
     /// sign-in, or an account whose password is checked by profile).
     pub key: &'a str,
-    pub failure: &'a str,
+    pub failure: AuthEventKind,
     /// A success ends the run of failures before it (`None`: only the window does).
-    pub success: Option<&'a str>,
+    pub success: Option<AuthEventKind>,
 }
 
 /// The seconds to wait before the next attempt, if any: the failures recorded in the
@@ -70,7 +71,7 @@ pub fn wait(
     let last_success: Option<NaiveDateTime> = match attempts.success {
         Some(kind) => auth_events::table
             .filter(auth_events::login_key.eq(attempts.key))
-            .filter(auth_events::kind.eq(kind))
+            .filter(auth_events::kind.eq(kind.as_str()))
             .filter(auth_events::created_at.gt(window_start))
             .select(max(auth_events::created_at))
             .get_result(conn)?,
@@ -80,7 +81,7 @@ pub fn wait(
     let failures = || {
         auth_events::table
             .filter(auth_events::login_key.eq(attempts.key))
-            .filter(auth_events::kind.eq(attempts.failure))
+            .filter(auth_events::kind.eq(attempts.failure.as_str()))
             .filter(auth_events::created_at.gt(since))
     };
     let count = usize::try_from(failures().count().get_result::<i64>(conn)?).unwrap_or(0);

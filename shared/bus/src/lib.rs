@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+pub use flotilla_contracts::{Event, EventTopic};
 use zeromq::prelude::*;
 use zeromq::{
     Endpoint, PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket, ZmqError,
@@ -315,6 +316,11 @@ impl EventPublisher {
         Ok(Self { queue })
     }
 
+    /// Queues an event (its topic, then its payload in the current version).
+    pub fn send(&self, event: &Event) {
+        self.publish(event.topic().as_str(), &event.encode());
+    }
+
     /// Queues a two-frame message `[topic, payload]`; subscribers filter on the topic's
     /// beginning.
     pub fn publish(&self, topic: &str, payload: &[u8]) {
@@ -401,6 +407,22 @@ pub struct EventSubscriber {
 }
 
 impl EventSubscriber {
+    /// Subscribes to the events whose topics begin with one of `prefixes`, decoded
+    /// ([`Event::decode`]); one this release cannot read is logged and skipped.
+    pub fn events<F>(events_out: &str, prefixes: &[&str], mut on_event: F) -> anyhow::Result<Self>
+    where
+        F: FnMut(Event) + Send + 'static,
+    {
+        Self::start(
+            events_out,
+            prefixes,
+            move |topic, payload| match Event::decode(topic, payload) {
+                Ok(event) => on_event(event),
+                Err(e) => log::warn!("ignored a {topic} event this release cannot read: {e}"),
+            },
+        )
+    }
+
     pub fn start<F>(events_out: &str, prefixes: &[&str], on_event: F) -> anyhow::Result<Self>
     where
         F: FnMut(&str, &[u8]) + Send + 'static,
@@ -657,6 +679,40 @@ mod tests {
         fn drop(&mut self) {
             self.stop();
         }
+    }
+
+    #[tokio::test]
+    async fn typed_subscribers_read_first_release_events_and_skip_unreadable_ones() {
+        let forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
+        let (sender, mut typed) = tokio::sync::mpsc::unbounded_channel();
+        let subscriber = EventSubscriber::events(&forwarder.events_out, &["user."], move |e| {
+            let _ = sender.send(e);
+        })
+        .unwrap();
+        assert!(wait_until(Duration::from_secs(5), || subscriber.is_connected()).await);
+        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let current = super::Event::UserUpdated { id: "u2".into() };
+        let (mut old_seen, mut current_seen) = (false, false);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !(old_seen && current_seen) && tokio::time::Instant::now() < deadline {
+            // Unreadable, then as the first release wrote it, then as this one writes.
+            publisher.publish("user.updated", b"u-42");
+            publisher.publish("user.deleted", br#"{"id":"u1"}"#);
+            publisher.send(&current);
+            while let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(50), typed.recv()).await
+            {
+                match event {
+                    super::Event::UserDeleted { id } if id == "u1" => old_seen = true,
+                    e if e == current => current_seen = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(
+            old_seen && current_seen,
+            "old {old_seen}, current {current_seen}"
+        );
     }
 
     #[tokio::test]

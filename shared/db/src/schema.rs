@@ -47,6 +47,7 @@ diesel::table! {
         updated_at -> Timestamp,
         done_at -> Nullable<Timestamp>,
         dead_at -> Nullable<Timestamp>,
+        recipient -> Nullable<Text>,
     }
 }
 

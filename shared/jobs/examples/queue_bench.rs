@@ -16,7 +16,7 @@ use chrono::NaiveDateTime;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::jobs;
 use flotilla_db::{DatabaseUrl, PoolConfig, write_transaction};
-use flotilla_jobs::NewJob;
+use flotilla_jobs::{Job, NewJob};
 
 fn main() {
     let url = DatabaseUrl::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
@@ -49,10 +49,7 @@ fn main() {
     let prefix = format!("bench:{run}:t:");
     write_transaction(&mut conn, |c| {
         for i in 0..count {
-            flotilla_jobs::enqueue(
-                c,
-                &NewJob::new("noop", serde_json::json!({}), format!("{prefix}{i}")),
-            )?;
+            flotilla_jobs::enqueue(c, &NewJob::new(Job::Noop, format!("{prefix}{i}")))?;
         }
         QueryResult::Ok(())
     })
@@ -72,11 +69,7 @@ fn main() {
     let prefix = format!("bench:{run}:l:");
     for i in 0..200 {
         let key = format!("{prefix}{i}");
-        flotilla_jobs::enqueue(
-            &mut conn,
-            &NewJob::new("noop", serde_json::json!({}), key.clone()),
-        )
-        .unwrap();
+        flotilla_jobs::enqueue(&mut conn, &NewJob::new(Job::Noop, key.clone())).unwrap();
         wake.wake("noop");
         let deadline = Instant::now() + Duration::from_secs(10);
         while done(&mut conn, &key) < 1 {

@@ -8,7 +8,9 @@
 //! never run one job at the same time, and a job whose worker died is claimed again
 //! when its lease expires. A failure is retried with exponential backoff and jitter;
 //! after the last attempt, or on a permanent failure, the job is parked as dead with
-//! its error. Completed jobs keep no payload (it may hold a link with a token).
+//! its error. Completed jobs keep no payload and no recipient (a link with a token, an
+//! address). What a job is (its kind and typed payload) is defined in
+//! flotilla-contracts, so producers and the worker share one shape.
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use flotilla_db::schema::jobs;
 use flotilla_db::{AnyConnection, diesel, portable_sql, write_transaction};
 
+pub use flotilla_contracts::{DecodeError, Job, JobKind};
+
 /// Attempts before a job is parked as dead, unless the job says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
@@ -25,11 +29,11 @@ pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-/// A job to add to the queue.
+/// A job to add to the queue: what to do ([`Job`], typed in flotilla-contracts) and
+/// how the queue treats it.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: String,
-    pub payload: serde_json::Value,
+    pub job: Job,
     /// Unique: enqueueing the same key twice adds one job (scheduled tasks use the
     /// time slot; emails something naming the message).
     pub idempotency_key: String,
@@ -39,11 +43,10 @@ pub struct NewJob {
 
 impl NewJob {
     /// Due now, with the default number of attempts.
-    pub fn new(kind: &str, payload: serde_json::Value, idempotency_key: String) -> Self {
+    pub fn new(job: impl Into<Job>, idempotency_key: impl Into<String>) -> Self {
         Self {
-            kind: kind.to_owned(),
-            payload,
-            idempotency_key,
+            job: job.into(),
+            idempotency_key: idempotency_key.into(),
             run_after: now(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -56,13 +59,14 @@ pub fn enqueue(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<bool> {
     let now = now();
     let sql = portable_sql(
         conn,
-        "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?) \
+        "INSERT INTO jobs (kind, payload, recipient, idempotency_key, run_after, attempts, \
+         max_attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     );
     let inserted = diesel::sql_query(sql)
-        .bind::<Text, _>(&job.kind)
-        .bind::<Text, _>(job.payload.to_string())
+        .bind::<Text, _>(job.job.kind().as_str())
+        .bind::<Text, _>(job.job.payload())
+        .bind::<Nullable<Text>, _>(job.job.recipient())
         .bind::<Text, _>(&job.idempotency_key)
         .bind::<Timestamp, _>(job.run_after)
         .bind::<Integer, _>(job.max_attempts)
@@ -72,15 +76,15 @@ pub fn enqueue(conn: &mut AnyConnection, job: &NewJob) -> QueryResult<bool> {
     Ok(inserted == 1)
 }
 
-/// A claimed job.
+/// A claimed job, as stored: [`Claimed::decode`] reads what it asks for.
 #[derive(Debug, Clone, QueryableByName)]
-pub struct Job {
+pub struct Claimed {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
     #[diesel(sql_type = Text)]
     pub kind: String,
     #[diesel(sql_type = Text)]
-    pub payload: String,
+    payload: String,
     #[diesel(sql_type = Text)]
     pub idempotency_key: String,
     /// Including this one.
@@ -90,9 +94,11 @@ pub struct Job {
     pub max_attempts: i32,
 }
 
-impl Job {
-    pub fn payload(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::from_str(&self.payload)
+impl Claimed {
+    /// The job, written by this release or the one before it; a shape this release
+    /// cannot read is an error to park the job with (it will not read better later).
+    pub fn decode(&self) -> Result<Job, DecodeError> {
+        Job::decode(&self.kind, &self.payload)
     }
 }
 
@@ -102,7 +108,7 @@ pub fn claim(
     worker: &str,
     lease: Duration,
     limit: i64,
-) -> QueryResult<Vec<Job>> {
+) -> QueryResult<Vec<Claimed>> {
     let now = now();
     let until = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::minutes(5));
     let skip_locked = match conn {
@@ -126,13 +132,13 @@ pub fn claim(
         .bind::<Timestamp, _>(now)
         .bind::<Timestamp, _>(now)
         .bind::<BigInt, _>(limit);
-    let mut jobs: Vec<Job> = write_transaction(conn, |conn| query.load(conn))?;
+    let mut jobs: Vec<Claimed> = write_transaction(conn, |conn| query.load(conn))?;
     jobs.sort_by_key(|j| j.id);
     Ok(jobs)
 }
 
 /// Marks a job done (and forgets its payload). Only the worker holding it can.
-pub fn complete(conn: &mut AnyConnection, job: &Job, worker: &str) -> QueryResult<bool> {
+pub fn complete(conn: &mut AnyConnection, job: &Claimed, worker: &str) -> QueryResult<bool> {
     Ok(complete_many(conn, &[job.id], worker)? == 1)
 }
 
@@ -154,6 +160,7 @@ pub fn complete_many(conn: &mut AnyConnection, ids: &[i64], worker: &str) -> Que
         jobs::updated_at.eq(now),
         jobs::locked_until.eq(None::<NaiveDateTime>),
         jobs::payload.eq("{}"),
+        jobs::recipient.eq(None::<String>),
         jobs::last_error.eq(None::<String>),
     ))
     .execute(conn)
@@ -179,7 +186,7 @@ pub enum Outcome {
 /// attempt or on a permanent failure.
 pub fn fail(
     conn: &mut AnyConnection,
-    job: &Job,
+    job: &Claimed,
     worker: &str,
     failure: &Failure,
 ) -> QueryResult<Outcome> {
@@ -213,7 +220,7 @@ pub fn fail(
 
 /// Gives a claimed job back untouched (a worker stopping before it started the job);
 /// the attempt is not counted.
-pub fn release(conn: &mut AnyConnection, job: &Job, worker: &str) -> QueryResult<bool> {
+pub fn release(conn: &mut AnyConnection, job: &Claimed, worker: &str) -> QueryResult<bool> {
     let sql = portable_sql(
         conn,
         "UPDATE jobs SET locked_until = NULL, locked_by = NULL, attempts = attempts - 1, \
@@ -257,6 +264,17 @@ pub fn purge_dead(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResul
     diesel::sql_query(sql)
         .bind::<Timestamp, _>(before)
         .execute(conn)
+}
+
+/// Deletes the mails to `address` that failed for good (a closed account's: they name
+/// it, and hold its links); returns how many.
+pub fn purge_dead_mails_to(conn: &mut AnyConnection, address: &str) -> QueryResult<usize> {
+    diesel::delete(
+        jobs::table
+            .filter(jobs::dead_at.is_not_null())
+            .filter(jobs::recipient.eq(address)),
+    )
+    .execute(conn)
 }
 
 /// Counts by state, for metrics: (due or running, dead).

@@ -26,7 +26,7 @@ fn each_backend(test: impl Fn(&Pool)) {
 }
 
 fn job(key: &str) -> NewJob {
-    NewJob::new("noop", serde_json::json!({"key": key}), key.to_owned())
+    NewJob::new(Job::Noop, key)
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -56,7 +56,8 @@ fn a_claimed_job_is_leased_and_completed_once() {
         let claimed = claim(&mut conn, "w1", LEASE, 10).unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempts, 1);
-        assert_eq!(claimed[0].payload().unwrap()["key"], "a");
+        assert_eq!(claimed[0].idempotency_key, "a");
+        assert_eq!(claimed[0].decode().unwrap(), Job::Noop);
         assert!(
             claim(&mut conn, "w2", LEASE, 10).unwrap().is_empty(),
             "leased"
@@ -241,4 +242,63 @@ fn backoff_grows_and_is_capped() {
             "{attempt}: {wait}"
         );
     }
+}
+
+fn mail_to(to: &str) -> Job {
+    Job::Mail(flotilla_contracts::Mail {
+        to: to.to_owned(),
+        message: flotilla_contracts::Message::AccountDeleted {},
+    })
+}
+
+#[test]
+fn a_mail_is_found_by_its_recipient_until_it_is_done() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        for (key, to) in [
+            ("a", "ada@example.org"),
+            ("b", "bob@example.org"),
+            ("c", "ada@example.org"),
+        ] {
+            enqueue(&mut conn, &NewJob::new(mail_to(to), key)).unwrap();
+        }
+        let recipients: Vec<Option<String>> = jobs::table
+            .order(jobs::id)
+            .select(jobs::recipient)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(
+            recipients,
+            [
+                Some("ada@example.org"),
+                Some("bob@example.org"),
+                Some("ada@example.org")
+            ]
+            .map(|r| r.map(String::from))
+        );
+        let claimed = claim(&mut conn, "w1", LEASE, 10).unwrap();
+        assert_eq!(claimed[0].decode().unwrap(), mail_to("ada@example.org"));
+        // a (to ada) is done; b (to bob) and c (to ada) fail for good.
+        assert!(complete(&mut conn, &claimed[0], "w1").unwrap());
+        for job in &claimed[1..] {
+            let gone = Failure::Permanent("550 no such mailbox".into());
+            assert_eq!(fail(&mut conn, job, "w1", &gone).unwrap(), Outcome::Dead);
+        }
+        let done: Option<String> = jobs::table
+            .filter(jobs::idempotency_key.eq("a"))
+            .select(jobs::recipient)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(done, None, "a done mail forgets its address");
+        assert_eq!(
+            purge_dead_mails_to(&mut conn, "ada@example.org").unwrap(),
+            1
+        );
+        let left: Vec<String> = jobs::table
+            .order(jobs::id)
+            .select(jobs::idempotency_key)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(left, ["a", "b"], "only ada's dead mail went");
+    });
 }

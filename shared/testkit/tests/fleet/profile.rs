@@ -13,6 +13,7 @@ use super::login::{
     PASSWORD, bus_is_up, decode_part, login, me, refresh, sign_in, slow_catch_up, verified_account,
 };
 use super::*;
+use flotilla_contracts::{Mail, Message};
 
 fn call(
     fleet: &Fleet,
@@ -28,6 +29,26 @@ fn call(
     let response = request.send().unwrap();
     let status = response.status();
     (status, response.json().unwrap_or(Value::Null))
+}
+
+/// Queues a mail as a service would, then parks it as dead (a mailbox refused it).
+fn failed_for_good(db: &TestDb, mail: Mail, key: &str) {
+    let url = flotilla_db::DatabaseUrl::parse(db.url()).unwrap();
+    let mut conn = flotilla_db::connect(&flotilla_db::PoolConfig {
+        url,
+        max_size: 1,
+        timeout: Duration::from_secs(5),
+        busy_timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+    .get()
+    .unwrap();
+    let mut job = flotilla_jobs::NewJob::new(mail, key);
+    job.run_after += chrono::TimeDelta::days(365);
+    assert!(flotilla_jobs::enqueue(&mut conn, &job).unwrap());
+    db.execute(&format!(
+        "UPDATE jobs SET attempts = 5, dead_at = created_at, last_error = 'mailbox full' WHERE idempotency_key = '{key}'"
+    ));
 }
 
 /// How long until login (another service than profile) refuses `access`.
@@ -361,12 +382,13 @@ on_both_databases! {
 
         // A mail to the person that failed for good keeps its address until purged.
         let id = me(&fleet, &access).1["id"].as_str().unwrap().to_owned();
-        fleet.db.execute(&format!(
-            "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, created_at, updated_at, dead_at, last_error) \
-             VALUES ('email', '{{\"to\":\"ada@example.org\"}}', 'email_change_notice:{id}:1', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full'), \
-                    ('email', '{{\"params\":{{\"link\":\"x\"}},\"template\":\"password_reset\",\"to\":\"ada@example.org\"}}', 'password_reset:0123', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'mailbox full'), \
-                    ('email', '{{\"to\":\"bada@example.org\"}}', 'password_reset:4567', '2026-01-01 00:00:00', 5, 5, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'someone else')"
-        ));
+        for (to, message, key) in [
+            ("ada@example.org", Message::EmailChangeNotice { new_email: "a***@example.org".into(), client_addr: None, forgot_link: "x".into() }, format!("email_change_notice:{id}:1")),
+            ("ada@example.org", Message::PasswordReset { link: "x".into(), valid_minutes: 60, client_addr: None }, "password_reset:0123".into()),
+            ("bada@example.org", Message::PasswordReset { link: "x".into(), valid_minutes: 60, client_addr: None }, "password_reset:4567".into()),
+        ] {
+            failed_for_good(&fleet.db, Mail { to: to.into(), message }, &key);
+        }
 
         // Closing needs the password.
         assert_eq!(call(&fleet, Method::DELETE, "/profile/me", &access, Some(json!({"password": "wrong"}))).0, StatusCode::FORBIDDEN);

@@ -124,3 +124,51 @@ on_both_databases! {
         assert_eq!(hour(&fleet.db).len(), 1, "one clean-up job for the hour");
     }
 }
+
+on_both_databases! {
+    fn jobs_and_events_of_the_first_release_are_still_processed(db: TestDb) {
+        use super::login::{bus_is_up, decode_part, me, sign_in, slow_catch_up, verified_account};
+        let fleet = slow_catch_up(db);
+
+        // Jobs as the first release wrote them: a mail's fields under `params`, a time as
+        // text, no `recipient` column; and one that no release can read.
+        let v1 = r#"{"template":"password_changed","to":"old@example.org","params":{"when":"2026-11-22 10:05 UTC","client_addr":"10.0.0.1","reset_link":"http://x/login/forgot"}}"#;
+        let broken = r#"{"template":"no_such_template","to":"old@example.org","params":{}}"#;
+        fleet.db.execute(&format!(
+            "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, max_attempts, created_at, updated_at) VALUES \
+             ('email', '{v1}', 'password_changed:v1', '2000-01-01 00:00:00', 0, 3, '2000-01-01 00:00:00', '2000-01-01 00:00:00'), \
+             ('email', '{broken}', 'broken:v1', '2000-01-01 00:00:00', 0, 3, '2000-01-01 00:00:00', '2000-01-01 00:00:00')"
+        ));
+        let mails = fleet.wait_for_mails("old@example.org", 1);
+        let text = flotilla_testkit::mail_text(&mails[0]);
+        assert!(text.contains("Subject: Your password was changed"), "{text}");
+        assert!(text.contains("changed at 2026-11-22 10:05 UTC, from 10.0.0.1."), "{text}");
+        let dead = || fleet.db.strings("SELECT last_error AS v FROM jobs WHERE idempotency_key = 'broken:v1' AND dead_at IS NOT NULL");
+        assert!(wait_until(Duration::from_secs(10), || !dead().is_empty()), "{}", fleet.all_logs());
+        let reason = &dead()[0];
+        assert!(reason.contains("cannot read the job") && reason.contains("no_such_template"), "{reason}");
+        let attempts = fleet.db.strings("SELECT CAST(attempts AS TEXT) AS v FROM jobs WHERE idempotency_key = 'broken:v1'");
+        assert_eq!(attempts, vec!["1"], "parked at once, not retried");
+
+        // An event as the first release published it (no version) still revokes a
+        // session at once; the catch-up from the database is a minute away.
+        verified_account(&fleet, "ada@example.org");
+        bus_is_up(&fleet, "ada@example.org");
+        let (access, _) = sign_in(&fleet, "ada@example.org");
+        let sid = decode_part(&access, 1)["sid"].as_str().unwrap().to_owned();
+        assert_eq!(me(&fleet, &access).0, reqwest::StatusCode::OK);
+        let events_in = fleet.env_var("FLOTILLA_BUS_EVENTS_IN").to_owned();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _context = runtime.enter();
+        let mut publisher = zeromq::PubSocket::new();
+        runtime.block_on(publisher.connect(&events_in)).unwrap();
+        let payload = format!(r#"{{"sids":["{sid}"]}}"#);
+        let revoked = wait_until(Duration::from_secs(10), || {
+            let mut message = zeromq::ZmqMessage::from("session.revoked".to_owned());
+            message.push_back(payload.clone().into_bytes().into());
+            runtime.block_on(publisher.send(message)).unwrap();
+            me(&fleet, &access).0 == reqwest::StatusCode::UNAUTHORIZED
+        });
+        assert!(revoked, "the first release's event was not read:\n{}", fleet.all_logs());
+    }
+}

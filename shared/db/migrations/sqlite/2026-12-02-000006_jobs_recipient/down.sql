@@ -1,0 +1,2 @@
+DROP INDEX jobs_recipient_idx;
+ALTER TABLE jobs DROP COLUMN recipient;
