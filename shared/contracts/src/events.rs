@@ -5,7 +5,6 @@
 //! release's events, which had the same fields).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::DecodeError;
 
@@ -83,12 +82,7 @@ impl Event {
                 serde_json::to_value(User { id: id.clone() })
             }
         };
-        let mut object = match fields {
-            Ok(Value::Object(object)) => object,
-            _ => serde_json::Map::new(),
-        };
-        object.insert("v".into(), VERSION.into());
-        Value::Object(object).to_string().into_bytes()
+        crate::versioned(fields, VERSION).into_bytes()
     }
 
     /// Reads a message of this version or an earlier one.
@@ -97,18 +91,9 @@ impl Event {
             what: "event topic",
             name: topic.to_owned(),
         })?;
-        let malformed = |cause| DecodeError::Malformed {
-            what: "event payload",
-            cause,
-        };
-        let value: Value = serde_json::from_slice(payload).map_err(malformed)?;
-        let version = value.get("v").and_then(Value::as_u64).unwrap_or(1);
-        if version > VERSION {
-            return Err(DecodeError::TooNew {
-                what: "event payload",
-                version,
-            });
-        }
+        let what = "event payload";
+        let malformed = |cause| DecodeError::Malformed { what, cause };
+        let (value, _) = crate::read_versioned(what, payload, VERSION)?;
         Ok(match topic {
             EventTopic::SessionRevoked => Self::SessionRevoked {
                 sids: Sessions::deserialize(value).map_err(malformed)?.sids,

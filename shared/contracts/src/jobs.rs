@@ -96,13 +96,7 @@ impl Job {
             Self::PurgeUser(purge) => serde_json::to_value(purge),
             Self::Cleanup | Self::Noop => Ok(Value::Object(Map::new())),
         };
-        // Structs and enums of strings and numbers always serialise.
-        let mut object = match fields {
-            Ok(Value::Object(object)) => object,
-            _ => Map::new(),
-        };
-        object.insert("v".into(), VERSION.into());
-        Value::Object(object).to_string()
+        crate::versioned(fields, VERSION)
     }
 
     /// Reads a row's `kind` and `payload`, of this version or an earlier one.
@@ -111,18 +105,9 @@ impl Job {
             what: "job kind",
             name: kind.to_owned(),
         })?;
-        let malformed = |cause| DecodeError::Malformed {
-            what: "job payload",
-            cause,
-        };
-        let mut value: Value = serde_json::from_str(payload).map_err(malformed)?;
-        let version = value.get("v").and_then(Value::as_u64).unwrap_or(1);
-        if version > VERSION {
-            return Err(DecodeError::TooNew {
-                what: "job payload",
-                version,
-            });
-        }
+        let what = "job payload";
+        let malformed = |cause| DecodeError::Malformed { what, cause };
+        let (mut value, version) = crate::read_versioned(what, payload.as_bytes(), VERSION)?;
         Ok(match kind {
             JobKind::Email => {
                 if version == 1 {

@@ -40,3 +40,33 @@ pub enum DecodeError {
     #[error("{what} version {version} is newer than this release reads")]
     TooNew { what: &'static str, version: u64 },
 }
+
+/// Serialised `fields` (an object) with the version they are written in, as `"v"`.
+fn versioned(fields: serde_json::Result<serde_json::Value>, version: u64) -> String {
+    // Structs of strings and numbers always serialise to an object.
+    let mut object = match fields {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    object.insert("v".into(), version.into());
+    serde_json::Value::Object(object).to_string()
+}
+
+/// A versioned payload (no `"v"`: version 1) and its version, refused when it is newer
+/// than `current`.
+fn read_versioned(
+    what: &'static str,
+    payload: &[u8],
+    current: u64,
+) -> Result<(serde_json::Value, u64), DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|cause| DecodeError::Malformed { what, cause })?;
+    let version = value
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
+    if version > current {
+        return Err(DecodeError::TooNew { what, version });
+    }
+    Ok((value, version))
+}
