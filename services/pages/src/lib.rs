@@ -92,57 +92,96 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             }
         },
     )?;
-    let mut people = People::new(&config.out, &config.site_name);
-    let mut conn: Option<AnyConnection> = None;
-    let mut pending = BTreeSet::new();
-    let mut next_catch_up = Instant::now();
-    let mut next_rebuild = Instant::now();
-    let mut told_connected = false;
-    // After a failed pass, nothing is tried before this (growing waits, at most 32 s).
-    let mut retry_at = Instant::now();
-    let mut failures = 0u32;
+    let mut watcher = Watcher::new(config);
     loop {
+        watcher.wait_for_changes(&events)?;
+        if !watcher.told_connected && subscriber.is_connected() {
+            watcher.told_connected = true;
+            log::info!("listening for account changes on {}", config.events_out);
+        }
+        watcher.pass();
+    }
+}
+
+/// What `watch` keeps between passes: the accounts changed since the last pass, when
+/// the next catch-up and rebuild are due, and the back-off after a failed pass.
+struct Watcher<'a> {
+    config: &'a PagesConfig,
+    people: People,
+    conn: Option<AnyConnection>,
+    pending: BTreeSet<String>,
+    next_catch_up: Instant,
+    next_rebuild: Instant,
+    told_connected: bool,
+    /// After a failed pass, nothing is tried before this (growing waits, at most 32 s).
+    retry_at: Instant,
+    failures: u32,
+}
+
+impl<'a> Watcher<'a> {
+    fn new(config: &'a PagesConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            config,
+            people: People::new(&config.out, &config.site_name),
+            conn: None,
+            pending: BTreeSet::new(),
+            next_catch_up: now,
+            next_rebuild: now,
+            told_connected: false,
+            retry_at: now,
+            failures: 0,
+        }
+    }
+
+    /// Waits for a change event or for the next due time, whichever comes first; a
+    /// burst of changes (a page of edits) is gathered into one pass.
+    fn wait_for_changes(&mut self, events: &mpsc::Receiver<String>) -> anyhow::Result<()> {
         // Until the subscriber is connected, look often, to say so once it is.
-        let tick = if told_connected {
-            config.catch_up
+        let tick = if self.told_connected {
+            self.config.catch_up
         } else {
             Duration::from_millis(100)
         };
-        let mut due = next_catch_up.min(next_rebuild).min(Instant::now() + tick);
-        if !pending.is_empty() {
-            due = due.min(retry_at);
+        let mut due = self
+            .next_catch_up
+            .min(self.next_rebuild)
+            .min(Instant::now() + tick);
+        if !self.pending.is_empty() {
+            due = due.min(self.retry_at);
         }
-        let due = due.max(retry_at);
+        let due = due.max(self.retry_at);
         match events.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Ok(id) => {
-                pending.insert(id);
-                // A burst of changes (a page of edits) becomes one pass.
+                self.pending.insert(id);
                 let settle = Instant::now() + Duration::from_millis(20);
                 while let Ok(id) =
                     events.recv_timeout(settle.saturating_duration_since(Instant::now()))
                 {
-                    pending.insert(id);
+                    self.pending.insert(id);
                 }
+                Ok(())
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("the event subscriber stopped");
+                anyhow::bail!("the event subscriber stopped")
             }
         }
-        if !told_connected && subscriber.is_connected() {
-            told_connected = true;
-            log::info!("listening for account changes on {}", config.events_out);
-        }
+    }
+
+    /// Runs what is due: a rebuild, a catch-up, or the pending changes.
+    fn pass(&mut self) {
         let now = Instant::now();
-        if now < retry_at {
-            continue;
+        if now < self.retry_at {
+            return;
         }
-        let rebuild = now >= next_rebuild;
-        let catch_up = !rebuild && now >= next_catch_up;
-        if !rebuild && !catch_up && pending.is_empty() {
-            continue;
+        let rebuild = now >= self.next_rebuild;
+        let catch_up = !rebuild && now >= self.next_catch_up;
+        if !rebuild && !catch_up && self.pending.is_empty() {
+            return;
         }
-        let result = connection(&mut conn, config).and_then(|conn| {
+        let (config, people, pending) = (self.config, &mut self.people, &self.pending);
+        let result = connection(&mut self.conn, config).and_then(|conn| {
             let _lock = Lock::take(&config.out)?;
             if rebuild {
                 return people.rebuild(conn);
@@ -152,41 +191,40 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             }
             // After a catch-up too: an account purged since its event has no row left
             // to be caught up from.
-            people.refresh(conn, &pending)
+            people.refresh(conn, pending)
         });
         match result {
             Ok(()) => {
-                failures = 0;
-                pending.clear();
+                self.failures = 0;
+                self.pending.clear();
                 if rebuild {
                     log::info!(
                         "{} public profiles in {}",
-                        people.len(),
+                        self.people.len(),
                         config.out.display()
                     );
-                    next_rebuild = now + config.rebuild;
+                    self.next_rebuild = now + config.rebuild;
                 }
                 if rebuild || catch_up {
-                    next_catch_up = now + config.catch_up;
+                    self.next_catch_up = now + config.catch_up;
                 }
             }
             Err(e) => {
                 // The pass is tried again after a wait (the changes stay pending, a
                 // due rebuild stays due); a broken connection is opened again.
-                failures += 1;
-                let wait = Duration::from_secs(1 << failures.min(5));
+                self.failures += 1;
+                let wait = Duration::from_secs(1 << self.failures.min(5));
                 log::warn!(
                     "the public profiles could not be updated, trying again in {}s: {e:#}",
                     wait.as_secs()
                 );
-                conn = None;
-                retry_at = now + wait;
+                self.conn = None;
+                self.retry_at = now + wait;
             }
         }
     }
 }
 
-/// The `id` of a `user.*` event's JSON payload.
 fn open(config: &PagesConfig) -> anyhow::Result<AnyConnection> {
     let mut conn = flotilla_db::open(&config.database)?;
     match flotilla_db::schema_status(&mut conn)? {

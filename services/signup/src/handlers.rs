@@ -2,10 +2,10 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::PoolError;
-use flotilla_db::diesel::result::Error as DbError;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, FieldErrors, State};
 
 use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
@@ -31,10 +31,6 @@ fn busy(e: PoolError) -> Error {
         },
         PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
     }
-}
-
-fn db(e: DbError) -> Error {
-    Error::Internal(anyhow::Error::new(e).context("signup database work"))
 }
 
 pub async fn form() -> HttpResponse {
@@ -76,18 +72,16 @@ pub async fn create(
         .hash(account.password.clone())
         .await
         .map_err(busy)?;
-    let pool = state.pool.clone();
     let config = signup.config.clone();
     let username = account
         .username
         .as_ref()
         .map(|u| u.as_ref().to_owned())
         .unwrap_or_default();
-    let registered = web::block(move || -> Result<Registered, Error> {
-        let mut conn = pool.get()?;
-        store::register(&mut conn, &config, &account, &password_hash).map_err(db)
+    let registered = blocking(&state, move |conn| {
+        store::register(conn, &config, &account, &password_hash)
     })
-    .await??;
+    .await?;
     match registered {
         Registered::New | Registered::Existing => {
             signup.wake.wake("email");
@@ -124,12 +118,7 @@ pub async fn verify(
         Verified::Invalid
     } else {
         let hash = flotilla_auth::token_hash(token);
-        let pool = state.pool.clone();
-        web::block(move || -> Result<Verified, Error> {
-            let mut conn = pool.get()?;
-            store::verify(&mut conn, &hash).map_err(db)
-        })
-        .await??
+        blocking(&state, move |conn| store::verify(conn, &hash)).await?
     };
     let (code, message) = match outcome {
         Verified::Done if browser => {
@@ -185,13 +174,8 @@ pub async fn resend(
         }
         Err(problem) => return Err(Error::invalid("email", problem)),
     };
-    let pool = state.pool.clone();
     let config = signup.config.clone();
-    let queued = web::block(move || -> Result<bool, Error> {
-        let mut conn = pool.get()?;
-        store::resend(&mut conn, &config, &email).map_err(db)
-    })
-    .await??;
+    let queued = blocking(&state, move |conn| store::resend(conn, &config, &email)).await?;
     if queued {
         signup.wake.wake("email");
     }

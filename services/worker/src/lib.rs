@@ -22,6 +22,7 @@ use flotilla_db::schema::{auth_events, email_tokens, sessions};
 use flotilla_jobs::{Claimed, Failure, Job, JobKind, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
+use flotilla_kit::work;
 use flotilla_kit::{ConfigError, Env, Service, State};
 
 pub static SERVICE: Service = Service {
@@ -146,92 +147,105 @@ async fn pass(
 ) -> anyhow::Result<()> {
     let hour = flotilla_jobs::now().format("%Y-%m-%dT%H").to_string();
     if scheduled.as_deref() != Some(hour.as_str()) {
-        let (pool, slot) = (state.pool.clone(), hour.clone());
-        web::block(move || -> anyhow::Result<()> {
-            let mut conn = pool.get()?;
-            schedule(&mut conn, &slot)
-        })
-        .await??;
+        let slot = hour.clone();
+        work::background(&state.pool, move |conn| schedule(conn, &slot)).await?;
         *scheduled = Some(hour);
     }
     loop {
-        let pool = state.pool.clone();
         let (worker, lease, batch) = (id.to_owned(), config.lease, config.batch);
-        let jobs = web::block(move || -> anyhow::Result<Vec<Claimed>> {
-            let mut conn = pool.get()?;
-            Ok(flotilla_jobs::claim(&mut conn, &worker, lease, batch)?)
+        let jobs = work::background(&state.pool, move |conn| {
+            Ok(flotilla_jobs::claim(conn, &worker, lease, batch)?)
         })
-        .await??;
+        .await?;
         if jobs.is_empty() {
             return Ok(());
         }
         let claimed = jobs.len() as i64;
-        // Jobs without an effect outside the database are completed together at the end
-        // of the batch (a crash before that runs them again, which they allow); a job
-        // with an outside effect (an email) is completed as soon as it is done.
-        let mut finished: Vec<i64> = Vec::new();
-        let mut unstarted: Vec<Claimed> = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            if *stop.borrow() {
-                unstarted = jobs[i..].to_vec();
-                break;
-            }
-            let result = run_job(state, config, job).await;
-            if result.is_ok() && job.kind != JobKind::Email.as_str() {
-                finished.push(job.id);
-                continue;
-            }
-            let pool = state.pool.clone();
-            let (job, worker) = (job.clone(), id.to_owned());
-            let outcome = web::block(move || -> anyhow::Result<&'static str> {
-                let mut conn = pool.get()?;
-                Ok(match result {
-                    Ok(()) => {
-                        flotilla_jobs::complete(&mut conn, &job, &worker)?;
-                        "done"
-                    }
-                    Err(failure) => {
-                        log::warn!(
-                            "job {} ({}) attempt {} failed: {failure:?}",
-                            job.id,
-                            job.kind,
-                            job.attempts
-                        );
-                        match flotilla_jobs::fail(&mut conn, &job, &worker, &failure)? {
-                            Outcome::RetryAt(_) => "retry",
-                            Outcome::Dead => "dead",
-                        }
-                    }
-                })
-            })
-            .await??;
-            state.metrics.count(JOBS, JOBS_HELP, outcome);
-        }
-        let (done, released) = (finished.len(), unstarted.len());
-        if done + released > 0 {
-            let (pool, worker) = (state.pool.clone(), id.to_owned());
-            web::block(move || -> anyhow::Result<()> {
-                let mut conn = pool.get()?;
-                flotilla_jobs::complete_many(&mut conn, &finished, &worker)?;
-                for job in &unstarted {
-                    flotilla_jobs::release(&mut conn, job, &worker)?;
-                }
-                Ok(())
-            })
-            .await??;
-        }
-        for _ in 0..done {
-            state.metrics.count(JOBS, JOBS_HELP, "done");
-        }
-        for _ in 0..released {
-            state.metrics.count(JOBS, JOBS_HELP, "released");
-        }
+        let released = run_batch(state, config, id, stop, jobs).await?;
         // A short batch drained the queue: whatever is enqueued now comes with its own
         // wake-up (or the next poll), so no empty claim is needed to find that out.
         if released > 0 || claimed < config.batch {
             return Ok(());
         }
     }
+}
+
+/// Runs a claimed batch; returns how many jobs it gave back unstarted (the worker is
+/// stopping). Jobs without an effect outside the database are completed together at
+/// the end (a crash before that runs them again, which they allow); a job with an
+/// outside effect (an email) is completed as soon as it is done.
+async fn run_batch(
+    state: &web::Data<State>,
+    config: &WorkerConfig,
+    id: &str,
+    stop: &watch::Receiver<bool>,
+    jobs: Vec<Claimed>,
+) -> anyhow::Result<usize> {
+    let mut finished: Vec<i64> = Vec::new();
+    let mut unstarted: Vec<Claimed> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if *stop.borrow() {
+            unstarted = jobs[i..].to_vec();
+            break;
+        }
+        let result = run_job(state, config, job).await;
+        if result.is_ok() && job.kind != JobKind::Email.as_str() {
+            finished.push(job.id);
+            continue;
+        }
+        let outcome = record_outcome(state, id, job, result).await?;
+        state.metrics.count(JOBS, JOBS_HELP, outcome);
+    }
+    let (done, released) = (finished.len(), unstarted.len());
+    if done + released > 0 {
+        let worker = id.to_owned();
+        work::background(&state.pool, move |conn| {
+            flotilla_jobs::complete_many(conn, &finished, &worker)?;
+            for job in &unstarted {
+                flotilla_jobs::release(conn, job, &worker)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    for _ in 0..done {
+        state.metrics.count(JOBS, JOBS_HELP, "done");
+    }
+    for _ in 0..released {
+        state.metrics.count(JOBS, JOBS_HELP, "released");
+    }
+    Ok(released)
+}
+
+/// Records one job's result at once: done, to retry, or dead.
+async fn record_outcome(
+    state: &web::Data<State>,
+    id: &str,
+    job: &Claimed,
+    result: Result<(), Failure>,
+) -> anyhow::Result<&'static str> {
+    let (job, worker) = (job.clone(), id.to_owned());
+    work::background(&state.pool, move |conn| {
+        Ok(match result {
+            Ok(()) => {
+                flotilla_jobs::complete(conn, &job, &worker)?;
+                "done"
+            }
+            Err(failure) => {
+                log::warn!(
+                    "job {} ({}) attempt {} failed: {failure:?}",
+                    job.id,
+                    job.kind,
+                    job.attempts
+                );
+                match flotilla_jobs::fail(conn, &job, &worker, &failure)? {
+                    Outcome::RetryAt(_) => "retry",
+                    Outcome::Dead => "dead",
+                }
+            }
+        })
+    })
+    .await
 }
 
 /// Runs one job. A job this release cannot read is parked as dead with the reason
@@ -266,10 +280,8 @@ async fn in_database(
     state: &web::Data<State>,
     work: impl FnOnce(&mut flotilla_db::AnyConnection) -> anyhow::Result<()> + Send + 'static,
 ) -> Result<(), Failure> {
-    let pool = state.pool.clone();
-    web::block(move || -> anyhow::Result<()> { work(&mut *pool.get()?) })
+    work::background(&state.pool, work)
         .await
-        .map_err(|e| Failure::Temporary(e.to_string()))?
         .map_err(|e| Failure::Temporary(format!("{e:#}")))
 }
 

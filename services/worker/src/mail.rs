@@ -217,33 +217,7 @@ pub fn send(config: &MailConfig, idempotency_key: &str, mail: &Mail) -> Result<(
         ))
         .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
     match &config.transport {
-        Transport::File { dir } => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Failure::Temporary(format!("cannot create {}: {e}", dir.display())))?;
-            let name = id.trim_matches(['<', '>']).replace('@', "_at_");
-            let path = dir.join(format!("{name}.eml"));
-            if path.exists() {
-                log::info!(
-                    "mail {id} was already written to {}; not again",
-                    path.display()
-                );
-                return Ok(());
-            }
-            let partial = dir.join(format!(".{name}.eml.tmp"));
-            std::fs::write(&partial, message.formatted())
-                .and_then(|()| std::fs::rename(&partial, &path))
-                .map_err(|e| Failure::Temporary(format!("cannot write {}: {e}", path.display())))?;
-            // For a developer running locally: the link without opening the file.
-            log::info!(
-                "mail \"{}\" written to {}{}",
-                rendered.subject,
-                path.display(),
-                link(&mail.message)
-                    .map(|l| format!("; link: {l}"))
-                    .unwrap_or_default()
-            );
-            Ok(())
-        }
+        Transport::File { dir } => write_file(dir, &id, &message, mail),
         Transport::Smtp {
             host,
             port,
@@ -270,7 +244,7 @@ pub fn send(config: &MailConfig, idempotency_key: &str, mail: &Mail) -> Result<(
                 Ok(_) => {
                     log::info!(
                         "mail {id} \"{}\" sent through {host}:{port}",
-                        rendered.subject
+                        subject(&mail.message)
                     );
                     Ok(())
                 }
@@ -281,6 +255,40 @@ pub fn send(config: &MailConfig, idempotency_key: &str, mail: &Mail) -> Result<(
             }
         }
     }
+}
+
+/// The file transport: one `.eml` per Message-ID, written atomically, never twice.
+fn write_file(
+    dir: &std::path::Path,
+    id: &str,
+    message: &lettre::Message,
+    mail: &Mail,
+) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Temporary(format!("cannot create {}: {e}", dir.display())))?;
+    let name = id.trim_matches(['<', '>']).replace('@', "_at_");
+    let path = dir.join(format!("{name}.eml"));
+    if path.exists() {
+        log::info!(
+            "mail {id} was already written to {}; not again",
+            path.display()
+        );
+        return Ok(());
+    }
+    let partial = dir.join(format!(".{name}.eml.tmp"));
+    std::fs::write(&partial, message.formatted())
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| Failure::Temporary(format!("cannot write {}: {e}", path.display())))?;
+    // For a developer running locally: the link without opening the file.
+    log::info!(
+        "mail \"{}\" written to {}{}",
+        subject(&mail.message),
+        path.display(),
+        link(&mail.message)
+            .map(|l| format!("; link: {l}"))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -75,69 +75,9 @@ impl Metrics {
 
     pub fn render(&self, service: &str, out: &mut String) {
         let service = escape_label(service);
-        let mut series: Vec<(Key, Series)> = match self.series.lock() {
-            Ok(map) => map
-                .iter()
-                .map(|(k, s)| {
-                    (
-                        k.clone(),
-                        Series {
-                            count: s.count,
-                            sum_seconds: s.sum_seconds,
-                            buckets: s.buckets,
-                        },
-                    )
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-
-        out.push_str(
-            "# HELP flotilla_http_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE flotilla_http_requests_total counter\n");
-        for ((method, route, status), s) in &series {
-            let _ = writeln!(
-                out,
-                "flotilla_http_requests_total{{service=\"{service}\",method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
-                escape_label(route),
-                s.count
-            );
-        }
-        out.push_str(
-            "# HELP flotilla_http_request_duration_seconds Time to answer, by route and status.\n",
-        );
-        out.push_str("# TYPE flotilla_http_request_duration_seconds histogram\n");
-        for ((method, route, status), s) in &series {
-            let labels = format!(
-                "service=\"{service}\",method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape_label(route)
-            );
-            let mut cumulative = 0;
-            for (le, n) in BUCKETS.iter().zip(s.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "flotilla_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "flotilla_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "flotilla_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "flotilla_http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
-        }
+        let series = self.snapshot();
+        render_counts(&service, &series, out);
+        render_durations(&service, &series, out);
         out.push_str("# HELP flotilla_http_requests_rejected_total Requests refused with 503 because too many were in flight.\n");
         out.push_str("# TYPE flotilla_http_requests_rejected_total counter\n");
         let _ = writeln!(
@@ -155,6 +95,81 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{service=\"{service}\",kind=\"{kind}\"}} {n}");
             }
         }
+    }
+
+    /// The request series, copied out of the lock and sorted.
+    fn snapshot(&self) -> Vec<(Key, Series)> {
+        let mut series: Vec<(Key, Series)> = match self.series.lock() {
+            Ok(map) => map
+                .iter()
+                .map(|(k, s)| {
+                    (
+                        k.clone(),
+                        Series {
+                            count: s.count,
+                            sum_seconds: s.sum_seconds,
+                            buckets: s.buckets,
+                        },
+                    )
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series
+    }
+}
+
+/// `flotilla_http_requests_total`, one line per method, route and status.
+fn render_counts(service: &str, series: &[(Key, Series)], out: &mut String) {
+    out.push_str(
+        "# HELP flotilla_http_requests_total HTTP requests answered, by route and status.\n",
+    );
+    out.push_str("# TYPE flotilla_http_requests_total counter\n");
+    for ((method, route, status), s) in series {
+        let _ = writeln!(
+            out,
+            "flotilla_http_requests_total{{service=\"{service}\",method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+            escape_label(route),
+            s.count
+        );
+    }
+}
+
+/// `flotilla_http_request_duration_seconds`, a histogram per method, route and status.
+fn render_durations(service: &str, series: &[(Key, Series)], out: &mut String) {
+    out.push_str(
+        "# HELP flotilla_http_request_duration_seconds Time to answer, by route and status.\n",
+    );
+    out.push_str("# TYPE flotilla_http_request_duration_seconds histogram\n");
+    for ((method, route, status), s) in series {
+        let labels = format!(
+            "service=\"{service}\",method=\"{method}\",route=\"{}\",status=\"{status}\"",
+            escape_label(route)
+        );
+        let mut cumulative = 0;
+        for (le, n) in BUCKETS.iter().zip(s.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "flotilla_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "flotilla_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            s.count
+        );
+        let _ = writeln!(
+            out,
+            "flotilla_http_request_duration_seconds_sum{{{labels}}} {}",
+            s.sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "flotilla_http_request_duration_seconds_count{{{labels}}} {}",
+            s.count
+        );
     }
 }
 

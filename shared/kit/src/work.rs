@@ -2,6 +2,7 @@
 //! request's thread.
 
 use actix_web::web;
+use anyhow::Context as _;
 use flotilla_db::{AnyConnection, Backend};
 
 use crate::{Error, State};
@@ -22,6 +23,21 @@ where
         work(&mut conn).map_err(Into::into)
     })
     .await?
+}
+
+/// Runs database work of a background task (the worker, the page watcher) on the
+/// blocking pool. Its errors stay `anyhow`, with their causes, for the task's log.
+pub async fn background<T: Send + 'static>(
+    pool: &flotilla_db::Pool,
+    work: impl FnOnce(&mut AnyConnection) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let pool = pool.clone();
+    web::block(move || {
+        let mut conn = pool.get().context("no database connection")?;
+        work(&mut conn)
+    })
+    .await
+    .context("the blocking task failed")?
 }
 
 /// Runs a short read (a lookup by key, a small list). On SQLite, when a pooled
