@@ -81,7 +81,7 @@ fn issue(
         let key = keys
             .current()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
-        flotilla_auth::tokens::sign(key, &claims)?
+        flotilla_auth::access_token::sign(key, &claims)?
     };
     let refresh_age = (grant.refresh_expires.and_utc().timestamp() - now).max(0);
     let mut response = match format {

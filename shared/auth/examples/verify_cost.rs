@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
+use flotilla_auth::access_token::{self, Claims, TokenSettings};
 use flotilla_auth::keys::SigningKey;
-use flotilla_auth::tokens::{self, Claims, TokenSettings};
 
 fn main() -> anyhow::Result<()> {
     let settings = TokenSettings {
@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         leeway_secs: 30,
     };
     let key = SigningKey::generate();
-    let public = tokens::decoding_key(&key.public_x())
+    let public = access_token::decoding_key(&key.public_x())
         .ok_or_else(|| anyhow::anyhow!("the public key does not decode"))?;
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         nbf: now,
         exp: now + 900,
     };
-    let token = tokens::sign(&key, &claims)?;
+    let token = access_token::sign(&key, &claims)?;
     let rounds = 15;
     let per_round = 2_000;
     let median = |mut v: Vec<f64>| {
@@ -42,13 +42,14 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..rounds {
         let started = Instant::now();
         for _ in 0..per_round {
-            tokens::key_id(&token).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            tokens::verify(&settings, &token, &public).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            access_token::key_id(&token).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            access_token::verify(&settings, &token, &public)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         }
         verify.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(per_round));
         let started = Instant::now();
         for _ in 0..per_round {
-            tokens::sign(&key, &claims)?;
+            access_token::sign(&key, &claims)?;
         }
         sign.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(per_round));
     }

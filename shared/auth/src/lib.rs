@@ -1,39 +1,68 @@
 //! Passwords, tokens and sessions for the flotilla services.
 //!
+//! Passwords (`password/`):
 //! - [`PasswordPolicy::check`] turns raw input into a [`Password`] or a message for the field.
 //! - [`hash_password`] and [`verify_password`] use Argon2id; they are slow on purpose, so
 //!   request handlers go through a [`HashPool`], which runs them off the async executor and
-//!   answers [`PoolError::Busy`] instead of queueing without bound.
-//! - [`new_token`] and [`token_hash`] make the secrets sent in email links and refresh
-//!   tokens; the database stores only the hash.
-//! - [`keys`] and [`tokens`]: Ed25519 key files and EdDSA access tokens (login signs,
+//!   answers [`PoolError::Busy`] instead of queueing without bound; [`PasswordSettings`]
+//!   reads both from the environment.
+//!
+//! Tokens:
+//! - `secrets`: [`new_token`] and [`token_hash`] make the secrets sent in email links and
+//!   refresh tokens; the database stores only the hash.
+//! - [`keys`] and [`access_token`]: Ed25519 key files and EdDSA access tokens (login signs,
 //!   everyone verifies).
-//! - [`Auth`] and the extractors [`Authenticated`], [`Verified`], [`Admin`] and
-//!   [`Submission`]: trusting a token on any service, with revocation and CSRF.
+//!
+//! Trusting a token on any service, one module per concern:
+//! - `config`: [`AuthConfig`] and [`KeySource`], read from the environment.
+//! - `auth`: [`Auth`], the handle that ties the rest together and verifies tokens.
+//! - `key_refresh`: the public keys from login's JWKS or a file ([`parse_jwks`]), kept
+//!   current on the auth thread.
+//! - `revocation` and `deny_list`: the [`DenyList`] of revoked sessions, filled from
+//!   [`SESSION_REVOKED`] events and a catch-up from the database;
+//!   [`Auth::announce_revoked`] tells the fleet.
+//! - `token_cache`: tokens verified already, so the EdDSA check runs once per token.
+//! - `cookies`: the access and refresh cookies ([`Auth::access_cookie`] and friends).
+//! - `csrf`: the same-origin and form-token rule ([`Auth::check_csrf`], [`CSRF_HEADER`]).
+//! - `extractors`: what handlers take: [`Authenticated`], [`Verified`], [`Admin`] and
+//!   [`Submission`] (with [`CarriesCsrf`]).
+//!
+//! Accounts:
 //! - [`sessions`]: revoking sessions and recording auth events in the database.
 //! - [`throttle`]: growing waits after failed password checks, per key.
+//! - [`email_links`]: single-use email links; account fields [`EmailAddress`], [`Username`].
 
+pub mod access_token;
 mod account;
+mod auth;
+mod config;
+mod cookies;
+mod csrf;
+mod deny_list;
 pub mod email_links;
-mod guard;
-mod hashing;
+mod extractors;
+mod key_refresh;
 pub mod keys;
 mod password;
-mod pool;
+mod revocation;
+mod secrets;
 pub mod sessions;
-mod settings;
 pub mod throttle;
-mod token;
-pub mod tokens;
+mod token_cache;
 
+pub use access_token::{Claims, TokenError, TokenSettings};
 pub use account::{EmailAddress, Username};
-pub use guard::{
-    Admin, Auth, AuthConfig, Authenticated, CSRF_HEADER, CarriesCsrf, Credential, DenyList,
-    KeySource, SESSION_REVOKED, Submission, Verified, parse_jwks, unauthorized,
+pub use auth::Auth;
+pub use config::{AuthConfig, KeySource};
+pub use csrf::CSRF_HEADER;
+pub use deny_list::DenyList;
+pub use extractors::{
+    Admin, Authenticated, CarriesCsrf, Credential, Submission, Verified, unauthorized,
 };
-pub use hashing::{HashError, HashParams, burn_time, hash_password, verify_password};
-pub use password::{Password, PasswordPolicy};
-pub use pool::{HashPool, PoolError, default_workers};
-pub use settings::PasswordSettings;
-pub use token::{new_token, token_hash};
-pub use tokens::{Claims, TokenError, TokenSettings};
+pub use key_refresh::parse_jwks;
+pub use password::{
+    HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
+    burn_time, default_workers, hash_password, verify_password,
+};
+pub use revocation::SESSION_REVOKED;
+pub use secrets::{new_token, token_hash};

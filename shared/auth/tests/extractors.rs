@@ -4,8 +4,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
+use flotilla_auth::access_token::{self, Claims};
 use flotilla_auth::keys::KeyRing;
-use flotilla_auth::tokens::{self, Claims};
 use flotilla_auth::{Admin, Auth, AuthConfig, Authenticated, KeySource, TokenSettings, Verified};
 use flotilla_db::{DatabaseUrl, PoolConfig};
 use std::time::Duration;
@@ -88,9 +88,9 @@ async fn each_extractor_admits_exactly_whom_it_names() {
             ),
     )
     .await;
-    let user = tokens::sign(key, &claims(&settings, "user", true)).unwrap();
-    let unverified = tokens::sign(key, &claims(&settings, "user", false)).unwrap();
-    let admin = tokens::sign(key, &claims(&settings, "admin", true)).unwrap();
+    let user = access_token::sign(key, &claims(&settings, "user", true)).unwrap();
+    let unverified = access_token::sign(key, &claims(&settings, "user", false)).unwrap();
+    let admin = access_token::sign(key, &claims(&settings, "admin", true)).unwrap();
 
     let cases: [(&str, Option<&str>, StatusCode, Option<&str>); 10] = [
         (

@@ -1,4 +1,5 @@
-//! Secret tokens for email links. Send the token, store its hash.
+//! Secrets for email links and refresh tokens: 256 random bits sent to the user, their
+//! SHA-256 stored. Send the secret, store its hash.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -173,7 +173,7 @@ impl HashPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hashing::tests::{FAST, password};
+    use crate::password::hashing::tests::{FAST, password};
 
     const PW: &str = "correct horse battery staple";
 

@@ -1,0 +1,196 @@
+//! [`Auth`], the token checker of one service: it holds the public keys, the cache of
+//! tokens already verified, the deny-list and the bus sockets, and runs the thread that
+//! keeps the keys (`key_refresh`) and the deny-list (`revocation`) current. Cookies, the
+//! CSRF rule and the extractors build on it in their own modules.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use flotilla_bus::{EventPublisher, EventSubscriber};
+use flotilla_db::Pool;
+use jsonwebtoken::DecodingKey;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::access_token::{self, Claims, TokenError, TokenSettings};
+use crate::key_refresh::{self, KeyMap, Refetch};
+use crate::keys::KeyRing;
+use crate::revocation;
+use crate::token_cache::VerifiedTokens;
+use crate::{AuthConfig, DenyList};
+
+struct Inner {
+    config: AuthConfig,
+    keys: RwLock<KeyMap>,
+    verified: VerifiedTokens,
+    denied: Arc<DenyList>,
+    /// Asks the background thread to fetch the keys again (answered when done).
+    refetch: mpsc::Sender<Refetch>,
+    caught_up: AtomicBool,
+    publisher: EventPublisher,
+    _subscriber: EventSubscriber,
+}
+
+/// The token checker of one service; cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+impl Auth {
+    /// Starts the background thread (keys, catch-up) and the bus sockets.
+    pub fn start(config: AuthConfig, pool: Pool) -> anyhow::Result<Self> {
+        let denied = Arc::new(DenyList::default());
+        let subscriber = revocation::subscribe(&config, denied.clone())?;
+        let (refetch, requests) = mpsc::channel(64);
+        let auth = Self {
+            inner: Arc::new(Inner {
+                keys: RwLock::new(KeyMap::new()),
+                verified: VerifiedTokens::default(),
+                denied,
+                refetch,
+                caught_up: AtomicBool::new(false),
+                publisher: EventPublisher::start(&config.events_in)?,
+                _subscriber: subscriber,
+                config,
+            }),
+        };
+        start_background(auth.clone(), pool, requests)?;
+        Ok(auth)
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.inner.config.tokens
+    }
+
+    /// Replaces the known public keys (login, after reading its folder).
+    pub fn set_keys(&self, ring: &KeyRing) {
+        let keys = ring
+            .keys()
+            .iter()
+            .filter_map(|k| {
+                access_token::decoding_key(&k.public_x()).map(|d| (k.kid.clone(), Arc::new(d)))
+            })
+            .collect();
+        self.replace_keys(keys);
+    }
+
+    /// Replaces the known public keys, forgetting the verified tokens if they changed.
+    pub(crate) fn replace_keys(&self, keys: KeyMap) {
+        if let Ok(mut current) = self.inner.keys.write() {
+            let same = current.len() == keys.len() && keys.keys().all(|k| current.contains_key(k));
+            *current = keys;
+            if !same {
+                self.inner.verified.clear();
+            }
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        self.inner.keys.read().ok()?.get(kid).cloned()
+    }
+
+    pub(crate) fn has_keys(&self) -> bool {
+        self.inner
+            .keys
+            .read()
+            .map(|k| !k.is_empty())
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn deny_list(&self) -> &DenyList {
+        &self.inner.denied
+    }
+
+    /// The deny-list has read the database once.
+    pub(crate) fn mark_caught_up(&self) {
+        self.inner.caught_up.store(true, Ordering::Release);
+    }
+
+    /// Ready once keys are known and the deny-list has caught up from the database.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.has_keys() {
+            return Err("no token verification keys yet".into());
+        }
+        if !self.inner.caught_up.load(Ordering::Acquire) {
+            return Err("the revocation list has not caught up yet".into());
+        }
+        Ok(())
+    }
+
+    /// Checks a token: signature by a known key (refetching the keys once for an
+    /// unknown `kid`), claims, and the session not revoked.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Utc::now().timestamp();
+        let leeway = self.settings().leeway_secs as i64;
+        if let Some(claims) = self.inner.verified.get(&digest, now, leeway) {
+            if self.inner.denied.is_denied(&claims.sid) {
+                return Err(TokenError::Revoked);
+            }
+            return Ok(claims);
+        }
+        let kid = access_token::key_id(token)?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refetch_keys().await;
+                self.key(&kid).ok_or(TokenError::UnknownKey(kid))?
+            }
+        };
+        let claims = access_token::verify(self.settings(), token, &key)?;
+        self.inner.verified.insert(digest, &claims, now);
+        if self.inner.denied.is_denied(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    async fn refetch_keys(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.refetch.try_send(done).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+    }
+
+    pub(crate) fn publisher(&self) -> &EventPublisher {
+        &self.inner.publisher
+    }
+
+    /// Publishes an event to the other services (best effort; see `flotilla_bus`).
+    pub fn publish(&self, topic: &str, payload: &serde_json::Value) {
+        self.inner
+            .publisher
+            .publish(topic, payload.to_string().as_bytes());
+    }
+}
+
+/// The thread that keeps the keys and the deny-list current, on its own runtime.
+fn start_background(
+    auth: Auth,
+    pool: Pool,
+    requests: mpsc::Receiver<Refetch>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the auth thread's runtime")?;
+    std::thread::Builder::new()
+        .name("flotilla-auth".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let keys = key_refresh::keys_loop(auth.clone(), requests);
+                let revocations = revocation::catch_up_loop(auth, pool);
+                tokio::join!(keys, revocations);
+            })
+        })
+        .context("cannot start the auth thread")?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! The cookies that carry tokens to browsers: names (`__Host-`/`__Secure-` on https),
+//! the access and refresh cookies, and the pair that clears them.
+
+use actix_web::cookie::{Cookie, SameSite};
+
+use crate::Auth;
+
+impl Auth {
+    pub fn access_cookie_name(&self) -> &'static str {
+        if self.config().secure_cookies {
+            "__Host-flotilla_access"
+        } else {
+            "flotilla_access"
+        }
+    }
+
+    pub fn refresh_cookie_name(&self) -> &'static str {
+        // `__Host-` needs `Path=/`; the refresh cookie is scoped to /login.
+        if self.config().secure_cookies {
+            "__Secure-flotilla_refresh"
+        } else {
+            "flotilla_refresh"
+        }
+    }
+
+    /// The access token cookie: HttpOnly, SameSite=Lax, whole site, Secure on https.
+    pub fn access_cookie(&self, token: &str) -> Cookie<'static> {
+        self.cookie(
+            self.access_cookie_name(),
+            token,
+            "/",
+            self.settings().ttl_secs,
+        )
+    }
+
+    /// The refresh token cookie, sent to /login only.
+    pub fn refresh_cookie(&self, token: &str, max_age_secs: i64) -> Cookie<'static> {
+        self.cookie(self.refresh_cookie_name(), token, "/login", max_age_secs)
+    }
+
+    /// Cookies that delete both.
+    pub fn clearing_cookies(&self) -> [Cookie<'static>; 2] {
+        [
+            self.cookie(self.access_cookie_name(), "", "/", 0),
+            self.cookie(self.refresh_cookie_name(), "", "/login", 0),
+        ]
+    }
+
+    fn cookie(
+        &self,
+        name: &'static str,
+        value: &str,
+        path: &'static str,
+        max_age: i64,
+    ) -> Cookie<'static> {
+        Cookie::build(name, value.to_owned())
+            .path(path)
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.config().secure_cookies)
+            .max_age(actix_web::cookie::time::Duration::seconds(max_age))
+            .finish()
+    }
+}

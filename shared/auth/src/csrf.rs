@@ -1,0 +1,98 @@
+//! The CSRF rule for changes authenticated by cookie: the request must come from this
+//! site (`Origin` / `Sec-Fetch-Site`) and carry the session's form token.
+
+use actix_web::HttpRequest;
+use actix_web::http::header::{self, HeaderMap};
+use flotilla_kit::Error;
+
+use crate::{Auth, Authenticated, Credential};
+
+/// The header (or form field `csrf_token`) that carries the form token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+impl Auth {
+    /// The CSRF rule for a change authenticated by cookie: it must come from this
+    /// site (`Origin` / `Sec-Fetch-Site`) and carry the session's form token (form
+    /// field `csrf_token` or header `X-CSRF-Token`). Bearer requests are exempt: a
+    /// browser never adds that header by itself.
+    pub fn check_csrf(
+        &self,
+        req: &HttpRequest,
+        who: &Authenticated,
+        submitted: Option<&str>,
+    ) -> Result<(), Error> {
+        if who.via == Credential::Bearer || is_safe(req) {
+            return Ok(());
+        }
+        self.check_same_origin(req)?;
+        let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        let sent = header.or(submitted).unwrap_or("");
+        if sent.is_empty() || !constant_time_eq(sent.as_bytes(), who.claims.csrf.as_bytes()) {
+            return Err(Error::Forbidden {
+                code: "csrf_token_invalid",
+                message: "The form token is missing or out of date: reload the page and try again."
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a request a browser sent from another site. Requests that carry
+    /// neither `Origin` nor `Sec-Fetch-Site` did not come from a browser's form or
+    /// script, and `strict` says whether to refuse those too.
+    pub fn check_same_origin_with(&self, req: &HttpRequest, strict: bool) -> Result<(), Error> {
+        let headers = req.headers();
+        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let site_ok = site.is_none_or(|s| s == "same-origin" || s == "none");
+        let origin_ok = origin.is_none_or(|o| self.is_own_origin(o, headers));
+        let anything = site.is_some() || origin.is_some();
+        if site_ok && origin_ok && (anything || !strict) {
+            return Ok(());
+        }
+        Err(Error::Forbidden {
+            code: "cross_origin_request",
+            message: "This change must be made from this site's own pages.".into(),
+        })
+    }
+
+    pub fn check_same_origin(&self, req: &HttpRequest) -> Result<(), Error> {
+        self.check_same_origin_with(req, true)
+    }
+
+    fn is_own_origin(&self, origin: &str, headers: &HeaderMap) -> bool {
+        if origin == self.config().public_url {
+            return true;
+        }
+        // The origin the proxy was reached at (its Host, with the port).
+        let host = headers
+            .get("x-forwarded-host")
+            .or_else(|| headers.get(header::HOST))
+            .and_then(|v| v.to_str().ok());
+        let proto = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("http");
+        host.is_some_and(|host| origin == format!("{proto}://{host}"))
+    }
+}
+
+fn is_safe(req: &HttpRequest) -> bool {
+    req.method().is_safe()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_tokens_compare_in_constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

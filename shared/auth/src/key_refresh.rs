@@ -1,0 +1,171 @@
+//! The public keys a service verifies with, and how they stay current: read from
+//! login's JWKS (or a JWKS file) at start, every `KEY_REFRESH` for rotations, and on
+//! demand when a token names an unknown `kid`. login hands over its own keys instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jsonwebtoken::DecodingKey;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::access_token;
+use crate::{Auth, KeySource};
+
+/// Keys are fetched again at least this often (rotation), and at most once per
+/// `MIN_REFETCH` on demand (an unknown `kid` must not turn into a flood).
+const KEY_REFRESH: Duration = Duration::from_secs(300);
+const MIN_REFETCH: Duration = Duration::from_secs(2);
+
+/// The known public keys, by `kid`.
+pub(crate) type KeyMap = HashMap<String, Arc<DecodingKey>>;
+
+/// A request to fetch the keys again, answered when done.
+pub(crate) type Refetch = oneshot::Sender<()>;
+
+/// Runs on the auth thread for the life of the service.
+pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>) {
+    let source = auth.config().keys.clone();
+    if source == KeySource::Local {
+        // login hands its keys over itself; answer requests at once.
+        while let Some(done) = requests.recv().await {
+            let _ = done.send(());
+        }
+        return;
+    }
+    let Some(client) = jwks_client() else {
+        return;
+    };
+    let mut last: Option<Instant> = None;
+    let mut waiting: Vec<Refetch> = Vec::new();
+    loop {
+        let have_keys = auth.has_keys();
+        if is_due(last, have_keys, !waiting.is_empty()) {
+            last = Some(Instant::now());
+            refresh(&auth, &client, &source, have_keys).await;
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
+        }
+        let pause = if waiting.is_empty() && have_keys {
+            KEY_REFRESH
+        } else {
+            MIN_REFETCH
+        };
+        let pause = last.map_or(Duration::ZERO, |at| pause.saturating_sub(at.elapsed()));
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some(done) => waiting.push(done),
+                None => return,
+            },
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+fn jwks_client() -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| log::error!("cannot make the JWKS client: {e}"))
+        .ok()
+}
+
+/// Whether to fetch now: at once the first time, every `MIN_REFETCH` while no key is
+/// known or someone asked, and every `KEY_REFRESH` otherwise.
+fn is_due(last: Option<Instant>, have_keys: bool, asked: bool) -> bool {
+    match last {
+        None => true,
+        Some(at) if !have_keys => at.elapsed() >= MIN_REFETCH,
+        Some(at) => at.elapsed() >= KEY_REFRESH || (asked && at.elapsed() >= MIN_REFETCH),
+    }
+}
+
+/// Fetches the keys and hands them to `auth`; on failure the known keys stay.
+async fn refresh(auth: &Auth, client: &reqwest::Client, source: &KeySource, have_keys: bool) {
+    match fetch(client, source).await {
+        Ok(keys) => {
+            log::debug!("loaded {} token verification key(s)", keys.len());
+            auth.replace_keys(keys);
+        }
+        Err(e) if have_keys => log::warn!("keeping the known keys: {e:#}"),
+        Err(e) => log::warn!("no token verification keys yet: {e:#}"),
+    }
+}
+
+async fn fetch(client: &reqwest::Client, source: &KeySource) -> anyhow::Result<KeyMap> {
+    let text = match source {
+        KeySource::Jwks(url) => {
+            let response = client
+                .get(url)
+                .send()
+                .await
+                .with_context(|| format!("cannot fetch {url}"))?;
+            if !response.status().is_success() {
+                anyhow::bail!("{url} answered {}", response.status());
+            }
+            response
+                .text()
+                .await
+                .with_context(|| format!("cannot read {url}"))?
+        }
+        KeySource::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        KeySource::Local => return Ok(KeyMap::new()),
+    };
+    parse_jwks(&text)
+}
+
+/// Reads a JWKS, keeping only Ed25519 keys with a `kid`.
+pub fn parse_jwks(text: &str) -> anyhow::Result<KeyMap> {
+    #[derive(serde::Deserialize)]
+    struct Jwk {
+        kty: Option<String>,
+        crv: Option<String>,
+        kid: Option<String>,
+        x: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Jwks {
+        keys: Vec<Jwk>,
+    }
+    let jwks: Jwks = serde_json::from_str(text).context("not a JWKS document")?;
+    let keys: KeyMap = jwks
+        .keys
+        .into_iter()
+        .filter(|k| k.kty.as_deref() == Some("OKP") && k.crv.as_deref() == Some("Ed25519"))
+        .filter_map(|k| {
+            let key = access_token::decoding_key(k.x.as_deref()?)?;
+            Some((k.kid?, Arc::new(key)))
+        })
+        .collect();
+    if keys.is_empty() {
+        anyhow::bail!("the JWKS holds no Ed25519 key");
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+
+    #[test]
+    fn a_jwks_keeps_only_usable_ed25519_keys() {
+        let key = SigningKey::generate();
+        let jwks = serde_json::json!({"keys": [
+            key.jwk(),
+            {"kty": "RSA", "kid": "r", "n": "x", "e": "AQAB"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA"},
+            {"kty": "OKP", "crv": "Ed25519", "x": key.public_x()},
+        ]});
+        let keys = parse_jwks(&jwks.to_string()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys.contains_key(&key.kid));
+        assert!(parse_jwks("{\"keys\": []}").is_err());
+        assert!(parse_jwks("nonsense").is_err());
+    }
+}
