@@ -7,7 +7,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::sessions::summarise_user_agent;
 use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission, sessions, throttle};
-use flotilla_contracts::AuthEventKind;
+use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
@@ -255,9 +255,7 @@ pub async fn update(
     match outcome {
         Updated::Done(account) => {
             if !patch.is_empty() {
-                profile
-                    .auth
-                    .publish("user.updated", &serde_json::json!({"id": user_id}));
+                profile.auth.publish(&Event::UserUpdated { id: user_id });
             }
             Ok(match format {
                 Format::Json => HttpResponse::Ok().json(account.me()),
@@ -414,9 +412,7 @@ pub async fn confirm_email(
     };
     let (status, code, message) = match outcome {
         Confirmed::Done { user_id } => {
-            profile
-                .auth
-                .publish("user.updated", &serde_json::json!({"id": user_id}));
+            profile.auth.publish(&Event::UserUpdated { id: user_id });
             if browser {
                 return Ok(html(StatusCode::OK, pages::email_confirmed()));
             }
@@ -593,9 +589,9 @@ pub async fn delete(
     })
     .await?;
     profile.auth.announce_revoked(&ended);
-    profile
-        .auth
-        .publish("user.deleted", &serde_json::json!({"id": who.claims.sub}));
+    profile.auth.publish(&Event::UserDeleted {
+        id: who.claims.sub.clone(),
+    });
     profile.wake.wake("email");
     let mut response = match format {
         Format::Json => HttpResponse::NoContent().finish(),

@@ -160,15 +160,9 @@ impl Auth {
         }
     }
 
-    pub(crate) fn publisher(&self) -> &EventPublisher {
-        &self.inner.publisher
-    }
-
     /// Publishes an event to the other services (best effort; see `flotilla_bus`).
-    pub fn publish(&self, topic: &str, payload: &serde_json::Value) {
-        self.inner
-            .publisher
-            .publish(topic, payload.to_string().as_bytes());
+    pub fn publish(&self, event: &flotilla_bus::Event) {
+        self.inner.publisher.send(event);
     }
 }
 

@@ -19,7 +19,7 @@
 //! - `key_refresh`: the public keys from login's JWKS or a file ([`parse_jwks`]), kept
 //!   current on the auth thread.
 //! - `revocation` and `deny_list`: the [`DenyList`] of revoked sessions, filled from
-//!   [`SESSION_REVOKED`] events and a catch-up from the database;
+//!   `session.revoked` events (`flotilla_bus::Event`) and a catch-up from the database;
 //!   [`Auth::announce_revoked`] tells the fleet.
 //! - `token_cache`: tokens verified already, so the EdDSA check runs once per token.
 //! - `cookies`: the access and refresh cookies ([`Auth::access_cookie`] and friends).
@@ -64,5 +64,4 @@ pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
     burn_time, default_workers, hash_password, verify_password,
 };
-pub use revocation::SESSION_REVOKED;
 pub use secrets::{new_token, token_hash};

@@ -6,22 +6,14 @@
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
-use flotilla_bus::EventSubscriber;
+use flotilla_bus::{Event, EventSubscriber, EventTopic};
 use flotilla_db::Pool;
 
 use crate::{Auth, AuthConfig, DenyList};
 
-/// The topic of revocation events; the payload is `{"sids":[…]}`.
-pub const SESSION_REVOKED: &str = "session.revoked";
-
 /// Catch-up reads again what was revoked this long before its last pass, for
 /// transactions that committed late and clocks that differ a little.
 const OVERLAP: TimeDelta = TimeDelta::seconds(60);
-
-#[derive(serde::Deserialize)]
-struct RevokedEvent {
-    sids: Vec<String>,
-}
 
 /// Denies the sessions named by each `session.revoked` event on the bus.
 pub(crate) fn subscribe(
@@ -29,17 +21,16 @@ pub(crate) fn subscribe(
     denied: Arc<DenyList>,
 ) -> anyhow::Result<EventSubscriber> {
     let hold = config.tokens.ttl_secs + config.tokens.leeway_secs as i64;
-    EventSubscriber::start(
+    EventSubscriber::events(
         &config.events_out,
-        &[SESSION_REVOKED],
-        move |_topic: &str, payload: &[u8]| match serde_json::from_slice::<RevokedEvent>(payload) {
-            Ok(event) => {
+        &[EventTopic::SessionRevoked.as_str()],
+        move |event| {
+            if let Event::SessionRevoked { sids } = event {
                 let until = Utc::now().timestamp() + hold;
-                for sid in &event.sids {
+                for sid in &sids {
                     denied.deny(sid, until);
                 }
             }
-            Err(e) => log::warn!("ignored a malformed {SESSION_REVOKED} event: {e}"),
         },
     )
 }
@@ -86,9 +77,9 @@ impl Auth {
         for sid in sids {
             self.deny_list().deny(sid, until);
         }
-        let payload = serde_json::json!({ "sids": sids }).to_string();
-        self.publisher()
-            .publish(SESSION_REVOKED, payload.as_bytes());
+        self.publish(&Event::SessionRevoked {
+            sids: sids.to_vec(),
+        });
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {
