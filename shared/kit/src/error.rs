@@ -56,6 +56,9 @@ pub enum Error {
     },
     /// 500: logged with its cause, shown to nobody.
     Internal(anyhow::Error),
+    /// Another error, answered to a browser's form post with the form shown again
+    /// (`page`) rather than an error page; see [`crate::input::Input::refuse`].
+    WithPage { error: Box<Error>, page: String },
 }
 
 #[derive(Serialize)]
@@ -101,6 +104,7 @@ impl Error {
     /// The seconds to wait before trying again, for the answers that have one.
     pub fn retry_after_secs(&self) -> Option<u32> {
         match self {
+            Error::WithPage { error, .. } => error.retry_after_secs(),
             Error::Unavailable {
                 retry_after_secs, ..
             }
@@ -121,8 +125,29 @@ impl Error {
         }
     }
 
+    /// This error, answered to a form post with `page` (the form again, showing it).
+    pub fn with_page(self, page: String) -> Self {
+        match self {
+            // A server fault gets the generic page, whatever the route would show.
+            Error::Internal(_) => self,
+            error => Error::WithPage {
+                error: Box::new(error.without_page()),
+                page,
+            },
+        }
+    }
+
+    /// The error itself, without a page it carries.
+    fn without_page(self) -> Self {
+        match self {
+            Error::WithPage { error, .. } => *error,
+            error => error,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
+            Error::WithPage { error, .. } => error.code(),
             Error::BadRequest { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Forbidden { code, .. }
@@ -141,6 +166,7 @@ impl Error {
     /// What the client is told. Never the cause of an internal error.
     pub fn public_message(&self) -> String {
         match self {
+            Error::WithPage { error, .. } => error.public_message(),
             Error::BadRequest { message, .. }
             | Error::Unauthorized { message, .. }
             | Error::Forbidden { message, .. }
@@ -165,6 +191,7 @@ impl Error {
 
     pub fn fields(&self) -> Option<&FieldErrors> {
         match self {
+            Error::WithPage { error, .. } => error.fields(),
             Error::Invalid(fields) | Error::Conflict { fields, .. } => Some(fields),
             _ => None,
         }
@@ -172,6 +199,9 @@ impl Error {
 
     /// The HTML page for browsers.
     pub fn html_page(&self) -> String {
+        if let Error::WithPage { page, .. } = self {
+            return page.clone();
+        }
         let status = self.status_code();
         let mut body = format!("<p>{}</p>", crate::html::escape(&self.public_message()));
         if let Some(fields) = self.fields() {
@@ -245,10 +275,17 @@ impl ResponseError for Error {
             Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::WithPage { error, .. } => error.status_code(),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Error::WithPage { page, .. } = self {
+            // Made only for a form post: the page whatever the request accepts.
+            let mut response = crate::html::respond(self.status_code(), page.clone());
+            self.add_retry_after(&mut response);
+            return response;
+        }
         let message = self.public_message();
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after_secs() {

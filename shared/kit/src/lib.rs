@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod html;
+pub mod input;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
