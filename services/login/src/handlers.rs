@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use flotilla_auth::{Auth, Authenticated, Claims, Credential, PoolError};
+use flotilla_auth::{Auth, Authenticated, Claims, Credential};
 use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
@@ -30,17 +30,8 @@ fn count(state: &State, outcome: &'static str) {
     );
 }
 
-fn busy(e: PoolError) -> Error {
-    match e {
-        PoolError::Busy => Error::Unavailable {
-            code: "busy",
-            message: "Too many sign-ins are being checked right now; please retry in a moment."
-                .into(),
-            retry_after_secs: 2,
-        },
-        PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
-    }
-}
+/// What is busy when the hashing pool is full.
+const BUSY: &str = "sign-ins are being checked";
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
     Origin::of(req, ctx)
@@ -268,13 +259,13 @@ pub async fn login(
             .hashes
             .verify(hash, attempt.password.clone())
             .await
-            .map_err(busy)?,
+            .map_err(|e| e.answer(BUSY))?,
         None => {
             login
                 .hashes
                 .burn_time(attempt.password.clone())
                 .await
-                .map_err(busy)?;
+                .map_err(|e| e.answer(BUSY))?;
             false
         }
     };
@@ -694,7 +685,11 @@ pub async fn reset(
         }
         Err(problem) => return Err(Error::invalid("password", problem)),
     };
-    let password_hash = login.hashes.hash(password).await.map_err(busy)?;
+    let password_hash = login
+        .hashes
+        .hash(password)
+        .await
+        .map_err(|e| e.answer(BUSY))?;
     let (config, who) = (login.config.clone(), origin(&req, &ctx));
     let outcome = blocking(&state, move |conn| {
         store::reset_password(conn, &config, &hash, &password_hash, &who)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::sessions::summarise_user_agent;
-use flotilla_auth::{Authenticated, CarriesCsrf, PoolError, Submission, sessions, throttle};
+use flotilla_auth::{Authenticated, CarriesCsrf, Submission, sessions, throttle};
 use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
@@ -19,17 +19,8 @@ use crate::domain::{Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch
 use crate::store::{self, Account, Confirmed, Origin, Requested, Updated};
 use crate::{Profile, pages};
 
-fn busy(e: PoolError) -> Error {
-    match e {
-        PoolError::Busy => Error::Unavailable {
-            code: "busy",
-            message: "Too many passwords are being checked right now; please retry in a moment."
-                .into(),
-            retry_after_secs: 2,
-        },
-        PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
-    }
-}
+/// What is busy when the hashing pool is full.
+const BUSY: &str = "passwords are being checked";
 
 fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
     Origin::of(req, ctx)
@@ -96,7 +87,7 @@ async fn check_password(
             .hashes
             .verify(hash.clone(), candidate.to_owned())
             .await
-            .map_err(busy)?,
+            .map_err(|e| e.answer(BUSY))?,
         None => false,
     };
     if correct {
@@ -318,7 +309,11 @@ pub async fn password(
     if let Err(error) = checked.await {
         return refuse(&state, format, &who, "password", error).await;
     }
-    let hash = profile.hashes.hash(new_password).await.map_err(busy)?;
+    let hash = profile
+        .hashes
+        .hash(new_password)
+        .await
+        .map_err(|e| e.answer(BUSY))?;
     let config = profile.config.clone();
     let (user_id, keep) = (who.claims.sub.clone(), who.claims.sid.clone());
     let ended = blocking(&state, move |conn| {

@@ -1,7 +1,6 @@
 //! Signup's routes. Each turns its input into domain types first, then acts.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_auth::PoolError;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::middleware::wants_html;
@@ -21,17 +20,8 @@ fn sent(format: Format) -> HttpResponse {
     }
 }
 
-fn busy(e: PoolError) -> Error {
-    match e {
-        PoolError::Busy => Error::Unavailable {
-            code: "busy",
-            message: "Too many accounts are being created right now; please retry in a moment."
-                .into(),
-            retry_after_secs: 2,
-        },
-        PoolError::Failed(cause) => Error::Internal(anyhow::anyhow!("password hashing: {cause}")),
-    }
-}
+/// What is busy when the hashing pool is full.
+const BUSY: &str = "accounts are being created";
 
 pub async fn form() -> HttpResponse {
     html(
@@ -71,7 +61,7 @@ pub async fn create(
         .hashes
         .hash(account.password.clone())
         .await
-        .map_err(busy)?;
+        .map_err(|e| e.answer(BUSY))?;
     let config = signup.config.clone();
     let username = account
         .username

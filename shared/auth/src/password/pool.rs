@@ -28,6 +28,24 @@ pub enum PoolError {
     Failed(String),
 }
 
+impl PoolError {
+    /// The answer to a request whose password could not be hashed or checked: while
+    /// the pool is full, 503 with `Retry-After` saying "Too many {busy} right now";
+    /// a failure of the hashing itself, 500 (its cause logged).
+    pub fn answer(self, busy: &str) -> flotilla_kit::Error {
+        match self {
+            PoolError::Busy => flotilla_kit::Error::Unavailable {
+                code: "busy",
+                message: format!("Too many {busy} right now; please retry in a moment."),
+                retry_after_secs: 2,
+            },
+            PoolError::Failed(cause) => {
+                flotilla_kit::Error::Internal(anyhow::anyhow!("password hashing: {cause}"))
+            }
+        }
+    }
+}
+
 /// The number of cores, or 1 when unknown: the usual `workers` for [`HashPool::new`].
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
