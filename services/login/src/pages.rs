@@ -78,8 +78,7 @@ pub fn link_problem(message: &str) -> String {
 mod tests {
     use super::*;
 
-    const TYPED: &str = "<script>\"'&";
-    const ESCAPED: &str = "&lt;script&gt;&quot;&#39;&amp;";
+    use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
 
     #[test]
     fn the_sign_in_form_escapes_what_was_typed() {

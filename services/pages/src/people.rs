@@ -377,25 +377,24 @@ mod tests {
 
     #[test]
     fn quotes_and_ampersands_are_escaped_too() {
-        let typed = "<script>\"'&";
-        let escaped = "&lt;script&gt;&quot;&#39;&amp;";
+        use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
         let mut profile = ada();
-        profile.display_name = Some(typed.into());
-        profile.bio = Some(typed.into());
-        let html = render_profile(typed, &profile);
+        profile.display_name = Some(TYPED.into());
+        profile.bio = Some(TYPED.into());
+        let html = render_profile(TYPED, &profile);
         assert!(
-            html.contains(&format!("<title>{escaped} · flotilla</title>")),
+            html.contains(&format!("<title>{ESCAPED} · flotilla</title>")),
             "{html}"
         );
-        assert!(html.contains(&format!("<h1>{escaped}</h1>")));
-        assert!(html.contains(&format!("<p>{escaped}</p>")));
-        assert!(html.contains(&format!("Member of {escaped} since")));
-        let html = render_index(typed, &[&profile]);
+        assert!(html.contains(&format!("<h1>{ESCAPED}</h1>")));
+        assert!(html.contains(&format!("<p>{ESCAPED}</p>")));
+        assert!(html.contains(&format!("Member of {ESCAPED} since")));
+        let html = render_index(TYPED, &[&profile]);
         assert!(
-            html.contains(&format!("<h1>People of {escaped}</h1>")),
+            html.contains(&format!("<h1>People of {ESCAPED}</h1>")),
             "{html}"
         );
-        assert!(html.contains(&format!(">{escaped}</a> @ada</li>")));
+        assert!(html.contains(&format!(">{ESCAPED}</a> @ada</li>")));
         assert!(!html.contains("<script>"));
     }
 

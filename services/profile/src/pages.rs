@@ -109,8 +109,7 @@ pub fn link_problem(message: &str) -> String {
 mod tests {
     use super::*;
 
-    const TYPED: &str = "<script>\"'&";
-    const ESCAPED: &str = "&lt;script&gt;&quot;&#39;&amp;";
+    use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
 
     fn view() -> View {
         let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 3)

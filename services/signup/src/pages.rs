@@ -58,8 +58,7 @@ pub fn resend_form(email: &str, error: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    const TYPED: &str = "<script>\"'&";
-    const ESCAPED: &str = "&lt;script&gt;&quot;&#39;&amp;";
+    use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
 
     #[test]
     fn the_form_escapes_what_was_typed_and_points_to_each_error() {
