@@ -172,10 +172,7 @@ fn refuse(
         Error::Forbidden {
             code: "email_not_verified",
             ..
-        } => Banner::ErrorHtml(format!(
-            "{} <a href=\"/signup/resend\">Send a new link</a>.",
-            flotilla_kit::html::escape("Your email address is not confirmed yet.")
-        )),
+        } => Banner::EmailNotVerified,
         _ => Banner::Error(&message),
     };
     let fields = error.fields().cloned().unwrap_or_default();

@@ -1,42 +1,26 @@
-//! The login pages: plain HTML forms that work without JavaScript.
+//! The login pages: plain HTML forms that work without JavaScript, one template each
+//! (`templates/`), escaped by default.
 
+use askama::Template;
 use flotilla_kit::FieldErrors;
-use flotilla_kit::html::{escape, page};
+use flotilla_kit::html::render;
 
 /// A message above a form: an error (`role="alert"`) or a notice.
 pub enum Banner<'a> {
     None,
     Error(&'a str),
-    /// An error with HTML already escaped by the caller (it holds a link).
-    ErrorHtml(String),
+    /// The address is not confirmed yet: an error with a link to a new confirmation.
+    EmailNotVerified,
     Notice(&'a str),
 }
 
-fn banner(banner: &Banner) -> String {
-    match banner {
-        Banner::None => String::new(),
-        Banner::Error(text) => format!(
-            "<p class=\"field-error\" role=\"alert\">{}</p>\n",
-            escape(text)
-        ),
-        Banner::ErrorHtml(html) => format!("<p class=\"field-error\" role=\"alert\">{html}</p>\n"),
-        Banner::Notice(text) => {
-            format!("<p class=\"notice\" role=\"status\">{}</p>\n", escape(text))
-        }
-    }
-}
-
-fn field_error(errors: &FieldErrors, name: &str, label: &str) -> String {
-    errors
-        .get(name)
-        .map(|e| {
-            format!(
-                "<p class=\"field-error\" id=\"{name}-error\">{} {}</p>\n",
-                escape(label),
-                escape(e)
-            )
-        })
-        .unwrap_or_default()
+#[derive(Template)]
+#[template(path = "login_form.html")]
+struct LoginForm<'a> {
+    email: &'a str,
+    next: Option<&'a str>,
+    banner: &'a Banner<'a>,
+    errors: &'a FieldErrors,
 }
 
 /// The sign-in form; the address typed is kept, never the password.
@@ -46,92 +30,94 @@ pub fn login_form(
     message: &Banner,
     errors: &FieldErrors,
 ) -> String {
-    let next = next
-        .map(|n| {
-            format!(
-                "<input type=\"hidden\" name=\"next\" value=\"{}\">\n",
-                escape(n)
-            )
-        })
-        .unwrap_or_default();
-    page(
-        "Sign in",
-        &format!(
-            "{}<form method=\"post\" action=\"/login\">\n{next}\
-             <label for=\"email\">Email</label>\n\
-             <input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"username\" \
-             maxlength=\"254\" value=\"{}\">\n{}\
-             <label for=\"password\">Password</label>\n\
-             <input id=\"password\" name=\"password\" type=\"password\" required \
-             autocomplete=\"current-password\" maxlength=\"1024\">\n{}\
-             <p><button type=\"submit\">Sign in</button></p>\n</form>\n\
-             <p><a href=\"/login/forgot\">Forgot your password?</a> · \
-             <a href=\"/signup\">Create an account</a></p>",
-            banner(message),
-            escape(email),
-            field_error(errors, "email", "Email"),
-            field_error(errors, "password", "Password"),
-        ),
-    )
+    render(&LoginForm {
+        email,
+        next,
+        banner: message,
+        errors,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "forgot_form.html")]
+struct ForgotForm<'a> {
+    email: &'a str,
+    error: Option<&'a str>,
 }
 
 pub fn forgot_form(email: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| {
-            format!(
-                "<p class=\"field-error\" id=\"email-error\">Email {}</p>\n",
-                escape(e)
-            )
-        })
-        .unwrap_or_default();
-    page(
-        "Reset your password",
-        &format!(
-            "<p>Type the address of your account; we will email you a link to choose a new password.</p>\n\
-             <form method=\"post\" action=\"/login/forgot\">\n<label for=\"email\">Email</label>\n\
-             <input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"username\" \
-             maxlength=\"254\" value=\"{}\">\n{error}\
-             <p><button type=\"submit\">Send the link</button></p>\n</form>",
-            escape(email)
-        ),
-    )
+    render(&ForgotForm { email, error })
+}
+
+#[derive(Template)]
+#[template(path = "forgot_sent.html")]
+struct ForgotSent {
+    valid_minutes: i64,
 }
 
 pub fn forgot_sent(valid_minutes: i64) -> String {
-    page(
-        "Check your email",
-        &format!(
-            "<p>If an account uses that address, a link to reset its password is on its way. \
-             It works once and for {valid_minutes} minutes.</p>\n\
-             <p><a href=\"/login\">Back to sign in</a></p>"
-        ),
-    )
+    render(&ForgotSent { valid_minutes })
+}
+
+#[derive(Template)]
+#[template(path = "reset_form.html")]
+struct ResetForm<'a> {
+    token: &'a str,
+    errors: &'a FieldErrors,
 }
 
 pub fn reset_form(token: &str, errors: &FieldErrors) -> String {
-    page(
-        "Choose a new password",
-        &format!(
-            "<form method=\"post\" action=\"/login/reset\">\n\
-             <input type=\"hidden\" name=\"token\" value=\"{}\">\n\
-             <label for=\"password\">New password</label>\n\
-             <input id=\"password\" name=\"password\" type=\"password\" required \
-             autocomplete=\"new-password\" minlength=\"12\" maxlength=\"128\">\n{}\
-             <p>At least 12 characters. A few unrelated words make a good one. \
-             Every device signed in to your account will be signed out.</p>\n\
-             <p><button type=\"submit\">Set the password</button></p>\n</form>",
-            escape(token),
-            field_error(errors, "password", "Password"),
-        ),
-    )
+    render(&ResetForm { token, errors })
 }
 
 pub fn link_problem(message: &str) -> String {
-    page(
-        "This link does not work",
-        &format!(
-            "<p>{}</p>\n<p><a href=\"/login/forgot\">Ask for a new link</a></p>",
-            escape(message)
-        ),
-    )
+    flotilla_kit::html::link_problem(message, ("/login/forgot", "Ask for a new link"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
+
+    #[test]
+    fn the_sign_in_form_escapes_what_was_typed() {
+        let errors = FieldErrors::from([("password".to_owned(), format!("is {TYPED}"))]);
+        let html = login_form(TYPED, Some(TYPED), &Banner::Error(TYPED), &errors);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains(&format!("role=\"alert\">{ESCAPED}</p>")),
+            "{html}"
+        );
+        assert!(html.contains(&format!("name=\"next\" value=\"{ESCAPED}\"")));
+        assert!(html.contains(&format!("maxlength=\"254\" value=\"{ESCAPED}\">")));
+        assert!(html.contains(&format!("id=\"password-error\">Password is {ESCAPED}</p>")));
+        let notice = login_form("", None, &Banner::Notice(TYPED), &FieldErrors::new());
+        assert!(
+            notice.contains(&format!("role=\"status\">{ESCAPED}</p>")),
+            "{notice}"
+        );
+        assert!(!notice.contains("name=\"next\""));
+    }
+
+    #[test]
+    fn an_unconfirmed_address_gets_a_link_to_a_new_confirmation() {
+        let html = login_form("", None, &Banner::EmailNotVerified, &FieldErrors::new());
+        assert!(html.contains(
+            "<p class=\"field-error\" role=\"alert\">Your email address is not confirmed yet. \
+             <a href=\"/signup/resend\">Send a new link</a>.</p>"
+        ));
+    }
+
+    #[test]
+    fn the_reset_pages_escape_the_token_and_the_reason() {
+        let html = reset_form(TYPED, &FieldErrors::new());
+        assert!(
+            html.contains(&format!("name=\"token\" value=\"{ESCAPED}\"")),
+            "{html}"
+        );
+        let html = link_problem(TYPED);
+        assert!(html.contains(&format!("<p>{ESCAPED}</p>")), "{html}");
+        assert!(html.contains("href=\"/login/forgot\""));
+    }
 }

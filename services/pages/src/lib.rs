@@ -14,8 +14,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use askama::Template;
 use flotilla_db::{AnyConnection, PoolConfig};
-use flotilla_kit::html::{escape, page};
+use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
 pub use people::{People, Profile};
@@ -250,26 +251,23 @@ fn connection<'a>(
     conn.as_mut().context("no database connection")
 }
 
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home<'a> {
+    site_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound;
+
 /// Writes the pages that do not depend on the database; returns them, relative to the
 /// output folder.
 pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
-    let name = escape(&config.site_name);
-    let home = page(
-        &config.site_name,
-        &format!(
-            "<p>Welcome to {name}. Create an account, sign in, and manage your profile.</p>\n\
-             <nav>\n<ul class=\"actions\">\n\
-             <li><a href=\"/signup\">Create an account</a></li>\n\
-             <li><a href=\"/login\">Sign in</a></li>\n\
-             <li><a href=\"/profile\">Your profile</a></li>\n\
-             <li><a href=\"/people/\">People</a></li>\n\
-             </ul>\n</nav>"
-        ),
-    );
-    let not_found = page(
-        "Page not found",
-        "<p>There is no page at this address.</p>\n<p><a href=\"/\">Go to the home page</a></p>",
-    );
+    let home = render(&Home {
+        site_name: &config.site_name,
+    });
+    let not_found = render(&NotFound);
     let files: [(&'static str, &str); 3] = [
         ("assets/site.css", STYLESHEET),
         ("404.html", &not_found),

@@ -14,11 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
 use flotilla_db::AnyConnection;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::users;
-use flotilla_kit::html::{escape, page};
+use flotilla_kit::html::render;
 
 use crate::write_atomically;
 
@@ -309,47 +310,37 @@ fn max_updated(conn: &mut AnyConnection) -> anyhow::Result<Option<NaiveDateTime>
         .context("cannot read the latest change")
 }
 
-fn render_profile(site_name: &str, profile: &Profile) -> String {
-    let username = escape(&profile.username);
-    let title = profile.display_name.as_deref().unwrap_or(&profile.username);
-    let mut body = format!("<p class=\"handle\">@{username}</p>\n");
-    if let Some(bio) = profile.bio.as_deref().filter(|b| !b.trim().is_empty()) {
-        for paragraph in bio.split("\n\n").filter(|p| !p.trim().is_empty()) {
-            body.push_str(&format!(
-                "<p>{}</p>\n",
-                escape(paragraph.trim()).replace('\n', "<br>\n")
-            ));
-        }
+#[derive(Template)]
+#[template(path = "person.html")]
+struct PersonPage<'a> {
+    site_name: &'a str,
+    profile: &'a Profile,
+}
+
+impl PersonPage<'_> {
+    /// The bio's paragraphs (split at blank lines), each trimmed; none if it is blank.
+    fn paragraphs(&self) -> impl Iterator<Item = &str> {
+        let bio = self.profile.bio.as_deref().unwrap_or("");
+        bio.split("\n\n").map(str::trim).filter(|p| !p.is_empty())
     }
-    body.push_str(&format!(
-        "<p class=\"meta\">Member of {} since {}.</p>\n\
-         <p><a href=\"/people/\">Everyone with a public profile</a></p>",
-        escape(site_name),
-        profile.member_since.format("%B %Y")
-    ));
-    page(title, &body)
+}
+
+fn render_profile(site_name: &str, profile: &Profile) -> String {
+    render(&PersonPage { site_name, profile })
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+struct PeoplePage<'a> {
+    title: String,
+    people: &'a [&'a Profile],
 }
 
 fn render_index(site_name: &str, people: &[&Profile]) -> String {
-    let body = if people.is_empty() {
-        "<p>No one has made their profile public yet.</p>".to_owned()
-    } else {
-        let items: String = people
-            .iter()
-            .map(|p| {
-                let username = escape(&p.username);
-                match p.display_name.as_deref() {
-                    Some(name) => format!(
-                        "<li><a href=\"/people/{username}\">{}</a> @{username}</li>\n",
-                        escape(name)
-                    ),
-                    None => format!("<li><a href=\"/people/{username}\">@{username}</a></li>\n"),
-                }
-            })
-            .collect();
-        format!("<ul class=\"people\">\n{items}</ul>")
-    };
-    page(&format!("People of {site_name}"), &body)
+    render(&PeoplePage {
+        title: format!("People of {site_name}"),
+        people,
+    })
 }
 
 #[cfg(test)]
@@ -381,6 +372,29 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("Member of Ada &amp; Co since November 2026."));
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn quotes_and_ampersands_are_escaped_too() {
+        use flotilla_testkit::{MARKUP as TYPED, MARKUP_ESCAPED as ESCAPED};
+        let mut profile = ada();
+        profile.display_name = Some(TYPED.into());
+        profile.bio = Some(TYPED.into());
+        let html = render_profile(TYPED, &profile);
+        assert!(
+            html.contains(&format!("<title>{ESCAPED} · flotilla</title>")),
+            "{html}"
+        );
+        assert!(html.contains(&format!("<h1>{ESCAPED}</h1>")));
+        assert!(html.contains(&format!("<p>{ESCAPED}</p>")));
+        assert!(html.contains(&format!("Member of {ESCAPED} since")));
+        let html = render_index(TYPED, &[&profile]);
+        assert!(
+            html.contains(&format!("<h1>People of {ESCAPED}</h1>")),
+            "{html}"
+        );
+        assert!(html.contains(&format!(">{ESCAPED}</a> @ada</li>")));
         assert!(!html.contains("<script>"));
     }
 

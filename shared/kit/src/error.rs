@@ -202,21 +202,7 @@ impl Error {
         if let Error::WithPage { page, .. } = self {
             return page.clone();
         }
-        let status = self.status_code();
-        let mut body = format!("<p>{}</p>", crate::html::escape(&self.public_message()));
-        if let Some(fields) = self.fields() {
-            body.push_str("<ul class=\"errors\">");
-            for (field, problem) in fields {
-                body.push_str(&format!(
-                    "<li><strong>{}</strong>: {}</li>",
-                    crate::html::escape(field),
-                    crate::html::escape(problem)
-                ));
-            }
-            body.push_str("</ul>");
-        }
-        body.push_str("<p><a href=\"/\">Home</a></p>");
-        crate::html::page(status.canonical_reason().unwrap_or("Error"), &body)
+        crate::html::error_page(self.status_code(), &self.public_message(), self.fields())
     }
 }
 

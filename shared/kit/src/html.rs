@@ -1,10 +1,19 @@
-//! The little HTML the kit itself renders: error pages. Pages share the static site's
-//! stylesheet (`/assets/site.css`, written by flotilla-pages), since the
+//! The HTML the services send. Every page is an askama template in its crate's
+//! `templates/` folder that extends the one layout, `shared/kit/templates/base.html`
+//! (`form.html` beside it holds the form-field macro). Each crate's `askama.toml` adds
+//! that folder to its own and names [`Entities`] as the escaper of `.html` templates, so
+//! every value a page shows is escaped unless a template says otherwise. Pages share the
+//! static site's stylesheet (`/assets/site.css`, written by flotilla-pages), since the
 //! Content-Security-Policy allows no inline style.
+
+use std::fmt;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
+use askama::Template;
+
+use crate::FieldErrors;
 
 /// An HTML answer.
 pub fn respond(status: StatusCode, body: String) -> HttpResponse {
@@ -21,36 +30,80 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The escaper of every `.html` template: text for element content and quoted
+/// attribute values, with the named entities (askama's own writes numeric ones).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Entities;
+
+impl askama::filters::Escaper for Entities {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            dest.write_str(&rest[..at])?;
+            dest.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
         }
+        dest.write_str(rest)
     }
-    out
 }
 
-/// A whole page around `body` (already HTML); `title` is text.
-pub fn page(title: &str, body: &str) -> String {
-    let title = escape(title);
-    format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title} · flotilla</title>\n<link rel=\"stylesheet\" href=\"/assets/site.css\">\n\
-         </head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n"
-    )
+/// A page as HTML. Templates write into a String and call no fallible filter, so this
+/// does not fail; should a value's `Display` fail all the same, the log says so.
+pub fn render(page: &impl Template) -> String {
+    page.render().unwrap_or_else(|e| {
+        log::error!("a page could not be rendered: {e}");
+        String::new()
+    })
+}
+
+/// A page that says one thing: `message`, what is wrong with which field if any, and
+/// one link on (`(href, text)`). Error pages and links that no longer work.
+#[derive(Template)]
+#[template(path = "message.html")]
+struct Message<'a> {
+    title: &'a str,
+    message: &'a str,
+    fields: Option<&'a FieldErrors>,
+    link: (&'a str, &'a str),
+}
+
+/// The page of an error: titled by its status, with a link home.
+pub fn error_page(status: StatusCode, message: &str, fields: Option<&FieldErrors>) -> String {
+    render(&Message {
+        title: status.canonical_reason().unwrap_or("Error"),
+        message,
+        fields,
+        link: ("/", "Home"),
+    })
+}
+
+/// The page of an emailed link that does not work (expired, used, unknown): `message`
+/// says why, `again` (`(href, text)`) where to go from there.
+pub fn link_problem(message: &str, again: (&str, &str)) -> String {
+    render(&Message {
+        title: "This link does not work",
+        message,
+        fields: None,
+        link: again,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn escape(text: &str) -> String {
+        use askama::filters::Escaper;
+        let mut out = String::new();
+        Entities.write_escaped_str(&mut out, text).unwrap();
+        out
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {
@@ -59,5 +112,18 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
         );
         assert_eq!(escape("plain ünïcode"), "plain ünïcode");
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let page = link_problem("<script>\"'&", ("/x", "Again"));
+        assert!(page.contains("<title>This link does not work · flotilla</title>"));
+        assert!(page.contains("<h1>This link does not work</h1>"));
+        assert!(
+            page.contains("<p>&lt;script&gt;&quot;&#39;&amp;</p>"),
+            "{page}"
+        );
+        assert!(page.contains("<a href=\"/x\">Again</a>"));
+        assert!(page.contains("href=\"/assets/site.css\""));
     }
 }

@@ -223,10 +223,7 @@ pub async fn observe(
         if html || !ours {
             let page = match err.as_error::<Error>() {
                 Some(ours) => ours.html_page(),
-                None => crate::html::page(
-                    status.canonical_reason().unwrap_or("Error"),
-                    "<p>The request could not be handled.</p><p><a href=\"/\">Home</a></p>",
-                ),
+                None => crate::html::error_page(status, "The request could not be handled.", None),
             };
             let mut builder = HttpResponse::build(status);
             for (name, value) in res.headers() {

@@ -116,6 +116,11 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// A value that breaks a page if shown as it is (markup, both quotes, an ampersand)…
+pub const MARKUP: &str = "<script>\"'&";
+/// …and what a page shows instead.
+pub const MARKUP_ESCAPED: &str = "&lt;script&gt;&quot;&#39;&amp;";
+
 /// The text of a mail as a person reads it: quoted-printable soft line breaks joined
 /// and `=3D` turned back into `=`.
 pub fn mail_text(raw: &str) -> String {
