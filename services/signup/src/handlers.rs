@@ -1,73 +1,57 @@
-//! Signup's routes. Each turns its input into domain types first, then acts.
+//! Signup's routes: each reads its input ([`Input`]), checks it into domain types
+//! (`domain`), acts in one transaction (`store`) and answers with a page (`pages`) or
+//! JSON; refusals are `errors::SignupError`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_kit::body::{BodyFormat as Format, read_body};
-use flotilla_kit::html::{respond as html, see_other};
+use flotilla_kit::html::respond as html;
+use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, FieldErrors, State};
+use serde_json::json;
 
 use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
+use crate::errors::SignupError;
 use crate::store::{self, Registered, Verified};
 use crate::{Signup, pages};
-
-fn sent(format: Format) -> HttpResponse {
-    match format {
-        Format::Json => {
-            HttpResponse::Accepted().json(serde_json::json!({"status": "verification_sent"}))
-        }
-        Format::Form => see_other("/signup/check-email"),
-    }
-}
 
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "accounts are being created";
 
+/// The answer to a signup or a resend, whatever became of it.
+fn sent<T>(input: &Input<T>) -> HttpResponse {
+    let status = json!({"status": "verification_sent"});
+    let then = Then::SeeOther("/signup/check-email".into());
+    input.reply(StatusCode::ACCEPTED, &status, then)
+}
+
 pub async fn form() -> HttpResponse {
     html(
-        actix_web::http::StatusCode::OK,
-        pages::signup_form("", "", &FieldErrors::new()),
+        StatusCode::OK,
+        pages::signup_form(&SignupInput::default(), &FieldErrors::new()),
     )
 }
 
 pub async fn check_email() -> HttpResponse {
-    html(actix_web::http::StatusCode::OK, pages::check_email())
+    html(StatusCode::OK, pages::check_email())
 }
 
 pub async fn create(
-    req: HttpRequest,
-    body: web::Bytes,
+    input: Input<SignupInput>,
     state: web::Data<State>,
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
-    let (format, input): (_, SignupInput) = read_body(&req, &body)?;
-    let account = match NewAccount::parse(&input, &signup.config.passwords.policy) {
-        Ok(account) => account,
-        Err(fields) if format == Format::Form => {
-            let page = pages::signup_form(
-                &input.email,
-                input.username.as_deref().unwrap_or(""),
-                &fields,
-            );
-            return Ok(html(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                page,
-            ));
-        }
-        Err(fields) => return Err(Error::Invalid(fields)),
-    };
+    let policy = &signup.config.passwords.policy;
+    let account = input.parse(|raw| NewAccount::parse(raw, policy), pages::signup_again)?;
     // Hashed whether or not the address is new, so both answers take as long.
+    let password = account.password.clone();
     let password_hash = signup
         .hashes
-        .hash(account.password.clone())
+        .hash(password)
         .await
         .map_err(|e| e.answer(BUSY))?;
     let config = signup.config.clone();
-    let username = account
-        .username
-        .as_ref()
-        .map(|u| u.as_ref().to_owned())
-        .unwrap_or_default();
     let registered = blocking(&state, move |conn| {
         store::register(conn, &config, &account, &password_hash)
     })
@@ -75,19 +59,10 @@ pub async fn create(
     match registered {
         Registered::New | Registered::Existing => {
             signup.wake.wake("email");
-            Ok(sent(format))
+            Ok(sent(&input))
         }
         Registered::UsernameTaken => {
-            let fields =
-                FieldErrors::from([("username".to_owned(), "is taken; choose another".to_owned())]);
-            if format == Format::Form {
-                let page = pages::signup_form(&input.email, &username, &fields);
-                return Ok(html(actix_web::http::StatusCode::CONFLICT, page));
-            }
-            Err(Error::Conflict {
-                code: "username_taken",
-                fields,
-            })
+            Err(input.refuse(SignupError::UsernameTaken.into(), pages::signup_again))
         }
     }
 }
@@ -110,64 +85,36 @@ pub async fn verify(
         let hash = flotilla_auth::token_hash(token);
         blocking(&state, move |conn| store::verify(conn, &hash)).await?
     };
-    let (code, message) = match outcome {
-        Verified::Done if browser => {
-            return Ok(html(actix_web::http::StatusCode::OK, pages::verified()));
-        }
-        Verified::Done => {
-            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "verified"})));
-        }
-        Verified::Invalid => (
-            "token_invalid",
-            "This verification link is not valid: it may have been used already or mistyped. \
-             Ask for a new one at /signup/resend.",
-        ),
-        Verified::Expired => (
-            "token_expired",
-            "This verification link has expired. Ask for a new one at /signup/resend.",
-        ),
+    let refusal = match outcome {
+        Verified::Done if browser => return Ok(html(StatusCode::OK, pages::verified())),
+        Verified::Done => return Ok(HttpResponse::Ok().json(json!({"status": "verified"}))),
+        Verified::Invalid => SignupError::LinkInvalid,
+        Verified::Expired => SignupError::LinkExpired,
     };
-    if browser {
-        return Ok(html(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            pages::link_problem(message),
-        ));
-    }
-    Err(Error::BadRequest {
-        code,
-        message: message.to_owned(),
+    let error = Error::from(refusal);
+    Err(match browser {
+        true => error.with_page(pages::link_problem(refusal.message())),
+        false => error,
     })
 }
 
 pub async fn resend_form() -> HttpResponse {
-    html(
-        actix_web::http::StatusCode::OK,
-        pages::resend_form("", None),
-    )
+    html(StatusCode::OK, pages::resend_form("", None))
 }
 
 pub async fn resend(
-    req: HttpRequest,
-    body: web::Bytes,
+    input: Input<ResendInput>,
     state: web::Data<State>,
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
-    let (format, input): (_, ResendInput) = read_body(&req, &body)?;
-    let email = match EmailAddress::parse(&input.email) {
-        Ok(email) => email,
-        Err(problem) if format == Format::Form => {
-            let page = pages::resend_form(&input.email, Some(&problem));
-            return Ok(html(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                page,
-            ));
-        }
-        Err(problem) => return Err(Error::invalid("email", problem)),
-    };
+    let email = input.parse(
+        |raw| EmailAddress::parse(&raw.email).map_err(|problem| Error::invalid("email", problem)),
+        pages::resend_again,
+    )?;
     let config = signup.config.clone();
     let queued = blocking(&state, move |conn| store::resend(conn, &config, &email)).await?;
     if queued {
         signup.wake.wake("email");
     }
-    Ok(sent(format))
+    Ok(sent(&input))
 }

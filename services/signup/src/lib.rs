@@ -13,6 +13,7 @@
 //! user, the token (its hash only) and the email job; the worker is woken after commit.
 
 mod domain;
+mod errors;
 mod handlers;
 mod pages;
 mod store;

@@ -2,7 +2,9 @@
 //! (`templates/`), escaped by default.
 
 use askama::Template;
-use flotilla_kit::FieldErrors;
+use flotilla_kit::{Error, FieldErrors};
+
+use crate::domain::{ResendInput, SignupInput};
 use flotilla_kit::html::render;
 
 #[derive(Template)]
@@ -15,12 +17,17 @@ struct SignupForm<'a> {
 
 /// The signup form, with the values typed so far (never the password) and each error
 /// next to its field.
-pub fn signup_form(email: &str, username: &str, errors: &FieldErrors) -> String {
+pub fn signup_form(typed: &SignupInput, errors: &FieldErrors) -> String {
     render(&SignupForm {
-        email,
-        username,
+        email: &typed.email,
+        username: typed.username.as_deref().unwrap_or(""),
         errors,
     })
+}
+
+/// The signup form again, refused with `error`.
+pub fn signup_again(typed: &SignupInput, error: &Error) -> String {
+    signup_form(typed, error.fields().unwrap_or(&FieldErrors::new()))
 }
 
 #[derive(Template)]
@@ -54,6 +61,12 @@ pub fn resend_form(email: &str, error: Option<&str>) -> String {
     render(&ResendForm { email, error })
 }
 
+/// The resend form again, refused with `error` (about the address).
+pub fn resend_again(typed: &ResendInput, error: &Error) -> String {
+    let problem = error.fields().and_then(|f| f.get("email"));
+    resend_form(&typed.email, problem.map(String::as_str))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,7 +76,18 @@ mod tests {
     #[test]
     fn the_form_escapes_what_was_typed_and_points_to_each_error() {
         let errors = FieldErrors::from([("email".to_owned(), format!("is {TYPED}"))]);
-        let html = signup_form(TYPED, TYPED, &errors);
+        let typed = SignupInput {
+            email: TYPED.into(),
+            password: TYPED.into(),
+            username: Some(TYPED.into()),
+        };
+        let html = signup_form(&typed, &errors);
+        assert!(
+            !html.contains(&format!(
+                "value=\"{ESCAPED}\" required autocomplete=\"new-password\""
+            )),
+            "never the password"
+        );
         assert!(!html.contains("<script>"), "{html}");
         assert!(
             html.contains(&format!("value=\"{ESCAPED}\" required")),
@@ -78,7 +102,8 @@ mod tests {
         );
         assert!(html.contains("<title>Create an account · flotilla</title>"));
         assert!(html.contains("Please correct the fields below."));
-        assert!(!signup_form("", "", &FieldErrors::new()).contains("Please correct"));
+        let empty = signup_form(&SignupInput::default(), &FieldErrors::new());
+        assert!(!empty.contains("Please correct"));
     }
 
     #[test]

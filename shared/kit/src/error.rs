@@ -218,6 +218,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Fields that failed their checks: a 422 naming each.
+impl From<FieldErrors> for Error {
+    fn from(fields: FieldErrors) -> Self {
+        Error::Invalid(fields)
+    }
+}
+
 impl From<anyhow::Error> for Error {
     fn from(cause: anyhow::Error) -> Self {
         Error::Internal(cause)
