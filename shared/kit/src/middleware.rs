@@ -151,6 +151,8 @@ fn exempt_from_cap(path: &str) -> bool {
     path.ends_with("/health") || path.ends_with("/metrics")
 }
 
+/// Every request: its context (id, client address), the in-flight cap, error pages or
+/// JSON by `Accept`, the request id on the answer, metrics and the access log line.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -161,93 +163,39 @@ pub async fn observe(
             Error::Internal(anyhow::anyhow!("service state missing")).error_response(),
         ));
     };
-    let peer = req.peer_addr().map(|a| a.ip());
-    let trusted = &state.config.trusted_proxies;
-    let peer_trusted = peer.is_some_and(|p| trusted.contains(canonical(p)));
-    let context = RequestContext {
-        id: request_id(peer_trusted, req.headers()),
-        client: client_addr(peer, req.headers(), trusted),
-    };
+    let context = context_of(&req, &state);
     req.extensions_mut().insert(context.clone());
     let method = method_label(req.method());
     let path = req.path().to_owned();
     let html = wants_html(req.headers());
-
-    let permit = if exempt_from_cap(&path) {
-        None
-    } else {
-        Some(state.in_flight.try_acquire())
-    };
-    let res = match permit {
-        Some(None) => {
-            state.metrics.reject();
-            let overloaded = Error::Unavailable {
-                code: "overloaded",
-                message: "The service is handling too many requests; please retry shortly.".into(),
-                retry_after_secs: 1,
-            };
-            Ok(req.error_response(overloaded))
-        }
-        Some(Some(_permit)) => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body),
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body),
-    };
     // Routing turns handler errors into responses; an `Err` here is rare, and actix
     // renders it itself. Count it and pass it on.
-    let mut res = match res {
+    let mut res = match within_cap(req, next, &state, &path).await {
         Ok(res) => res,
         Err(err) => {
             let status = err.as_response_error().status_code();
-            state.metrics.observe(
-                method,
-                "unmatched".into(),
-                status.as_u16(),
-                started.elapsed(),
-            );
+            let unmatched = "unmatched".to_owned();
+            let elapsed = started.elapsed();
+            state
+                .metrics
+                .observe(method, unmatched, status.as_u16(), elapsed);
             log::info!(target: "access", "{} \"{method} {path}\" {} rid={}", context.client, status.as_u16(), context.id);
             return Err(err);
         }
     };
-
     let status = res.status();
     if let Some(err) = res.response().error() {
         if status.is_server_error() {
             log::error!(target: "flotilla::error", "rid={} {method} {path}: {err}", context.id);
         }
-        let ours = err.as_error::<Error>().is_some();
-        if html || !ours {
-            let page = match err.as_error::<Error>() {
-                Some(ours) => ours.html_page(),
-                None => crate::html::error_page(status, "The request could not be handled.", None),
-            };
-            let mut builder = HttpResponse::build(status);
-            for (name, value) in res.headers() {
-                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                    builder.append_header((name.clone(), value.clone()));
-                }
-            }
-            // actix's own errors (a body over the limit read as bytes, say) get the
-            // same JSON shape as ours.
-            let replaced = if html {
-                builder.content_type("text/html; charset=utf-8").body(page)
-            } else {
-                builder.json(serde_json::json!({
-                    "error": code_for(status),
-                    "message": status.canonical_reason().unwrap_or("Error"),
-                }))
-            };
+        if html || err.as_error::<Error>().is_none() {
+            let replaced = error_answer(&res, html);
             res = res.into_response(replaced);
         }
     }
     if let Ok(value) = HeaderValue::from_str(&context.id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-
     let elapsed = started.elapsed();
     let route = res
         .request()
@@ -265,6 +213,72 @@ pub async fn observe(
         context.id
     );
     Ok(res)
+}
+
+/// The request's id and client address, believed from a trusted proxy's headers only.
+fn context_of(req: &ServiceRequest, state: &State) -> RequestContext {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted = &state.config.trusted_proxies;
+    let peer_trusted = peer.is_some_and(|p| trusted.contains(canonical(p)));
+    RequestContext {
+        id: request_id(peer_trusted, req.headers()),
+        client: client_addr(peer, req.headers(), trusted),
+    }
+}
+
+/// Runs the request unless too many are in flight (503 then; health and metrics are
+/// always answered).
+async fn within_cap(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    state: &State,
+    path: &str,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let _permit = if exempt_from_cap(path) {
+        None
+    } else {
+        match state.in_flight.try_acquire() {
+            Some(permit) => Some(permit),
+            None => {
+                state.metrics.reject();
+                let overloaded = Error::Unavailable {
+                    code: "overloaded",
+                    message: "The service is handling too many requests; please retry shortly."
+                        .into(),
+                    retry_after_secs: 1,
+                };
+                return Ok(req.error_response(overloaded));
+            }
+        }
+    };
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// An error's answer, its headers kept: for a browser, our page for it or a generic
+/// one; for an API client, actix's own errors (a body over the limit read as bytes,
+/// say) in the same JSON shape as ours.
+fn error_answer(res: &ServiceResponse, html: bool) -> HttpResponse {
+    let status = res.status();
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    if html {
+        let ours = res.response().error().and_then(|e| e.as_error::<Error>());
+        let page = ours.map(Error::html_page).unwrap_or_else(|| {
+            crate::html::error_page(status, "The request could not be handled.", None)
+        });
+        builder.content_type("text/html; charset=utf-8").body(page)
+    } else {
+        builder.json(serde_json::json!({
+            "error": code_for(status),
+            "message": status.canonical_reason().unwrap_or("Error"),
+        }))
+    }
 }
 
 #[cfg(test)]
