@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_auth::{CarriesCsrf, EmailAddress, Username};
+use flotilla_accounts::{EmailAddress, Username};
+use flotilla_auth::CarriesCsrf;
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 

@@ -4,7 +4,7 @@
 use flotilla_kit::FieldErrors;
 use flotilla_kit::html::{escape, page};
 
-use flotilla_auth::sessions::summarise_user_agent;
+use flotilla_accounts::summarise_user_agent;
 
 use crate::domain::{MAX_BIO, MAX_DISPLAY_NAME};
 use crate::store::{Account, EventRow, SessionRow};
@@ -110,7 +110,7 @@ pub fn account_page(view: &View, done: Option<&str>, problem: Option<&Problem>) 
     ));
 
     // Profile fields.
-    let checked = if a.is_public == 1 { " checked" } else { "" };
+    let checked = if a.public { " checked" } else { "" };
     body.push_str(&format!(
         "<h2 id=\"profile\">Profile</h2>\n{}\
          <form method=\"post\" action=\"/profile/me\">\n{csrf}\

@@ -790,7 +790,7 @@ mod background {
             let pool = pool.clone();
             let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let mut conn = pool.get()?;
-                Ok(crate::sessions::revoked_since(&mut conn, since)?)
+                Ok(flotilla_accounts::revoked_since(&mut conn, since)?)
             })
             .await;
             match read {
