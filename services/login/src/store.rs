@@ -215,20 +215,33 @@ pub enum Refreshed {
     },
 }
 
-type RefreshRow = (
-    Option<NaiveDateTime>,
-    String,
-    String,
-    Option<NaiveDateTime>,
-    NaiveDateTime,
-    NaiveDateTime,
-    String,
-    String,
-    String,
-    String,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-);
+/// Marks a refresh token spent; false when a concurrent request spent it first.
+fn spend_refresh_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let marked = diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(conn)?;
+    Ok(marked > 0)
+}
+
+/// Where a session was last used from (the winner of a race has committed it).
+fn last_used_from(conn: &mut AnyConnection, session_id: &str) -> QueryResult<(String, String)> {
+    sessions_t::table
+        .filter(sessions_t::id.eq(session_id))
+        .select((sessions_t::client_addr, sessions_t::user_agent))
+        .first(conn)
+}
+
+/// The account a session is of, as a refresh needs it: id, role, verified at,
+/// disabled at.
+type Holder = (String, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
 /// Exchanges a refresh token for the next one. A token works once: the second use
 /// ends the whole session, whoever presents it.
@@ -240,46 +253,29 @@ pub fn refresh(
 ) -> QueryResult<Refreshed> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let row: Option<RefreshRow> = refresh_tokens::table
+        let row: Option<(Option<NaiveDateTime>, Session, Holder)> = refresh_tokens::table
             .inner_join(sessions_t::table.inner_join(users::table))
             .filter(refresh_tokens::token_hash.eq(token_hash))
             .select((
                 refresh_tokens::used_at,
-                sessions_t::id,
-                sessions_t::csrf_token,
-                sessions_t::revoked_at,
-                sessions_t::idle_expires_at,
-                sessions_t::expires_at,
-                sessions_t::client_addr,
-                sessions_t::user_agent,
-                users::id,
-                users::role,
-                users::email_verified_at,
-                users::disabled_at,
+                sessions_t::all_columns,
+                (
+                    users::id,
+                    users::role,
+                    users::email_verified_at,
+                    users::disabled_at,
+                ),
             ))
             .load(conn)?
             .into_iter()
             .next();
-        let Some((
-            used,
-            session_id,
-            csrf,
-            revoked,
-            idle,
-            expires,
-            last_addr,
-            last_agent,
-            user_id,
-            role,
-            verified,
-            disabled,
-        )) = row
-        else {
+        let Some((used, session, (user_id, role, verified, disabled))) = row else {
             return Ok(Refreshed::Invalid);
         };
-        if revoked.is_some() {
+        if session.revoked_at.is_some() {
             return Ok(Refreshed::Invalid);
         }
+        let session_id = session.id;
         let reused = |conn: &mut AnyConnection, session_id: String| {
             flotilla_accounts::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
             let event = origin.event(
@@ -295,12 +291,15 @@ pub fn refresh(
             // Two tabs (or an app's parallel calls) refreshing with the same token
             // within seconds, from where it was spent: the later one is refused, the
             // session kept. From anywhere else, or later, it is a copy: theft.
-            if now - used_at < REUSE_GRACE && origin.matches(&last_addr, &last_agent) {
+            if now - used_at < REUSE_GRACE
+                && origin.matches(&session.client_addr, &session.user_agent)
+            {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
         }
-        if now >= idle || now >= expires {
+        let expires = session.expires_at;
+        if now >= session.idle_expires_at || now >= expires {
             return Ok(Refreshed::Expired);
         }
         if disabled.is_some() {
@@ -308,21 +307,11 @@ pub fn refresh(
             return Ok(Refreshed::Disabled { session_id });
         }
         // Two refreshes with the same token at once: one wins, the other is reuse.
-        let marked = diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(token_hash))
-                .filter(refresh_tokens::used_at.is_null()),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?;
-        if marked == 0 {
+        if !spend_refresh_token(conn, token_hash, now)? {
             // The same token spent by a concurrent request a moment ago (PostgreSQL;
             // SQLite's writers queue): its winner has committed, so the session now
             // shows where it came from.
-            let (addr, agent): (String, String) = sessions_t::table
-                .filter(sessions_t::id.eq(&session_id))
-                .select((sessions_t::client_addr, sessions_t::user_agent))
-                .first(conn)?;
+            let (addr, agent) = last_used_from(conn, &session_id)?;
             if origin.matches(&addr, &agent) {
                 return Ok(Refreshed::Raced);
             }
@@ -340,7 +329,7 @@ pub fn refresh(
             .execute(conn)?;
         Ok(Refreshed::Renewed(SessionGrant {
             session_id,
-            csrf,
+            csrf: session.csrf_token,
             user_id,
             role,
             verified: verified.is_some(),

@@ -4,7 +4,9 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use flotilla_accounts::email_link::{self, Issued, Link};
-use flotilla_accounts::{EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, User, Username};
+use flotilla_accounts::{
+    EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, Session, User, Username,
+};
 pub use flotilla_accounts::{Origin, User as Account};
 use flotilla_contracts::{AuthEventKind, Mail, Message, PurgeUser};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
@@ -164,6 +166,25 @@ pub enum Requested {
     TooSoon(i64),
 }
 
+/// The seconds until the account may ask for a change of address again, if it asked
+/// less than [`EMAIL_CHANGE_EVERY`] ago.
+fn next_change_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
+    let last: Option<NaiveDateTime> = auth_events::table
+        .filter(auth_events::user_id.eq(user_id))
+        .filter(auth_events::kind.eq(AuthEventKind::EmailChangeRequested.as_str()))
+        .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
+        .select(diesel::dsl::max(auth_events::created_at))
+        .get_result(conn)?;
+    Ok(last.map(|last| {
+        let left = (last + EMAIL_CHANGE_EVERY - now).num_milliseconds();
+        (left.max(1) + 999) / 1000
+    }))
+}
+
 /// Starts a change of address. The address changes only when the link sent to the
 /// new one is used; the old one is told. A new request voids the links of earlier
 /// ones (a mistyped address stops mattering). If the new address is another
@@ -185,15 +206,8 @@ pub fn request_email_change(
                 .execute(pg)?;
         }
         let now = flotilla_jobs::now();
-        let last: Option<NaiveDateTime> = auth_events::table
-            .filter(auth_events::user_id.eq(user_id))
-            .filter(auth_events::kind.eq(AuthEventKind::EmailChangeRequested.as_str()))
-            .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
-            .select(diesel::dsl::max(auth_events::created_at))
-            .get_result(conn)?;
-        if let Some(last) = last {
-            let left = (last + EMAIL_CHANGE_EVERY - now).num_milliseconds();
-            return Ok(Requested::TooSoon((left.max(1) + 999) / 1000));
+        if let Some(secs) = next_change_in(conn, user_id, now)? {
+            return Ok(Requested::TooSoon(secs));
         }
         email_link::void(conn, user_id, CHANGE_EMAIL, now)?;
         let old = email_of(conn, user_id)?;
@@ -432,29 +446,9 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
     let Some(account) = account(conn, user_id)? else {
         return Ok(None);
     };
-    type SessionExport = (
-        String,
-        NaiveDateTime,
-        NaiveDateTime,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-        Option<String>,
-        String,
-        String,
-    );
-    let sessions: Vec<SessionExport> = sessions_t::table
+    let sessions: Vec<Session> = sessions_t::table
         .filter(sessions_t::user_id.eq(user_id))
         .order(sessions_t::created_at.desc())
-        .select((
-            sessions_t::id,
-            sessions_t::created_at,
-            sessions_t::last_used_at,
-            sessions_t::expires_at,
-            sessions_t::revoked_at,
-            sessions_t::revoked_reason,
-            sessions_t::client_addr,
-            sessions_t::user_agent,
-        ))
         .load(conn)?;
     let events = auth_events::table
         .filter(auth_events::user_id.eq(user_id))
@@ -489,15 +483,16 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
     Ok(Some(serde_json::json!({
         "exported_at": iso(flotilla_jobs::now()),
         "account": profile,
-        "sessions": sessions.into_iter().map(|(id, created, used, expires, revoked, reason, addr, agent)| serde_json::json!({
-            "id": id,
-            "created_at": iso(created),
-            "last_used_at": iso(used),
-            "expires_at": iso(expires),
-            "revoked_at": revoked.map(iso),
-            "revoked_reason": reason,
-            "client_addr": addr,
-            "user_agent": agent,
+        // The form token stays out, as every secret.
+        "sessions": sessions.into_iter().map(|s| serde_json::json!({
+            "id": s.id,
+            "created_at": iso(s.created_at),
+            "last_used_at": iso(s.last_used_at),
+            "expires_at": iso(s.expires_at),
+            "revoked_at": s.revoked_at.map(iso),
+            "revoked_reason": s.revoked_reason,
+            "client_addr": s.client_addr,
+            "user_agent": s.user_agent,
         })).collect::<Vec<_>>(),
         "activity": events.into_iter().map(|e| serde_json::json!({
             "kind": e.kind,

@@ -7,7 +7,7 @@ use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 
 /// What a signup form or JSON body carries.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignupInput {
     #[serde(default)]
