@@ -7,6 +7,7 @@ use flotilla_accounts::email_link::{self, Issued, Link};
 use flotilla_accounts::{
     EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, Session, User, Username,
 };
+// The handlers and the account page call the user row an account.
 pub use flotilla_accounts::{Origin, User as Account};
 use flotilla_contracts::{AuthEventKind, Mail, Message, PurgeUser};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
