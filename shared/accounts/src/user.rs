@@ -212,13 +212,14 @@ impl User {
 
     /// The open (not closed) account of an address, whatever its case: `lookup` is
     /// the address lower-cased, matched against `lower(email)` (the unique index).
+    /// Every sign-in runs it, so it runs on the concrete connection (`on_backend!`).
     pub fn by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<Option<User>> {
-        let rows = users::table
+        let query = users::table
             .filter(lower(users::email).eq(lookup))
-            .filter(users::deleted_at.is_null())
-            // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement
-            // on every run; the address is unique anyway.
-            .load(conn)?;
+            .filter(users::deleted_at.is_null());
+        // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement on
+        // every run; the address is unique anyway.
+        let rows: Vec<UserRow> = flotilla_db::on_backend!(conn, |c| query.load(c)?);
         one_of(rows)
     }
 
