@@ -231,6 +231,25 @@ fn spend_refresh_token(
     Ok(marked > 0)
 }
 
+/// Records a session's use: when, from where, and its new idle deadline.
+fn mark_used(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    idle: NaiveDateTime,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(sessions_t::table.filter(sessions_t::id.eq(session_id)))
+        .set((
+            sessions_t::last_used_at.eq(now),
+            sessions_t::idle_expires_at.eq(idle),
+            sessions_t::client_addr.eq(&origin.client_addr),
+            sessions_t::user_agent.eq(&origin.user_agent),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Where a session was last used from (the winner of a race has committed it).
 fn last_used_from(conn: &mut AnyConnection, session_id: &str) -> QueryResult<(String, String)> {
     sessions_t::table
@@ -243,6 +262,28 @@ fn last_used_from(conn: &mut AnyConnection, session_id: &str) -> QueryResult<(St
 /// disabled at.
 type Holder = (String, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
+/// A refresh token's spending (when), its session and the session's account.
+fn refresh_token_of(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> QueryResult<Option<(Option<NaiveDateTime>, Session, Holder)>> {
+    let rows = refresh_tokens::table
+        .inner_join(sessions_t::table.inner_join(users::table))
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((
+            refresh_tokens::used_at,
+            sessions_t::all_columns,
+            (
+                users::id,
+                users::role,
+                users::email_verified_at,
+                users::disabled_at,
+            ),
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().next())
+}
+
 /// Exchanges a refresh token for the next one. A token works once: the second use
 /// ends the whole session, whoever presents it.
 pub fn refresh(
@@ -253,23 +294,9 @@ pub fn refresh(
 ) -> QueryResult<Refreshed> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let row: Option<(Option<NaiveDateTime>, Session, Holder)> = refresh_tokens::table
-            .inner_join(sessions_t::table.inner_join(users::table))
-            .filter(refresh_tokens::token_hash.eq(token_hash))
-            .select((
-                refresh_tokens::used_at,
-                sessions_t::all_columns,
-                (
-                    users::id,
-                    users::role,
-                    users::email_verified_at,
-                    users::disabled_at,
-                ),
-            ))
-            .load(conn)?
-            .into_iter()
-            .next();
-        let Some((used, session, (user_id, role, verified, disabled))) = row else {
+        let Some((used, session, (user_id, role, verified, disabled))) =
+            refresh_token_of(conn, token_hash)?
+        else {
             return Ok(Refreshed::Invalid);
         };
         if session.revoked_at.is_some() {
@@ -319,14 +346,7 @@ pub fn refresh(
         }
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);
-        diesel::update(sessions_t::table.filter(sessions_t::id.eq(&session_id)))
-            .set((
-                sessions_t::last_used_at.eq(now),
-                sessions_t::idle_expires_at.eq(idle),
-                sessions_t::client_addr.eq(&origin.client_addr),
-                sessions_t::user_agent.eq(&origin.user_agent),
-            ))
-            .execute(conn)?;
+        mark_used(conn, &session_id, idle, origin, now)?;
         Ok(Refreshed::Renewed(SessionGrant {
             session_id,
             csrf: session.csrf_token,
