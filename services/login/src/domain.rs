@@ -9,7 +9,7 @@ const MAX_EMAIL: usize = 254;
 /// Longer passwords are refused before hashing (the policy's ceiling is lower).
 const MAX_PASSWORD: usize = 1024;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
     #[serde(default)]
@@ -77,7 +77,7 @@ pub fn landing(next: Option<&str>) -> String {
     safe_next(next).unwrap_or_else(|| "/profile".to_owned())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshInput {
     #[serde(default)]
@@ -86,7 +86,7 @@ pub struct RefreshInput {
 
 /// Logout and logout-all: a form sends its token; an API client may name the
 /// session by its refresh token.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutInput {
     #[serde(default)]
@@ -122,7 +122,7 @@ impl ForgotInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetInput {
     #[serde(default)]

@@ -19,7 +19,8 @@ use crate::domain::{
 };
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
-use flotilla_auth::email_links::Link;
+use flotilla_accounts::email_link::Link;
+use flotilla_auth::RequestOrigin;
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
 fn count(state: &State, outcome: &'static str) {
@@ -251,10 +252,10 @@ pub async fn login(
         return refuse(format, &attempt.email, next.as_deref(), error);
     }
     // The same work whether or not the account exists: a hash is checked either way.
-    let correct = match account.as_ref().and_then(|a| a.password_hash.clone()) {
+    let correct = match account.as_ref().and_then(|a| a.password_hash.as_ref()) {
         Some(hash) => login
             .hashes
-            .verify(hash, attempt.password.clone())
+            .verify(hash.expose().to_owned(), attempt.password.clone())
             .await
             .map_err(|e| e.answer(BUSY))?,
         None => {
@@ -289,7 +290,7 @@ pub async fn login(
         }
     };
     // Only someone who knows the password learns the state of the account.
-    let refusal = if account.disabled {
+    let refusal = if account.is_disabled() {
         Some((
             AuthEventKind::LoginRefusedDisabled,
             Error::Forbidden {
@@ -298,7 +299,7 @@ pub async fn login(
                     .into(),
             },
         ))
-    } else if !account.verified {
+    } else if !account.is_verified() {
         Some((
             AuthEventKind::LoginRefusedUnverified,
             Error::Forbidden {

@@ -2,66 +2,22 @@
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
-use flotilla_auth::email_links::{self, Issued, Link};
-pub use flotilla_auth::sessions::Origin;
-use flotilla_auth::sessions::{self, RevokeReason};
+use flotilla_accounts::email_link::{self, Issued, Link};
+use flotilla_accounts::{LinkPurpose, RevokeReason, Session};
+pub use flotilla_accounts::{Origin, User};
 use flotilla_auth::throttle;
 use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
-use flotilla_db::{AnyConnection, diesel, lower, new_id, write_transaction};
+use flotilla_db::{AnyConnection, diesel, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
 use crate::LoginConfig;
 
-const RESET: &str = "password_reset";
+const RESET: LinkPurpose = LinkPurpose::PasswordReset;
 
-/// Who is signing in, as far as the password check needs.
-pub struct Account {
-    pub id: String,
-    pub email: String,
-    pub password_hash: Option<String>,
-    pub role: String,
-    pub verified: bool,
-    pub disabled: bool,
-}
-
-type AccountRow = (
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-);
-
-fn account(row: AccountRow) -> Account {
-    let (id, email, password_hash, role, verified_at, disabled_at) = row;
-    Account {
-        id,
-        email,
-        password_hash,
-        role,
-        verified: verified_at.is_some(),
-        disabled: disabled_at.is_some(),
-    }
-}
-
-pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<Option<Account>> {
-    users::table
-        .filter(lower(users::email).eq(lookup))
-        .filter(users::deleted_at.is_null())
-        .select((
-            users::id,
-            users::email,
-            users::password_hash,
-            users::role,
-            users::email_verified_at,
-            users::disabled_at,
-        ))
-        // Not `.first()`: its bound `LIMIT ?` makes SQLite re-prepare the statement on
-        // every run; the address is unique anyway.
-        .load::<AccountRow>(conn)
-        .map(|rows| rows.into_iter().next().map(account))
+/// The open account of an address (`lookup`: lower-cased), as the sign-in checks it.
+pub fn account_by_email(conn: &mut AnyConnection, lookup: &str) -> QueryResult<Option<User>> {
+    User::by_email(conn, lookup)
 }
 
 /// Records one event on its own (failures, refusals).
@@ -73,7 +29,7 @@ pub fn record(
     origin: &Origin,
 ) -> QueryResult<()> {
     let event = origin.event(kind, user_id, login_key, None);
-    sessions::record_event(conn, &event, flotilla_jobs::now())
+    event.record(conn, flotilla_jobs::now())
 }
 
 /// How long an address must wait before its next sign-in attempt, if at all (see
@@ -93,8 +49,9 @@ pub fn throttle(
     throttle::wait(conn, &config.throttle, attempts, in_flight, now)
 }
 
-/// A live session, as tokens need it.
-#[derive(Debug, Clone)]
+/// A live session, as tokens need it. No `Debug`: it holds the form token and the
+/// refresh token.
+#[derive(Clone)]
 pub struct SessionGrant {
     pub session_id: String,
     pub csrf: String,
@@ -132,7 +89,7 @@ fn new_refresh_token(
 pub fn open_session(
     conn: &mut AnyConnection,
     config: &LoginConfig,
-    account: &Account,
+    account: &User,
     login_key: &str,
     origin: &Origin,
 ) -> QueryResult<Option<SessionGrant>> {
@@ -140,7 +97,7 @@ pub fn open_session(
         let now = flotilla_jobs::now();
         let current = account_by_email(conn, &account.email.to_lowercase())?;
         let unchanged = current.is_some_and(|c| {
-            c.id == account.id && c.password_hash == account.password_hash && !c.disabled
+            c.id == account.id && c.password_hash == account.password_hash && !c.is_disabled()
         });
         if !unchanged {
             // The password changed (a reset) while this one was being checked.
@@ -150,26 +107,27 @@ pub fn open_session(
                 Some(login_key),
                 None,
             );
-            sessions::record_event(conn, &event, now)?;
+            event.record(conn, now)?;
             return Ok(None);
         }
         let session_id = new_id();
         let csrf = flotilla_auth::new_token();
         let expires = now + config.session_max;
         let idle = (now + config.session_idle).min(expires);
-        diesel::insert_into(sessions_t::table)
-            .values((
-                sessions_t::id.eq(&session_id),
-                sessions_t::user_id.eq(&account.id),
-                sessions_t::csrf_token.eq(&csrf),
-                sessions_t::user_agent.eq(&origin.user_agent),
-                sessions_t::client_addr.eq(&origin.client_addr),
-                sessions_t::created_at.eq(now),
-                sessions_t::last_used_at.eq(now),
-                sessions_t::idle_expires_at.eq(idle),
-                sessions_t::expires_at.eq(expires),
-            ))
-            .execute(conn)?;
+        Session {
+            id: session_id.clone(),
+            user_id: account.id.clone(),
+            csrf_token: csrf.clone(),
+            user_agent: origin.user_agent.clone(),
+            client_addr: origin.client_addr.clone(),
+            created_at: now,
+            last_used_at: now,
+            idle_expires_at: idle,
+            expires_at: expires,
+            revoked_at: None,
+            revoked_reason: None,
+        }
+        .insert(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let mailed = config.new_device_email
             && notify_new_device(conn, config, account, &session_id, origin, now)?;
@@ -179,13 +137,13 @@ pub fn open_session(
             Some(login_key),
             Some(&session_id),
         );
-        sessions::record_event(conn, &event, now)?;
+        event.record(conn, now)?;
         Ok(Some(SessionGrant {
             session_id,
             csrf,
             user_id: account.id.clone(),
-            role: account.role.clone(),
-            verified: account.verified,
+            role: account.role.as_str().to_owned(),
+            verified: account.is_verified(),
             refresh_token,
             refresh_expires: idle,
             mailed,
@@ -201,12 +159,12 @@ pub fn open_session(
 fn notify_new_device(
     conn: &mut AnyConnection,
     config: &LoginConfig,
-    account: &Account,
+    account: &User,
     session_id: &str,
     origin: &Origin,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let device = sessions::summarise_user_agent(&origin.user_agent);
+    let device = flotilla_accounts::summarise_user_agent(&origin.user_agent);
     let earlier: Vec<String> = auth_events::table
         .filter(auth_events::user_id.eq(&account.id))
         .filter(auth_events::kind.eq(AuthEventKind::LoginSuccess.as_str()))
@@ -216,7 +174,7 @@ fn notify_new_device(
     if earlier.is_empty()
         || earlier
             .iter()
-            .any(|seen| sessions::summarise_user_agent(seen) == device)
+            .any(|seen| flotilla_accounts::summarise_user_agent(seen) == device)
     {
         return Ok(false);
     }
@@ -257,20 +215,74 @@ pub enum Refreshed {
     },
 }
 
-type RefreshRow = (
-    Option<NaiveDateTime>,
-    String,
-    String,
-    Option<NaiveDateTime>,
-    NaiveDateTime,
-    NaiveDateTime,
-    String,
-    String,
-    String,
-    String,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-);
+/// Marks a refresh token spent; false when a concurrent request spent it first.
+fn spend_refresh_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let marked = diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(conn)?;
+    Ok(marked > 0)
+}
+
+/// Records a session's use: when, from where, and its new idle deadline.
+fn mark_used(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    idle: NaiveDateTime,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(sessions_t::table.filter(sessions_t::id.eq(session_id)))
+        .set((
+            sessions_t::last_used_at.eq(now),
+            sessions_t::idle_expires_at.eq(idle),
+            sessions_t::client_addr.eq(&origin.client_addr),
+            sessions_t::user_agent.eq(&origin.user_agent),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Where a session was last used from (the winner of a race has committed it).
+fn last_used_from(conn: &mut AnyConnection, session_id: &str) -> QueryResult<(String, String)> {
+    sessions_t::table
+        .filter(sessions_t::id.eq(session_id))
+        .select((sessions_t::client_addr, sessions_t::user_agent))
+        .first(conn)
+}
+
+/// The account a session is of, as a refresh needs it: id, role, verified at,
+/// disabled at.
+type Holder = (String, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
+
+/// A refresh token's spending (when), its session and the session's account.
+fn refresh_token_of(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> QueryResult<Option<(Option<NaiveDateTime>, Session, Holder)>> {
+    let rows = refresh_tokens::table
+        .inner_join(sessions_t::table.inner_join(users::table))
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((
+            refresh_tokens::used_at,
+            sessions_t::all_columns,
+            (
+                users::id,
+                users::role,
+                users::email_verified_at,
+                users::disabled_at,
+            ),
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().next())
+}
 
 /// Exchanges a refresh token for the next one. A token works once: the second use
 /// ends the whole session, whoever presents it.
@@ -282,89 +294,51 @@ pub fn refresh(
 ) -> QueryResult<Refreshed> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let row: Option<RefreshRow> = refresh_tokens::table
-            .inner_join(sessions_t::table.inner_join(users::table))
-            .filter(refresh_tokens::token_hash.eq(token_hash))
-            .select((
-                refresh_tokens::used_at,
-                sessions_t::id,
-                sessions_t::csrf_token,
-                sessions_t::revoked_at,
-                sessions_t::idle_expires_at,
-                sessions_t::expires_at,
-                sessions_t::client_addr,
-                sessions_t::user_agent,
-                users::id,
-                users::role,
-                users::email_verified_at,
-                users::disabled_at,
-            ))
-            .load(conn)?
-            .into_iter()
-            .next();
-        let Some((
-            used,
-            session_id,
-            csrf,
-            revoked,
-            idle,
-            expires,
-            last_addr,
-            last_agent,
-            user_id,
-            role,
-            verified,
-            disabled,
-        )) = row
+        let Some((used, session, (user_id, role, verified, disabled))) =
+            refresh_token_of(conn, token_hash)?
         else {
             return Ok(Refreshed::Invalid);
         };
-        if revoked.is_some() {
+        if session.revoked_at.is_some() {
             return Ok(Refreshed::Invalid);
         }
+        let session_id = session.id;
         let reused = |conn: &mut AnyConnection, session_id: String| {
-            sessions::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
+            flotilla_accounts::revoke_session(conn, &session_id, RevokeReason::RefreshReuse, now)?;
             let event = origin.event(
                 AuthEventKind::SessionRefreshReuse,
                 Some(&user_id),
                 None,
                 Some(&session_id),
             );
-            sessions::record_event(conn, &event, now)?;
+            event.record(conn, now)?;
             Ok(Refreshed::Reused { session_id })
         };
         if let Some(used_at) = used {
             // Two tabs (or an app's parallel calls) refreshing with the same token
             // within seconds, from where it was spent: the later one is refused, the
             // session kept. From anywhere else, or later, it is a copy: theft.
-            if now - used_at < REUSE_GRACE && origin.matches(&last_addr, &last_agent) {
+            if now - used_at < REUSE_GRACE
+                && origin.matches(&session.client_addr, &session.user_agent)
+            {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
         }
-        if now >= idle || now >= expires {
+        let expires = session.expires_at;
+        if now >= session.idle_expires_at || now >= expires {
             return Ok(Refreshed::Expired);
         }
         if disabled.is_some() {
-            sessions::revoke_session(conn, &session_id, RevokeReason::Disabled, now)?;
+            flotilla_accounts::revoke_session(conn, &session_id, RevokeReason::Disabled, now)?;
             return Ok(Refreshed::Disabled { session_id });
         }
         // Two refreshes with the same token at once: one wins, the other is reuse.
-        let marked = diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(token_hash))
-                .filter(refresh_tokens::used_at.is_null()),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?;
-        if marked == 0 {
+        if !spend_refresh_token(conn, token_hash, now)? {
             // The same token spent by a concurrent request a moment ago (PostgreSQL;
             // SQLite's writers queue): its winner has committed, so the session now
             // shows where it came from.
-            let (addr, agent): (String, String) = sessions_t::table
-                .filter(sessions_t::id.eq(&session_id))
-                .select((sessions_t::client_addr, sessions_t::user_agent))
-                .first(conn)?;
+            let (addr, agent) = last_used_from(conn, &session_id)?;
             if origin.matches(&addr, &agent) {
                 return Ok(Refreshed::Raced);
             }
@@ -372,17 +346,10 @@ pub fn refresh(
         }
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);
-        diesel::update(sessions_t::table.filter(sessions_t::id.eq(&session_id)))
-            .set((
-                sessions_t::last_used_at.eq(now),
-                sessions_t::idle_expires_at.eq(idle),
-                sessions_t::client_addr.eq(&origin.client_addr),
-                sessions_t::user_agent.eq(&origin.user_agent),
-            ))
-            .execute(conn)?;
+        mark_used(conn, &session_id, idle, origin, now)?;
         Ok(Refreshed::Renewed(SessionGrant {
             session_id,
-            csrf,
+            csrf: session.csrf_token,
             user_id,
             role,
             verified: verified.is_some(),
@@ -418,7 +385,8 @@ pub fn sign_out(
         let now = flotilla_jobs::now();
         let (kind, ended) = match session_id {
             Some(sid) => {
-                let ended = sessions::revoke_session(conn, sid, RevokeReason::Logout, now)?;
+                let ended =
+                    flotilla_accounts::revoke_session(conn, sid, RevokeReason::Logout, now)?;
                 (
                     AuthEventKind::Logout,
                     if ended {
@@ -430,11 +398,17 @@ pub fn sign_out(
             }
             None => (
                 AuthEventKind::LogoutAll,
-                sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::LogoutAll, now)?,
+                flotilla_accounts::revoke_user_sessions(
+                    conn,
+                    user_id,
+                    None,
+                    RevokeReason::LogoutAll,
+                    now,
+                )?,
             ),
         };
         let event = origin.event(kind, Some(user_id), None, session_id);
-        sessions::record_event(conn, &event, now)?;
+        event.record(conn, now)?;
         Ok(ended)
     })
 }
@@ -452,13 +426,13 @@ pub fn request_reset(
         let Some(account) = account_by_email(conn, lookup)? else {
             return Ok(false);
         };
-        if account.disabled {
+        if account.is_disabled() {
             return Ok(false);
         }
-        if email_links::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
+        if email_link::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
             return Ok(false);
         }
-        let Issued { token, hash } = email_links::issue(
+        let Issued { token, hash } = email_link::issue(
             conn,
             &account.id,
             RESET,
@@ -489,7 +463,7 @@ pub fn request_reset(
 
 /// What a reset token is worth, without using it.
 pub fn check_reset_token(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Link> {
-    email_links::check(conn, token_hash, RESET, flotilla_jobs::now())
+    email_link::check(conn, token_hash, RESET, flotilla_jobs::now())
 }
 
 pub enum Reset {
@@ -513,44 +487,34 @@ pub fn reset_password(
 ) -> QueryResult<Reset> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let (user_id, email) = match email_links::check(conn, token_hash, RESET, now)? {
+        let (user_id, email) = match email_link::check(conn, token_hash, RESET, now)? {
             Link::Valid { user_id, email } => (user_id, email),
             Link::Invalid => return Ok(Reset::Invalid),
             Link::Expired => return Ok(Reset::Expired),
         };
         // A link sent to an address the account no longer has is void.
-        let current: Vec<String> = users::table
-            .filter(users::id.eq(&user_id))
-            .filter(users::deleted_at.is_null())
-            .select(users::email)
-            .load(conn)?;
-        if !current.iter().any(|c| c.eq_ignore_ascii_case(&email)) {
+        let current = User::find(conn, &user_id)?.filter(|u| !u.is_closed());
+        if !current.is_some_and(|u| u.email.eq_ignore_ascii_case(&email)) {
             return Ok(Reset::Invalid);
         }
-        if !email_links::spend(conn, token_hash, now)? {
+        if !email_link::spend(conn, token_hash, now)? {
             return Ok(Reset::Invalid);
         }
         // Every other link of the account goes too: a pending change of address
         // asked for by whoever knew the old password must not survive the reset.
-        email_links::void(conn, &user_id, RESET, now)?;
-        email_links::void(conn, &user_id, "change_email", now)?;
-        diesel::update(users::table.filter(users::id.eq(&user_id)))
-            .set((
-                users::password_hash.eq(password_hash),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        diesel::update(
-            users::table
-                .filter(users::id.eq(&user_id))
-                .filter(lower(users::email).eq(email.to_lowercase()))
-                .filter(users::email_verified_at.is_null()),
-        )
-        .set(users::email_verified_at.eq(now))
-        .execute(conn)?;
-        let revoked =
-            sessions::revoke_user_sessions(conn, &user_id, None, RevokeReason::PasswordReset, now)?;
-        sessions::queue_password_changed_notice(
+        email_link::void(conn, &user_id, RESET, now)?;
+        email_link::void(conn, &user_id, LinkPurpose::ChangeEmail, now)?;
+        User::set_password(conn, &user_id, password_hash, now)?;
+        // Sets `updated_at` to the `now` the new password set already.
+        User::mark_verified(conn, &user_id, &email, now)?;
+        let revoked = flotilla_accounts::revoke_user_sessions(
+            conn,
+            &user_id,
+            None,
+            RevokeReason::PasswordReset,
+            now,
+        )?;
+        flotilla_accounts::queue_password_changed_notice(
             conn,
             &email,
             origin,

@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
+use flotilla_accounts::User;
 use flotilla_db::AnyConnection;
-use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::users;
 use flotilla_kit::html::render;
 
 use crate::write_atomically;
@@ -32,52 +31,21 @@ pub struct Profile {
     pub member_since: NaiveDateTime,
 }
 
-type Row = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i32,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    NaiveDateTime,
-    NaiveDateTime,
-);
-
 /// An account as the site sees it: its id, its page if it has one, and when it last
 /// changed.
-fn from_row(row: Row) -> (String, Option<Profile>, NaiveDateTime) {
-    let (id, username, display_name, bio, public, verified, disabled, deleted, created, updated) =
-        row;
-    let shown = public == 1 && verified.is_some() && disabled.is_none() && deleted.is_none();
+fn from_row(user: User) -> (String, Option<Profile>, NaiveDateTime) {
+    let shown = user.has_public_profile();
     // `index` is the list's own page (reserved since, but an older account may hold it).
-    let profile = username
+    let profile = user
+        .username
         .filter(|name| shown && name != "index")
         .map(|username| Profile {
             username,
-            display_name,
-            bio,
-            member_since: created,
+            display_name: user.display_name,
+            bio: user.bio,
+            member_since: user.created_at,
         });
-    (id, profile, updated)
-}
-
-macro_rules! account_columns {
-    () => {
-        (
-            users::id,
-            users::username,
-            users::display_name,
-            users::bio,
-            users::is_public,
-            users::email_verified_at,
-            users::disabled_at,
-            users::deleted_at,
-            users::created_at,
-            users::updated_at,
-        )
-    };
+    (user.id, profile, user.updated_at)
 }
 
 /// Changes by writers whose clocks lag the others' by up to this much are still seen
@@ -114,15 +82,7 @@ impl People {
 
     /// Reads every public profile and makes the folder hold exactly their pages.
     pub fn rebuild(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        let rows: Vec<Row> = users::table
-            .filter(users::is_public.eq(1))
-            .filter(users::username.is_not_null())
-            .filter(users::email_verified_at.is_not_null())
-            .filter(users::disabled_at.is_null())
-            .filter(users::deleted_at.is_null())
-            .select(account_columns!())
-            .load(conn)
-            .context("cannot read the public profiles")?;
+        let rows = User::public_profiles(conn).context("cannot read the public profiles")?;
         let latest = max_updated(conn)?;
         let mut found = BTreeMap::new();
         for row in rows {
@@ -160,14 +120,10 @@ impl People {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&String> = ids.iter().collect();
-        let rows: Vec<Row> = users::table
-            .filter(users::id.eq_any(&ids))
-            .select(account_columns!())
-            .load(conn)
-            .context("cannot read the changed accounts")?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let rows = User::with_ids(conn, &ids).context("cannot read the changed accounts")?;
         let mut accounts: BTreeMap<String, Option<Profile>> =
-            ids.iter().map(|id| ((*id).clone(), None)).collect();
+            ids.iter().map(|id| ((*id).to_owned(), None)).collect();
         for row in rows {
             let (id, profile, _) = from_row(row);
             accounts.insert(id, profile);
@@ -183,10 +139,7 @@ impl People {
         let Some(since) = self.seen_until else {
             return self.rebuild(conn);
         };
-        let rows: Vec<Row> = users::table
-            .filter(users::updated_at.ge(since - CLOCK_SLACK))
-            .select(account_columns!())
-            .load(conn)
+        let rows = User::changed_since(conn, since - CLOCK_SLACK)
             .context("cannot read the changed accounts")?;
         let mut latest = since;
         // A writer whose clock runs ahead must not move the mark past everyone else's
@@ -304,10 +257,7 @@ impl People {
 }
 
 fn max_updated(conn: &mut AnyConnection) -> anyhow::Result<Option<NaiveDateTime>> {
-    users::table
-        .select(flotilla_db::diesel::dsl::max(users::updated_at))
-        .first(conn)
-        .context("cannot read the latest change")
+    User::latest_change(conn).context("cannot read the latest change")
 }
 
 #[derive(Template)]
@@ -409,19 +359,20 @@ mod tests {
     #[test]
     fn only_verified_public_open_accounts_with_a_name_get_a_page() {
         let t = ada().member_since;
-        let row = |public, username: Option<&str>, verified, disabled, deleted| -> Row {
-            (
-                "id".into(),
-                username.map(str::to_owned),
-                None,
-                None,
-                public,
-                verified,
-                disabled,
-                deleted,
-                t,
-                t,
-            )
+        let row = |public, username: Option<&str>, verified, disabled, deleted| User {
+            id: "id".into(),
+            email: "ada@example.org".into(),
+            username: username.map(str::to_owned),
+            display_name: None,
+            bio: None,
+            password_hash: None,
+            role: flotilla_accounts::Role::User,
+            public: public == 1,
+            email_verified_at: verified,
+            disabled_at: disabled,
+            created_at: t,
+            updated_at: t,
+            deleted_at: deleted,
         };
         assert!(
             from_row(row(1, Some("ada"), Some(t), None, None))

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_auth::{CarriesCsrf, EmailAddress, Username};
+use flotilla_accounts::{EmailAddress, Username};
+use flotilla_auth::CarriesCsrf;
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 
@@ -135,7 +136,7 @@ fn free_text(value: Option<&str>, max: usize, multiline: bool) -> Result<Option<
     Ok(Some(value.to_owned()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     #[serde(default)]
@@ -152,7 +153,7 @@ impl CarriesCsrf for PasswordChange {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChange {
     #[serde(default)]
@@ -186,7 +187,7 @@ impl EmailChange {
 }
 
 /// A request that only needs the form token (revoke, revoke-others).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
     #[serde(default)]
@@ -200,7 +201,7 @@ impl CarriesCsrf for Confirm {
 }
 
 /// Closing the account: the password again.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deletion {
     #[serde(default)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_auth::sessions::summarise_user_agent;
-use flotilla_auth::{Authenticated, CarriesCsrf, Submission, sessions, throttle};
+use flotilla_accounts::summarise_user_agent;
+use flotilla_auth::{Authenticated, CarriesCsrf, RequestOrigin, Submission, throttle};
 use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
@@ -16,7 +16,7 @@ use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
 use crate::domain::{Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch};
-use crate::store::{self, Account, Confirmed, Origin, Requested, Updated};
+use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};
 
 /// What is busy when the hashing pool is full.
@@ -85,7 +85,7 @@ async fn check_password(
     let correct = match &account.password_hash {
         Some(hash) => profile
             .hashes
-            .verify(hash.clone(), candidate.to_owned())
+            .verify(hash.expose().to_owned(), candidate.to_owned())
             .await
             .map_err(|e| e.answer(BUSY))?,
         None => false,
@@ -96,7 +96,7 @@ async fn check_password(
     let (user_id, from) = (account.id.clone(), from.clone());
     blocking(state, move |conn| {
         let event = from.event(FAILED, Some(&user_id), Some(&key), None);
-        sessions::record_event(conn, &event, flotilla_jobs::now())
+        event.record(conn, flotilla_jobs::now())
     })
     .await?;
     Err(Error::Forbidden {
@@ -192,7 +192,7 @@ pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpRespo
     let account = load(&state, &who).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(account.me()))
+        .json(Me::of(&account)))
 }
 
 /// A patch body: any JSON object (unknown fields are named in the 422) or the form.
@@ -249,7 +249,7 @@ pub async fn update(
                 profile.auth.publish(&Event::UserUpdated { id: user_id });
             }
             Ok(match format {
-                Format::Json => HttpResponse::Ok().json(account.me()),
+                Format::Json => HttpResponse::Ok().json(Me::of(&account)),
                 Format::Form => done("saved"),
             })
         }

@@ -5,7 +5,7 @@ use askama::Template;
 use flotilla_kit::FieldErrors;
 use flotilla_kit::html::render;
 
-use flotilla_auth::sessions::summarise_user_agent;
+use flotilla_accounts::summarise_user_agent;
 
 use crate::store::{Account, EventRow, SessionRow};
 
@@ -125,11 +125,13 @@ mod tests {
                 username: typed(),
                 display_name: typed(),
                 bio: typed(),
-                is_public: 1,
-                role: "user".into(),
+                public: true,
+                role: flotilla_accounts::Role::User,
                 created_at: t,
                 updated_at: t,
                 password_hash: None,
+                disabled_at: None,
+                deleted_at: None,
             },
             sessions: vec![SessionRow {
                 id: format!("s{TYPED}"),

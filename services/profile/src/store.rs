@@ -3,35 +3,21 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use flotilla_auth::email_links::{self, Issued, Link};
-pub use flotilla_auth::sessions::Origin;
-use flotilla_auth::sessions::{self, RevokeReason};
-use flotilla_auth::{EmailAddress, Username};
+use flotilla_accounts::email_link::{self, Issued, Link};
+use flotilla_accounts::{
+    EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, Session, User, Username,
+};
+// The handlers and the account page call the user row an account.
+pub use flotilla_accounts::{Origin, User as Account};
 use flotilla_contracts::{AuthEventKind, Mail, Message, PurgeUser};
-use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t, users};
-use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, write_transaction};
+use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
+use flotilla_db::{AnyConnection, diesel, write_transaction};
 use flotilla_jobs::NewJob;
 
 use crate::ProfileConfig;
 use crate::domain::ProfilePatch;
 
-const CHANGE_EMAIL: &str = "change_email";
-
-/// The account as its owner sees it.
-#[derive(Debug, Clone, Queryable)]
-pub struct Account {
-    pub id: String,
-    pub email: String,
-    pub email_verified_at: Option<NaiveDateTime>,
-    pub username: Option<String>,
-    pub display_name: Option<String>,
-    pub bio: Option<String>,
-    pub is_public: i32,
-    pub role: String,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
-    pub password_hash: Option<String>,
-}
+const CHANGE_EMAIL: LinkPurpose = LinkPurpose::ChangeEmail;
 
 fn iso(at: NaiveDateTime) -> String {
     at.and_utc()
@@ -52,54 +38,35 @@ pub struct Me<'a> {
     created_at: String,
 }
 
-impl Account {
-    pub fn me(&self) -> Me<'_> {
+impl<'a> Me<'a> {
+    pub fn of(account: &'a User) -> Self {
         Me {
-            id: &self.id,
-            email: &self.email,
-            email_verified: self.email_verified_at.is_some(),
-            username: self.username.as_deref(),
-            display_name: self.display_name.as_deref(),
-            bio: self.bio.as_deref(),
-            public: self.is_public == 1,
-            role: &self.role,
-            created_at: iso(self.created_at),
+            id: &account.id,
+            email: &account.email,
+            email_verified: account.is_verified(),
+            username: account.username.as_deref(),
+            display_name: account.display_name.as_deref(),
+            bio: account.bio.as_deref(),
+            public: account.public,
+            role: account.role.as_str(),
+            created_at: iso(account.created_at),
         }
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self.me()).unwrap_or_default()
     }
 }
 
-/// A live (not deleted, not disabled) account. On every authenticated page and
-/// `GET /profile/me`, so it runs on the concrete connection (`on_backend!`) and
-/// without `.first()`, whose bound `LIMIT ?` makes SQLite re-prepare the statement on
-/// every run (26 µs instead of 9); the id is unique anyway.
-pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Account>> {
-    let query = users::table
-        .filter(users::id.eq(user_id))
-        .filter(users::deleted_at.is_null())
-        .filter(users::disabled_at.is_null())
-        .select((
-            users::id,
-            users::email,
-            users::email_verified_at,
-            users::username,
-            users::display_name,
-            users::bio,
-            users::is_public,
-            users::role,
-            users::created_at,
-            users::updated_at,
-            users::password_hash,
-        ));
-    let rows: Vec<Account> = flotilla_db::on_backend!(conn, |c| query.load(c)?);
-    Ok(rows.into_iter().next())
+/// A live (not deleted, not disabled) account: [`User::find_active`], the read of
+/// every authenticated page and `GET /profile/me`.
+pub fn account(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<User>> {
+    User::find_active(conn, user_id)
+}
+
+/// The address of an account, whatever its state (`NotFound` when there is none).
+fn email_of(conn: &mut AnyConnection, user_id: &str) -> QueryResult<String> {
+    Ok(User::find(conn, user_id)?.ok_or(DbError::NotFound)?.email)
 }
 
 pub enum Updated {
-    Done(Box<Account>),
+    Done(Box<User>),
     UsernameTaken,
     Gone,
 }
@@ -120,45 +87,21 @@ pub fn update_profile(
 ) -> QueryResult<Updated> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        if let Some(Some(username)) = &patch.username {
-            let taken: i64 = users::table
-                .filter(lower_nullable(users::username).eq(username.as_ref()))
-                .filter(users::id.ne(user_id))
-                .count()
-                .get_result(conn)?;
-            if taken > 0 {
-                return Ok(Updated::UsernameTaken);
-            }
+        if let Some(Some(username)) = &patch.username
+            && User::username_taken(conn, username.as_ref(), Some(user_id))?
+        {
+            return Ok(Updated::UsernameTaken);
         }
-        let target = || {
-            users::table
-                .filter(users::id.eq(user_id))
-                .filter(users::deleted_at.is_null())
+        let changes = ProfileChanges {
+            username: patch
+                .username
+                .as_ref()
+                .map(|name| name.as_ref().map(Username::as_ref)),
+            display_name: patch.display_name.as_ref().map(|name| name.as_deref()),
+            bio: patch.bio.as_ref().map(|bio| bio.as_deref()),
+            public: patch.public,
         };
-        let mut changed = diesel::update(target())
-            .set(users::updated_at.eq(now))
-            .execute(conn)?;
-        if let Some(username) = &patch.username {
-            let value = username.as_ref().map(Username::as_ref);
-            changed = diesel::update(target())
-                .set(users::username.eq(value))
-                .execute(conn)?;
-        }
-        if let Some(name) = &patch.display_name {
-            changed = diesel::update(target())
-                .set(users::display_name.eq(name.as_deref()))
-                .execute(conn)?;
-        }
-        if let Some(bio) = &patch.bio {
-            changed = diesel::update(target())
-                .set(users::bio.eq(bio.as_deref()))
-                .execute(conn)?;
-        }
-        if let Some(public) = patch.public {
-            changed = diesel::update(target())
-                .set(users::is_public.eq(i32::from(public)))
-                .execute(conn)?;
-        }
+        let changed = User::update_profile(conn, user_id, &changes, now)?;
         if changed == 0 {
             return Ok(Updated::Gone);
         }
@@ -182,17 +125,9 @@ pub fn change_password(
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let email: String = users::table
-            .filter(users::id.eq(user_id))
-            .select(users::email)
-            .first(conn)?;
-        diesel::update(users::table.filter(users::id.eq(user_id)))
-            .set((
-                users::password_hash.eq(password_hash),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        let revoked = sessions::revoke_user_sessions(
+        let email = email_of(conn, user_id)?;
+        User::set_password(conn, user_id, password_hash, now)?;
+        let revoked = flotilla_accounts::revoke_user_sessions(
             conn,
             user_id,
             Some(keep_session),
@@ -200,10 +135,10 @@ pub fn change_password(
             now,
         )?;
         // Links asked for by whoever knew the old password go with it.
-        email_links::void(conn, user_id, CHANGE_EMAIL, now)?;
-        email_links::void(conn, user_id, "password_reset", now)?;
+        email_link::void(conn, user_id, CHANGE_EMAIL, now)?;
+        email_link::void(conn, user_id, LinkPurpose::PasswordReset, now)?;
         let key = format!("{user_id}:{}", now.and_utc().timestamp_micros());
-        sessions::queue_password_changed_notice(
+        flotilla_accounts::queue_password_changed_notice(
             conn,
             &email,
             origin,
@@ -211,16 +146,14 @@ pub fn change_password(
             &key,
             now,
         )?;
-        sessions::record_event(
-            conn,
-            &origin.event(
+        origin
+            .event(
                 AuthEventKind::PasswordChanged,
                 Some(user_id),
                 None,
                 Some(keep_session),
-            ),
-            now,
-        )?;
+            )
+            .record(conn, now)?;
         Ok(revoked)
     })
 }
@@ -232,6 +165,25 @@ pub enum Requested {
     Sent,
     /// Asked less than a minute ago: wait this many seconds.
     TooSoon(i64),
+}
+
+/// The seconds until the account may ask for a change of address again, if it asked
+/// less than [`EMAIL_CHANGE_EVERY`] ago.
+fn next_change_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<i64>> {
+    let last: Option<NaiveDateTime> = auth_events::table
+        .filter(auth_events::user_id.eq(user_id))
+        .filter(auth_events::kind.eq(AuthEventKind::EmailChangeRequested.as_str()))
+        .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
+        .select(diesel::dsl::max(auth_events::created_at))
+        .get_result(conn)?;
+    Ok(last.map(|last| {
+        let left = (last + EMAIL_CHANGE_EVERY - now).num_milliseconds();
+        (left.max(1) + 999) / 1000
+    }))
 }
 
 /// Starts a change of address. The address changes only when the link sent to the
@@ -255,29 +207,14 @@ pub fn request_email_change(
                 .execute(pg)?;
         }
         let now = flotilla_jobs::now();
-        let last: Option<NaiveDateTime> = auth_events::table
-            .filter(auth_events::user_id.eq(user_id))
-            .filter(auth_events::kind.eq(AuthEventKind::EmailChangeRequested.as_str()))
-            .filter(auth_events::created_at.gt(now - EMAIL_CHANGE_EVERY))
-            .select(diesel::dsl::max(auth_events::created_at))
-            .get_result(conn)?;
-        if let Some(last) = last {
-            let left = (last + EMAIL_CHANGE_EVERY - now).num_milliseconds();
-            return Ok(Requested::TooSoon((left.max(1) + 999) / 1000));
+        if let Some(secs) = next_change_in(conn, user_id, now)? {
+            return Ok(Requested::TooSoon(secs));
         }
-        email_links::void(conn, user_id, CHANGE_EMAIL, now)?;
-        let old: String = users::table
-            .filter(users::id.eq(user_id))
-            .select(users::email)
-            .first(conn)?;
-        let owner: Option<(String, String)> = users::table
-            .filter(lower(users::email).eq(new_email.as_ref().to_lowercase()))
-            .filter(users::deleted_at.is_null())
-            .select((users::id, users::email))
-            .first(conn)
-            .optional()?;
+        email_link::void(conn, user_id, CHANGE_EMAIL, now)?;
+        let old = email_of(conn, user_id)?;
+        let owner = User::by_email(conn, &new_email.as_ref().to_lowercase())?;
         let slot = now.and_utc().timestamp() / 600;
-        match owner {
+        match owner.map(|other| (other.id, other.email)) {
             Some((other_id, other_email)) => {
                 let mail = Mail {
                     to: other_email,
@@ -289,7 +226,7 @@ pub fn request_email_change(
                 flotilla_jobs::enqueue(conn, &job)?;
             }
             None => {
-                let Issued { token, hash } = email_links::issue(
+                let Issued { token, hash } = email_link::issue(
                     conn,
                     user_id,
                     CHANGE_EMAIL,
@@ -324,16 +261,14 @@ pub fn request_email_change(
             ),
         );
         flotilla_jobs::enqueue(conn, &job)?;
-        sessions::record_event(
-            conn,
-            &origin.event(
+        origin
+            .event(
                 AuthEventKind::EmailChangeRequested,
                 Some(user_id),
                 None,
                 None,
-            ),
-            now,
-        )?;
+            )
+            .record(conn, now)?;
         Ok(Requested::Sent)
     })
 }
@@ -368,42 +303,27 @@ pub fn confirm_email_change(
 ) -> QueryResult<Confirmed> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let (user_id, email) = match email_links::check(conn, token_hash, CHANGE_EMAIL, now)? {
+        let (user_id, email) = match email_link::check(conn, token_hash, CHANGE_EMAIL, now)? {
             Link::Valid { user_id, email } => (user_id, email),
             Link::Invalid => return Ok(Confirmed::Invalid),
             Link::Expired => return Ok(Confirmed::Expired),
         };
-        let taken: i64 = users::table
-            .filter(lower(users::email).eq(email.to_lowercase()))
-            .filter(users::id.ne(&user_id))
-            .count()
-            .get_result(conn)?;
-        if taken > 0 {
+        let holder = User::by_email_with_closed(conn, &email.to_lowercase())?;
+        if holder.is_some_and(|other| other.id != user_id) {
             return Ok(Confirmed::Taken);
         }
         // Spent first: a link another request used meanwhile changes nothing.
-        if !email_links::spend(conn, token_hash, now)? {
+        if !email_link::spend(conn, token_hash, now)? {
             return Ok(Confirmed::Invalid);
         }
-        let changed = diesel::update(
-            users::table
-                .filter(users::id.eq(&user_id))
-                .filter(users::deleted_at.is_null()),
-        )
-        .set((
-            users::email.eq(&email),
-            users::email_verified_at.eq(now),
-            users::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-        if changed == 0 {
+        if User::change_email(conn, &user_id, &email, now)? == 0 {
             return Ok(Confirmed::Invalid);
         }
         // Links sent to the old address (a reset, other changes) stop working.
-        email_links::void(conn, &user_id, CHANGE_EMAIL, now)?;
-        email_links::void(conn, &user_id, "password_reset", now)?;
+        email_link::void(conn, &user_id, CHANGE_EMAIL, now)?;
+        email_link::void(conn, &user_id, LinkPurpose::PasswordReset, now)?;
         let event = origin.event(AuthEventKind::EmailChanged, Some(&user_id), None, None);
-        sessions::record_event(conn, &event, now)?;
+        event.record(conn, now)?;
         Ok(Confirmed::Done { user_id })
     });
     match outcome {
@@ -454,19 +374,19 @@ pub fn revoke_own_session(
             .filter(sessions_t::user_id.eq(user_id))
             .count()
             .get_result(conn)?;
-        if owned == 0 || !sessions::revoke_session(conn, session_id, RevokeReason::Revoked, now)? {
+        if owned == 0
+            || !flotilla_accounts::revoke_session(conn, session_id, RevokeReason::Revoked, now)?
+        {
             return Ok(false);
         }
-        sessions::record_event(
-            conn,
-            &origin.event(
+        origin
+            .event(
                 AuthEventKind::SessionRevoked,
                 Some(user_id),
                 None,
                 Some(session_id),
-            ),
-            now,
-        )?;
+            )
+            .record(conn, now)?;
         Ok(true)
     })
 }
@@ -479,18 +399,21 @@ pub fn revoke_other_sessions(
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let ended =
-            sessions::revoke_user_sessions(conn, user_id, Some(keep), RevokeReason::Revoked, now)?;
-        sessions::record_event(
+        let ended = flotilla_accounts::revoke_user_sessions(
             conn,
-            &origin.event(
+            user_id,
+            Some(keep),
+            RevokeReason::Revoked,
+            now,
+        )?;
+        origin
+            .event(
                 AuthEventKind::SessionRevokedOthers,
                 Some(user_id),
                 None,
                 Some(keep),
-            ),
-            now,
-        )?;
+            )
+            .record(conn, now)?;
         Ok(ended)
     })
 }
@@ -524,29 +447,9 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
     let Some(account) = account(conn, user_id)? else {
         return Ok(None);
     };
-    type SessionExport = (
-        String,
-        NaiveDateTime,
-        NaiveDateTime,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-        Option<String>,
-        String,
-        String,
-    );
-    let sessions: Vec<SessionExport> = sessions_t::table
+    let sessions: Vec<Session> = sessions_t::table
         .filter(sessions_t::user_id.eq(user_id))
         .order(sessions_t::created_at.desc())
-        .select((
-            sessions_t::id,
-            sessions_t::created_at,
-            sessions_t::last_used_at,
-            sessions_t::expires_at,
-            sessions_t::revoked_at,
-            sessions_t::revoked_reason,
-            sessions_t::client_addr,
-            sessions_t::user_agent,
-        ))
         .load(conn)?;
     let events = auth_events::table
         .filter(auth_events::user_id.eq(user_id))
@@ -575,21 +478,22 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
             email_tokens::used_at,
         ))
         .load(conn)?;
-    let mut profile = account.json();
+    let mut profile = serde_json::to_value(Me::of(&account)).unwrap_or_default();
     profile["updated_at"] = iso(account.updated_at).into();
     profile["email_verified_at"] = account.email_verified_at.map(iso).into();
     Ok(Some(serde_json::json!({
         "exported_at": iso(flotilla_jobs::now()),
         "account": profile,
-        "sessions": sessions.into_iter().map(|(id, created, used, expires, revoked, reason, addr, agent)| serde_json::json!({
-            "id": id,
-            "created_at": iso(created),
-            "last_used_at": iso(used),
-            "expires_at": iso(expires),
-            "revoked_at": revoked.map(iso),
-            "revoked_reason": reason,
-            "client_addr": addr,
-            "user_agent": agent,
+        // The form token stays out, as every secret.
+        "sessions": sessions.into_iter().map(|s| serde_json::json!({
+            "id": s.id,
+            "created_at": iso(s.created_at),
+            "last_used_at": iso(s.last_used_at),
+            "expires_at": iso(s.expires_at),
+            "revoked_at": s.revoked_at.map(iso),
+            "revoked_reason": s.revoked_reason,
+            "client_addr": s.client_addr,
+            "user_agent": s.user_agent,
         })).collect::<Vec<_>>(),
         "activity": events.into_iter().map(|e| serde_json::json!({
             "kind": e.kind,
@@ -618,27 +522,16 @@ pub fn close_account(
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let email: String = users::table
-            .filter(users::id.eq(user_id))
-            .select(users::email)
-            .first(conn)?;
-        let ended =
-            sessions::revoke_user_sessions(conn, user_id, None, RevokeReason::Deleted, now)?;
-        diesel::update(users::table.filter(users::id.eq(user_id)))
-            .set((
-                users::email.eq(format!("deleted-{user_id}@deleted.invalid")),
-                users::username.eq(None::<String>),
-                users::display_name.eq(None::<String>),
-                users::bio.eq(None::<String>),
-                users::is_public.eq(0),
-                users::password_hash.eq(None::<String>),
-                users::disabled_at.eq(now),
-                users::deleted_at.eq(now),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-        diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
-            .execute(conn)?;
+        let email = email_of(conn, user_id)?;
+        let ended = flotilla_accounts::revoke_user_sessions(
+            conn,
+            user_id,
+            None,
+            RevokeReason::Deleted,
+            now,
+        )?;
+        User::close(conn, user_id, now)?;
+        email_link::delete_all_of(conn, user_id)?;
         let mail = Mail {
             to: email.clone(),
             message: Message::AccountDeleted {},
@@ -654,11 +547,9 @@ pub fn close_account(
         };
         let purge = NewJob::new(purge, format!("purge_user:{user_id}"));
         flotilla_jobs::enqueue(conn, &purge)?;
-        sessions::record_event(
-            conn,
-            &origin.event(AuthEventKind::AccountDeleted, Some(user_id), None, None),
-            now,
-        )?;
+        origin
+            .event(AuthEventKind::AccountDeleted, Some(user_id), None, None)
+            .record(conn, now)?;
         Ok(ended)
     })
 }

@@ -1,13 +1,13 @@
 //! Signup input turned into domain types at the top of the handler; nothing below
 //! checks it again.
 
-pub use flotilla_auth::{EmailAddress, Username};
+pub use flotilla_accounts::{EmailAddress, Username};
 use flotilla_auth::{Password, PasswordPolicy};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 
 /// What a signup form or JSON body carries.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignupInput {
     #[serde(default)]

@@ -3,16 +3,16 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use flotilla_auth::email_links::{self, Issued, Link};
+use flotilla_accounts::email_link::{self, Issued, Link};
+use flotilla_accounts::{LinkPurpose, NewUser, User};
 use flotilla_contracts::{Mail, Message};
-use flotilla_db::schema::users;
-use flotilla_db::{AnyConnection, diesel, lower, lower_nullable, new_id, write_transaction};
+use flotilla_db::{AnyConnection, diesel, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
 use crate::SignupConfig;
 use crate::domain::{EmailAddress, NewAccount};
 
-const VERIFY: &str = "verify_email";
+const VERIFY: LinkPurpose = LinkPurpose::VerifyEmail;
 
 pub enum Registered {
     /// A new account, with its verification email queued.
@@ -38,7 +38,7 @@ fn send_verification(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let Issued { token, hash } =
-        email_links::issue(conn, user_id, VERIFY, email, config.token_ttl, now)?;
+        email_link::issue(conn, user_id, VERIFY, email, config.token_ttl, now)?;
     let mail = Mail {
         to: email.to_owned(),
         message: Message::VerifyEmail {
@@ -51,16 +51,9 @@ fn send_verification(
     Ok(())
 }
 
-/// The account of an address, whatever its case: (id, address as stored, verified at).
-fn user_by_email(
-    conn: &mut AnyConnection,
-    email: &EmailAddress,
-) -> QueryResult<Option<(String, String, Option<NaiveDateTime>)>> {
-    users::table
-        .filter(lower(users::email).eq(email.as_ref().to_lowercase()))
-        .select((users::id, users::email, users::email_verified_at))
-        .first(conn)
-        .optional()
+/// The account of an address, whatever its case (a closed one too, until its purge).
+fn user_by_email(conn: &mut AnyConnection, email: &EmailAddress) -> QueryResult<Option<User>> {
+    User::by_email_with_closed(conn, &email.as_ref().to_lowercase())
 }
 
 pub fn register(
@@ -71,7 +64,12 @@ pub fn register(
 ) -> QueryResult<Registered> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        if let Some((user_id, address, _)) = user_by_email(conn, &account.email)? {
+        if let Some(User {
+            id: user_id,
+            email: address,
+            ..
+        }) = user_by_email(conn, &account.email)?
+        {
             // At most one notice per account and ten minutes, however often it is tried.
             let slot = now.and_utc().timestamp() / 600;
             let mail = Mail {
@@ -84,26 +82,19 @@ pub fn register(
             flotilla_jobs::enqueue(conn, &job)?;
             return Ok(Registered::Existing);
         }
-        if let Some(username) = &account.username {
-            let taken: i64 = users::table
-                .filter(lower_nullable(users::username).eq(username.as_ref()))
-                .count()
-                .get_result(conn)?;
-            if taken > 0 {
-                return Ok(Registered::UsernameTaken);
-            }
+        if let Some(username) = &account.username
+            && User::username_taken(conn, username.as_ref(), None)?
+        {
+            return Ok(Registered::UsernameTaken);
         }
         let user_id = new_id();
-        diesel::insert_into(users::table)
-            .values((
-                users::id.eq(&user_id),
-                users::email.eq(account.email.as_ref()),
-                users::username.eq(account.username.as_ref().map(|u| u.as_ref())),
-                users::password_hash.eq(password_hash),
-                users::created_at.eq(now),
-                users::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        NewUser {
+            id: &user_id,
+            email: account.email.as_ref(),
+            username: account.username.as_ref().map(|u| u.as_ref()),
+            password_hash,
+        }
+        .insert(conn, now)?;
         send_verification(conn, config, &user_id, account.email.as_ref(), now)?;
         Ok(Registered::New)
     });
@@ -125,23 +116,16 @@ pub fn register(
 pub fn verify(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Verified> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let (user_id, email) = match email_links::check(conn, token_hash, VERIFY, now)? {
+        let (user_id, email) = match email_link::check(conn, token_hash, VERIFY, now)? {
             Link::Valid { user_id, email } => (user_id, email),
             Link::Invalid => return Ok(Verified::Invalid),
             Link::Expired => return Ok(Verified::Expired),
         };
-        if !email_links::spend(conn, token_hash, now)? {
+        if !email_link::spend(conn, token_hash, now)? {
             return Ok(Verified::Invalid);
         }
         // Only the address the link was sent to is verified.
-        diesel::update(
-            users::table
-                .filter(users::id.eq(&user_id))
-                .filter(lower(users::email).eq(email.to_lowercase()))
-                .filter(users::email_verified_at.is_null()),
-        )
-        .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
-        .execute(conn)?;
+        User::mark_verified(conn, &user_id, &email, now)?;
         Ok(Verified::Done)
     })
 }
@@ -155,16 +139,16 @@ pub fn resend(
 ) -> QueryResult<bool> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let Some((user_id, address, verified_at)) = user_by_email(conn, email)? else {
+        let Some(user) = user_by_email(conn, email)? else {
             return Ok(false);
         };
-        if verified_at.is_some() {
+        if user.is_verified() {
             return Ok(false);
         }
-        if email_links::issued_since(conn, &user_id, VERIFY, now - config.resend_interval)? > 0 {
+        if email_link::issued_since(conn, &user.id, VERIFY, now - config.resend_interval)? > 0 {
             return Ok(false);
         }
-        send_verification(conn, config, &user_id, &address, now)?;
+        send_verification(conn, config, &user.id, &user.email, now)?;
         Ok(true)
     })
 }

@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use flotilla_bus::{BusConfig, WakeReceiver};
 use flotilla_contracts::PurgeUser;
-use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::{auth_events, email_tokens, sessions};
 use flotilla_jobs::{Claimed, Failure, Job, JobKind, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
@@ -285,33 +283,11 @@ async fn in_database(
         .map_err(|e| Failure::Temporary(format!("{e:#}")))
 }
 
-/// Deletes a closed account: its row and, by cascade, its sessions, refresh tokens,
-/// email links and auth events; then the attempts recorded under its address and the
-/// mails to it that failed for good (dead jobs keep their payload: the address, its
-/// links). Mails still pending are left to be sent, the confirmation of closing among
-/// them; sent ones forgot their payload already. Only accounts their owner closed
-/// (`deleted_at` set) are touched.
+/// Deletes a closed account and what is left about it ([`flotilla_accounts::purge_closed`]).
 fn purge_user(conn: &mut flotilla_db::AnyConnection, target: &PurgeUser) -> anyhow::Result<()> {
-    use flotilla_db::schema::users;
-    flotilla_db::write_transaction(conn, |conn| {
-        let deleted = flotilla_db::diesel::delete(
-            users::table
-                .filter(users::id.eq(&target.user_id))
-                .filter(users::deleted_at.is_not_null()),
-        )
-        .execute(conn)?;
-        flotilla_db::diesel::delete(
-            auth_events::table.filter(auth_events::login_key.eq(&target.login_key)),
-        )
-        .execute(conn)?;
-        if let Some(email) = &target.email {
-            flotilla_jobs::purge_dead_mails_to(conn, email)?;
-        }
-        if deleted > 0 {
-            log::info!("purged a closed account");
-        }
-        Ok::<_, flotilla_db::diesel::result::Error>(())
-    })?;
+    if flotilla_accounts::purge_closed(conn, target)? {
+        log::info!("purged a closed account");
+    }
     Ok(())
 }
 
@@ -324,35 +300,17 @@ fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Deletes spent email tokens (used, or expired), ended sessions (a day after they
-/// ended, once every service's deny-list is done with them), auth events older than
-/// `FLOTILLA_AUTH_EVENTS_DAYS`, jobs done over a week ago and jobs dead for 30 days
-/// (kept that long for whoever looks into the failure).
+/// Deletes spent email tokens, ended sessions and old auth events
+/// ([`flotilla_accounts::cleanup`], keeping `FLOTILLA_AUTH_EVENTS_DAYS` of events), jobs
+/// done over a week ago and jobs dead for 30 days (kept that long for whoever looks
+/// into the failure).
 fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::Result<()> {
     let now = flotilla_jobs::now();
-    let day_ago = now - chrono::TimeDelta::days(1);
-    let sessions = flotilla_db::diesel::delete(
-        sessions::table.filter(
-            sessions::revoked_at
-                .lt(day_ago)
-                .or(sessions::expires_at.lt(day_ago))
-                .or(sessions::idle_expires_at.lt(day_ago)),
-        ),
-    )
-    .execute(conn)?;
-    let events = flotilla_db::diesel::delete(
-        auth_events::table
-            .filter(auth_events::created_at.lt(now - chrono::TimeDelta::days(events_days))),
-    )
-    .execute(conn)?;
-    let tokens = flotilla_db::diesel::delete(
-        email_tokens::table.filter(
-            email_tokens::used_at
-                .is_not_null()
-                .or(email_tokens::expires_at.lt(now)),
-        ),
-    )
-    .execute(conn)?;
+    let flotilla_accounts::Cleaned {
+        tokens,
+        sessions,
+        events,
+    } = flotilla_accounts::cleanup(conn, now, events_days)?;
     let jobs = flotilla_jobs::purge_done(conn, now - chrono::TimeDelta::days(7))?;
     let dead = flotilla_jobs::purge_dead(conn, now - chrono::TimeDelta::days(30))?;
     log::info!(

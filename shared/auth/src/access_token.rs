@@ -13,8 +13,8 @@ use crate::keys::SigningKey;
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 4096;
 
-/// What an access token says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an access token says. Its `Debug` hides the form token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
     pub sub: String,
@@ -30,6 +30,23 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .field("role", &self.role)
+            .field("email_verified", &self.email_verified)
+            .field("csrf", &format_args!("[redacted]"))
+            .field("iss", &self.iss)
+            .field("aud", &self.aud)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("exp", &self.exp)
+            .finish()
+    }
 }
 
 /// How tokens are issued and checked; the same on every service of a fleet.
@@ -182,6 +199,15 @@ mod tests {
 
     fn public(key: &SigningKey) -> DecodingKey {
         decoding_key(&key.public_x()).unwrap()
+    }
+
+    #[test]
+    fn claims_hide_their_form_token() {
+        let mut secret = claims(900);
+        secret.csrf = "the-form-token".into();
+        let printed = format!("{secret:?}");
+        assert!(printed.contains("csrf: [redacted]"), "{printed}");
+        assert!(!printed.contains("the-form-token"), "{printed}");
     }
 
     #[test]

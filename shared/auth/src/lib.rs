@@ -8,8 +8,8 @@
 //!   reads both from the environment.
 //!
 //! Tokens:
-//! - `secrets`: [`new_token`] and [`token_hash`] make the secrets sent in email links and
-//!   refresh tokens; the database stores only the hash.
+//! - [`new_token`] and [`token_hash`] (from `flotilla-accounts`) make the secrets sent in
+//!   email links and refresh tokens; the database stores only the hash.
 //! - [`keys`] and [`access_token`]: Ed25519 key files and EdDSA access tokens (login signs,
 //!   everyone verifies).
 //!
@@ -27,31 +27,27 @@
 //! - `extractors`: what handlers take: [`Authenticated`], [`Verified`], [`Admin`] and
 //!   [`Submission`] (with [`CarriesCsrf`]).
 //!
-//! Accounts:
-//! - [`sessions`]: revoking sessions and recording auth events in the database.
+//! Requests and accounts:
+//! - [`RequestOrigin::of`]: where a request comes from, as sessions and auth events
+//!   record it (the rows themselves are `flotilla-accounts`' models).
 //! - [`throttle`]: growing waits after failed password checks, per key.
-//! - [`email_links`]: single-use email links; account fields [`EmailAddress`], [`Username`].
 
 pub mod access_token;
-mod account;
 mod auth;
 mod config;
 mod cookies;
 mod csrf;
 mod deny_list;
-pub mod email_links;
 mod extractors;
 mod key_refresh;
 pub mod keys;
+mod origin;
 mod password;
 mod revocation;
-mod secrets;
-pub mod sessions;
 pub mod throttle;
 mod token_cache;
 
 pub use access_token::{Claims, TokenError, TokenSettings};
-pub use account::{EmailAddress, Username};
 pub use auth::Auth;
 pub use config::{AuthConfig, KeySource};
 pub use csrf::CSRF_HEADER;
@@ -59,9 +55,10 @@ pub use deny_list::DenyList;
 pub use extractors::{
     Admin, Authenticated, CarriesCsrf, Credential, Submission, Verified, unauthorized,
 };
+pub use flotilla_accounts::{new_token, token_hash};
 pub use key_refresh::parse_jwks;
+pub use origin::RequestOrigin;
 pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
     burn_time, default_workers, hash_password, verify_password,
 };
-pub use secrets::{new_token, token_hash};

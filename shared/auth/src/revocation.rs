@@ -48,7 +48,7 @@ pub(crate) async fn catch_up_loop(auth: Auth, pool: Pool) {
         let pool = pool.clone();
         let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut conn = pool.get()?;
-            Ok(crate::sessions::revoked_since(&mut conn, since)?)
+            Ok(flotilla_accounts::revoked_since(&mut conn, since)?)
         })
         .await;
         match read {

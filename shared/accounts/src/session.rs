@@ -1,12 +1,71 @@
-//! The database side of sessions that more than one service touches: revoking them
-//! (login, profile, admin), reading revocations (every service's deny-list), and the
-//! auth events that record what happened to an account.
+//! Sessions: the `sessions` row, and what more than one service does with them:
+//! revoking them (login, profile, admin) and reading revocations (every service's
+//! deny-list).
 
 use chrono::NaiveDateTime;
-use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::{auth_events, sessions};
+use flotilla_db::schema::sessions;
 use flotilla_db::{AnyConnection, diesel};
+
+use crate::REDACTED;
+
+/// A signed-in browser or client (a `sessions` row). Its `Debug` hides the form token.
+#[derive(Clone, PartialEq, Eq, Queryable)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    /// The form (CSRF) token of cookie sessions: a secret.
+    pub csrf_token: String,
+    pub user_agent: String,
+    pub client_addr: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub idle_expires_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    /// A [`RevokeReason`]'s name, as stored.
+    pub revoked_reason: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("csrf_token", &format_args!("{REDACTED}"))
+            .field("user_agent", &self.user_agent)
+            .field("client_addr", &self.client_addr)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("idle_expires_at", &self.idle_expires_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("revoked_reason", &self.revoked_reason)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Stores a new session.
+    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq(&self.id),
+                sessions::user_id.eq(&self.user_id),
+                sessions::csrf_token.eq(&self.csrf_token),
+                sessions::user_agent.eq(&self.user_agent),
+                sessions::client_addr.eq(&self.client_addr),
+                sessions::created_at.eq(self.created_at),
+                sessions::last_used_at.eq(self.last_used_at),
+                sessions::idle_expires_at.eq(self.idle_expires_at),
+                sessions::expires_at.eq(self.expires_at),
+                sessions::revoked_at.eq(self.revoked_at),
+                sessions::revoked_reason.eq(&self.revoked_reason),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}
 
 /// Why a session ended, as stored in `sessions.revoked_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,113 +163,6 @@ pub fn revoked_since(
         .collect())
 }
 
-/// Where a request comes from, as sessions and auth events record it.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub client_addr: String,
-    /// At most [`MAX_USER_AGENT`] characters of `User-Agent`.
-    pub user_agent: String,
-}
-
-impl Origin {
-    pub fn of(req: &actix_web::HttpRequest, ctx: &flotilla_kit::RequestContext) -> Self {
-        Self {
-            client_addr: ctx.client.to_string(),
-            user_agent: req
-                .headers()
-                .get(actix_web::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .chars()
-                .take(MAX_USER_AGENT)
-                .collect(),
-        }
-    }
-
-    /// Whether a session last used from `client_addr` with `user_agent` was used from
-    /// here (the same address and the same browser).
-    pub fn matches(&self, client_addr: &str, user_agent: &str) -> bool {
-        self.client_addr == client_addr && self.user_agent == user_agent
-    }
-
-    /// An event of this origin.
-    pub fn event<'a>(
-        &'a self,
-        kind: AuthEventKind,
-        user_id: Option<&'a str>,
-        login_key: Option<&'a str>,
-        session_id: Option<&'a str>,
-    ) -> AuthEvent<'a> {
-        AuthEvent {
-            kind,
-            user_id,
-            login_key,
-            session_id,
-            client_addr: &self.client_addr,
-            user_agent: &self.user_agent,
-        }
-    }
-}
-
-/// What happened, to whom (when known), from where.
-#[derive(Debug, Clone)]
-pub struct AuthEvent<'a> {
-    pub kind: AuthEventKind,
-    pub user_id: Option<&'a str>,
-    /// SHA-256 of the lower-cased address typed at sign-in (throttling key).
-    pub login_key: Option<&'a str>,
-    pub session_id: Option<&'a str>,
-    pub client_addr: &'a str,
-    pub user_agent: &'a str,
-}
-
-/// At most this much of a user agent is kept.
-const MAX_USER_AGENT: usize = 512;
-
-pub fn record_event(
-    conn: &mut AnyConnection,
-    event: &AuthEvent,
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    let user_agent: String = event.user_agent.chars().take(MAX_USER_AGENT).collect();
-    diesel::insert_into(auth_events::table)
-        .values((
-            auth_events::kind.eq(event.kind.as_str()),
-            auth_events::user_id.eq(event.user_id),
-            auth_events::login_key.eq(event.login_key),
-            auth_events::session_id.eq(event.session_id),
-            auth_events::client_addr.eq(event.client_addr),
-            auth_events::user_agent.eq(user_agent),
-            auth_events::created_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Queues the "your password was changed" mail (after a reset or a change), with when,
-/// from where, and the way to reset it if it was not the owner. `key` makes the job
-/// unique (the reset link's hash, or the change's time).
-pub fn queue_password_changed_notice(
-    conn: &mut AnyConnection,
-    to: &str,
-    origin: &Origin,
-    public_url: &str,
-    key: &str,
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    let mail = Mail {
-        to: to.to_owned(),
-        message: Message::PasswordChanged {
-            when: now.and_utc(),
-            client_addr: Some(origin.client_addr.clone()),
-            reset_link: format!("{public_url}/login/forgot"),
-        },
-    };
-    let job = flotilla_jobs::NewJob::new(mail, format!("password_changed:{key}"));
-    flotilla_jobs::enqueue(conn, &job)?;
-    Ok(())
-}
-
 /// "Firefox on Linux" from a User-Agent header, or "Unknown browser".
 pub fn summarise_user_agent(agent: &str) -> String {
     let browser = [
@@ -248,6 +200,27 @@ pub fn summarise_user_agent(agent: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_hides_its_form_token() {
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+        let session = Session {
+            id: "s1".into(),
+            user_id: "u1".into(),
+            csrf_token: "the-form-token".into(),
+            user_agent: "curl/8".into(),
+            client_addr: "127.0.0.1".into(),
+            created_at: at,
+            last_used_at: at,
+            idle_expires_at: at,
+            expires_at: at,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        let printed = format!("{session:?}");
+        assert!(printed.contains("csrf_token: [redacted],"), "{printed}");
+        assert!(!printed.contains("the-form-token"), "{printed}");
+    }
 
     #[test]
     fn user_agents_are_summarised() {

@@ -1,0 +1,47 @@
+//! The account models: the rows of `users`, `sessions`, `email_tokens` and
+//! `auth_events` as typed values, with the queries that more than one crate runs on
+//! them. A service's own transactions stay in its `store.rs` and are built from these.
+//!
+//! - [`User`] (a `users` row: [`Role`], `public: bool`, the password hash as a
+//!   [`PasswordHash`] that never prints) and its queries: by id, by address, public
+//!   profiles, closing and purging an account.
+//! - [`Session`] and the revocations every service reads ([`revoked_since`]).
+//! - [`email_link`]: the single-use links sent by email ([`EmailLink`]).
+//! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
+//! - [`EmailAddress`] and [`Username`]: account fields parsed once at the top of a
+//!   handler.
+//! - [`new_token`] and [`token_hash`]: the secrets of links and refresh tokens; the
+//!   database stores only the hash.
+//!
+//! No `Debug` here prints a secret: password hashes, token hashes and form tokens show
+//! as `[redacted]`.
+//!
+//! Error policy: model code returns `diesel::QueryResult`; a stored value this release
+//! cannot read (an unknown role, say) is a `DeserializationError`, never a panic.
+
+mod auth_event;
+pub mod email_link;
+mod fields;
+mod purge;
+mod secrets;
+mod session;
+mod user;
+
+pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
+pub use email_link::{EmailLink, LinkPurpose};
+pub use fields::{EmailAddress, Username};
+pub use purge::{Cleaned, cleanup, purge_closed};
+pub use secrets::{new_token, token_hash};
+pub use session::{
+    RevokeReason, Session, revoke_session, revoke_user_sessions, revoked_since,
+    summarise_user_agent,
+};
+pub use user::{
+    NewUser, PasswordHash, ProfileChanges, Role, UnknownValue, User, queue_password_changed_notice,
+};
+
+/// `[redacted]` in place of a secret in `Debug` output.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The models against both backends.
+
+use chrono::TimeDelta;
+use flotilla_contracts::PurgeUser;
+use flotilla_db::{AnyConnection, DatabaseUrl, PoolConfig};
+use flotilla_testkit::TestDb;
+
+use super::*;
+use crate::email_link::Link;
+
+fn each_backend(test: impl Fn(&TestDb, &mut AnyConnection)) {
+    for db in [Some(TestDb::sqlite()), TestDb::postgres()]
+        .into_iter()
+        .flatten()
+    {
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let mut conn = flotilla_db::open(&PoolConfig {
+            url: url.clone(),
+            max_size: 1,
+            timeout: std::time::Duration::from_secs(5),
+            busy_timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap();
+        flotilla_db::migrate(&mut conn, &url).unwrap();
+        test(&db, &mut conn);
+    }
+}
+
+fn ada(conn: &mut AnyConnection) -> User {
+    let now = flotilla_jobs::now();
+    NewUser {
+        id: "u1",
+        email: "Ada@Example.org",
+        username: Some("ada"),
+        password_hash: "$argon2id$v=19$hash",
+    }
+    .insert(conn, now)
+    .unwrap();
+    User::find(conn, "u1").unwrap().unwrap()
+}
+
+#[test]
+fn a_new_user_reads_back_typed() {
+    each_backend(|db, conn| {
+        let user = ada(conn);
+        assert_eq!(user.role, Role::User, "{}", db.backend_name());
+        assert!(!user.public);
+        assert!(!user.is_verified() && !user.is_disabled() && !user.is_closed());
+        assert_eq!(
+            user.password_hash.as_ref().unwrap().expose(),
+            "$argon2id$v=19$hash"
+        );
+        let printed = format!("{user:?}");
+        assert!(
+            printed.contains("password_hash: Some([redacted])"),
+            "{printed}"
+        );
+        assert!(!printed.contains("argon2"), "{printed}");
+        db.execute("UPDATE users SET role = 'admin'");
+        assert_eq!(User::find(conn, "u1").unwrap().unwrap().role, Role::Admin);
+    });
+}
+
+#[test]
+fn public_is_a_bool_stored_as_0_or_1() {
+    each_backend(|db, conn| {
+        ada(conn);
+        let now = flotilla_jobs::now();
+        let public = ProfileChanges {
+            public: Some(true),
+            ..ProfileChanges::default()
+        };
+        assert_eq!(User::update_profile(conn, "u1", &public, now).unwrap(), 1);
+        let stored = "SELECT CAST(is_public AS TEXT) AS v FROM users";
+        assert_eq!(db.strings(stored), ["1"], "{}", db.backend_name());
+        assert!(User::find(conn, "u1").unwrap().unwrap().public);
+        assert!(User::public_profiles(conn).unwrap().is_empty());
+        User::mark_verified(conn, "u1", "ada@example.org", now).unwrap();
+        let listed = User::public_profiles(conn).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].has_public_profile());
+        User::close(conn, "u1", now).unwrap();
+        assert_eq!(db.strings(stored), ["0"]);
+        let closed = User::find(conn, "u1").unwrap().unwrap();
+        assert!(!closed.public && closed.is_closed() && closed.password_hash.is_none());
+        assert!(User::public_profiles(conn).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn addresses_and_names_match_whatever_their_case() {
+    each_backend(|_, conn| {
+        ada(conn);
+        let found = User::by_email(conn, "ada@example.org").unwrap().unwrap();
+        assert_eq!(found.email, "Ada@Example.org");
+        assert!(User::username_taken(conn, "ada", None).unwrap());
+        assert!(!User::username_taken(conn, "ada", Some("u1")).unwrap());
+        User::close(conn, "u1", flotilla_jobs::now()).unwrap();
+        assert!(User::by_email(conn, "ada@example.org").unwrap().is_none());
+        let freed = User::by_email_with_closed(conn, "deleted-u1@deleted.invalid").unwrap();
+        assert!(freed.is_some_and(|u| u.is_closed()));
+        assert!(User::find_active(conn, "u1").unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_link_works_once_and_in_time() {
+    each_backend(|_, conn| {
+        ada(conn);
+        let now = flotilla_jobs::now();
+        let purpose = LinkPurpose::PasswordReset;
+        let day = TimeDelta::days(1);
+        let issued = email_link::issue(conn, "u1", purpose, "ada@example.org", day, now).unwrap();
+        assert_eq!(issued.hash, token_hash(&issued.token));
+        let check = |conn: &mut AnyConnection, purpose, at| {
+            email_link::check(conn, &issued.hash, purpose, at).unwrap()
+        };
+        assert_eq!(check(conn, LinkPurpose::VerifyEmail, now), Link::Invalid);
+        assert_eq!(check(conn, purpose, now + day), Link::Expired);
+        let valid = Link::Valid {
+            user_id: "u1".into(),
+            email: "ada@example.org".into(),
+        };
+        assert_eq!(check(conn, purpose, now), valid);
+        assert!(email_link::spend(conn, &issued.hash, now).unwrap());
+        assert!(!email_link::spend(conn, &issued.hash, now).unwrap());
+        assert_eq!(check(conn, purpose, now), Link::Invalid);
+    });
+}
+
+#[test]
+fn a_closed_account_is_purged_and_an_open_one_is_not() {
+    each_backend(|db, conn| {
+        ada(conn);
+        let target = PurgeUser {
+            user_id: "u1".into(),
+            login_key: token_hash("ada@example.org"),
+            email: Some("ada@example.org".into()),
+        };
+        assert!(!purge_closed(conn, &target).unwrap());
+        User::close(conn, "u1", flotilla_jobs::now()).unwrap();
+        assert!(purge_closed(conn, &target).unwrap());
+        assert!(db.strings("SELECT id AS v FROM users").is_empty());
+    });
+}
+
+#[test]
+fn a_link_hides_its_hash() {
+    let at = flotilla_jobs::now();
+    let link = EmailLink {
+        token_hash: "0123abcd".into(),
+        user_id: "u1".into(),
+        purpose: LinkPurpose::VerifyEmail,
+        email: "ada@example.org".into(),
+        created_at: at,
+        expires_at: at,
+        used_at: None,
+    };
+    let printed = format!("{link:?}");
+    assert!(printed.contains("token_hash: [redacted]"), "{printed}");
+    assert!(!printed.contains("0123abcd"), "{printed}");
+}
