@@ -23,8 +23,6 @@ pub struct LoginInput {
 
 /// A sign-in attempt that is worth checking.
 pub struct Attempt {
-    /// As typed, trimmed.
-    pub email: String,
     /// Lower-cased: how accounts are looked up.
     pub lookup: String,
     pub password: String,
@@ -54,7 +52,6 @@ impl LoginInput {
             return Err(errors);
         }
         Ok(Attempt {
-            email: email.to_owned(),
             lookup: email.to_lowercase(),
             password: self.password.clone(),
         })

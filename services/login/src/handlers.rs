@@ -1,4 +1,6 @@
-//! Login's routes. Each checks its input first, then acts.
+//! Login's routes: each reads its input ([`Input`] for forms and JSON), checks it into
+//! domain types (`domain`), acts in one transaction (`store`) and answers with a page
+//! (`pages`) or JSON; its refusals are `errors::LoginError`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -7,18 +9,22 @@ use flotilla_auth::{Auth, Authenticated, Claims, Credential};
 use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
+use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::Login;
 use crate::domain::{
     ForgotInput, LoginInput, LogoutInput, RefreshInput, ResetInput, landing, plausible_token,
     safe_next,
 };
+use crate::errors::LoginError;
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
+use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
 use flotilla_auth::RequestOrigin;
 
@@ -157,170 +163,48 @@ pub async fn form(
     ))
 }
 
-/// A refusal of a sign-in: JSON error, or the form again with the message.
-fn refuse(
-    format: Format,
-    email: &str,
-    next: Option<&str>,
-    error: Error,
-) -> Result<HttpResponse, Error> {
-    if format == Format::Json {
-        return Err(error);
-    }
-    let status = actix_web::ResponseError::status_code(&error);
-    let message = error.public_message();
-    let banner = match &error {
-        Error::Forbidden {
-            code: "email_not_verified",
-            ..
-        } => Banner::EmailNotVerified,
-        _ => Banner::Error(&message),
-    };
-    let fields = error.fields().cloned().unwrap_or_default();
-    let mut response = html(status, pages::login_form(email, next, &banner, &fields));
-    error.add_retry_after(&mut response);
-    Ok(response)
-}
-
-/// Too many sign-ins at one address are being checked, for longer than their turn.
-fn wait_your_turn() -> Error {
-    Error::TooManyRequests {
-        code: "too_many_attempts",
-        message: "Too many sign-ins for this address are being checked: try again in a moment."
-            .into(),
-        retry_after_secs: 1,
-    }
-}
-
 pub async fn login(
+    input: Input<LoginInput>,
     req: HttpRequest,
-    body: web::Bytes,
     ctx: RequestContext,
     state: web::Data<State>,
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
-    let (format, input): (_, LoginInput) = read_body(&req, &body)?;
     // Login CSRF: a browser must not be signed in to someone else's account by
     // another site's form.
     login.auth.check_same_origin_with(&req, false)?;
-    let next = safe_next(input.next.as_deref());
-    let attempt = match input.check() {
-        Ok(attempt) => attempt,
-        Err(fields) => {
-            return refuse(
-                format,
-                input.email.trim(),
-                next.as_deref(),
-                Error::Invalid(fields),
-            );
-        }
-    };
-    let who = origin(&req, &ctx);
-    let key = flotilla_auth::token_hash(&attempt.lookup);
+    let attempt = input.parse(LoginInput::check, pages::login_again)?;
+    let refuse = |refusal: LoginError| input.refuse(refusal.into(), pages::login_again);
+    let (who, key) = (
+        origin(&req, &ctx),
+        flotilla_auth::token_hash(&attempt.lookup),
+    );
     // Held until this attempt's outcome is recorded, on every path out.
     let Some((in_flight, others)) = login.attempts.begin(&key).await else {
         count(&state, "throttled");
-        return refuse(format, &attempt.email, next.as_deref(), wait_your_turn());
+        return Err(refuse(LoginError::AttemptsInFlight));
     };
-    let (config, lookup, throttle_key) =
-        (login.config.clone(), attempt.lookup.clone(), key.clone());
-    let (wait, account) = blocking(&state, move |conn| {
-        let wait = store::throttle(conn, &config, &throttle_key, others, flotilla_jobs::now())?;
-        let account = match wait {
-            Some(_) => None,
-            None => store::account_by_email(conn, &lookup)?,
-        };
-        Ok::<_, Error>((wait, account))
-    })
-    .await?;
-    if let Some(secs) = wait {
+    let (wait, account) = throttle_and_find(&state, &login, &attempt.lookup, &key, others).await?;
+    if let Some(wait_secs) = wait {
         // Refused without a check: not in flight any more.
         drop(in_flight);
-        let (k, o) = (key.clone(), who.clone());
-        blocking(&state, move |conn| {
-            store::record(conn, AuthEventKind::LoginThrottled, None, Some(&k), &o)
-        })
-        .await?;
+        record(&state, AuthEventKind::LoginThrottled, None, &key, &who).await?;
         count(&state, "throttled");
-        let error = Error::TooManyRequests {
-            code: "too_many_attempts",
-            message: format!(
-                "Too many failed sign-ins for this address: wait {secs} seconds and try again."
-            ),
-            retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
-        };
-        return refuse(format, &attempt.email, next.as_deref(), error);
+        return Err(refuse(LoginError::TooManyFailures { wait_secs }));
     }
-    // The same work whether or not the account exists: a hash is checked either way.
-    let correct = match account.as_ref().and_then(|a| a.password_hash.as_ref()) {
-        Some(hash) => login
-            .hashes
-            .verify(hash.expose().to_owned(), attempt.password.clone())
-            .await
-            .map_err(|e| e.answer(BUSY))?,
-        None => {
-            login
-                .hashes
-                .burn_time(attempt.password.clone())
-                .await
-                .map_err(|e| e.answer(BUSY))?;
-            false
-        }
-    };
-    let account = match account {
-        Some(account) if correct => account,
-        other => {
-            let (k, o, user) = (key.clone(), who.clone(), other.map(|a| a.id));
-            blocking(&state, move |conn| {
-                store::record(
-                    conn,
-                    AuthEventKind::LoginFailure,
-                    user.as_deref(),
-                    Some(&k),
-                    &o,
-                )
-            })
-            .await?;
+    let account = match password_matches(&login, account, &attempt.password).await? {
+        Ok(account) => account,
+        Err(user) => {
+            record(&state, AuthEventKind::LoginFailure, user, &key, &who).await?;
             count(&state, "failure");
-            let error = Error::Unauthorized {
-                code: "invalid_credentials",
-                message: "The email address or the password is not right.".into(),
-            };
-            return refuse(format, &attempt.email, next.as_deref(), error);
+            return Err(refuse(LoginError::InvalidCredentials));
         }
     };
     // Only someone who knows the password learns the state of the account.
-    let refusal = if account.is_disabled() {
-        Some((
-            AuthEventKind::LoginRefusedDisabled,
-            Error::Forbidden {
-                code: "account_disabled",
-                message: "This account has been disabled. Contact the site's administrators."
-                    .into(),
-            },
-        ))
-    } else if !account.is_verified() {
-        Some((
-            AuthEventKind::LoginRefusedUnverified,
-            Error::Forbidden {
-                code: "email_not_verified",
-                message:
-                    "Your email address is not confirmed yet: follow the link we sent, or ask \
-                      for a new one at /signup/resend."
-                        .into(),
-            },
-        ))
-    } else {
-        None
-    };
-    if let Some((kind, error)) = refusal {
-        let (k, o, user) = (key.clone(), who.clone(), account.id.clone());
-        blocking(&state, move |conn| {
-            store::record(conn, kind, Some(&user), Some(&k), &o)
-        })
-        .await?;
+    if let Some((kind, refusal)) = refusal_of(&account) {
+        record(&state, kind, Some(account.id.clone()), &key, &who).await?;
         count(&state, kind.as_str().trim_start_matches("login."));
-        return refuse(format, &attempt.email, next.as_deref(), error);
+        return Err(refuse(refusal));
     }
     let config = login.config.clone();
     let grant = blocking(&state, move |conn| {
@@ -329,17 +213,87 @@ pub async fn login(
     .await?;
     let Some(grant) = grant else {
         count(&state, "failure");
-        let error = Error::Unauthorized {
-            code: "invalid_credentials",
-            message: "The email address or the password is not right.".into(),
-        };
-        return refuse(format, &attempt.email, next.as_deref(), error);
+        return Err(refuse(LoginError::InvalidCredentials));
     };
     count(&state, "success");
     if grant.mailed {
         login.wake.wake("email");
     }
-    issue(&login, &grant, format, next.as_deref())
+    let next = safe_next(input.raw().next.as_deref());
+    issue(&login, &grant, input.format(), next.as_deref())
+}
+
+/// How long the address must wait (if at all), and else its account (if any).
+async fn throttle_and_find(
+    state: &web::Data<State>,
+    login: &Login,
+    lookup: &str,
+    key: &str,
+    others: usize,
+) -> Result<(Option<i64>, Option<User>), Error> {
+    let (config, lookup, key) = (login.config.clone(), lookup.to_owned(), key.to_owned());
+    blocking(state, move |conn| {
+        let wait = store::throttle(conn, &config, &key, others, flotilla_jobs::now())?;
+        let account = match wait {
+            Some(_) => None,
+            None => store::account_by_email(conn, &lookup)?,
+        };
+        Ok::<_, Error>((wait, account))
+    })
+    .await
+}
+
+/// The account if the password is its own; else the id of the account tried, if any.
+/// The same work whether or not the account exists: a hash is checked either way.
+async fn password_matches(
+    login: &Login,
+    account: Option<User>,
+    password: &str,
+) -> Result<Result<User, Option<String>>, Error> {
+    let hashes = &login.hashes;
+    let correct = match account.as_ref().and_then(|a| a.password_hash.as_ref()) {
+        Some(hash) => {
+            hashes
+                .verify(hash.expose().to_owned(), password.to_owned())
+                .await
+        }
+        None => hashes.burn_time(password.to_owned()).await.map(|()| false),
+    }
+    .map_err(|e| e.answer(BUSY))?;
+    Ok(match account {
+        Some(account) if correct => Ok(account),
+        other => Err(other.map(|a| a.id)),
+    })
+}
+
+/// Why an account that gave its right password may not sign in, if it may not.
+fn refusal_of(account: &User) -> Option<(AuthEventKind, LoginError)> {
+    if account.is_disabled() {
+        let refusal = LoginError::AccountDisabled { at_refresh: false };
+        Some((AuthEventKind::LoginRefusedDisabled, refusal))
+    } else if !account.is_verified() {
+        Some((
+            AuthEventKind::LoginRefusedUnverified,
+            LoginError::EmailNotVerified,
+        ))
+    } else {
+        None
+    }
+}
+
+/// Records one attempt's outcome at the address `key`.
+async fn record(
+    state: &web::Data<State>,
+    kind: AuthEventKind,
+    user: Option<String>,
+    key: &str,
+    who: &Origin,
+) -> Result<(), Error> {
+    let (key, who) = (key.to_owned(), who.clone());
+    blocking(state, move |conn| {
+        store::record(conn, kind, user.as_deref(), Some(&key), &who)
+    })
+    .await
 }
 
 async fn renew(
@@ -384,13 +338,9 @@ pub async fn refresh(
     let token = match input.refresh_token {
         Some(token) => token,
         None => {
-            let cookie =
-                req.cookie(login.auth.refresh_cookie_name())
-                    .ok_or(Error::Unauthorized {
-                        code: "not_authenticated",
-                        message: "Send the refresh token as {\"refresh_token\": …} or its cookie."
-                            .into(),
-                    })?;
+            let cookie = req
+                .cookie(login.auth.refresh_cookie_name())
+                .ok_or(LoginError::NoRefreshToken)?;
             // A cookie rides along with any request: only this site may use it.
             login.auth.check_same_origin(&req)?;
             cookie.value().to_owned()
@@ -399,44 +349,17 @@ pub async fn refresh(
     if !plausible_token(&token) {
         return Err(Error::invalid("refresh_token", "is not a refresh token"));
     }
-    let (code, message) = match renew(&req, &ctx, &state, &login, &token).await? {
+    let refusal = match renew(&req, &ctx, &state, &login, &token).await? {
         Refreshed::Renewed(grant) => return issue(&login, &grant, Format::Json, None),
-        Refreshed::Raced => {
-            // Not an error of the session: the cookies another request just received
-            // stay where they are.
-            return Err(Error::Conflict {
-                code: "refresh_conflict",
-                fields: FieldErrors::from([(
-                    "refresh_token".to_owned(),
-                    "was exchanged a moment ago by another request of yours: use the tokens \
-                     that request received"
-                        .to_owned(),
-                )]),
-            });
-        }
-        Refreshed::Invalid => (
-            "token_invalid",
-            "This refresh token is not valid: sign in again.",
-        ),
-        Refreshed::Disabled { .. } => (
-            "account_disabled",
-            "This account has been disabled. Contact the site's administrators.",
-        ),
-        Refreshed::Expired => (
-            "session_expired",
-            "This session has expired: sign in again.",
-        ),
-        Refreshed::Reused { .. } => (
-            "refresh_token_reused",
-            "This refresh token was already used, so the session has been ended for safety: \
-             sign in again.",
-        ),
+        // Not an error of the session: the cookies another request just received
+        // stay where they are.
+        Refreshed::Raced => return Err(LoginError::RefreshConflict.into()),
+        Refreshed::Invalid => LoginError::RefreshInvalid,
+        Refreshed::Disabled { .. } => LoginError::AccountDisabled { at_refresh: true },
+        Refreshed::Expired => LoginError::SessionExpired,
+        Refreshed::Reused { .. } => LoginError::RefreshReused,
     };
-    let error = Error::Unauthorized {
-        code,
-        message: message.into(),
-    };
-    let mut response = actix_web::ResponseError::error_response(&error);
+    let mut response = actix_web::ResponseError::error_response(&Error::from(refusal));
     for cookie in login.auth.clearing_cookies() {
         let _ = response.add_cookie(&cookie);
     }
@@ -509,10 +432,7 @@ pub async fn logout(
         }
     };
     let Some((session_id, user_id)) = session else {
-        return Err(Error::Unauthorized {
-            code: "not_authenticated",
-            message: "There is no session to sign out of: send its access or refresh token.".into(),
-        });
+        return Err(LoginError::NoSession.into());
     };
     let who = origin(&req, &ctx);
     let ended = blocking(&state, move |conn| {
@@ -554,24 +474,20 @@ pub async fn forgot_form() -> HttpResponse {
 }
 
 pub async fn forgot(
+    input: Input<ForgotInput>,
     req: HttpRequest,
-    body: web::Bytes,
     ctx: RequestContext,
     state: web::Data<State>,
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
-    let (format, input): (_, ForgotInput) = read_body(&req, &body)?;
     login.auth.check_same_origin_with(&req, false)?;
-    let lookup = match input.check() {
-        Ok(lookup) => lookup,
-        Err(problem) if format == Format::Form => {
-            return Ok(html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                pages::forgot_form(&input.email, Some(&problem)),
-            ));
-        }
-        Err(problem) => return Err(Error::invalid("email", problem)),
-    };
+    let lookup = input.parse(
+        |raw| {
+            raw.check()
+                .map_err(|problem| Error::invalid("email", problem))
+        },
+        pages::forgot_again,
+    )?;
     let (config, who) = (login.config.clone(), origin(&req, &ctx));
     let queued = blocking(&state, move |conn| {
         store::request_reset(conn, &config, &lookup, &who)
@@ -581,16 +497,12 @@ pub async fn forgot(
         login.wake.wake("email");
     }
     // The same answer whether or not the address has an account.
-    Ok(match format {
-        Format::Json => HttpResponse::Accepted().json(serde_json::json!({
-            "status": "reset_sent",
-            "message": "If an account uses this address, a reset link is on its way.",
-        })),
-        Format::Form => html(
-            StatusCode::ACCEPTED,
-            pages::forgot_sent(login.config.reset_ttl.num_minutes()),
-        ),
-    })
+    let status = json!({
+        "status": "reset_sent",
+        "message": "If an account uses this address, a reset link is on its way.",
+    });
+    let page = pages::forgot_sent(login.config.reset_ttl.num_minutes());
+    Ok(input.reply(StatusCode::ACCEPTED, &status, Then::Page(page)))
 }
 
 #[derive(Deserialize)]
@@ -598,30 +510,12 @@ pub struct ResetQuery {
     token: Option<String>,
 }
 
-fn token_problem(expired: bool) -> (&'static str, &'static str) {
-    if expired {
-        (
-            "token_expired",
-            "This reset link has expired. Ask for a new one at /login/forgot.",
-        )
-    } else {
-        (
-            "token_invalid",
-            "This reset link is not valid: it may have been used already or mistyped. \
-             Ask for a new one at /login/forgot.",
-        )
+/// Why a reset link does not work (used, unknown, mistyped or expired).
+fn link_refusal(expired: bool) -> LoginError {
+    match expired {
+        true => LoginError::ResetLinkExpired,
+        false => LoginError::ResetLinkInvalid,
     }
-}
-
-fn link_refused(browser: bool, expired: bool) -> Result<HttpResponse, Error> {
-    let (code, message) = token_problem(expired);
-    if browser {
-        return Ok(html(StatusCode::BAD_REQUEST, pages::link_problem(message)));
-    }
-    Err(Error::BadRequest {
-        code,
-        message: message.into(),
-    })
 }
 
 pub async fn reset_form(
@@ -630,59 +524,57 @@ pub async fn reset_form(
     state: web::Data<State>,
 ) -> Result<HttpResponse, Error> {
     let browser = wants_html(req.headers());
-    let token = query
-        .token
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or("")
-        .to_owned();
-    if !plausible_token(&token) {
-        return link_refused(browser, false);
-    }
-    let hash = flotilla_auth::token_hash(&token);
-    match blocking(&state, move |conn| store::check_reset_token(conn, &hash)).await? {
-        Link::Valid { .. } if browser => Ok(html(
-            StatusCode::OK,
-            pages::reset_form(&token, &FieldErrors::new()),
-        )),
-        Link::Valid { .. } => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "valid"}))),
-        Link::Invalid => link_refused(browser, false),
-        Link::Expired => link_refused(browser, true),
-    }
+    let token = query.token.as_deref().map_or("", str::trim).to_owned();
+    let refusal = if plausible_token(&token) {
+        let hash = flotilla_auth::token_hash(&token);
+        match blocking(&state, move |conn| store::check_reset_token(conn, &hash)).await? {
+            Link::Valid { .. } if browser => {
+                let page = pages::reset_form(&token, &FieldErrors::new());
+                return Ok(html(StatusCode::OK, page));
+            }
+            Link::Valid { .. } => return Ok(HttpResponse::Ok().json(json!({"status": "valid"}))),
+            Link::Invalid => link_refusal(false),
+            Link::Expired => link_refusal(true),
+        }
+    } else {
+        link_refusal(false)
+    };
+    let error = Error::from(refusal);
+    Err(match browser {
+        true => error.with_page(pages::link_problem(&refusal.message())),
+        false => error,
+    })
 }
 
 pub async fn reset(
+    input: Input<ResetInput>,
     req: HttpRequest,
-    body: web::Bytes,
     ctx: RequestContext,
     state: web::Data<State>,
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
-    let (format, input): (_, ResetInput) = read_body(&req, &body)?;
     login.auth.check_same_origin_with(&req, false)?;
-    let browser = format == Format::Form;
-    let token = input.token.trim().to_owned();
+    let refuse = |refusal: LoginError| input.refuse(refusal.into(), pages::reset_again);
+    let token = input.raw().token.trim().to_owned();
     if !plausible_token(&token) {
-        return link_refused(browser, false);
+        return Err(refuse(link_refusal(false)));
     }
     let hash = flotilla_auth::token_hash(&token);
     let lookup = hash.clone();
     let email = match blocking(&state, move |conn| store::check_reset_token(conn, &lookup)).await? {
         Link::Valid { email, .. } => email,
-        Link::Invalid => return link_refused(browser, false),
-        Link::Expired => return link_refused(browser, true),
+        Link::Invalid => return Err(refuse(link_refusal(false))),
+        Link::Expired => return Err(refuse(link_refusal(true))),
     };
-    let password = match login.config.passwords.policy.check(&input.password, &email) {
-        Ok(password) => password,
-        Err(problem) if browser => {
-            let fields = FieldErrors::from([("password".to_owned(), problem)]);
-            return Ok(html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                pages::reset_form(&token, &fields),
-            ));
-        }
-        Err(problem) => return Err(Error::invalid("password", problem)),
-    };
+    let policy = &login.config.passwords.policy;
+    let password = input.parse(
+        |raw| {
+            policy
+                .check(&raw.password, &email)
+                .map_err(|p| Error::invalid("password", p))
+        },
+        pages::reset_again,
+    )?;
     let password_hash = login
         .hashes
         .hash(password)
@@ -693,25 +585,21 @@ pub async fn reset(
         store::reset_password(conn, &config, &hash, &password_hash, &who)
     })
     .await?;
-    match outcome {
-        Reset::Done { revoked } => {
-            login.auth.announce_revoked(&revoked);
-            login.wake.wake("email");
-            Ok(match format {
-                Format::Json => cleared(&login.auth, no_store(HttpResponse::Ok()))
-                    .json(serde_json::json!({"status": "password_changed"})),
-                Format::Form => {
-                    let mut response = see_other("/login?done=reset");
-                    for cookie in login.auth.clearing_cookies() {
-                        let _ = response.add_cookie(&cookie);
-                    }
-                    response
-                }
-            })
-        }
-        Reset::Invalid => link_refused(browser, false),
-        Reset::Expired => link_refused(browser, true),
+    let revoked = match outcome {
+        Reset::Done { revoked } => revoked,
+        Reset::Invalid => return Err(refuse(link_refusal(false))),
+        Reset::Expired => return Err(refuse(link_refusal(true))),
+    };
+    login.auth.announce_revoked(&revoked);
+    login.wake.wake("email");
+    let mut response = match input.format() {
+        Format::Json => no_store(HttpResponse::Ok()).json(json!({"status": "password_changed"})),
+        Format::Form => see_other("/login?done=reset"),
+    };
+    for cookie in login.auth.clearing_cookies() {
+        let _ = response.add_cookie(&cookie);
     }
+    Ok(response)
 }
 
 /// Who the access token is, for clients that cannot read it: `401` once the session

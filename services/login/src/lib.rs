@@ -17,6 +17,7 @@
 //! address typed, exponentially; nginx limits each client address as well.
 
 mod domain;
+mod errors;
 mod handlers;
 mod keys_command;
 mod pages;

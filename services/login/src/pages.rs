@@ -2,8 +2,10 @@
 //! (`templates/`), escaped by default.
 
 use askama::Template;
-use flotilla_kit::FieldErrors;
 use flotilla_kit::html::render;
+use flotilla_kit::{Error, FieldErrors};
+
+use crate::domain::{ForgotInput, LoginInput, ResetInput, safe_next};
 
 /// A message above a form: an error (`role="alert"`) or a notice.
 pub enum Banner<'a> {
@@ -38,6 +40,19 @@ pub fn login_form(
     })
 }
 
+/// The sign-in form again, refused with `error`: its message above the form (with the
+/// way to a new link when the address is not confirmed), each field's beside it.
+pub fn login_again(typed: &LoginInput, error: &Error) -> String {
+    let message = error.public_message();
+    let banner = match error.code() {
+        "email_not_verified" => Banner::EmailNotVerified,
+        _ => Banner::Error(&message),
+    };
+    let next = safe_next(typed.next.as_deref());
+    let errors = error.fields().cloned().unwrap_or_default();
+    login_form(typed.email.trim(), next.as_deref(), &banner, &errors)
+}
+
 #[derive(Template)]
 #[template(path = "forgot_form.html")]
 struct ForgotForm<'a> {
@@ -47,6 +62,12 @@ struct ForgotForm<'a> {
 
 pub fn forgot_form(email: &str, error: Option<&str>) -> String {
     render(&ForgotForm { email, error })
+}
+
+/// The forgotten-password form again, refused with `error` (about the address).
+pub fn forgot_again(typed: &ForgotInput, error: &Error) -> String {
+    let problem = error.fields().and_then(|f| f.get("email"));
+    forgot_form(&typed.email, problem.map(String::as_str))
 }
 
 #[derive(Template)]
@@ -68,6 +89,15 @@ struct ResetForm<'a> {
 
 pub fn reset_form(token: &str, errors: &FieldErrors) -> String {
     render(&ResetForm { token, errors })
+}
+
+/// The new-password form again, refused with `error`; a link that does not work (a
+/// 400) gets its own page instead.
+pub fn reset_again(typed: &ResetInput, error: &Error) -> String {
+    match error.fields() {
+        Some(fields) => reset_form(typed.token.trim(), fields),
+        None => link_problem(&error.public_message()),
+    }
 }
 
 pub fn link_problem(message: &str) -> String {
