@@ -10,12 +10,14 @@ use flotilla_auth::{Authenticated, CarriesCsrf, RequestOrigin, Submission, throt
 use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
+use flotilla_kit::input::Input;
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
 use crate::domain::{Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch};
+use crate::errors::ProfileError;
 use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};
 
@@ -27,10 +29,7 @@ fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
 }
 
 fn gone() -> Error {
-    Error::Unauthorized {
-        code: "account_gone",
-        message: "This account is closed or disabled.".into(),
-    }
+    ProfileError::AccountGone.into()
 }
 
 /// The account of a token, or 401 when it was closed meanwhile.
@@ -55,13 +54,7 @@ async fn check_password(
     const FAILED: AuthEventKind = AuthEventKind::PasswordCheckFailed;
     let key = flotilla_auth::token_hash(&format!("password-check:{}", account.id));
     let Some((_in_flight, others)) = profile.attempts.begin(&key).await else {
-        return Err(Error::TooManyRequests {
-            code: "too_many_attempts",
-            message: "Too many password checks for this account are under way: try again in \
-                      a moment."
-                .into(),
-            retry_after_secs: 1,
-        });
+        return Err(ProfileError::ChecksInFlight.into());
     };
     let (settings, throttle_key) = (profile.config.throttle, key.clone());
     let wait = read(state, move |conn| {
@@ -73,14 +66,8 @@ async fn check_password(
         throttle::wait(conn, &settings, attempts, others, flotilla_jobs::now())
     })
     .await?;
-    if let Some(secs) = wait {
-        return Err(Error::TooManyRequests {
-            code: "too_many_attempts",
-            message: format!(
-                "Too many wrong passwords for this account: wait {secs} seconds and try again."
-            ),
-            retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
-        });
+    if let Some(wait_secs) = wait {
+        return Err(ProfileError::TooManyFailures { wait_secs }.into());
     }
     let correct = match &account.password_hash {
         Some(hash) => profile
@@ -99,10 +86,7 @@ async fn check_password(
         event.record(conn, flotilla_jobs::now())
     })
     .await?;
-    Err(Error::Forbidden {
-        code: "wrong_password",
-        message: "The password is not right.".into(),
-    })
+    Err(ProfileError::WrongPassword.into())
 }
 
 /// After a form post: back to the page with a notice.
@@ -151,41 +135,29 @@ async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<page
     })
 }
 
-/// A form post that failed: the page again, with the problem in its section.
-async fn page_with_errors(
+/// A change refused: the error to an API client; to a form, the account page again
+/// with the problem in its `section` (with the error's status and `Retry-After`).
+async fn refused<T>(
     state: &web::Data<State>,
     who: &Authenticated,
+    input: &Input<T>,
     section: &'static str,
-    status: StatusCode,
-    error: &Error,
-) -> Result<HttpResponse, Error> {
-    let view = page_view(state, who).await?;
+    error: Error,
+) -> Error {
+    if !input.is_form() {
+        return error;
+    }
+    let view = match page_view(state, who).await {
+        Ok(view) => view,
+        Err(e) => return e,
+    };
     let problem = pages::Problem {
         section,
         message: error.public_message(),
         fields: error.fields().cloned().unwrap_or_default(),
     };
-    Ok(html(
-        status,
-        pages::account_page(&view, None, Some(&problem)),
-    ))
-}
-
-/// Answers a failed change: JSON error, or the page for a form.
-async fn refuse(
-    state: &web::Data<State>,
-    format: Format,
-    who: &Authenticated,
-    section: &'static str,
-    error: Error,
-) -> Result<HttpResponse, Error> {
-    if format == Format::Json {
-        return Err(error);
-    }
-    let status = actix_web::ResponseError::status_code(&error);
-    let mut response = page_with_errors(state, who, section, status, &error).await?;
-    error.add_retry_after(&mut response);
-    Ok(response)
+    let page = pages::account_page(&view, None, Some(&problem));
+    input.refuse(error, |_, _| page)
 }
 
 pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
@@ -211,11 +183,12 @@ pub async fn update(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, input } = sub;
-    let parsed = match format {
-        Format::Json => ProfilePatch::from_json(&input.0),
+    let Submission { who, input } = sub;
+    let parsed = match input.format() {
+        Format::Json => ProfilePatch::from_json(&input.raw().0),
         Format::Form => {
             let form: BTreeMap<String, String> = input
+                .raw()
                 .0
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
@@ -226,7 +199,7 @@ pub async fn update(
     let patch = match parsed {
         Ok(patch) => patch,
         Err(fields) => {
-            return refuse(&state, format, &who, "profile", Error::Invalid(fields)).await;
+            return Err(refused(&state, &who, &input, "profile", Error::Invalid(fields)).await);
         }
     };
     let user_id = who.claims.sub.clone();
@@ -248,20 +221,14 @@ pub async fn update(
             if !patch.is_empty() {
                 profile.auth.publish(&Event::UserUpdated { id: user_id });
             }
-            Ok(match format {
+            Ok(match input.format() {
                 Format::Json => HttpResponse::Ok().json(Me::of(&account)),
                 Format::Form => done("saved"),
             })
         }
         Updated::UsernameTaken => {
-            let error = Error::Conflict {
-                code: "username_taken",
-                fields: FieldErrors::from([(
-                    "username".to_owned(),
-                    "is taken; choose another".to_owned(),
-                )]),
-            };
-            refuse(&state, format, &who, "profile", error).await
+            let error = ProfileError::UsernameTaken.into();
+            Err(refused(&state, &who, &input, "profile", error).await)
         }
         Updated::Gone => Err(gone()),
     }
@@ -274,28 +241,28 @@ pub async fn password(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, input } = sub;
+    let Submission { who, input } = sub;
     let mut fields = FieldErrors::new();
-    if input.current_password.is_empty() {
+    if input.raw().current_password.is_empty() {
         fields.insert("current_password".into(), "is required".into());
     }
-    if input.new_password.is_empty() {
+    if input.raw().new_password.is_empty() {
         fields.insert("new_password".into(), "is required".into());
     }
     if !fields.is_empty() {
-        return refuse(&state, format, &who, "password", Error::Invalid(fields)).await;
+        return Err(refused(&state, &who, &input, "password", Error::Invalid(fields)).await);
     }
     let account = load(&state, &who).await?;
     let new_password = match profile
         .config
         .passwords
         .policy
-        .check(&input.new_password, &account.email)
+        .check(&input.raw().new_password, &account.email)
     {
         Ok(password) => password,
         Err(problem) => {
             let error = Error::invalid("new_password", problem);
-            return refuse(&state, format, &who, "password", error).await;
+            return Err(refused(&state, &who, &input, "password", error).await);
         }
     };
     let who_from = origin(&req, &ctx);
@@ -303,11 +270,11 @@ pub async fn password(
         &state,
         &profile,
         &account,
-        &input.current_password,
+        &input.raw().current_password,
         &who_from,
     );
     if let Err(error) = checked.await {
-        return refuse(&state, format, &who, "password", error).await;
+        return Err(refused(&state, &who, &input, "password", error).await);
     }
     let hash = profile
         .hashes
@@ -322,7 +289,7 @@ pub async fn password(
     .await?;
     profile.auth.announce_revoked(&ended);
     profile.wake.wake("email");
-    Ok(match format {
+    Ok(match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => done("password"),
     })
@@ -335,39 +302,34 @@ pub async fn email(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, input } = sub;
-    let new_email = match input.check() {
+    let Submission { who, input } = sub;
+    let new_email = match input.raw().check() {
         Ok(email) => email,
-        Err(fields) => return refuse(&state, format, &who, "email", Error::Invalid(fields)).await,
+        Err(fields) => {
+            return Err(refused(&state, &who, &input, "email", Error::Invalid(fields)).await);
+        }
     };
     let account = load(&state, &who).await?;
     if account.email.eq_ignore_ascii_case(new_email.as_ref()) {
         let error = Error::invalid("new_email", "is already the address of this account");
-        return refuse(&state, format, &who, "email", error).await;
+        return Err(refused(&state, &who, &input, "email", error).await);
     }
     let who_from = origin(&req, &ctx);
-    let checked = check_password(&state, &profile, &account, &input.password, &who_from);
+    let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
     if let Err(error) = checked.await {
-        return refuse(&state, format, &who, "email", error).await;
+        return Err(refused(&state, &who, &input, "email", error).await);
     }
     let (config, user_id) = (profile.config.clone(), who.claims.sub.clone());
     let requested = blocking(&state, move |conn| {
         store::request_email_change(conn, &config, &user_id, &new_email, &who_from)
     })
     .await?;
-    if let Requested::TooSoon(secs) = requested {
-        let error = Error::TooManyRequests {
-            code: "too_many_requests",
-            message: format!(
-                "A change of address was asked for less than a minute ago: wait {secs} seconds \
-                 and ask again (the new request replaces the earlier one)."
-            ),
-            retry_after_secs: u32::try_from(secs).unwrap_or(60),
-        };
-        return refuse(&state, format, &who, "email", error).await;
+    if let Requested::TooSoon(wait_secs) = requested {
+        let error = ProfileError::EmailChangeTooSoon { wait_secs }.into();
+        return Err(refused(&state, &who, &input, "email", error).await);
     }
     profile.wake.wake("email");
-    Ok(match format {
+    Ok(match input.format() {
         Format::Json => HttpResponse::Accepted().json(serde_json::json!({
             "status": "verification_sent",
             "message": "Follow the link sent to the new address to confirm it; until then the address does not change.",
@@ -405,7 +367,7 @@ pub async fn confirm_email(
     } else {
         Confirmed::Invalid
     };
-    let (status, code, message) = match outcome {
+    let refusal = match outcome {
         Confirmed::Done { user_id } => {
             profile.auth.publish(&Event::UserUpdated { id: user_id });
             if browser {
@@ -413,35 +375,14 @@ pub async fn confirm_email(
             }
             return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "email_changed"})));
         }
-        Confirmed::Invalid => (
-            StatusCode::BAD_REQUEST,
-            "token_invalid",
-            "This link is not valid: it may have been used already or mistyped.",
-        ),
-        Confirmed::Expired => (
-            StatusCode::BAD_REQUEST,
-            "token_expired",
-            "This link has expired: ask for the change again from your account page.",
-        ),
-        Confirmed::Taken => (
-            StatusCode::CONFLICT,
-            "email_taken",
-            "Another account uses this address now, so it cannot become yours.",
-        ),
+        Confirmed::Invalid => ProfileError::LinkInvalid,
+        Confirmed::Expired => ProfileError::LinkExpired,
+        Confirmed::Taken => ProfileError::EmailTaken,
     };
-    if browser {
-        return Ok(html(status, pages::link_problem(message)));
-    }
-    Err(if status == StatusCode::CONFLICT {
-        Error::Conflict {
-            code,
-            fields: FieldErrors::from([("new_email".to_owned(), "is taken".to_owned())]),
-        }
-    } else {
-        Error::BadRequest {
-            code,
-            message: message.into(),
-        }
+    let error = Error::from(refusal);
+    Err(match browser {
+        true => error.with_page(pages::link_problem(&refusal.message())),
+        false => error,
     })
 }
 
@@ -474,7 +415,7 @@ pub async fn revoke(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, .. } = sub;
+    let Submission { who, input } = sub;
     let session_id = path.into_inner();
     if session_id.len() > 64 {
         return Err(Error::NotFound);
@@ -492,7 +433,7 @@ pub async fn revoke(
         return Err(Error::NotFound);
     }
     profile.auth.announce_revoked(&[session_id]);
-    Ok(match format {
+    Ok(match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => done("revoked"),
     })
@@ -505,7 +446,7 @@ pub async fn revoke_others(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, .. } = sub;
+    let Submission { who, input } = sub;
     let (user_id, keep, who_from) = (
         who.claims.sub.clone(),
         who.claims.sid.clone(),
@@ -516,7 +457,7 @@ pub async fn revoke_others(
     })
     .await?;
     profile.auth.announce_revoked(&ended);
-    Ok(match format {
+    Ok(match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => done("revoked"),
     })
@@ -567,16 +508,16 @@ pub async fn delete(
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let Submission { who, format, input } = sub;
-    if input.password.is_empty() {
+    let Submission { who, input } = sub;
+    if input.raw().password.is_empty() {
         let error = Error::invalid("password", "is required to close the account");
-        return refuse(&state, format, &who, "delete", error).await;
+        return Err(refused(&state, &who, &input, "delete", error).await);
     }
     let account = load(&state, &who).await?;
     let who_from = origin(&req, &ctx);
-    let checked = check_password(&state, &profile, &account, &input.password, &who_from);
+    let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
     if let Err(error) = checked.await {
-        return refuse(&state, format, &who, "delete", error).await;
+        return Err(refused(&state, &who, &input, "delete", error).await);
     }
     let user_id = who.claims.sub.clone();
     let ended = blocking(&state, move |conn| {
@@ -588,7 +529,7 @@ pub async fn delete(
         id: who.claims.sub.clone(),
     });
     profile.wake.wake("email");
-    let mut response = match format {
+    let mut response = match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => see_other("/?account=closed"),
     };

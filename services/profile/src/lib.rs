@@ -20,6 +20,7 @@
 //! refused within a second (bus) or the catch-up interval (database).
 
 mod domain;
+mod errors;
 mod handlers;
 mod pages;
 mod store;

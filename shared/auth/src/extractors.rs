@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use flotilla_kit::Error;
 use flotilla_kit::body::{BodyFormat, read_body};
+use flotilla_kit::input::Input;
 use serde::de::DeserializeOwned;
 
 use crate::Auth;
@@ -171,8 +172,8 @@ pub trait CarriesCsrf {
 /// the form field `csrf_token` or the header. An empty body reads as `{}`.
 pub struct Submission<T> {
     pub who: Authenticated,
-    pub format: BodyFormat,
-    pub input: T,
+    /// The body, for the route's checks and its answer (`flotilla_kit::input`).
+    pub input: Input<T>,
 }
 
 impl<T: DeserializeOwned + CarriesCsrf + 'static> FromRequest for Submission<T> {
@@ -196,7 +197,10 @@ impl<T: DeserializeOwned + CarriesCsrf + 'static> FromRequest for Submission<T> 
                 read_body(&req, &body)?
             };
             auth.check_csrf(&req, &who, input.csrf_token())?;
-            Ok(Submission { who, format, input })
+            Ok(Submission {
+                who,
+                input: Input::new(format, input),
+            })
         })
     }
 }

@@ -1,0 +1,106 @@
+//! Profile's own refusals, each with the stable code API clients match on. Bad fields
+//! are the kit's 422 (`invalid_input`), a missing or refused token and a cross-site
+//! change are flotilla-auth's 401/403, and a full hashing pool is
+//! [`flotilla_auth::PoolError::answer`].
+
+use flotilla_kit::{Error, FieldErrors};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileError {
+    /// 401: the token is valid, but its account is closed or disabled.
+    AccountGone,
+    /// 403: the current password is not right.
+    WrongPassword,
+    /// 429: the account's free password checks are all under way.
+    ChecksInFlight,
+    /// 429: too many wrong passwords; wait this many seconds.
+    TooManyFailures { wait_secs: i64 },
+    /// 409: another account has the name (whatever its case).
+    UsernameTaken,
+    /// 429: a change of address was asked for less than a minute ago.
+    EmailChangeTooSoon { wait_secs: i64 },
+    /// 400: a change-of-address link used already, or never issued.
+    LinkInvalid,
+    /// 400.
+    LinkExpired,
+    /// 409: the address became another account's before the link was used.
+    EmailTaken,
+}
+
+impl ProfileError {
+    /// What the person is told (also on the page of a link that does not work).
+    pub fn message(self) -> String {
+        match self {
+            Self::AccountGone => "This account is closed or disabled.".into(),
+            Self::WrongPassword => "The password is not right.".into(),
+            Self::ChecksInFlight => "Too many password checks for this account are under way: \
+                                     try again in a moment."
+                .into(),
+            Self::TooManyFailures { wait_secs } => format!(
+                "Too many wrong passwords for this account: wait {wait_secs} seconds and try again."
+            ),
+            Self::UsernameTaken => "A value is already in use.".into(),
+            Self::EmailChangeTooSoon { wait_secs } => format!(
+                "A change of address was asked for less than a minute ago: wait {wait_secs} \
+                 seconds and ask again (the new request replaces the earlier one)."
+            ),
+            Self::LinkInvalid => {
+                "This link is not valid: it may have been used already or mistyped.".into()
+            }
+            Self::LinkExpired => {
+                "This link has expired: ask for the change again from your account page.".into()
+            }
+            Self::EmailTaken => {
+                "Another account uses this address now, so it cannot become yours.".into()
+            }
+        }
+    }
+}
+
+impl From<ProfileError> for Error {
+    fn from(refusal: ProfileError) -> Self {
+        let message = refusal.message();
+        let taken = |code, field: &str, problem: &str| Error::Conflict {
+            code,
+            fields: FieldErrors::from([(field.to_owned(), problem.to_owned())]),
+        };
+        let wait = |secs: i64, default| u32::try_from(secs).unwrap_or(default);
+        match refusal {
+            ProfileError::AccountGone => Error::Unauthorized {
+                code: "account_gone",
+                message,
+            },
+            ProfileError::WrongPassword => Error::Forbidden {
+                code: "wrong_password",
+                message,
+            },
+            ProfileError::ChecksInFlight => Error::TooManyRequests {
+                code: "too_many_attempts",
+                message,
+                retry_after_secs: 1,
+            },
+            ProfileError::TooManyFailures { wait_secs } => Error::TooManyRequests {
+                code: "too_many_attempts",
+                message,
+                retry_after_secs: wait(wait_secs, u32::MAX),
+            },
+            ProfileError::EmailChangeTooSoon { wait_secs } => Error::TooManyRequests {
+                code: "too_many_requests",
+                message,
+                retry_after_secs: wait(wait_secs, 60),
+            },
+            ProfileError::UsernameTaken => {
+                taken("username_taken", "username", "is taken; choose another")
+            }
+            ProfileError::EmailTaken => taken("email_taken", "new_email", "is taken"),
+            ProfileError::LinkInvalid => Error::BadRequest {
+                code: "token_invalid",
+                message,
+            },
+            ProfileError::LinkExpired => Error::BadRequest {
+                code: "token_expired",
+                message,
+            },
+        }
+    }
+}
