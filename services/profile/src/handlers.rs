@@ -94,6 +94,14 @@ fn done(notice: &str) -> HttpResponse {
     see_other(&format!("/profile?done={notice}"))
 }
 
+/// A change done: 204 to an API client; a form goes back to the page with `notice`.
+fn changed<T>(input: &Input<T>, notice: &str) -> HttpResponse {
+    match input.format() {
+        Format::Json => HttpResponse::NoContent().finish(),
+        Format::Form => done(notice),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct PageQuery {
     done: Option<String>,
@@ -289,10 +297,7 @@ pub async fn password(
     .await?;
     profile.auth.announce_revoked(&ended);
     profile.wake.wake("email");
-    Ok(match input.format() {
-        Format::Json => HttpResponse::NoContent().finish(),
-        Format::Form => done("password"),
-    })
+    Ok(changed(&input, "password"))
 }
 
 pub async fn email(
@@ -433,10 +438,7 @@ pub async fn revoke(
         return Err(Error::NotFound);
     }
     profile.auth.announce_revoked(&[session_id]);
-    Ok(match input.format() {
-        Format::Json => HttpResponse::NoContent().finish(),
-        Format::Form => done("revoked"),
-    })
+    Ok(changed(&input, "revoked"))
 }
 
 pub async fn revoke_others(
@@ -457,10 +459,7 @@ pub async fn revoke_others(
     })
     .await?;
     profile.auth.announce_revoked(&ended);
-    Ok(match input.format() {
-        Format::Json => HttpResponse::NoContent().finish(),
-        Format::Form => done("revoked"),
-    })
+    Ok(changed(&input, "revoked"))
 }
 
 pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {

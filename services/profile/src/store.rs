@@ -213,37 +213,9 @@ pub fn request_email_change(
         email_link::void(conn, user_id, CHANGE_EMAIL, now)?;
         let old = email_of(conn, user_id)?;
         let owner = User::by_email(conn, &new_email.as_ref().to_lowercase())?;
-        let slot = now.and_utc().timestamp() / 600;
-        match owner.map(|other| (other.id, other.email)) {
-            Some((other_id, other_email)) => {
-                let mail = Mail {
-                    to: other_email,
-                    message: Message::EmailChangeTaken {
-                        forgot_link: format!("{}/login/forgot", config.public_url),
-                    },
-                };
-                let job = NewJob::new(mail, format!("email_change_taken:{other_id}:{slot}"));
-                flotilla_jobs::enqueue(conn, &job)?;
-            }
-            None => {
-                let Issued { token, hash } = email_link::issue(
-                    conn,
-                    user_id,
-                    CHANGE_EMAIL,
-                    new_email.as_ref(),
-                    config.email_change_ttl,
-                    now,
-                )?;
-                let mail = Mail {
-                    to: new_email.as_ref().to_owned(),
-                    message: Message::EmailChangeVerify {
-                        link: format!("{}/profile/email/confirm?token={token}", config.public_url),
-                        valid_hours: config.email_change_ttl.num_hours(),
-                    },
-                };
-                let job = NewJob::new(mail, format!("email_change_verify:{}", &hash[..32]));
-                flotilla_jobs::enqueue(conn, &job)?;
-            }
+        match owner {
+            Some(other) => tell_owner(conn, config, &other, now)?,
+            None => send_change_link(conn, config, user_id, new_email, now)?,
         }
         let mail = Mail {
             to: old.clone(),
@@ -273,6 +245,49 @@ pub fn request_email_change(
             .record(conn, now)?;
         Ok(Requested::Sent)
     })
+}
+
+/// Tells the owner of an address someone asked to move another account to (at most
+/// once per ten minutes).
+fn tell_owner(
+    conn: &mut AnyConnection,
+    config: &ProfileConfig,
+    owner: &User,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let slot = now.and_utc().timestamp() / 600;
+    let mail = Mail {
+        to: owner.email.clone(),
+        message: Message::EmailChangeTaken {
+            forgot_link: format!("{}/login/forgot", config.public_url),
+        },
+    };
+    let key = format!("email_change_taken:{}:{slot}", owner.id);
+    flotilla_jobs::enqueue(conn, &NewJob::new(mail, key))?;
+    Ok(())
+}
+
+/// Issues the link that confirms a new address and mails it there.
+fn send_change_link(
+    conn: &mut AnyConnection,
+    config: &ProfileConfig,
+    user_id: &str,
+    new_email: &EmailAddress,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let ttl = config.email_change_ttl;
+    let Issued { token, hash } =
+        email_link::issue(conn, user_id, CHANGE_EMAIL, new_email.as_ref(), ttl, now)?;
+    let mail = Mail {
+        to: new_email.as_ref().to_owned(),
+        message: Message::EmailChangeVerify {
+            link: format!("{}/profile/email/confirm?token={token}", config.public_url),
+            valid_hours: ttl.num_hours(),
+        },
+    };
+    let key = format!("email_change_verify:{}", &hash[..32]);
+    flotilla_jobs::enqueue(conn, &NewJob::new(mail, key))?;
+    Ok(())
 }
 
 /// `ada.lovelace@example.org` → `a***e@example.org`: enough for the owner to
