@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::summarise_user_agent;
-use flotilla_auth::{Authenticated, CarriesCsrf, RequestOrigin, Submission, throttle};
+use flotilla_auth::{
+    Authenticated, CarriesCsrf, ClientOrigin, RequestOrigin, Submission, throttle,
+};
 use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
@@ -244,8 +246,7 @@ pub async fn update(
 
 pub async fn password(
     sub: Submission<PasswordChange>,
-    req: HttpRequest,
-    ctx: RequestContext,
+    ClientOrigin(who_from): ClientOrigin,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
@@ -273,7 +274,6 @@ pub async fn password(
             return Err(refused(&state, &who, &input, "password", error).await);
         }
     };
-    let who_from = origin(&req, &ctx);
     let checked = check_password(
         &state,
         &profile,
@@ -302,8 +302,7 @@ pub async fn password(
 
 pub async fn email(
     sub: Submission<EmailChange>,
-    req: HttpRequest,
-    ctx: RequestContext,
+    ClientOrigin(who_from): ClientOrigin,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
@@ -319,7 +318,6 @@ pub async fn email(
         let error = Error::invalid("new_email", "is already the address of this account");
         return Err(refused(&state, &who, &input, "email", error).await);
     }
-    let who_from = origin(&req, &ctx);
     let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "email", error).await);
@@ -415,8 +413,7 @@ pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<Htt
 pub async fn revoke(
     sub: Submission<Confirm>,
     path: web::Path<String>,
-    req: HttpRequest,
-    ctx: RequestContext,
+    ClientOrigin(who_from): ClientOrigin,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
@@ -425,11 +422,7 @@ pub async fn revoke(
     if session_id.len() > 64 {
         return Err(Error::NotFound);
     }
-    let (user_id, sid, who_from) = (
-        who.claims.sub.clone(),
-        session_id.clone(),
-        origin(&req, &ctx),
-    );
+    let (user_id, sid, who_from) = (who.claims.sub.clone(), session_id.clone(), who_from);
     let ended = blocking(&state, move |conn| {
         store::revoke_own_session(conn, &user_id, &sid, &who_from)
     })
@@ -443,17 +436,12 @@ pub async fn revoke(
 
 pub async fn revoke_others(
     sub: Submission<Confirm>,
-    req: HttpRequest,
-    ctx: RequestContext,
+    ClientOrigin(who_from): ClientOrigin,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
     let Submission { who, input } = sub;
-    let (user_id, keep, who_from) = (
-        who.claims.sub.clone(),
-        who.claims.sid.clone(),
-        origin(&req, &ctx),
-    );
+    let (user_id, keep, who_from) = (who.claims.sub.clone(), who.claims.sid.clone(), who_from);
     let ended = blocking(&state, move |conn| {
         store::revoke_other_sessions(conn, &user_id, &keep, &who_from)
     })
@@ -502,8 +490,7 @@ pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpR
 
 pub async fn delete(
     sub: Submission<Deletion>,
-    req: HttpRequest,
-    ctx: RequestContext,
+    ClientOrigin(who_from): ClientOrigin,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
@@ -513,7 +500,6 @@ pub async fn delete(
         return Err(refused(&state, &who, &input, "delete", error).await);
     }
     let account = load(&state, &who).await?;
-    let who_from = origin(&req, &ctx);
     let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "delete", error).await);

@@ -57,7 +57,7 @@ pub use extractors::{
 };
 pub use flotilla_accounts::{new_token, token_hash};
 pub use key_refresh::parse_jwks;
-pub use origin::RequestOrigin;
+pub use origin::{ClientOrigin, RequestOrigin};
 pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
     burn_time, default_workers, hash_password, verify_password,
