@@ -5,7 +5,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap};
 use flotilla_kit::Error;
 
-use crate::{Auth, Authenticated, Credential};
+use crate::{Auth, AuthError, Authenticated, Credential};
 
 /// The header (or form field `csrf_token`) that carries the form token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -28,11 +28,7 @@ impl Auth {
         let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         let sent = header.or(submitted).unwrap_or("");
         if sent.is_empty() || !constant_time_eq(sent.as_bytes(), who.claims.csrf.as_bytes()) {
-            return Err(Error::Forbidden {
-                code: "csrf_token_invalid",
-                message: "The form token is missing or out of date: reload the page and try again."
-                    .into(),
-            });
+            return Err(AuthError::CsrfInvalid.into());
         }
         Ok(())
     }
@@ -50,10 +46,7 @@ impl Auth {
         if site_ok && origin_ok && (anything || !strict) {
             return Ok(());
         }
-        Err(Error::Forbidden {
-            code: "cross_origin_request",
-            message: "This change must be made from this site's own pages.".into(),
-        })
+        Err(AuthError::CrossOrigin.into())
     }
 
     pub fn check_same_origin(&self, req: &HttpRequest) -> Result<(), Error> {

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Auth;
 use crate::access_token::{Claims, TokenError};
+use crate::errors::AuthError;
 
 /// How the token came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +42,7 @@ impl Auth {
     /// The verified identity of a request, or the 401 that says why not.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Authenticated, Error> {
         let Some((token, via)) = self.token_of(req) else {
-            return Err(Error::Unauthorized {
-                code: "not_authenticated",
-                message: "Sign in first: send an access token as `Authorization: Bearer …` \
-                          or the session cookie."
-                    .into(),
-            });
+            return Err(AuthError::NotAuthenticated.into());
         };
         match self.verify(&token).await {
             Ok(claims) => Ok(Authenticated { claims, via }),
@@ -57,15 +53,7 @@ impl Auth {
 
 /// The 401 for a refused token.
 pub fn unauthorized(e: &TokenError) -> Error {
-    let message = match e {
-        TokenError::Expired => "The access token has expired: get a new one from /login/refresh.",
-        TokenError::Revoked => "This session has been signed out: sign in again.",
-        _ => "The access token is not valid: sign in again.",
-    };
-    Error::Unauthorized {
-        code: e.code(),
-        message: message.into(),
-    }
+    AuthError::Token(e.clone()).into()
 }
 
 fn auth_of(req: &HttpRequest) -> Result<Auth, Error> {
@@ -131,11 +119,7 @@ impl FromRequest for Verified {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         narrowed(req, payload, |who| {
             if !who.claims.email_verified {
-                return Err(Error::Forbidden {
-                    code: "email_not_verified",
-                    message: "Confirm your email address first; a new link is at /signup/resend."
-                        .into(),
-                });
+                return Err(AuthError::EmailNotVerified.into());
             }
             Ok(Verified(who))
         })
@@ -153,10 +137,7 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         narrowed(req, payload, |who| {
             if who.claims.role != "admin" {
-                return Err(Error::Forbidden {
-                    code: "admin_only",
-                    message: "Only administrators may do this.".into(),
-                });
+                return Err(AuthError::AdminOnly.into());
             }
             Ok(Admin(who))
         })
@@ -186,10 +167,7 @@ impl<T: DeserializeOwned + CarriesCsrf + 'static> FromRequest for Submission<T> 
         Box::pin(async move {
             let auth = auth_of(&req)?;
             let who = auth.authenticate(&req).await?;
-            let body = body.await.map_err(|e| Error::BadRequest {
-                code: "unreadable_body",
-                message: format!("The request body could not be read: {e}."),
-            })?;
+            let body = body.await.map_err(Error::unreadable_body)?;
             let (format, input): (BodyFormat, T) = if body.is_empty() {
                 let input = serde_json::from_str("{}").map_err(Error::malformed_json)?;
                 (BodyFormat::Json, input)

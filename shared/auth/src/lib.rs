@@ -38,6 +38,7 @@ mod config;
 mod cookies;
 mod csrf;
 mod deny_list;
+mod errors;
 mod extractors;
 mod key_refresh;
 pub mod keys;
@@ -52,6 +53,7 @@ pub use auth::Auth;
 pub use config::{AuthConfig, KeySource};
 pub use csrf::CSRF_HEADER;
 pub use deny_list::DenyList;
+pub use errors::AuthError;
 pub use extractors::{
     Admin, Authenticated, CarriesCsrf, Credential, Submission, Verified, unauthorized,
 };

@@ -84,6 +84,14 @@ impl Error {
         })
     }
 
+    /// A body that could not be read at all (the connection broke, say).
+    pub fn unreadable_body(cause: impl fmt::Display) -> Self {
+        Self::BadRequest {
+            code: "unreadable_body",
+            message: format!("The request body could not be read: {cause}."),
+        }
+    }
+
     /// A form body that cannot be read into the route's fields; a field the route does
     /// not take is named in a 422 instead.
     pub fn malformed_form(cause: impl fmt::Display) -> Self {
