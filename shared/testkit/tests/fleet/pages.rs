@@ -57,8 +57,12 @@ on_both_databases! {
         let page = served(&fleet, "/people/ada", StatusCode::OK);
         assert!(page.contains("<h1>Ada &lt;b&gt;L&lt;/b&gt;</h1>"), "{page}");
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>"), "{page}");
-        let index = fleet.get_html("/people/").text().unwrap();
-        assert!(index.contains("href=\"/people/ada\"") && index.contains("href=\"/people/grace\""), "{index}");
+        // The watcher writes the page, then the list: wait for the list too.
+        let both = || {
+            let index = fleet.get_html("/people/").text().unwrap();
+            index.contains("href=\"/people/ada\"") && index.contains("href=\"/people/grace\"")
+        };
+        assert!(wait_until(Duration::from_secs(10), both), "{}", fleet.all_logs());
 
         // A new name moves the page; going private removes it.
         patch(&fleet, &ada, json!({"username": "ada-l"}));
@@ -66,14 +70,16 @@ on_both_databases! {
         assert_eq!(fleet.get_html("/people/ada").status(), StatusCode::NOT_FOUND);
         patch(&fleet, &grace, json!({"public": false}));
         served(&fleet, "/people/grace", StatusCode::NOT_FOUND);
-        assert!(!fleet.get_html("/people/").text().unwrap().contains("grace"));
+        // The watcher removes the page, then rewrites the list: wait for the list too.
+        let listed = || fleet.get_html("/people/").text().unwrap().contains("grace");
+        assert!(wait_until(Duration::from_secs(10), || !listed()), "{}", fleet.all_logs());
 
         // Closing the account removes the page at once, before the purge.
         let closed = fleet.request(Method::DELETE, "/profile/me").bearer_auth(&ada).json(&json!({"password": PASSWORD})).send().unwrap();
         assert_eq!(closed.status(), StatusCode::NO_CONTENT);
         served(&fleet, "/people/ada-l", StatusCode::NOT_FOUND);
-        let index = fleet.get_html("/people/").text().unwrap();
-        assert!(!index.contains("ada"), "{index}");
+        let listed = || fleet.get_html("/people/").text().unwrap().contains("ada");
+        assert!(wait_until(Duration::from_secs(10), || !listed()), "{}", fleet.all_logs());
     }
 }
 
