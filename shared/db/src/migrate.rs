@@ -141,3 +141,18 @@ pub fn migrate(conn: &mut AnyConnection, url: &DatabaseUrl) -> anyhow::Result<Ve
     };
     Ok(applied)
 }
+
+/// Applies the next `count` pending migrations (tests of what a migration does to the
+/// rows an earlier schema held).
+#[cfg(test)]
+pub(crate) fn migrate_next(conn: &mut AnyConnection, count: usize) {
+    for _ in 0..count {
+        let done = match conn {
+            AnyConnection::Sqlite(inner) => inner.run_next_migration(SQLITE).map(|_| ()),
+            AnyConnection::Postgresql(inner) => inner.run_next_migration(POSTGRES).map(|_| ()),
+        };
+        if let Err(e) = done {
+            panic!("migration failed: {e}");
+        }
+    }
+}

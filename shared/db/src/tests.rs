@@ -340,3 +340,43 @@ fn like_literal_escapes_what_like_would_interpret() {
     assert_eq!(like_literal(r"a_b%c\d"), r"a\_b\%c\\d");
     assert_eq!(like_literal("ada@example.org"), "ada@example.org");
 }
+
+#[test]
+fn the_recipient_of_a_first_release_mail_job_is_back_filled() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let mut conn = pool.get().unwrap();
+        crate::migrate::migrate_next(&mut conn, 5);
+        let mut insert = |key: &str, kind: &str, payload: &str| {
+            let sql = format!(
+                "INSERT INTO jobs (kind, payload, idempotency_key, run_after, attempts, \
+                 max_attempts, created_at, updated_at, dead_at) VALUES ('{kind}', '{payload}', \
+                 '{key}', '2026-11-30 10:00:00', 8, 8, '2026-11-30 10:00:00', \
+                 '2026-11-30 10:00:00', '2026-11-30 10:00:00')"
+            );
+            diesel::sql_query(sql).execute(&mut *conn).unwrap();
+        };
+        insert(
+            "dead",
+            "email",
+            r#"{"template":"password_reset","to":"ada@example.org","params":{"link":"x"}}"#,
+        );
+        insert("done", "email", "{}");
+        insert("broken", "email", "not json");
+        insert(
+            "purge",
+            "purge_user",
+            r#"{"user_id":"u1","login_key":"k","to":"x"}"#,
+        );
+        crate::migrate::migrate_next(&mut conn, 1);
+        assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
+        let filled = db.strings(
+            "SELECT idempotency_key || '=' || COALESCE(recipient, '-') AS v FROM jobs \
+             ORDER BY idempotency_key",
+        );
+        assert_eq!(
+            filled,
+            ["broken=-", "dead=ada@example.org", "done=-", "purge=-"]
+        );
+    });
+}
