@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
-use flotilla_accounts::User;
+use flotilla_accounts::SiteAccount;
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
@@ -33,7 +33,7 @@ pub struct Profile {
 
 /// An account as the site sees it: its id, its page if it has one, and when it last
 /// changed.
-fn from_row(user: User) -> (String, Option<Profile>, NaiveDateTime) {
+fn from_row(user: SiteAccount) -> (String, Option<Profile>, NaiveDateTime) {
     let shown = user.has_public_profile();
     // `index` is the list's own page (reserved since, but an older account may hold it).
     let profile = user
@@ -82,7 +82,7 @@ impl People {
 
     /// Reads every public profile and makes the folder hold exactly their pages.
     pub fn rebuild(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        let rows = User::public_profiles(conn).context("cannot read the public profiles")?;
+        let rows = SiteAccount::public_profiles(conn).context("cannot read the public profiles")?;
         let latest = max_updated(conn)?;
         let mut found = BTreeMap::new();
         for row in rows {
@@ -121,7 +121,7 @@ impl People {
             return Ok(());
         }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let rows = User::with_ids(conn, &ids).context("cannot read the changed accounts")?;
+        let rows = SiteAccount::with_ids(conn, &ids).context("cannot read the changed accounts")?;
         let mut accounts: BTreeMap<String, Option<Profile>> =
             ids.iter().map(|id| ((*id).to_owned(), None)).collect();
         for row in rows {
@@ -139,7 +139,7 @@ impl People {
         let Some(since) = self.seen_until else {
             return self.rebuild(conn);
         };
-        let rows = User::changed_since(conn, since - CLOCK_SLACK)
+        let rows = SiteAccount::changed_since(conn, since - CLOCK_SLACK)
             .context("cannot read the changed accounts")?;
         let mut latest = since;
         // A writer whose clock runs ahead must not move the mark past everyone else's
@@ -257,7 +257,7 @@ impl People {
 }
 
 fn max_updated(conn: &mut AnyConnection) -> anyhow::Result<Option<NaiveDateTime>> {
-    User::latest_change(conn).context("cannot read the latest change")
+    SiteAccount::latest_change(conn).context("cannot read the latest change")
 }
 
 #[derive(Template)]
@@ -359,14 +359,11 @@ mod tests {
     #[test]
     fn only_verified_public_open_accounts_with_a_name_get_a_page() {
         let t = ada().member_since;
-        let row = |public, username: Option<&str>, verified, disabled, deleted| User {
+        let row = |public, username: Option<&str>, verified, disabled, deleted| SiteAccount {
             id: "id".into(),
-            email: "ada@example.org".into(),
             username: username.map(str::to_owned),
             display_name: None,
             bio: None,
-            password_hash: None,
-            role: flotilla_accounts::Role::User,
             public: public == 1,
             email_verified_at: verified,
             disabled_at: disabled,

@@ -37,7 +37,8 @@ pub use session::{
     summarise_user_agent,
 };
 pub use user::{
-    NewUser, PasswordHash, ProfileChanges, Role, UnknownValue, User, queue_password_changed_notice,
+    NewUser, PasswordHash, ProfileChanges, Role, SiteAccount, UnknownValue, User,
+    queue_password_changed_notice,
 };
 
 /// `[redacted]` in place of a secret in `Debug` output.

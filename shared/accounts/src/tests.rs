@@ -74,16 +74,16 @@ fn public_is_a_bool_stored_as_0_or_1() {
         let stored = "SELECT CAST(is_public AS TEXT) AS v FROM users";
         assert_eq!(db.strings(stored), ["1"], "{}", db.backend_name());
         assert!(User::find(conn, "u1").unwrap().unwrap().public);
-        assert!(User::public_profiles(conn).unwrap().is_empty());
+        assert!(SiteAccount::public_profiles(conn).unwrap().is_empty());
         User::mark_verified(conn, "u1", "ada@example.org", now).unwrap();
-        let listed = User::public_profiles(conn).unwrap();
+        let listed = SiteAccount::public_profiles(conn).unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].has_public_profile());
         User::close(conn, "u1", now).unwrap();
         assert_eq!(db.strings(stored), ["0"]);
         let closed = User::find(conn, "u1").unwrap().unwrap();
         assert!(!closed.public && closed.is_closed() && closed.password_hash.is_none());
-        assert!(User::public_profiles(conn).unwrap().is_empty());
+        assert!(SiteAccount::public_profiles(conn).unwrap().is_empty());
     });
 }
 

@@ -153,12 +153,6 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-fn users_of(rows: Vec<UserRow>) -> QueryResult<Vec<User>> {
-    rows.into_iter()
-        .map(|row| User::try_from(row).map_err(UnknownValue::into_diesel))
-        .collect()
-}
-
 /// The first of rows that hold at most one (a unique key): loaded without `.first()`,
 /// whose bound `LIMIT ?` makes SQLite re-prepare the statement on every run.
 fn one_of(rows: Vec<UserRow>) -> QueryResult<Option<User>> {
@@ -180,16 +174,6 @@ impl User {
     /// Closed by its owner: the row waits for its purge, without personal fields.
     pub fn is_closed(&self) -> bool {
         self.deleted_at.is_some()
-    }
-
-    /// Whether the site shows a page for it: public, confirmed, open, with a name
-    /// (the filter of [`User::public_profiles`]).
-    pub fn has_public_profile(&self) -> bool {
-        self.public
-            && self.username.is_some()
-            && self.is_verified()
-            && !self.is_disabled()
-            && !self.is_closed()
     }
 
     /// An account by id, whatever its state.
@@ -396,33 +380,109 @@ impl User {
     }
 }
 
-/// The reads of the static site.
-impl User {
-    /// Every account with a public profile (see [`User::has_public_profile`]).
-    pub fn public_profiles(conn: &mut AnyConnection) -> QueryResult<Vec<User>> {
-        users_of(
-            users::table
-                .filter(users::is_public.eq(i32::from(true)))
-                .filter(users::username.is_not_null())
-                .filter(users::email_verified_at.is_not_null())
-                .filter(users::disabled_at.is_null())
-                .filter(users::deleted_at.is_null())
-                .load(conn)?,
+/// What the static site reads of an account: the fields a public page shows and the
+/// state that decides whether it has one; never the address or the password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAccount {
+    pub id: String,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub public: bool,
+    pub email_verified_at: Option<NaiveDateTime>,
+    pub disabled_at: Option<NaiveDateTime>,
+    pub deleted_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable)]
+struct SiteRow {
+    id: String,
+    username: Option<String>,
+    display_name: Option<String>,
+    bio: Option<String>,
+    is_public: i32,
+    email_verified_at: Option<NaiveDateTime>,
+    disabled_at: Option<NaiveDateTime>,
+    deleted_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+/// The columns of a [`SiteRow`], in its order.
+macro_rules! site_columns {
+    () => {
+        (
+            users::id,
+            users::username,
+            users::display_name,
+            users::bio,
+            users::is_public,
+            users::email_verified_at,
+            users::disabled_at,
+            users::deleted_at,
+            users::created_at,
+            users::updated_at,
         )
+    };
+}
+
+fn site_accounts(rows: Vec<SiteRow>) -> QueryResult<Vec<SiteAccount>> {
+    rows.into_iter()
+        .map(|row| {
+            Ok(SiteAccount {
+                public: public_flag(row.is_public).map_err(UnknownValue::into_diesel)?,
+                id: row.id,
+                username: row.username,
+                display_name: row.display_name,
+                bio: row.bio,
+                email_verified_at: row.email_verified_at,
+                disabled_at: row.disabled_at,
+                deleted_at: row.deleted_at,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            })
+        })
+        .collect()
+}
+
+/// The reads of the static site.
+impl SiteAccount {
+    /// Whether the site shows a page for it: public, confirmed, open, with a name
+    /// (the filter of [`SiteAccount::public_profiles`]).
+    pub fn has_public_profile(&self) -> bool {
+        self.public
+            && self.username.is_some()
+            && self.email_verified_at.is_some()
+            && self.disabled_at.is_none()
+            && self.deleted_at.is_none()
+    }
+
+    /// Every account with a public profile (see [`SiteAccount::has_public_profile`]).
+    pub fn public_profiles(conn: &mut AnyConnection) -> QueryResult<Vec<SiteAccount>> {
+        let query = users::table
+            .filter(users::is_public.eq(i32::from(true)))
+            .filter(users::username.is_not_null())
+            .filter(users::email_verified_at.is_not_null())
+            .filter(users::disabled_at.is_null())
+            .filter(users::deleted_at.is_null());
+        site_accounts(query.select(site_columns!()).load(conn)?)
     }
 
     /// The accounts with these ids that still exist.
-    pub fn with_ids(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<User>> {
-        users_of(users::table.filter(users::id.eq_any(ids)).load(conn)?)
+    pub fn with_ids(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<Vec<SiteAccount>> {
+        let query = users::table.filter(users::id.eq_any(ids));
+        site_accounts(query.select(site_columns!()).load(conn)?)
     }
 
     /// The accounts whose `updated_at` is at or after `since`.
-    pub fn changed_since(conn: &mut AnyConnection, since: NaiveDateTime) -> QueryResult<Vec<User>> {
-        users_of(
-            users::table
-                .filter(users::updated_at.ge(since))
-                .load(conn)?,
-        )
+    pub fn changed_since(
+        conn: &mut AnyConnection,
+        since: NaiveDateTime,
+    ) -> QueryResult<Vec<SiteAccount>> {
+        let query = users::table.filter(users::updated_at.ge(since));
+        site_accounts(query.select(site_columns!()).load(conn)?)
     }
 
     /// The latest `updated_at` of any account.
