@@ -104,13 +104,6 @@ fn issue(
     })
 }
 
-fn cleared(auth: &Auth, mut response: HttpResponseBuilder) -> HttpResponseBuilder {
-    for cookie in auth.clearing_cookies() {
-        response.cookie(cookie);
-    }
-    response
-}
-
 #[derive(Deserialize)]
 pub struct FormQuery {
     next: Option<String>,
@@ -144,9 +137,9 @@ pub async fn form(
             _ => {
                 let page =
                     pages::login_form("", next.as_deref(), &Banner::None, &FieldErrors::new());
-                return Ok(cleared(&login.auth, no_store(HttpResponse::Ok()))
-                    .content_type("text/html; charset=utf-8")
-                    .body(page));
+                let mut response = html(StatusCode::OK, page);
+                login.auth.clear_cookies(&mut response);
+                return Ok(response);
             }
         }
     }
@@ -360,9 +353,7 @@ pub async fn refresh(
         Refreshed::Reused { .. } => LoginError::RefreshReused,
     };
     let mut response = actix_web::ResponseError::error_response(&Error::from(refusal));
-    for cookie in login.auth.clearing_cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
+    login.auth.clear_cookies(&mut response);
     Ok(response)
 }
 
@@ -380,16 +371,12 @@ fn logout_input(req: &HttpRequest, body: &web::Bytes) -> Result<(Format, LogoutI
 }
 
 fn signed_out(auth: &Auth, format: Format) -> HttpResponse {
-    match format {
-        Format::Json => cleared(auth, no_store(HttpResponse::NoContent())).finish(),
-        Format::Form => {
-            let mut response = see_other("/login?done=signed-out");
-            for cookie in auth.clearing_cookies() {
-                let _ = response.add_cookie(&cookie);
-            }
-            response
-        }
-    }
+    let mut response = match format {
+        Format::Json => no_store(HttpResponse::NoContent()).finish(),
+        Format::Form => see_other("/login?done=signed-out"),
+    };
+    auth.clear_cookies(&mut response);
+    response
 }
 
 /// Ends the session of the request: the access token's `sid` (Bearer or cookie), or,
@@ -596,9 +583,7 @@ pub async fn reset(
         Format::Json => no_store(HttpResponse::Ok()).json(json!({"status": "password_changed"})),
         Format::Form => see_other("/login?done=reset"),
     };
-    for cookie in login.auth.clearing_cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
+    login.auth.clear_cookies(&mut response);
     Ok(response)
 }
 

@@ -518,8 +518,6 @@ pub async fn delete(
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => see_other("/?account=closed"),
     };
-    for cookie in profile.auth.clearing_cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
+    profile.auth.clear_cookies(&mut response);
     Ok(response)
 }

@@ -46,6 +46,15 @@ impl Auth {
         ]
     }
 
+    /// Adds the cookies that delete both to an answer (signed out, or a session that
+    /// ended).
+    pub fn clear_cookies(&self, response: &mut actix_web::HttpResponse) {
+        for cookie in self.clearing_cookies() {
+            // A cookie built here always has a valid header form.
+            let _ = response.add_cookie(&cookie);
+        }
+    }
+
     fn cookie(
         &self,
         name: &'static str,
