@@ -488,8 +488,9 @@ pub async fn forgot(
         "status": "reset_sent",
         "message": "If an account uses this address, a reset link is on its way.",
     });
-    let page = pages::forgot_sent(login.config.reset_ttl.num_minutes());
-    Ok(input.reply(StatusCode::ACCEPTED, &status, Then::Page(page)))
+    let minutes = login.config.reset_ttl.num_minutes();
+    let page = || Then::Page(pages::forgot_sent(minutes));
+    Ok(input.reply(StatusCode::ACCEPTED, &status, page))
 }
 
 #[derive(Deserialize)]
@@ -526,11 +527,8 @@ pub async fn reset_form(
     } else {
         link_refusal(false)
     };
-    let error = Error::from(refusal);
-    Err(match browser {
-        true => error.with_page(pages::link_problem(&refusal.message())),
-        false => error,
-    })
+    let page = || pages::link_problem(&refusal.message());
+    Err(Error::from(refusal).for_browser(browser, page))
 }
 
 pub async fn reset(

@@ -382,11 +382,8 @@ pub async fn confirm_email(
         Confirmed::Expired => ProfileError::LinkExpired,
         Confirmed::Taken => ProfileError::EmailTaken,
     };
-    let error = Error::from(refusal);
-    Err(match browser {
-        true => error.with_page(pages::link_problem(&refusal.message())),
-        false => error,
-    })
+    let page = || pages::link_problem(&refusal.message());
+    Err(Error::from(refusal).for_browser(browser, page))
 }
 
 pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {

@@ -22,7 +22,7 @@ const BUSY: &str = "accounts are being created";
 /// The answer to a signup or a resend, whatever became of it.
 fn sent<T>(input: &Input<T>) -> HttpResponse {
     let status = json!({"status": "verification_sent"});
-    let then = Then::SeeOther("/signup/check-email".into());
+    let then = || Then::SeeOther("/signup/check-email".into());
     input.reply(StatusCode::ACCEPTED, &status, then)
 }
 
@@ -91,11 +91,8 @@ pub async fn verify(
         Verified::Invalid => SignupError::LinkInvalid,
         Verified::Expired => SignupError::LinkExpired,
     };
-    let error = Error::from(refusal);
-    Err(match browser {
-        true => error.with_page(pages::link_problem(refusal.message())),
-        false => error,
-    })
+    let page = || pages::link_problem(refusal.message());
+    Err(Error::from(refusal).for_browser(browser, page))
 }
 
 pub async fn resend_form() -> HttpResponse {

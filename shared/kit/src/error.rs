@@ -145,6 +145,15 @@ impl Error {
         }
     }
 
+    /// This error, answered to a browser with `page` (rendered only then): a link
+    /// that does not work, say, gets its own page rather than the error page.
+    pub fn for_browser(self, browser: bool, page: impl FnOnce() -> String) -> Self {
+        match browser {
+            true => self.with_page(page()),
+            false => self,
+        }
+    }
+
     /// The error itself, without a page it carries.
     fn without_page(self) -> Self {
         match self {

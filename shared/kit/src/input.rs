@@ -86,12 +86,20 @@ impl<T> Input<T> {
         }
     }
 
-    /// Success: `json` with `status` to an API client; `then` to a form.
-    pub fn reply(&self, status: StatusCode, json: &impl Serialize, then: Then) -> HttpResponse {
-        match (self.format, then) {
-            (BodyFormat::Json, _) => HttpResponse::build(status).json(json),
-            (BodyFormat::Form, Then::SeeOther(location)) => crate::html::see_other(&location),
-            (BodyFormat::Form, Then::Page(page)) => crate::html::respond(status, page),
+    /// Success: `json` with `status` to an API client; to a form, what `then` says
+    /// (called only for a form, so an API client's answer renders no page).
+    pub fn reply(
+        &self,
+        status: StatusCode,
+        json: &impl Serialize,
+        then: impl FnOnce() -> Then,
+    ) -> HttpResponse {
+        match self.format {
+            BodyFormat::Json => HttpResponse::build(status).json(json),
+            BodyFormat::Form => match then() {
+                Then::SeeOther(location) => crate::html::see_other(&location),
+                Then::Page(page) => crate::html::respond(status, page),
+            },
         }
     }
 }
@@ -153,7 +161,7 @@ mod tests {
         Ok(input.reply(
             StatusCode::CREATED,
             &serde_json::json!({ "name": name }),
-            Then::Page(page),
+            || Then::Page(page),
         ))
     }
 

@@ -188,7 +188,10 @@ pub async fn observe(
         if status.is_server_error() {
             log::error!(target: "flotilla::error", "rid={} {method} {path}: {err}", context.id);
         }
-        if html || err.as_error::<Error>().is_none() {
+        let ours = err.as_error::<Error>();
+        // A form shown again is an HTML answer already.
+        let shown = matches!(ours, Some(Error::WithPage { .. }));
+        if (html && !shown) || ours.is_none() {
             let replaced = error_answer(&res, html);
             res = res.into_response(replaced);
         }
