@@ -63,6 +63,12 @@ pub struct TokenSettings {
 }
 
 impl TokenSettings {
+    /// How long a revoked session stays denied: a token's life and the leeway, after
+    /// which every token issued for it has expired anyway.
+    pub fn revocation_hold_secs(&self) -> i64 {
+        self.ttl_secs + self.leeway_secs as i64
+    }
+
     pub fn from_env(env: &Env, public_url: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             issuer: format!("{public_url}/login"),

@@ -20,7 +20,7 @@ pub(crate) fn subscribe(
     config: &AuthConfig,
     denied: Arc<DenyList>,
 ) -> anyhow::Result<EventSubscriber> {
-    let hold = config.tokens.ttl_secs + config.tokens.leeway_secs as i64;
+    let hold = config.tokens.revocation_hold_secs();
     EventSubscriber::events(
         &config.events_out,
         &[EventTopic::SessionRevoked.as_str()],
@@ -88,6 +88,6 @@ impl Auth {
 
     /// How long a revoked session stays denied: a token's life and the leeway.
     fn hold_secs(&self) -> i64 {
-        self.settings().ttl_secs + self.settings().leeway_secs as i64
+        self.settings().revocation_hold_secs()
     }
 }

@@ -25,7 +25,7 @@ where
     .await?
 }
 
-/// Runs database work of a background task (the worker, the page watcher) on the
+/// Runs database work of a background task on an actix runtime (the worker) on the
 /// blocking pool. Its errors stay `anyhow`, with their causes, for the task's log.
 pub async fn background<T: Send + 'static>(
     pool: &flotilla_db::Pool,
