@@ -316,6 +316,11 @@ pub enum Confirmed {
     Taken,
 }
 
+/// What a change-of-address token is worth, without using it (opening the link).
+pub fn check_email_change_link(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Link> {
+    email_link::check(conn, token_hash, CHANGE_EMAIL, flotilla_jobs::now())
+}
+
 pub fn confirm_email_change(
     conn: &mut AnyConnection,
     token_hash: &str,
