@@ -354,3 +354,112 @@ fn no_session_outlives(fleet: &Fleet, granted: &[String], keep: Option<&str>) {
         );
     }
 }
+
+/// How many of this database's connections wait for a lock (PostgreSQL).
+fn waiting_for_locks(fleet: &Fleet) -> usize {
+    count(
+        fleet,
+        "SELECT pid::text AS v FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+}
+
+/// The race made certain on PostgreSQL: sign-ins are held up in the middle of opening
+/// their session (their refresh token's insert waits for a lock the test holds) while
+/// a reset or a password change runs. Without the account row's lock the change would
+/// commit first, end nothing, and the sign-ins would then commit live sessions with
+/// the old password.
+#[test]
+fn sign_ins_held_up_mid_session_do_not_outlive_a_reset_or_a_password_change() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let fleet = Fleet::start(db);
+    verified_account(&fleet, "ada@example.org");
+    let asked = fleet
+        .request(Method::POST, "/login/forgot")
+        .json(&json!({"email": "ada@example.org"}))
+        .send()
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let mails = fleet.wait_for_mails("ada@example.org", 2);
+    let token = link_param(
+        mails
+            .iter()
+            .find(|m| m.contains("Subject: Reset your password"))
+            .unwrap(),
+        "token",
+    )
+    .unwrap();
+    let reset_to = "a brand new passphrase 2026";
+    let reset = fleet
+        .request(Method::POST, "/login/reset")
+        .json(&json!({"token": token, "password": reset_to}));
+    held_up_sign_ins(&fleet, PASSWORD, reset, None);
+
+    let (keep, _) = {
+        let (status, body) = login(&fleet, "ada@example.org", reset_to);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body["access_token"].as_str().unwrap().to_owned(), ())
+    };
+    let change = fleet
+        .request(Method::POST, "/profile/password")
+        .bearer_auth(&keep)
+        .json(
+            &json!({"current_password": reset_to, "new_password": "yet another passphrase 2027"}),
+        );
+    held_up_sign_ins(&fleet, reset_to, change, Some(&keep));
+}
+
+/// Holds up three sign-ins with `password` mid-session while `change` is sent, then
+/// lets them go; afterwards no session but `keep`'s is live.
+fn held_up_sign_ins(
+    fleet: &Fleet,
+    password: &str,
+    change: reqwest::blocking::RequestBuilder,
+    keep: Option<&str>,
+) {
+    use flotilla_db::diesel::{Connection as _, PgConnection, connection::SimpleConnection as _};
+    let mut holder = PgConnection::establish(fleet.db.url()).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE refresh_tokens IN EXCLUSIVE MODE")
+        .unwrap();
+    let (granted, change_status) = std::thread::scope(|scope| {
+        let sign_ins: Vec<_> = (0..3)
+            .map(|_| {
+                let request = fleet
+                    .client()
+                    .post(fleet.url("/login"))
+                    .json(&json!({"email": "ada@example.org", "password": password}));
+                scope.spawn(move || {
+                    let response = request.send().unwrap();
+                    let status = response.status();
+                    (status, response.json::<Value>().unwrap_or(Value::Null))
+                })
+            })
+            .collect();
+        assert!(
+            wait_until(Duration::from_secs(20), || waiting_for_locks(fleet) >= 3),
+            "the sign-ins are held up"
+        );
+        let change = scope.spawn(move || change.send().unwrap().status());
+        // The change waits for the account (the sign-ins hold it) or, without that
+        // lock, is done already.
+        wait_until(Duration::from_secs(10), || {
+            change.is_finished() || waiting_for_locks(fleet) >= 4
+        });
+        holder.batch_execute("COMMIT").unwrap();
+        let granted: Vec<String> = sign_ins
+            .into_iter()
+            .map(|s| s.join().unwrap())
+            .filter(|(status, _)| *status == StatusCode::OK)
+            .map(|(_, body)| body["access_token"].as_str().unwrap().to_owned())
+            .collect();
+        (granted, change.join().unwrap())
+    });
+    assert!(change_status.is_success(), "{change_status}");
+    assert!(
+        !granted.is_empty(),
+        "the sign-ins held up had the right password"
+    );
+    no_session_outlives(fleet, &granted, keep);
+}
