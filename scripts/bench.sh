@@ -155,7 +155,7 @@ mail_token() { # the token of the first mail to $account (quoted-printable undon
 }
 for _ in $(seq 100); do [ -n "$(mail_token)" ] && break; sleep 0.1; done
 [ -n "$(mail_token)" ] || die "the bench account's verification mail did not arrive"
-api GET "/signup/verify?token=$(mail_token)" >/dev/null
+api POST /signup/verify "{\"token\":\"$(mail_token)\"}" >/dev/null
 access=$(api POST /login "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" |
     sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
 [ -n "$access" ] || die "the bench account cannot sign in"

@@ -9,6 +9,7 @@
 #   FLOTILLA_FLEET_LOG_DIR  when set, each process logs to DIR/NAME.log instead of the
 #                        terminal (make bench: the prefixing sed costs more CPU than a
 #                        health request does)
+#   FLOTILLA_LOG         default here info,mail_link=debug: the mails' links are shown
 # plus every FLOTILLA_* variable of the services, passed through.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +39,9 @@ nginx=$(find_nginx) || exit 1
 
 # Migrated above: the services only check the schema.
 export FLOTILLA_AUTO_MIGRATE=false
+# The file transport's links (signup, reset, change of address) on the terminal, for the
+# developer: logged at debug under their own target, never at info.
+export FLOTILLA_LOG=${FLOTILLA_LOG:-info,mail_link=debug}
 mkdir -p "$run_dir"
 rm -f "$run_dir"/*.pid
 pids=()

@@ -95,6 +95,9 @@ pub fn open_session(
 ) -> QueryResult<Option<SessionGrant>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        // A reset or password change holding the row commits first, and is seen below;
+        // one coming later waits for this session, and ends it.
+        User::lock(conn, &account.id)?;
         let current = account_by_email(conn, &account.email.to_lowercase())?;
         let unchanged = current.is_some_and(|c| {
             c.id == account.id && c.password_hash == account.password_hash && !c.is_disabled()
@@ -492,6 +495,9 @@ pub fn reset_password(
             Link::Invalid => return Ok(Reset::Invalid),
             Link::Expired => return Ok(Reset::Expired),
         };
+        // A sign-in opening a session now commits it before the sessions are picked
+        // below; one starting later sees the new password (see `open_session`).
+        User::lock(conn, &user_id)?;
         // A link sent to an address the account no longer has is void.
         let current = User::find(conn, &user_id)?.filter(|u| !u.is_closed());
         if !current.is_some_and(|u| u.email.eq_ignore_ascii_case(&email)) {

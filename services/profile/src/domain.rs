@@ -200,6 +200,33 @@ impl CarriesCsrf for Confirm {
     }
 }
 
+/// What the change-of-address page's form or a JSON client posts: the link's token.
+/// No session is needed: the link proves the address.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkToken {
+    #[serde(default)]
+    pub token: String,
+}
+
+impl LinkToken {
+    /// The token, when it can be one: trimmed, at most 128 URL-safe characters.
+    pub fn token(&self) -> Option<&str> {
+        plausible_token(&self.token)
+    }
+}
+
+/// A link's token as typed or pasted, if it can be one.
+pub fn plausible_token(token: &str) -> Option<&str> {
+    let token = token.trim();
+    let plausible = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plausible.then_some(token)
+}
+
 /// Closing the account: the password again.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]

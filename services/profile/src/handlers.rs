@@ -12,16 +12,19 @@ use flotilla_auth::{
 use flotilla_contracts::{AuthEventKind, Event};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
-use flotilla_kit::input::Input;
+use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
-use crate::domain::{Confirm, Deletion, EmailChange, PasswordChange, ProfilePatch};
+use crate::domain::{
+    Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch, plausible_token,
+};
 use crate::errors::ProfileError;
 use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};
+use flotilla_accounts::email_link::Link;
 
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "passwords are being checked";
@@ -346,44 +349,77 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
+/// A link that does not work, as a page for a browser or an error for a client.
+fn link_refused(refusal: ProfileError, browser: bool) -> Error {
+    let page = || pages::link_problem(&refusal.message());
+    Error::from(refusal).for_browser(browser, page)
+}
+
+/// Opening a change-of-address link: a page with a button that posts the token (or
+/// `200 {"status":"valid"}`); nothing changes, so a mail scanner that follows the
+/// link confirms nothing.
+pub async fn confirm_email_page(
+    req: HttpRequest,
+    query: web::Query<TokenQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let browser = wants_html(req.headers());
+    let Some(token) = query.token.as_deref().and_then(plausible_token) else {
+        return Err(link_refused(ProfileError::LinkInvalid, browser));
+    };
+    let hash = flotilla_auth::token_hash(token);
+    let link = read(&state, move |conn| {
+        store::check_email_change_link(conn, &hash)
+    })
+    .await?;
+    let refusal = match link {
+        Link::Valid { .. } if browser => {
+            return Ok(html(StatusCode::OK, pages::email_confirm_form(token)));
+        }
+        Link::Valid { .. } => {
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "valid"})));
+        }
+        Link::Invalid => ProfileError::LinkInvalid,
+        Link::Expired => ProfileError::LinkExpired,
+    };
+    Err(link_refused(refusal, browser))
+}
+
+/// Uses a change-of-address link's token: the page's form, or JSON `{"token"}`.
 pub async fn confirm_email(
+    input: Input<LinkToken>,
     req: HttpRequest,
     ctx: RequestContext,
-    query: web::Query<TokenQuery>,
     state: web::Data<State>,
     profile: web::Data<Profile>,
 ) -> Result<HttpResponse, Error> {
-    let browser = wants_html(req.headers());
-    let token = query.token.as_deref().map(str::trim).unwrap_or("");
-    let plausible = !token.is_empty()
-        && token.len() <= 128
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let outcome = if plausible {
-        let hash = flotilla_auth::token_hash(token);
-        let from = origin(&req, &ctx);
-        blocking(&state, move |conn| {
-            store::confirm_email_change(conn, &hash, &from)
-        })
-        .await?
-    } else {
-        Confirmed::Invalid
+    // Only this site's page (or a client that is no browser) spends a link.
+    profile.auth.check_same_origin_with(&req, false)?;
+    let outcome = match input.raw().token() {
+        Some(token) => {
+            let hash = flotilla_auth::token_hash(token);
+            let from = origin(&req, &ctx);
+            blocking(&state, move |conn| {
+                store::confirm_email_change(conn, &hash, &from)
+            })
+            .await?
+        }
+        None => Confirmed::Invalid,
     };
     let refusal = match outcome {
         Confirmed::Done { user_id } => {
             profile.auth.publish(&Event::UserUpdated { id: user_id });
-            if browser {
-                return Ok(html(StatusCode::OK, pages::email_confirmed()));
-            }
-            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "email_changed"})));
+            let status = serde_json::json!({"status": "email_changed"});
+            return Ok(input.reply(StatusCode::OK, &status, || {
+                Then::Page(pages::email_confirmed())
+            }));
         }
         Confirmed::Invalid => ProfileError::LinkInvalid,
         Confirmed::Expired => ProfileError::LinkExpired,
         Confirmed::Taken => ProfileError::EmailTaken,
     };
-    let page = || pages::link_problem(&refusal.message());
-    Err(Error::from(refusal).for_browser(browser, page))
+    let page = |_: &LinkToken, _: &Error| pages::link_problem(&refusal.message());
+    Err(input.refuse(refusal.into(), page))
 }
 
 pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {

@@ -9,7 +9,8 @@
 //! | `DELETE /profile/me` (form: `POST /profile/delete`) | closes the account |
 //! | `POST /profile/password` | a new password; every other session ends |
 //! | `POST /profile/email` | a new address, confirmed by a link sent to it |
-//! | `GET /profile/email/confirm?token=…` | the link |
+//! | `GET /profile/email/confirm?token=…` | the link: a page whose button posts the token |
+//! | `POST /profile/email/confirm` | `{"token"}` (or the page's form) uses the link |
 //! | `GET /profile/sessions` | live sessions |
 //! | `DELETE /profile/sessions/{id}` (form: `POST …/revoke`) | ends one |
 //! | `POST /profile/sessions/revoke-others` | ends all but this one |
@@ -114,7 +115,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             .route("/delete", web::post().to(handlers::delete))
             .route("/password", web::post().to(handlers::password))
             .route("/email", web::post().to(handlers::email))
-            .route("/email/confirm", web::get().to(handlers::confirm_email))
+            .service(
+                web::resource("/email/confirm")
+                    .route(web::get().to(handlers::confirm_email_page))
+                    .route(web::post().to(handlers::confirm_email)),
+            )
             .route("/sessions", web::get().to(handlers::sessions))
             .route(
                 "/sessions/revoke-others",

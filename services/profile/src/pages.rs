@@ -109,6 +109,18 @@ pub fn email_confirmed() -> String {
     render(&EmailConfirmed)
 }
 
+#[derive(Template)]
+#[template(path = "email_confirm_form.html")]
+struct EmailConfirmForm<'a> {
+    token: &'a str,
+}
+
+/// What opening a change-of-address link shows: a button that posts its token
+/// (opening it changes nothing, so a mail scanner following links cannot).
+pub fn email_confirm_form(token: &str) -> String {
+    render(&EmailConfirmForm { token })
+}
+
 pub fn link_problem(message: &str) -> String {
     flotilla_kit::html::link_problem(message, ("/profile", "Your account"))
 }
@@ -157,6 +169,19 @@ mod tests {
             current_session: "other".into(),
             csrf: TYPED.into(),
         }
+    }
+
+    #[test]
+    fn the_change_of_address_page_posts_the_token_and_escapes_it() {
+        let html = email_confirm_form(TYPED);
+        assert!(html.contains(r#"<form method="post" action="/profile/email/confirm">"#));
+        assert!(
+            html.contains(&format!(
+                r#"<input type="hidden" name="token" value="{ESCAPED}">"#
+            )),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub fn change_password(
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        // A sign-in opening a session now commits it before the sessions are picked
+        // below; one starting later sees the new password (login's `open_session`).
+        User::lock(conn, user_id)?;
         let email = email_of(conn, user_id)?;
         User::set_password(conn, user_id, password_hash, now)?;
         let revoked = flotilla_accounts::revoke_user_sessions(
@@ -311,6 +314,11 @@ pub enum Confirmed {
     Expired,
     /// Someone else took the address since the link was sent.
     Taken,
+}
+
+/// What a change-of-address token is worth, without using it (opening the link).
+pub fn check_email_change_link(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Link> {
+    email_link::check(conn, token_hash, CHANGE_EMAIL, flotilla_jobs::now())
 }
 
 pub fn confirm_email_change(

@@ -92,3 +92,30 @@ mod tests {
         assert!(errors["password"].contains("email"), "{errors:?}");
     }
 }
+
+/// What the verification page's form or a JSON client posts: the link's token.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyInput {
+    #[serde(default)]
+    pub token: String,
+}
+
+impl VerifyInput {
+    /// The token, when it can be one (the hash of anything else matches nothing, but
+    /// need not be looked up).
+    pub fn token(&self) -> Option<&str> {
+        plausible_token(&self.token)
+    }
+}
+
+/// A link's token as typed or pasted: trimmed, at most 128 URL-safe characters.
+pub fn plausible_token(token: &str) -> Option<&str> {
+    let token = token.trim();
+    let plausible = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plausible.then_some(token)
+}

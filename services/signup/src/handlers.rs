@@ -7,14 +7,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_kit::html::respond as html;
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
-use flotilla_kit::work::blocking;
+use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, State};
 use serde_json::json;
 
-use crate::domain::{EmailAddress, NewAccount, ResendInput, SignupInput};
+use crate::domain::{
+    EmailAddress, NewAccount, ResendInput, SignupInput, VerifyInput, plausible_token,
+};
 use crate::errors::SignupError;
 use crate::store::{self, Registered, Verified};
 use crate::{Signup, pages};
+use flotilla_accounts::email_link::Link;
 
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "accounts are being created";
@@ -72,27 +75,62 @@ pub struct VerifyQuery {
     token: Option<String>,
 }
 
-pub async fn verify(
+/// A link that does not work, as a page for a browser or an error for a client.
+fn link_refused(refusal: SignupError, browser: bool) -> Error {
+    let page = || pages::link_problem(refusal.message());
+    Error::from(refusal).for_browser(browser, page)
+}
+
+/// Opening a verification link: a page with a button that posts the token (or `200
+/// {"status":"valid"}`); nothing is spent, so a mail scanner that follows the link
+/// confirms nothing.
+pub async fn verify_page(
     req: HttpRequest,
     query: web::Query<VerifyQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Error> {
     let browser = wants_html(req.headers());
-    let token = query.token.as_deref().map(str::trim).unwrap_or("");
-    let outcome = if token.is_empty() || token.len() > 128 {
-        Verified::Invalid
-    } else {
-        let hash = flotilla_auth::token_hash(token);
-        blocking(&state, move |conn| store::verify(conn, &hash)).await?
+    let Some(token) = query.token.as_deref().and_then(plausible_token) else {
+        return Err(link_refused(SignupError::LinkInvalid, browser));
+    };
+    let hash = flotilla_auth::token_hash(token);
+    let refusal = match read(&state, move |conn| store::check(conn, &hash)).await? {
+        Link::Valid { .. } if browser => {
+            return Ok(html(StatusCode::OK, pages::verify_form(token)));
+        }
+        Link::Valid { .. } => return Ok(HttpResponse::Ok().json(json!({"status": "valid"}))),
+        Link::Invalid => SignupError::LinkInvalid,
+        Link::Expired => SignupError::LinkExpired,
+    };
+    Err(link_refused(refusal, browser))
+}
+
+/// Uses a verification link's token: the page's form, or JSON `{"token"}`.
+pub async fn verify(
+    input: Input<VerifyInput>,
+    req: HttpRequest,
+    state: web::Data<State>,
+    signup: web::Data<Signup>,
+) -> Result<HttpResponse, Error> {
+    // Only this site's page (or a client that is no browser) spends a link.
+    flotilla_auth::same_origin(&signup.config.public_url, &req, false)?;
+    let outcome = match input.raw().token() {
+        Some(token) => {
+            let hash = flotilla_auth::token_hash(token);
+            blocking(&state, move |conn| store::verify(conn, &hash)).await?
+        }
+        None => Verified::Invalid,
     };
     let refusal = match outcome {
-        Verified::Done if browser => return Ok(html(StatusCode::OK, pages::verified())),
-        Verified::Done => return Ok(HttpResponse::Ok().json(json!({"status": "verified"}))),
+        Verified::Done => {
+            let status = json!({"status": "verified"});
+            return Ok(input.reply(StatusCode::OK, &status, || Then::Page(pages::verified())));
+        }
         Verified::Invalid => SignupError::LinkInvalid,
         Verified::Expired => SignupError::LinkExpired,
     };
-    let page = || pages::link_problem(refusal.message());
-    Err(Error::from(refusal).for_browser(browser, page))
+    let page = |_: &VerifyInput, _: &Error| pages::link_problem(refusal.message());
+    Err(input.refuse(refusal.into(), page))
 }
 
 pub async fn resend_form() -> HttpResponse {

@@ -5,7 +5,8 @@
 //! | `GET /signup` | the form |
 //! | `POST /signup` | JSON `{"email","password","username"?}` → 202, or a form post → 303 |
 //! | `GET /signup/check-email` | "check your email" |
-//! | `GET /signup/verify?token=…` | consumes a verification link |
+//! | `GET /signup/verify?token=…` | a verification link: a page whose button posts the token |
+//! | `POST /signup/verify` | `{"token"}` (or the page's form) uses the link |
 //! | `GET`/`POST /signup/resend` | a new link for an unverified address (202 always) |
 //!
 //! A signup with an address that already has an account answers exactly like a new
@@ -91,7 +92,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::post().to(handlers::create)),
             )
             .route("/check-email", web::get().to(handlers::check_email))
-            .route("/verify", web::get().to(handlers::verify))
+            .service(
+                web::resource("/verify")
+                    .route(web::get().to(handlers::verify_page))
+                    .route(web::post().to(handlers::verify)),
+            )
             .service(
                 web::resource("/resend")
                     .route(web::get().to(handlers::resend_form))

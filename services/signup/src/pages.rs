@@ -46,6 +46,18 @@ pub fn verified() -> String {
     render(&Verified)
 }
 
+#[derive(Template)]
+#[template(path = "verify_form.html")]
+struct VerifyForm<'a> {
+    token: &'a str,
+}
+
+/// What opening a verification link shows: a button that posts its token (opening it
+/// confirms nothing, so a mail scanner following links cannot).
+pub fn verify_form(token: &str) -> String {
+    render(&VerifyForm { token })
+}
+
 pub fn link_problem(message: &str) -> String {
     flotilla_kit::html::link_problem(message, ("/signup/resend", "Ask for a new link"))
 }
@@ -104,6 +116,19 @@ mod tests {
         assert!(html.contains("Please correct the fields below."));
         let empty = signup_form(&SignupInput::default(), &FieldErrors::new());
         assert!(!empty.contains("Please correct"));
+    }
+
+    #[test]
+    fn the_verification_page_posts_the_token_and_escapes_it() {
+        let html = verify_form(TYPED);
+        assert!(html.contains(r#"<form method="post" action="/signup/verify">"#));
+        assert!(
+            html.contains(&format!(
+                r#"<input type="hidden" name="token" value="{ESCAPED}">"#
+            )),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
     }
 
     #[test]

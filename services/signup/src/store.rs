@@ -113,6 +113,12 @@ pub fn register(
     }
 }
 
+/// What a verification token is worth, without using it (opening the link).
+pub fn check(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Link> {
+    email_link::check(conn, token_hash, VERIFY, flotilla_jobs::now())
+}
+
+/// Uses a verification token (the page's button, or a JSON client's post).
 pub fn verify(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Verified> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();

@@ -303,7 +303,7 @@ fn schedule(conn: &mut flotilla_db::AnyConnection, hour: &str) -> anyhow::Result
 /// Deletes spent email tokens, ended sessions and old auth events
 /// ([`flotilla_accounts::cleanup`], keeping `FLOTILLA_AUTH_EVENTS_DAYS` of events), jobs
 /// done over a week ago and jobs dead for 30 days (kept that long for whoever looks
-/// into the failure).
+/// into the failure); erases the links of dead jobs an earlier release parked whole.
 fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::Result<()> {
     let now = flotilla_jobs::now();
     let flotilla_accounts::Cleaned {
@@ -313,9 +313,11 @@ fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::R
     } = flotilla_accounts::cleanup(conn, now, events_days)?;
     let jobs = flotilla_jobs::purge_done(conn, now - chrono::TimeDelta::days(7))?;
     let dead = flotilla_jobs::purge_dead(conn, now - chrono::TimeDelta::days(30))?;
+    let erased = flotilla_jobs::erase_dead_secrets(conn)?;
     log::info!(
         "clean-up: deleted {tokens} spent tokens, {sessions} ended sessions, \
-         {events} old auth events, {jobs} old jobs and {dead} old dead jobs"
+         {events} old auth events, {jobs} old jobs and {dead} old dead jobs; \
+         erased the links of {erased} dead jobs"
     );
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Email: templates embedded in the binary, and the two transports.
 //!
 //! - `file` (default): one RFC 5322 `.eml` file per message under `FLOTILLA_MAIL_DIR`,
-//!   named after its Message-ID, so a retried job never writes a second copy; the
-//!   message's link is also logged at info level for a developer running locally.
+//!   named after its Message-ID, so a retried job never writes a second copy. Its
+//!   link is logged only at debug level under the target [`LINK_LOG`], which `make run`
+//!   turns on for the developer; at `info` (the default) no link reaches a log.
 //! - `smtp`: lettre, with STARTTLS, TLS or plain, and optional credentials. A
 //!   temporary SMTP failure (4xx, connection) is retried by the queue; a permanent
 //!   one (5xx) is not.
@@ -156,6 +157,10 @@ fn subject(message: &Message) -> &'static str {
     }
 }
 
+/// The log target of the file transport's links: `FLOTILLA_LOG=info,mail_link=debug`
+/// (what `make run` sets unless told otherwise) shows them.
+pub const LINK_LOG: &str = "mail_link";
+
 /// The link a message is about, logged by the file transport for a developer.
 fn link(message: &Message) -> Option<&str> {
     match message {
@@ -279,15 +284,16 @@ fn write_file(
     std::fs::write(&partial, message.formatted())
         .and_then(|()| std::fs::rename(&partial, &path))
         .map_err(|e| Failure::Temporary(format!("cannot write {}: {e}", path.display())))?;
-    // For a developer running locally: the link without opening the file.
     log::info!(
-        "mail \"{}\" written to {}{}",
+        "mail \"{}\" written to {}",
         subject(&mail.message),
-        path.display(),
-        link(&mail.message)
-            .map(|l| format!("; link: {l}"))
-            .unwrap_or_default()
+        path.display()
     );
+    // For a developer running locally (`make run`): the link without opening the
+    // file. Never at info: a live token does not belong in a production log.
+    if let Some(link) = link(&mail.message) {
+        log::debug!(target: LINK_LOG, "{id}: {link}");
+    }
     Ok(())
 }
 

@@ -220,6 +220,25 @@ impl User {
         )
     }
 
+    /// Holds the account's row until the transaction ends, so that two transactions
+    /// that change what a session may be (a sign-in opening one; a password reset or
+    /// change ending them) run one after the other: on PostgreSQL `SELECT … FOR
+    /// UPDATE` (READ COMMITTED: the statements after it see what the other one
+    /// committed). On SQLite nothing is needed: a write transaction begins with `BEGIN
+    /// IMMEDIATE` ([`flotilla_db::write_transaction`]), which holds the database's
+    /// write lock from its start, so such transactions are serialised already.
+    /// Call it inside a write transaction, before reading what it decides on.
+    pub fn lock(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+        if let AnyConnection::Postgresql(pg) = conn {
+            users::table
+                .filter(users::id.eq(id))
+                .select(users::id)
+                .for_update()
+                .load::<String>(pg)?;
+        }
+        Ok(())
+    }
+
     /// Whether an account other than `except` has this username (already lower-case,
     /// as [`crate::Username`] is), whatever its case.
     pub fn username_taken(

@@ -124,6 +124,62 @@ impl Job {
     }
 }
 
+/// A stored payload without the secrets it carried, for a job that will not run again
+/// (dead, or failed for good): every link's `token` parameter is replaced by
+/// [`ERASED`], wherever it sits and whatever the payload's version, so the row still
+/// says which mail to whom and why it failed, but holds no live link. A payload that
+/// is not JSON (this release cannot tell where its secrets are) becomes `{}`.
+pub fn without_secrets(payload: &str) -> String {
+    match serde_json::from_str::<Value>(payload) {
+        Ok(mut value) => {
+            erase_tokens(&mut value);
+            value.to_string()
+        }
+        Err(_) => "{}".to_owned(),
+    }
+}
+
+/// What an erased token reads as.
+pub const ERASED: &str = "erased";
+
+fn erase_tokens(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let Some(erased) = erase_token_params(text) {
+                *text = erased;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(erase_tokens),
+        Value::Object(fields) => fields.values_mut().for_each(erase_tokens),
+        _ => {}
+    }
+}
+
+/// `text` with the value of each `token=` parameter of its query replaced, if it has
+/// any.
+fn erase_token_params(text: &str) -> Option<String> {
+    let (base, query) = text.split_once('?')?;
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let mut erased = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("token") => {
+                erased = true;
+                format!("{key}={ERASED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    erased.then(|| {
+        let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+        format!("{base}?{}{fragment}", pairs.join("&"))
+    })
+}
+
 /// Version 1 kept a mail's fields in `params`; version 2 keeps them beside `to`.
 fn lift_params(value: &mut Value) {
     if let Some(object) = value.as_object_mut()
@@ -376,6 +432,46 @@ mod tests {
             let error = Job::decode(kind, payload).unwrap_err().to_string();
             assert!(error.contains(expected), "{kind} {payload}: {error}");
         }
+    }
+
+    #[test]
+    fn a_payload_without_secrets_keeps_everything_but_the_tokens() {
+        let secret = "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg";
+        let reset = Job::Mail(Mail {
+            to: "ada@example.org".into(),
+            message: Message::PasswordReset {
+                link: format!("http://x/login/reset?token={secret}"),
+                valid_minutes: 60,
+                client_addr: None,
+            },
+        });
+        let v1 = format!(
+            r#"{{"template":"verify_email","to":"ada@example.org","params":{{"link":"http://x/signup/verify?a=1&token={secret}#top","valid_hours":48}}}}"#
+        );
+        for (kind, payload) in [("email", reset.payload()), ("email", v1)] {
+            let erased = without_secrets(&payload);
+            assert!(!erased.contains(secret), "{erased}");
+            assert!(erased.contains("token=erased"), "{erased}");
+            // Still readable for whoever looks into the failure.
+            let Job::Mail(mail) = Job::decode(kind, &erased).unwrap() else {
+                panic!("not a mail: {erased}");
+            };
+            assert_eq!(mail.to, "ada@example.org");
+        }
+        assert!(without_secrets(&format!(
+            r#"{{"template":"verify_email","to":"a@b.c","params":{{"link":"http://x/signup/verify?a=1&token={secret}#top"}}}}"#
+        ))
+        .contains("verify?a=1&token=erased#top"));
+        // Nothing to erase: the payload reads the same.
+        let plain = Job::Mail(Mail {
+            to: "ada@example.org".into(),
+            message: Message::EmailChangeTaken {
+                forgot_link: "http://x/login/forgot".into(),
+            },
+        });
+        let erased = without_secrets(&plain.payload());
+        assert_eq!(Job::decode("email", &erased).unwrap(), plain);
+        assert_eq!(without_secrets(&format!("not json {secret}")), "{}");
     }
 
     #[test]

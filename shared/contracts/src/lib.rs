@@ -25,7 +25,7 @@ mod jobs;
 
 pub use auth_events::AuthEventKind;
 pub use events::{Event, EventTopic};
-pub use jobs::{Job, JobKind, Mail, Message, PurgeUser};
+pub use jobs::{Job, JobKind, Mail, Message, PurgeUser, without_secrets};
 
 /// A stored or sent shape this release cannot read.
 #[derive(Debug, thiserror::Error)]

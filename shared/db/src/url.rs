@@ -98,49 +98,89 @@ impl DatabaseUrl {
         )
     }
 
-    /// The URL with any password replaced, for messages and logs.
+    /// The URL with any password replaced, for messages and logs: the one in the
+    /// user part (even when it holds an unescaped `/`, `?` or `@`, which libpq would
+    /// refuse but a message must not show), and the `password` and `sslpassword`
+    /// query parameters libpq also takes (whatever their case or percent-encoding).
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.raw.split_once("://") else {
             return self.raw.clone();
         };
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
+        // The user part ends at the last `@` before the first `=` (a query's), or,
+        // with none there, before the query: a password may hold `/`, `?` or `@`; a
+        // host or a database name never holds `@`.
+        let head = &rest[..rest.find('=').unwrap_or(rest.len())];
+        let before_query = &rest[..rest.find('?').unwrap_or(rest.len())];
+        let at = head.rfind('@').or_else(|| before_query.rfind('@'));
+        let (userinfo, after) = match at {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}{tail}")
-                } else {
-                    format!("{scheme}://{user}@{host}{tail}")
-                }
+        let (host_and_path, query) = match after.split_once('?') {
+            Some((before, query)) => (before, Some(query)),
+            None => (after, None),
+        };
+        let mut out = format!("{scheme}://");
+        if let Some(userinfo) = userinfo {
+            match userinfo.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***@")),
+                None => out.push_str(&format!("{userinfo}@")),
             }
-            None => self.raw.clone(),
         }
-        .replace_password_param()
+        out.push_str(host_and_path);
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(&redact_query(query));
+        }
+        out
     }
 }
 
-trait ReplacePasswordParam {
-    fn replace_password_param(self) -> String;
+/// The query parameters that hold a password, as libpq names them.
+const PASSWORD_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
+/// A URL's query with the value of each password parameter replaced.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(key).to_ascii_lowercase();
+            if PASSWORD_PARAMS.contains(&name.trim()) && !value.is_empty() {
+                format!("{key}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
-impl ReplacePasswordParam for String {
-    /// `?password=…` is also accepted by libpq.
-    fn replace_password_param(self) -> String {
-        let Some((base, query)) = self.split_once('?') else {
-            return self;
-        };
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_owned(),
-            })
-            .collect();
-        format!("{base}?{}", query.join("&"))
+/// `%XX` decoded (what libpq does to a parameter's name); anything else kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(Some(high)), Some(Some(low))) = (
+                bytes.get(i + 1).map(|b| hex(*b)),
+                bytes.get(i + 2).map(|b| hex(*b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            if bytes[i] == b'+' {
+                out.push(b' ');
+            } else {
+                out.push(bytes[i]);
+            }
+            i += 1;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -201,6 +241,52 @@ mod tests {
             url.redacted(),
             "postgres://app@h/db?password=***&sslmode=require"
         );
+    }
+
+    #[test]
+    fn never_shows_a_password_given_as_a_query_parameter() {
+        let cases = [
+            (
+                "postgres://u@h/db?password=secret",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://u@h/db?sslmode=require&PASSWORD=secret",
+                "postgres://u@h/db?sslmode=require&PASSWORD=***",
+            ),
+            (
+                "postgres://u@h/db?sslpassword=secret&sslmode=verify-full",
+                "postgres://u@h/db?sslpassword=***&sslmode=verify-full",
+            ),
+            (
+                "postgres://u@h/db?pass%77ord=secret",
+                "postgres://u@h/db?pass%77ord=***",
+            ),
+            (
+                "postgresql:///db?host=/run/postgresql&password=secret",
+                "postgresql:///db?host=/run/postgresql&password=***",
+            ),
+            (
+                "postgres://u:sec/ret@h/db?password=secret&password=secret",
+                "postgres://u:***@h/db?password=***&password=***",
+            ),
+            ("postgres://u:s@c?ret@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:a=secret@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?options=a@b&password=secret",
+                "postgres://u@h/db?options=a@b&password=***",
+            ),
+        ];
+        for (raw, shown) in cases {
+            let url = DatabaseUrl::parse(raw).unwrap();
+            assert_eq!(url.redacted(), shown, "{raw}");
+            assert!(!format!("{url:?} {url}").contains("secret"), "{raw}");
+        }
+        // Nothing else is touched.
+        let url = DatabaseUrl::parse("postgres://u@h:5433/db?sslmode=require").unwrap();
+        assert_eq!(url.redacted(), "postgres://u@h:5433/db?sslmode=require");
+        let url = DatabaseUrl::parse("sqlite://var/flotilla.db").unwrap();
+        assert_eq!(url.redacted(), "sqlite://var/flotilla.db");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! when its lease expires. A failure is retried with exponential backoff and jitter;
 //! after the last attempt, or on a permanent failure, the job is parked as dead with
 //! its error. Completed jobs keep no payload and no recipient (a link with a token, an
-//! address). What a job is (its kind and typed payload) is defined in
+//! address); dead ones keep theirs for diagnosis, but without the links' tokens. What a job is (its kind and typed payload) is defined in
 //! flotilla-contracts, so producers and the worker share one shape.
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use flotilla_db::schema::jobs;
 use flotilla_db::{AnyConnection, diesel, portable_sql, write_transaction};
 
-pub use flotilla_contracts::{DecodeError, Job, JobKind};
+pub use flotilla_contracts::{DecodeError, Job, JobKind, without_secrets};
 
 /// Attempts before a job is parked as dead, unless the job says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
@@ -182,8 +182,9 @@ pub enum Outcome {
     Dead,
 }
 
-/// Records a failure: retried after a backoff, or parked as dead after the last
-/// attempt or on a permanent failure.
+/// Records a failure: retried after a backoff (the payload kept whole), or parked as
+/// dead after the last attempt or on a permanent failure, its payload then kept
+/// without its secrets ([`without_secrets`]: the links' tokens).
 pub fn fail(
     conn: &mut AnyConnection,
     job: &Claimed,
@@ -202,16 +203,20 @@ pub fn fail(
         let wait = TimeDelta::from_std(backoff(job.attempts)).unwrap_or(TimeDelta::hours(1));
         (Some(now + wait), None)
     };
+    // A job that will not run again keeps no live link: retries still need it.
+    let payload = dead_at.map(|_| without_secrets(&job.payload));
     let sql = portable_sql(
         conn,
         "UPDATE jobs SET run_after = COALESCE(?, run_after), dead_at = ?, updated_at = ?, \
-         locked_until = NULL, last_error = ? WHERE id = ? AND locked_by = ?",
+         locked_until = NULL, last_error = ?, payload = COALESCE(?, payload) \
+         WHERE id = ? AND locked_by = ?",
     );
     diesel::sql_query(sql)
         .bind::<Nullable<Timestamp>, _>(retry_at)
         .bind::<Nullable<Timestamp>, _>(dead_at)
         .bind::<Timestamp, _>(now)
         .bind::<Text, _>(&error)
+        .bind::<Nullable<Text>, _>(payload)
         .bind::<BigInt, _>(job.id)
         .bind::<Text, _>(worker)
         .execute(conn)?;
@@ -264,6 +269,28 @@ pub fn purge_dead(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResul
     diesel::sql_query(sql)
         .bind::<Timestamp, _>(before)
         .execute(conn)
+}
+
+/// Erases the secrets of dead jobs parked before this release erased them at once
+/// ([`without_secrets`]); returns how many were rewritten.
+pub fn erase_dead_secrets(conn: &mut AnyConnection) -> QueryResult<usize> {
+    write_transaction(conn, |conn| {
+        let held: Vec<(i64, String)> = jobs::table
+            .filter(jobs::dead_at.is_not_null())
+            .filter(jobs::payload.like("%token=%"))
+            .select((jobs::id, jobs::payload))
+            .load(conn)?;
+        let mut erased = 0;
+        for (id, payload) in held {
+            let clean = without_secrets(&payload);
+            if clean != payload {
+                erased += diesel::update(jobs::table.filter(jobs::id.eq(id)))
+                    .set(jobs::payload.eq(clean))
+                    .execute(conn)?;
+            }
+        }
+        Ok(erased)
+    })
 }
 
 /// Deletes the mails to `address` that failed for good (a closed account's: they name

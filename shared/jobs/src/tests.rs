@@ -302,3 +302,101 @@ fn a_mail_is_found_by_its_recipient_until_it_is_done() {
         assert_eq!(left, ["a", "b"], "only ada's dead mail went");
     });
 }
+
+fn reset_mail(token: &str) -> Job {
+    Job::Mail(flotilla_contracts::Mail {
+        to: "ada@example.org".into(),
+        message: flotilla_contracts::Message::PasswordReset {
+            link: format!("http://x/login/reset?token={token}"),
+            valid_minutes: 60,
+            client_addr: None,
+        },
+    })
+}
+
+fn payload_of(conn: &mut AnyConnection, key: &str) -> String {
+    jobs::table
+        .filter(jobs::idempotency_key.eq(key))
+        .select(jobs::payload)
+        .first(conn)
+        .unwrap()
+}
+
+#[test]
+fn a_link_is_kept_for_retries_and_erased_once_the_job_is_dead() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        let tokens = [
+            "TokenRetriedThenDead0123456789",
+            "TokenRefusedForGood0123456789",
+        ];
+        for (key, token) in ["temporary", "permanent"].into_iter().zip(tokens) {
+            let mut new = NewJob::new(reset_mail(token), key);
+            new.max_attempts = 2;
+            enqueue(&mut conn, &new).unwrap();
+        }
+        let claimed = claim(&mut conn, "w", LEASE, 2).unwrap();
+        let timeout = Failure::Temporary("timeout".into());
+        assert!(matches!(
+            fail(&mut conn, &claimed[0], "w", &timeout).unwrap(),
+            Outcome::RetryAt(_)
+        ));
+        assert!(
+            payload_of(&mut conn, "temporary").contains(tokens[0]),
+            "a retry still needs the link"
+        );
+        let refused = Failure::Permanent("550 no such mailbox".into());
+        assert_eq!(
+            fail(&mut conn, &claimed[1], "w", &refused).unwrap(),
+            Outcome::Dead
+        );
+        // The last attempt of the first one.
+        diesel::update(jobs::table)
+            .set(jobs::run_after.eq(now()))
+            .execute(&mut conn)
+            .unwrap();
+        let again = claim(&mut conn, "w", LEASE, 2).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            fail(&mut conn, &again[0], "w", &timeout).unwrap(),
+            Outcome::Dead
+        );
+        for (key, token) in ["temporary", "permanent"].into_iter().zip(tokens) {
+            let payload = payload_of(&mut conn, key);
+            assert!(!payload.contains(token), "{key}: {payload}");
+            // Still readable for whoever looks into the failure.
+            let Job::Mail(mail) = Job::decode("email", &payload).unwrap() else {
+                panic!("{key}: not a mail");
+            };
+            assert_eq!(mail.to, "ada@example.org");
+        }
+        let left: i64 = jobs::table
+            .filter(jobs::payload.like("%0123456789%"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(left, 0);
+    });
+}
+
+#[test]
+fn dead_jobs_of_an_earlier_release_lose_their_links_at_the_clean_up() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        let token = "TokenOfAnEarlierRelease0123456789";
+        enqueue(&mut conn, &NewJob::new(reset_mail(token), "old")).unwrap();
+        enqueue(&mut conn, &NewJob::new(reset_mail(token), "pending")).unwrap();
+        // Parked as the release before this one did: the payload untouched.
+        diesel::update(jobs::table.filter(jobs::idempotency_key.eq("old")))
+            .set(jobs::dead_at.eq(Some(now())))
+            .execute(&mut conn)
+            .unwrap();
+        assert_eq!(erase_dead_secrets(&mut conn).unwrap(), 1);
+        assert!(!payload_of(&mut conn, "old").contains(token));
+        assert!(
+            payload_of(&mut conn, "pending").contains(token),
+            "a job still to run keeps its link"
+        );
+        assert_eq!(erase_dead_secrets(&mut conn).unwrap(), 0, "once");
+    });
+}

@@ -13,6 +13,7 @@ use reqwest::blocking::Response;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
 
+use super::links::post_token;
 use super::*;
 
 pub(super) const PASSWORD: &str = "correct horse battery staple";
@@ -27,7 +28,7 @@ pub(super) fn verified_account(fleet: &Fleet, email: &str) {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let mails = fleet.wait_for_mails(email, 1);
     let token = link_param(&mails[0], "token").unwrap();
-    let verified = fleet.get(&format!("/signup/verify?token={token}"));
+    let verified = post_token(fleet, "/signup/verify", &token);
     assert_eq!(verified.status(), StatusCode::OK);
 }
 

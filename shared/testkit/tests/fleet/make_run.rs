@@ -56,6 +56,7 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
         .env("FLOTILLA_DATA_DIR", dir.path().join("var"))
         .env("FLOTILLA_HTTP_PORT", port.to_string())
         .env("FLOTILLA_LOG_STYLE", "never")
+        .env_remove("FLOTILLA_LOG")
         .env_remove("DATABASE_URL")
         .process_group(0);
     let mut fleet = Proc::spawn("make run", command);
@@ -88,6 +89,21 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
     assert_eq!(
         client.get(url("/signup/metrics")).send().unwrap().status(),
         StatusCode::FORBIDDEN
+    );
+    // The developer sees a mail's link on the terminal (the file transport logs it at
+    // debug under `mail_link`, which make run turns on; never at info).
+    let signed_up = client
+        .post(url("/signup"))
+        .json(&serde_json::json!({"email": "dev@example.org", "password": "correct horse battery staple"}))
+        .send()
+        .unwrap();
+    assert_eq!(signed_up.status(), StatusCode::ACCEPTED);
+    assert!(
+        wait_until(Duration::from_secs(15), || fleet
+            .logs()
+            .contains("/signup/verify?token=")),
+        "no link shown:\n{}",
+        fleet.logs()
     );
     // Every service's log line reaches the one terminal, prefixed by its name.
     let logs = fleet.logs();

@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_DISPOSITION, COOKIE, LOCATION, ORIGIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::links::post_token;
 use super::login::{
     PASSWORD, bus_is_up, decode_part, login, me, refresh, sign_in, slow_catch_up, verified_account,
 };
@@ -324,19 +325,19 @@ on_both_databases! {
         assert!(old.iter().any(|m| m.contains("g***e@example.org")), "the new address is masked");
         let link = fleet.wait_for_mails("lovelace@example.org", 1);
         let token = link_param(&link[0], "token").unwrap();
-        assert_eq!(fleet.get(&format!("/profile/email/confirm?token={typo_link}")).status(), StatusCode::BAD_REQUEST, "voided");
+        assert_eq!(post_token(&fleet, "/profile/email/confirm", &typo_link).status(), StatusCode::BAD_REQUEST, "voided");
         assert_eq!(me(&fleet, &access).1["email"], "ada@example.org");
         assert_eq!(login(&fleet, "lovelace@example.org", PASSWORD).0, StatusCode::UNAUTHORIZED);
 
-        let confirmed = fleet.get(&format!("/profile/email/confirm?token={token}"));
+        let confirmed = post_token(&fleet, "/profile/email/confirm", &token);
         assert_eq!(confirmed.status(), StatusCode::OK);
         assert_eq!(me(&fleet, &access).1["email"], "lovelace@example.org");
         assert_eq!(me(&fleet, &access).1["email_verified"], true);
         assert_eq!(login(&fleet, "lovelace@example.org", PASSWORD).0, StatusCode::OK);
         assert_eq!(login(&fleet, "ada@example.org", PASSWORD).0, StatusCode::UNAUTHORIZED);
-        let again = fleet.get(&format!("/profile/email/confirm?token={token}"));
+        let again = post_token(&fleet, "/profile/email/confirm", &token);
         assert_eq!(again.status(), StatusCode::BAD_REQUEST, "single use");
-        assert_eq!(fleet.get("/profile/email/confirm?token=nonsense").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(post_token(&fleet, "/profile/email/confirm", "nonsense").status(), StatusCode::BAD_REQUEST);
 
         // A pending change does not survive a change of password (whoever asked for
         // it may have known the old one).
@@ -347,7 +348,7 @@ on_both_databases! {
         let token = link_param(&link[0], "token").unwrap();
         let (status, _) = call(&fleet, Method::POST, "/profile/password", &access, Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 2026"})));
         assert_eq!(status, StatusCode::NO_CONTENT);
-        assert_eq!(fleet.get(&format!("/profile/email/confirm?token={token}")).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(post_token(&fleet, "/profile/email/confirm", &token).status(), StatusCode::BAD_REQUEST);
         assert_eq!(me(&fleet, &access).1["email"], "lovelace@example.org");
     }
 

@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 
+use super::links::{post_form, post_token};
 use super::*;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -22,7 +23,7 @@ fn signup(fleet: &Fleet, body: Value) -> (StatusCode, Value) {
 }
 
 fn verify(fleet: &Fleet, token: &str) -> (StatusCode, Value) {
-    let response = fleet.get(&format!("/signup/verify?token={token}"));
+    let response = post_token(fleet, "/signup/verify", token);
     let status = response.status();
     (status, response.json().unwrap())
 }
@@ -134,12 +135,17 @@ on_both_databases! {
         assert_eq!(good.headers()[LOCATION], "/signup/check-email");
         assert_eq!(fleet.get_html("/signup/check-email").status(), StatusCode::OK);
         let token = link_param(&fleet.wait_for_mails("ada@example.org", 1)[0], "token").unwrap();
-        let done = fleet.get_html(&format!("/signup/verify?token={token}"));
+        // Opening the link shows a button; its form spends the link.
+        let page = fleet.get_html(&format!("/signup/verify?token={token}"));
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().unwrap().contains(&format!("name=\"token\" value=\"{token}\"")));
+        let done = post_form(&fleet, "/signup/verify", &[("token", token.as_str())]);
         assert_eq!(done.status(), StatusCode::OK);
         assert!(done.text().unwrap().contains("Your email address is confirmed"));
-        let again = fleet.get_html(&format!("/signup/verify?token={token}"));
+        let again = post_form(&fleet, "/signup/verify", &[("token", token.as_str())]);
         assert_eq!(again.status(), StatusCode::BAD_REQUEST);
         assert!(again.text().unwrap().contains("href=\"/signup/resend\""));
+        assert_eq!(fleet.get_html(&format!("/signup/verify?token={token}")).status(), StatusCode::BAD_REQUEST);
     }
 
     fn expired_and_unknown_links_are_refused_and_a_new_one_can_be_had(db: TestDb) {
