@@ -87,10 +87,12 @@ pub fn update_profile(
 ) -> QueryResult<Updated> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        if let Some(Some(username)) = &patch.username
-            && User::username_taken(conn, username.as_ref(), Some(user_id))?
-        {
-            return Ok(Updated::UsernameTaken);
+        if let Some(Some(username)) = &patch.username {
+            // An account whose address is not confirmed does not keep a username.
+            User::release_unconfirmed_username(conn, username.as_ref(), Some(user_id), now)?;
+            if User::username_taken(conn, username.as_ref(), Some(user_id))? {
+                return Ok(Updated::UsernameTaken);
+            }
         }
         let changes = ProfileChanges {
             username: patch

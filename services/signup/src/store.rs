@@ -66,11 +66,14 @@ pub fn register(
         let now = flotilla_jobs::now();
         // The username first, for every address: a taken one is refused the same way
         // whether or not the address has an account (usernames are public, so an
-        // answer that depended on the address would tell whether it has one).
-        if let Some(username) = &account.username
-            && User::username_taken(conn, username.as_ref(), None)?
-        {
-            return Ok(Registered::UsernameTaken);
+        // answer that depended on the address would tell whether it has one). Only a
+        // confirmed account keeps one: unconfirmed ones let it go, whether or not
+        // this signup goes on to create an account.
+        if let Some(username) = &account.username {
+            User::release_unconfirmed_username(conn, username.as_ref(), None, now)?;
+            if User::username_taken(conn, username.as_ref(), None)? {
+                return Ok(Registered::UsernameTaken);
+            }
         }
         if let Some(User {
             id: user_id,
