@@ -467,6 +467,7 @@ pub async fn forgot(
     state: web::Data<State>,
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
+    let even = flotilla_auth::EvenTime::start();
     login.auth.check_same_origin_with(&req, false)?;
     let lookup = input.parse(
         |raw| {
@@ -476,14 +477,15 @@ pub async fn forgot(
         pages::forgot_again,
     )?;
     let (config, who) = (login.config.clone(), origin(&req, &ctx));
-    let queued = blocking(&state, move |conn| {
+    blocking(&state, move |conn| {
         store::request_reset(conn, &config, &lookup, &who)
     })
     .await?;
-    if queued {
-        login.wake.wake("email");
-    }
-    // The same answer whether or not the address has an account.
+    // The worker is woken whether or not a mail was queued (a pass that finds nothing
+    // is cheap), so that its work next to this answer does not tell either.
+    login.wake.wake("email");
+    // The same answer whether or not the address has an account, no sooner either.
+    even.finish().await;
     let status = json!({
         "status": "reset_sent",
         "message": "If an account uses this address, a reset link is on its way.",

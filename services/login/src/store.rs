@@ -426,42 +426,56 @@ pub fn request_reset(
 ) -> QueryResult<bool> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let Some(account) = account_by_email(conn, lookup)? else {
-            return Ok(false);
+        let account = account_by_email(conn, lookup)?;
+        let sent = match &account {
+            Some(account) => send_reset_link(conn, config, account, origin, now)?,
+            None => false,
         };
-        if account.is_disabled() {
-            return Ok(false);
-        }
-        if email_link::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
-            return Ok(false);
-        }
-        let Issued { token, hash } = email_link::issue(
-            conn,
-            &account.id,
-            RESET,
-            &account.email,
-            config.reset_ttl,
-            now,
-        )?;
-        let mail = Mail {
-            to: account.email.clone(),
-            message: Message::PasswordReset {
-                link: format!("{}/login/reset?token={token}", config.public_url),
-                valid_minutes: config.reset_ttl.num_minutes(),
-                client_addr: Some(origin.client_addr.clone()),
-            },
-        };
-        let job = NewJob::new(mail, format!("password_reset:{}", &hash[..32]));
-        flotilla_jobs::enqueue(conn, &job)?;
-        record(
-            conn,
-            AuthEventKind::PasswordResetRequested,
-            Some(&account.id),
-            None,
-            origin,
-        )?;
-        Ok(true)
+        // Every request is recorded (with the account, when the address has one), so
+        // that an address without an account costs a write too and its answer takes
+        // as long; the address's sign-in key ties the row to it for the purge.
+        let login_key = flotilla_auth::token_hash(lookup);
+        let user_id = account.as_ref().map(|a| a.id.as_str());
+        let kind = AuthEventKind::PasswordResetRequested;
+        record(conn, kind, user_id, Some(&login_key), origin)?;
+        Ok(sent)
     })
+}
+
+/// Issues a reset link and queues its mail, unless the account is disabled or had
+/// one less than a minute ago. Returns whether it did.
+fn send_reset_link(
+    conn: &mut AnyConnection,
+    config: &LoginConfig,
+    account: &User,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    if account.is_disabled() {
+        return Ok(false);
+    }
+    if email_link::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
+        return Ok(false);
+    }
+    let Issued { token, hash } = email_link::issue(
+        conn,
+        &account.id,
+        RESET,
+        &account.email,
+        config.reset_ttl,
+        now,
+    )?;
+    let mail = Mail {
+        to: account.email.clone(),
+        message: Message::PasswordReset {
+            link: format!("{}/login/reset?token={token}", config.public_url),
+            valid_minutes: config.reset_ttl.num_minutes(),
+            client_addr: Some(origin.client_addr.clone()),
+        },
+    };
+    let job = NewJob::new(mail, format!("password_reset:{}", &hash[..32]));
+    flotilla_jobs::enqueue(conn, &job)?;
+    Ok(true)
 }
 
 /// What a reset token is worth, without using it.

@@ -321,6 +321,12 @@ pub async fn email(
         let error = Error::invalid("new_email", "is already the address of this account");
         return Err(refused(&state, &who, &input, "email", error).await);
     }
+    // Once a minute, checked before the password: a flood of requests costs no hash.
+    let id = who.claims.sub.clone();
+    if let Some(wait_secs) = read(&state, move |conn| store::email_change_wait(conn, &id)).await? {
+        let error = ProfileError::EmailChangeTooSoon { wait_secs }.into();
+        return Err(refused(&state, &who, &input, "email", error).await);
+    }
     let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "email", error).await);

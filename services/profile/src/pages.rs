@@ -55,6 +55,7 @@ fn kind_label(kind: &str) -> &str {
         K::LogoutAll => "Signed out everywhere",
         K::PasswordReset => "Password reset by email",
         K::PasswordResetRequested => "Password reset asked for",
+        K::VerificationRequested => "New confirmation link asked for",
         K::PasswordChanged => "Password changed",
         K::EmailChangeRequested => "Change of address asked for",
         K::EmailChanged => "Address changed",

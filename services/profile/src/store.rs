@@ -87,10 +87,12 @@ pub fn update_profile(
 ) -> QueryResult<Updated> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        if let Some(Some(username)) = &patch.username
-            && User::username_taken(conn, username.as_ref(), Some(user_id))?
-        {
-            return Ok(Updated::UsernameTaken);
+        if let Some(Some(username)) = &patch.username {
+            // An account whose address is not confirmed does not keep a username.
+            User::release_unconfirmed_username(conn, username.as_ref(), Some(user_id), now)?;
+            if User::username_taken(conn, username.as_ref(), Some(user_id))? {
+                return Ok(Updated::UsernameTaken);
+            }
         }
         let changes = ProfileChanges {
             username: patch
@@ -189,11 +191,22 @@ fn next_change_in(
     }))
 }
 
+/// The seconds until the account may ask for a change of address again, if it asked
+/// less than a minute ago: read before the password is checked, so that a flood of
+/// requests costs no hash. [`request_email_change`] checks again in its transaction
+/// (two requests racing).
+pub fn email_change_wait(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<i64>> {
+    next_change_in(conn, user_id, flotilla_jobs::now())
+}
+
 /// Starts a change of address. The address changes only when the link sent to the
 /// new one is used; the old one is told. A new request voids the links of earlier
 /// ones (a mistyped address stops mattering). If the new address is another
-/// account's, nothing is created and that account's owner is told instead (the
-/// answer is the same, the once-a-minute limit too).
+/// account's, the asker's account records the same pending link, whose token is
+/// mailed nowhere (it could not be used anyway: confirming a taken address is
+/// refused), and that account's owner is told instead: the answer, the notice to the
+/// old address, the activity and the export are the same either way, and so is the
+/// work done (a link issued, a mail queued).
 pub fn request_email_change(
     conn: &mut AnyConnection,
     config: &ProfileConfig,
@@ -216,9 +229,12 @@ pub fn request_email_change(
         email_link::void(conn, user_id, CHANGE_EMAIL, now)?;
         let old = email_of(conn, user_id)?;
         let owner = User::by_email(conn, &new_email.as_ref().to_lowercase())?;
+        let ttl = config.email_change_ttl;
+        let Issued { token, hash } =
+            email_link::issue(conn, user_id, CHANGE_EMAIL, new_email.as_ref(), ttl, now)?;
         match owner {
             Some(other) => tell_owner(conn, config, &other, now)?,
-            None => send_change_link(conn, config, user_id, new_email, now)?,
+            None => send_change_link(conn, config, new_email, &token, &hash, ttl)?,
         }
         let mail = Mail {
             to: old.clone(),
@@ -270,17 +286,15 @@ fn tell_owner(
     Ok(())
 }
 
-/// Issues the link that confirms a new address and mails it there.
+/// Mails the link that confirms a new address there.
 fn send_change_link(
     conn: &mut AnyConnection,
     config: &ProfileConfig,
-    user_id: &str,
     new_email: &EmailAddress,
-    now: NaiveDateTime,
+    token: &str,
+    hash: &str,
+    ttl: TimeDelta,
 ) -> QueryResult<()> {
-    let ttl = config.email_change_ttl;
-    let Issued { token, hash } =
-        email_link::issue(conn, user_id, CHANGE_EMAIL, new_email.as_ref(), ttl, now)?;
     let mail = Mail {
         to: new_email.as_ref().to_owned(),
         message: Message::EmailChangeVerify {

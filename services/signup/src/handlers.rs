@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_auth::{ClientOrigin, EvenTime};
 use flotilla_kit::html::respond as html;
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
@@ -139,17 +140,24 @@ pub async fn resend_form() -> HttpResponse {
 
 pub async fn resend(
     input: Input<ResendInput>,
+    ClientOrigin(from): ClientOrigin,
     state: web::Data<State>,
     signup: web::Data<Signup>,
 ) -> Result<HttpResponse, Error> {
+    let even = EvenTime::start();
     let email = input.parse(
         |raw| EmailAddress::parse(&raw.email).map_err(|problem| Error::invalid("email", problem)),
         pages::resend_again,
     )?;
     let config = signup.config.clone();
-    let queued = blocking(&state, move |conn| store::resend(conn, &config, &email)).await?;
-    if queued {
-        signup.wake.wake("email");
-    }
+    blocking(&state, move |conn| {
+        store::resend(conn, &config, &email, &from)
+    })
+    .await?;
+    // The worker is woken whether or not a mail was queued (a pass that finds nothing
+    // is cheap), so that its work next to this answer does not tell either.
+    signup.wake.wake("email");
+    // No sooner whether or not the address has an account.
+    even.finish().await;
     Ok(sent(&input))
 }

@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
 use flotilla_accounts::email_link::{self, Issued, Link};
-use flotilla_accounts::{LinkPurpose, NewUser, User};
-use flotilla_contracts::{Mail, Message};
+use flotilla_accounts::{LinkPurpose, NewUser, Origin, User};
+use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::{AnyConnection, diesel, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -19,7 +19,7 @@ pub enum Registered {
     New,
     /// The address had an account; its owner is told.
     Existing,
-    /// The username belongs to someone else.
+    /// The username belongs to someone else (checked before the address).
     UsernameTaken,
 }
 
@@ -64,6 +64,17 @@ pub fn register(
 ) -> QueryResult<Registered> {
     let outcome = write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        // The username first, for every address: a taken one is refused the same way
+        // whether or not the address has an account (usernames are public, so an
+        // answer that depended on the address would tell whether it has one). Only a
+        // confirmed account keeps one: unconfirmed ones let it go, whether or not
+        // this signup goes on to create an account.
+        if let Some(username) = &account.username {
+            User::release_unconfirmed_username(conn, username.as_ref(), None, now)?;
+            if User::username_taken(conn, username.as_ref(), None)? {
+                return Ok(Registered::UsernameTaken);
+            }
+        }
         if let Some(User {
             id: user_id,
             email: address,
@@ -81,11 +92,6 @@ pub fn register(
             let job = NewJob::new(mail, format!("signup_existing:{user_id}:{slot}"));
             flotilla_jobs::enqueue(conn, &job)?;
             return Ok(Registered::Existing);
-        }
-        if let Some(username) = &account.username
-            && User::username_taken(conn, username.as_ref(), None)?
-        {
-            return Ok(Registered::UsernameTaken);
         }
         let user_id = new_id();
         NewUser {
@@ -137,24 +143,35 @@ pub fn verify(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Verifie
 }
 
 /// Sends a new link to an existing unverified account, at most once per interval.
-/// Returns whether one was queued (the caller answers the same either way).
+/// Returns whether one was queued (the caller answers the same either way). Every
+/// request is recorded (with the account, when the address has one), so that an
+/// address without an account costs a write too and its answer takes as long.
 pub fn resend(
     conn: &mut AnyConnection,
     config: &SignupConfig,
     email: &EmailAddress,
+    origin: &Origin,
 ) -> QueryResult<bool> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let Some(user) = user_by_email(conn, email)? else {
-            return Ok(false);
+        let user = user_by_email(conn, email)?;
+        let sent = match &user {
+            Some(user) if !user.is_verified() => {
+                let since = now - config.resend_interval;
+                let recent = email_link::issued_since(conn, &user.id, VERIFY, since)? > 0;
+                if !recent {
+                    send_verification(conn, config, &user.id, &user.email, now)?;
+                }
+                !recent
+            }
+            _ => false,
         };
-        if user.is_verified() {
-            return Ok(false);
-        }
-        if email_link::issued_since(conn, &user.id, VERIFY, now - config.resend_interval)? > 0 {
-            return Ok(false);
-        }
-        send_verification(conn, config, &user.id, &user.email, now)?;
-        Ok(true)
+        // The address's sign-in key ties the row to it for the purge.
+        let login_key = flotilla_auth::token_hash(&email.as_ref().to_lowercase());
+        let user_id = user.as_ref().map(|u| u.id.as_str());
+        let kind = AuthEventKind::VerificationRequested;
+        let event = origin.event(kind, user_id, Some(&login_key), None);
+        event.record(conn, now)?;
+        Ok(sent)
     })
 }

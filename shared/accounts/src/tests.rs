@@ -95,6 +95,17 @@ fn addresses_and_names_match_whatever_their_case() {
         assert_eq!(found.email, "Ada@Example.org");
         assert!(User::username_taken(conn, "ada", None).unwrap());
         assert!(!User::username_taken(conn, "ada", Some("u1")).unwrap());
+        // Unconfirmed, ada's username is not reserved; confirmed, it is.
+        let now = flotilla_jobs::now();
+        assert_eq!(
+            User::release_unconfirmed_username(conn, "ada", Some("u1"), now).unwrap(),
+            0
+        );
+        assert_eq!(
+            User::release_unconfirmed_username(conn, "ada", None, now).unwrap(),
+            1
+        );
+        assert!(!User::username_taken(conn, "ada", None).unwrap());
         User::close(conn, "u1", flotilla_jobs::now()).unwrap();
         assert!(User::by_email(conn, "ada@example.org").unwrap().is_none());
         let freed = User::by_email_with_closed(conn, "deleted-u1@deleted.invalid").unwrap();

@@ -255,6 +255,29 @@ impl User {
         let taken: i64 = query.count().get_result(conn)?;
         Ok(taken > 0)
     }
+
+    /// Takes a username (already lower-case) from the accounts other than `except`
+    /// whose address is not confirmed yet: a username is reserved once its account's
+    /// address is confirmed. Otherwise an unconfirmed account would keep it from a
+    /// later signup, and that refusal (or its absence) would tell whether the address
+    /// of the earlier signup had an account already. Returns the accounts changed.
+    pub fn release_unconfirmed_username(
+        conn: &mut AnyConnection,
+        username: &str,
+        except: Option<&str>,
+        now: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        let held = users::table
+            .filter(lower_nullable(users::username).eq(username))
+            .filter(users::email_verified_at.is_null())
+            .filter(users::id.ne(except.unwrap_or("")));
+        diesel::update(held)
+            .set((
+                users::username.eq(None::<String>),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+    }
 }
 
 /// The fields of a new account; the rest take their defaults (role `user`, private).

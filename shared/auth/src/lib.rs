@@ -31,6 +31,8 @@
 //! - [`RequestOrigin::of`]: where a request comes from, as sessions and auth events
 //!   record it (the rows themselves are `flotilla-accounts`' models).
 //! - [`throttle`]: growing waits after failed password checks, per key.
+//! - [`even_time`]: a floor under answers that must not tell whether an address has
+//!   an account.
 
 pub mod access_token;
 mod auth;
@@ -39,6 +41,7 @@ mod cookies;
 mod csrf;
 mod deny_list;
 mod errors;
+pub mod even_time;
 mod extractors;
 mod key_refresh;
 pub mod keys;
@@ -54,6 +57,7 @@ pub use config::{AuthConfig, KeySource};
 pub use csrf::{CSRF_HEADER, same_origin};
 pub use deny_list::DenyList;
 pub use errors::AuthError;
+pub use even_time::EvenTime;
 pub use extractors::{
     Admin, Authenticated, CarriesCsrf, Credential, Submission, Verified, unauthorized,
 };

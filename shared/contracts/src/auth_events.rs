@@ -34,6 +34,7 @@ kinds! {
     Logout = "logout": "A session signed out.",
     LogoutAll = "logout_all": "Every session of the account signed out.",
     PasswordResetRequested = "password.reset_requested": "A reset link was asked for.",
+    VerificationRequested = "email.verification_requested": "A new confirmation link was asked for (signup's resend).",
     PasswordReset = "password.reset": "The password was reset with a link.",
     PasswordChanged = "password.changed": "The password was changed by its owner.",
     PasswordCheckFailed = "password.check_failed": "A wrong current password on a route that asks for it.",

@@ -91,14 +91,24 @@ struct Value {
 }
 
 impl TestDb {
+    /// A connection to the SQLite file that waits for the services' writers, as they
+    /// wait for each other, instead of failing with "database is locked".
+    fn sqlite_connection(&self) -> SqliteConnection {
+        let path = self.url.trim_start_matches("sqlite://");
+        let mut conn = SqliteConnection::establish(path).unwrap();
+        diesel::sql_query("PRAGMA busy_timeout = 5000")
+            .execute(&mut conn)
+            .unwrap();
+        conn
+    }
+
     /// Runs a query whose one column is named `v` and is text; for tests that check
     /// what the services stored.
     pub fn strings(&self, sql: &str) -> Vec<String> {
         let rows: Vec<Value> = if self.postgres_backend {
             diesel::sql_query(sql).load(&mut PgConnection::establish(&self.url).unwrap())
         } else {
-            let path = self.url.trim_start_matches("sqlite://");
-            diesel::sql_query(sql).load(&mut SqliteConnection::establish(path).unwrap())
+            diesel::sql_query(sql).load(&mut self.sqlite_connection())
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.into_iter().map(|r| r.v).collect()
@@ -109,8 +119,7 @@ impl TestDb {
         if self.postgres_backend {
             diesel::sql_query(sql).execute(&mut PgConnection::establish(&self.url).unwrap())
         } else {
-            let path = self.url.trim_start_matches("sqlite://");
-            diesel::sql_query(sql).execute(&mut SqliteConnection::establish(path).unwrap())
+            diesel::sql_query(sql).execute(&mut self.sqlite_connection())
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }

@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 }
 
 mod binaries;
+mod enumeration;
 mod faults;
 mod links;
 mod login;
