@@ -26,9 +26,9 @@ pub struct AuthConfig {
     pub keys: KeySource,
     /// `FLOTILLA_REVOCATION_CATCHUP_SECS` (default 5).
     pub catch_up: Duration,
-    /// `FLOTILLA_BUS_EVENTS_IN` / `_OUT`: the worker's forwarder.
-    pub events_in: String,
-    pub events_out: String,
+    /// `FLOTILLA_BUS_EVENTS_IN` / `_OUT`: the worker's forwarder (and the bus secret).
+    pub events_in: flotilla_bus::BusEndpoint,
+    pub events_out: flotilla_bus::BusEndpoint,
     pub public_url: String,
     pub secure_cookies: bool,
 }

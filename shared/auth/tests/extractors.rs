@@ -10,13 +10,14 @@ use flotilla_auth::{Admin, Auth, AuthConfig, Authenticated, KeySource, TokenSett
 use flotilla_db::{DatabaseUrl, PoolConfig};
 use std::time::Duration;
 
-fn free_endpoint() -> String {
+fn free_endpoint() -> flotilla_bus::BusEndpoint {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    format!("tcp://127.0.0.1:{port}")
+    let secret = flotilla_bus::BusSecret::from_bytes(&[3; 32]).unwrap();
+    flotilla_bus::BusEndpoint::new(&format!("tcp://127.0.0.1:{port}"), &secret)
 }
 
 fn claims(settings: &TokenSettings, role: &str, verified: bool) -> Claims {

@@ -26,7 +26,7 @@ on_both_databases! {
     fn a_wake_up_over_zeromq_starts_a_pass(db: TestDb) {
         let fleet = Fleet::builder(db).env("FLOTILLA_WORKER_POLL_MS", "3600000").start();
         assert_eq!(passes(&fleet, "wake"), 0);
-        let endpoint = fleet.env_var("FLOTILLA_BUS_WAKE").to_owned();
+        let endpoint = fleet.bus_endpoint("FLOTILLA_BUS_WAKE");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let mut waker = flotilla_bus::Waker::connect(&endpoint).await.unwrap();
