@@ -24,6 +24,9 @@ pub enum KeySource {
 pub struct AuthConfig {
     pub tokens: TokenSettings,
     pub keys: KeySource,
+    /// `FLOTILLA_JWKS_CA_FILE`: the certificate authorities (PEM) that alone are
+    /// trusted for an https JWKS URL; none means the system's.
+    pub jwks_ca: Vec<reqwest::Certificate>,
     /// `FLOTILLA_REVOCATION_CATCHUP_SECS` (default 5).
     pub catch_up: Duration,
     /// `FLOTILLA_BUS_EVENTS_IN` / `_OUT`: the worker's forwarder (and the bus secret).
@@ -46,13 +49,27 @@ impl AuthConfig {
             None => KeySource::Jwks(env.parse(
                 "FLOTILLA_JWKS_URL",
                 "http://127.0.0.1:7102/login/.well-known/jwks.json".to_owned(),
-                "an http:// URL of login's /login/.well-known/jwks.json",
-                |v| v.starts_with("http://").then(|| v.to_owned()),
+                "an http:// or https:// URL of login's /login/.well-known/jwks.json",
+                |v| {
+                    let rest = v
+                        .strip_prefix("https://")
+                        .or_else(|| v.strip_prefix("http://"))?;
+                    (!rest.is_empty()).then(|| v.to_owned())
+                },
             )?),
+        };
+        let jwks_ca = match env.raw("FLOTILLA_JWKS_CA_FILE") {
+            None => Vec::new(),
+            Some(path) => read_ca_file(&path).map_err(|expected| ConfigError {
+                variable: "FLOTILLA_JWKS_CA_FILE".into(),
+                value: path,
+                expected,
+            })?,
         };
         Ok(Self {
             tokens: TokenSettings::from_env(env, &kit.public_url)?,
             keys,
+            jwks_ca,
             catch_up: Duration::from_secs(env.number(
                 "FLOTILLA_REVOCATION_CATCHUP_SECS",
                 5,
@@ -64,4 +81,15 @@ impl AuthConfig {
             secure_cookies: kit.is_https(),
         })
     }
+}
+
+/// The certificates of a PEM file (one or more), or what is wrong with it.
+fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("a readable PEM file ({e})"))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("a PEM file of certificates ({e})"))?;
+    if certificates.is_empty() {
+        return Err("a PEM file holding at least one certificate".into());
+    }
+    Ok(certificates)
 }

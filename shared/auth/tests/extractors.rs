@@ -62,6 +62,7 @@ async fn each_extractor_admits_exactly_whom_it_names() {
     let config = AuthConfig {
         tokens: settings.clone(),
         keys: KeySource::Local,
+        jwks_ca: Vec::new(),
         catch_up: Duration::from_secs(60),
         events_in: free_endpoint(),
         events_out: free_endpoint(),
