@@ -155,11 +155,11 @@ impl Fleet {
         let mut proc = Proc::spawn(name, command);
         let addr = proc.wait_listening(START_TIMEOUT);
         if name == "login" {
-            // The other services fetch the public keys from login directly.
-            self.env.insert(
-                "FLOTILLA_JWKS_URL".to_owned(),
-                format!("http://{addr}/login/.well-known/jwks.json"),
-            );
+            // The other services fetch the public keys from login directly, unless the
+            // test named another URL (login comes back on the same address).
+            self.env
+                .entry("FLOTILLA_JWKS_URL".to_owned())
+                .or_insert_with(|| format!("http://{addr}/login/.well-known/jwks.json"));
         }
         self.services.insert(name, (proc, addr));
     }
