@@ -40,7 +40,7 @@ impl BusSecret {
     /// [`MIN_SECRET_BYTES`] bytes, so 64 digits.
     pub fn from_hex(text: &str) -> Option<Self> {
         let text = text.trim();
-        if text.len() % 2 != 0 || text.len() < 2 * MIN_SECRET_BYTES {
+        if !text.len().is_multiple_of(2) || text.len() < 2 * MIN_SECRET_BYTES {
             return None;
         }
         let bytes = (0..text.len())
