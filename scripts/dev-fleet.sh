@@ -24,6 +24,7 @@ mkdir -p -m 711 "$FLOTILLA_DATA_DIR"
 if [ "$FLOTILLA_DATA_DIR" = "$root/var" ]; then
     chmod go-rw "$root/var"
     for file in "$root"/var/flotilla.db*; do [ -f "$file" ] && chmod go-rwx "$file"; done
+    [ -d "$root/var/mail" ] && chmod 700 "$root/var/mail"
 fi
 FLOTILLA_DATA_DIR=$(cd "$FLOTILLA_DATA_DIR" && pwd)
 run_dir=$FLOTILLA_DATA_DIR/run

@@ -103,6 +103,8 @@ on_both_databases! {
         let at = Instant::now();
         assert_eq!(super::login::bearer_post(&fleet, "/login/logout", &access), StatusCode::NO_CONTENT);
         super::login::refused_within(&fleet, &access, at, Duration::from_secs(1));
+        // The mails (live links) are in a folder of the worker's alone.
+        assert_eq!(mode(&fleet.data_dir().join("mail")), 0o700);
         // An answer over http carries no HSTS.
         assert!(fleet.get("/login/health").headers().get(STRICT_TRANSPORT_SECURITY).is_none());
     }
