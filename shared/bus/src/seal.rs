@@ -181,13 +181,17 @@ static REJECTED: [[AtomicU64; 3]; 2] = [
     [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
 ];
 
+/// Counts a dropped message; logs the 1st, 2nd, 4th, 8th … of each kind and reason, so
+/// that a flood of forgeries cannot flood the log (the metric has every one).
 fn count(kind: Kind, reason: Reason) {
-    REJECTED[kind as usize][reason.index()].fetch_add(1, Ordering::Relaxed);
-    log::warn!(
-        "dropped a bus {} that failed its check ({})",
-        kind.label(),
-        reason.label()
-    );
+    let n = REJECTED[kind as usize][reason.index()].fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        log::warn!(
+            "dropped a bus {} that failed its check ({}; {n} so far)",
+            kind.label(),
+            reason.label()
+        );
+    }
 }
 
 /// Every (kind, reason) with the number of messages this process dropped for it, for
