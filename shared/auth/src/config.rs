@@ -58,7 +58,9 @@ impl AuthConfig {
                 },
             )?),
         };
+        // Read only where it serves: login and a JWKS file need no CA.
         let jwks_ca = match env.raw("FLOTILLA_JWKS_CA_FILE") {
+            _ if !matches!(keys, KeySource::Jwks(_)) => Vec::new(),
             None => Vec::new(),
             Some(path) => read_ca_file(&path).map_err(|expected| ConfigError {
                 variable: "FLOTILLA_JWKS_CA_FILE".into(),
@@ -92,4 +94,47 @@ fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
         return Err("a PEM file holding at least one certificate".into());
     }
     Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)], local_keys: bool) -> Result<AuthConfig, ConfigError> {
+        let mut map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.insert("FLOTILLA_BUS_SECRET".into(), "ab".repeat(32));
+        let env = Env::from_fn(|k| map.get(k).cloned());
+        let kit = Config::from_env(&env, "profile", 7103)?;
+        AuthConfig::from_env(&env, &kit, local_keys)
+    }
+
+    #[test]
+    fn the_jwks_url_may_be_https_and_its_ca_file_is_checked() {
+        let url = "https://login.internal/login/.well-known/jwks.json";
+        let config = load(&[("FLOTILLA_JWKS_URL", url)], false).unwrap();
+        assert_eq!(config.keys, KeySource::Jwks(url.into()));
+        assert!(config.jwks_ca.is_empty());
+        let err = load(&[("FLOTILLA_JWKS_URL", "ftp://login/jwks.json")], false).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_JWKS_URL");
+
+        let missing = [("FLOTILLA_JWKS_CA_FILE", "/nonexistent/ca.pem")];
+        let err = load(&missing, false).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_JWKS_CA_FILE");
+        assert!(err.to_string().contains("readable PEM file"), "{err}");
+        let not_pem = std::env::temp_dir().join(format!("flotilla-ca-{}.pem", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let err = load(
+            &[("FLOTILLA_JWKS_CA_FILE", not_pem.to_str().unwrap())],
+            false,
+        );
+        assert_eq!(err.unwrap_err().variable, "FLOTILLA_JWKS_CA_FILE");
+        std::fs::remove_file(&not_pem).unwrap();
+        // Login verifies with its own keys: the CA of the host's env file is not its.
+        assert!(load(&missing, true).is_ok());
+    }
 }
