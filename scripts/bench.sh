@@ -40,6 +40,9 @@ trap cleanup EXIT
 # nginx's per-address limit on signups and logins is raised far above it, so that the
 # figures measure the services rather than the limit.
 mkdir -p "$dir/logs"
+# One bus secret for the fleet, the PostgreSQL worker and the queue bench that wakes them.
+FLOTILLA_BUS_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export FLOTILLA_BUS_SECRET
 FLOTILLA_DATA_DIR=$dir FLOTILLA_HTTP_PORT=$port FLOTILLA_FLEET_LOG_DIR=$dir/logs \
     FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
     scripts/dev-fleet.sh >"$dir/fleet.log" 2>&1 &

@@ -18,7 +18,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 port=${FLOTILLA_HTTP_PORT:-8080}
 bin=${FLOTILLA_BIN_DIR:-$root/target/release}
 export FLOTILLA_DATA_DIR=${FLOTILLA_DATA_DIR:-$root/var}
-mkdir -p "$FLOTILLA_DATA_DIR"
+# The data folder holds secrets (database, keys, bus secret): others may pass through
+# to the static site, never list or read (the services refuse a folder open to them).
+# The checkout's own var/, made before that rule, is brought in line here.
+mkdir -p -m 711 "$FLOTILLA_DATA_DIR"
+if [ "$FLOTILLA_DATA_DIR" = "$root/var" ]; then
+    chmod go-rw "$root/var"
+    for file in "$root"/var/flotilla.db*; do [ -f "$file" ] && chmod go-rwx "$file"; done
+    [ -d "$root/var/mail" ] && chmod 700 "$root/var/mail"
+fi
 FLOTILLA_DATA_DIR=$(cd "$FLOTILLA_DATA_DIR" && pwd)
 run_dir=$FLOTILLA_DATA_DIR/run
 services=(worker signup login profile admin)

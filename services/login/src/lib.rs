@@ -66,8 +66,8 @@ pub struct LoginConfig {
     /// `FLOTILLA_LOGIN_NEW_DEVICE_EMAIL` (default false): mail the account's owner when
     /// it is signed in to from a browser it has not signed in from before.
     pub new_device_email: bool,
-    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
-    pub wake: String,
+    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups (and the bus secret).
+    pub wake: flotilla_bus::BusEndpoint,
 }
 
 impl LoginConfig {

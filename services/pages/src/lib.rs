@@ -31,8 +31,8 @@ pub struct PagesConfig {
     /// `DATABASE_URL` (default the SQLite file under `FLOTILLA_DATA_DIR`).
     pub database: PoolConfig,
     /// `FLOTILLA_BUS_EVENTS_OUT` (default `tcp://127.0.0.1:7112`): where `watch` hears
-    /// of changed accounts.
-    pub events_out: String,
+    /// of changed accounts (and the bus secret).
+    pub events_out: flotilla_bus::BusEndpoint,
     /// `FLOTILLA_PAGES_CATCHUP_SECS` (default 30): how often `watch` reads the accounts
     /// changed since its last pass, for changes whose event it missed.
     pub catch_up: Duration,
@@ -329,6 +329,7 @@ mod tests {
             "DATABASE_URL" => Some(db.url().to_owned()),
             "FLOTILLA_PAGES_OUT" => Some(out.display().to_string()),
             "FLOTILLA_SITE_NAME" => Some(site_name.to_owned()),
+            "FLOTILLA_BUS_SECRET" => Some("ab".repeat(32)),
             _ => None,
         });
         PagesConfig::from_env(&env).unwrap()
@@ -475,7 +476,11 @@ mod tests {
 
     #[test]
     fn the_output_folder_follows_the_data_folder() {
-        let env = Env::from_fn(|k| (k == "FLOTILLA_DATA_DIR").then(|| "/srv/flotilla".to_string()));
+        let env = Env::from_fn(|k| match k {
+            "FLOTILLA_DATA_DIR" => Some("/srv/flotilla".to_string()),
+            "FLOTILLA_BUS_SECRET" => Some("ab".repeat(32)),
+            _ => None,
+        });
         assert_eq!(
             PagesConfig::from_env(&env).unwrap().out,
             PathBuf::from("/srv/flotilla/www")

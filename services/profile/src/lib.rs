@@ -50,8 +50,8 @@ pub struct ProfileConfig {
     pub passwords: PasswordSettings,
     /// `FLOTILLA_EMAIL_CHANGE_TOKEN_HOURS` (24): how long a new address's link works.
     pub email_change_ttl: TimeDelta,
-    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
-    pub wake: String,
+    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups (and the bus secret).
+    pub wake: flotilla_bus::BusEndpoint,
     /// Wrong current passwords allowed before checks are delayed (the sign-in
     /// throttle's `FLOTILLA_LOGIN_*` settings).
     pub throttle: ThrottleSettings,

@@ -48,8 +48,8 @@ pub struct SignupConfig {
     pub token_ttl: TimeDelta,
     /// At most one new link per address per this interval (one minute).
     pub resend_interval: TimeDelta,
-    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups.
-    pub wake: String,
+    /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups (and the bus secret).
+    pub wake: flotilla_bus::BusEndpoint,
 }
 
 impl SignupConfig {

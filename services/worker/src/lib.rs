@@ -334,8 +334,18 @@ mod tests {
         let err = WorkerConfig::from_env(&Env::from_fn(|k| vars.get(k).map(|v| v.to_string())))
             .unwrap_err();
         assert_eq!(err.variable, "FLOTILLA_BUS_WAKE");
-        let defaults = WorkerConfig::from_env(&Env::from_fn(|_| None)).unwrap();
-        assert_eq!(defaults.bus, BusConfig::default());
+        let secret = "ab".repeat(32);
+        let defaults = WorkerConfig::from_env(&Env::from_fn(|k| {
+            (k == "FLOTILLA_BUS_SECRET").then(|| secret.clone())
+        }))
+        .unwrap();
+        assert_eq!(defaults.bus.wake.address, BusConfig::DEFAULT_WAKE);
+        assert_eq!(defaults.bus.events_in.address, BusConfig::DEFAULT_EVENTS_IN);
+        assert_eq!(
+            defaults.bus.events_out.address,
+            BusConfig::DEFAULT_EVENTS_OUT
+        );
+        assert!(defaults.bus.is_loopback());
         assert_eq!(defaults.poll, Duration::from_secs(2));
     }
 }

@@ -269,7 +269,9 @@ fn write_file(
     message: &lettre::Message,
     mail: &Mail,
 ) -> Result<(), Failure> {
-    std::fs::create_dir_all(dir)
+    // The mails hold live links: the folder is its owner's alone (0700).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
         .map_err(|e| Failure::Temporary(format!("cannot create {}: {e}", dir.display())))?;
     let name = id.trim_matches(['<', '>']).replace('@', "_at_");
     let path = dir.join(format!("{name}.eml"));

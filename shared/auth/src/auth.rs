@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access_token::{self, Claims, TokenError, TokenSettings};
-use crate::key_refresh::{self, KeyMap, Refetch};
+use crate::key_refresh::{self, FetchClock, KeyMap, Refetch};
 use crate::keys::KeyRing;
 use crate::revocation;
 use crate::token_cache::VerifiedTokens;
@@ -29,6 +29,8 @@ struct Inner {
     denied: Arc<DenyList>,
     /// Asks the background thread to fetch the keys again (answered when done).
     refetch: mpsc::Sender<Refetch>,
+    /// When the background thread last fetched the keys.
+    fetched: FetchClock,
     caught_up: AtomicBool,
     publisher: EventPublisher,
     _subscriber: EventSubscriber,
@@ -52,6 +54,7 @@ impl Auth {
                 verified: VerifiedTokens::default(),
                 denied,
                 refetch,
+                fetched: FetchClock::default(),
                 caught_up: AtomicBool::new(false),
                 publisher: EventPublisher::start(&config.events_in)?,
                 _subscriber: subscriber,
@@ -105,6 +108,10 @@ impl Auth {
             .unwrap_or(false)
     }
 
+    pub(crate) fn fetched(&self) -> &FetchClock {
+        &self.inner.fetched
+    }
+
     pub(crate) fn deny_list(&self) -> &DenyList {
         &self.inner.denied
     }
@@ -126,7 +133,8 @@ impl Auth {
     }
 
     /// Checks a token: signature by a known key (refetching the keys once for an
-    /// unknown `kid`), claims, and the session not revoked.
+    /// unknown `kid`, unless they were fetched in the last 2 s: then it is refused at
+    /// once), claims, and the session not revoked.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Utc::now().timestamp();
@@ -140,6 +148,9 @@ impl Auth {
         let kid = access_token::key_id(token)?;
         let key = match self.key(&kid) {
             Some(key) => key,
+            None if self.inner.fetched.is_recent(std::time::Instant::now()) => {
+                return Err(TokenError::UnknownKey(kid));
+            }
             None => {
                 self.refetch_keys().await;
                 self.key(&kid).ok_or(TokenError::UnknownKey(kid))?

@@ -18,6 +18,35 @@ use crate::{Auth, KeySource};
 const KEY_REFRESH: Duration = Duration::from_secs(300);
 const MIN_REFETCH: Duration = Duration::from_secs(2);
 
+/// When the keys were last fetched. A token naming an unknown `kid` within
+/// `MIN_REFETCH` of a fetch is refused at once: the keys are as fresh as they may be,
+/// so holding the request for another fetch would only hold it.
+#[derive(Default)]
+pub(crate) struct FetchClock {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl FetchClock {
+    pub(crate) fn mark(&self) {
+        self.mark_at(Instant::now());
+    }
+
+    fn mark_at(&self, at: Instant) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(at);
+        }
+    }
+
+    /// Whether the keys were fetched less than `MIN_REFETCH` before `now`.
+    pub(crate) fn is_recent(&self, now: Instant) -> bool {
+        self.last
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| now.saturating_duration_since(at) < MIN_REFETCH)
+    }
+}
+
 /// The known public keys, by `kid`.
 pub(crate) type KeyMap = HashMap<String, Arc<DecodingKey>>;
 
@@ -34,7 +63,7 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         }
         return;
     }
-    let Some(client) = jwks_client() else {
+    let Some(client) = jwks_client(&auth.config().jwks_ca) else {
         return;
     };
     let mut last: Option<Instant> = None;
@@ -44,6 +73,7 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         if is_due(last, have_keys, !waiting.is_empty()) {
             last = Some(Instant::now());
             refresh(&auth, &client, &source, have_keys).await;
+            auth.fetched().mark();
             for done in waiting.drain(..) {
                 let _ = done.send(());
             }
@@ -64,10 +94,18 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
     }
 }
 
-fn jwks_client() -> Option<reqwest::Client> {
-    reqwest::Client::builder()
+/// The JWKS client: http or https (OpenSSL through native-tls), trusting only the
+/// authorities of `FLOTILLA_JWKS_CA_FILE` when it is set, else the system's.
+fn jwks_client(ca: &[reqwest::Certificate]) -> Option<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(3));
+    let builder = if ca.is_empty() {
+        builder
+    } else {
+        builder.tls_certs_only(ca.iter().cloned())
+    };
+    builder
         .build()
         .map_err(|e| log::error!("cannot make the JWKS client: {e}"))
         .ok()
@@ -152,6 +190,17 @@ pub fn parse_jwks(text: &str) -> anyhow::Result<KeyMap> {
 mod tests {
     use super::*;
     use crate::keys::SigningKey;
+
+    #[test]
+    fn a_fetch_is_recent_for_min_refetch() {
+        let clock = FetchClock::default();
+        let start = Instant::now();
+        assert!(!clock.is_recent(start), "never fetched");
+        clock.mark_at(start);
+        assert!(clock.is_recent(start));
+        assert!(clock.is_recent(start + MIN_REFETCH - Duration::from_millis(1)));
+        assert!(!clock.is_recent(start + MIN_REFETCH));
+    }
 
     #[test]
     fn a_jwks_keeps_only_usable_ed25519_keys() {

@@ -128,17 +128,21 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Reads every `*.pem` of `dir` (a missing folder is an empty ring).
+    /// Reads every `*.pem` of `dir` (a missing folder is an empty ring); a folder or
+    /// key that group or others may use is refused ([`flotilla_kit::files::Refusal`]).
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
         };
+        // As ssh does with a private key: refused when other users may read it.
+        flotilla_kit::files::check_dir(dir, flotilla_kit::files::Access::Private)?;
         let mut keys = Vec::new();
         for entry in entries {
             let path = entry?.path();
             let Some(kid) = pem_kid(&path) else { continue };
+            flotilla_kit::files::check_file(&path)?;
             let pem = fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let key = SigningKey::from_pem(&kid, &pem)
@@ -272,6 +276,35 @@ mod tests {
         assert!(key.created().is_some());
         assert!(SigningKey::from_pem("x", "-----BEGIN PRIVATE KEY-----\nAAAA\n").is_err());
         assert!(SigningKey::from_pem("x", "hello").is_err());
+    }
+
+    #[test]
+    fn keys_open_to_other_users_are_refused_naming_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("modes");
+        let key = add(&dir).unwrap();
+        let path = dir.join(format!("{}.pem", key.kid));
+        let chmod =
+            |p: &Path, mode| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        chmod(&path, 0o644);
+        let err = KeyRing::load(&dir).unwrap_err();
+        assert!(err.downcast_ref::<flotilla_kit::files::Refusal>().is_some());
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        chmod(&path, 0o600);
+        chmod(&dir, 0o755);
+        let err = KeyRing::load(&dir).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 700 {}", dir.display())),
+            "{err}"
+        );
+        chmod(&dir, 0o700);
+        assert_eq!(KeyRing::load(&dir).unwrap().keys().len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

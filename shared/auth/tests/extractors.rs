@@ -10,13 +10,14 @@ use flotilla_auth::{Admin, Auth, AuthConfig, Authenticated, KeySource, TokenSett
 use flotilla_db::{DatabaseUrl, PoolConfig};
 use std::time::Duration;
 
-fn free_endpoint() -> String {
+fn free_endpoint() -> flotilla_bus::BusEndpoint {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    format!("tcp://127.0.0.1:{port}")
+    let secret = flotilla_bus::BusSecret::from_bytes(&[3; 32]).unwrap();
+    flotilla_bus::BusEndpoint::new(&format!("tcp://127.0.0.1:{port}"), &secret)
 }
 
 fn claims(settings: &TokenSettings, role: &str, verified: bool) -> Claims {
@@ -61,6 +62,7 @@ async fn each_extractor_admits_exactly_whom_it_names() {
     let config = AuthConfig {
         tokens: settings.clone(),
         keys: KeySource::Local,
+        jwks_ca: Vec::new(),
         catch_up: Duration::from_secs(60),
         events_in: free_endpoint(),
         events_out: free_endpoint(),

@@ -9,6 +9,11 @@
 //!   (`FLOTILLA_BUS_EVENTS_OUT`, default 7112). The worker forwards between them
 //!   ([`Forwarder`]); services use [`EventPublisher`] and [`EventSubscriber`], which
 //!   reconnect by themselves, so the worker may start after them or restart at any time.
+//! - **Seals**: every wake-up and event carries the time and an HMAC-SHA256 made with the
+//!   fleet's shared secret ([`seal`]); the worker's receiver and forwarder and every
+//!   subscriber drop and count what fails, so only holders of the secret can speak.
+
+mod seal;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,89 +21,165 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 pub use flotilla_contracts::{Event, EventTopic};
+pub use seal::{BusSecret, Kind, MAX_AGE, MIN_SECRET_BYTES, Reason, rejections};
 use zeromq::prelude::*;
 use zeromq::{
-    Endpoint, PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket, ZmqError,
-    ZmqMessage,
+    PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket, ZmqError, ZmqMessage,
 };
 
-/// The three addresses of the bus.
+/// The three addresses of the bus, each with the fleet's secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusConfig {
-    pub wake: String,
-    pub events_in: String,
-    pub events_out: String,
+    pub wake: BusEndpoint,
+    pub events_in: BusEndpoint,
+    pub events_out: BusEndpoint,
 }
 
-impl Default for BusConfig {
-    fn default() -> Self {
+impl BusConfig {
+    pub const DEFAULT_WAKE: &str = "tcp://127.0.0.1:7110";
+    pub const DEFAULT_EVENTS_IN: &str = "tcp://127.0.0.1:7111";
+    pub const DEFAULT_EVENTS_OUT: &str = "tcp://127.0.0.1:7112";
+
+    /// Whether every endpoint is on this host (then a secret made on the spot, shared
+    /// through the data folder, is enough).
+    pub fn is_loopback(&self) -> bool {
+        [&self.wake, &self.events_in, &self.events_out]
+            .iter()
+            .all(|e| e.is_loopback())
+    }
+}
+
+/// One ZeroMQ TCP endpoint of the bus and the secret its messages are sealed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEndpoint {
+    pub address: String,
+    pub secret: BusSecret,
+}
+
+impl BusEndpoint {
+    pub fn new(address: &str, secret: &BusSecret) -> Self {
         Self {
-            wake: "tcp://127.0.0.1:7110".into(),
-            events_in: "tcp://127.0.0.1:7111".into(),
-            events_out: "tcp://127.0.0.1:7112".into(),
+            address: address.to_owned(),
+            secret: secret.clone(),
         }
+    }
+
+    /// Whether the endpoint's host is a loopback address (or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        match self.address.parse::<zeromq::Endpoint>() {
+            Ok(zeromq::Endpoint::Tcp(zeromq::Host::Ipv4(ip), _)) => ip.is_loopback(),
+            Ok(zeromq::Endpoint::Tcp(zeromq::Host::Ipv6(ip), _)) => ip.is_loopback(),
+            Ok(zeromq::Endpoint::Tcp(zeromq::Host::Domain(name), _)) => name == "localhost",
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for BusEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address)
     }
 }
 
 /// Checks that `value` is a ZeroMQ TCP endpoint such as `tcp://127.0.0.1:7110`.
 pub fn parse_endpoint(value: &str) -> Option<String> {
-    let endpoint: Endpoint = value.parse().ok()?;
-    matches!(endpoint, Endpoint::Tcp(..)).then(|| value.to_owned())
+    let endpoint: zeromq::Endpoint = value.parse().ok()?;
+    matches!(endpoint, zeromq::Endpoint::Tcp(..)).then(|| value.to_owned())
+}
+
+/// The frames of `message` as byte slices.
+fn frames(message: &ZmqMessage) -> Vec<&[u8]> {
+    message.iter().map(|frame| frame.as_ref()).collect()
+}
+
+/// Checks a received message's seal (its last frame) for `expected` frames before it.
+fn open(secret: &BusSecret, kind: Kind, message: &ZmqMessage, expected: usize) -> bool {
+    let all = frames(message);
+    if all.len() != expected + 1 {
+        return secret.open(kind, &all, None);
+    }
+    let (body, seal) = all.split_at(expected);
+    secret.open(kind, body, seal.first().copied())
+}
+
+/// A message of `frames` (one or more) followed by their seal.
+fn sealed(secret: &BusSecret, kind: Kind, frames: &[&[u8]]) -> ZmqMessage {
+    let seal = secret.seal(kind, frames);
+    let (first, rest) = frames
+        .split_first()
+        .map_or((&b""[..], &[][..]), |(f, r)| (*f, r));
+    let mut message = ZmqMessage::from(first.to_vec());
+    for frame in rest {
+        message.push_back(frame.to_vec().into());
+    }
+    message.push_back(seal.into());
+    message
 }
 
 /// The worker's end of the wake-up path.
 pub struct WakeReceiver {
     socket: PullSocket,
+    secret: BusSecret,
     pub endpoint: String,
 }
 
 impl WakeReceiver {
-    pub async fn bind(endpoint: &str) -> anyhow::Result<Self> {
+    pub async fn bind(endpoint: &BusEndpoint) -> anyhow::Result<Self> {
         let mut socket = PullSocket::new();
         let bound = socket
-            .bind(endpoint)
+            .bind(&endpoint.address)
             .await
             .with_context(|| format!("cannot bind the wake-up socket on {endpoint}"))?;
         Ok(Self {
             socket,
+            secret: endpoint.secret.clone(),
             endpoint: bound.to_string(),
         })
     }
 
-    /// The next wake-up's topic (e.g. the job kind).
+    /// The next genuine wake-up's topic (e.g. the job kind); one without a good seal is
+    /// dropped and counted.
     pub async fn recv(&mut self) -> anyhow::Result<String> {
-        let message = self
-            .socket
-            .recv()
-            .await
-            .map_err(|e| anyhow!("wake-up socket: {e}"))?;
-        Ok(message
-            .get(0)
-            .map(|frame| String::from_utf8_lossy(frame).into_owned())
-            .unwrap_or_default())
+        loop {
+            let message = self
+                .socket
+                .recv()
+                .await
+                .map_err(|e| anyhow!("wake-up socket: {e}"))?;
+            if open(&self.secret, Kind::Wake, &message, 1) {
+                return Ok(message
+                    .get(0)
+                    .map(|frame| String::from_utf8_lossy(frame).into_owned())
+                    .unwrap_or_default());
+            }
+        }
     }
 }
 
 /// A writer's end of the wake-up path.
 pub struct Waker {
     socket: PushSocket,
+    secret: BusSecret,
 }
 
 impl Waker {
     /// Connects to the worker; fails only if the worker is not there *now*, and the
     /// caller may simply carry on without wake-ups.
-    pub async fn connect(endpoint: &str) -> anyhow::Result<Self> {
+    pub async fn connect(endpoint: &BusEndpoint) -> anyhow::Result<Self> {
         let mut socket = PushSocket::new();
-        tokio::time::timeout(Duration::from_secs(1), socket.connect(endpoint))
+        tokio::time::timeout(Duration::from_secs(1), socket.connect(&endpoint.address))
             .await
             .map_err(|_| anyhow!("timed out connecting to {endpoint}"))?
             .with_context(|| format!("cannot connect to {endpoint}"))?;
-        Ok(Self { socket })
+        Ok(Self {
+            socket,
+            secret: endpoint.secret.clone(),
+        })
     }
 
     /// Sends a wake-up, giving up after a short while (a PUSH with no peer waits).
     pub async fn wake(&mut self, topic: &str) -> bool {
-        let message = ZmqMessage::from(topic.to_owned());
+        let message = sealed(&self.secret, Kind::Wake, &[topic.as_bytes()]);
         matches!(
             tokio::time::timeout(Duration::from_millis(100), self.socket.send(message)).await,
             Ok(Ok(()))
@@ -116,9 +197,9 @@ pub struct WakeSender {
 }
 
 impl WakeSender {
-    pub fn start(endpoint: &str) -> anyhow::Result<Self> {
+    pub fn start(endpoint: &BusEndpoint) -> anyhow::Result<Self> {
         let (queue, mut pending) = tokio::sync::mpsc::channel::<String>(1024);
-        let endpoint = endpoint.to_owned();
+        let endpoint = endpoint.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -192,6 +273,7 @@ async fn connect_within<S: Socket>(socket: &mut S, endpoint: &str) -> anyhow::Re
 pub struct Forwarder {
     input: XSubSocket,
     output: XPubSocket,
+    secret: BusSecret,
     /// The bound input (XSUB) endpoint, with the real port when 0 was asked for.
     pub events_in: String,
     /// The bound output (XPUB) endpoint, with the real port when 0 was asked for.
@@ -199,10 +281,11 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub async fn bind(events_in: &str, events_out: &str) -> anyhow::Result<Self> {
+    /// Binds both sockets; events are sealed with `events_in`'s secret.
+    pub async fn bind(events_in: &BusEndpoint, events_out: &BusEndpoint) -> anyhow::Result<Self> {
         let mut input = XSubSocket::new();
         let bound_in = input
-            .bind(events_in)
+            .bind(&events_in.address)
             .await
             .with_context(|| format!("cannot bind the event input (XSUB) on {events_in}"))?;
         input
@@ -211,22 +294,25 @@ impl Forwarder {
             .context("cannot subscribe the event input to every topic")?;
         let mut output = XPubSocket::new();
         let bound_out = output
-            .bind(events_out)
+            .bind(&events_out.address)
             .await
             .with_context(|| format!("cannot bind the event output (XPUB) on {events_out}"))?;
         Ok(Self {
             input,
             output,
+            secret: events_in.secret.clone(),
             events_in: bound_in.to_string(),
             events_out: bound_out.to_string(),
         })
     }
 
-    /// Forwards until a socket fails as a whole; a failing peer is not an error.
+    /// Forwards until a socket fails as a whole; a failing peer is not an error. An
+    /// event without a good seal goes no further (and is counted).
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             mut input,
             mut output,
+            secret,
             ..
         } = self;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -234,7 +320,11 @@ impl Forwarder {
         loop {
             tokio::select! {
                 event = input.recv() => match event {
-                    Ok(event) => send_downstream(&mut output, event).await,
+                    Ok(event) => {
+                        if open(&secret, Kind::Event, &event, 2) {
+                            send_downstream(&mut output, event).await;
+                        }
+                    }
                     Err(ZmqError::NoMessage) => bail!("the event input (XSUB) closed"),
                     Err(e) => log::debug!("dropped an event publisher's connection: {e}"),
                 },
@@ -276,7 +366,10 @@ async fn send_downstream(output: &mut XPubSocket, message: ZmqMessage) {
 }
 
 /// Binds the event forwarder's two sockets and forwards until a socket fails.
-pub async fn run_forwarder(events_in: &str, events_out: &str) -> anyhow::Result<()> {
+pub async fn run_forwarder(
+    events_in: &BusEndpoint,
+    events_out: &BusEndpoint,
+) -> anyhow::Result<()> {
     Forwarder::bind(events_in, events_out).await?.run().await
 }
 
@@ -298,12 +391,13 @@ pub async fn run_forwarder(events_in: &str, events_out: &str) -> anyhow::Result<
 #[derive(Clone)]
 pub struct EventPublisher {
     queue: tokio::sync::mpsc::Sender<ZmqMessage>,
+    secret: BusSecret,
 }
 
 impl EventPublisher {
-    pub fn start(events_in: &str) -> anyhow::Result<Self> {
-        let endpoint = parse_endpoint(events_in)
-            .with_context(|| format!("not a ZeroMQ TCP endpoint: {events_in:?}"))?;
+    pub fn start(events_in: &BusEndpoint) -> anyhow::Result<Self> {
+        let endpoint = parse_endpoint(&events_in.address)
+            .with_context(|| format!("not a ZeroMQ TCP endpoint: {:?}", events_in.address))?;
         let (queue, pending) = tokio::sync::mpsc::channel::<ZmqMessage>(1024);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -313,7 +407,10 @@ impl EventPublisher {
             .name("flotilla-events-pub".into())
             .spawn(move || runtime.block_on(publish_queued(endpoint, pending)))
             .context("cannot start the event publisher's thread")?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue,
+            secret: events_in.secret.clone(),
+        })
     }
 
     /// Queues an event (its topic, then its payload in the current version).
@@ -321,11 +418,10 @@ impl EventPublisher {
         self.publish(event.topic().as_str(), &event.encode());
     }
 
-    /// Queues a two-frame message `[topic, payload]`; subscribers filter on the topic's
+    /// Queues a message `[topic, payload, seal]`; subscribers filter on the topic's
     /// beginning.
     pub fn publish(&self, topic: &str, payload: &[u8]) {
-        let mut message = ZmqMessage::from(topic.to_owned());
-        message.push_back(payload.to_vec().into());
+        let message = sealed(&self.secret, Kind::Event, &[topic.as_bytes(), payload]);
         let _ = self.queue.try_send(message);
     }
 }
@@ -409,7 +505,11 @@ pub struct EventSubscriber {
 impl EventSubscriber {
     /// Subscribes to the events whose topics begin with one of `prefixes`, decoded
     /// ([`Event::decode`]); one this release cannot read is logged and skipped.
-    pub fn events<F>(events_out: &str, prefixes: &[&str], mut on_event: F) -> anyhow::Result<Self>
+    pub fn events<F>(
+        events_out: &BusEndpoint,
+        prefixes: &[&str],
+        mut on_event: F,
+    ) -> anyhow::Result<Self>
     where
         F: FnMut(Event) + Send + 'static,
     {
@@ -423,12 +523,19 @@ impl EventSubscriber {
         )
     }
 
-    pub fn start<F>(events_out: &str, prefixes: &[&str], on_event: F) -> anyhow::Result<Self>
+    /// Calls `on_event(topic, payload)` for each event whose seal is good; one that
+    /// fails is dropped and counted.
+    pub fn start<F>(
+        events_out: &BusEndpoint,
+        prefixes: &[&str],
+        on_event: F,
+    ) -> anyhow::Result<Self>
     where
         F: FnMut(&str, &[u8]) + Send + 'static,
     {
-        let endpoint = parse_endpoint(events_out)
-            .with_context(|| format!("not a ZeroMQ TCP endpoint: {events_out:?}"))?;
+        let endpoint = parse_endpoint(&events_out.address)
+            .with_context(|| format!("not a ZeroMQ TCP endpoint: {:?}", events_out.address))?;
+        let secret = events_out.secret.clone();
         let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
@@ -438,7 +545,9 @@ impl EventSubscriber {
             .context("cannot start the event subscriber's runtime")?;
         std::thread::Builder::new()
             .name("flotilla-events-sub".into())
-            .spawn(move || runtime.block_on(receive_events(endpoint, prefixes, flag, on_event)))
+            .spawn(move || {
+                runtime.block_on(receive_events(endpoint, secret, prefixes, flag, on_event))
+            })
             .context("cannot start the event subscriber's thread")?;
         Ok(Self { connected })
     }
@@ -475,6 +584,7 @@ async fn subscribe_within(
 /// The subscriber thread: (re)connects and delivers events, for the life of the process.
 async fn receive_events<F>(
     endpoint: String,
+    secret: BusSecret,
     prefixes: Vec<String>,
     connected: Arc<AtomicBool>,
     mut on_event: F,
@@ -501,6 +611,9 @@ async fn receive_events<F>(
                         }
                         let Some(topic) = message.get(0) else { continue };
                         if topic.as_ref() == HEARTBEAT_TOPIC.as_bytes() {
+                            continue;
+                        }
+                        if !open(&secret, Kind::Event, &message, 2) {
                             continue;
                         }
                         let payload = message.get(1).map(|frame| frame.as_ref()).unwrap_or_default();
@@ -533,6 +646,15 @@ async fn receive_events<F>(
 mod tests {
     use super::*;
 
+    /// The secret every socket of these tests shares.
+    fn test_secret() -> BusSecret {
+        BusSecret::from_bytes(&[7; 32]).unwrap()
+    }
+
+    fn ep(address: &str) -> BusEndpoint {
+        BusEndpoint::new(address, &test_secret())
+    }
+
     #[test]
     fn only_tcp_endpoints_are_accepted() {
         assert!(parse_endpoint("tcp://127.0.0.1:7110").is_some());
@@ -543,8 +665,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_sender_delivers_from_plain_code() {
-        let mut receiver = WakeReceiver::bind("tcp://127.0.0.1:0").await.unwrap();
-        let sender = WakeSender::start(&receiver.endpoint).unwrap();
+        let mut receiver = WakeReceiver::bind(&ep("tcp://127.0.0.1:0")).await.unwrap();
+        let sender = WakeSender::start(&ep(&receiver.endpoint)).unwrap();
         sender.wake("email");
         let topic = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
             .await
@@ -555,8 +677,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_up_reaches_the_receiver() {
-        let mut receiver = WakeReceiver::bind("tcp://127.0.0.1:0").await.unwrap();
-        let mut waker = Waker::connect(&receiver.endpoint).await.unwrap();
+        let mut receiver = WakeReceiver::bind(&ep("tcp://127.0.0.1:0")).await.unwrap();
+        let mut waker = Waker::connect(&ep(&receiver.endpoint)).await.unwrap();
         assert!(waker.wake("email").await);
         let topic = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
             .await
@@ -573,10 +695,11 @@ mod tests {
         prefixes: &[&str],
     ) -> (EventSubscriber, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let subscriber = EventSubscriber::start(events_out, prefixes, move |topic, payload| {
-            let _ = sender.send((topic.to_owned(), payload.to_vec()));
-        })
-        .unwrap();
+        let subscriber =
+            EventSubscriber::start(&ep(events_out), prefixes, move |topic, payload| {
+                let _ = sender.send((topic.to_owned(), payload.to_vec()));
+            })
+            .unwrap();
         (subscriber, receiver)
     }
 
@@ -643,7 +766,9 @@ mod tests {
                     .build()
                     .unwrap();
                 runtime.block_on(async move {
-                    let forwarder = Forwarder::bind(&events_in, &events_out).await.unwrap();
+                    let forwarder = Forwarder::bind(&ep(&events_in), &ep(&events_out))
+                        .await
+                        .unwrap();
                     bound
                         .send((forwarder.events_in.clone(), forwarder.events_out.clone()))
                         .unwrap();
@@ -685,12 +810,13 @@ mod tests {
     async fn typed_subscribers_read_first_release_events_and_skip_unreadable_ones() {
         let forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
         let (sender, mut typed) = tokio::sync::mpsc::unbounded_channel();
-        let subscriber = EventSubscriber::events(&forwarder.events_out, &["user."], move |e| {
-            let _ = sender.send(e);
-        })
-        .unwrap();
+        let subscriber =
+            EventSubscriber::events(&ep(&forwarder.events_out), &["user."], move |e| {
+                let _ = sender.send(e);
+            })
+            .unwrap();
         assert!(wait_until(Duration::from_secs(5), || subscriber.is_connected()).await);
-        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
         let current = super::Event::UserUpdated { id: "u2".into() };
         let (mut old_seen, mut current_seen) = (false, false);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -720,7 +846,7 @@ mod tests {
         let forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
         let (subscriber, mut events) = subscriber(&forwarder.events_out, &["user."]);
         assert!(wait_until(Duration::from_secs(5), || subscriber.is_connected()).await);
-        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
 
         // Each round publishes the unsubscribed topic first, on the same ordered path as
         // the subscribed one: had it passed the filter, it would have arrived first. The
@@ -754,7 +880,7 @@ mod tests {
         let (subscriber, mut events) = subscriber(&forwarder.events_out, &[""]);
         assert!(wait_until(Duration::from_secs(5), || subscriber.is_connected()).await);
 
-        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
         let received = publish_until(
             &mut events,
             Duration::from_secs(10),
@@ -770,7 +896,7 @@ mod tests {
     async fn publisher_and_subscriber_recover_when_the_forwarder_restarts() {
         let mut forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
         let (subscriber, mut events) = subscriber(&forwarder.events_out, &["user."]);
-        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
         publish_until(
             &mut events,
             Duration::from_secs(10),
@@ -799,13 +925,13 @@ mod tests {
         // Dropping a forwarder inside a runtime that goes on keeps its subscribers'
         // connections open (zeromq 0.7's XPUB), as a crashed host would: only the
         // missing heartbeat tells the subscriber.
-        let forwarder = Forwarder::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0")
+        let forwarder = Forwarder::bind(&ep("tcp://127.0.0.1:0"), &ep("tcp://127.0.0.1:0"))
             .await
             .unwrap();
         let (events_in, events_out) = (forwarder.events_in.clone(), forwarder.events_out.clone());
         let running = tokio::spawn(forwarder.run());
         let (subscriber, mut events) = subscriber(&events_out, &["user."]);
-        let publisher = EventPublisher::start(&events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&events_in)).unwrap();
         publish_until(
             &mut events,
             Duration::from_secs(10),
@@ -816,7 +942,9 @@ mod tests {
 
         running.abort();
         assert!(running.await.unwrap_err().is_cancelled());
-        let forwarder = Forwarder::bind(&events_in, &events_out).await.unwrap();
+        let forwarder = Forwarder::bind(&ep(&events_in), &ep(&events_out))
+            .await
+            .unwrap();
         let _running = tokio::spawn(forwarder.run());
         publish_until(
             &mut events,
@@ -832,7 +960,7 @@ mod tests {
     async fn publisher_and_subscriber_wait_for_a_forwarder_started_after_them() {
         let (events_in, events_out) = (unused_endpoint(), unused_endpoint());
         let (subscriber, mut events) = subscriber(&events_out, &["user."]);
-        let publisher = EventPublisher::start(&events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&events_in)).unwrap();
 
         // Far more than the queue holds: publishing neither blocks nor fails.
         let started = std::time::Instant::now();
@@ -897,7 +1025,7 @@ mod tests {
     async fn a_misbehaving_publisher_does_not_stop_the_forwarder() {
         let forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
         let (_subscriber, mut events) = subscriber(&forwarder.events_out, &["user."]);
-        let publisher = EventPublisher::start(&forwarder.events_in).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
         publish_until(
             &mut events,
             Duration::from_secs(10),
@@ -916,9 +1044,117 @@ mod tests {
         .await;
     }
 
+    fn rejected(kind: Kind, reason: Reason) -> u64 {
+        rejections()
+            .into_iter()
+            .find(|(k, r, _)| *k == kind && *r == reason)
+            .map_or(0, |(_, _, n)| n)
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_without_the_secret_is_dropped_and_counted() {
+        let mut receiver = WakeReceiver::bind(&ep("tcp://127.0.0.1:0")).await.unwrap();
+        let (bad_mac, unsealed) = (
+            rejected(Kind::Wake, Reason::BadMac),
+            rejected(Kind::Wake, Reason::Unsealed),
+        );
+        let other = BusSecret::from_bytes(&[8; 32]).unwrap();
+        let mut forger = Waker::connect(&BusEndpoint::new(&receiver.endpoint, &other))
+            .await
+            .unwrap();
+        assert!(forger.wake("forged").await);
+        let mut raw = PushSocket::new();
+        raw.connect(&receiver.endpoint).await.unwrap();
+        raw.send(ZmqMessage::from("unsealed")).await.unwrap();
+        let mut waker = Waker::connect(&ep(&receiver.endpoint)).await.unwrap();
+        assert!(waker.wake("email").await);
+        let topic = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(topic, "email");
+        assert!(rejected(Kind::Wake, Reason::BadMac) > bad_mac);
+        assert!(rejected(Kind::Wake, Reason::Unsealed) > unsealed);
+    }
+
+    #[tokio::test]
+    async fn the_forwarder_passes_on_sealed_events_only() {
+        let forwarder = ForwarderThread::start("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
+        let (subscriber, mut events) = subscriber(&forwarder.events_out, &["user."]);
+        assert!(wait_until(Duration::from_secs(5), || subscriber.is_connected()).await);
+        let other = BusSecret::from_bytes(&[8; 32]).unwrap();
+        let forger =
+            EventPublisher::start(&BusEndpoint::new(&forwarder.events_in, &other)).unwrap();
+        let publisher = EventPublisher::start(&ep(&forwarder.events_in)).unwrap();
+        let bad_mac = rejected(Kind::Event, Reason::BadMac);
+        // Each round sends the forgery first on the same ordered path as the genuine
+        // event; three genuine ones arrive and nothing else.
+        let rounds = std::cell::Cell::new(0);
+        let received = publish_until(
+            &mut events,
+            Duration::from_secs(10),
+            || {
+                forger.publish("user.deleted", b"forged");
+                publisher.publish("user.updated", b"genuine");
+            },
+            |(topic, _)| {
+                rounds.set(rounds.get() + usize::from(topic == "user.updated"));
+                rounds.get() == 3
+            },
+        )
+        .await;
+        assert!(
+            received.iter().all(|(_, payload)| payload == b"genuine"),
+            "{received:?}"
+        );
+        assert!(rejected(Kind::Event, Reason::BadMac) > bad_mac);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_drops_events_not_sealed_with_its_secret() {
+        // A forwarder impersonated: whatever reaches the subscriber is checked again.
+        let mut fake = XPubSocket::new();
+        let bound = fake.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let (_subscriber, mut events) = subscriber(&bound, &["session."]);
+        // Wait for the subscription, then send an unsealed event, a forged one and a
+        // genuine one, in that order.
+        tokio::time::timeout(Duration::from_secs(5), fake.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let unsealed = rejected(Kind::Event, Reason::Unsealed);
+        let other = BusSecret::from_bytes(&[8; 32]).unwrap();
+        let mut plain = ZmqMessage::from("session.revoked");
+        plain.push_back(b"s-1".to_vec().into());
+        let forged = sealed(&other, Kind::Event, &[b"session.revoked", b"s-2"]);
+        let genuine = sealed(&test_secret(), Kind::Event, &[b"session.revoked", b"s-3"]);
+        for message in [plain, forged, genuine] {
+            fake.send(message).await.unwrap();
+        }
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event, ("session.revoked".to_owned(), b"s-3".to_vec()));
+        assert!(rejected(Kind::Event, Reason::Unsealed) > unsealed);
+    }
+
+    #[test]
+    fn loopback_endpoints_are_told_apart() {
+        let config = |wake: &str| BusConfig {
+            wake: ep(wake),
+            events_in: ep("tcp://127.0.0.1:7111"),
+            events_out: ep("tcp://[::1]:7112"),
+        };
+        assert!(config("tcp://localhost:7110").is_loopback());
+        assert!(!config("tcp://10.0.0.5:7110").is_loopback());
+        assert!(!config("tcp://0.0.0.0:7110").is_loopback());
+        assert!(!config("tcp://bus.internal:7110").is_loopback());
+    }
+
     #[test]
     fn publisher_and_subscriber_need_tcp_endpoints() {
-        assert!(EventPublisher::start("127.0.0.1:7111").is_err());
-        assert!(EventSubscriber::start("127.0.0.1:7112", &["user."], |_, _| {}).is_err());
+        assert!(EventPublisher::start(&ep("127.0.0.1:7111")).is_err());
+        assert!(EventSubscriber::start(&ep("127.0.0.1:7112"), &["user."], |_, _| {}).is_err());
     }
 }

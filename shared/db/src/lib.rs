@@ -169,12 +169,35 @@ pub fn connect(config: &PoolConfig) -> anyhow::Result<Pool> {
 /// creating the SQLite file's folder if needed.
 pub fn open(config: &PoolConfig) -> anyhow::Result<AnyConnection> {
     if let Some(dir) = config.url.sqlite_dir() {
-        std::fs::create_dir_all(dir)
+        // Others may pass through (nginx to the static site beside the database), never
+        // list or write.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o711)
+            .create(dir)
             .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+    }
+    if let Some(path) = config.url.sqlite_path() {
+        create_private(path)?;
     }
     Manager::new(config)
         .connect_once()
         .with_context(|| format!("cannot open the database {}", config.url.redacted()))
+}
+
+/// Creates the SQLite file empty with mode 0600 before SQLite opens it, unless it
+/// exists: SQLite would make it 0644 (less the umask), and its `-wal` and `-shm` files
+/// take the database file's mode, so none of the three is readable by other users.
+fn create_private(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create the database {}", path.display())),
+    }
 }
 
 /// Runs `f` in a write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, taking

@@ -380,3 +380,23 @@ fn the_recipient_of_a_first_release_mail_job_is_back_filled() {
         );
     });
 }
+
+#[test]
+fn a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::sqlite();
+    let url = DatabaseUrl::parse(db.url()).unwrap();
+    let path = url.sqlite_path().unwrap().to_owned();
+    assert!(!path.exists());
+    let pool = pool_for(&db);
+    let mut conn = pool.get().unwrap();
+    migrate(&mut conn, &url).unwrap();
+    diesel::sql_query("CREATE TABLE mode_probe (x INTEGER)")
+        .execute(&mut conn)
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+}

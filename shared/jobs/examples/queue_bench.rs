@@ -1,5 +1,6 @@
 //! `make bench`'s queue figures, against a running flotilla-worker on the same
-//! database (`DATABASE_URL`) and wake-up socket (`FLOTILLA_BUS_WAKE`):
+//! database (`DATABASE_URL`) and wake-up socket (`FLOTILLA_BUS_WAKE`, sealed with
+//! `FLOTILLA_BUS_SECRET`):
 //!
 //! - throughput: N no-op jobs committed in one transaction, one wake-up, time until the
 //!   last is done (jobs/s);
@@ -20,9 +21,14 @@ use flotilla_jobs::{Job, NewJob};
 
 fn main() {
     let url = DatabaseUrl::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).unwrap();
-    let wake = flotilla_bus::WakeSender::start(
-        &std::env::var("FLOTILLA_BUS_WAKE").expect("FLOTILLA_BUS_WAKE"),
+    let secret = flotilla_bus::BusSecret::from_hex(
+        &std::env::var("FLOTILLA_BUS_SECRET").expect("FLOTILLA_BUS_SECRET"),
     )
+    .expect("FLOTILLA_BUS_SECRET: 64 hex digits or more");
+    let wake = flotilla_bus::WakeSender::start(&flotilla_bus::BusEndpoint::new(
+        &std::env::var("FLOTILLA_BUS_WAKE").expect("FLOTILLA_BUS_WAKE"),
+        &secret,
+    ))
     .unwrap();
     let count: usize = std::env::var("BENCH_JOBS")
         .ok()

@@ -84,15 +84,38 @@ fn usage(service: &Service, problem: &str) -> ExitCode {
 }
 
 fn load_config(service: &Service) -> Result<Config, ExitCode> {
-    Config::from_env(&Env::from_process(), service.name, service.default_port).map_err(|e| {
+    let config = Config::from_env(&Env::from_process(), service.name, service.default_port)
+        .map_err(|e| {
+            log::error!("invalid configuration: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?;
+    crate::files::ensure_dir(&config.data_dir, crate::files::Access::Traverse).map_err(|e| {
+        log::error!("invalid configuration: FLOTILLA_DATA_DIR: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    // A SQLite database holds password hashes: refused when other users may read it.
+    if let Some(path) = config.database.url.sqlite_path().filter(|p| p.exists()) {
+        crate::files::check_file(path).map_err(|e| {
+            log::error!("invalid configuration: DATABASE_URL: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?;
+    }
+    // The bus secret, checked (or, on one host, made) before anything starts.
+    crate::config::bus(&Env::from_process()).map_err(|e| {
         log::error!("invalid configuration: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    Ok(config)
 }
 
 fn report(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A file or folder too open to other users does not heal by restarting either.
+        Err(e) if e.downcast_ref::<crate::files::Refusal>().is_some() => {
+            log::error!("invalid configuration: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             log::error!("{e:#}");
             ExitCode::FAILURE

@@ -232,21 +232,91 @@ pub fn database(env: &Env, data_dir: &std::path::Path) -> Result<PoolConfig, Con
 }
 
 /// `FLOTILLA_BUS_WAKE`, `FLOTILLA_BUS_EVENTS_IN` and `FLOTILLA_BUS_EVENTS_OUT`
-/// (defaults: the worker's ports 7110-7112 on loopback), each a ZeroMQ TCP endpoint.
+/// (defaults: the worker's ports 7110-7112 on loopback), each a ZeroMQ TCP endpoint,
+/// and the secret every message is sealed with: `FLOTILLA_BUS_SECRET` (64 hex digits
+/// or more, the same on every host), or, when it is unset and every endpoint is on
+/// loopback, the file `bus.secret` in the data folder, made by the first process that
+/// needs it. Endpoints off this host without the variable are refused.
 pub fn bus(env: &Env) -> Result<flotilla_bus::BusConfig, ConfigError> {
-    let defaults = flotilla_bus::BusConfig::default();
-    let endpoint = |name: &str, default: String| {
+    use flotilla_bus::{BusConfig, BusEndpoint, BusSecret};
+    let endpoint = |name: &str, default: &str| {
         env.parse(
             name,
-            default,
+            default.to_owned(),
             "a ZeroMQ TCP endpoint such as tcp://127.0.0.1:7110",
             flotilla_bus::parse_endpoint,
         )
     };
-    Ok(flotilla_bus::BusConfig {
-        wake: endpoint("FLOTILLA_BUS_WAKE", defaults.wake)?,
-        events_in: endpoint("FLOTILLA_BUS_EVENTS_IN", defaults.events_in)?,
-        events_out: endpoint("FLOTILLA_BUS_EVENTS_OUT", defaults.events_out)?,
+    let wake = endpoint("FLOTILLA_BUS_WAKE", BusConfig::DEFAULT_WAKE)?;
+    let events_in = endpoint("FLOTILLA_BUS_EVENTS_IN", BusConfig::DEFAULT_EVENTS_IN)?;
+    let events_out = endpoint("FLOTILLA_BUS_EVENTS_OUT", BusConfig::DEFAULT_EVENTS_OUT)?;
+    let secret_error = |value: String, expected: String| ConfigError {
+        variable: "FLOTILLA_BUS_SECRET".into(),
+        value,
+        expected,
+    };
+    let hex_digits = "64 or more hex digits (`openssl rand -hex 32`), the same on every host";
+    let secret = match env.raw("FLOTILLA_BUS_SECRET") {
+        Some(value) => BusSecret::from_hex(&value)
+            .ok_or_else(|| secret_error("(hidden)".into(), hex_digits.into()))?,
+        None => {
+            // Checked on a provisional secret: whether the endpoints stay on this host.
+            let local = BusSecret::from_bytes(&[0; flotilla_bus::MIN_SECRET_BYTES])
+                .map(|probe| {
+                    BusConfig {
+                        wake: BusEndpoint::new(&wake, &probe),
+                        events_in: BusEndpoint::new(&events_in, &probe),
+                        events_out: BusEndpoint::new(&events_out, &probe),
+                    }
+                    .is_loopback()
+                })
+                .unwrap_or(false);
+            if !local {
+                return Err(secret_error(
+                    String::new(),
+                    format!("{hex_digits}: the bus endpoints are not all on loopback"),
+                ));
+            }
+            secret_file(env)?
+        }
+    };
+    Ok(BusConfig {
+        wake: BusEndpoint::new(&wake, &secret),
+        events_in: BusEndpoint::new(&events_in, &secret),
+        events_out: BusEndpoint::new(&events_out, &secret),
+    })
+}
+
+/// The bus secret of a single host without `FLOTILLA_BUS_SECRET`: `bus.secret` (mode
+/// 0600) in the data folder, shared by every process that uses that folder.
+fn secret_file(env: &Env) -> Result<flotilla_bus::BusSecret, ConfigError> {
+    let data_dir = data_dir(env)?;
+    crate::files::ensure_dir(&data_dir, crate::files::Access::Traverse).map_err(|problem| {
+        ConfigError {
+            variable: "FLOTILLA_DATA_DIR".into(),
+            value: data_dir.display().to_string(),
+            expected: format!("a folder only its owner may read or write: {problem}"),
+        }
+    })?;
+    let path = data_dir.join("bus.secret");
+    let text = crate::files::read_or_create_secret(&path, || {
+        rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+    .map_err(|problem| ConfigError {
+        variable: "FLOTILLA_BUS_SECRET".into(),
+        value: String::new(),
+        expected: format!("to be set, or a usable {}: {problem}", path.display()),
+    })?;
+    flotilla_bus::BusSecret::from_hex(&text).ok_or_else(|| ConfigError {
+        variable: "FLOTILLA_BUS_SECRET".into(),
+        value: String::new(),
+        expected: format!(
+            "to be set, or {} to hold 64 or more hex digits (remove it to have a new one made)",
+            path.display()
+        ),
     })
 }
 
@@ -432,5 +502,66 @@ mod tests {
         assert!(all.contains("8.8.8.8".parse().unwrap()));
         let none = load(&[("FLOTILLA_TRUSTED_PROXIES", "none")]).unwrap();
         assert!(!none.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+    }
+
+    fn bus_with(vars: &[(&str, &str)]) -> Result<flotilla_bus::BusConfig, ConfigError> {
+        let map = env(vars);
+        bus(&Env::from_fn(|k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn the_bus_secret_comes_from_its_variable() {
+        let hex = "0123456789abcdef".repeat(4);
+        let config = bus_with(&[
+            ("FLOTILLA_BUS_SECRET", &hex),
+            ("FLOTILLA_DATA_DIR", "/nonexistent"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.wake.secret,
+            flotilla_bus::BusSecret::from_hex(&hex).unwrap()
+        );
+        assert_eq!(config.events_out.secret, config.wake.secret);
+        let err = bus_with(&[("FLOTILLA_BUS_SECRET", "too-short")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_BUS_SECRET");
+        assert!(
+            !err.to_string().contains("too-short"),
+            "the value is not shown: {err}"
+        );
+        // Off this host, the secret must be set.
+        let err = bus_with(&[("FLOTILLA_BUS_EVENTS_IN", "tcp://10.0.0.5:7111")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_BUS_SECRET");
+        assert!(err.to_string().contains("not all on loopback"), "{err}");
+        let remote = bus_with(&[
+            ("FLOTILLA_BUS_EVENTS_IN", "tcp://10.0.0.5:7111"),
+            ("FLOTILLA_BUS_SECRET", &hex),
+        ]);
+        assert!(remote.is_ok());
+    }
+
+    #[test]
+    fn without_the_variable_one_host_shares_a_secret_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!(
+            "flotilla-bus-secret-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let data = root.join("var");
+        let data_text = data.display().to_string();
+        let first = bus_with(&[("FLOTILLA_DATA_DIR", &data_text)]).unwrap();
+        let second = bus_with(&[("FLOTILLA_DATA_DIR", &data_text)]).unwrap();
+        assert_eq!(first.wake.secret, second.wake.secret);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data.join("bus.secret")), 0o600);
+        assert_eq!(mode(&data), 0o711);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = bus_with(&[("FLOTILLA_DATA_DIR", &data_text)]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_DATA_DIR");
+        assert!(
+            err.to_string().contains(&format!("chmod 711 {data_text}")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod html;
 pub mod input;
 pub mod logging;

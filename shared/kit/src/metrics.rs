@@ -85,6 +85,16 @@ impl Metrics {
             "flotilla_http_requests_rejected_total{{service=\"{service}\"}} {}",
             self.rejected.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP flotilla_bus_messages_rejected_total Bus messages dropped because their seal (the shared secret's HMAC and time) failed, by kind and reason.\n");
+        out.push_str("# TYPE flotilla_bus_messages_rejected_total counter\n");
+        for (kind, reason, n) in flotilla_bus::rejections() {
+            let _ = writeln!(
+                out,
+                "flotilla_bus_messages_rejected_total{{service=\"{service}\",kind=\"{}\",reason=\"{}\"}} {n}",
+                kind.label(),
+                reason.label()
+            );
+        }
         if let Ok(counters) = self.counters.lock() {
             let mut last = "";
             for ((name, kind), (help, n)) in counters.iter() {

@@ -18,6 +18,11 @@ use crate::error::Error;
 use crate::metrics::method_label;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Sent on every answer when the public URL is https: browsers then use https alone
+/// for a year. Without `includeSubDomains`: the fleet often lives on one name of an
+/// organisation's domain, and its other names are not ours to bind.
+pub const HSTS: &str = "max-age=31536000";
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Who asked, as far as we can tell. Handlers take it as an extractor.
@@ -198,6 +203,12 @@ pub async fn observe(
     }
     if let Ok(value) = HeaderValue::from_str(&context.id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    if state.config.is_https() {
+        res.headers_mut().insert(
+            actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
     }
     let elapsed = started.elapsed();
     let route = res

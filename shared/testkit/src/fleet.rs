@@ -155,11 +155,11 @@ impl Fleet {
         let mut proc = Proc::spawn(name, command);
         let addr = proc.wait_listening(START_TIMEOUT);
         if name == "login" {
-            // The other services fetch the public keys from login directly.
-            self.env.insert(
-                "FLOTILLA_JWKS_URL".to_owned(),
-                format!("http://{addr}/login/.well-known/jwks.json"),
-            );
+            // The other services fetch the public keys from login directly, unless the
+            // test named another URL (login comes back on the same address).
+            self.env
+                .entry("FLOTILLA_JWKS_URL".to_owned())
+                .or_insert_with(|| format!("http://{addr}/login/.well-known/jwks.json"));
         }
         self.services.insert(name, (proc, addr));
     }
@@ -374,6 +374,18 @@ impl Fleet {
 
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(&self.env["FLOTILLA_DATA_DIR"])
+    }
+
+    /// A bus endpoint of the fleet (`FLOTILLA_BUS_WAKE`, …) with the fleet's secret:
+    /// `FLOTILLA_BUS_SECRET` when the test set it, else the `bus.secret` its
+    /// processes made in the data folder.
+    pub fn bus_endpoint(&self, name: &str) -> flotilla_bus::BusEndpoint {
+        let hex = match self.env.get("FLOTILLA_BUS_SECRET") {
+            Some(hex) => hex.clone(),
+            None => std::fs::read_to_string(self.data_dir().join("bus.secret")).unwrap(),
+        };
+        let secret = flotilla_bus::BusSecret::from_hex(&hex).unwrap();
+        flotilla_bus::BusEndpoint::new(self.env_var(name), &secret)
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use db::TestDb;
-pub use fleet::{Fleet, FleetBuilder, SERVICES};
+pub use fleet::{Fleet, FleetBuilder, SERVICES, nginx_binary};
 pub use process::{Proc, signal_group};
 pub use smtp::{Received, SmtpSink};
 
@@ -154,7 +154,10 @@ impl TempDir {
             std::process::id(),
             rand::random::<u32>()
         ));
-        std::fs::create_dir_all(&path).expect("a temporary folder can be made");
+        // As a data folder must be: others (nginx's workers) pass through, never list.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o711)
+            .create(&path)
+            .expect("a temporary folder can be made");
         Self { path }
     }
 

@@ -34,6 +34,7 @@ macro_rules! on_both_databases {
 mod binaries;
 mod enumeration;
 mod faults;
+mod internal;
 mod links;
 mod login;
 mod make_run;

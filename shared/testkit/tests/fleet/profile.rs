@@ -83,7 +83,7 @@ on_both_databases! {
         // Events reach a subscriber of the bus.
         let events: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen = events.clone();
-        let subscriber = flotilla_bus::EventSubscriber::start(fleet.env_var("FLOTILLA_BUS_EVENTS_OUT"), &["user."], move |topic: &str, payload: &[u8]| {
+        let subscriber = flotilla_bus::EventSubscriber::start(&fleet.bus_endpoint("FLOTILLA_BUS_EVENTS_OUT"), &["user."], move |topic: &str, payload: &[u8]| {
             seen.lock().unwrap().push(format!("{topic} {}", String::from_utf8_lossy(payload)));
         }).unwrap();
         assert!(wait_until(Duration::from_secs(10), || subscriber.is_connected()));

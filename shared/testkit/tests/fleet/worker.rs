@@ -26,7 +26,7 @@ on_both_databases! {
     fn a_wake_up_over_zeromq_starts_a_pass(db: TestDb) {
         let fleet = Fleet::builder(db).env("FLOTILLA_WORKER_POLL_MS", "3600000").start();
         assert_eq!(passes(&fleet, "wake"), 0);
-        let endpoint = fleet.env_var("FLOTILLA_BUS_WAKE").to_owned();
+        let endpoint = fleet.bus_endpoint("FLOTILLA_BUS_WAKE");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let mut waker = flotilla_bus::Waker::connect(&endpoint).await.unwrap();
@@ -42,23 +42,20 @@ on_both_databases! {
 #[test]
 fn events_are_forwarded_from_publishers_to_subscribers() {
     let fleet = Fleet::start(TestDb::sqlite());
-    let events_in = fleet.env_var("FLOTILLA_BUS_EVENTS_IN").to_owned();
     let events_out = fleet.env_var("FLOTILLA_BUS_EVENTS_OUT").to_owned();
+    // Sealed with the fleet's secret, as every event must be (internal.rs: the others).
+    let publisher =
+        flotilla_bus::EventPublisher::start(&fleet.bus_endpoint("FLOTILLA_BUS_EVENTS_IN")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let received = runtime.block_on(async {
         let mut subscriber = zeromq::SubSocket::new();
         subscriber.connect(&events_out).await.unwrap();
         subscriber.subscribe("session.").await.unwrap();
-        let mut publisher = zeromq::PubSocket::new();
-        publisher.connect(&events_in).await.unwrap();
         // A subscription takes a moment to travel through the forwarder; publish until
         // one message arrives (PUB drops messages nobody has subscribed to yet).
         let receive = async {
             loop {
-                publisher
-                    .send(zeromq::ZmqMessage::from("session.revoked 42".to_owned()))
-                    .await
-                    .unwrap();
+                publisher.publish("session.revoked", b"42");
                 if let Ok(Ok(message)) =
                     tokio::time::timeout(Duration::from_millis(50), subscriber.recv()).await
                 {
@@ -70,8 +67,12 @@ fn events_are_forwarded_from_publishers_to_subscribers() {
             .await
             .expect("an event arrives")
     });
-    let frame = received.get(0).unwrap();
-    assert_eq!(String::from_utf8_lossy(frame), "session.revoked 42");
+    assert_eq!(
+        String::from_utf8_lossy(received.get(0).unwrap()),
+        "session.revoked"
+    );
+    assert_eq!(received.get(1).unwrap().as_ref(), b"42");
+    assert_eq!(received.len(), 3, "topic, payload and seal");
 }
 
 on_both_databases! {
@@ -150,23 +151,18 @@ on_both_databases! {
         let attempts = fleet.db.strings("SELECT CAST(attempts AS TEXT) AS v FROM jobs WHERE idempotency_key = 'broken:v1'");
         assert_eq!(attempts, vec!["1"], "parked at once, not retried");
 
-        // An event as the first release published it (no version) still revokes a
-        // session at once; the catch-up from the database is a minute away.
+        // An event in the first release's shape (no version) still revokes a session at
+        // once; the catch-up from the database is a minute away. (The first release sent
+        // it unsealed: that is dropped now, see internal.rs, and the catch-up covers it.)
         verified_account(&fleet, "ada@example.org");
         bus_is_up(&fleet, "ada@example.org");
         let (access, _) = sign_in(&fleet, "ada@example.org");
         let sid = decode_part(&access, 1)["sid"].as_str().unwrap().to_owned();
         assert_eq!(me(&fleet, &access).0, reqwest::StatusCode::OK);
-        let events_in = fleet.env_var("FLOTILLA_BUS_EVENTS_IN").to_owned();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let _context = runtime.enter();
-        let mut publisher = zeromq::PubSocket::new();
-        runtime.block_on(publisher.connect(&events_in)).unwrap();
+        let publisher = flotilla_bus::EventPublisher::start(&fleet.bus_endpoint("FLOTILLA_BUS_EVENTS_IN")).unwrap();
         let payload = format!(r#"{{"sids":["{sid}"]}}"#);
         let revoked = wait_until(Duration::from_secs(10), || {
-            let mut message = zeromq::ZmqMessage::from("session.revoked".to_owned());
-            message.push_back(payload.clone().into_bytes().into());
-            runtime.block_on(publisher.send(message)).unwrap();
+            publisher.publish("session.revoked", payload.as_bytes());
             me(&fleet, &access).0 == reqwest::StatusCode::UNAUTHORIZED
         });
         assert!(revoked, "the first release's event was not read:\n{}", fleet.all_logs());

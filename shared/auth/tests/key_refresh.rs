@@ -1,0 +1,180 @@
+//! A service's keys from login's JWKS over HTTP: a token naming an unknown `kid` is
+//! refused at once, without a fetch, while the keys were fetched in the last 2 s, and
+//! accepted after a later fetch brings its key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_auth::access_token::{self, Claims};
+use flotilla_auth::keys::SigningKey;
+use flotilla_auth::{Auth, AuthConfig, KeySource, TokenError, TokenSettings};
+use flotilla_db::{DatabaseUrl, PoolConfig};
+
+/// A JWKS served over plain HTTP from a string the test may change; counts requests.
+struct JwksServer {
+    url: String,
+    body: Arc<Mutex<String>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(body: String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let body = Arc::new(Mutex::new(body));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (body.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buffer = [0; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self {
+            url,
+            body,
+            requests,
+        }
+    }
+
+    fn serve(&self, body: String) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn jwks(keys: &[&SigningKey]) -> String {
+    serde_json::json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string()
+}
+
+fn token(settings: &TokenSettings, key: &SigningKey) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: "user-1".into(),
+        sid: "session-1".into(),
+        role: "user".into(),
+        email_verified: true,
+        csrf: "form-token".into(),
+        iss: settings.issuer.clone(),
+        aud: settings.audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: now + settings.ttl_secs,
+    };
+    access_token::sign(key, &claims).unwrap()
+}
+
+fn endpoint() -> flotilla_bus::BusEndpoint {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = flotilla_bus::BusSecret::from_bytes(&[5; 32]).unwrap();
+    flotilla_bus::BusEndpoint::new(&format!("tcp://127.0.0.1:{port}"), &secret)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_kid_is_refused_at_once_while_the_keys_are_fresh() {
+    let dir = std::env::temp_dir().join(format!(
+        "flotilla-key-refresh-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let database = PoolConfig {
+        url: DatabaseUrl::parse(&format!("sqlite://{}", dir.join("flotilla.db").display()))
+            .unwrap(),
+        max_size: 2,
+        timeout: Duration::from_secs(3),
+        busy_timeout: Duration::from_secs(3),
+    };
+    let mut conn = flotilla_db::open(&database).unwrap();
+    flotilla_db::migrate(&mut conn, &database.url).unwrap();
+    let pool = flotilla_db::connect(&database).unwrap();
+    let settings = TokenSettings {
+        issuer: "http://127.0.0.1:8080/login".into(),
+        audience: "flotilla".into(),
+        ttl_secs: 900,
+        leeway_secs: 30,
+    };
+    let (known, rotated) = (SigningKey::generate(), SigningKey::generate());
+    let server = JwksServer::start(jwks(&[&known]));
+    let auth = Auth::start(
+        AuthConfig {
+            tokens: settings.clone(),
+            keys: KeySource::Jwks(server.url.clone()),
+            jwks_ca: Vec::new(),
+            catch_up: Duration::from_secs(60),
+            events_in: endpoint(),
+            events_out: endpoint(),
+            public_url: "http://127.0.0.1:8080".into(),
+            secure_cookies: false,
+        },
+        pool,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while auth.readiness().is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(auth.readiness(), Ok(()));
+    assert!(auth.verify(&token(&settings, &known)).await.is_ok());
+
+    // The first unknown kid may fetch (if the last fetch is 2 s old); the next one,
+    // right after, is refused without a fetch and without waiting.
+    let unknown = token(&settings, &rotated);
+    assert!(matches!(
+        auth.verify(&unknown).await,
+        Err(TokenError::UnknownKey(_))
+    ));
+    let fetched = server.requests();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(matches!(
+            auth.verify(&unknown).await,
+            Err(TokenError::UnknownKey(_))
+        ));
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        server.requests(),
+        fetched,
+        "no fetch within 2 s of the last"
+    );
+
+    // Once the JWKS has the new key, a request after the 2 s fetches it and passes.
+    server.serve(jwks(&[&known, &rotated]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut accepted = false;
+    while !accepted && Instant::now() < deadline {
+        accepted = auth.verify(&unknown).await.is_ok();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the rotated key was never fetched");
+    assert!(server.requests() > fetched);
+    let _ = std::fs::remove_dir_all(&dir);
+}
