@@ -44,7 +44,8 @@ fn migrate_brings_an_empty_database_to_current_once() {
                 "20261122000003",
                 "20261122000004",
                 "20261122000005",
-                "20261202000006"
+                "20261202000006",
+                "20261202000007"
             ]
             .map(String::from)
         );
@@ -161,7 +162,14 @@ fn schema_matches_migrations() {
             .load(&mut conn)
             .unwrap();
         assert!(sessions.is_empty());
-        let refresh: Vec<(String, String, NaiveDateTime, Option<NaiveDateTime>)> =
+        type RefreshRow = (
+            String,
+            String,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+            Option<String>,
+        );
+        let refresh: Vec<RefreshRow> =
             crate::schema::refresh_tokens::table
                 .select(crate::schema::refresh_tokens::all_columns)
                 .load(&mut conn)
