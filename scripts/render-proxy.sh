@@ -43,7 +43,8 @@ if ! [[ $auth_burst =~ ^[0-9]{1,9}$ ]]; then
     exit 78
 fi
 real_ip=""
-for from in ${FLOTILLA_PROXY_REAL_IP_FROM//,/ }; do
+real_ip_from=${FLOTILLA_PROXY_REAL_IP_FROM:-}
+for from in ${real_ip_from//,/ }; do
     if ! [[ $from =~ ^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$ ]]; then
         echo "error: FLOTILLA_PROXY_REAL_IP_FROM: '$from' is not an address or a CIDR, e.g. 10.0.0.5 or 2001:db8::/32" >&2
         exit 78

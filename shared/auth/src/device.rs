@@ -72,7 +72,10 @@ impl DeviceEntry {
     }
 
     fn message(&self) -> String {
-        format!("flotilla-device/1|{}|{}|{}", self.user_id, self.nonce, self.expires)
+        format!(
+            "flotilla-device/1|{}|{}|{}",
+            self.user_id, self.nonce, self.expires
+        )
     }
 
     fn render(&self, key: &SigningKey) -> String {

@@ -169,11 +169,10 @@ fn schema_matches_migrations() {
             Option<NaiveDateTime>,
             Option<String>,
         );
-        let refresh: Vec<RefreshRow> =
-            crate::schema::refresh_tokens::table
-                .select(crate::schema::refresh_tokens::all_columns)
-                .load(&mut conn)
-                .unwrap();
+        let refresh: Vec<RefreshRow> = crate::schema::refresh_tokens::table
+            .select(crate::schema::refresh_tokens::all_columns)
+            .load(&mut conn)
+            .unwrap();
         assert!(refresh.is_empty());
         diesel::insert_into(crate::schema::auth_events::table)
             .values((

@@ -33,6 +33,7 @@ macro_rules! on_both_databases {
 
 mod binaries;
 mod faults;
+mod lockout;
 mod login;
 mod make_run;
 mod pages;
