@@ -101,18 +101,37 @@ on_both_databases! {
             let owner = attempt(&fleet, "ada@example.org", PASSWORD, Some(&ada_device));
             assert_eq!(owner.status(), StatusCode::OK, "round {round}: {:?}", owner.text());
         }
-        // The owner's successes do not reset the attacker's count.
-        assert_eq!(status_of(&fleet, "ada@example.org", PASSWORD, None), StatusCode::TOO_MANY_REQUESTS);
-
-        // A forged or altered cookie is no cookie: the shared count applies.
-        assert_eq!(status_of(&fleet, "ada@example.org", PASSWORD, Some(&tampered(&ada_device))), StatusCode::TOO_MANY_REQUESTS);
+        // The same through the browser's form: a 303, the same device's entry signed
+        // again (its nonce kept), and signing out leaves the device cookie alone.
+        let form = [("email", "ada@example.org"), ("password", PASSWORD)];
+        let response = fleet.request(Method::POST, "/login").header("origin", fleet.origin()).header(COOKIE, format!("{DEVICE}={ada_device}")).form(&form).send().unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let cookies = set_cookies(&response);
+        let renewed = cookie_value(&cookies, DEVICE).unwrap();
+        assert_eq!(renewed.split('.').take(2).collect::<Vec<_>>(), ada_device.split('.').take(2).collect::<Vec<_>>());
+        let access = cookie_value(&cookies, "flotilla_access").unwrap();
+        let signed_out = fleet.request(Method::POST, "/login/logout").bearer_auth(&access).send().unwrap();
+        assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+        assert!(set_cookies(&signed_out).iter().all(|c| !c.starts_with(DEVICE)), "{:?}", set_cookies(&signed_out));
+        // Where each attempt was counted: a known device apart; without a valid entry
+        // for Ada (a forged or altered cookie, another account's, garbage) at the
+        // address, like the attacker's.
+        let address_key = flotilla_auth::token_hash("ada@example.org");
+        let counted_at = |device: Option<&str>| {
+            let status = status_of(&fleet, "ada@example.org", WRONG, device);
+            assert!(matches!(status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS), "{status}");
+            fleet.db.strings("SELECT login_key AS v FROM auth_events ORDER BY id DESC LIMIT 1").remove(0)
+        };
+        assert_ne!(counted_at(Some(&ada_device)), address_key, "the known device counts apart");
         let other_account = ada_device.replacen(&ada_id, "00000000-0000-4000-8000-000000000000", 1);
-        assert_eq!(status_of(&fleet, "ada@example.org", PASSWORD, Some(&other_account)), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(status_of(&fleet, "ada@example.org", PASSWORD, Some("garbage")), StatusCode::TOO_MANY_REQUESTS);
-
-        // A device cookie of account B does not help at account A.
         let bob_device = known_device(&fleet, "bob@example.org", None);
-        assert_eq!(status_of(&fleet, "ada@example.org", PASSWORD, Some(&bob_device)), StatusCode::TOO_MANY_REQUESTS);
+        for device in [None, Some(tampered(&ada_device)), Some(other_account), Some("garbage".to_owned()), Some(bob_device)] {
+            assert_eq!(counted_at(device.as_deref()), address_key, "{device:?}");
+        }
+        // The owner's successes were counted apart too, so they never reset the
+        // attacker's count: the only success at the address is the one before the attack.
+        let successes = fleet.db.strings(&format!("SELECT id AS v FROM auth_events WHERE kind = 'login.success' AND login_key = '{address_key}'"));
+        assert_eq!(successes.len(), 1, "{successes:?}");
 
         // One browser, two accounts: signing in to Bob from Ada's browser keeps Ada's
         // entry (same device, same count), so both work while both addresses are attacked.
