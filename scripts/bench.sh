@@ -191,6 +191,44 @@ awk -v r="$login_parallel_ratio" 'BEGIN {exit !(r < 0.9)}' && { say "  login bel
 awk -v p="$me_p99" 'BEGIN {exit !(p > 25)}' && { say "  authenticated GET p99 over 25 ms during the logins"; status=1; }
 [ "${me_bad:-0}" = 0 ] || status=1
 
+# Targeted lockout: an attacker without a device cookie fails at the bench account
+# about every 100 ms (the address's shared count stays at 429), while its owner signs
+# in from a browser that signed in before (its device cookie) every ~0.7 s. Reported,
+# not gated: every owner sign-in must succeed.
+curl -sS -o /dev/null -c "$dir/owner.jar" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" "http://127.0.0.1:$port/login"
+grep -q flotilla_device "$dir/owner.jar" || die "the owner's sign-in set no device cookie"
+attack_until=$((SECONDS + seconds))
+(
+    while [ "$SECONDS" -lt "$attack_until" ]; do
+        curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+            -d "{\"email\":\"$account\",\"password\":\"a wrong password again\"}" "http://127.0.0.1:$port/login"
+        sleep 0.1
+    done
+) >"$dir/attacker.txt" &
+attacker_pid=$!
+sleep 1 # the attacker's first failures spend the free attempts
+owner_runs=10
+for _ in $(seq "$owner_runs"); do
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -b "$dir/owner.jar" -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" "http://127.0.0.1:$port/login"
+    sleep 0.6
+done >"$dir/owner.txt"
+# The same right password from a browser without the cookie waits like the attacker.
+stranger=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" "http://127.0.0.1:$port/login")
+wait "$attacker_pid"
+owner_ok=$(awk '$1 == 200' "$dir/owner.txt" | wc -l)
+owner_median=$(awk '$1 == 200 {print $2 * 1000}' "$dir/owner.txt" | sort -n |
+    awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2}')
+attacker_statuses=$(sort "$dir/attacker.txt" | uniq -c | awk '{printf "%s%s×%s", (NR > 1 ? ", " : ""), $2, $1}')
+echo
+echo "targeted lockout (an attacker fails every ~100 ms for ${seconds}s; the owner signs in from a known device)"
+printf '%-48s %12s\n' "owner's sign-ins that succeeded" "$owner_ok / $owner_runs"
+printf '%-48s %12s\n' "  their median latency" "$owner_median ms"
+printf '%-48s %12s\n' "the right password without the device cookie" "$stranger"
+printf '%-48s %s\n' "attacker's answers by status" "$attacker_statuses"
+
 # An authenticated read next to the bare proxied path, in the same run.
 read -r health_rps health_p99_64 health_bad < <(measure /profile/health)
 out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \

@@ -5,11 +5,17 @@
 # file for running nginx in the foreground with `-p OUT_DIR -c OUT_DIR/nginx.conf`).
 # UPSTREAMS_FILE defaults to proxy/upstreams.conf, the placement file.
 #
-#   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client address at
-#                              POST /login, POST /signup and POST /login/forgot: N r/s or N r/m
+#   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client (an IPv4 address or
+#                              an IPv6 /64) at POST /login, POST /signup, POST /login/forgot
+#                              and profile's password routes: N r/s or N r/m
 #   FLOTILLA_PROXY_AUTH_BURST  (default 10)     attempts allowed at once above the rate
 #   FLOTILLA_PROXY_ACCESS_LOG  (default OUT_DIR/access.log)  the access log (no query
 #                              strings: they carry the emails' tokens)
+#   FLOTILLA_PROXY_REAL_IP_FROM (default empty: nginx is the edge)  the load balancers
+#                              in front of nginx, addresses or CIDRs separated by spaces
+#                              or commas: the client's address is then read from their
+#                              X-Forwarded-For (realip), for the logs, the services and
+#                              the limits
 #
 # Why 30r/m with a burst of 10: a person at a form needs a few attempts (a typo, then
 # "forgot password"), and an office or a mobile network shares one address among many
@@ -36,6 +42,20 @@ if ! [[ $auth_burst =~ ^[0-9]{1,9}$ ]]; then
     echo "error: FLOTILLA_PROXY_AUTH_BURST='$auth_burst': expected a whole number of requests, e.g. 10" >&2
     exit 78
 fi
+real_ip=""
+real_ip_from=${FLOTILLA_PROXY_REAL_IP_FROM:-}
+for from in ${real_ip_from//,/ }; do
+    if ! [[ $from =~ ^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$ ]]; then
+        echo "error: FLOTILLA_PROXY_REAL_IP_FROM: '$from' is not an address or a CIDR, e.g. 10.0.0.5 or 2001:db8::/32" >&2
+        exit 78
+    fi
+    real_ip+="    set_real_ip_from $from;\\n"
+done
+if [ -n "$real_ip" ]; then
+    real_ip_line="s|^@REAL_IP@\$|${real_ip}    real_ip_header X-Forwarded-For;\\n    real_ip_recursive on;|"
+else
+    real_ip_line='/^@REAL_IP@$/d'
+fi
 # Retry-After on a refusal: the seconds until the rate admits one more attempt.
 per_unit=$((10#${auth_rate%%r/*}))
 case $auth_rate in
@@ -51,7 +71,7 @@ upstreams=$(realpath "${4:-$root/proxy/upstreams.conf}")
 esc() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }
 sed -e "s|@LISTEN@|$(esc "$listen")|g" -e "s|@WWW_ROOT@|$(esc "$www")|g" \
     -e "s|@AUTH_RATE@|$auth_rate|g" -e "s|@AUTH_BURST@|$((10#$auth_burst))|g" \
-    -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" \
+    -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" -e "$real_ip_line" \
     -e "s|@ACCESS_LOG@|$(esc "${FLOTILLA_PROXY_ACCESS_LOG:-$out/access.log}")|g" \
     "$root/proxy/server.conf.in" >"$out/server.conf"
 sed -e "s|@PREFIX@|$(esc "$out")|g" -e "s|@UPSTREAMS@|$(esc "$upstreams")|g" \

@@ -27,6 +27,7 @@ use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
 use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
 use flotilla_auth::RequestOrigin;
+use flotilla_auth::device::{self, DeviceEntry};
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
 fn count(state: &State, outcome: &'static str) {
@@ -168,9 +169,14 @@ pub async fn login(
     login.auth.check_same_origin_with(&req, false)?;
     let attempt = input.parse(LoginInput::check, pages::login_again)?;
     let refuse = |refusal: LoginError| input.refuse(refusal.into(), pages::login_again);
-    let (who, key) = (
-        origin(&req, &ctx),
-        flotilla_auth::token_hash(&attempt.lookup),
+    let who = origin(&req, &ctx);
+    let devices = devices(&req, &login);
+    // A browser that signed in to this account before counts its own failures; every
+    // other attempt at the address shares the address's count.
+    let device = known_device(&state, &devices, &attempt.lookup).await?;
+    let key = device.map_or_else(
+        || flotilla_auth::token_hash(&attempt.lookup),
+        DeviceEntry::key,
     );
     // Held until this attempt's outcome is recorded, on every path out.
     let Some((in_flight, others)) = login.attempts.begin(&key).await else {
@@ -181,7 +187,8 @@ pub async fn login(
     if let Some(wait_secs) = wait {
         // Refused without a check: not in flight any more.
         drop(in_flight);
-        record(&state, AuthEventKind::LoginThrottled, None, &key, &who).await?;
+        let user = device.map(|d| d.user_id.clone());
+        record(&state, AuthEventKind::LoginThrottled, user, &key, &who).await?;
         count(&state, "throttled");
         return Err(refuse(LoginError::TooManyFailures { wait_secs }));
     }
@@ -213,7 +220,47 @@ pub async fn login(
         login.wake.wake("email");
     }
     let next = safe_next(input.raw().next.as_deref());
-    issue(&login, &grant, input.format(), next.as_deref())
+    let mut response = issue(&login, &grant, input.format(), next.as_deref())?;
+    let device = {
+        let keys = login
+            .keys
+            .read()
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the key ring lock is poisoned")))?;
+        let key = keys
+            .current()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
+        let now = chrono::Utc::now().timestamp();
+        device::after_sign_in(&devices, &grant.user_id, key, now)
+    };
+    // A cookie built here always has a valid header form.
+    let _ = response.add_cookie(&login.auth.device_cookie(&device));
+    Ok(response)
+}
+
+/// The valid entries of the request's device cookie: none without one, or with a
+/// forged, altered or expired one.
+fn devices(req: &HttpRequest, login: &Login) -> Vec<DeviceEntry> {
+    let Some(cookie) = req.cookie(login.auth.device_cookie_name()) else {
+        return Vec::new();
+    };
+    match login.keys.read() {
+        Ok(ring) => device::read(cookie.value(), &ring, chrono::Utc::now().timestamp()),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The entry of `devices` for the account of the address typed, if it has one.
+async fn known_device<'d>(
+    state: &web::Data<State>,
+    devices: &'d [DeviceEntry],
+    lookup: &str,
+) -> Result<Option<&'d DeviceEntry>, Error> {
+    if devices.is_empty() {
+        return Ok(None);
+    }
+    let lookup = lookup.to_owned();
+    let account = blocking(state, move |conn| store::account_by_email(conn, &lookup)).await?;
+    Ok(account.and_then(|a| devices.iter().find(|d| d.user_id == a.id)))
 }
 
 /// How long the address must wait (if at all), and else its account (if any).
@@ -301,8 +348,9 @@ async fn renew(
         flotilla_auth::token_hash(token),
         origin(req, ctx),
     );
+    let devices = devices(req, login);
     let outcome = blocking(state, move |conn| {
-        store::refresh(conn, &config, &hash, &who)
+        store::refresh(conn, &config, &hash, &devices, &who)
     })
     .await?;
     if let Refreshed::Reused { session_id } | Refreshed::Disabled { session_id } = &outcome {

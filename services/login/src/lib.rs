@@ -14,7 +14,9 @@
 //!
 //! Access tokens are EdDSA JWTs (15 minutes); refresh tokens are 256-bit randoms stored
 //! hashed with their session and used once each. Failed sign-ins slow down per
-//! address typed, exponentially; nginx limits each client address as well.
+//! address typed, exponentially, and apart from it per known device (a signed device
+//! cookie set at each sign-in, `flotilla_auth::device`); nginx limits each client
+//! address as well.
 
 mod domain;
 mod errors;

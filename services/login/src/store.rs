@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use flotilla_accounts::email_link::{self, Issued, Link};
 use flotilla_accounts::{LinkPurpose, RevokeReason, Session};
 pub use flotilla_accounts::{Origin, User};
+use flotilla_auth::device::DeviceEntry;
 use flotilla_auth::throttle;
 use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
@@ -195,8 +196,9 @@ fn notify_new_device(
     Ok(true)
 }
 
-/// A spent refresh token presented again within this long, from the address and
-/// browser that spent it, is a race of the legitimate client (two tabs), not a theft.
+/// A spent refresh token presented again within this long by the device that spent it
+/// (its device cookie, which a copied token does not carry) is a race of the legitimate
+/// client (two tabs), not a theft.
 const REUSE_GRACE: TimeDelta = TimeDelta::seconds(10);
 
 pub enum Refreshed {
@@ -218,10 +220,12 @@ pub enum Refreshed {
     },
 }
 
-/// Marks a refresh token spent; false when a concurrent request spent it first.
+/// Marks a refresh token spent, by `device` if the request carried one; false when a
+/// concurrent request spent it first.
 fn spend_refresh_token(
     conn: &mut AnyConnection,
     token_hash: &str,
+    device: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     let marked = diesel::update(
@@ -229,7 +233,10 @@ fn spend_refresh_token(
             .filter(refresh_tokens::token_hash.eq(token_hash))
             .filter(refresh_tokens::used_at.is_null()),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::spent_by_device.eq(device),
+    ))
     .execute(conn)?;
     Ok(marked > 0)
 }
@@ -253,28 +260,36 @@ fn mark_used(
     Ok(())
 }
 
-/// Where a session was last used from (the winner of a race has committed it).
-fn last_used_from(conn: &mut AnyConnection, session_id: &str) -> QueryResult<(String, String)> {
-    sessions_t::table
-        .filter(sessions_t::id.eq(session_id))
-        .select((sessions_t::client_addr, sessions_t::user_agent))
+/// The device that spent a refresh token (the winner of a race has committed it).
+fn spent_by(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<String>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select(refresh_tokens::spent_by_device)
         .first(conn)
+}
+
+/// Whether a spent token comes back from the device that spent it: both known and equal.
+fn same_device(spent_by: Option<&str>, device: Option<&str>) -> bool {
+    spent_by.is_some() && spent_by == device
 }
 
 /// The account a session is of, as a refresh needs it: id, role, verified at,
 /// disabled at.
 type Holder = (String, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
-/// A refresh token's spending (when), its session and the session's account.
+/// A refresh token's spending (when, by which device), its session and the session's
+/// account.
+type Spending = (Option<NaiveDateTime>, Option<String>);
+
 fn refresh_token_of(
     conn: &mut AnyConnection,
     token_hash: &str,
-) -> QueryResult<Option<(Option<NaiveDateTime>, Session, Holder)>> {
+) -> QueryResult<Option<(Spending, Session, Holder)>> {
     let rows = refresh_tokens::table
         .inner_join(sessions_t::table.inner_join(users::table))
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((
-            refresh_tokens::used_at,
+            (refresh_tokens::used_at, refresh_tokens::spent_by_device),
             sessions_t::all_columns,
             (
                 users::id,
@@ -288,20 +303,28 @@ fn refresh_token_of(
 }
 
 /// Exchanges a refresh token for the next one. A token works once: the second use
-/// ends the whole session, whoever presents it.
+/// ends the whole session, whoever presents it, unless the device that spent it
+/// presents it again within seconds. `devices`: the valid entries of the request's
+/// device cookie.
 pub fn refresh(
     conn: &mut AnyConnection,
     config: &LoginConfig,
     token_hash: &str,
+    devices: &[DeviceEntry],
     origin: &Origin,
 ) -> QueryResult<Refreshed> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let Some((used, session, (user_id, role, verified, disabled))) =
+        let Some(((used, spender), session, (user_id, role, verified, disabled))) =
             refresh_token_of(conn, token_hash)?
         else {
             return Ok(Refreshed::Invalid);
         };
+        let device = devices
+            .iter()
+            .find(|d| d.user_id == user_id)
+            .map(DeviceEntry::key);
+        let device = device.as_deref();
         if session.revoked_at.is_some() {
             return Ok(Refreshed::Invalid);
         }
@@ -319,11 +342,10 @@ pub fn refresh(
         };
         if let Some(used_at) = used {
             // Two tabs (or an app's parallel calls) refreshing with the same token
-            // within seconds, from where it was spent: the later one is refused, the
-            // session kept. From anywhere else, or later, it is a copy: theft.
-            if now - used_at < REUSE_GRACE
-                && origin.matches(&session.client_addr, &session.user_agent)
-            {
+            // within seconds, from the device that spent it: the later one is refused,
+            // the session kept. Without that device's cookie, or later, it is a copy:
+            // theft.
+            if now - used_at < REUSE_GRACE && same_device(spender.as_deref(), device) {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);
@@ -337,12 +359,11 @@ pub fn refresh(
             return Ok(Refreshed::Disabled { session_id });
         }
         // Two refreshes with the same token at once: one wins, the other is reuse.
-        if !spend_refresh_token(conn, token_hash, now)? {
+        if !spend_refresh_token(conn, token_hash, device, now)? {
             // The same token spent by a concurrent request a moment ago (PostgreSQL;
-            // SQLite's writers queue): its winner has committed, so the session now
-            // shows where it came from.
-            let (addr, agent) = last_used_from(conn, &session_id)?;
-            if origin.matches(&addr, &agent) {
+            // SQLite's writers queue): its winner has committed, so the token now
+            // shows which device spent it.
+            if same_device(spent_by(conn, token_hash)?.as_deref(), device) {
                 return Ok(Refreshed::Raced);
             }
             return reused(conn, session_id);

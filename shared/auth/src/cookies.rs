@@ -1,5 +1,5 @@
 //! The cookies that carry tokens to browsers: names (`__Host-`/`__Secure-` on https),
-//! the access and refresh cookies, and the pair that clears them.
+//! the access, refresh and device cookies, and the pair that clears the first two.
 
 use actix_web::cookie::{Cookie, SameSite};
 
@@ -21,6 +21,21 @@ impl Auth {
         } else {
             "flotilla_refresh"
         }
+    }
+
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.config().secure_cookies {
+            "__Secure-flotilla_device"
+        } else {
+            "flotilla_device"
+        }
+    }
+
+    /// The device cookie ([`crate::device`]), sent to /login only, kept a year. Signing
+    /// out does not clear it: the browser stays a known device of its accounts.
+    pub fn device_cookie(&self, value: &str) -> Cookie<'static> {
+        let max_age = crate::device::LIFETIME.num_seconds();
+        self.cookie(self.device_cookie_name(), value, "/login", max_age)
     }
 
     /// The access token cookie: HttpOnly, SameSite=Lax, whole site, Secure on https.

@@ -114,6 +114,25 @@ impl SigningKey {
         })
     }
 
+    /// An Ed25519 signature of `message` (login's device cookies, [`crate::device`]).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&self.der[16..]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        ed25519_dalek::Signer::sign(&key, message).to_bytes()
+    }
+
+    /// Whether `signature` is this key's over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let (Ok(public), Ok(signature)) = (
+            ed25519_dalek::VerifyingKey::from_bytes(&self.public),
+            ed25519_dalek::Signature::from_slice(signature),
+        ) else {
+            return false;
+        };
+        public.verify_strict(message, &signature).is_ok()
+    }
+
     /// When the key was made, read from its id (`None` for ids named by hand).
     pub fn created(&self) -> Option<NaiveDateTime> {
         let stamp = self.kid.split('-').next()?;
@@ -167,6 +186,11 @@ impl KeyRing {
     /// The key that signs: the newest.
     pub fn current(&self) -> Option<&SigningKey> {
         self.keys.last()
+    }
+
+    /// The key named `kid`, if the folder still has it.
+    pub fn find(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
     }
 
     pub fn keys(&self) -> &[SigningKey] {

@@ -23,6 +23,7 @@
 //!   [`Auth::announce_revoked`] tells the fleet.
 //! - `token_cache`: tokens verified already, so the EdDSA check runs once per token.
 //! - `cookies`: the access and refresh cookies ([`Auth::access_cookie`] and friends).
+//! - [`device`]: login's signed device cookies (throttling apart, the refresh grace).
 //! - `csrf`: the same-origin and form-token rule ([`Auth::check_csrf`], [`CSRF_HEADER`]).
 //! - `extractors`: what handlers take: [`Authenticated`], [`Verified`], [`Admin`] and
 //!   [`Submission`] (with [`CarriesCsrf`]).
@@ -40,6 +41,7 @@ mod config;
 mod cookies;
 mod csrf;
 mod deny_list;
+pub mod device;
 mod errors;
 pub mod even_time;
 mod extractors;

@@ -3,6 +3,10 @@
 //! last failure, up to a ceiling. Never a permanent lock: failures older than the window
 //! stop counting.
 //!
+//! Sign-ins keep one count per address typed, and one per known device (a valid
+//! [`crate::device`] cookie entry for the account of that address), so that failures
+//! from elsewhere never delay the device: the key is the caller's choice.
+//!
 //! The failures are auth events in the database (shared by every instance); the
 //! attempts still being checked are counted in memory ([`InFlight`]), at most the free
 //! failures at once per key, so that a burst of parallel guesses cannot all pass the
@@ -50,7 +54,8 @@ impl ThrottleSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct Attempts<'a> {
     /// `auth_events.login_key`: a hash of what the attempts are at (an address typed at
-    /// sign-in, or an account whose password is checked by profile).
+    /// sign-in, a known device's [`crate::device::DeviceEntry::key`], or an account
+    /// whose password is checked by profile).
     pub key: &'a str,
     pub failure: AuthEventKind,
     /// A success ends the run of failures before it (`None`: only the window does).

@@ -73,6 +73,7 @@ diesel::table! {
         session_id -> Text,
         created_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+        spent_by_device -> Nullable<Text>,
     }
 }
 

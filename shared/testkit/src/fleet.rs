@@ -189,6 +189,9 @@ impl Fleet {
             let value = self.env.get(name).map_or(default, String::as_str);
             (name, value.to_owned())
         });
+        // A test that plays clients at other addresses sends them as X-Forwarded-For
+        // and trusts it from 127.0.0.1 (FLOTILLA_PROXY_REAL_IP_FROM).
+        let real_ip = self.env.get("FLOTILLA_PROXY_REAL_IP_FROM").cloned();
         for _attempt in 0..3 {
             let port = free_port();
             let rendered = Command::new(root.join("scripts/render-proxy.sh"))
@@ -197,6 +200,7 @@ impl Fleet {
                 .arg(&www)
                 .arg(&upstreams_path)
                 .envs(limits.clone())
+                .envs(real_ip.iter().map(|v| ("FLOTILLA_PROXY_REAL_IP_FROM", v)))
                 .output()
                 .unwrap();
             assert!(

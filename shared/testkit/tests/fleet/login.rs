@@ -206,8 +206,11 @@ on_both_databases! {
         let stored = fleet.db.strings("SELECT token_hash AS v FROM refresh_tokens");
         assert!(stored.iter().all(|h| h.len() == 64 && *h != first_refresh));
 
-        // Rotation: a new pair; the old refresh token is spent.
-        let (status, renewed) = refresh(&fleet, &first_refresh);
+        // Rotation: a new pair; the old refresh token is spent (by this browser: its
+        // device cookie).
+        let device = cookie_value(&cookies, "flotilla_device").unwrap();
+        let spent = fleet.request(Method::POST, "/login/refresh").header(COOKIE, format!("flotilla_device={device}")).json(&json!({"refresh_token": first_refresh})).send().unwrap();
+        let (status, renewed): (StatusCode, Value) = (spent.status(), spent.json().unwrap());
         assert_eq!(status, StatusCode::OK, "{renewed}");
         let second_refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
         let second_access = renewed["access_token"].as_str().unwrap().to_owned();
@@ -215,9 +218,9 @@ on_both_databases! {
         assert_eq!(decode_part(&second_access, 1)["sid"], claims["sid"], "same session");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
-        // The same token again within seconds, from the same client, is a second tab
+        // The same token again within seconds, from the same device, is a second tab
         // racing the first: 409, no cookie touched, and the session lives on.
-        let raced = fleet.request(Method::POST, "/login/refresh").json(&json!({"refresh_token": first_refresh})).send().unwrap();
+        let raced = fleet.request(Method::POST, "/login/refresh").header(COOKIE, format!("flotilla_device={device}")).json(&json!({"refresh_token": first_refresh})).send().unwrap();
         assert_eq!(raced.status(), StatusCode::CONFLICT);
         assert!(set_cookies(&raced).is_empty(), "the winner's new cookies stay");
         let body: Value = raced.json().unwrap();
@@ -225,8 +228,8 @@ on_both_databases! {
         assert!(body["fields"]["refresh_token"].is_string(), "{body}");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
-        // Theft detection: the spent token from another client, even within seconds,
-        // ends the whole session.
+        // Theft detection: the spent token without that device's cookie, even within
+        // seconds, ends the whole session.
         let reused_at = Instant::now();
         let stolen = fleet.request(Method::POST, "/login/refresh").header("user-agent", "curl/8.0").json(&json!({"refresh_token": first_refresh})).send().unwrap();
         assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED);

@@ -36,6 +36,7 @@ mod enumeration;
 mod faults;
 mod internal;
 mod links;
+mod lockout;
 mod login;
 mod make_run;
 mod pages;
