@@ -133,9 +133,8 @@ const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let env = Env::from_process();
-    let invalid = |e: ConfigError| anyhow::anyhow!("invalid configuration: {e}");
-    let config = LoginConfig::from_env(&env, &state.config).map_err(invalid)?;
-    let auth_config = AuthConfig::from_env(&env, &state.config, true).map_err(invalid)?;
+    let config = LoginConfig::from_env(&env, &state.config)?;
+    let auth_config = AuthConfig::from_env(&env, &state.config, true)?;
     let ring = if config.generate_keys {
         let (ring, created) = KeyRing::load_or_create(&config.keys_dir)?;
         if created {

@@ -85,10 +85,9 @@ pub struct Profile {
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let env = Env::from_process();
-    let invalid = |e: ConfigError| anyhow::anyhow!("invalid configuration: {e}");
-    let config = ProfileConfig::from_env(&env, &state.config).map_err(invalid)?;
+    let config = ProfileConfig::from_env(&env, &state.config)?;
     let auth = Auth::start(
-        AuthConfig::from_env(&env, &state.config, false).map_err(invalid)?,
+        AuthConfig::from_env(&env, &state.config, false)?,
         state.pool.clone(),
     )?;
     let checker = auth.clone();

@@ -77,8 +77,7 @@ pub struct Signup {
 }
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
-    let config = SignupConfig::from_env(&Env::from_process(), &state.config.public_url)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config = SignupConfig::from_env(&Env::from_process(), &state.config.public_url)?;
     let signup = web::Data::new(Signup {
         hashes: config.passwords.pool(),
         wake: WakeSender::start(&config.wake)?,

@@ -94,8 +94,7 @@ fn worker_id() -> String {
 }
 
 async fn run(state: web::Data<State>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let config = WorkerConfig::from_env(&Env::from_process())
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config = WorkerConfig::from_env(&Env::from_process())?;
     let mut wake = WakeReceiver::bind(&config.bus.wake).await?;
     let forwarder = flotilla_bus::run_forwarder(&config.bus.events_in, &config.bus.events_out);
     let mut forwarder = std::pin::pin!(forwarder);

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use crate::app::{Application, Service};
-use crate::config::{Config, Env};
+use crate::config::{Config, ConfigError, Env};
 
 /// Exit status for a configuration error (sysexits' EX_CONFIG): systemd units do not
 /// restart on it, since restarting cannot help.
@@ -111,8 +111,12 @@ fn load_config(service: &Service) -> Result<Config, ExitCode> {
 fn report(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        // A file or folder too open to other users does not heal by restarting either.
-        Err(e) if e.downcast_ref::<crate::files::Refusal>().is_some() => {
+        // A service's own variables, or a file or folder too open to other users: neither
+        // heals by restarting.
+        Err(e)
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<crate::files::Refusal>().is_some() =>
+        {
             log::error!("invalid configuration: {e:#}");
             ExitCode::from(EXIT_CONFIG)
         }

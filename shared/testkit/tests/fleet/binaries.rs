@@ -124,6 +124,26 @@ fn a_bad_variable_stops_the_service_and_is_named() {
         stderr_of(command("flotilla-login", &db, &dir).env("DATABASE_URL", "mysql://nope"));
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("DATABASE_URL"), "{err}");
+
+    // A variable only one service reads is a configuration error too (systemd does not
+    // restart 78), whichever service and whether read at start or by its background task.
+    for (binary, variable) in [
+        ("flotilla-signup", "FLOTILLA_VERIFY_TOKEN_HOURS"),
+        ("flotilla-login", "FLOTILLA_LOGIN_MAX_FAILURES"),
+        ("flotilla-profile", "FLOTILLA_EMAIL_CHANGE_TOKEN_HOURS"),
+        ("flotilla-worker", "FLOTILLA_WORKER_BATCH"),
+    ] {
+        let (code, err) = stderr_of(
+            command(binary, &db, &dir)
+                .env("FLOTILLA_AUTO_MIGRATE", "true")
+                .env(variable, "lots"),
+        );
+        assert_eq!(code, Some(78), "{binary}: {err}");
+        assert!(
+            err.contains(&format!("{variable}=\"lots\" is not valid")),
+            "{binary}: {err}"
+        );
+    }
 }
 
 #[test]
