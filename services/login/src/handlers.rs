@@ -180,16 +180,15 @@ pub async fn login(
     );
     // Held until this attempt's outcome is recorded, on every path out.
     let Some((in_flight, others)) = login.attempts.begin(&key).await else {
-        count(&state, "throttled");
+        // Waited `TURN_TIMEOUT` for a turn: refused, and recorded like any throttling.
+        throttled(&state, device, &key, &who).await?;
         return Err(refuse(LoginError::AttemptsInFlight));
     };
     let (wait, account) = throttle_and_find(&state, &login, &attempt.lookup, &key, others).await?;
     if let Some(wait_secs) = wait {
         // Refused without a check: not in flight any more.
         drop(in_flight);
-        let user = device.map(|d| d.user_id.clone());
-        record(&state, AuthEventKind::LoginThrottled, user, &key, &who).await?;
-        count(&state, "throttled");
+        throttled(&state, device, &key, &who).await?;
         return Err(refuse(LoginError::TooManyFailures { wait_secs }));
     }
     let account = match password_matches(&login, account, &attempt.password).await? {
@@ -334,6 +333,21 @@ async fn record(
         store::record(conn, kind, user.as_deref(), Some(&key), &who)
     })
     .await
+}
+
+/// An attempt refused before its password was checked (too many failures, or no turn
+/// among the attempts in flight): a `login.throttled` event under the key it counts
+/// at, with the account of its device entry when it has one, and the metric.
+async fn throttled(
+    state: &web::Data<State>,
+    device: Option<&DeviceEntry>,
+    key: &str,
+    who: &Origin,
+) -> Result<(), Error> {
+    let user = device.map(|d| d.user_id.clone());
+    record(state, AuthEventKind::LoginThrottled, user, key, who).await?;
+    count(state, "throttled");
+    Ok(())
 }
 
 async fn renew(

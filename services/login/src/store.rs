@@ -29,8 +29,36 @@ pub fn record(
     login_key: Option<&str>,
     origin: &Origin,
 ) -> QueryResult<()> {
+    write_transaction(conn, |conn| {
+        record_in(conn, kind, user_id, login_key, origin)
+    })
+}
+
+/// [`record`] inside a transaction already begun.
+fn record_in(
+    conn: &mut AnyConnection,
+    kind: AuthEventKind,
+    user_id: Option<&str>,
+    login_key: Option<&str>,
+    origin: &Origin,
+) -> QueryResult<()> {
+    let user_id = still_there(conn, user_id)?;
     let event = origin.event(kind, user_id, login_key, None);
     event.record(conn, flotilla_jobs::now())
+}
+
+/// `user_id` if its account's row is still there, locked until the transaction ends
+/// (PostgreSQL): a closed account is purged with its events, and an attempt at it
+/// recorded meanwhile (its password checked before the close) keeps only its key.
+fn still_there<'a>(
+    conn: &mut AnyConnection,
+    user_id: Option<&'a str>,
+) -> QueryResult<Option<&'a str>> {
+    let Some(id) = user_id else {
+        return Ok(None);
+    };
+    User::lock(conn, id)?;
+    Ok(User::find(conn, id)?.map(|_| id))
 }
 
 /// How long an address must wait before its next sign-in attempt, if at all (see
@@ -104,13 +132,10 @@ pub fn open_session(
             c.id == account.id && c.password_hash == account.password_hash && !c.is_disabled()
         });
         if !unchanged {
-            // The password changed (a reset) while this one was being checked.
-            let event = origin.event(
-                AuthEventKind::LoginFailure,
-                Some(&account.id),
-                Some(login_key),
-                None,
-            );
+            // The password changed (a reset) while this one was being checked, or the
+            // account was closed (and perhaps purged already).
+            let user_id = still_there(conn, Some(&account.id))?;
+            let event = origin.event(AuthEventKind::LoginFailure, user_id, Some(login_key), None);
             event.record(conn, now)?;
             return Ok(None);
         }
@@ -458,7 +483,7 @@ pub fn request_reset(
         let login_key = flotilla_auth::token_hash(lookup);
         let user_id = account.as_ref().map(|a| a.id.as_str());
         let kind = AuthEventKind::PasswordResetRequested;
-        record(conn, kind, user_id, Some(&login_key), origin)?;
+        record_in(conn, kind, user_id, Some(&login_key), origin)?;
         Ok(sent)
     })
 }
@@ -563,7 +588,7 @@ pub fn reset_password(
             &token_hash[..32],
             now,
         )?;
-        record(
+        record_in(
             conn,
             AuthEventKind::PasswordReset,
             Some(&user_id),

@@ -553,7 +553,8 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
 /// Closes the account at once: every session ended, the personal fields and the
 /// address removed from the row (the address is freed), a confirmation mailed to it,
 /// and a `purge_user` job queued that deletes the row and everything about it.
-/// Returns the sessions ended.
+/// Returns the sessions ended: the account's row is locked first, as for a password
+/// change, so that no sign-in racing the close keeps a session.
 pub fn close_account(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -561,6 +562,9 @@ pub fn close_account(
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        // A sign-in opening a session now commits it before the sessions are picked
+        // below; one starting later finds the account closed (login's `open_session`).
+        User::lock(conn, user_id)?;
         let email = email_of(conn, user_id)?;
         let ended = flotilla_accounts::revoke_user_sessions(
             conn,

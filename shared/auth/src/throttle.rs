@@ -255,4 +255,26 @@ mod tests {
         let (_d, before_d) = in_flight.begin("k").await.unwrap();
         assert_eq!(before_d, 0);
     }
+
+    /// The clock is tokio's, paused: it jumps to the timeout instead of waiting 10 s.
+    /// (Login records such a refusal as `login.throttled`, through the same function as
+    /// a refusal for too many failures, which the end-to-end tests check.)
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_without_a_turn_in_time_is_refused_and_not_counted() {
+        let in_flight = InFlight::new(1);
+        let (held, _) = in_flight.begin("k").await.unwrap();
+        let asked = tokio::time::Instant::now();
+        assert!(in_flight.begin("k").await.is_none(), "no turn");
+        assert_eq!(asked.elapsed(), TURN_TIMEOUT);
+        assert_eq!(
+            in_flight.keys.lock().unwrap()["k"].users,
+            1,
+            "only the one held"
+        );
+        drop(held);
+        assert!(
+            !in_flight.keys.lock().unwrap().contains_key("k"),
+            "forgotten"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Emailed links and what they leave behind: opening a link spends nothing (a mail
 //! scanner confirms nothing), only a post from its page or a JSON client does; no live
-//! token stays in a job, a log or a Referer; sign-ins racing a reset or a password
-//! change leave no session behind; only this site's pages may post a change
+//! token stays in a job, a log or a Referer; sign-ins racing a reset, a password
+//! change or the closing of the account leave no session behind; only this site's pages may post a change
 //! (`Sec-Fetch-Site`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -150,6 +150,7 @@ on_both_databases! {
         let page = fleet.get_html(&format!("/login/reset?token={token}"));
         assert_eq!(page.headers()["referrer-policy"], "no-referrer");
         assert!(page.text().unwrap().contains(&format!("name=\"token\" value=\"{token}\"")));
+        refused_from_elsewhere(&fleet, "/login/reset", &token);
         assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::OK, "still valid");
         assert_eq!(login(&fleet, "lovelace@example.org", PASSWORD).0, StatusCode::OK);
         let new_password = "a brand new passphrase 2026";
@@ -224,6 +225,19 @@ on_both_databases! {
         });
         no_session_outlives(&fleet, &granted, Some(&keep));
         assert_eq!(me(&fleet, &keep).0, StatusCode::OK, "the session that changed it stays");
+    }
+
+    fn sign_ins_racing_closing_the_account_leave_no_live_session(db: TestDb) {
+        let fleet = quick_hashes(db);
+        verified_account(&fleet, "ada@example.org");
+        let (keep, _) = sign_in(&fleet, "ada@example.org");
+        let granted = race_sign_ins(&fleet, || {
+            let done = fleet.request(Method::DELETE, "/profile/me").bearer_auth(&keep)
+                .json(&json!({"password": PASSWORD})).send().unwrap();
+            assert_eq!(done.status(), StatusCode::NO_CONTENT);
+        });
+        no_session_outlives(&fleet, &granted, None);
+        assert_eq!(me(&fleet, &keep).0, StatusCode::UNAUTHORIZED, "the session that closed it ends too");
     }
 
     fn only_this_sites_pages_may_post_a_change(db: TestDb) {
@@ -334,8 +348,9 @@ fn race_sign_ins(fleet: &Fleet, change: impl FnOnce()) -> Vec<String> {
     granted
 }
 
-/// No session opened with the old password is live in the database, and every service
-/// refuses its access token.
+/// No session opened with the old password (or before the account closed) is live in
+/// the database, and every service refuses its access token: profile, and login's
+/// `/login/session`, which reads nothing but the token and the revocation list.
 fn no_session_outlives(fleet: &Fleet, granted: &[String], keep: Option<&str>) {
     let kept = keep.map(|access| decode_part(access, 1)["sid"].as_str().unwrap().to_owned());
     let live = fleet
@@ -346,10 +361,19 @@ fn no_session_outlives(fleet: &Fleet, granted: &[String], keep: Option<&str>) {
         kept.iter().cloned().collect::<Vec<_>>(),
         "only the session that made the change is live"
     );
+    let session = |access: &str| {
+        fleet
+            .request(Method::GET, "/login/session")
+            .bearer_auth(access)
+            .send()
+            .unwrap()
+            .status()
+    };
     for access in granted {
         assert!(
             wait_until(Duration::from_secs(5), || me(fleet, access).0
-                == StatusCode::UNAUTHORIZED),
+                == StatusCode::UNAUTHORIZED
+                && session(access) == StatusCode::UNAUTHORIZED),
             "a session opened with the old password still works"
         );
     }
@@ -365,11 +389,12 @@ fn waiting_for_locks(fleet: &Fleet) -> usize {
 
 /// The race made certain on PostgreSQL: sign-ins are held up in the middle of opening
 /// their session (their refresh token's insert waits for a lock the test holds) while
-/// a reset or a password change runs. Without the account row's lock the change would
-/// commit first, end nothing, and the sign-ins would then commit live sessions with
-/// the old password.
+/// a reset, a password change or the closing of the account runs. Without the account
+/// row's lock the change would pick the sessions to end before theirs commit, and the
+/// sign-ins would then commit live sessions with the old password (or of a closed
+/// account).
 #[test]
-fn sign_ins_held_up_mid_session_do_not_outlive_a_reset_or_a_password_change() {
+fn sign_ins_held_up_mid_session_do_not_outlive_a_reset_a_password_change_or_a_close() {
     let Some(db) = TestDb::postgres() else {
         return;
     };
@@ -408,6 +433,14 @@ fn sign_ins_held_up_mid_session_do_not_outlive_a_reset_or_a_password_change() {
             &json!({"current_password": reset_to, "new_password": "yet another passphrase 2027"}),
         );
     held_up_sign_ins(&fleet, reset_to, change, Some(&keep));
+
+    // Closing the account: every session ends, those held up too.
+    let changed_to = "yet another passphrase 2027";
+    let close = fleet
+        .request(Method::DELETE, "/profile/me")
+        .bearer_auth(&keep)
+        .json(&json!({"password": changed_to}));
+    held_up_sign_ins(&fleet, changed_to, close, None);
 }
 
 /// Holds up three sign-ins with `password` mid-session while `change` is sent, then

@@ -1,6 +1,7 @@
 //! No targeted lockout: a browser that signed in to an account before (its signed
 //! device cookie) is throttled on its own failures only, whatever anyone else tries at
-//! the address; the refresh grace belongs to the device that spent the token; nginx
+//! the address; the refresh grace belongs to the device that spent the token; renewing
+//! a session sets no device cookie (only a password sign-in does); nginx
 //! limits profile's password routes per client, IPv6 clients per /64.
 
 use reqwest::blocking::Response;
@@ -235,6 +236,41 @@ on_both_databases! {
         assert_eq!(reason, vec!["refresh_token_reused"]);
         let refused = wait_until(std::time::Duration::from_secs(5), || me(&fleet, &access).0 == StatusCode::UNAUTHORIZED);
         assert!(refused, "{}", fleet.all_logs());
+    }
+
+    fn renewing_a_session_sets_no_device_cookie(db: TestDb) {
+        // A stolen refresh token must not buy a known-device cookie, whose attempts
+        // escape the address's count: only a password sign-in sets one.
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let response = attempt(&fleet, "ada@example.org", PASSWORD, None);
+        assert!(cookie_value(&set_cookies(&response), DEVICE).is_some());
+        let body: Value = response.json().unwrap();
+        let mut token = body["refresh_token"].as_str().unwrap().to_owned();
+        let renewals = [
+            // JSON, the token in the body.
+            (Method::POST, "/login/refresh", false),
+            // A script of this site, with the refresh cookie.
+            (Method::POST, "/login/refresh", true),
+            // A browser sent to the sign-in page: silent renewal.
+            (Method::GET, "/login?next=/profile", true),
+        ];
+        for (method, path, by_cookie) in renewals {
+            let mut request = fleet.request(method.clone(), path);
+            request = if by_cookie {
+                request
+                    .header(COOKIE, format!("flotilla_refresh={token}"))
+                    .header("origin", fleet.origin())
+                    .header("sec-fetch-site", "same-origin")
+            } else {
+                request.json(&json!({"refresh_token": token}))
+            };
+            let renewed = request.send().unwrap();
+            assert!(renewed.status().is_success() || renewed.status().is_redirection(), "{method} {path}: {}", renewed.status());
+            let cookies = set_cookies(&renewed);
+            token = cookie_value(&cookies, "flotilla_refresh").unwrap_or_else(|| panic!("{method} {path} renewed: {cookies:?}"));
+            assert!(cookie_value(&cookies, DEVICE).is_none(), "{method} {path}: {cookies:?}");
+        }
     }
 
     fn behind_https_the_device_cookie_is_secure_and_prefixed(db: TestDb) {

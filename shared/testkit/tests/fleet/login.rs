@@ -651,6 +651,52 @@ on_both_databases! {
         assert_eq!(again.status(), StatusCode::OK);
     }
 
+    fn the_refresh_cookie_renews_and_signs_out_only_from_this_site(db: TestDb) {
+        // No form token to ask for (the access token may have expired): the strict
+        // origin rule alone, Origin or Sec-Fetch-Site present and both, when sent, this
+        // site's.
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (access, refresh_token) = sign_in(&fleet, "ada@example.org");
+        let origin = fleet.origin();
+        let elsewhere: [&[(&str, &str)]; 5] = [
+            &[("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+            &[("origin", "https://evil.example")],
+            &[("sec-fetch-site", "none")],
+            &[("origin", origin.as_str()), ("sec-fetch-site", "same-site")],
+            &[],
+        ];
+        let with_cookie = |path: &str, token: &str, headers: &[(&str, &str)]| {
+            let mut request = fleet.request(Method::POST, path).header(COOKIE, format!("flotilla_refresh={token}"));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.send().unwrap()
+        };
+        for path in ["/login/refresh", "/login/logout"] {
+            for headers in elsewhere {
+                let refused = with_cookie(path, &refresh_token, headers);
+                assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path} {headers:?}");
+                assert!(set_cookies(&refused).is_empty(), "{path} {headers:?}: no cookie touched");
+                assert_eq!(refused.json::<Value>().unwrap()["error"], "cross_origin_request", "{path} {headers:?}");
+            }
+        }
+        // Nothing changed: the session works and its refresh token is unspent.
+        assert_eq!(me(&fleet, &access).0, StatusCode::OK);
+        let this_site = [("origin", origin.as_str()), ("sec-fetch-site", "same-origin")];
+        let renewed = with_cookie("/login/refresh", &refresh_token, &this_site);
+        assert_eq!(renewed.status(), StatusCode::OK);
+        let token = cookie_value(&set_cookies(&renewed), "flotilla_refresh").unwrap();
+        // An older browser: Origin alone.
+        let renewed = with_cookie("/login/refresh", &token, &[("origin", origin.as_str())]);
+        assert_eq!(renewed.status(), StatusCode::OK);
+        let token = cookie_value(&set_cookies(&renewed), "flotilla_refresh").unwrap();
+        let out = with_cookie("/login/logout", &token, &[("sec-fetch-site", "same-origin")]);
+        assert_eq!(out.status(), StatusCode::NO_CONTENT);
+        let ended = wait_until(Duration::from_secs(5), || me(&fleet, &access).0 == StatusCode::UNAUTHORIZED);
+        assert!(ended, "signed out by the refresh cookie");
+    }
+
     fn jwks_publishes_public_keys_and_a_new_key_takes_over_signing(db: TestDb) {
         let mut fleet = Fleet::start(db);
         verified_account(&fleet, "ada@example.org");
