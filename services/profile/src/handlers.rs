@@ -1,6 +1,7 @@
 //! Profile's routes. Each checks its input first (the extractors check the token and,
 //! for changes made with cookies, the CSRF rule), then acts.
 
+use chrono::TimeDelta;
 use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
@@ -544,8 +545,9 @@ pub async fn delete(
         return Err(refused(&state, &who, &input, "delete", error).await);
     }
     let user_id = who.claims.sub.clone();
+    let hold = TimeDelta::seconds(profile.auth.config().tokens.revocation_hold_secs());
     let ended = blocking(&state, move |conn| {
-        store::close_account(conn, &user_id, &who_from)
+        store::close_account(conn, &user_id, &who_from, hold)
     })
     .await?;
     profile.auth.announce_revoked(&ended);

@@ -552,13 +552,17 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
 
 /// Closes the account at once: every session ended, the personal fields and the
 /// address removed from the row (the address is freed), a confirmation mailed to it,
-/// and a `purge_user` job queued that deletes the row and everything about it.
+/// and a `purge_user` job queued that deletes the row and everything about it once
+/// `hold` has passed: the ended sessions' rows stay until then, so that a service
+/// that missed the `session.revoked` event (bus down, or started later) still denies
+/// their tokens from its catch-up until they expire.
 /// Returns the sessions ended: the account's row is locked first, as for a password
 /// change, so that no sign-in racing the close keeps a session.
 pub fn close_account(
     conn: &mut AnyConnection,
     user_id: &str,
     origin: &Origin,
+    hold: TimeDelta,
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
@@ -588,7 +592,10 @@ pub fn close_account(
             login_key: flotilla_auth::token_hash(&email.to_lowercase()),
             email: Some(email.clone()),
         };
-        let purge = NewJob::new(purge, format!("purge_user:{user_id}"));
+        let purge = NewJob {
+            run_after: now + hold,
+            ..NewJob::new(purge, format!("purge_user:{user_id}"))
+        };
         flotilla_jobs::enqueue(conn, &purge)?;
         origin
             .event(AuthEventKind::AccountDeleted, Some(user_id), None, None)

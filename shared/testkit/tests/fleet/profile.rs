@@ -401,6 +401,18 @@ on_both_databases! {
         let mails = fleet.wait_for_mails("ada@example.org", 2);
         assert!(mails.iter().any(|m| m.contains("Subject: Your account is closed")));
 
+        // The ended sessions stay, revoked, for as long as their access tokens could live,
+        // so that a service that missed the event still denies them from its catch-up;
+        // the purge waits that long (here: made due at once).
+        assert!(fleet.db.strings("SELECT id AS v FROM sessions WHERE revoked_at IS NULL").is_empty());
+        assert!(fleet.db.strings("SELECT id AS v FROM sessions").len() >= 2, "kept until the hold ends");
+        let waits = fleet.db.strings(&format!(
+            "SELECT id AS v FROM jobs WHERE kind = 'purge_user' AND done_at IS NULL AND run_after > '{}'",
+            (chrono::Utc::now().naive_utc() + chrono::TimeDelta::minutes(15)).format("%Y-%m-%d %H:%M:%S")
+        ));
+        assert_eq!(waits.len(), 1, "the purge waits for the tokens' life and the leeway");
+        assert_eq!(fleet.db.execute("UPDATE jobs SET run_after = '2000-01-01 00:00:00' WHERE kind = 'purge_user'"), 1);
+
         // The job purges the rest; then nothing about the person is left.
         let purged = wait_until(Duration::from_secs(15), || {
             fleet.db.strings("SELECT id AS v FROM users").is_empty()
