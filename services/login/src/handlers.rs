@@ -28,6 +28,7 @@ use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
 use flotilla_auth::RequestOrigin;
 use flotilla_auth::device::{self, DeviceEntry};
+use flotilla_auth::keys::SigningKey;
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
 fn count(state: &State, outcome: &'static str) {
@@ -72,16 +73,9 @@ fn issue(
         nbf: now,
         exp: now + settings.ttl_secs,
     };
-    let token = {
-        let keys = login
-            .keys
-            .read()
-            .map_err(|_| Error::Internal(anyhow::anyhow!("the key ring lock is poisoned")))?;
-        let key = keys
-            .current()
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
-        flotilla_auth::access_token::sign(key, &claims)?
-    };
+    let token = with_signing_key(login, |key| {
+        Ok(flotilla_auth::access_token::sign(key, &claims)?)
+    })?;
     let refresh_age = (grant.refresh_expires.and_utc().timestamp() - now).max(0);
     let mut response = match format {
         Format::Json => no_store(HttpResponse::Ok()),
@@ -220,20 +214,28 @@ pub async fn login(
     }
     let next = safe_next(input.raw().next.as_deref());
     let mut response = issue(&login, &grant, input.format(), next.as_deref())?;
-    let device = {
-        let keys = login
-            .keys
-            .read()
-            .map_err(|_| Error::Internal(anyhow::anyhow!("the key ring lock is poisoned")))?;
-        let key = keys
-            .current()
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
+    let device = with_signing_key(&login, |key| {
         let now = chrono::Utc::now().timestamp();
-        device::after_sign_in(&devices, &grant.user_id, key, now)
-    };
+        Ok(device::after_sign_in(&devices, &grant.user_id, key, now))
+    })?;
     // A cookie built here always has a valid header form.
     let _ = response.add_cookie(&login.auth.device_cookie(&device));
     Ok(response)
+}
+
+/// Runs `sign` with the key login signs with now.
+fn with_signing_key<T>(
+    login: &Login,
+    sign: impl FnOnce(&SigningKey) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let keys = login
+        .keys
+        .read()
+        .map_err(|_| Error::Internal(anyhow::anyhow!("the key ring lock is poisoned")))?;
+    let key = keys
+        .current()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
+    sign(key)
 }
 
 /// The valid entries of the request's device cookie: none without one, or with a

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_accounts::{EmailAddress, Username};
+use flotilla_accounts::{EmailAddress, Username, plausible_token};
 use flotilla_auth::CarriesCsrf;
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
@@ -214,17 +214,6 @@ impl LinkToken {
     pub fn token(&self) -> Option<&str> {
         plausible_token(&self.token)
     }
-}
-
-/// A link's token as typed or pasted, if it can be one.
-pub fn plausible_token(token: &str) -> Option<&str> {
-    let token = token.trim();
-    let plausible = !token.is_empty()
-        && token.len() <= 128
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    plausible.then_some(token)
 }
 
 /// Closing the account: the password again.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_accounts::summarise_user_agent;
+use flotilla_accounts::{plausible_token, summarise_user_agent};
 use flotilla_auth::{
     Authenticated, CarriesCsrf, ClientOrigin, RequestOrigin, Submission, throttle,
 };
@@ -19,9 +19,7 @@ use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
-use crate::domain::{
-    Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch, plausible_token,
-};
+use crate::domain::{Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch};
 use crate::errors::ProfileError;
 use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};

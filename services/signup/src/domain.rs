@@ -1,7 +1,7 @@
 //! Signup input turned into domain types at the top of the handler; nothing below
 //! checks it again.
 
-pub use flotilla_accounts::{EmailAddress, Username};
+pub use flotilla_accounts::{EmailAddress, Username, plausible_token};
 use flotilla_auth::{Password, PasswordPolicy};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
@@ -107,15 +107,4 @@ impl VerifyInput {
     pub fn token(&self) -> Option<&str> {
         plausible_token(&self.token)
     }
-}
-
-/// A link's token as typed or pasted: trimmed, at most 128 URL-safe characters.
-pub fn plausible_token(token: &str) -> Option<&str> {
-    let token = token.trim();
-    let plausible = !token.is_empty()
-        && token.len() <= 128
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    plausible.then_some(token)
 }

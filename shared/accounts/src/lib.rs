@@ -31,7 +31,7 @@ pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
 pub use email_link::{EmailLink, LinkPurpose};
 pub use fields::{EmailAddress, Username};
 pub use purge::{Cleaned, cleanup, purge_closed};
-pub use secrets::{new_token, token_hash};
+pub use secrets::{new_token, plausible_token, token_hash};
 pub use session::{
     RevokeReason, Session, revoke_session, revoke_user_sessions, revoked_since,
     summarise_user_agent,

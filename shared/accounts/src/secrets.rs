@@ -14,6 +14,18 @@ pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A link's token as typed or pasted, if it can be one: trimmed, at most 128 URL-safe
+/// characters (the hash of anything else matches nothing, but need not be looked up).
+pub fn plausible_token(token: &str) -> Option<&str> {
+    let token = token.trim();
+    let plausible = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plausible.then_some(token)
+}
+
 /// Lowercase hex SHA-256 of `token` (64 characters): what the database stores.
 pub fn token_hash(token: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
