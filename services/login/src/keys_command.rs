@@ -1,6 +1,7 @@
 //! `flotilla-login keys …`: the signing keys, for sysadmins.
 //!
-//! Rotation: `keys generate` adds a key, which signs from the next reload (within 30 s,
+//! Rotation: `keys generate` adds a key, which signs from the next reload (within
+//! `FLOTILLA_KEYS_RELOAD_SECS`, 30 s by default,
 //! on every login instance that reads the folder); the old key stays published so the
 //! tokens it signed stay valid. Once they have expired (the access token lifetime
 //! after the new key was made), `keys prune` removes the old key.
@@ -18,7 +19,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let key = keys::add(&dir)?;
             println!("{}", key.kid);
             log::info!(
-                "wrote {}: it signs once flotilla-login reads the folder again (within 30 s)",
+                "wrote {}: it signs once flotilla-login reads the folder again (every FLOTILLA_KEYS_RELOAD_SECS, 30 s by default)",
                 dir.join(format!("{}.pem", key.kid)).display()
             );
         }

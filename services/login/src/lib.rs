@@ -57,6 +57,9 @@ pub struct LoginConfig {
     pub keys_dir: PathBuf,
     /// `FLOTILLA_KEYS_GENERATE` (default true): make a key when the folder has none.
     pub generate_keys: bool,
+    /// `FLOTILLA_KEYS_RELOAD_SECS` (30): how often the key folder is read again, so
+    /// that a key added by `keys generate` signs without a restart.
+    pub keys_reload: std::time::Duration,
     /// `FLOTILLA_SESSION_IDLE_DAYS` (30): a session unused this long ends.
     pub session_idle: TimeDelta,
     /// `FLOTILLA_SESSION_MAX_DAYS` (90): a session ends this long after sign-in.
@@ -79,6 +82,11 @@ impl LoginConfig {
             passwords: PasswordSettings::from_env(env)?,
             keys_dir: env.path("FLOTILLA_KEYS_DIR", kit.data_dir.join("keys"))?,
             generate_keys: env.flag("FLOTILLA_KEYS_GENERATE", true)?,
+            keys_reload: std::time::Duration::from_secs(env.number(
+                "FLOTILLA_KEYS_RELOAD_SECS",
+                30,
+                1..=3600,
+            )?),
             session_idle: TimeDelta::days(env.number(
                 "FLOTILLA_SESSION_IDLE_DAYS",
                 30,
@@ -128,9 +136,6 @@ impl Login {
     }
 }
 
-/// How often the key folder is read again.
-const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let env = Env::from_process();
     let config = LoginConfig::from_env(&env, &state.config)?;
@@ -166,11 +171,12 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         config,
     });
     let reloader = login.clone();
+    let every = login.config.keys_reload;
     std::thread::Builder::new()
         .name("flotilla-keys".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(KEY_RELOAD);
+                std::thread::sleep(every);
                 reloader.reload_keys();
             }
         })?;

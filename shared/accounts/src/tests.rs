@@ -140,6 +140,69 @@ fn a_link_works_once_and_in_time() {
 }
 
 #[test]
+fn voiding_ends_one_purpose_of_one_account_and_nothing_else() {
+    each_backend(|db, conn| {
+        ada(conn);
+        let now = flotilla_jobs::now();
+        NewUser {
+            id: "u2",
+            email: "grace@example.org",
+            username: None,
+            password_hash: "$argon2id$v=19$hash",
+        }
+        .insert(conn, now)
+        .unwrap();
+        let hour = TimeDelta::hours(1);
+        let mut issue = |user: &str, purpose| {
+            email_link::issue(conn, user, purpose, "someone@example.org", hour, now)
+                .unwrap()
+                .hash
+        };
+        let reset = LinkPurpose::PasswordReset;
+        let (spent, first, second) = (issue("u1", reset), issue("u1", reset), issue("u1", reset));
+        let change = issue("u1", LinkPurpose::ChangeEmail);
+        let graces = issue("u2", reset);
+        assert!(email_link::spend(conn, &spent, now).unwrap());
+
+        let later = now + TimeDelta::seconds(1);
+        let voided = email_link::void(conn, "u1", reset, later).unwrap();
+        assert_eq!(
+            voided,
+            2,
+            "the two unused reset links ({})",
+            db.backend_name()
+        );
+        for hash in [&spent, &first, &second] {
+            assert_eq!(
+                email_link::check(conn, hash, reset, now).unwrap(),
+                Link::Invalid
+            );
+        }
+        // The spent one keeps the time it was used.
+        let used = format!(
+            "SELECT CAST(used_at AS TEXT) AS v FROM email_tokens WHERE token_hash = '{spent}'"
+        );
+        let used_now = format!(
+            "SELECT CAST(used_at AS TEXT) AS v FROM email_tokens WHERE token_hash = '{first}'"
+        );
+        assert_ne!(db.strings(&used), db.strings(&used_now));
+        let valid = |conn: &mut AnyConnection, hash: &str, purpose, user: &str| {
+            email_link::check(conn, hash, purpose, now).unwrap()
+                == Link::Valid {
+                    user_id: user.into(),
+                    email: "someone@example.org".into(),
+                }
+        };
+        assert!(
+            valid(conn, &change, LinkPurpose::ChangeEmail, "u1"),
+            "another purpose"
+        );
+        assert!(valid(conn, &graces, reset, "u2"), "another account");
+        assert_eq!(email_link::void(conn, "u1", reset, later).unwrap(), 0);
+    });
+}
+
+#[test]
 fn a_closed_account_is_purged_and_an_open_one_is_not() {
     each_backend(|db, conn| {
         ada(conn);

@@ -156,6 +156,36 @@ pub(super) fn slow_catch_up(db: TestDb) -> Fleet {
         .start()
 }
 
+/// A stored timestamp, as either backend prints it as text.
+pub(super) fn timestamp(text: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(&text.replace('T', " "), "%Y-%m-%d %H:%M:%S%.f")
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// `later - earlier` for the rows of `sql`, whose `v` is `earlier|later`.
+pub(super) fn spans(fleet: &Fleet, sql: &str) -> Vec<chrono::TimeDelta> {
+    fleet
+        .db
+        .strings(sql)
+        .iter()
+        .map(|row| {
+            let (earlier, later) = row.split_once('|').unwrap();
+            timestamp(later) - timestamp(earlier)
+        })
+        .collect()
+}
+
+/// How long the emailed links of `purpose` work (`expires_at - created_at`), each.
+pub(super) fn link_lifetimes(fleet: &Fleet, purpose: &str) -> Vec<chrono::TimeDelta> {
+    let sql = format!(
+        "SELECT CAST(created_at AS TEXT) || '|' || CAST(expires_at AS TEXT) AS v \
+         FROM email_tokens WHERE purpose = '{purpose}'"
+    );
+    let lifetimes = spans(fleet, &sql);
+    assert!(!lifetimes.is_empty(), "no {purpose} link stored");
+    lifetimes
+}
+
 on_both_databases! {
     fn login_refresh_rotation_and_reuse_detection(db: TestDb) {
         let fleet = slow_catch_up(db);
@@ -305,8 +335,10 @@ on_both_databases! {
     }
 
     fn wrong_password_unknown_address_unverified_and_disabled(db: TestDb) {
-        let fleet = Fleet::start(db);
+        let fleet = slow_catch_up(db);
         verified_account(&fleet, "ada@example.org");
+        bus_is_up(&fleet, "ada@example.org");
+        let (access, refresh_token) = sign_in(&fleet, "ada@example.org");
         let wrong = login(&fleet, "ada@example.org", "not the password at all");
         let unknown = login(&fleet, "nobody@example.org", PASSWORD);
         assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
@@ -331,6 +363,21 @@ on_both_databases! {
         assert_eq!(login(&fleet, "new@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
 
         fleet.db.execute("UPDATE users SET disabled_at = created_at WHERE email = 'ada@example.org'");
+        // A session open when the account was disabled: profile refuses the account
+        // (not the session yet); its refresh is refused and the session ends
+        // fleet-wide at once (over the bus: the catch-up is a minute away).
+        let (status, body) = me(&fleet, &access);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_ne!(body["error"], "session_revoked", "{body}");
+        let at = Instant::now();
+        let (status, body) = refresh(&fleet, &refresh_token);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("account_disabled")), "{body}");
+        let ended = wait_until(Duration::from_secs(1), || me(&fleet, &access).1["error"] == "session_revoked");
+        assert!(ended, "profile did not learn of the ended session within 1 s ({:?}):\n{}", at.elapsed(), fleet.all_logs());
+        let sid = decode_part(&access, 1)["sid"].as_str().unwrap().to_owned();
+        let reason = fleet.db.strings(&format!("SELECT revoked_reason AS v FROM sessions WHERE id = '{sid}'"));
+        assert_eq!(reason, vec!["account_disabled"]);
+        assert_eq!(refresh(&fleet, &refresh_token).1["error"], "token_invalid", "the session is over");
         let (status, body) = login(&fleet, "ada@example.org", PASSWORD);
         assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("account_disabled")));
         assert_eq!(login(&fleet, "ada@example.org", "wrong password here").0, StatusCode::UNAUTHORIZED);
@@ -346,6 +393,37 @@ on_both_databases! {
         assert!(rows.iter().all(|r| !r.contains(PASSWORD) && !r.contains("not the password")), "{rows:?}");
         assert!(rows.iter().all(|r| r.contains("|127.0.0.1|")), "{rows:?}");
         assert!(!fleet.all_logs().contains(PASSWORD), "no password in any log");
+    }
+
+    fn sessions_end_when_idle_for_30_days_or_after_90(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (idle_access, idle_refresh) = sign_in(&fleet, "ada@example.org");
+        let (old_access, old_refresh) = sign_in(&fleet, "ada@example.org");
+        let sid = |access: &str| decode_part(access, 1)["sid"].as_str().unwrap().to_owned();
+        let (idle_sid, old_sid) = (sid(&idle_access), sid(&old_access));
+        let lifetimes = |sid: &str| {
+            let sql = |column: &str| format!("SELECT CAST(created_at AS TEXT) || '|' || CAST({column} AS TEXT) AS v FROM sessions WHERE id = '{sid}'");
+            (spans(&fleet, &sql("idle_expires_at"))[0], spans(&fleet, &sql("expires_at"))[0])
+        };
+        assert_eq!(lifetimes(&idle_sid), (chrono::TimeDelta::days(30), chrono::TimeDelta::days(90)));
+
+        // A refresh moves the idle limit on, not the end.
+        let (status, body) = refresh(&fleet, &idle_refresh);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let idle_refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let (idle, max) = lifetimes(&idle_sid);
+        assert!(idle >= chrono::TimeDelta::days(30) && idle < max, "{idle} {max}");
+        assert_eq!(max, chrono::TimeDelta::days(90));
+
+        // Unused for 30 days: over, though within its 90.
+        fleet.db.execute(&format!("UPDATE sessions SET idle_expires_at = '2000-01-01 00:00:00' WHERE id = '{idle_sid}'"));
+        let (status, body) = refresh(&fleet, &idle_refresh);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("session_expired")), "{body}");
+        // Used every day, but 90 days old: over too.
+        fleet.db.execute(&format!("UPDATE sessions SET expires_at = '2000-01-01 00:00:00' WHERE id = '{old_sid}'"));
+        let (status, body) = refresh(&fleet, &old_refresh);
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("session_expired")), "{body}");
     }
 
     fn failures_are_throttled_per_address_with_retry_after_and_no_lockout(db: TestDb) {
@@ -452,6 +530,7 @@ on_both_databases! {
         let mails = fleet.wait_for_mails("ada@example.org", 2);
         let reset_mail = mails.iter().find(|m| m.contains("Subject: Reset your password")).unwrap();
         let token = link_param(reset_mail, "token").unwrap();
+        assert_eq!(link_lifetimes(&fleet, "password_reset"), vec![chrono::TimeDelta::hours(1)], "valid 1 hour");
         assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::OK);
         assert_eq!(fleet.get_html(&format!("/login/reset?token={token}")).status(), StatusCode::OK);
 
@@ -486,6 +565,55 @@ on_both_databases! {
         let (status, body) = reset(&token, "yet another passphrase 99");
         assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("token_expired")));
         assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::BAD_REQUEST);
+
+        // A reset voids the account's other links: an earlier reset link and a
+        // change of address asked for by whoever knew the old password.
+        let (status, body) = login(&fleet, "ada@example.org", new_password);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        let changed = fleet.request(Method::POST, "/profile/email").bearer_auth(&access).json(&json!({"new_email": "thief@example.org", "password": new_password})).send().unwrap();
+        assert_eq!(changed.status(), StatusCode::ACCEPTED);
+        let change_token = link_param(&fleet.wait_for_mails("thief@example.org", 1)[0], "token").unwrap();
+        let resets = |fleet: &Fleet| -> Vec<String> {
+            fleet.mails_to("ada@example.org").iter().filter(|m| m.contains("Subject: Reset your password")).map(|m| link_param(m, "token").unwrap()).collect()
+        };
+        let before = resets(&fleet).len();
+        let a_minute_ago = "UPDATE email_tokens SET created_at = '2000-01-01 00:00:00' WHERE purpose = 'password_reset'";
+        fleet.db.execute(a_minute_ago);
+        assert_eq!(ask("ada@example.org").0, StatusCode::ACCEPTED);
+        assert!(wait_until(Duration::from_secs(15), || resets(&fleet).len() == before + 1), "{}", fleet.all_logs());
+        fleet.db.execute(a_minute_ago);
+        assert_eq!(ask("ada@example.org").0, StatusCode::ACCEPTED);
+        assert!(wait_until(Duration::from_secs(15), || resets(&fleet).len() == before + 2), "{}", fleet.all_logs());
+        let (earlier, latest) = (resets(&fleet)[before].clone(), resets(&fleet)[before + 1].clone());
+        for (path, token) in [("/login/reset", &earlier), ("/profile/email/confirm", &change_token)] {
+            assert_eq!(fleet.get(&format!("{path}?token={token}")).status(), StatusCode::OK, "{path}: valid before the reset");
+        }
+        assert_eq!(reset(&latest, "the latest passphrase 2027").0, StatusCode::OK);
+        let (status, body) = reset(&earlier, "an earlier link's passphrase");
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("token_invalid")), "the earlier reset link is void");
+        let confirm = post_token(&fleet, "/profile/email/confirm", &change_token);
+        assert_eq!(confirm.status(), StatusCode::BAD_REQUEST, "the change of address is void");
+        let unused = fleet.db.strings("SELECT purpose AS v FROM email_tokens WHERE used_at IS NULL");
+        assert!(unused.is_empty(), "{unused:?}");
+        assert_eq!(login(&fleet, "ada@example.org", "the latest passphrase 2027").0, StatusCode::OK);
+        assert_eq!(login(&fleet, "thief@example.org", "the latest passphrase 2027").0, StatusCode::UNAUTHORIZED);
+
+        // A reset counts the address as confirmed (the link proved it): an account
+        // whose verification link never was used may sign in after it.
+        let signed_up = fleet.request(Method::POST, "/signup").json(&json!({"email": "new@example.org", "password": PASSWORD})).send().unwrap();
+        assert_eq!(signed_up.status(), StatusCode::ACCEPTED);
+        fleet.wait_for_mails("new@example.org", 1);
+        assert_eq!(login(&fleet, "new@example.org", PASSWORD).1["error"], "email_not_verified");
+        assert_eq!(ask("new@example.org").0, StatusCode::ACCEPTED);
+        let mails = fleet.wait_for_mails("new@example.org", 2);
+        let token = link_param(mails.iter().find(|m| m.contains("Subject: Reset your password")).unwrap(), "token").unwrap();
+        assert_eq!(reset(&token, "a first passphrase of mine").0, StatusCode::OK);
+        let (status, body) = login(&fleet, "new@example.org", "a first passphrase of mine");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(decode_part(body["access_token"].as_str().unwrap(), 1)["email_verified"], true);
+        let verified = fleet.db.strings("SELECT email AS v FROM users WHERE email_verified_at IS NOT NULL AND email = 'new@example.org'");
+        assert_eq!(verified, vec!["new@example.org"]);
     }
 
     fn a_service_can_trust_tokens_with_a_jwks_file_instead_of_the_url(db: TestDb) {
@@ -698,7 +826,7 @@ on_both_databases! {
     }
 
     fn jwks_publishes_public_keys_and_a_new_key_takes_over_signing(db: TestDb) {
-        let mut fleet = Fleet::start(db);
+        let fleet = Fleet::builder(db).env("FLOTILLA_KEYS_RELOAD_SECS", "1").start();
         verified_account(&fleet, "ada@example.org");
         let jwks: Value = fleet.get("/login/.well-known/jwks.json").json().unwrap();
         let keys = jwks["keys"].as_array().unwrap();
@@ -712,12 +840,16 @@ on_both_databases! {
         assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
         let new_kid = String::from_utf8(generated.stdout).unwrap().trim().to_owned();
         assert_ne!(new_kid, old_kid);
-        fleet.stop_service("login", libc::SIGTERM);
-        fleet.start_service("login");
-
-        let jwks: Value = fleet.get("/login/.well-known/jwks.json").json().unwrap();
-        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{kids:?}");
+        // The running login reads the folder again (every second here) and publishes
+        // the new key without a restart.
+        let at = Instant::now();
+        let kids = || -> Vec<String> {
+            let jwks: Value = fleet.get("/login/.well-known/jwks.json").json().unwrap();
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+        };
+        let published = wait_until(Duration::from_secs(3), || kids().contains(&new_kid));
+        assert!(published, "the new key is not published {:?} after it was made: {:?}", at.elapsed(), kids());
+        assert!(kids().contains(&old_kid), "the old key stays published");
         let (new_access, _) = sign_in(&fleet, "ada@example.org");
         assert_eq!(decode_part(&new_access, 0)["kid"], new_kid.as_str(), "the new key signs");
         // profile learns the new key on its first sight of it, and still knows the old.

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::links::post_token;
 use super::login::{
-    PASSWORD, bus_is_up, decode_part, login, me, refresh, sign_in, slow_catch_up, verified_account,
+    PASSWORD, bus_is_up, decode_part, link_lifetimes, login, me, refresh, sign_in, slow_catch_up,
+    verified_account,
 };
 use super::*;
 use flotilla_contracts::{Mail, Message};
@@ -148,6 +149,18 @@ on_both_databases! {
         let cross = fleet.request(Method::POST, "/profile/me").header(COOKIE, &cookie).header(ORIGIN, "https://evil.example").form(&form).send().unwrap();
         assert_eq!(cross.status(), StatusCode::FORBIDDEN, "another site");
         assert_eq!(me(&fleet, &access).1["display_name"], "Ada");
+        // A script sends the form token in the X-CSRF-Token header instead.
+        let patch = |token: &str, name: &str| {
+            fleet.request(Method::PATCH, "/profile/me").header(COOKIE, &cookie).header(ORIGIN, fleet.origin())
+                .header("x-csrf-token", token).json(&json!({"display_name": name})).send().unwrap()
+        };
+        let response = patch(&csrf, "Ada Lovelace");
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().unwrap());
+        assert_eq!(me(&fleet, &access).1["display_name"], "Ada Lovelace");
+        let response = patch("not-the-form-token", "Mallory");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.json::<Value>().unwrap()["error"], "csrf_token_invalid");
+        assert_eq!(me(&fleet, &access).1["display_name"], "Ada Lovelace", "nothing changed");
         let bad_form = fleet.request(Method::POST, "/profile/me").header(COOKIE, &cookie).header(ORIGIN, fleet.origin()).header("accept", "text/html")
             .form(&[("csrf_token", csrf.as_str()), ("display_name", &"y".repeat(80))]).send().unwrap();
         assert_eq!(bad_form.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -325,12 +338,38 @@ on_both_databases! {
         assert!(old.iter().any(|m| m.contains("g***e@example.org")), "the new address is masked");
         let link = fleet.wait_for_mails("lovelace@example.org", 1);
         let token = link_param(&link[0], "token").unwrap();
+        assert!(link_lifetimes(&fleet, "change_email").iter().all(|t| *t == chrono::TimeDelta::hours(24)), "valid 24 hours");
         assert_eq!(post_token(&fleet, "/profile/email/confirm", &typo_link).status(), StatusCode::BAD_REQUEST, "voided");
         assert_eq!(me(&fleet, &access).1["email"], "ada@example.org");
         assert_eq!(login(&fleet, "lovelace@example.org", PASSWORD).0, StatusCode::UNAUTHORIZED);
 
+        // A reset link sent to the old address before the change…
+        // (Asks for one, and returns its token once mailed.)
+        let reset_link = |email: &str| {
+            let resets = || -> Vec<String> {
+                fleet.mails_to(email).iter().filter(|m| m.contains("Subject: Reset your password")).map(|m| link_param(m, "token").unwrap()).collect()
+            };
+            let before = resets().len();
+            // A minute after any earlier one (one a minute per account).
+            fleet.db.execute("UPDATE email_tokens SET created_at = '2000-01-01 00:00:00' WHERE purpose = 'password_reset'");
+            let asked = fleet.request(Method::POST, "/login/forgot").json(&json!({"email": email})).send().unwrap();
+            assert_eq!(asked.status(), StatusCode::ACCEPTED);
+            assert!(wait_until(Duration::from_secs(15), || resets().len() > before), "no reset mail:\n{}", fleet.all_logs());
+            resets().pop().unwrap()
+        };
+        let old_reset = reset_link("ada@example.org");
+        assert_eq!(fleet.get(&format!("/login/reset?token={old_reset}")).status(), StatusCode::OK);
+        let reset = |token: &str| {
+            let response = fleet.request(Method::POST, "/login/reset").json(&json!({"token": token, "password": "a reset passphrase 2026"})).send().unwrap();
+            (response.status(), response.json::<Value>().unwrap()["error"].as_str().map(str::to_owned))
+        };
+
         let confirmed = post_token(&fleet, "/profile/email/confirm", &token);
         assert_eq!(confirmed.status(), StatusCode::OK);
+        // …stops working once it is confirmed (voided, not only sent elsewhere).
+        assert_eq!(reset(&old_reset), (StatusCode::BAD_REQUEST, Some("token_invalid".to_owned())));
+        let pending = fleet.db.strings("SELECT email AS v FROM email_tokens WHERE purpose = 'password_reset' AND used_at IS NULL");
+        assert!(pending.is_empty(), "{pending:?}");
         assert_eq!(me(&fleet, &access).1["email"], "lovelace@example.org");
         assert_eq!(me(&fleet, &access).1["email_verified"], true);
         assert_eq!(login(&fleet, "lovelace@example.org", PASSWORD).0, StatusCode::OK);
@@ -346,9 +385,14 @@ on_both_databases! {
         assert_eq!(status, StatusCode::ACCEPTED);
         let link = fleet.wait_for_mails("thief@example.org", 1);
         let token = link_param(&link[0], "token").unwrap();
+        // Nor a reset link pending then.
+        let pending_reset = reset_link("lovelace@example.org");
+        assert_eq!(fleet.get(&format!("/login/reset?token={pending_reset}")).status(), StatusCode::OK);
         let (status, _) = call(&fleet, Method::POST, "/profile/password", &access, Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 2026"})));
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert_eq!(post_token(&fleet, "/profile/email/confirm", &token).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(reset(&pending_reset), (StatusCode::BAD_REQUEST, Some("token_invalid".to_owned())));
+        assert_eq!(login(&fleet, "lovelace@example.org", "a brand new passphrase 2026").0, StatusCode::OK);
         assert_eq!(me(&fleet, &access).1["email"], "lovelace@example.org");
     }
 
@@ -360,6 +404,14 @@ on_both_databases! {
         let (other, _) = sign_in(&fleet, "ada@example.org");
         call(&fleet, Method::PATCH, "/profile/me", &access, Some(json!({"username": "ada", "display_name": "Ada", "bio": "Analyst", "public": true})));
         login(&fleet, "ada@example.org", "a wrong password here");
+        // Attempts at the address held back by the throttle are recorded under the
+        // address alone (no account named): the purge must find them by it.
+        let throttled = wait_until(Duration::from_secs(10), || {
+            login(&fleet, "ada@example.org", "a wrong password here").0 == StatusCode::TOO_MANY_REQUESTS
+        });
+        assert!(throttled);
+        let anonymous = fleet.db.strings("SELECT kind AS v FROM auth_events WHERE user_id IS NULL");
+        assert!(anonymous.contains(&"login.throttled".to_owned()), "{anonymous:?}");
 
         let response = fleet.request(Method::GET, "/profile/export").bearer_auth(&access).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK);

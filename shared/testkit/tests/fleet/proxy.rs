@@ -247,5 +247,12 @@ on_both_databases! {
         assert!(text.contains("GET /signup/verify HTTP/1.1\" 400"), "{text}");
         assert!(text.contains(&format!("\"{}\"", fleet.url("/login/reset"))), "the referer's path is kept: {text}");
         assert!(!text.contains(secret) && !text.contains("token="), "{text}");
+        // Nor do the services' own access lines: the path alone.
+        let logged = flotilla_testkit::wait_until(Duration::from_secs(5), || {
+            let logs = fleet.all_logs();
+            ["\"GET /signup/verify\" 400", "\"GET /login/reset\" 400", "\"GET /profile/email/confirm\" 400"].iter().all(|line| logs.contains(line))
+        });
+        assert!(logged, "the services' access lines:\n{}", fleet.all_logs());
+        assert!(!fleet.all_logs().contains(secret), "{}", fleet.all_logs());
     }
 }

@@ -8,6 +8,7 @@ use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 
 use super::links::{post_form, post_token};
+use super::login::link_lifetimes;
 use super::*;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -42,6 +43,7 @@ on_both_databases! {
         assert_eq!(token.len(), 43);
         // The database keeps only the token's hash.
         assert!(fleet.db.strings("SELECT token_hash AS v FROM email_tokens").iter().all(|h| h.len() == 64 && *h != token));
+        assert_eq!(link_lifetimes(&fleet, "verify_email"), vec![chrono::TimeDelta::hours(48)], "valid 48 hours");
         // The mail is written before its job is marked done: wait for that.
         let payloads = || fleet.db.strings("SELECT payload AS v FROM jobs WHERE kind = 'email'");
         assert!(wait_until(Duration::from_secs(10), || payloads() == vec!["{}"]), "sent jobs forget their link: {:?}", payloads());
