@@ -21,7 +21,7 @@ find_nginx >/dev/null
 command -v wrk >/dev/null || apt_install wrk
 
 dir=$(mktemp -d /tmp/flotilla-bench-XXXXXX)
-chmod 755 "$dir" # nginx's workers (nobody) read the site from here
+chmod 711 "$dir" # nginx's workers (nobody) pass through to the site; nobody else may list it
 port=$(free_port)
 fleet_pid=""
 pg_worker=""

@@ -63,8 +63,12 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         }
         return;
     }
-    let Some(client) = jwks_client(&auth.config().jwks_ca) else {
-        return;
+    let client = match &source {
+        KeySource::Jwks(url) => match JwksClient::new(url, &auth.config().jwks_ca) {
+            Some(client) => Some(client),
+            None => return,
+        },
+        _ => None,
     };
     let mut last: Option<Instant> = None;
     let mut waiting: Vec<Refetch> = Vec::new();
@@ -72,7 +76,7 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         let have_keys = auth.has_keys();
         if is_due(last, have_keys, !waiting.is_empty()) {
             last = Some(Instant::now());
-            refresh(&auth, &client, &source, have_keys).await;
+            refresh(&auth, client.as_ref(), &source, have_keys).await;
             auth.fetched().mark();
             for done in waiting.drain(..) {
                 let _ = done.send(());
@@ -94,21 +98,94 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
     }
 }
 
-/// The JWKS client: http or https (OpenSSL through native-tls), trusting only the
-/// authorities of `FLOTILLA_JWKS_CA_FILE` when it is set, else the system's.
-fn jwks_client(ca: &[reqwest::Certificate]) -> Option<reqwest::Client> {
-    let builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(3));
-    let builder = if ca.is_empty() {
+/// A connection to login's JWKS must be made within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole fetch must be done within this.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// A larger JWKS is refused (a few keys take a few hundred bytes).
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// How the JWKS is fetched: over http with hyper alone, over https with reqwest on
+/// OpenSSL (native-tls), trusting only the authorities of `FLOTILLA_JWKS_CA_FILE` when
+/// it is set, else the system's. OpenSSL is started only where it is used: it costs a
+/// process about 5 MB, which a JWKS on the private network does not need.
+enum JwksClient {
+    Plain(PlainClient),
+    Tls(reqwest::Client),
+}
+
+type PlainClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<hyper::body::Bytes>,
+>;
+
+impl JwksClient {
+    fn new(url: &str, ca: &[reqwest::Certificate]) -> Option<Self> {
+        if !url.starts_with("https://") {
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build(connector);
+            return Some(Self::Plain(client));
+        }
+        let builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(FETCH_TIMEOUT);
+        let builder = if ca.is_empty() {
+            builder
+        } else {
+            builder.tls_certs_only(ca.iter().cloned())
+        };
         builder
-    } else {
-        builder.tls_certs_only(ca.iter().cloned())
-    };
-    builder
-        .build()
-        .map_err(|e| log::error!("cannot make the JWKS client: {e}"))
-        .ok()
+            .build()
+            .map(Self::Tls)
+            .map_err(|e| log::error!("cannot make the JWKS client: {e}"))
+            .ok()
+    }
+
+    /// The body of a successful `GET url`.
+    async fn get(&self, url: &str) -> anyhow::Result<String> {
+        match self {
+            Self::Tls(client) => {
+                let response = client
+                    .get(url)
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot fetch {url}"))?;
+                if !response.status().is_success() {
+                    anyhow::bail!("{url} answered {}", response.status());
+                }
+                response
+                    .text()
+                    .await
+                    .with_context(|| format!("cannot read {url}"))
+            }
+            Self::Plain(client) => {
+                let uri: hyper::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
+                let fetch = async {
+                    let response = client
+                        .get(uri)
+                        .await
+                        .with_context(|| format!("cannot fetch {url}"))?;
+                    if !response.status().is_success() {
+                        anyhow::bail!("{url} answered {}", response.status());
+                    }
+                    let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES);
+                    let bytes = http_body_util::BodyExt::collect(body)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot read {url}: {e}"))?
+                        .to_bytes();
+                    String::from_utf8(bytes.to_vec()).with_context(|| format!("{url} sent no text"))
+                };
+                tokio::time::timeout(FETCH_TIMEOUT, fetch)
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("cannot fetch {url}: no answer within {FETCH_TIMEOUT:?}")
+                    })?
+            }
+        }
+    }
 }
 
 /// Whether to fetch now: at once the first time, every `MIN_REFETCH` while no key is
@@ -122,7 +199,7 @@ fn is_due(last: Option<Instant>, have_keys: bool, asked: bool) -> bool {
 }
 
 /// Fetches the keys and hands them to `auth`; on failure the known keys stay.
-async fn refresh(auth: &Auth, client: &reqwest::Client, source: &KeySource, have_keys: bool) {
+async fn refresh(auth: &Auth, client: Option<&JwksClient>, source: &KeySource, have_keys: bool) {
     match fetch(client, source).await {
         Ok(keys) => {
             log::debug!("loaded {} token verification key(s)", keys.len());
@@ -133,26 +210,14 @@ async fn refresh(auth: &Auth, client: &reqwest::Client, source: &KeySource, have
     }
 }
 
-async fn fetch(client: &reqwest::Client, source: &KeySource) -> anyhow::Result<KeyMap> {
-    let text = match source {
-        KeySource::Jwks(url) => {
-            let response = client
-                .get(url)
-                .send()
-                .await
-                .with_context(|| format!("cannot fetch {url}"))?;
-            if !response.status().is_success() {
-                anyhow::bail!("{url} answered {}", response.status());
-            }
-            response
-                .text()
-                .await
-                .with_context(|| format!("cannot read {url}"))?
-        }
-        KeySource::File(path) => tokio::fs::read_to_string(path)
+async fn fetch(client: Option<&JwksClient>, source: &KeySource) -> anyhow::Result<KeyMap> {
+    let text = match (source, client) {
+        (KeySource::Jwks(url), Some(client)) => client.get(url).await?,
+        (KeySource::Jwks(url), None) => anyhow::bail!("no client to fetch {url} with"),
+        (KeySource::File(path), _) => tokio::fs::read_to_string(path)
             .await
             .with_context(|| format!("cannot read {}", path.display()))?,
-        KeySource::Local => return Ok(KeyMap::new()),
+        (KeySource::Local, _) => return Ok(KeyMap::new()),
     };
     parse_jwks(&text)
 }
