@@ -393,37 +393,19 @@ fn secrets_open_to_other_users_stop_a_service_naming_the_file() {
     );
     chmod(&data, 0o711);
 
-    chmod(&key, 0o644);
-    refused(
-        service("flotilla-login", &data).arg("serve"),
-        &key,
-        "chmod 600",
-    );
-    chmod(&key, 0o600);
-    chmod(&keys, 0o755);
-    refused(
-        service("flotilla-login", &data).arg("serve"),
-        &keys,
-        "chmod 700",
-    );
-    chmod(&keys, 0o700);
-
+    // Each file open to others is refused, naming it and the fix; put right, the next.
     let database = data.join("flotilla.db");
-    chmod(&database, 0o644);
-    refused(
-        service("flotilla-login", &data).arg("serve"),
-        &database,
-        "chmod 600",
-    );
-    chmod(&database, 0o600);
     let secret = data.join("bus.secret");
-    chmod(&secret, 0o644);
-    refused(
-        service("flotilla-login", &data).arg("serve"),
-        &secret,
-        "chmod 600",
-    );
-    chmod(&secret, 0o600);
+    for (path, open, own, fix) in [
+        (&key, 0o644, 0o600, "chmod 600"),
+        (&keys, 0o755, 0o700, "chmod 700"),
+        (&database, 0o644, 0o600, "chmod 600"),
+        (&secret, 0o644, 0o600, "chmod 600"),
+    ] {
+        chmod(path, open);
+        refused(service("flotilla-login", &data).arg("serve"), path, fix);
+        chmod(path, own);
+    }
 
     // Put right, the service starts.
     let mut login = Proc::spawn("login", service("flotilla-login", &data));
