@@ -128,13 +128,10 @@ pub struct ResetInput {
     pub password: String,
 }
 
-/// A refresh or reset token as sent: base64url, at most 128 characters.
+/// A refresh or reset token exactly as sent (untrimmed): base64url, at most 128
+/// characters ([`flotilla_accounts::plausible_token`]'s rule).
 pub fn plausible_token(token: &str) -> bool {
-    !token.is_empty()
-        && token.len() <= 128
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    flotilla_accounts::plausible_token(token) == Some(token)
 }
 
 #[cfg(test)]

@@ -110,16 +110,18 @@ pub fn email_confirmed() -> String {
     render(&EmailConfirmed)
 }
 
-#[derive(Template)]
-#[template(path = "email_confirm_form.html")]
-struct EmailConfirmForm<'a> {
-    token: &'a str,
-}
-
 /// What opening a change-of-address link shows: a button that posts its token
 /// (opening it changes nothing, so a mail scanner following links cannot).
 pub fn email_confirm_form(token: &str) -> String {
-    render(&EmailConfirmForm { token })
+    flotilla_kit::html::LinkConfirm {
+        title: "Confirm your new address",
+        action: "/profile/email/confirm",
+        token,
+        message: "Confirm that this address is yours: from then on it signs you in, and mail \
+                  about your account goes to it.",
+        button: "Confirm the new address",
+    }
+    .render()
 }
 
 pub fn link_problem(message: &str) -> String {

@@ -46,16 +46,17 @@ pub fn verified() -> String {
     render(&Verified)
 }
 
-#[derive(Template)]
-#[template(path = "verify_form.html")]
-struct VerifyForm<'a> {
-    token: &'a str,
-}
-
 /// What opening a verification link shows: a button that posts its token (opening it
 /// confirms nothing, so a mail scanner following links cannot).
 pub fn verify_form(token: &str) -> String {
-    render(&VerifyForm { token })
+    flotilla_kit::html::LinkConfirm {
+        title: "Confirm your address",
+        action: "/signup/verify",
+        token,
+        message: "Confirm that this address is yours to finish creating your account.",
+        button: "Confirm my address",
+    }
+    .render()
 }
 
 pub fn link_problem(message: &str) -> String {

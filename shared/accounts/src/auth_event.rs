@@ -28,12 +28,6 @@ impl Origin {
         }
     }
 
-    /// Whether a session last used from `client_addr` with `user_agent` was used from
-    /// here (the same address and the same browser).
-    pub fn matches(&self, client_addr: &str, user_agent: &str) -> bool {
-        self.client_addr == client_addr && self.user_agent == user_agent
-    }
-
     /// An event of this origin.
     pub fn event<'a>(
         &'a self,

@@ -94,6 +94,25 @@ pub fn link_problem(message: &str, again: (&str, &str)) -> String {
     })
 }
 
+/// What opening an emailed link shows: `message` and a button that posts the link's
+/// token to `action`. Opening a link spends nothing, so a mail scanner that follows it
+/// confirms nothing; the person's click does.
+#[derive(Template)]
+#[template(path = "link_confirm.html")]
+pub struct LinkConfirm<'a> {
+    pub title: &'a str,
+    pub action: &'a str,
+    pub token: &'a str,
+    pub message: &'a str,
+    pub button: &'a str,
+}
+
+impl LinkConfirm<'_> {
+    pub fn render(&self) -> String {
+        render(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
