@@ -6,70 +6,22 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
 use flotilla_auth::access_token::{self, Claims};
 use flotilla_auth::keys::KeyRing;
-use flotilla_auth::{Admin, Auth, AuthConfig, Authenticated, KeySource, TokenSettings, Verified};
-use flotilla_db::{DatabaseUrl, PoolConfig};
-use std::time::Duration;
+use flotilla_auth::{Admin, Authenticated, KeySource, TokenSettings, Verified};
 
-fn free_endpoint() -> flotilla_bus::BusEndpoint {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let secret = flotilla_bus::BusSecret::from_bytes(&[3; 32]).unwrap();
-    flotilla_bus::BusEndpoint::new(&format!("tcp://127.0.0.1:{port}"), &secret)
-}
+mod common;
 
 fn claims(settings: &TokenSettings, role: &str, verified: bool) -> Claims {
-    let now = chrono::Utc::now().timestamp();
-    Claims {
-        sub: "user-1".into(),
-        sid: format!("session-{role}-{verified}"),
-        role: role.into(),
-        email_verified: verified,
-        csrf: "form-token".into(),
-        iss: settings.issuer.clone(),
-        aud: settings.audience.clone(),
-        iat: now,
-        nbf: now,
-        exp: now + settings.ttl_secs,
-    }
+    common::claims(
+        settings,
+        &format!("session-{role}-{verified}"),
+        role,
+        verified,
+    )
 }
 
 #[actix_web::test]
 async fn each_extractor_admits_exactly_whom_it_names() {
-    let dir = std::env::temp_dir().join(format!(
-        "flotilla-extractors-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let database = PoolConfig {
-        url: DatabaseUrl::parse(&format!("sqlite://{}", dir.join("flotilla.db").display()))
-            .unwrap(),
-        max_size: 2,
-        timeout: Duration::from_secs(3),
-        busy_timeout: Duration::from_secs(3),
-    };
-    let mut conn = flotilla_db::open(&database).unwrap();
-    flotilla_db::migrate(&mut conn, &database.url).unwrap();
-    let pool = flotilla_db::connect(&database).unwrap();
-    let settings = TokenSettings {
-        issuer: "http://127.0.0.1:8080/login".into(),
-        audience: "flotilla".into(),
-        ttl_secs: 900,
-        leeway_secs: 30,
-    };
-    let config = AuthConfig {
-        tokens: settings.clone(),
-        keys: KeySource::Local,
-        jwks_ca: Vec::new(),
-        catch_up: Duration::from_secs(60),
-        events_in: free_endpoint(),
-        events_out: free_endpoint(),
-        public_url: "http://127.0.0.1:8080".into(),
-        secure_cookies: false,
-    };
-    let auth = Auth::start(config, pool).unwrap();
+    let (auth, settings, dir) = common::start_auth("extractors", KeySource::Local);
     let (ring, _) = KeyRing::load_or_create(&dir.join("keys")).unwrap();
     auth.set_keys(&ring);
     let key = ring.current().unwrap();

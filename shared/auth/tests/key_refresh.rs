@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_auth::access_token::{self, Claims};
+use flotilla_auth::access_token;
 use flotilla_auth::keys::SigningKey;
-use flotilla_auth::{Auth, AuthConfig, KeySource, TokenError, TokenSettings};
-use flotilla_db::{DatabaseUrl, PoolConfig};
+use flotilla_auth::{KeySource, TokenError, TokenSettings};
+
+mod common;
 
 /// A JWKS served over plain HTTP from a string the test may change; counts requests.
 struct JwksServer {
@@ -68,71 +69,15 @@ fn jwks(keys: &[&SigningKey]) -> String {
 }
 
 fn token(settings: &TokenSettings, key: &SigningKey) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: "user-1".into(),
-        sid: "session-1".into(),
-        role: "user".into(),
-        email_verified: true,
-        csrf: "form-token".into(),
-        iss: settings.issuer.clone(),
-        aud: settings.audience.clone(),
-        iat: now,
-        nbf: now,
-        exp: now + settings.ttl_secs,
-    };
-    access_token::sign(key, &claims).unwrap()
-}
-
-fn endpoint() -> flotilla_bus::BusEndpoint {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let secret = flotilla_bus::BusSecret::from_bytes(&[5; 32]).unwrap();
-    flotilla_bus::BusEndpoint::new(&format!("tcp://127.0.0.1:{port}"), &secret)
+    access_token::sign(key, &common::claims(settings, "session-1", "user", true)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_kid_is_refused_at_once_while_the_keys_are_fresh() {
-    let dir = std::env::temp_dir().join(format!(
-        "flotilla-key-refresh-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let database = PoolConfig {
-        url: DatabaseUrl::parse(&format!("sqlite://{}", dir.join("flotilla.db").display()))
-            .unwrap(),
-        max_size: 2,
-        timeout: Duration::from_secs(3),
-        busy_timeout: Duration::from_secs(3),
-    };
-    let mut conn = flotilla_db::open(&database).unwrap();
-    flotilla_db::migrate(&mut conn, &database.url).unwrap();
-    let pool = flotilla_db::connect(&database).unwrap();
-    let settings = TokenSettings {
-        issuer: "http://127.0.0.1:8080/login".into(),
-        audience: "flotilla".into(),
-        ttl_secs: 900,
-        leeway_secs: 30,
-    };
     let (known, rotated) = (SigningKey::generate(), SigningKey::generate());
     let server = JwksServer::start(jwks(&[&known]));
-    let auth = Auth::start(
-        AuthConfig {
-            tokens: settings.clone(),
-            keys: KeySource::Jwks(server.url.clone()),
-            jwks_ca: Vec::new(),
-            catch_up: Duration::from_secs(60),
-            events_in: endpoint(),
-            events_out: endpoint(),
-            public_url: "http://127.0.0.1:8080".into(),
-            secure_cookies: false,
-        },
-        pool,
-    )
-    .unwrap();
+    let (auth, settings, dir) =
+        common::start_auth("key-refresh", KeySource::Jwks(server.url.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     while auth.readiness().is_err() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
