@@ -103,6 +103,8 @@ if [ -n "$ready" ]; then
     say ""
     say "flotilla is up on http://127.0.0.1:$port  (Ctrl-C stops everything)"
     say "  /  /signup  /login  /profile  /admin   data: $FLOTILLA_DATA_DIR"
+    say "  to make yourself admin: sign up, follow the link shown here, then run"
+    say "    FLOTILLA_DATA_DIR=$FLOTILLA_DATA_DIR $bin/flotilla-admin promote YOUR-EMAIL"
     say ""
 else
     say "the fleet did not become healthy within 30 s; stopping"

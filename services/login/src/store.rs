@@ -155,6 +155,7 @@ pub fn open_session(
             expires_at: expires,
             revoked_at: None,
             revoked_reason: None,
+            authenticated_at: Some(now),
         }
         .insert(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;

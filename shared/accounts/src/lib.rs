@@ -8,6 +8,8 @@
 //! - [`Session`] and the revocations every service reads ([`revoked_since`]).
 //! - [`email_link`]: the single-use links sent by email ([`EmailLink`]).
 //! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
+//! - [`NewAuditEntry`] and [`AuditEntry`]: the admin console's append-only audit log,
+//!   by an [`Actor`].
 //! - [`EmailAddress`] and [`Username`]: account fields parsed once at the top of a
 //!   handler.
 //! - [`new_token`] and [`token_hash`]: the secrets of links and refresh tokens; the
@@ -19,6 +21,7 @@
 //! Error policy: model code returns `diesel::QueryResult`; a stored value this release
 //! cannot read (an unknown role, say) is a `DeserializationError`, never a panic.
 
+mod audit;
 mod auth_event;
 pub mod email_link;
 mod fields;
@@ -27,6 +30,7 @@ mod secrets;
 mod session;
 mod user;
 
+pub use audit::{Actor, AuditEntry, NewAuditEntry};
 pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
 pub use email_link::{EmailLink, LinkPurpose};
 pub use fields::{EmailAddress, Username};

@@ -25,6 +25,9 @@ pub struct Session {
     pub revoked_at: Option<NaiveDateTime>,
     /// A [`RevokeReason`]'s name, as stored.
     pub revoked_reason: Option<String>,
+    /// When the owner last proved who they are in this session: the sign-in, or a
+    /// password confirmation since ([`Session::confirm_password`]).
+    pub authenticated_at: Option<NaiveDateTime>,
 }
 
 impl std::fmt::Debug for Session {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for Session {
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .field("revoked_reason", &self.revoked_reason)
+            .field("authenticated_at", &self.authenticated_at)
             .finish()
     }
 }
@@ -61,9 +65,48 @@ impl Session {
                 sessions::expires_at.eq(self.expires_at),
                 sessions::revoked_at.eq(self.revoked_at),
                 sessions::revoked_reason.eq(&self.revoked_reason),
+                sessions::authenticated_at.eq(self.authenticated_at),
             ))
             .execute(conn)?;
         Ok(())
+    }
+
+    /// When the owner last proved who they are in this session (its sign-in when
+    /// nothing since says otherwise).
+    pub fn last_authenticated(&self) -> NaiveDateTime {
+        self.authenticated_at.unwrap_or(self.created_at)
+    }
+
+    /// A live session by id.
+    pub fn find_live(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<Session>> {
+        let rows: Vec<Session> = sessions::table
+            .filter(sessions::id.eq(id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .filter(sessions::idle_expires_at.gt(now))
+            .load(conn)?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Records that the owner of a live session confirmed their password in it now:
+    /// what the admin console's rule for changes (a sign-in or a confirmation within
+    /// the last minutes) reads. Returns whether the session was live.
+    pub fn confirm_password(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let live = sessions::table
+            .filter(sessions::id.eq(id))
+            .filter(sessions::revoked_at.is_null());
+        let changed = diesel::update(live)
+            .set(sessions::authenticated_at.eq(now))
+            .execute(conn)?;
+        Ok(changed > 0)
     }
 }
 
@@ -216,6 +259,7 @@ mod tests {
             expires_at: at,
             revoked_at: None,
             revoked_reason: None,
+            authenticated_at: Some(at),
         };
         let printed = format!("{session:?}");
         assert!(printed.contains("csrf_token: [redacted],"), "{printed}");

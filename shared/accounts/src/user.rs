@@ -402,6 +402,43 @@ impl User {
         .execute(conn)
     }
 
+    /// Gives an account a role. Returns the rows changed (0: no such account, or it
+    /// had the role already).
+    pub fn set_role(
+        conn: &mut AnyConnection,
+        id: &str,
+        role: Role,
+        now: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::role.ne(role.as_str())),
+        )
+        .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
+        .execute(conn)
+    }
+
+    /// Whether `id` is the only admin who can still act: open, not disabled, role
+    /// admin. Demoting, disabling or deleting such an account would leave the console
+    /// without anyone. Call it inside a write transaction before the change: on
+    /// PostgreSQL it holds every admin row until the transaction ends (`FOR UPDATE`),
+    /// so two admins demoting each other at once run one after the other, and the
+    /// second sees the first's change; on SQLite the write transaction's lock does it.
+    pub fn is_last_admin(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+        let active_admins = users::table
+            .filter(users::role.eq(Role::Admin.as_str()))
+            .filter(users::deleted_at.is_null())
+            .filter(users::disabled_at.is_null());
+        let ids: Vec<String> = match conn {
+            AnyConnection::Postgresql(pg) => {
+                active_admins.select(users::id).for_update().load(pg)?
+            }
+            AnyConnection::Sqlite(_) => active_admins.select(users::id).load(conn)?,
+        };
+        Ok(ids.iter().all(|admin| admin == id) && ids.iter().any(|admin| admin == id))
+    }
+
     /// Closes an account: the personal fields and the password go, the address is
     /// freed (replaced by `deleted-<id>@deleted.invalid`), and the row waits, disabled
     /// and marked deleted, for [`crate::purge_closed`].

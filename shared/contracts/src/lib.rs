@@ -1,7 +1,8 @@
 //! What crosses a process boundary, defined once: the jobs a service queues for the
 //! worker ([`Job`]), the events published on the bus ([`Event`]) and the kinds of the
-//! auth events recorded in the database ([`AuthEventKind`]). Writers and readers both
-//! use these types, so a producer cannot write a shape its consumer does not read.
+//! auth events recorded in the database ([`AuthEventKind`]) and the admin actions of
+//! the audit log ([`AuditAction`]). Writers and readers both use these types, so a
+//! producer cannot write a shape its consumer does not read.
 //!
 //! # Versions
 //!
@@ -19,10 +20,12 @@
 //! Decoding never panics: a shape that cannot be read is a [`DecodeError`], which the
 //! worker turns into a dead job with the reason, and a subscriber into a warning.
 
+mod audit;
 mod auth_events;
 mod events;
 mod jobs;
 
+pub use audit::AuditAction;
 pub use auth_events::AuthEventKind;
 pub use events::{Event, EventTopic};
 pub use jobs::{Job, JobKind, Mail, Message, PurgeUser, without_secrets};

@@ -64,6 +64,7 @@ diesel::table! {
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
+        authenticated_at -> Nullable<Timestamp>,
     }
 }
 
@@ -90,6 +91,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        created_at -> Timestamp,
+        actor_id -> Nullable<Text>,
+        actor -> Text,
+        action -> Text,
+        target_id -> Nullable<Text>,
+        target -> Text,
+        client_addr -> Text,
+        request_id -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    page_builds (id) {
+        id -> BigInt,
+        host -> Text,
+        version -> Text,
+        started_at -> Timestamp,
+        finished_at -> Timestamp,
+        pages -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -100,5 +127,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     sessions,
     refresh_tokens,
-    auth_events
+    auth_events,
+    audit_log,
+    page_builds
 );

@@ -156,6 +156,7 @@ fn schema_matches_migrations() {
             NaiveDateTime,
             Option<NaiveDateTime>,
             Option<String>,
+            Option<NaiveDateTime>,
         );
         let sessions: Vec<SessionRow> = crate::schema::sessions::table
             .select(crate::schema::sessions::all_columns)
@@ -198,6 +199,29 @@ fn schema_matches_migrations() {
             .load(&mut conn)
             .unwrap();
         assert_eq!(events.len(), 1);
+        type AuditRow = (
+            i64,
+            NaiveDateTime,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+        );
+        let audit: Vec<AuditRow> = crate::schema::audit_log::table
+            .select(crate::schema::audit_log::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(audit.is_empty());
+        type BuildRow = (i64, String, String, NaiveDateTime, NaiveDateTime, i64);
+        let builds: Vec<BuildRow> = crate::schema::page_builds::table
+            .select(crate::schema::page_builds::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(builds.is_empty());
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)

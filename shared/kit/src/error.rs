@@ -29,6 +29,8 @@ pub enum Error {
         code: &'static str,
         fields: FieldErrors,
     },
+    /// 409: the current state forbids the change (the last admin cannot be demoted).
+    Refused { code: &'static str, message: String },
     /// 401 with `WWW-Authenticate: Bearer`: no credentials, or credentials that do not
     /// hold (expired, revoked, wrong password).
     Unauthorized { code: &'static str, message: String },
@@ -56,6 +58,9 @@ pub enum Error {
     },
     /// 500: logged with its cause, shown to nobody.
     Internal(anyhow::Error),
+    /// 303 to another page: a browser that must do something first (sign in, say)
+    /// is sent there. Only for requests that accept HTML.
+    SeeOther { location: String },
     /// Another error, answered to a browser's form post with the form shown again
     /// (`page`) rather than an error page; see [`crate::input::Input::refuse`].
     WithPage { error: Box<Error>, page: String },
@@ -170,13 +175,15 @@ impl Error {
             | Error::Forbidden { code, .. }
             | Error::TooManyRequests { code, .. }
             | Error::Unavailable { code, .. }
-            | Error::Conflict { code, .. } => code,
+            | Error::Conflict { code, .. }
+            | Error::Refused { code, .. } => code,
             Error::Invalid(_) => "invalid_input",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::Internal(_) => "internal_error",
+            Error::SeeOther { .. } => "see_other",
         }
     }
 
@@ -187,6 +194,7 @@ impl Error {
             Error::BadRequest { message, .. }
             | Error::Unauthorized { message, .. }
             | Error::Forbidden { message, .. }
+            | Error::Refused { message, .. }
             | Error::TooManyRequests { message, .. }
             | Error::Unavailable { message, .. } => message.clone(),
             Error::Conflict { .. } => "A value is already in use.".into(),
@@ -203,6 +211,7 @@ impl Error {
             Error::Internal(_) => {
                 "Something went wrong on our side. It has been logged; please try again.".into()
             }
+            Error::SeeOther { location } => format!("Continue at {location}."),
         }
     }
 
@@ -275,7 +284,7 @@ impl ResponseError for Error {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Conflict { .. } | Error::Refused { .. } => StatusCode::CONFLICT,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -286,6 +295,7 @@ impl ResponseError for Error {
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::WithPage { error, .. } => error.status_code(),
+            Error::SeeOther { .. } => StatusCode::SEE_OTHER,
         }
     }
 
@@ -295,6 +305,9 @@ impl ResponseError for Error {
             let mut response = crate::html::respond(self.status_code(), page.clone());
             self.add_retry_after(&mut response);
             return response;
+        }
+        if let Error::SeeOther { location } = self {
+            return crate::html::see_other(location);
         }
         let message = self.public_message();
         let mut response = HttpResponse::build(self.status_code());

@@ -194,8 +194,8 @@ pub async fn observe(
             log::error!(target: "flotilla::error", "rid={} {method} {path}: {err}", context.id);
         }
         let ours = err.as_error::<Error>();
-        // A form shown again is an HTML answer already.
-        let shown = matches!(ours, Some(Error::WithPage { .. }));
+        // A form shown again is an HTML answer already; a redirect needs none.
+        let shown = matches!(ours, Some(Error::WithPage { .. } | Error::SeeOther { .. }));
         if (html && !shown) || ours.is_none() {
             let replaced = error_answer(&res, html);
             res = res.into_response(replaced);

@@ -31,6 +31,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod admin;
 mod binaries;
 mod enumeration;
 mod faults;

@@ -1,0 +1,58 @@
+//! Admin's own refusals, each with the stable code API clients match on. A missing or
+//! refused token is flotilla-auth's 401, a signed-in account without the admin role
+//! its 403 (`admin_only`), bad fields the kit's 422.
+
+use flotilla_kit::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// 401: the token is valid, but its account is closed or disabled now.
+    AccountGone,
+    /// 403: a change needs a sign-in or a password confirmation within the window
+    /// (`FLOTILLA_ADMIN_REAUTH_SECS`); confirm at `/login/confirm`, then repeat.
+    ReauthenticationRequired,
+    /// 404: no account has this id.
+    UnknownAccount,
+    /// 409: the change would leave no admin who can act (`what`: demote, disable,
+    /// delete).
+    LastAdmin { what: &'static str },
+}
+
+impl AdminError {
+    pub fn message(&self) -> String {
+        match self {
+            Self::AccountGone => "Your account is closed or disabled.".into(),
+            Self::ReauthenticationRequired => {
+                "Confirm your password first (changes need a sign-in or a confirmation \
+                 within the last minutes): POST /login/confirm, then repeat the request."
+                    .into()
+            }
+            Self::UnknownAccount => "No account has this id.".into(),
+            Self::LastAdmin { what } => format!(
+                "This is the last admin who can act: it cannot be {what}. Promote another \
+                 account first."
+            ),
+        }
+    }
+}
+
+impl From<AdminError> for Error {
+    fn from(refusal: AdminError) -> Self {
+        let message = refusal.message();
+        match refusal {
+            AdminError::AccountGone => Error::Unauthorized {
+                code: "account_unavailable",
+                message,
+            },
+            AdminError::ReauthenticationRequired => Error::Forbidden {
+                code: "reauthentication_required",
+                message,
+            },
+            AdminError::UnknownAccount => Error::NotFound,
+            AdminError::LastAdmin { .. } => Error::Refused {
+                code: "last_admin",
+                message,
+            },
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The admin console's audit log (`audit_log`): who did what to which account, when,
+//! from where. Rows are only ever added; the database refuses UPDATE and DELETE on the
+//! table (triggers of migration 8), so nothing here changes or removes one.
+
+use chrono::NaiveDateTime;
+use flotilla_contracts::AuditAction;
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::audit_log;
+use flotilla_db::{AnyConnection, diesel};
+
+use crate::user::UnknownValue;
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An admin signed in to the console.
+    Admin { id: String, email: String },
+    /// A sysadmin on a server, running `flotilla-admin promote|demote` as a Unix user.
+    CommandLine { unix_user: String },
+}
+
+impl Actor {
+    fn id(&self) -> Option<&str> {
+        match self {
+            Actor::Admin { id, .. } => Some(id),
+            Actor::CommandLine { .. } => None,
+        }
+    }
+
+    /// As the `actor` column shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Actor::Admin { email, .. } => email.clone(),
+            Actor::CommandLine { unix_user } => format!("command line ({unix_user})"),
+        }
+    }
+}
+
+/// An entry to add.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry<'a> {
+    pub actor: &'a Actor,
+    pub action: AuditAction,
+    /// The account acted on: its id and its address at the time (a job retried has
+    /// none: `None` and an empty address).
+    pub target: Option<(&'a str, &'a str)>,
+    pub client_addr: &'a str,
+    pub request_id: &'a str,
+    /// What else the action needs said (a job's id), never a secret.
+    pub detail: &'a str,
+}
+
+impl NewAuditEntry<'_> {
+    /// Adds the entry as of `now`; inside the transaction of the change it records, so
+    /// that there is no change without its entry, nor an entry without its change.
+    pub fn record(&self, conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<()> {
+        let (target_id, target) = match self.target {
+            Some((id, email)) => (Some(id), email),
+            None => (None, ""),
+        };
+        diesel::insert_into(audit_log::table)
+            .values((
+                audit_log::created_at.eq(now),
+                audit_log::actor_id.eq(self.actor.id()),
+                audit_log::actor.eq(self.actor.describe()),
+                audit_log::action.eq(self.action.as_str()),
+                audit_log::target_id.eq(target_id),
+                audit_log::target.eq(target),
+                audit_log::client_addr.eq(self.client_addr),
+                audit_log::request_id.eq(self.request_id),
+                audit_log::detail.eq(self.detail),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
+/// An entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub created_at: NaiveDateTime,
+    /// The admin's account id; `None` for the command line.
+    pub actor_id: Option<String>,
+    /// The admin's address then, or `command line (<unix user>)`.
+    pub actor: String,
+    pub action: AuditAction,
+    pub target_id: Option<String>,
+    /// The account's address then.
+    pub target: String,
+    pub client_addr: String,
+    pub request_id: String,
+    pub detail: String,
+}
+
+/// The row as the database has it, in the table's column order.
+#[derive(Queryable)]
+pub(crate) struct AuditRow {
+    id: i64,
+    created_at: NaiveDateTime,
+    actor_id: Option<String>,
+    actor: String,
+    action: String,
+    target_id: Option<String>,
+    target: String,
+    client_addr: String,
+    request_id: String,
+    detail: String,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = UnknownValue;
+
+    fn try_from(row: AuditRow) -> Result<Self, UnknownValue> {
+        Ok(AuditEntry {
+            action: AuditAction::parse(&row.action)
+                .ok_or_else(|| UnknownValue::new("action", &row.action))?,
+            id: row.id,
+            created_at: row.created_at,
+            actor_id: row.actor_id,
+            actor: row.actor,
+            target_id: row.target_id,
+            target: row.target,
+            client_addr: row.client_addr,
+            request_id: row.request_id,
+            detail: row.detail,
+        })
+    }
+}
+
+impl AuditEntry {
+    /// Rows as loaded (`audit_log::table…load::<AuditRow>`) as entries; a row of an
+    /// action this release does not know is a `DeserializationError`.
+    pub(crate) fn from_rows(rows: Vec<AuditRow>) -> QueryResult<Vec<AuditEntry>> {
+        rows.into_iter()
+            .map(|row| AuditEntry::try_from(row).map_err(UnknownValue::into_diesel))
+            .collect()
+    }
+
+    /// The entries about one account, newest first.
+    pub fn about(
+        conn: &mut AnyConnection,
+        target_id: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEntry>> {
+        let rows = audit_log::table
+            .filter(audit_log::target_id.eq(target_id))
+            .order(audit_log::id.desc())
+            .limit(limit)
+            .load::<AuditRow>(conn)?;
+        Self::from_rows(rows)
+    }
+}
