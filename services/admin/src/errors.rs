@@ -16,6 +16,13 @@ pub enum AdminError {
     /// 409: the change would leave no admin who can act (`what`: demote, disable,
     /// delete).
     LastAdmin { what: &'static str },
+    /// 404: no job has this id.
+    UnknownJob,
+    /// 409 `not_dead`: only a dead job can be retried (`state`: what it is now).
+    JobNotDead { state: &'static str },
+    /// 409 `link_erased`: a dead mail whose link's token was erased cannot be sent
+    /// again (its link would not work).
+    LinkErased,
 }
 
 impl AdminError {
@@ -32,6 +39,14 @@ impl AdminError {
                 "This is the last admin who can act: it cannot be {what}. Promote another \
                  account first."
             ),
+            Self::UnknownJob => "No job has this id.".into(),
+            Self::JobNotDead { state } => {
+                format!("Only a dead job can be retried; this one is {state}.")
+            }
+            Self::LinkErased => "This mail's link was erased when it failed for good, so sent \
+                 again it would not work. Have a new link sent instead (resend the \
+                 verification, or a password reset)."
+                .into(),
         }
     }
 }
@@ -51,6 +66,15 @@ impl From<AdminError> for Error {
             AdminError::UnknownAccount => Error::NotFound,
             AdminError::LastAdmin { .. } => Error::Refused {
                 code: "last_admin",
+                message,
+            },
+            AdminError::UnknownJob => Error::NotFound,
+            AdminError::JobNotDead { .. } => Error::Refused {
+                code: "not_dead",
+                message,
+            },
+            AdminError::LinkErased => Error::Refused {
+                code: "link_erased",
                 message,
             },
         }

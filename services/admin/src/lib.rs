@@ -20,7 +20,10 @@
 
 mod cli;
 mod errors;
+pub mod fleet;
+pub mod jobs;
 pub mod operator;
+pub mod overview;
 
 use std::sync::Arc;
 
@@ -58,6 +61,9 @@ pub struct AdminConfig {
     pub reauth_window: TimeDelta,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups (mails, purges).
     pub wake: flotilla_bus::BusEndpoint,
+    /// `FLOTILLA_ADMIN_FLEET` and `FLOTILLA_ADMIN_FLEET_TIMEOUT_MS`: the instances the
+    /// fleet page asks.
+    pub fleet: fleet::FleetConfig,
 }
 
 impl AdminConfig {
@@ -70,6 +76,7 @@ impl AdminConfig {
                 60..=24 * 3600,
             )?),
             wake: flotilla_kit::config::bus(env)?.wake,
+            fleet: fleet::FleetConfig::from_env(env)?,
         })
     }
 }
@@ -79,6 +86,7 @@ pub struct Admin {
     pub config: AdminConfig,
     pub auth: Auth,
     pub wake: WakeSender,
+    pub fleet: fleet::FleetCheck,
 }
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
@@ -92,11 +100,28 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     state.add_ready_check(Arc::new(move || checker.readiness()));
     let admin = web::Data::new(Admin {
         wake: WakeSender::start(&config.wake)?,
+        fleet: fleet::FleetCheck::new(config.fleet.clone()),
         auth: auth.clone(),
         config,
     });
     let auth = web::Data::new(auth);
     Ok(Arc::new(move |cfg| {
-        cfg.app_data(admin.clone()).app_data(auth.clone());
+        cfg.app_data(admin.clone())
+            .app_data(auth.clone())
+            .configure(routes);
     }))
+}
+
+/// The routes of the overview, jobs and fleet pages.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("", web::get().to(overview::show))
+        .route("/", web::get().to(overview::show))
+        .route("/jobs", web::get().to(jobs::list))
+        .route("/jobs/{id}/retry", web::post().to(jobs::retry))
+        .route("/fleet", web::get().to(fleet::show));
+}
+
+/// A time as the console shows and answers it: `2026-12-02T10:05:00Z` (UTC).
+pub fn utc(at: chrono::NaiveDateTime) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

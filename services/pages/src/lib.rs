@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use askama::Template;
-use flotilla_db::{AnyConnection, PoolConfig};
+use flotilla_db::{AnyConnection, PageBuild, PoolConfig};
 use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
@@ -65,15 +65,38 @@ impl PagesConfig {
 
 const STYLESHEET: &str = include_str!("assets/site.css");
 
-/// Writes the whole site: the fixed pages, then every public profile. Returns how many
-/// profiles are published.
+/// Writes the whole site: the fixed pages, then every public profile, and records the
+/// build in `page_builds` (the admin console's fleet page shows the last). Returns how
+/// many profiles are published.
 pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
+    let started_at = chrono::Utc::now().naive_utc();
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
-    write_fixed_pages(config)?;
+    let fixed = write_fixed_pages(config)?;
     let mut people = People::new(&config.out, &config.site_name);
     people.rebuild(&mut conn)?;
+    // The fixed pages, the list of people and one page per public profile.
+    let pages = fixed.len() + 1 + people.len();
+    PageBuild {
+        id: 0,
+        host: host_name(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at,
+        finished_at: chrono::Utc::now().naive_utc(),
+        pages: i64::try_from(pages).unwrap_or(i64::MAX),
+    }
+    .record(&mut conn)
+    .context("cannot record the build in page_builds")?;
     Ok(people.len())
+}
+
+/// This machine's name, for the build's row.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Builds the site, then keeps the profiles current until the process is stopped
@@ -381,6 +404,12 @@ mod tests {
         std::fs::create_dir_all(&people).unwrap();
         std::fs::write(people.join("gone.html"), "an account closed long ago").unwrap();
         assert!(matches!(build(&config), Ok(1)));
+        let builds = db.strings(
+            "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
+        );
+        let v = env!("CARGO_PKG_VERSION");
+        // One row per build: 3 fixed pages, the list of people, the profiles.
+        assert_eq!(builds, [format!("4 {v}"), format!("5 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");

@@ -256,6 +256,11 @@ async fn run_job(
         .decode()
         .map_err(|e| Failure::Permanent(format!("cannot read the job: {e}")))?;
     match job {
+        // Retried after it was parked as dead (its link's token erased then): sent now,
+        // its link would not work. The owner asks for a new link instead.
+        Job::Mail(_) if claimed.holds_erased_link() => Err(Failure::Permanent(
+            "its link was erased when it failed for good; a new one must be asked for".into(),
+        )),
         Job::Mail(mail) => {
             let (transport, key) = (config.mail.clone(), claimed.idempotency_key.clone());
             web::block(move || mail::send(&transport, &key, &mail))

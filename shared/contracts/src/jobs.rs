@@ -142,6 +142,27 @@ pub fn without_secrets(payload: &str) -> String {
 /// What an erased token reads as.
 pub const ERASED: &str = "erased";
 
+/// Whether a payload holds a link whose token was erased ([`without_secrets`]): such a
+/// mail cannot be sent again, since its link would not work.
+pub fn holds_erased_link(payload: &str) -> bool {
+    fn erased(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.split_once('?').is_some_and(|(_, query)| {
+                let query = query.split('#').next().unwrap_or_default();
+                query.split('&').any(|pair| {
+                    pair.split_once('=').is_some_and(|(key, value)| {
+                        key.eq_ignore_ascii_case("token") && value == ERASED
+                    })
+                })
+            }),
+            Value::Array(items) => items.iter().any(erased),
+            Value::Object(fields) => fields.values().any(erased),
+            _ => false,
+        }
+    }
+    serde_json::from_str::<Value>(payload).is_ok_and(|value| erased(&value))
+}
+
 fn erase_tokens(value: &mut Value) {
     match value {
         Value::String(text) => {
@@ -471,6 +492,9 @@ mod tests {
         });
         let erased = without_secrets(&plain.payload());
         assert_eq!(Job::decode("email", &erased).unwrap(), plain);
+        assert!(!holds_erased_link(&erased), "no token, nothing erased");
+        assert!(!holds_erased_link(&reset.payload()), "a live link");
+        assert!(holds_erased_link(&without_secrets(&reset.payload())));
         assert_eq!(without_secrets(&format!("not json {secret}")), "{}");
     }
 

@@ -28,7 +28,7 @@ mod jobs;
 pub use audit::AuditAction;
 pub use auth_events::AuthEventKind;
 pub use events::{Event, EventTopic};
-pub use jobs::{Job, JobKind, Mail, Message, PurgeUser, without_secrets};
+pub use jobs::{Job, JobKind, Mail, Message, PurgeUser, holds_erased_link, without_secrets};
 
 /// A stored or sent shape this release cannot read.
 #[derive(Debug, thiserror::Error)]

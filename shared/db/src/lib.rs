@@ -8,6 +8,7 @@
 //! type (pool timeout → 503, not found → 404, unique violation → 409/422).
 
 mod migrate;
+pub mod page_builds;
 pub mod schema;
 mod url;
 
@@ -20,6 +21,7 @@ use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 pub use diesel;
 pub use migrate::{SchemaStatus, migrate, schema_status};
+pub use page_builds::PageBuild;
 pub use url::{Backend, DatabaseUrl};
 
 diesel::define_sql_function!(

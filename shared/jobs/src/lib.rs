@@ -20,7 +20,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use flotilla_db::schema::jobs;
 use flotilla_db::{AnyConnection, diesel, portable_sql, write_transaction};
 
-pub use flotilla_contracts::{DecodeError, Job, JobKind, without_secrets};
+pub use flotilla_contracts::{DecodeError, Job, JobKind, holds_erased_link, without_secrets};
 
 /// Attempts before a job is parked as dead, unless the job says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
@@ -99,6 +99,11 @@ impl Claimed {
     /// cannot read is an error to park the job with (it will not read better later).
     pub fn decode(&self) -> Result<Job, DecodeError> {
         Job::decode(&self.kind, &self.payload)
+    }
+
+    /// Whether its payload holds a link whose token was erased ([`holds_erased_link`]).
+    pub fn holds_erased_link(&self) -> bool {
+        holds_erased_link(&self.payload)
     }
 }
 
@@ -321,6 +326,8 @@ pub fn counts(conn: &mut AnyConnection) -> QueryResult<(i64, i64)> {
     .get_result(conn)?;
     Ok((row.pending, row.dead))
 }
+
+pub mod inspect;
 
 #[cfg(test)]
 mod tests;

@@ -26,8 +26,9 @@ pub struct Fleet {
     dir: TempDir,
     env: BTreeMap<String, String>,
     services: BTreeMap<&'static str, (Proc, SocketAddr)>,
-    /// Where the stopped services listened, to start them there again.
-    stopped: BTreeMap<&'static str, SocketAddr>,
+    /// Where each service listens, chosen before any starts (admin's fleet page is
+    /// told them all); a stopped service comes back there.
+    addrs: BTreeMap<&'static str, SocketAddr>,
     nginx: Option<Proc>,
     /// `flotilla-pages watch`, when a test started it.
     pages: Option<Proc>,
@@ -72,13 +73,25 @@ impl FleetBuilder {
         ] {
             env.insert(name.to_owned(), format!("tcp://127.0.0.1:{}", free_port()));
         }
+        // Not port 0: every address is known before any service starts (admin asks them
+        // all), and a port from the ephemeral range may be taken by some client's
+        // connection while its service is stopped, and then it cannot come back.
+        let addrs: BTreeMap<&'static str, SocketAddr> = SERVICES
+            .iter()
+            .map(|(name, _)| (*name, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .collect();
+        let fleet_var: Vec<String> = addrs
+            .iter()
+            .map(|(name, addr)| format!("{name}=http://{addr}"))
+            .collect();
+        env.insert("FLOTILLA_ADMIN_FLEET".to_owned(), fleet_var.join(" "));
         env.extend(self.env);
         let mut fleet = Fleet {
             db: self.db,
             dir,
             env,
             services: BTreeMap::new(),
-            stopped: BTreeMap::new(),
+            addrs,
             nginx: None,
             pages: None,
             port: 0,
@@ -142,15 +155,10 @@ impl Fleet {
     /// (nginx and the other services know it by that address).
     pub fn start_service(&mut self, name: &'static str) {
         let mut command = self.command(&format!("flotilla-{name}"));
-        // Not port 0: a port from the ephemeral range may be taken by some client's
-        // connection while the service is stopped, and then it cannot come back.
-        let listen = self.stopped.remove(name).map_or_else(
-            || format!("127.0.0.1:{}", free_port()),
-            |addr| addr.to_string(),
-        );
+        let listen = self.addrs[name];
         command.env(
             format!("FLOTILLA_{}_LISTEN", name.to_ascii_uppercase()),
-            listen,
+            listen.to_string(),
         );
         let mut proc = Proc::spawn(name, command);
         let addr = proc.wait_listening(START_TIMEOUT);
@@ -263,11 +271,10 @@ impl Fleet {
 
     /// Stops a service with `signal` (`libc::SIGTERM`, `libc::SIGKILL`) and waits for it to exit.
     pub fn stop_service(&mut self, name: &str, signal: i32) {
-        let (name, (mut proc, addr)) = self
+        let (name, (mut proc, _)) = self
             .services
             .remove_entry(name)
             .unwrap_or_else(|| panic!("no service {name}"));
-        self.stopped.insert(name, addr);
         proc.signal(signal);
         assert!(
             proc.wait_exit(Duration::from_secs(20)).is_some(),

@@ -1,0 +1,300 @@
+//! `GET /admin/jobs?state=&kind=`: the queue by state and kind, and the jobs of one
+//! state (dead by default) with their last error, attempts and times, never their
+//! payload (a mail's holds its link). `POST /admin/jobs/{id}/retry`: a dead job queued
+//! again, audited, the worker woken.
+//!
+//! A dead mail's link lost its token when the job was parked (`without_secrets`):
+//! sent again, its link would not work, so such a retry is refused (409 `link_erased`)
+//! and the worker, should one be queued all the same, parks it again unsent.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use flotilla_accounts::NewAuditEntry;
+use flotilla_contracts::AuditAction;
+use flotilla_jobs::JobKind;
+use flotilla_jobs::inspect::{self, Count, JobState, JobSummary, Requeue};
+use flotilla_kit::html::{render, respond};
+use flotilla_kit::input::Then;
+use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::blocking;
+use flotilla_kit::{Error, RequestContext, State};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::AdminError;
+use crate::operator::{Operator, OperatorSubmission};
+use crate::{Admin, utc};
+
+/// Jobs listed at most.
+const LIST_LIMIT: i64 = 100;
+
+/// The query string as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// A query field, trimmed; empty is not given.
+fn given(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobFilter {
+    pub state: JobState,
+    pub kind: Option<JobKind>,
+}
+
+impl TryFrom<&JobsQuery> for JobFilter {
+    type Error = Error;
+
+    fn try_from(query: &JobsQuery) -> Result<Self, Error> {
+        let state = match given(query.state.as_deref()) {
+            None => JobState::Dead,
+            Some(name) => JobState::parse(name).ok_or_else(|| {
+                Error::invalid("state", "must be one of queued, running, done, dead")
+            })?,
+        };
+        let kind = match given(query.kind.as_deref()) {
+            None => None,
+            Some(name) => Some(JobKind::parse(name).ok_or_else(|| {
+                let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+                Error::invalid("kind", format!("must be one of {}", kinds.join(", ")))
+            })?),
+        };
+        Ok(Self { state, kind })
+    }
+}
+
+/// Jobs by state, every kind together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StateCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+impl StateCounts {
+    pub fn of(counts: &[Count]) -> Self {
+        let mut total = Self::default();
+        for count in counts {
+            *match count.state {
+                JobState::Queued => &mut total.queued,
+                JobState::Running => &mut total.running,
+                JobState::Done => &mut total.done,
+                JobState::Dead => &mut total.dead,
+            } += count.count;
+        }
+        total
+    }
+}
+
+/// A job as the console shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub recipient: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub run_after: String,
+    pub done_at: Option<String>,
+    pub dead_at: Option<String>,
+}
+
+impl JobView {
+    fn of(job: JobSummary, state: JobState) -> Self {
+        Self {
+            id: job.id,
+            kind: job.kind,
+            state,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            last_error: job.last_error,
+            recipient: job.recipient,
+            created_at: utc(job.created_at),
+            updated_at: utc(job.updated_at),
+            run_after: utc(job.run_after),
+            done_at: job.done_at.map(utc),
+            dead_at: job.dead_at.map(utc),
+        }
+    }
+}
+
+/// Counts by kind and state, one row per kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindCounts {
+    pub kind: String,
+    #[serde(flatten)]
+    pub counts: StateCounts,
+}
+
+fn by_kind(counts: &[Count]) -> Vec<KindCounts> {
+    let mut kinds: BTreeMap<&str, Vec<Count>> = BTreeMap::new();
+    for count in counts {
+        kinds.entry(&count.kind).or_default().push(count.clone());
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, counts)| KindCounts {
+            kind: kind.to_owned(),
+            counts: StateCounts::of(&counts),
+        })
+        .collect()
+}
+
+/// The answer of `GET /admin/jobs`.
+#[derive(Debug, Serialize)]
+struct JobsAnswer {
+    counts: StateCounts,
+    by_kind: Vec<KindCounts>,
+    state: JobState,
+    kind: Option<&'static str>,
+    jobs: Vec<JobView>,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage<'a> {
+    title: &'a str,
+    answer: &'a JobsAnswer,
+    states: [JobState; 4],
+    kinds: [JobKind; 4],
+    csrf: &'a str,
+}
+
+/// `GET /admin/jobs?state=&kind=`.
+pub async fn list(
+    operator: Operator,
+    req: HttpRequest,
+    query: web::Query<JobsQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let filter = JobFilter::try_from(&query.into_inner())?;
+    let now = flotilla_jobs::now();
+    let (counts, jobs) = blocking(&state, move |conn| {
+        let counts = inspect::census(conn, now)?;
+        let jobs = inspect::list(conn, filter.state, filter.kind, now, LIST_LIMIT)?;
+        Ok::<_, flotilla_db::diesel::result::Error>((counts, jobs))
+    })
+    .await?;
+    let answer = JobsAnswer {
+        counts: StateCounts::of(&counts),
+        by_kind: by_kind(&counts),
+        state: filter.state,
+        kind: filter.kind.map(JobKind::as_str),
+        jobs: jobs
+            .into_iter()
+            .map(|job| JobView::of(job, filter.state))
+            .collect(),
+    };
+    if wants_html(req.headers()) {
+        let page = render(&JobsPage {
+            title: "Jobs",
+            answer: &answer,
+            states: JobState::ALL,
+            kinds: JobKind::ALL,
+            csrf: operator.csrf(),
+        });
+        return Ok(respond(StatusCode::OK, page));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(answer))
+}
+
+/// The retry form's body: only its form token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf_token: Option<String>,
+}
+
+impl flotilla_auth::CarriesCsrf for RetryForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// The answer of a retry.
+#[derive(Debug, Serialize)]
+struct Retried<'a> {
+    id: i64,
+    kind: &'a str,
+    state: JobState,
+}
+
+/// `POST /admin/jobs/{id}/retry`.
+pub async fn retry(
+    submission: OperatorSubmission<RetryForm>,
+    path: web::Path<i64>,
+    context: RequestContext,
+    state: web::Data<State>,
+    admin: web::Data<Admin>,
+) -> Result<HttpResponse, Error> {
+    let OperatorSubmission { operator, input } = submission;
+    let id = path.into_inner();
+    operator
+        .require_recent_authentication(
+            &state,
+            admin.config.reauth_window,
+            input.is_form(),
+            "/admin/jobs",
+        )
+        .await?;
+    let actor = operator.actor();
+    let now = flotilla_jobs::now();
+    let outcome = blocking(&state, move |conn| {
+        flotilla_db::write_transaction(conn, |conn| {
+            let outcome = inspect::requeue_dead(conn, id, now)?;
+            if let Requeue::Queued { kind } = &outcome {
+                NewAuditEntry {
+                    actor: &actor,
+                    action: AuditAction::JobRetried,
+                    target: None,
+                    client_addr: &context.client.to_string(),
+                    request_id: &context.id,
+                    detail: &format!("job {id} ({kind})"),
+                }
+                .record(conn, now)?;
+            }
+            Ok::<_, flotilla_db::diesel::result::Error>(outcome)
+        })
+    })
+    .await?;
+    let kind = match outcome {
+        Requeue::Queued { kind } => kind,
+        Requeue::Unknown => return Err(AdminError::UnknownJob.into()),
+        Requeue::NotDead { state } => {
+            return Err(AdminError::JobNotDead {
+                state: state.as_str(),
+            }
+            .into());
+        }
+        Requeue::LinkErased { .. } => return Err(AdminError::LinkErased.into()),
+    };
+    admin.wake.wake(&kind);
+    log::info!("job {id} ({kind}) queued again by an admin");
+    Ok(input.reply(
+        StatusCode::OK,
+        &Retried {
+            id,
+            kind: &kind,
+            state: JobState::Queued,
+        },
+        || Then::SeeOther("/admin/jobs?state=queued".into()),
+    ))
+}
