@@ -172,16 +172,20 @@ pub enum Requeue {
     LinkErased { kind: String },
 }
 
+/// A job's kind, payload, and the columns that say its state: `dead_at`, `done_at`,
+/// `locked_until`.
+type Lifecycle = (
+    String,
+    String,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
+
 /// Queues dead job `id` again (attempts reset, `dead_at` cleared, due `now`), inside
 /// the caller's transaction, where the change's audit entry goes too.
 pub fn requeue_dead(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> QueryResult<Requeue> {
-    let found: Option<(
-        String,
-        String,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    )> = jobs::table
+    let found: Option<Lifecycle> = jobs::table
         .filter(jobs::id.eq(id))
         .select((
             jobs::kind,

@@ -172,7 +172,7 @@ on_both_databases! {
         let audited = fleet.db.strings("SELECT actor || '|' || action || '|' || detail AS v FROM audit_log WHERE action = 'job.retried'");
         assert_eq!(audited, [format!("root@example.org|job.retried|job {noop} (noop)")]);
         let (_, jobs) = admin_call(&fleet, Method::GET, "/admin/jobs?state=done&kind=noop", &root, None);
-        assert!(jobs["jobs"].as_array().unwrap().iter().any(|j| j["id"].to_string() == noop), "{jobs}");
+        assert!(jobs["jobs"].as_array().unwrap().iter().any(|j| j["id"].as_i64() == noop.parse().ok()), "{jobs}");
     }
 
     fn the_fleet_page_names_a_stopped_service(db: TestDb) {
