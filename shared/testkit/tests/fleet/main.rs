@@ -33,6 +33,7 @@ macro_rules! on_both_databases {
 
 mod admin;
 mod binaries;
+mod confirm;
 mod enumeration;
 mod faults;
 mod internal;
