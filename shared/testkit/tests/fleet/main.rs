@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod admin_audit;
 mod binaries;
 mod confirm;
 mod enumeration;
