@@ -6,8 +6,9 @@
 # UPSTREAMS_FILE defaults to proxy/upstreams.conf, the placement file.
 #
 #   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client (an IPv4 address or
-#                              an IPv6 /64) at POST /login, POST /signup, POST /login/forgot
-#                              and profile's password routes: N r/s or N r/m
+#                              an IPv6 /64) at POST /login, POST /signup, POST /login/forgot,
+#                              POST /login/confirm and profile's password routes:
+#                              N r/s or N r/m
 #   FLOTILLA_PROXY_AUTH_BURST  (default 10)     attempts allowed at once above the rate
 #   FLOTILLA_PROXY_ACCESS_LOG  (default OUT_DIR/access.log)  the access log (no query
 #                              strings: they carry the emails' tokens)
@@ -16,6 +17,12 @@
 #                              or commas: the client's address is then read from their
 #                              X-Forwarded-For (realip), for the logs, the services and
 #                              the limits
+#   FLOTILLA_PROXY_ADMIN_ALLOW (default empty: no restriction)  the client networks
+#                              that may reach /admin at all, addresses or CIDRs
+#                              separated by spaces or commas (e.g. 10.0.0.0/8,
+#                              2001:db8::/32): others get 403 from nginx. The
+#                              address is the client's as realip resolved it
+#                              (FLOTILLA_PROXY_REAL_IP_FROM)
 #
 # Why 30r/m with a burst of 10: a person at a form needs a few attempts (a typo, then
 # "forgot password"), and an office or a mobile network shares one address among many
@@ -56,6 +63,20 @@ if [ -n "$real_ip" ]; then
 else
     real_ip_line='/^@REAL_IP@$/d'
 fi
+admin_allow=""
+admin_allow_from=${FLOTILLA_PROXY_ADMIN_ALLOW:-}
+for from in ${admin_allow_from//,/ }; do
+    if ! [[ $from =~ ^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$ ]]; then
+        echo "error: FLOTILLA_PROXY_ADMIN_ALLOW: '$from' is not an address or a CIDR, e.g. 10.0.0.0/8 or 2001:db8::/32" >&2
+        exit 78
+    fi
+    admin_allow+="        allow $from;\\n"
+done
+if [ -n "$admin_allow" ]; then
+    admin_allow_line="s|^@ADMIN_ALLOW@\$|${admin_allow}        deny all;|"
+else
+    admin_allow_line='/^@ADMIN_ALLOW@$/d'
+fi
 # Retry-After on a refusal: the seconds until the rate admits one more attempt.
 per_unit=$((10#${auth_rate%%r/*}))
 case $auth_rate in
@@ -71,7 +92,7 @@ upstreams=$(realpath "${4:-$root/proxy/upstreams.conf}")
 esc() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }
 sed -e "s|@LISTEN@|$(esc "$listen")|g" -e "s|@WWW_ROOT@|$(esc "$www")|g" \
     -e "s|@AUTH_RATE@|$auth_rate|g" -e "s|@AUTH_BURST@|$((10#$auth_burst))|g" \
-    -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" -e "$real_ip_line" \
+    -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" -e "$real_ip_line" -e "$admin_allow_line" \
     -e "s|@ACCESS_LOG@|$(esc "${FLOTILLA_PROXY_ACCESS_LOG:-$out/access.log}")|g" \
     "$root/proxy/server.conf.in" >"$out/server.conf"
 sed -e "s|@PREFIX@|$(esc "$out")|g" -e "s|@UPSTREAMS@|$(esc "$upstreams")|g" \

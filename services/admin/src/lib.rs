@@ -7,7 +7,7 @@
 //! | `GET /admin/users?q=&status=&role=&after=&limit=` | search, keyset-paginated |
 //! | `GET /admin/users/{id}` | one account: fields, sessions, auth events, jobs, audit |
 //! | `POST /admin/users/{id}/{action}` | disable, enable, promote, demote, revoke-sessions, force-password-reset, resend-verification, delete |
-//! | `GET /admin/audit?actor=&target=&action=&before=` | the audit log (`format=jsonl`: export) |
+//! | `GET /admin/audit?actor=&target=&action=&before=&limit=` | the audit log, newest first (`format=jsonl`: the export) |
 //! | `GET /admin/jobs?state=&kind=` | jobs by state and kind, dead ones with their error |
 //! | `POST /admin/jobs/{id}/retry` | a dead job queued again |
 //! | `GET /admin/fleet` | every service's health and readiness |
@@ -18,6 +18,7 @@
 //!
 //! Commands: `flotilla-admin promote EMAIL` and `demote EMAIL` (the first admin).
 
+mod audit;
 mod cli;
 mod errors;
 pub mod fleet;
@@ -108,7 +109,8 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     Ok(Arc::new(move |cfg| {
         cfg.app_data(admin.clone())
             .app_data(auth.clone())
-            .configure(routes);
+            .configure(routes)
+            .configure(audit::routes);
     }))
 }
 

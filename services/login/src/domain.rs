@@ -74,6 +74,39 @@ pub fn landing(next: Option<&str>) -> String {
     safe_next(next).unwrap_or_else(|| "/profile".to_owned())
 }
 
+/// `POST /login/confirm`: the signed-in person's password again.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmInput {
+    #[serde(default)]
+    pub password: String,
+    /// Where a browser goes afterwards (same site only; default `/profile`).
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for ConfirmInput {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+impl ConfirmInput {
+    /// The password to check, or what is wrong with it (no policy: it is the one set).
+    pub fn check(&self) -> Result<String, flotilla_kit::Error> {
+        let problem = if self.password.is_empty() {
+            "is required".to_owned()
+        } else if self.password.chars().count() > MAX_PASSWORD {
+            format!("must be at most {MAX_PASSWORD} characters")
+        } else {
+            return Ok(self.password.clone());
+        };
+        Err(flotilla_kit::Error::invalid("password", problem))
+    }
+}
+
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshInput {
@@ -177,6 +210,23 @@ mod tests {
             next: None,
         };
         assert!(long.check().err().unwrap().contains_key("password"));
+    }
+
+    #[test]
+    fn a_confirmation_needs_a_password_of_sane_length() {
+        let refused = |input: ConfirmInput| input.check().err().unwrap().fields().cloned();
+        let missing = refused(ConfirmInput::default()).unwrap();
+        assert_eq!(missing["password"], "is required");
+        let long = ConfirmInput {
+            password: "p".repeat(1025),
+            ..ConfirmInput::default()
+        };
+        assert!(refused(long).unwrap()["password"].contains("at most 1024"));
+        let fine = ConfirmInput {
+            password: " spaces count ".into(),
+            ..ConfirmInput::default()
+        };
+        assert_eq!(fine.check().ok().unwrap(), " spaces count ");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum LoginError {
     ResetLinkInvalid,
     /// 400.
     ResetLinkExpired,
+    /// 401: a password confirmation in a session that ended, or of an account closed
+    /// or disabled meanwhile.
+    SessionEnded,
 }
 
 impl LoginError {
@@ -69,6 +72,10 @@ impl LoginError {
             Self::ResetLinkExpired => {
                 "This reset link has expired. Ask for a new one at /login/forgot.".into()
             }
+            Self::SessionEnded => {
+                "This session has ended, or its account is closed or disabled: sign in again."
+                    .into()
+            }
         }
     }
 }
@@ -86,6 +93,7 @@ impl From<LoginError> for Error {
             LoginError::RefreshInvalid => unauthorized("token_invalid"),
             LoginError::SessionExpired => unauthorized("session_expired"),
             LoginError::RefreshReused => unauthorized("refresh_token_reused"),
+            LoginError::SessionEnded => unauthorized("session_revoked"),
             LoginError::AccountDisabled { at_refresh: true } => unauthorized("account_disabled"),
             LoginError::AccountDisabled { at_refresh: false } => Error::Forbidden {
                 code: "account_disabled",

@@ -5,30 +5,30 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use flotilla_auth::{Auth, Authenticated, Claims, Credential};
+use flotilla_auth::{Auth, Authenticated, Claims, Credential, Submission};
 use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
-use flotilla_kit::work::blocking;
+use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::Login;
 use crate::domain::{
-    ForgotInput, LoginInput, LogoutInput, RefreshInput, ResetInput, landing, plausible_token,
-    safe_next,
+    ConfirmInput, ForgotInput, LoginInput, LogoutInput, RefreshInput, ResetInput, landing,
+    plausible_token, safe_next,
 };
 use crate::errors::LoginError;
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
 use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
-use flotilla_auth::RequestOrigin;
 use flotilla_auth::device::{self, DeviceEntry};
 use flotilla_auth::keys::SigningKey;
+use flotilla_auth::{ClientOrigin, RequestOrigin};
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
 fn count(state: &State, outcome: &'static str) {
@@ -649,6 +649,96 @@ pub async fn reset(
     };
     login.auth.clear_cookies(&mut response);
     Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmQuery {
+    next: Option<String>,
+}
+
+/// `key=value`, encoded for a query string.
+fn query_pair(key: &str, value: &str) -> String {
+    serde_urlencoded::to_string([(key, value)]).unwrap_or_default()
+}
+
+/// "Confirm it's you": the signed-in person's password again, as GitHub's sudo mode.
+/// An anonymous browser signs in first (or has its session renewed from the refresh
+/// cookie) and comes back here.
+pub async fn confirm_form(
+    who: Option<Authenticated>,
+    req: HttpRequest,
+    query: web::Query<ConfirmQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let next = safe_next(query.next.as_deref());
+    let Some(who) = who else {
+        if !wants_html(req.headers()) {
+            return Err(flotilla_auth::AuthError::NotAuthenticated.into());
+        }
+        let here = match &next {
+            Some(next) => format!("/login/confirm?{}", query_pair("next", next)),
+            None => "/login/confirm".to_owned(),
+        };
+        return Ok(see_other(&format!("/login?{}", query_pair("next", &here))));
+    };
+    let user_id = who.claims.sub.clone();
+    let account = read(&state, move |conn| User::find_active(conn, &user_id))
+        .await?
+        .ok_or(LoginError::SessionEnded)?;
+    let page = pages::confirm_form(
+        &account.email,
+        next.as_deref(),
+        &who.claims.csrf,
+        None,
+        &FieldErrors::new(),
+    );
+    let mut response = html(StatusCode::OK, page);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Checks the password of the session's account (throttled per account, with
+/// profile's checks) and records the confirmation: the session's `authenticated_at`
+/// becomes now. A form goes on to `next` (default `/profile`); JSON gets 204.
+pub async fn confirm(
+    sub: Submission<ConfirmInput>,
+    ClientOrigin(who_from): ClientOrigin,
+    state: web::Data<State>,
+    login: web::Data<Login>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, input } = sub;
+    let user_id = who.claims.sub.clone();
+    let lookup = user_id.clone();
+    let account = read(&state, move |conn| User::find_active(conn, &lookup))
+        .await?
+        .ok_or(LoginError::SessionEnded)?;
+    let csrf = who.claims.csrf.clone();
+    let again = |typed: &ConfirmInput, error: &Error| {
+        pages::confirm_again(&account.email, &csrf, typed, error)
+    };
+    let password = input.parse(ConfirmInput::check, again)?;
+    let session_id = who.claims.sid.clone();
+    let checked = login
+        .checks
+        .check(&state, &account, Some(&session_id), &password, &who_from)
+        .await;
+    if let Err(error) = checked {
+        return Err(input.refuse(error, again));
+    }
+    let confirmed = blocking(&state, move |conn| {
+        store::confirm_password(conn, &user_id, &session_id, &who_from)
+    })
+    .await?;
+    if !confirmed {
+        return Err(input.refuse(LoginError::SessionEnded.into(), again));
+    }
+    Ok(match input.format() {
+        Format::Json => no_store(HttpResponse::NoContent()).finish(),
+        Format::Form => see_other(&landing(input.raw().next.as_deref())),
+    })
 }
 
 /// Who the access token is, for clients that cannot read it: `401` once the session

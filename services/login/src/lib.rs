@@ -8,6 +8,7 @@
 //! | `POST /login/refresh` | rotates the refresh token (cookie or `{"refresh_token"}`) |
 //! | `POST /login/logout` | ends this session (204) |
 //! | `POST /login/logout-all` | ends every session of the user (204) |
+//! | `GET`/`POST /login/confirm` | the signed-in person's password again (sudo mode): 303 to `next`, or 204 |
 //! | `GET`/`POST /login/forgot` | asks for a reset link (202, the same whether or not the address exists) |
 //! | `GET`/`POST /login/reset` | sets a new password with a reset link's token |
 //! | `GET /login/.well-known/jwks.json` | the public keys |
@@ -31,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use chrono::TimeDelta;
 use flotilla_auth::keys::KeyRing;
 use flotilla_auth::throttle::{InFlight, ThrottleSettings};
-use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::actix_web::web;
 use flotilla_kit::{Command, ConfigError, Env, Routes, Service, State};
@@ -115,6 +116,9 @@ pub struct Login {
     pub keys: RwLock<KeyRing>,
     /// Sign-ins being checked now, per address typed (see [`flotilla_auth::throttle`]).
     pub attempts: InFlight,
+    /// Passwords confirmed at `/login/confirm`, throttled per account with profile's
+    /// password checks.
+    pub checks: PasswordChecks,
 }
 
 impl Login {
@@ -162,8 +166,10 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     auth.set_keys(&ring);
     let checker = auth.clone();
     state.add_ready_check(Arc::new(move || checker.readiness()));
+    let hashes = config.passwords.pool();
     let login = web::Data::new(Login {
-        hashes: config.passwords.pool(),
+        checks: PasswordChecks::new(hashes.clone(), config.throttle),
+        hashes,
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
         keys: RwLock::new(ring),
@@ -193,6 +199,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             .route("/refresh", web::post().to(handlers::refresh))
             .route("/logout", web::post().to(handlers::logout))
             .route("/logout-all", web::post().to(handlers::logout_all))
+            .service(
+                web::resource("/confirm")
+                    .route(web::get().to(handlers::confirm_form))
+                    .route(web::post().to(handlers::confirm)),
+            )
             .service(
                 web::resource("/forgot")
                     .route(web::get().to(handlers::forgot_form))

@@ -5,7 +5,7 @@ use askama::Template;
 use flotilla_kit::html::render;
 use flotilla_kit::{Error, FieldErrors};
 
-use crate::domain::{ForgotInput, LoginInput, ResetInput, safe_next};
+use crate::domain::{ConfirmInput, ForgotInput, LoginInput, ResetInput, safe_next};
 
 /// A message above a form: an error (`role="alert"`) or a notice.
 pub enum Banner<'a> {
@@ -51,6 +51,48 @@ pub fn login_again(typed: &LoginInput, error: &Error) -> String {
     let next = safe_next(typed.next.as_deref());
     let errors = error.fields().cloned().unwrap_or_default();
     login_form(typed.email.trim(), next.as_deref(), &banner, &errors)
+}
+
+#[derive(Template)]
+#[template(path = "confirm_form.html")]
+struct ConfirmForm<'a> {
+    email: &'a str,
+    next: Option<&'a str>,
+    csrf_token: &'a str,
+    problem: Option<&'a str>,
+    errors: &'a FieldErrors,
+}
+
+/// "Confirm it's you": the account's address, one password field, the session's form
+/// token and where to go afterwards.
+pub fn confirm_form(
+    email: &str,
+    next: Option<&str>,
+    csrf_token: &str,
+    problem: Option<&str>,
+    errors: &FieldErrors,
+) -> String {
+    render(&ConfirmForm {
+        email,
+        next,
+        csrf_token,
+        problem,
+        errors,
+    })
+}
+
+/// The confirmation form again, refused with `error` (a wrong password, a wait).
+pub fn confirm_again(email: &str, csrf_token: &str, typed: &ConfirmInput, error: &Error) -> String {
+    let next = safe_next(typed.next.as_deref());
+    let errors = error.fields().cloned().unwrap_or_default();
+    let problem = errors.is_empty().then(|| error.public_message());
+    confirm_form(
+        email,
+        next.as_deref(),
+        csrf_token,
+        problem.as_deref(),
+        &errors,
+    )
 }
 
 #[derive(Template)]
@@ -128,6 +170,22 @@ mod tests {
             "{notice}"
         );
         assert!(!notice.contains("name=\"next\""));
+    }
+
+    #[test]
+    fn the_confirmation_form_escapes_the_address_and_where_to_go() {
+        let errors = FieldErrors::new();
+        let html = confirm_form(TYPED, Some(TYPED), TYPED, Some(TYPED), &errors);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains(&format!("<strong>{ESCAPED}</strong>")),
+            "{html}"
+        );
+        assert!(html.contains(&format!("name=\"next\" value=\"{ESCAPED}\"")));
+        assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
+        assert!(html.contains(&format!("role=\"alert\">{ESCAPED}</p>")));
+        assert!(html.contains("autocomplete=\"current-password\""));
+        assert_eq!(html.matches("<input").count(), 3, "{html}");
     }
 
     #[test]

@@ -61,6 +61,33 @@ fn still_there<'a>(
     Ok(User::find(conn, id)?.map(|_| id))
 }
 
+/// The password confirmed in a session (`/login/confirm`): its `authenticated_at`
+/// becomes `now` and a `password.confirmed` event is recorded, in one transaction.
+/// `false` when the session ended or its account closed or was disabled meanwhile.
+pub fn confirm_password(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        User::lock(conn, user_id)?;
+        if User::find_active(conn, user_id)?.is_none() {
+            return Ok(false);
+        }
+        let now = flotilla_jobs::now();
+        let live = Session::find_live(conn, session_id, now)?
+            .is_some_and(|session| session.user_id == user_id);
+        if !live || !Session::confirm_password(conn, session_id, now)? {
+            return Ok(false);
+        }
+        let kind = AuthEventKind::PasswordConfirmed;
+        let event = origin.event(kind, Some(user_id), None, Some(session_id));
+        event.record(conn, now)?;
+        Ok(true)
+    })
+}
+
 /// How long an address must wait before its next sign-in attempt, if at all (see
 /// [`flotilla_auth::throttle`]); `in_flight` other attempts at it are being checked.
 pub fn throttle(

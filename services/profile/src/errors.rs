@@ -1,6 +1,7 @@
 //! Profile's own refusals, each with the stable code API clients match on. Bad fields
 //! are the kit's 422 (`invalid_input`), a missing or refused token and a cross-site
-//! change are flotilla-auth's 401/403, and a full hashing pool is
+//! change are flotilla-auth's 401/403, a wrong or throttled password check its
+//! [`flotilla_auth::CheckRefusal`], and a full hashing pool is
 //! [`flotilla_auth::PoolError::answer`].
 
 use flotilla_kit::{Error, FieldErrors};
@@ -9,12 +10,6 @@ use flotilla_kit::{Error, FieldErrors};
 pub enum ProfileError {
     /// 401: the token is valid, but its account is closed or disabled.
     AccountGone,
-    /// 403: the current password is not right.
-    WrongPassword,
-    /// 429: the account's free password checks are all under way.
-    ChecksInFlight,
-    /// 429: too many wrong passwords; wait this many seconds.
-    TooManyFailures { wait_secs: i64 },
     /// 409: another account has the name (whatever its case).
     UsernameTaken,
     /// 429: a change of address was asked for less than a minute ago.
@@ -32,13 +27,6 @@ impl ProfileError {
     pub fn message(self) -> String {
         match self {
             Self::AccountGone => "This account is closed or disabled.".into(),
-            Self::WrongPassword => "The password is not right.".into(),
-            Self::ChecksInFlight => "Too many password checks for this account are under way: \
-                                     try again in a moment."
-                .into(),
-            Self::TooManyFailures { wait_secs } => format!(
-                "Too many wrong passwords for this account: wait {wait_secs} seconds and try again."
-            ),
             Self::UsernameTaken => "A value is already in use.".into(),
             Self::EmailChangeTooSoon { wait_secs } => format!(
                 "A change of address was asked for less than a minute ago: wait {wait_secs} \
@@ -69,20 +57,6 @@ impl From<ProfileError> for Error {
             ProfileError::AccountGone => Error::Unauthorized {
                 code: "account_gone",
                 message,
-            },
-            ProfileError::WrongPassword => Error::Forbidden {
-                code: "wrong_password",
-                message,
-            },
-            ProfileError::ChecksInFlight => Error::TooManyRequests {
-                code: "too_many_attempts",
-                message,
-                retry_after_secs: 1,
-            },
-            ProfileError::TooManyFailures { wait_secs } => Error::TooManyRequests {
-                code: "too_many_attempts",
-                message,
-                retry_after_secs: wait(wait_secs, u32::MAX),
             },
             ProfileError::EmailChangeTooSoon { wait_secs } => Error::TooManyRequests {
                 code: "too_many_requests",

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::{plausible_token, summarise_user_agent};
-use flotilla_auth::{
-    Authenticated, CarriesCsrf, ClientOrigin, RequestOrigin, Submission, throttle,
-};
-use flotilla_contracts::{AuthEventKind, Event};
+use flotilla_auth::{Authenticated, CarriesCsrf, ClientOrigin, RequestOrigin, Submission};
+use flotilla_contracts::Event;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::input::{Input, Then};
@@ -44,10 +42,8 @@ async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, 
         .ok_or_else(gone)
 }
 
-/// Checks the account's password on the hashing pool: 403 when wrong, recorded as a
-/// `password.check_failed` event; after too many failures, 429 with `Retry-After`
-/// (the sign-in throttle's settings), so that a stolen session cannot guess the
-/// password at the hashing pool's speed.
+/// Checks the account's password (flotilla-auth's [`flotilla_auth::PasswordChecks`]:
+/// 403 `wrong_password` recorded as `password.check_failed`, 429 after too many).
 async fn check_password(
     state: &web::Data<State>,
     profile: &Profile,
@@ -55,42 +51,8 @@ async fn check_password(
     candidate: &str,
     from: &Origin,
 ) -> Result<(), Error> {
-    const FAILED: AuthEventKind = AuthEventKind::PasswordCheckFailed;
-    let key = flotilla_auth::token_hash(&format!("password-check:{}", account.id));
-    let Some((_in_flight, others)) = profile.attempts.begin(&key).await else {
-        return Err(ProfileError::ChecksInFlight.into());
-    };
-    let (settings, throttle_key) = (profile.config.throttle, key.clone());
-    let wait = read(state, move |conn| {
-        let attempts = throttle::Attempts {
-            key: &throttle_key,
-            failure: FAILED,
-            success: None,
-        };
-        throttle::wait(conn, &settings, attempts, others, flotilla_jobs::now())
-    })
-    .await?;
-    if let Some(wait_secs) = wait {
-        return Err(ProfileError::TooManyFailures { wait_secs }.into());
-    }
-    let correct = match &account.password_hash {
-        Some(hash) => profile
-            .hashes
-            .verify(hash.expose().to_owned(), candidate.to_owned())
-            .await
-            .map_err(|e| e.answer(BUSY))?,
-        None => false,
-    };
-    if correct {
-        return Ok(());
-    }
-    let (user_id, from) = (account.id.clone(), from.clone());
-    blocking(state, move |conn| {
-        let event = from.event(FAILED, Some(&user_id), Some(&key), None);
-        event.record(conn, flotilla_jobs::now())
-    })
-    .await?;
-    Err(ProfileError::WrongPassword.into())
+    let checks = &profile.checks;
+    checks.check(state, account, None, candidate, from).await
 }
 
 /// After a form post: back to the page with a notice.

@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use actix_web::web;
 use chrono::TimeDelta;
-use flotilla_auth::throttle::{InFlight, ThrottleSettings};
-use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordSettings};
+use flotilla_auth::throttle::ThrottleSettings;
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::{ConfigError, Env, Routes, Service, State};
 
@@ -79,8 +79,9 @@ pub struct Profile {
     pub hashes: HashPool,
     pub wake: WakeSender,
     pub auth: Auth,
-    /// Password checks under way, per account.
-    pub attempts: InFlight,
+    /// The account's password asked again (throttled per account, as login's
+    /// confirmation is).
+    pub checks: PasswordChecks,
 }
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
@@ -92,11 +93,12 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     )?;
     let checker = auth.clone();
     state.add_ready_check(Arc::new(move || checker.readiness()));
+    let hashes = config.passwords.pool();
     let profile = web::Data::new(Profile {
-        hashes: config.passwords.pool(),
+        checks: PasswordChecks::new(hashes.clone(), config.throttle),
+        hashes,
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
-        attempts: InFlight::new(config.throttle.max_failures),
         config,
     });
     let auth = web::Data::new(auth);

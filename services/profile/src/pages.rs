@@ -62,6 +62,7 @@ fn kind_label(kind: &str) -> &str {
         K::SessionRevoked => "A session ended from this page",
         K::SessionRevokedOthers => "Other sessions ended",
         K::SessionRefreshReuse => "Session ended: a stolen token was used",
+        K::PasswordConfirmed => "Password confirmed",
         K::PasswordCheckFailed | K::AccountDeleted => kind,
     }
 }

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use flotilla_contracts::AuditAction;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::audit_log;
-use flotilla_db::{AnyConnection, diesel};
+use flotilla_db::{AnyConnection, diesel, lower};
 
 use crate::user::UnknownValue;
 
@@ -75,6 +75,18 @@ impl NewAuditEntry<'_> {
     }
 }
 
+/// Which entries to read ([`AuditEntry::search`]). `actor` and `target` each match an
+/// account id or the address stored with the entry (as it was then; any case; for the
+/// actor also `command line (<unix user>)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSearch {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub action: Option<AuditAction>,
+    /// Only entries older than this one (keyset pagination: the last id shown).
+    pub before: Option<i64>,
+}
+
 /// An entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -135,6 +147,34 @@ impl AuditEntry {
         rows.into_iter()
             .map(|row| AuditEntry::try_from(row).map_err(UnknownValue::into_diesel))
             .collect()
+    }
+
+    /// The entries that `search` matches, newest first, at most `limit`.
+    pub fn search(
+        conn: &mut AnyConnection,
+        search: &AuditSearch,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEntry>> {
+        let mut query = audit_log::table.into_boxed();
+        if let Some(actor) = &search.actor {
+            let address = lower(audit_log::actor).eq(actor.to_lowercase());
+            query = query.filter(audit_log::actor_id.eq(actor).or(address));
+        }
+        if let Some(target) = &search.target {
+            let address = lower(audit_log::target).eq(target.to_lowercase());
+            query = query.filter(audit_log::target_id.eq(target).or(address));
+        }
+        if let Some(action) = search.action {
+            query = query.filter(audit_log::action.eq(action.as_str()));
+        }
+        if let Some(before) = search.before {
+            query = query.filter(audit_log::id.lt(before));
+        }
+        let rows = query
+            .order(audit_log::id.desc())
+            .limit(limit)
+            .load::<AuditRow>(conn)?;
+        Self::from_rows(rows)
     }
 
     /// The entries about one account, newest first.

@@ -30,7 +30,7 @@ mod secrets;
 mod session;
 mod user;
 
-pub use audit::{Actor, AuditEntry, NewAuditEntry};
+pub use audit::{Actor, AuditEntry, AuditSearch, NewAuditEntry};
 pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
 pub use email_link::{EmailLink, LinkPurpose};
 pub use fields::{EmailAddress, Username};

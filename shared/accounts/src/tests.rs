@@ -1,7 +1,7 @@
 //! The models against both backends.
 
 use chrono::TimeDelta;
-use flotilla_contracts::PurgeUser;
+use flotilla_contracts::{AuditAction, PurgeUser};
 use flotilla_db::{AnyConnection, DatabaseUrl, PoolConfig};
 use flotilla_testkit::TestDb;
 
@@ -233,4 +233,86 @@ fn a_link_hides_its_hash() {
     let printed = format!("{link:?}");
     assert!(printed.contains("token_hash: [redacted]"), "{printed}");
     assert!(!printed.contains("0123abcd"), "{printed}");
+}
+
+#[test]
+fn the_audit_log_is_searched_newest_first_by_actor_target_action_and_keyset() {
+    each_backend(|_, conn| {
+        let now = flotilla_jobs::now();
+        let admin = Actor::Admin {
+            id: "a1".into(),
+            email: "Root@Example.org".into(),
+        };
+        let shell = Actor::CommandLine {
+            unix_user: "ops".into(),
+        };
+        let entries = [
+            (&shell, AuditAction::Promoted, ("a1", "Root@Example.org")),
+            (&admin, AuditAction::Disabled, ("u1", "Ada@Example.org")),
+            (&admin, AuditAction::Enabled, ("u1", "Ada@Example.org")),
+            (&admin, AuditAction::Promoted, ("u2", "bob@example.org")),
+        ];
+        for (actor, action, target) in entries {
+            let entry = NewAuditEntry {
+                actor,
+                action,
+                target: Some(target),
+                client_addr: "127.0.0.1",
+                request_id: "r",
+                detail: "",
+            };
+            entry.record(conn, now).unwrap();
+        }
+        fn found(
+            conn: &mut AnyConnection,
+            search: AuditSearch,
+            limit: i64,
+        ) -> Vec<(AuditAction, String)> {
+            AuditEntry::search(conn, &search, limit)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.action, e.target))
+                .collect()
+        }
+        let all = found(conn, AuditSearch::default(), 10);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].0, AuditAction::Promoted, "newest first");
+        let by = |actor: &str| AuditSearch {
+            actor: Some(actor.into()),
+            ..AuditSearch::default()
+        };
+        assert_eq!(
+            found(conn, by("root@example.ORG"), 10).len(),
+            3,
+            "address, any case"
+        );
+        assert_eq!(found(conn, by("a1"), 10).len(), 3, "account id");
+        assert_eq!(found(conn, by("command line (ops)"), 10).len(), 1);
+        let about_ada = AuditSearch {
+            target: Some("ADA@example.org".into()),
+            ..AuditSearch::default()
+        };
+        assert_eq!(
+            found(conn, about_ada.clone(), 10),
+            vec![
+                (AuditAction::Enabled, "Ada@Example.org".to_owned()),
+                (AuditAction::Disabled, "Ada@Example.org".to_owned())
+            ]
+        );
+        let promoted = AuditSearch {
+            action: Some(AuditAction::Promoted),
+            ..AuditSearch::default()
+        };
+        assert_eq!(found(conn, promoted, 10).len(), 2);
+        // Keyset: the page after the newest entry of Ada's.
+        let first = AuditEntry::search(conn, &about_ada, 1).unwrap();
+        let older = AuditSearch {
+            before: Some(first[0].id),
+            ..about_ada
+        };
+        assert_eq!(
+            found(conn, older, 10),
+            vec![(AuditAction::Disabled, "Ada@Example.org".to_owned())]
+        );
+    });
 }

@@ -32,6 +32,8 @@
 //! - [`RequestOrigin::of`]: where a request comes from, as sessions and auth events
 //!   record it (the rows themselves are `flotilla-accounts`' models).
 //! - [`throttle`]: growing waits after failed password checks, per key.
+//! - [`password_check`]: a signed-in person's password asked again ([`PasswordChecks`]),
+//!   throttled per account: profile's changes and login's confirmation share it.
 //! - [`even_time`]: a floor under answers that must not tell whether an address has
 //!   an account.
 
@@ -49,6 +51,7 @@ mod key_refresh;
 pub mod keys;
 mod origin;
 mod password;
+pub mod password_check;
 mod revocation;
 pub mod throttle;
 mod token_cache;
@@ -70,3 +73,4 @@ pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
     burn_time, default_workers, hash_password, verify_password,
 };
+pub use password_check::{CheckRefusal, PasswordChecks};

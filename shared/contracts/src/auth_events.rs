@@ -38,6 +38,7 @@ kinds! {
     PasswordReset = "password.reset": "The password was reset with a link.",
     PasswordChanged = "password.changed": "The password was changed by its owner.",
     PasswordCheckFailed = "password.check_failed": "A wrong current password on a route that asks for it.",
+    PasswordConfirmed = "password.confirmed": "The owner of a session confirmed their password in it (login's confirmation).",
     EmailChangeRequested = "email.change_requested": "A change of address was asked for.",
     EmailChanged = "email.changed": "The address changed (its link was used).",
     SessionRevoked = "session.revoked": "A session ended from the account page.",

@@ -116,12 +116,19 @@ impl TestDb {
 
     /// Runs a statement; returns the rows it changed.
     pub fn execute(&self, sql: &str) -> usize {
+        self.try_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement that the database may refuse: the rows it changed, or the
+    /// database's error message.
+    pub fn try_execute(&self, sql: &str) -> Result<usize, String> {
         if self.postgres_backend {
             diesel::sql_query(sql).execute(&mut PgConnection::establish(&self.url).unwrap())
         } else {
             diesel::sql_query(sql).execute(&mut self.sqlite_connection())
         }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .map_err(|e| e.to_string())
     }
 }
 

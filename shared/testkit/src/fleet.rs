@@ -200,6 +200,8 @@ impl Fleet {
         // A test that plays clients at other addresses sends them as X-Forwarded-For
         // and trusts it from 127.0.0.1 (FLOTILLA_PROXY_REAL_IP_FROM).
         let real_ip = self.env.get("FLOTILLA_PROXY_REAL_IP_FROM").cloned();
+        // A test that keeps /admin to some client networks (FLOTILLA_PROXY_ADMIN_ALLOW).
+        let admin_allow = self.env.get("FLOTILLA_PROXY_ADMIN_ALLOW").cloned();
         for _attempt in 0..3 {
             let port = free_port();
             let rendered = Command::new(root.join("scripts/render-proxy.sh"))
@@ -209,6 +211,11 @@ impl Fleet {
                 .arg(&upstreams_path)
                 .envs(limits.clone())
                 .envs(real_ip.iter().map(|v| ("FLOTILLA_PROXY_REAL_IP_FROM", v)))
+                .envs(
+                    admin_allow
+                        .iter()
+                        .map(|v| ("FLOTILLA_PROXY_ADMIN_ALLOW", v)),
+                )
                 .output()
                 .unwrap();
             assert!(

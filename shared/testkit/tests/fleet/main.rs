@@ -32,8 +32,10 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod admin_audit;
 mod admin_overview;
 mod binaries;
+mod confirm;
 mod enumeration;
 mod faults;
 mod internal;
