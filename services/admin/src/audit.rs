@@ -12,7 +12,6 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use chrono::NaiveDateTime;
 use flotilla_accounts::{AuditEntry, AuditSearch};
 use flotilla_contracts::AuditAction;
 use flotilla_kit::html::{render, respond};
@@ -143,7 +142,7 @@ pub struct EntryView {
     at: String,
     actor: String,
     actor_id: Option<String>,
-    action: &'static str,
+    action: String,
     target: String,
     target_id: Option<String>,
     client_addr: String,
@@ -151,19 +150,14 @@ pub struct EntryView {
     detail: String,
 }
 
-fn iso(at: NaiveDateTime) -> String {
-    at.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 impl From<AuditEntry> for EntryView {
     fn from(e: AuditEntry) -> Self {
         EntryView {
             id: e.id,
-            at: iso(e.created_at),
+            at: crate::utc(e.created_at),
             actor: e.actor,
             actor_id: e.actor_id,
-            action: e.action.as_str(),
+            action: e.action,
             target: e.target,
             target_id: e.target_id,
             client_addr: e.client_addr,

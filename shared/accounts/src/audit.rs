@@ -8,7 +8,6 @@ use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::audit_log;
 use flotilla_db::{AnyConnection, diesel, lower};
 
-use crate::user::UnknownValue;
 
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +86,8 @@ pub struct AuditSearch {
     pub before: Option<i64>,
 }
 
-/// An entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry as stored (the table's columns, in order).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct AuditEntry {
     pub id: i64,
     pub created_at: NaiveDateTime,
@@ -96,7 +95,9 @@ pub struct AuditEntry {
     pub actor_id: Option<String>,
     /// The admin's address then, or `command line (<unix user>)`.
     pub actor: String,
-    pub action: AuditAction,
+    /// The stored name: an [`AuditAction`]'s, or a newer release's, shown as stored
+    /// (rolling deploys run two releases side by side, and the log is read whole).
+    pub action: String,
     pub target_id: Option<String>,
     /// The account's address then.
     pub target: String,
@@ -105,50 +106,7 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// The row as the database has it, in the table's column order.
-#[derive(Queryable)]
-pub(crate) struct AuditRow {
-    id: i64,
-    created_at: NaiveDateTime,
-    actor_id: Option<String>,
-    actor: String,
-    action: String,
-    target_id: Option<String>,
-    target: String,
-    client_addr: String,
-    request_id: String,
-    detail: String,
-}
-
-impl TryFrom<AuditRow> for AuditEntry {
-    type Error = UnknownValue;
-
-    fn try_from(row: AuditRow) -> Result<Self, UnknownValue> {
-        Ok(AuditEntry {
-            action: AuditAction::parse(&row.action)
-                .ok_or_else(|| UnknownValue::new("action", &row.action))?,
-            id: row.id,
-            created_at: row.created_at,
-            actor_id: row.actor_id,
-            actor: row.actor,
-            target_id: row.target_id,
-            target: row.target,
-            client_addr: row.client_addr,
-            request_id: row.request_id,
-            detail: row.detail,
-        })
-    }
-}
-
 impl AuditEntry {
-    /// Rows as loaded (`audit_log::table…load::<AuditRow>`) as entries; a row of an
-    /// action this release does not know is a `DeserializationError`.
-    pub(crate) fn from_rows(rows: Vec<AuditRow>) -> QueryResult<Vec<AuditEntry>> {
-        rows.into_iter()
-            .map(|row| AuditEntry::try_from(row).map_err(UnknownValue::into_diesel))
-            .collect()
-    }
-
     /// The entries that `search` matches, newest first, at most `limit`.
     pub fn search(
         conn: &mut AnyConnection,
@@ -170,11 +128,10 @@ impl AuditEntry {
         if let Some(before) = search.before {
             query = query.filter(audit_log::id.lt(before));
         }
-        let rows = query
+        query
             .order(audit_log::id.desc())
             .limit(limit)
-            .load::<AuditRow>(conn)?;
-        Self::from_rows(rows)
+            .load::<AuditEntry>(conn)
     }
 
     /// The entries about one account, newest first.
@@ -183,11 +140,10 @@ impl AuditEntry {
         target_id: &str,
         limit: i64,
     ) -> QueryResult<Vec<AuditEntry>> {
-        let rows = audit_log::table
+        audit_log::table
             .filter(audit_log::target_id.eq(target_id))
             .order(audit_log::id.desc())
             .limit(limit)
-            .load::<AuditRow>(conn)?;
-        Self::from_rows(rows)
+            .load::<AuditEntry>(conn)
     }
 }
