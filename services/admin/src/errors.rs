@@ -16,6 +16,12 @@ pub enum AdminError {
     /// 409: the change would leave no admin who can act (`what`: demote, disable,
     /// delete).
     LastAdmin { what: &'static str },
+    /// 409: the account is closed (waiting for its purge): no action applies.
+    AccountClosed,
+    /// 409: a confirmation link for an address already confirmed.
+    AlreadyVerified,
+    /// 409: a disabled account cannot be made admin; enable it first.
+    TargetDisabled,
 }
 
 impl AdminError {
@@ -32,6 +38,15 @@ impl AdminError {
                 "This is the last admin who can act: it cannot be {what}. Promote another \
                  account first."
             ),
+            Self::AccountClosed => {
+                "This account is closed and waits for its purge: nothing more can be done \
+                 to it."
+                    .into()
+            }
+            Self::AlreadyVerified => "This account's address is confirmed already.".into(),
+            Self::TargetDisabled => {
+                "This account is disabled: enable it before making it an admin.".into()
+            }
         }
     }
 }
@@ -51,6 +66,18 @@ impl From<AdminError> for Error {
             AdminError::UnknownAccount => Error::NotFound,
             AdminError::LastAdmin { .. } => Error::Refused {
                 code: "last_admin",
+                message,
+            },
+            AdminError::AccountClosed => Error::Refused {
+                code: "account_closed",
+                message,
+            },
+            AdminError::AlreadyVerified => Error::Refused {
+                code: "already_verified",
+                message,
+            },
+            AdminError::TargetDisabled => Error::Refused {
+                code: "account_disabled",
                 message,
             },
         }

@@ -18,6 +18,8 @@
 //!
 //! Commands: `flotilla-admin promote EMAIL` and `demote EMAIL` (the first admin).
 
+mod account;
+mod actions;
 mod cli;
 mod errors;
 pub mod operator;
@@ -58,6 +60,12 @@ pub struct AdminConfig {
     pub reauth_window: TimeDelta,
     /// `FLOTILLA_BUS_WAKE`: where the worker takes wake-ups (mails, purges).
     pub wake: flotilla_bus::BusEndpoint,
+    /// `FLOTILLA_RESET_TOKEN_MINUTES` (60), as login reads it: how long the reset link
+    /// of a forced password reset works.
+    pub reset_ttl: TimeDelta,
+    /// `FLOTILLA_VERIFY_TOKEN_HOURS` (48), as signup reads it: how long a confirmation
+    /// link sent again from the console works.
+    pub verify_ttl: TimeDelta,
 }
 
 impl AdminConfig {
@@ -70,6 +78,16 @@ impl AdminConfig {
                 60..=24 * 3600,
             )?),
             wake: flotilla_kit::config::bus(env)?.wake,
+            reset_ttl: TimeDelta::minutes(env.number(
+                "FLOTILLA_RESET_TOKEN_MINUTES",
+                60,
+                5..=24 * 60,
+            )?),
+            verify_ttl: TimeDelta::hours(env.number(
+                "FLOTILLA_VERIFY_TOKEN_HOURS",
+                48,
+                1..=24 * 30,
+            )?),
         })
     }
 }
@@ -97,6 +115,8 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     });
     let auth = web::Data::new(auth);
     Ok(Arc::new(move |cfg| {
-        cfg.app_data(admin.clone()).app_data(auth.clone());
+        cfg.app_data(admin.clone())
+            .app_data(auth.clone())
+            .configure(account::routes);
     }))
 }
