@@ -26,9 +26,10 @@ use crate::operator::Operator;
 /// How many auth events, jobs and audit entries the page shows (the newest).
 const RECENT: i64 = 50;
 
+/// Under the service's `/admin` scope.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users/{id}", web::get().to(show))
-        .route("/admin/users/{id}/{action}", web::post().to(actions::act));
+    cfg.route("/users/{id}", web::get().to(show))
+        .route("/users/{id}/{action}", web::post().to(actions::act));
 }
 
 /// An account's id as a path gives it: what `new_id` makes (a UUID's 36 characters),
