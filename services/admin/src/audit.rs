@@ -23,10 +23,6 @@ use tokio::sync::mpsc;
 
 use crate::operator::Operator;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(audit));
-}
-
 /// The default page size, and the largest.
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;

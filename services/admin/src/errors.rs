@@ -23,6 +23,12 @@ pub enum AdminError {
     /// 409 `link_erased`: a dead mail whose link's token was erased cannot be sent
     /// again (its link would not work).
     LinkErased,
+    /// 409: the account is closed (waiting for its purge): no action applies.
+    AccountClosed,
+    /// 409: a confirmation link for an address already confirmed.
+    AlreadyVerified,
+    /// 409: a disabled account cannot be made admin; enable it first.
+    TargetDisabled,
 }
 
 impl AdminError {
@@ -47,6 +53,15 @@ impl AdminError {
                  again it would not work. Have a new link sent instead (resend the \
                  verification, or a password reset)."
                 .into(),
+            Self::AccountClosed => {
+                "This account is closed and waits for its purge: nothing more can be done \
+                 to it."
+                    .into()
+            }
+            Self::AlreadyVerified => "This account's address is confirmed already.".into(),
+            Self::TargetDisabled => {
+                "This account is disabled: enable it before making it an admin.".into()
+            }
         }
     }
 }
@@ -75,6 +90,18 @@ impl From<AdminError> for Error {
             },
             AdminError::LinkErased => Error::Refused {
                 code: "link_erased",
+                message,
+            },
+            AdminError::AccountClosed => Error::Refused {
+                code: "account_closed",
+                message,
+            },
+            AdminError::AlreadyVerified => Error::Refused {
+                code: "already_verified",
+                message,
+            },
+            AdminError::TargetDisabled => Error::Refused {
+                code: "account_disabled",
                 message,
             },
         }

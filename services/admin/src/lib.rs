@@ -18,6 +18,8 @@
 //!
 //! Commands: `flotilla-admin promote EMAIL` and `demote EMAIL` (the first admin).
 
+mod account;
+mod actions;
 mod audit;
 mod cli;
 mod errors;
@@ -65,6 +67,12 @@ pub struct AdminConfig {
     /// `FLOTILLA_ADMIN_FLEET` and `FLOTILLA_ADMIN_FLEET_TIMEOUT_MS`: the instances the
     /// fleet page asks.
     pub fleet: fleet::FleetConfig,
+    /// `FLOTILLA_RESET_TOKEN_MINUTES` (60), as login reads it: how long the reset link
+    /// of a forced password reset works.
+    pub reset_ttl: TimeDelta,
+    /// `FLOTILLA_VERIFY_TOKEN_HOURS` (48), as signup reads it: how long a confirmation
+    /// link sent again from the console works.
+    pub verify_ttl: TimeDelta,
 }
 
 impl AdminConfig {
@@ -78,6 +86,16 @@ impl AdminConfig {
             )?),
             wake: flotilla_kit::config::bus(env)?.wake,
             fleet: fleet::FleetConfig::from_env(env)?,
+            reset_ttl: TimeDelta::minutes(env.number(
+                "FLOTILLA_RESET_TOKEN_MINUTES",
+                60,
+                5..=24 * 60,
+            )?),
+            verify_ttl: TimeDelta::hours(env.number(
+                "FLOTILLA_VERIFY_TOKEN_HOURS",
+                48,
+                1..=24 * 30,
+            )?),
         })
     }
 }
@@ -109,15 +127,17 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     Ok(Arc::new(move |cfg| {
         cfg.app_data(admin.clone())
             .app_data(auth.clone())
-            .configure(routes)
-            .configure(audit::routes);
+            .configure(routes);
     }))
 }
 
-/// The routes of the overview, jobs and fleet pages.
+/// Every route of the console, under the kit's `/admin` scope.
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("", web::get().to(overview::show))
         .route("/", web::get().to(overview::show))
+        .route("/users/{id}", web::get().to(account::show))
+        .route("/users/{id}/{action}", web::post().to(actions::act))
+        .route("/audit", web::get().to(audit::audit))
         .route("/jobs", web::get().to(jobs::list))
         .route("/jobs/{id}/retry", web::post().to(jobs::retry))
         .route("/fleet", web::get().to(fleet::show));

@@ -2,8 +2,8 @@
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
-use flotilla_accounts::email_link::{self, Issued, Link};
-use flotilla_accounts::{LinkPurpose, RevokeReason, Session};
+use flotilla_accounts::email_link::{self, Link};
+use flotilla_accounts::{LinkMail, LinkPurpose, RevokeReason, Session};
 pub use flotilla_accounts::{Origin, User};
 use flotilla_auth::device::DeviceEntry;
 use flotilla_auth::throttle;
@@ -531,24 +531,12 @@ fn send_reset_link(
     if email_link::issued_since(conn, &account.id, RESET, now - TimeDelta::minutes(1))? > 0 {
         return Ok(false);
     }
-    let Issued { token, hash } = email_link::issue(
-        conn,
-        &account.id,
-        RESET,
-        &account.email,
-        config.reset_ttl,
-        now,
-    )?;
-    let mail = Mail {
-        to: account.email.clone(),
-        message: Message::PasswordReset {
-            link: format!("{}/login/reset?token={token}", config.public_url),
-            valid_minutes: config.reset_ttl.num_minutes(),
-            client_addr: Some(origin.client_addr.clone()),
-        },
+    let mail = LinkMail {
+        public_url: &config.public_url,
+        ttl: config.reset_ttl,
     };
-    let job = NewJob::new(mail, format!("password_reset:{}", &hash[..32]));
-    flotilla_jobs::enqueue(conn, &job)?;
+    let asked_by = Some(origin.client_addr.clone());
+    mail.password_reset(conn, &account.id, &account.email, asked_by, now)?;
     Ok(true)
 }
 

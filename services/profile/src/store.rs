@@ -9,7 +9,7 @@ use flotilla_accounts::{
 };
 // The handlers and the account page call the user row an account.
 pub use flotilla_accounts::{Origin, User as Account};
-use flotilla_contracts::{AuthEventKind, Mail, Message, PurgeUser};
+use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
 use flotilla_db::{AnyConnection, diesel, write_transaction};
 use flotilla_jobs::NewJob;
@@ -550,14 +550,9 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
     })))
 }
 
-/// Closes the account at once: every session ended, the personal fields and the
-/// address removed from the row (the address is freed), a confirmation mailed to it,
-/// and a `purge_user` job queued that deletes the row and everything about it once
-/// `hold` has passed: the ended sessions' rows stay until then, so that a service
-/// that missed the `session.revoked` event (bus down, or started later) still denies
-/// their tokens from its catch-up until they expire.
-/// Returns the sessions ended: the account's row is locked first, as for a password
-/// change, so that no sign-in racing the close keeps a session.
+/// Closes the account at once ([`flotilla_accounts::close_account`], which an admin's
+/// deletion shares): every session ended, the row emptied, the confirmation mailed and
+/// the purge queued after `hold`. Returns the sessions ended.
 pub fn close_account(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -565,42 +560,7 @@ pub fn close_account(
     hold: TimeDelta,
 ) -> QueryResult<Vec<String>> {
     write_transaction(conn, |conn| {
-        let now = flotilla_jobs::now();
-        // A sign-in opening a session now commits it before the sessions are picked
-        // below; one starting later finds the account closed (login's `open_session`).
-        User::lock(conn, user_id)?;
-        let email = email_of(conn, user_id)?;
-        let ended = flotilla_accounts::revoke_user_sessions(
-            conn,
-            user_id,
-            None,
-            RevokeReason::Deleted,
-            now,
-        )?;
-        User::close(conn, user_id, now)?;
-        email_link::delete_all_of(conn, user_id)?;
-        let mail = Mail {
-            to: email.clone(),
-            message: Message::AccountDeleted {},
-        };
-        flotilla_jobs::enqueue(
-            conn,
-            &NewJob::new(mail, format!("account_deleted:{user_id}")),
-        )?;
-        let purge = PurgeUser {
-            user_id: user_id.to_owned(),
-            login_key: flotilla_auth::token_hash(&email.to_lowercase()),
-            email: Some(email.clone()),
-        };
-        let purge = NewJob {
-            run_after: now + hold,
-            ..NewJob::new(purge, format!("purge_user:{user_id}"))
-        };
-        flotilla_jobs::enqueue(conn, &purge)?;
-        origin
-            .event(AuthEventKind::AccountDeleted, Some(user_id), None, None)
-            .record(conn, now)?;
-        Ok(ended)
+        flotilla_accounts::close_account(conn, user_id, origin, hold, flotilla_jobs::now())
     })
 }
 

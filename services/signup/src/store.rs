@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use flotilla_accounts::email_link::{self, Issued, Link};
-use flotilla_accounts::{LinkPurpose, NewUser, Origin, User};
+use flotilla_accounts::email_link::{self, Link};
+use flotilla_accounts::{LinkMail, LinkPurpose, NewUser, Origin, User};
 use flotilla_contracts::{AuthEventKind, Mail, Message};
 use flotilla_db::{AnyConnection, diesel, new_id, write_transaction};
 use flotilla_jobs::NewJob;
@@ -37,17 +37,11 @@ fn send_verification(
     email: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let Issued { token, hash } =
-        email_link::issue(conn, user_id, VERIFY, email, config.token_ttl, now)?;
-    let mail = Mail {
-        to: email.to_owned(),
-        message: Message::VerifyEmail {
-            link: format!("{}/signup/verify?token={token}", config.public_url),
-            valid_hours: config.token_ttl.num_hours(),
-        },
+    let mail = LinkMail {
+        public_url: &config.public_url,
+        ttl: config.token_ttl,
     };
-    let job = NewJob::new(mail, format!("verify_email:{}", &hash[..32]));
-    flotilla_jobs::enqueue(conn, &job)?;
+    mail.verification(conn, user_id, email, now)?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@ use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::audit_log;
 use flotilla_db::{AnyConnection, diesel, lower};
 
-
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {

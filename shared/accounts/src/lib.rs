@@ -4,9 +4,11 @@
 //!
 //! - [`User`] (a `users` row: [`Role`], `public: bool`, the password hash as a
 //!   [`PasswordHash`] that never prints) and its queries: by id, by address, public
-//!   profiles, closing and purging an account.
+//!   profiles, disabling, closing ([`close_account`], the owner's and an admin's)
+//!   and purging an account.
 //! - [`Session`] and the revocations every service reads ([`revoked_since`]).
-//! - [`email_link`]: the single-use links sent by email ([`EmailLink`]).
+//! - [`email_link`]: the single-use links sent by email ([`EmailLink`]); [`LinkMail`]
+//!   issues a reset or confirmation link and queues its mail.
 //! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
 //! - [`NewAuditEntry`] and [`AuditEntry`]: the admin console's append-only audit log,
 //!   by an [`Actor`].
@@ -23,8 +25,10 @@
 
 mod audit;
 mod auth_event;
+mod closing;
 pub mod email_link;
 mod fields;
+mod link_mail;
 mod purge;
 mod secrets;
 mod session;
@@ -32,8 +36,10 @@ mod user;
 
 pub use audit::{Actor, AuditEntry, AuditSearch, NewAuditEntry};
 pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
+pub use closing::close_account;
 pub use email_link::{EmailLink, LinkPurpose};
 pub use fields::{EmailAddress, Username};
+pub use link_mail::LinkMail;
 pub use purge::{Cleaned, cleanup, purge_closed};
 pub use secrets::{new_token, plausible_token, token_hash};
 pub use session::{

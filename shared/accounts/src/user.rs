@@ -439,6 +439,54 @@ impl User {
         Ok(ids.iter().all(|admin| admin == id) && ids.iter().any(|admin| admin == id))
     }
 
+    /// Disables an open account (sign-in refused, `find_active` no longer finds it).
+    /// Returns the rows changed (0: no such open account, or it was disabled already).
+    pub fn disable(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::deleted_at.is_null())
+                .filter(users::disabled_at.is_null()),
+        )
+        .set((users::disabled_at.eq(now), users::updated_at.eq(now)))
+        .execute(conn)
+    }
+
+    /// Enables a disabled open account again. Returns the rows changed (0: no such
+    /// open account, or it was not disabled).
+    pub fn enable(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::deleted_at.is_null())
+                .filter(users::disabled_at.is_not_null()),
+        )
+        .set((
+            users::disabled_at.eq(None::<NaiveDateTime>),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+    }
+
+    /// Removes the password of an open account: no password signs in to it until a
+    /// reset link sets a new one.
+    pub fn clear_password(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::deleted_at.is_null()),
+        )
+        .set((
+            users::password_hash.eq(None::<String>),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+    }
+
     /// Closes an account: the personal fields and the password go, the address is
     /// freed (replaced by `deleted-<id>@deleted.invalid`), and the row waits, disabled
     /// and marked deleted, for [`crate::purge_closed`].

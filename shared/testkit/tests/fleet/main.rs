@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod admin_actions;
 mod admin_audit;
 mod admin_overview;
 mod binaries;

@@ -1,0 +1,377 @@
+//! `GET /admin/users/{id}`: one account as the console shows it: its fields (never the
+//! password hash), its live sessions, its recent auth events, the jobs about it (state
+//! and last error, never a payload: a mail's may hold a link's token) and its audit
+//! entries; a form per action that applies to it ([`crate::actions`]).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDateTime;
+use flotilla_accounts::{AuditEntry, Role, User, summarise_user_agent};
+use flotilla_contracts::AuthEventKind;
+use flotilla_db::diesel::prelude::*;
+use flotilla_db::schema::{auth_events, jobs, sessions};
+use flotilla_db::{AnyConnection, diesel};
+use flotilla_kit::html::{render, respond};
+use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::blocking;
+use flotilla_kit::{Error, State};
+use serde::{Deserialize, Serialize};
+
+use crate::actions::{self, Action};
+use crate::errors::AdminError;
+use crate::operator::Operator;
+
+/// How many auth events, jobs and audit entries the page shows (the newest).
+const RECENT: i64 = 50;
+
+/// An account's id as a path gives it: what `new_id` makes (a UUID's 36 characters),
+/// leniently: anything else names no account (404), without a lookup.
+pub fn account_id(raw: &str) -> Result<String, Error> {
+    let plausible = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    match plausible {
+        true => Ok(raw.to_owned()),
+        false => Err(AdminError::UnknownAccount.into()),
+    }
+}
+
+/// The console's timestamps: RFC 3339, UTC, to the second.
+pub fn iso(at: NaiveDateTime) -> String {
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A live session.
+#[derive(Debug, Clone, Queryable)]
+pub struct SessionLine {
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub authenticated_at: Option<NaiveDateTime>,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+/// An auth event.
+#[derive(Debug, Clone, Queryable)]
+pub struct EventLine {
+    pub kind: String,
+    pub created_at: NaiveDateTime,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+/// A job about the account, without its payload.
+#[derive(Debug, Clone, Queryable)]
+pub struct JobLine {
+    pub id: i64,
+    pub kind: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub run_after: NaiveDateTime,
+    pub locked_until: Option<NaiveDateTime>,
+    pub done_at: Option<NaiveDateTime>,
+    pub dead_at: Option<NaiveDateTime>,
+}
+
+impl JobLine {
+    /// done, dead, running (claimed, its lease not run out) or pending.
+    pub fn state(&self, now: NaiveDateTime) -> &'static str {
+        if self.done_at.is_some() {
+            "done"
+        } else if self.dead_at.is_some() {
+            "dead"
+        } else if self.locked_until.is_some_and(|until| until > now) {
+            "running"
+        } else {
+            "pending"
+        }
+    }
+}
+
+/// Everything the page shows about one account, read in one snapshot.
+pub struct Dossier {
+    pub account: User,
+    pub last_sign_in_at: Option<NaiveDateTime>,
+    pub sessions: Vec<SessionLine>,
+    pub events: Vec<EventLine>,
+    pub jobs: Vec<JobLine>,
+    pub audit: Vec<AuditEntry>,
+    pub read_at: NaiveDateTime,
+}
+
+/// The account's last successful sign-in, if its auth events still have one.
+fn last_sign_in(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<NaiveDateTime>> {
+    auth_events::table
+        .filter(auth_events::user_id.eq(id))
+        .filter(auth_events::kind.eq(AuthEventKind::LoginSuccess.as_str()))
+        .select(diesel::dsl::max(auth_events::created_at))
+        .get_result(conn)
+}
+
+impl Dossier {
+    pub fn load(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Dossier>> {
+        flotilla_db::read_snapshot(conn, |conn| {
+            let Some(account) = User::find(conn, id)? else {
+                return Ok(None);
+            };
+            let now = flotilla_jobs::now();
+            let sessions = sessions::table
+                .filter(sessions::user_id.eq(id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::idle_expires_at.gt(now))
+                .filter(sessions::expires_at.gt(now))
+                .order(sessions::last_used_at.desc())
+                .select((
+                    sessions::created_at,
+                    sessions::last_used_at,
+                    sessions::authenticated_at,
+                    sessions::client_addr,
+                    sessions::user_agent,
+                ))
+                .load(conn)?;
+            let events = auth_events::table
+                .filter(auth_events::user_id.eq(id))
+                .order((auth_events::created_at.desc(), auth_events::id.desc()))
+                .limit(RECENT)
+                .select((
+                    auth_events::kind,
+                    auth_events::created_at,
+                    auth_events::client_addr,
+                    auth_events::user_agent,
+                ))
+                .load(conn)?;
+            // Mails to its address (a job keeps its recipient until it is done), and
+            // the jobs its closing queued, found by their keys.
+            let keys = [format!("purge_user:{id}"), format!("account_deleted:{id}")];
+            let jobs = jobs::table
+                .filter(
+                    jobs::recipient
+                        .eq(&account.email)
+                        .or(jobs::idempotency_key.eq_any(&keys)),
+                )
+                .order(jobs::id.desc())
+                .limit(RECENT)
+                .select((
+                    jobs::id,
+                    jobs::kind,
+                    jobs::attempts,
+                    jobs::max_attempts,
+                    jobs::last_error,
+                    jobs::created_at,
+                    jobs::run_after,
+                    jobs::locked_until,
+                    jobs::done_at,
+                    jobs::dead_at,
+                ))
+                .load(conn)?;
+            Ok(Some(Dossier {
+                last_sign_in_at: last_sign_in(conn, id)?,
+                audit: AuditEntry::about(conn, id, RECENT)?,
+                account,
+                sessions,
+                events,
+                jobs,
+                read_at: now,
+            }))
+        })
+    }
+
+    /// The actions that apply to the account as it is now (none once it is closed).
+    pub fn actions(&self) -> Vec<Action> {
+        let account = &self.account;
+        if account.is_closed() {
+            return Vec::new();
+        }
+        Action::ALL
+            .iter()
+            .copied()
+            .filter(|action| match action {
+                Action::Disable => !account.is_disabled(),
+                Action::Enable => account.is_disabled(),
+                Action::Promote => account.role != Role::Admin && !account.is_disabled(),
+                Action::Demote => account.role == Role::Admin,
+                Action::ResendVerification => !account.is_verified(),
+                Action::RevokeSessions | Action::ForcePasswordReset | Action::Delete => true,
+            })
+            .collect()
+    }
+}
+
+/// An account's fields as the JSON answers show them: never the password hash (only
+/// whether there is one).
+#[derive(Serialize)]
+pub struct AccountJson<'a> {
+    id: &'a str,
+    email: &'a str,
+    username: Option<&'a str>,
+    display_name: Option<&'a str>,
+    bio: Option<&'a str>,
+    public: bool,
+    role: &'static str,
+    has_password: bool,
+    email_verified: bool,
+    email_verified_at: Option<String>,
+    disabled: bool,
+    disabled_at: Option<String>,
+    closed: bool,
+    deleted_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> AccountJson<'a> {
+    pub fn of(account: &'a User) -> Self {
+        AccountJson {
+            id: &account.id,
+            email: &account.email,
+            username: account.username.as_deref(),
+            display_name: account.display_name.as_deref(),
+            bio: account.bio.as_deref(),
+            public: account.public,
+            role: account.role.as_str(),
+            has_password: account.password_hash.is_some(),
+            email_verified: account.is_verified(),
+            email_verified_at: account.email_verified_at.map(iso),
+            disabled: account.is_disabled(),
+            disabled_at: account.disabled_at.map(iso),
+            closed: account.is_closed(),
+            deleted_at: account.deleted_at.map(iso),
+            created_at: iso(account.created_at),
+            updated_at: iso(account.updated_at),
+        }
+    }
+}
+
+impl Dossier {
+    fn json(&self) -> serde_json::Value {
+        let now = self.read_at;
+        let mut account =
+            serde_json::to_value(AccountJson::of(&self.account)).unwrap_or(serde_json::Value::Null);
+        account["last_sign_in_at"] = self.last_sign_in_at.map(iso).into();
+        serde_json::json!({
+            "account": account,
+            "sessions": self.sessions.iter().map(|s| serde_json::json!({
+                "device": summarise_user_agent(&s.user_agent),
+                "client_addr": s.client_addr,
+                "created_at": iso(s.created_at),
+                "last_used_at": iso(s.last_used_at),
+                "authenticated_at": s.authenticated_at.map(iso),
+            })).collect::<Vec<_>>(),
+            "auth_events": self.events.iter().map(|e| serde_json::json!({
+                "kind": e.kind,
+                "at": iso(e.created_at),
+                "client_addr": e.client_addr,
+                "device": summarise_user_agent(&e.user_agent),
+            })).collect::<Vec<_>>(),
+            "jobs": self.jobs.iter().map(|j| serde_json::json!({
+                "id": j.id,
+                "kind": j.kind,
+                "state": j.state(now),
+                "attempts": j.attempts,
+                "max_attempts": j.max_attempts,
+                "last_error": j.last_error,
+                "created_at": iso(j.created_at),
+                "run_after": iso(j.run_after),
+            })).collect::<Vec<_>>(),
+            "audit": self.audit.iter().map(|a| serde_json::json!({
+                "id": a.id,
+                "at": iso(a.created_at),
+                "actor": a.actor,
+                "action": a.action,
+                "client_addr": a.client_addr,
+                "request_id": a.request_id,
+                "detail": a.detail,
+            })).collect::<Vec<_>>(),
+            "actions": self.actions().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The account page.
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    title: &'a str,
+    dossier: &'a Dossier,
+    actions: Vec<Action>,
+    csrf: &'a str,
+    notice: &'static str,
+    problem: Option<&'a str>,
+}
+
+/// What the template calls.
+impl AccountPage<'_> {
+    fn when(&self, at: &NaiveDateTime) -> String {
+        at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    }
+
+    fn maybe(&self, at: &Option<NaiveDateTime>) -> String {
+        at.as_ref()
+            .map_or_else(|| "—".to_owned(), |at| self.when(at))
+    }
+
+    fn device(&self, user_agent: &str) -> String {
+        summarise_user_agent(user_agent)
+    }
+
+    fn state(&self, job: &JobLine) -> &'static str {
+        job.state(self.dossier.read_at)
+    }
+}
+
+/// The page of one account, with what the last action did (`done`) or why it was
+/// refused (`problem`).
+pub fn account_page(
+    dossier: &Dossier,
+    csrf: &str,
+    done: Option<&str>,
+    problem: Option<&str>,
+) -> String {
+    render(&AccountPage {
+        title: &dossier.account.email,
+        actions: dossier.actions(),
+        dossier,
+        csrf,
+        notice: done.map_or("", actions::notice),
+        problem,
+    })
+}
+
+/// Reads the account of `id`; 404 when there is none.
+pub async fn dossier(state: &web::Data<State>, id: String) -> Result<Dossier, Error> {
+    blocking(state, move |conn| Dossier::load(conn, &id))
+        .await?
+        .ok_or_else(|| AdminError::UnknownAccount.into())
+}
+
+#[derive(Deserialize)]
+pub struct Shown {
+    /// The action a form post just did (after its redirect).
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn show(
+    operator: Operator,
+    path: web::Path<String>,
+    query: web::Query<Shown>,
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let id = account_id(&path)?;
+    let dossier = dossier(&state, id).await?;
+    if wants_html(req.headers()) {
+        let page = account_page(&dossier, operator.csrf(), query.done.as_deref(), None);
+        return Ok(respond(StatusCode::OK, page));
+    }
+    let mut response = HttpResponse::Ok().json(dossier.json());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,396 @@
+//! `POST /admin/users/{id}/{action}`: an admin acts on an account. Each action runs
+//! one pipeline: the re-authentication rule; one write transaction that makes the
+//! change and records its audit entry (actor, action, target, client address, request
+//! id); then the wake-up of the worker for the mails and the purge it queued; then the
+//! bus (`session.revoked` for the sessions it ended, `user.updated` / `user.deleted`
+//! for the static site).
+//!
+//! Decisions:
+//! - An action that changes nothing (enable an enabled account, promote an admin)
+//!   answers 200 with `"changed": false` and writes no audit entry: a script may
+//!   repeat a request safely, and the log holds only what happened.
+//! - A closed account (waiting for its purge) takes no action: 409 `account_closed`;
+//!   once purged it is unknown (404).
+//! - The last admin who can act can be neither demoted, disabled nor deleted: 409
+//!   `last_admin`, whoever asks (an admin acting on their own account included).
+//! - `force-password-reset` also removes the password: the point of forcing a reset
+//!   is a password that may be known to someone else, who could otherwise sign in
+//!   again the moment the sessions end. The owner sets a new one with the link.
+//! - A browser's form for `disable`, `force-password-reset` and `delete` must tick the
+//!   box `confirm=yes` (no JavaScript needed); an API client's request is explicit
+//!   already.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::TimeDelta;
+use flotilla_accounts::{
+    LinkMail, NewAuditEntry, Origin, RevokeReason, Role, User, revoke_user_sessions,
+};
+use flotilla_auth::{CarriesCsrf, ClientOrigin};
+use flotilla_contracts::{AuditAction, Event};
+use flotilla_db::{AnyConnection, write_transaction};
+use flotilla_kit::input::{Input, Then};
+use flotilla_kit::middleware::RequestContext;
+use flotilla_kit::work::blocking;
+use flotilla_kit::{Error, State};
+use serde::Deserialize;
+
+use crate::Admin;
+use crate::account::{AccountJson, account_id, account_page, dossier};
+use crate::errors::AdminError;
+use crate::operator::{Operator, OperatorSubmission};
+
+/// What an admin can do to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Disable,
+    Enable,
+    Promote,
+    Demote,
+    RevokeSessions,
+    ForcePasswordReset,
+    ResendVerification,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: &'static [Action] = &[
+        Self::Disable,
+        Self::Enable,
+        Self::Promote,
+        Self::Demote,
+        Self::RevokeSessions,
+        Self::ForcePasswordReset,
+        Self::ResendVerification,
+        Self::Delete,
+    ];
+
+    /// Its name in the route.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+            Self::Promote => "promote",
+            Self::Demote => "demote",
+            Self::RevokeSessions => "revoke-sessions",
+            Self::ForcePasswordReset => "force-password-reset",
+            Self::ResendVerification => "resend-verification",
+            Self::Delete => "delete",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == name)
+    }
+
+    /// What the form's button says.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Disable => "Disable",
+            Self::Enable => "Enable",
+            Self::Promote => "Make admin",
+            Self::Demote => "Take the admin role back",
+            Self::RevokeSessions => "End every session",
+            Self::ForcePasswordReset => "Force a password reset",
+            Self::ResendVerification => "Send a new confirmation link",
+            Self::Delete => "Delete",
+        }
+    }
+
+    /// What the action does, beside its button.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::Disable => "Ends every session at once; sign-in is refused until enabled.",
+            Self::Enable => "Sign-in works again.",
+            Self::Promote => "Gives the admin role: this console.",
+            Self::Demote => "Takes the admin role back (never from the last admin).",
+            Self::RevokeSessions => "Signs the account out everywhere.",
+            Self::ForcePasswordReset => {
+                "Ends every session, removes the password and mails a reset link."
+            }
+            Self::ResendVerification => "Mails a new link that confirms the address.",
+            Self::Delete => {
+                "Closes the account as its owner would: sessions ended, personal data \
+                 removed, everything purged after the revocation hold."
+            }
+        }
+    }
+
+    /// Whether a browser's form must tick `confirm`.
+    pub fn is_destructive(self) -> bool {
+        matches!(
+            self,
+            Self::Disable | Self::ForcePasswordReset | Self::Delete
+        )
+    }
+
+    /// What the last-admin rule calls it, for the actions it forbids.
+    fn last_admin_guard(self) -> Option<&'static str> {
+        match self {
+            Self::Demote => Some("demoted"),
+            Self::Disable => Some("disabled"),
+            Self::Delete => Some("deleted"),
+            _ => None,
+        }
+    }
+
+    fn audit(self) -> AuditAction {
+        match self {
+            Self::Disable => AuditAction::Disabled,
+            Self::Enable => AuditAction::Enabled,
+            Self::Promote => AuditAction::Promoted,
+            Self::Demote => AuditAction::Demoted,
+            Self::RevokeSessions => AuditAction::SessionsRevoked,
+            Self::ForcePasswordReset => AuditAction::PasswordResetForced,
+            Self::ResendVerification => AuditAction::VerificationResent,
+            Self::Delete => AuditAction::Deleted,
+        }
+    }
+}
+
+/// The notice on the account page after a form's action (`?done=`).
+pub fn notice(done: &str) -> &'static str {
+    match Action::parse(done) {
+        Some(Action::Disable) => "Disabled: every session ended, sign-in is refused.",
+        Some(Action::Enable) => "Enabled: sign-in works again.",
+        Some(Action::Promote) => "The account is an admin now.",
+        Some(Action::Demote) => "The account is no longer an admin.",
+        Some(Action::RevokeSessions) => "Every session ended.",
+        Some(Action::ForcePasswordReset) => {
+            "Every session ended, the password removed, a reset link mailed."
+        }
+        Some(Action::ResendVerification) => "A new confirmation link is mailed.",
+        Some(Action::Delete) => "Closed: it is purged after the revocation hold.",
+        None if done == "unchanged" => "Nothing to change: the account was so already.",
+        None => "",
+    }
+}
+
+/// The body of an action: nothing for an API client (`{}` or empty); a form sends its
+/// token, and for a destructive action its ticked box.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+    /// `yes` when the form's box is ticked.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+impl CarriesCsrf for ActionBody {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// An action to run, with what its transaction needs.
+struct Request {
+    action: Action,
+    target: String,
+    actor: flotilla_accounts::Actor,
+    client_addr: String,
+    request_id: String,
+    origin: Origin,
+    public_url: String,
+    reset_ttl: TimeDelta,
+    verify_ttl: TimeDelta,
+    hold: TimeDelta,
+}
+
+/// What the transaction did.
+struct Done {
+    account: User,
+    changed: bool,
+    ended: Vec<String>,
+    mailed: bool,
+}
+
+/// The action's one transaction: the change and its audit entry, or neither.
+fn perform(conn: &mut AnyConnection, request: &Request) -> Result<Done, Error> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        let id = request.target.as_str();
+        // Sign-ins racing a disable, a reset or a close commit first (as for a
+        // password change: login's `open_session`), so their sessions are ended here.
+        User::lock(conn, id)?;
+        let account = User::find(conn, id)?.ok_or(AdminError::UnknownAccount)?;
+        if account.is_closed() {
+            return Err(AdminError::AccountClosed.into());
+        }
+        if let Some(what) = request.action.last_admin_guard()
+            && User::is_last_admin(conn, id)?
+        {
+            return Err(AdminError::LastAdmin { what }.into());
+        }
+        let links = |ttl| LinkMail {
+            public_url: &request.public_url,
+            ttl,
+        };
+        let mut ended = Vec::new();
+        let mut mailed = false;
+        let changed = match request.action {
+            Action::Disable => {
+                let changed = User::disable(conn, id, now)? > 0;
+                if changed {
+                    ended = revoke_user_sessions(conn, id, None, RevokeReason::Disabled, now)?;
+                }
+                changed
+            }
+            Action::Enable => User::enable(conn, id, now)? > 0,
+            Action::Promote => {
+                if account.is_disabled() {
+                    return Err(AdminError::TargetDisabled.into());
+                }
+                User::set_role(conn, id, Role::Admin, now)? > 0
+            }
+            Action::Demote => User::set_role(conn, id, Role::User, now)? > 0,
+            Action::RevokeSessions => {
+                ended = revoke_user_sessions(conn, id, None, RevokeReason::Revoked, now)?;
+                true
+            }
+            Action::ForcePasswordReset => {
+                ended = revoke_user_sessions(conn, id, None, RevokeReason::PasswordReset, now)?;
+                User::clear_password(conn, id, now)?;
+                links(request.reset_ttl).password_reset(conn, id, &account.email, None, now)?;
+                mailed = true;
+                true
+            }
+            Action::ResendVerification => {
+                if account.is_verified() {
+                    return Err(AdminError::AlreadyVerified.into());
+                }
+                links(request.verify_ttl).verification(conn, id, &account.email, now)?;
+                mailed = true;
+                true
+            }
+            Action::Delete => {
+                let origin = &request.origin;
+                ended = flotilla_accounts::close_account(conn, id, origin, request.hold, now)?;
+                mailed = true;
+                true
+            }
+        };
+        if changed {
+            let detail = match request.action {
+                Action::Disable
+                | Action::RevokeSessions
+                | Action::ForcePasswordReset
+                | Action::Delete => format!("{} sessions ended", ended.len()),
+                _ => String::new(),
+            };
+            NewAuditEntry {
+                actor: &request.actor,
+                action: request.action.audit(),
+                target: Some((id, &account.email)),
+                client_addr: &request.client_addr,
+                request_id: &request.request_id,
+                detail: &detail,
+            }
+            .record(conn, now)?;
+        }
+        let account = User::find(conn, id)?.ok_or(AdminError::UnknownAccount)?;
+        Ok(Done {
+            account,
+            changed,
+            ended,
+            mailed,
+        })
+    })
+}
+
+/// A refusal, answered to a form with the account page showing it.
+async fn refused(
+    state: &web::Data<State>,
+    operator: &Operator,
+    input: &Input<ActionBody>,
+    id: &str,
+    error: Error,
+) -> Error {
+    let shown = matches!(
+        error,
+        Error::Refused { .. } | Error::Invalid(_) | Error::Conflict { .. }
+    );
+    if !input.is_form() || !shown {
+        return error;
+    }
+    match dossier(state, id.to_owned()).await {
+        Ok(dossier) => {
+            let mut message = error.public_message();
+            if let Some(fields) = error.fields() {
+                for (field, problem) in fields.iter() {
+                    message.push_str(&format!(" {field}: {problem}."));
+                }
+            }
+            let page = account_page(&dossier, operator.csrf(), None, Some(&message));
+            error.with_page(page)
+        }
+        Err(_) => error,
+    }
+}
+
+pub async fn act(
+    submission: OperatorSubmission<ActionBody>,
+    path: web::Path<(String, String)>,
+    context: RequestContext,
+    ClientOrigin(origin): ClientOrigin,
+    state: web::Data<State>,
+    admin: web::Data<Admin>,
+) -> Result<HttpResponse, Error> {
+    let OperatorSubmission { operator, input } = submission;
+    let (id, action) = path.into_inner();
+    let action = Action::parse(&action).ok_or(Error::NotFound)?;
+    let id = account_id(&id)?;
+    let page = format!("/admin/users/{id}");
+    let window = admin.config.reauth_window;
+    operator
+        .require_recent_authentication(&state, window, input.is_form(), &page)
+        .await?;
+    if input.is_form() && action.is_destructive() && input.raw().confirm.as_deref() != Some("yes") {
+        let error = Error::invalid("confirm", "tick the box to confirm the action");
+        return Err(refused(&state, &operator, &input, &id, error).await);
+    }
+    let request = Request {
+        action,
+        target: id.clone(),
+        actor: operator.actor(),
+        client_addr: context.client.to_string(),
+        request_id: context.id.clone(),
+        origin,
+        public_url: admin.config.public_url.clone(),
+        reset_ttl: admin.config.reset_ttl,
+        verify_ttl: admin.config.verify_ttl,
+        hold: TimeDelta::seconds(admin.auth.config().tokens.revocation_hold_secs()),
+    };
+    let done = match blocking(&state, move |conn| perform(conn, &request)).await {
+        Ok(done) => done,
+        Err(error) => return Err(refused(&state, &operator, &input, &id, error).await),
+    };
+    if done.mailed {
+        admin.wake.wake("email");
+    }
+    admin.auth.announce_revoked(&done.ended);
+    if done.changed {
+        match action {
+            Action::Delete => admin.auth.publish(&Event::UserDeleted { id: id.clone() }),
+            Action::Disable | Action::Enable | Action::Promote | Action::Demote => {
+                admin.auth.publish(&Event::UserUpdated { id: id.clone() })
+            }
+            _ => {}
+        }
+    }
+    let json = serde_json::json!({
+        "account": AccountJson::of(&done.account),
+        "action": action.as_str(),
+        "changed": done.changed,
+        "sessions_ended": done.ended.len(),
+    });
+    let done_as = if done.changed {
+        action.as_str()
+    } else {
+        "unchanged"
+    };
+    Ok(input.reply(StatusCode::OK, &json, || {
+        Then::SeeOther(format!("{page}?done={done_as}"))
+    }))
+}
