@@ -426,7 +426,7 @@ mod tests {
             created_at: chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc(),
             actor_id: Some("a1".into()),
             actor: MARKUP.into(),
-            action: AuditAction::Disabled,
+            action: AuditAction::Disabled.to_string(),
             target_id: Some("u1".into()),
             target: MARKUP.into(),
             client_addr: "127.0.0.1".into(),

@@ -271,7 +271,7 @@ fn the_audit_log_is_searched_newest_first_by_actor_target_action_and_keyset() {
             AuditEntry::search(conn, &search, limit)
                 .unwrap()
                 .into_iter()
-                .map(|e| (e.action, e.target))
+                .map(|e| (AuditAction::parse(&e.action).unwrap(), e.target))
                 .collect()
         }
         let all = found(conn, AuditSearch::default(), 10);

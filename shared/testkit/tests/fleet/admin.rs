@@ -81,3 +81,53 @@ on_both_databases! {
         assert!(rows[0].ends_with("|account.promoted|root@example.org"), "{rows:?}");
     }
 }
+
+/// Every route of the console (`{id}`: an account's id), with its method.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin"),
+    ("GET", "/admin/users"),
+    ("GET", "/admin/users/{id}"),
+    ("POST", "/admin/users/{id}/disable"),
+    ("POST", "/admin/users/{id}/enable"),
+    ("POST", "/admin/users/{id}/promote"),
+    ("POST", "/admin/users/{id}/demote"),
+    ("POST", "/admin/users/{id}/revoke-sessions"),
+    ("POST", "/admin/users/{id}/force-password-reset"),
+    ("POST", "/admin/users/{id}/resend-verification"),
+    ("POST", "/admin/users/{id}/delete"),
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/jobs"),
+    ("POST", "/admin/jobs/1/retry"),
+    ("GET", "/admin/fleet"),
+];
+
+on_both_databases! {
+    fn every_route_keeps_out_the_anonymous_and_the_plain_accounts(db: TestDb) {
+        let fleet = Fleet::start(db);
+        admin_account(&fleet, "root@example.org");
+        verified_account(&fleet, "ada@example.org");
+        let (plain, _) = sign_in(&fleet, "ada@example.org");
+        let id = fleet.db.strings("SELECT id AS v FROM users WHERE email = 'ada@example.org'").remove(0);
+        for (method, route) in ROUTES {
+            let path = route.replace("{id}", &id);
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let anonymous = fleet.request(method.clone(), &path).send().unwrap();
+            let status = anonymous.status();
+            let body: Value = anonymous.json().unwrap_or(Value::Null);
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+            assert_eq!(body["error"], "not_authenticated", "{method} {path}");
+            if method == Method::GET {
+                let browser = fleet.get_html(&path);
+                assert_eq!(browser.status(), StatusCode::SEE_OTHER, "{path}");
+                let next = serde_urlencoded::to_string([("next", path.as_str())]).unwrap();
+                assert_eq!(browser.headers()["location"], format!("/login?{next}").as_str());
+            }
+            let (status, body) = admin_call(&fleet, method.clone(), &path, &plain, None);
+            assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("admin_only")), "{method} {path}: {body}");
+        }
+        // Nothing was done: the promotion is the only entry, and ada is as she was.
+        assert_eq!(fleet.db.strings("SELECT action AS v FROM audit_log"), ["account.promoted"]);
+        let ada = fleet.db.strings("SELECT role || '|' || CASE WHEN disabled_at IS NULL THEN 'enabled' ELSE 'disabled' END AS v FROM users WHERE id = '{id}'".replace("{id}", &id).as_str());
+        assert_eq!(ada, ["user|enabled"]);
+    }
+}

@@ -262,10 +262,21 @@ on_both_databases! {
         assert_eq!((status, page["account"]["disabled"].as_bool()), (StatusCode::OK, Some(false)), "nothing changed: {page}");
         assert_eq!(audit(&fleet).len(), 1, "only the promotion");
 
-        // A fresh sign-in may.
-        let admin = sign_in(&fleet, "root@example.org").0;
+        // Confirming the password in the same session (what the browser was sent to
+        // do) opens the window again: the same token may now.
+        let confirmed = fleet.request(Method::POST, "/login/confirm").bearer_auth(&admin)
+            .json(&serde_json::json!({"password": super::login::PASSWORD})).send().unwrap();
+        assert_eq!(confirmed.status(), StatusCode::NO_CONTENT);
         let (status, body, _) = act(&fleet, &admin, &id, "disable");
         assert_eq!((status, body["account"]["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
+
+        // So may a fresh sign-in.
+        age_session(&fleet, &admin);
+        let (status, _, _) = act(&fleet, &admin, &id, "enable");
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let admin = sign_in(&fleet, "root@example.org").0;
+        let (status, body, _) = act(&fleet, &admin, &id, "enable");
+        assert_eq!((status, body["account"]["disabled"].as_bool()), (StatusCode::OK, Some(false)), "{body}");
     }
 
     fn only_admins_get_in(db: TestDb) {
