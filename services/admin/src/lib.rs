@@ -21,6 +21,7 @@
 mod cli;
 mod errors;
 pub mod operator;
+mod users;
 
 use std::sync::Arc;
 
@@ -97,6 +98,8 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     });
     let auth = web::Data::new(auth);
     Ok(Arc::new(move |cfg| {
-        cfg.app_data(admin.clone()).app_data(auth.clone());
+        cfg.app_data(admin.clone())
+            .app_data(auth.clone())
+            .configure(users::routes);
     }))
 }

@@ -10,6 +10,7 @@
 //! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
 //! - [`NewAuditEntry`] and [`AuditEntry`]: the admin console's append-only audit log,
 //!   by an [`Actor`].
+//! - [`directory`]: the admin console's search of accounts ([`directory::UserQuery`]).
 //! - [`EmailAddress`] and [`Username`]: account fields parsed once at the top of a
 //!   handler.
 //! - [`new_token`] and [`token_hash`]: the secrets of links and refresh tokens; the
@@ -23,6 +24,7 @@
 
 mod audit;
 mod auth_event;
+pub mod directory;
 pub mod email_link;
 mod fields;
 mod purge;
