@@ -32,6 +32,7 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod admin_users;
 mod binaries;
 mod enumeration;
 mod faults;
