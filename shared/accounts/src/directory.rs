@@ -343,22 +343,22 @@ impl UserQuery {
                 Some(Cursor::Email(key)) => key.as_str(),
                 _ => "",
             };
-            let (rows, last) = self.phase(conn, Phase::Email, &range, after, self.limit)?;
-            let full = rows.len() as i64 == self.limit;
-            users = rows;
-            match last {
+            let first = self.phase(conn, Phase::Email, &range, after, self.limit)?;
+            let full = first.users.len() as i64 == self.limit;
+            users = first.users;
+            match first.last {
                 // More addresses follow.
-                Some(last) if full && last.1 => {
+                Some(last) if full && first.more => {
                     return Ok(UserPage {
                         users,
-                        next: Some(Cursor::Email(last.0)),
+                        next: Some(Cursor::Email(last)),
                     });
                 }
                 // The page is full with the last address: a next page only if
                 // usernames follow (it starts the second phase at once).
                 Some(last) if full => {
-                    let (more, _) = self.phase(conn, Phase::Username, &range, "", 1)?;
-                    let next = (!more.is_empty()).then_some(Cursor::Email(last.0));
+                    let second = self.phase(conn, Phase::Username, &range, "", 1)?;
+                    let next = (!second.users.is_empty()).then_some(Cursor::Email(last));
                     return Ok(UserPage { users, next });
                 }
                 _ => {}
@@ -369,11 +369,9 @@ impl UserQuery {
             _ => "",
         };
         let room = self.limit - users.len() as i64;
-        let (rows, last) = self.phase(conn, Phase::Username, &range, after, room)?;
-        users.extend(rows);
-        let next = last
-            .filter(|(_, more)| *more)
-            .map(|(key, _)| Cursor::Username(key));
+        let second = self.phase(conn, Phase::Username, &range, after, room)?;
+        users.extend(second.users);
+        let next = second.last.filter(|_| second.more).map(Cursor::Username);
         Ok(UserPage { users, next })
     }
 
@@ -386,7 +384,7 @@ impl UserQuery {
         range: &PrefixRange,
         after: &str,
         limit: i64,
-    ) -> QueryResult<(Vec<ListedUser>, Option<(String, bool)>)> {
+    ) -> QueryResult<PhaseRows> {
         let postgres = matches!(conn, AnyConnection::Postgresql(_));
         let key = |column: &str| {
             if postgres {
@@ -446,18 +444,22 @@ impl UserQuery {
             .collect::<QueryResult<Vec<_>>>()?;
         let more = listed.len() as i64 > limit;
         listed.truncate(limit as usize);
-        let last = listed
-            .last()
-            .and_then(|(_, key)| key.clone())
-            .map(|key| (key, more));
+        let last = listed.last().and_then(|(_, key)| key.clone());
         // The exact prefix check, beside the range that makes it one index scan.
         let users = listed
             .into_iter()
             .filter(|(_, key)| key.as_deref().is_some_and(|k| k.starts_with(&range.lower)))
             .map(|(user, _)| user)
             .collect();
-        Ok((users, last))
+        Ok(PhaseRows { users, last, more })
     }
+}
+
+/// A phase's page: its rows, the last one's key, whether more follow.
+struct PhaseRows {
+    users: Vec<ListedUser>,
+    last: Option<String>,
+    more: bool,
 }
 
 #[derive(QueryableByName)]
