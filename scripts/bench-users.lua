@@ -2,7 +2,8 @@
 -- asks: the first pages (newest first, each filter), prefix searches of 1 to 4 letters
 -- (any case, some with a filter), and, one request in two after a page with more, the
 -- next page of the search before it (its `next` cursor). The bearer token comes with
--- -H "Authorization: Bearer …". Each thread keeps its own cursor.
+-- -H "Authorization: Bearer …". Each thread keeps its own cursor: run it with one
+-- connection per thread (-tN -cN), so that a thread's answers come in its order.
 local searches = {
     "", "?status=verified", "?status=unverified", "?status=disabled", "?status=closed",
     "?role=admin", "?role=user&status=verified",

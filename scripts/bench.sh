@@ -312,7 +312,9 @@ search_bench() {
     seeded=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' <<<"$seeded")
     token=$(admin_token "$1")
     [ -n "$token" ] || die "the bench admin cannot sign in ($2)"
-    out=$(wrk -t"$threads" -c"$search_connections" -d"${seconds}s" --latency -s scripts/bench-users.lua \
+    # A thread per connection: the script's cursor is the thread's, and must come
+    # from the answer to that thread's previous request.
+    out=$(wrk -t"$search_connections" -c"$search_connections" -d"${seconds}s" --latency -s scripts/bench-users.lua \
         -H "Authorization: Bearer $token" "http://127.0.0.1:$port/admin/users")
     p50=$(awk '$1 == "50%"' <<<"$out" | p99_ms_of 2)
     p99=$(p99_ms <<<"$out")
@@ -328,7 +330,7 @@ p99_ms_of() {
     awk -v c="$1" '{v=$c; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
 }
 echo
-echo "user search at $accounts accounts (GET /admin/users, wrk -t$threads -c$search_connections -d${seconds}s, mixed searches)"
+echo "user search at $accounts accounts (GET /admin/users, wrk -t$search_connections -c$search_connections -d${seconds}s, mixed searches)"
 printf '%-10s %10s %10s %10s %10s %8s\n' database seeding "p50 ms" "p99 ms" "req/s" non-2xx
 search_bench "sqlite://$dir/flotilla.db" sqlite
 # The same fleet again, on PostgreSQL.
