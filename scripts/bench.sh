@@ -5,6 +5,8 @@
 # numbers drift. Also prints each service's resident memory, idle and after load.
 #
 #   BENCH_SECONDS (default 8)   BENCH_CONNECTIONS (default 64)   BENCH_THREADS (default 2)
+#   BENCH_ACCOUNTS (default 1000000): accounts seeded for the user search, on each
+#   database   BENCH_SEARCH_CONNECTIONS (default 8): wrk's connections for it
 #
 # Uses the fleet's default service ports (7101-7112): stop `make run` first.
 set -euo pipefail
@@ -151,8 +153,8 @@ api() { # METHOD PATH JSON [extra curl args]: prints the body
     curl -sS -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "${@:4}" "http://127.0.0.1:$port$2"
 }
 api POST /signup "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" >/dev/null
-mail_token() { # the token of the first mail to $account (quoted-printable undone)
-    grep -l "^To: $account" "$dir"/mail/*.eml 2>/dev/null | head -1 | xargs -r cat |
+mail_token() { # the token of the first mail to $account in $mail_dir (quoted-printable undone)
+    grep -l "^To: $account" "${mail_dir:-$dir/mail}"/*.eml 2>/dev/null | head -1 | xargs -r cat |
         tr -d '\r' | sed -e ':a' -e '/=$/{N;s/=\n//;ba}' -e 's/=3D/=/g' |
         grep -o 'token=[A-Za-z0-9_-]*' | head -1 | cut -d= -f2
 }
@@ -285,4 +287,73 @@ for name in signup login profile admin worker pages; do
         "$(awk -v k="$(rss_kb "$name")" 'BEGIN {print k / 1024}')"
     [ "${idle[$name]}" -le $((15 * 1024)) ] || { say "  $name idle RSS over 15 MB"; status=1; }
 done
+
+# User search at a million accounts: GET /admin/users through nginx with an admin's
+# bearer token, a mix of first pages, filters, prefix searches of 1-4 letters and
+# next-page cursors (scripts/bench-users.lua), at a handful of connections (operators,
+# not a crowd: at 64 the queue in front of two cores would be what p99 measures). The
+# accounts are made by flotilla-seed (the test kit's), its time printed; first into
+# the fleet's SQLite database, then into a fresh PostgreSQL cluster with the fleet
+# started again on it. Target: p99 <= 50 ms on each.
+accounts=${BENCH_ACCOUNTS:-1000000}
+search_connections=${BENCH_SEARCH_CONNECTIONS:-8}
+# admin_token DATABASE_URL: $account made admin from the command line, signed in.
+admin_token() {
+    DATABASE_URL=$1 target/release/flotilla-admin promote "$account" >/dev/null ||
+        die "promoting the bench account failed"
+    api POST /login "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" |
+        sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
+}
+# search_bench DATABASE_URL LABEL: seeds, measures, prints one row, checks the target.
+search_bench() {
+    local seeded token out p50 p99 rps bad
+    seeded=$(DATABASE_URL=$1 target/release/flotilla-seed --accounts "$accounts") ||
+        die "seeding $2 failed"
+    seeded=$(sed -n 's/.* in \([0-9.]*\) s$/\1/p' <<<"$seeded")
+    token=$(admin_token "$1")
+    [ -n "$token" ] || die "the bench admin cannot sign in ($2)"
+    # A thread per connection: the script's cursor is the thread's, and must come
+    # from the answer to that thread's previous request.
+    out=$(wrk -t"$search_connections" -c"$search_connections" -d"${seconds}s" --latency -s scripts/bench-users.lua \
+        -H "Authorization: Bearer $token" "http://127.0.0.1:$port/admin/users")
+    p50=$(awk '$1 == "50%"' <<<"$out" | p99_ms_of 2)
+    p99=$(p99_ms <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    printf '%-10s %10s %10s %10s %10.0f %8s\n' "$2" "$seeded s" "$p50" "$p99" "$rps" "${bad:-0}"
+    awk -v p="$p99" 'BEGIN {exit !(p > 50)}' && { say "  $2 user search p99 over 50 ms"; status=1; }
+    [ "${bad:-0}" = 0 ] || { say "  $2 user search answered non-2xx"; status=1; }
+    return 0
+}
+# p99_ms_of COLUMN: a wrk latency (us, ms or s) in milliseconds.
+p99_ms_of() {
+    awk -v c="$1" '{v=$c; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
+}
+echo
+echo "user search at $accounts accounts (GET /admin/users, wrk -t$search_connections -c$search_connections -d${seconds}s, mixed searches)"
+printf '%-10s %10s %10s %10s %10s %8s\n' database seeding "p50 ms" "p99 ms" "req/s" non-2xx
+search_bench "sqlite://$dir/flotilla.db" sqlite
+# The same fleet again, on PostgreSQL.
+kill -TERM "$fleet_pid"
+wait "$fleet_pid" || true
+fleet_pid=""
+pg_url=$(scripts/pg-test-cluster.sh start "$dir/pg")
+DATABASE_URL=$pg_url target/release/flotilla-worker migrate 2>"$dir/pg-migrate.log" ||
+    { cat "$dir/pg-migrate.log" >&2; die "migrating the benchmark cluster failed"; }
+mkdir -p "$dir/pg-fleet/logs"
+chmod 711 "$dir/pg-fleet"
+DATABASE_URL=$pg_url FLOTILLA_DATA_DIR=$dir/pg-fleet FLOTILLA_HTTP_PORT=$port \
+    FLOTILLA_FLEET_LOG_DIR=$dir/pg-fleet/logs FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
+    scripts/dev-fleet.sh >"$dir/pg-fleet.log" 2>&1 &
+fleet_pid=$!
+for name in signup login admin; do
+    wait_for_status "http://127.0.0.1:$port/$name/health" 200 60 ||
+        { cat "$dir/pg-fleet.log" "$dir"/pg-fleet/logs/*.log >&2; die "the fleet did not start on PostgreSQL"; }
+done
+mail_dir=$dir/pg-fleet/mail
+api POST /signup "{\"email\":\"$account\",\"password\":\"correct horse battery staple\"}" >/dev/null
+for _ in $(seq 100); do [ -n "$(mail_token)" ] && break; sleep 0.1; done
+[ -n "$(mail_token)" ] || die "the bench account's verification mail did not arrive (PostgreSQL)"
+api POST /signup/verify "{\"token\":\"$(mail_token)\"}" >/dev/null
+search_bench "$pg_url" postgres
 exit $status

@@ -27,6 +27,7 @@ pub mod fleet;
 pub mod jobs;
 pub mod operator;
 pub mod overview;
+mod users;
 
 use std::sync::Arc;
 
@@ -135,6 +136,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("", web::get().to(overview::show))
         .route("/", web::get().to(overview::show))
+        .route("/users", web::get().to(users::list))
         .route("/users/{id}", web::get().to(account::show))
         .route("/users/{id}/{action}", web::post().to(actions::act))
         .route("/audit", web::get().to(audit::audit))

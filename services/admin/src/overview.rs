@@ -2,7 +2,7 @@
 //! apart), sign-ins and failed sign-ins per day for 30 days (a server-rendered SVG
 //! chart with its figures as a table), the jobs by state and the fleet's state.
 //!
-//! The counts read small partial indexes (migration 9), not the table: at a million
+//! The counts read small partial indexes (migration 9, shared with the user search), not the table: at a million
 //! accounts they take milliseconds.
 
 use actix_web::http::StatusCode;

@@ -12,6 +12,7 @@
 //! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
 //! - [`NewAuditEntry`] and [`AuditEntry`]: the admin console's append-only audit log,
 //!   by an [`Actor`].
+//! - [`directory`]: the admin console's search of accounts ([`directory::UserQuery`]).
 //! - [`EmailAddress`] and [`Username`]: account fields parsed once at the top of a
 //!   handler.
 //! - [`new_token`] and [`token_hash`]: the secrets of links and refresh tokens; the
@@ -26,6 +27,7 @@
 mod audit;
 mod auth_event;
 mod closing;
+pub mod directory;
 pub mod email_link;
 mod fields;
 mod link_mail;

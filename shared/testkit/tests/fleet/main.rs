@@ -35,6 +35,7 @@ mod admin;
 mod admin_actions;
 mod admin_audit;
 mod admin_overview;
+mod admin_users;
 mod binaries;
 mod confirm;
 mod enumeration;

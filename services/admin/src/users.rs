@@ -1,0 +1,305 @@
+//! `GET /admin/users?q=&status=&role=&after=&limit=`: the accounts, searched by a
+//! prefix of the address or the username and filtered by state and role, a page at a
+//! time ([`flotilla_accounts::directory`] runs the queries). JSON for scripts; for
+//! browsers a table with a search form and previous/next links that carry the query.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDateTime;
+use flotilla_accounts::Role;
+use flotilla_accounts::directory::{
+    Cursor, ListedUser, MAX_PAGE, MAX_PREFIX, StatusFilter, UserPage, UserQuery,
+};
+use flotilla_kit::html::{render, respond};
+use flotilla_kit::middleware::wants_html;
+use flotilla_kit::work::read;
+use flotilla_kit::{Error, FieldErrors, State};
+use serde::Serialize;
+
+use crate::operator::Operator;
+
+/// Rows per page when `limit` is not given.
+const DEFAULT_PAGE: i64 = 50;
+/// How many earlier pages the HTML pager remembers for "previous" (each is a cursor
+/// in the link; a deeper trail would make the link too long for a request line).
+const MAX_TRAIL: usize = 30;
+
+/// The query string, checked: the directory's query and, for the HTML pager, the
+/// cursors of the pages before this one (`trail`, dot-separated).
+#[derive(Debug)]
+struct ListRequest {
+    query: UserQuery,
+    trail: Vec<String>,
+}
+
+impl ListRequest {
+    /// Every parameter at once: an unknown or repeated one is refused by name, as is
+    /// each bad value; an empty value is the same as none (a form's "any").
+    fn parse(query_string: &str) -> Result<Self, Error> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query_string).map_err(|e| Error::BadRequest {
+                code: "malformed_query",
+                message: format!("The query string is invalid: {e}."),
+            })?;
+        let mut errors = FieldErrors::new();
+        let mut seen = Vec::new();
+        let mut query = UserQuery {
+            prefix: None,
+            status: None,
+            role: None,
+            after: None,
+            limit: DEFAULT_PAGE,
+        };
+        let mut trail = Vec::new();
+        for (name, value) in &pairs {
+            if seen.contains(&name.as_str()) {
+                errors.insert(name.clone(), "is given more than once".into());
+                continue;
+            }
+            seen.push(name.as_str());
+            let value = value.trim();
+            let problem = match name.as_str() {
+                "q" if value.chars().count() > MAX_PREFIX => {
+                    Some(format!("must be at most {MAX_PREFIX} characters"))
+                }
+                "q" => {
+                    query.prefix = (!value.is_empty()).then(|| value.to_owned());
+                    None
+                }
+                _ if value.is_empty() => None,
+                "status" => match StatusFilter::parse(value) {
+                    Some(status) => {
+                        query.status = Some(status);
+                        None
+                    }
+                    None => Some("must be verified, unverified, disabled or closed".into()),
+                },
+                "role" => match Role::parse(value) {
+                    Ok(role) => {
+                        query.role = Some(role);
+                        None
+                    }
+                    Err(_) => Some("must be user or admin".into()),
+                },
+                "limit" => match value.parse::<i64>() {
+                    Ok(limit) if (1..=MAX_PAGE).contains(&limit) => {
+                        query.limit = limit;
+                        None
+                    }
+                    _ => Some(format!("must be 1 to {MAX_PAGE}")),
+                },
+                "after" => match Cursor::decode(value) {
+                    Some(cursor) => {
+                        query.after = Some(cursor);
+                        None
+                    }
+                    None => Some("is not a cursor of this list (use the answer's next)".into()),
+                },
+                "trail" => {
+                    trail = value.split('.').map(str::to_owned).collect();
+                    let ok = trail.len() <= MAX_TRAIL
+                        && trail.iter().all(|c| Cursor::decode(c).is_some());
+                    (!ok).then(|| "is not a trail of cursors of this list".into())
+                }
+                _ => Some(
+                    "is not a parameter of this list (q, status, role, after, limit, trail)".into(),
+                ),
+            };
+            if let Some(problem) = problem {
+                errors.insert(name.clone(), problem);
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { query, trail })
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+
+    /// This list's URL with another cursor and trail; the empty parameters left out.
+    fn link(&self, after: Option<&str>, trail: &[String]) -> String {
+        let query = &self.query;
+        let limit = (query.limit != DEFAULT_PAGE).then(|| query.limit.to_string());
+        let trail = trail.join(".");
+        let pairs = [
+            ("q", query.prefix.as_deref()),
+            ("status", query.status.map(StatusFilter::as_str)),
+            ("role", query.role.map(Role::as_str)),
+            ("limit", limit.as_deref()),
+            ("after", after),
+            ("trail", (!trail.is_empty()).then_some(trail.as_str())),
+        ];
+        let present: Vec<(&str, &str)> = pairs
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name, v)))
+            .collect();
+        let encoded = serde_urlencoded::to_string(present).unwrap_or_default();
+        if encoded.is_empty() {
+            "/admin/users".into()
+        } else {
+            format!("/admin/users?{encoded}")
+        }
+    }
+}
+
+/// `2026-12-02T10:00:00Z`.
+fn iso(at: NaiveDateTime) -> String {
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[derive(Serialize)]
+struct UserJson<'a> {
+    id: &'a str,
+    email: &'a str,
+    username: Option<&'a str>,
+    email_verified: bool,
+    disabled: bool,
+    role: &'static str,
+    created_at: String,
+    last_sign_in_at: Option<String>,
+}
+
+impl<'a> From<&'a ListedUser> for UserJson<'a> {
+    fn from(user: &'a ListedUser) -> Self {
+        Self {
+            id: &user.id,
+            email: &user.email,
+            username: user.username.as_deref(),
+            email_verified: user.email_verified_at.is_some(),
+            disabled: user.disabled_at.is_some(),
+            role: user.role.as_str(),
+            created_at: iso(user.created_at),
+            last_sign_in_at: user.last_sign_in_at.map(iso),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PageJson<'a> {
+    users: Vec<UserJson<'a>>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage<'a> {
+    title: &'a str,
+    q: &'a str,
+    status: &'a str,
+    role: &'a str,
+    limit: Option<String>,
+    statuses: [&'static str; 4],
+    users: &'a [ListedUser],
+    first: Option<String>,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+impl UsersPage<'_> {
+    fn when(&self, at: &NaiveDateTime) -> String {
+        at.format("%Y-%m-%d %H:%M").to_string()
+    }
+
+    fn state(&self, user: &ListedUser) -> &'static str {
+        if user.deleted_at.is_some() {
+            "closed"
+        } else if user.disabled_at.is_some() {
+            "disabled"
+        } else if user.email_verified_at.is_some() {
+            "verified"
+        } else {
+            "unverified"
+        }
+    }
+}
+
+pub async fn list(
+    _operator: Operator,
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let request = ListRequest::parse(req.query_string())?;
+    let query = request.query.clone();
+    let page: UserPage = read(&state, move |conn| {
+        query.run(conn)?.map_err(|_| {
+            Error::invalid(
+                "after",
+                "belongs to another search (a cursor keeps its q, status and role)",
+            )
+        })
+    })
+    .await?;
+    let next = page.next.as_ref().map(Cursor::encode);
+    if !wants_html(req.headers()) {
+        return Ok(HttpResponse::Ok().json(PageJson {
+            users: page.users.iter().map(UserJson::from).collect(),
+            next,
+        }));
+    }
+    let query = &request.query;
+    let current = query.after.as_ref().map(Cursor::encode);
+    let (previous, next_link) = {
+        let trail = &request.trail;
+        let previous = current.as_ref().map(|_| match trail.split_last() {
+            Some((last, before)) => request.link(Some(last), before),
+            None => request.link(None, &[]),
+        });
+        let next_link = next.as_deref().map(|next| {
+            let mut longer = trail.clone();
+            longer.extend(current.clone());
+            let skip = longer.len().saturating_sub(MAX_TRAIL);
+            request.link(Some(next), &longer[skip..])
+        });
+        (previous, next_link)
+    };
+    let body = render(&UsersPage {
+        title: "Users",
+        q: query.prefix.as_deref().unwrap_or(""),
+        status: query.status.map_or("", StatusFilter::as_str),
+        role: query.role.map_or("", Role::as_str),
+        limit: (query.limit != DEFAULT_PAGE).then(|| query.limit.to_string()),
+        statuses: StatusFilter::ALL.map(StatusFilter::as_str),
+        users: &page.users,
+        first: current.as_ref().map(|_| request.link(None, &[])),
+        previous,
+        next: next_link,
+    });
+    Ok(respond(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_error(query: &str) -> FieldErrors {
+        match ListRequest::parse(query) {
+            Err(Error::Invalid(fields)) => fields,
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        assert!(field_error("limit=0").contains_key("limit"));
+        assert!(field_error("limit=101").contains_key("limit"));
+        assert!(field_error("limit=x").contains_key("limit"));
+        assert!(field_error("status=gone").contains_key("status"));
+        assert!(field_error("role=root").contains_key("role"));
+        assert!(field_error("after=%21%21").contains_key("after"));
+        assert!(field_error("page=2").contains_key("page"));
+        assert!(field_error("q=a&q=b").contains_key("q"));
+        assert!(field_error(&format!("q={}", "a".repeat(255))).contains_key("q"));
+    }
+
+    #[test]
+    fn empty_values_are_no_filter_and_q_is_trimmed() {
+        let request = ListRequest::parse("q=+Ada+&status=&role=&after=&limit=").unwrap();
+        assert_eq!(request.query.prefix.as_deref(), Some("Ada"));
+        assert_eq!(request.query.status, None);
+        assert_eq!(request.query.role, None);
+        assert_eq!(request.query.limit, DEFAULT_PAGE);
+        assert_eq!(request.link(None, &[]), "/admin/users?q=Ada");
+    }
+}
