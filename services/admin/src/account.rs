@@ -3,8 +3,6 @@
 //! and last error, never a payload: a mail's may hold a link's token) and its audit
 //! entries; a form per action that applies to it ([`crate::actions`]).
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
@@ -13,8 +11,7 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, jobs, sessions};
 use flotilla_db::{AnyConnection, diesel};
-use flotilla_kit::html::{render, respond};
-use flotilla_kit::middleware::wants_html;
+use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
 use serde::{Deserialize, Serialize};
@@ -365,13 +362,7 @@ pub async fn show(
 ) -> Result<HttpResponse, Error> {
     let id = account_id(&path)?;
     let dossier = dossier(&state, id).await?;
-    if wants_html(req.headers()) {
-        let page = account_page(&dossier, operator.csrf(), query.done.as_deref(), None);
-        return Ok(respond(StatusCode::OK, page));
-    }
-    let mut response = HttpResponse::Ok().json(dossier.json());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(page_or_json(&req, &dossier.json(), || {
+        account_page(&dossier, operator.csrf(), query.done.as_deref(), None)
+    }))
 }

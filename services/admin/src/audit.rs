@@ -9,13 +9,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use flotilla_accounts::{AuditEntry, AuditSearch};
 use flotilla_contracts::AuditAction;
-use flotilla_kit::html::{render, respond};
-use flotilla_kit::middleware::wants_html;
+use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::work::read;
 use flotilla_kit::{Error, FieldErrors, State};
 use serde::{Deserialize, Serialize};
@@ -201,14 +200,13 @@ pub async fn audit(
         return Ok(export(state, filter.search));
     }
     let (entries, next) = page_of(&state, &filter).await?;
-    if wants_html(req.headers()) {
-        let page = AuditPage::new(&query, &filter, entries, next);
-        return Ok(respond(StatusCode::OK, render(&page)));
-    }
-    let entries = entries.into_iter().map(EntryView::from).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Listing { entries, next }))
+    let listing = Listing {
+        entries: entries.iter().cloned().map(EntryView::from).collect(),
+        next,
+    };
+    Ok(page_or_json(&req, &listing, || {
+        render(&AuditPage::new(&query, &filter, entries, next))
+    }))
 }
 
 /// The whole filtered log, newest first, one JSON object a line: read `EXPORT_BATCH`

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use flotilla_db::PageBuild;
-use flotilla_kit::html::{render, respond};
-use flotilla_kit::middleware::wants_html;
+use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::read;
 use flotilla_kit::{ConfigError, Env, Error, State};
@@ -360,16 +359,12 @@ pub async fn show(
     admin: web::Data<Admin>,
 ) -> Result<HttpResponse, Error> {
     let fleet = admin.fleet.report(&state).await?;
-    if wants_html(req.headers()) {
-        let page = render(&FleetPage {
+    Ok(page_or_json(&req, &fleet, || {
+        render(&FleetPage {
             title: "Fleet",
             fleet: &fleet,
-        });
-        return Ok(respond(actix_web::http::StatusCode::OK, page));
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(fleet))
+        })
+    }))
 }
 
 #[cfg(test)]

@@ -16,9 +16,8 @@ use flotilla_accounts::NewAuditEntry;
 use flotilla_contracts::AuditAction;
 use flotilla_jobs::JobKind;
 use flotilla_jobs::inspect::{self, Count, JobState, JobSummary, Requeue};
-use flotilla_kit::html::{render, respond};
+use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::input::Then;
-use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, RequestContext, State};
 use serde::{Deserialize, Serialize};
@@ -200,19 +199,15 @@ pub async fn list(
             .map(|job| JobView::of(job, filter.state))
             .collect(),
     };
-    if wants_html(req.headers()) {
-        let page = render(&JobsPage {
+    Ok(page_or_json(&req, &answer, || {
+        render(&JobsPage {
             title: "Jobs",
             answer: &answer,
             states: JobState::ALL,
             kinds: JobKind::ALL,
             csrf: operator.csrf(),
-        });
-        return Ok(respond(StatusCode::OK, page));
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(answer))
+        })
+    }))
 }
 
 /// The retry form's body: only its form token.

@@ -5,7 +5,6 @@
 //! The counts read small partial indexes (migration 9, shared with the user search), not the table: at a million
 //! accounts they take milliseconds.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
@@ -13,8 +12,7 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::diesel::sql_types::{BigInt, Text, Timestamp};
 use flotilla_db::{AnyConnection, diesel, portable_sql};
-use flotilla_kit::html::{render, respond};
-use flotilla_kit::middleware::wants_html;
+use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
@@ -248,18 +246,14 @@ pub async fn show(
         jobs: StateCounts::of(&jobs),
         fleet: fleet?,
     };
-    if wants_html(req.headers()) {
-        let page = render(&OverviewPage {
+    Ok(page_or_json(&req, &overview, || {
+        render(&OverviewPage {
             title: "Overview",
             chart: Chart::of(&overview.sign_ins),
             overview: &overview,
             fleet: &overview.fleet,
-        });
-        return Ok(respond(StatusCode::OK, page));
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(overview))
+        })
+    }))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! browsers a table with a search form and previous/next links that carry the query.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
@@ -233,10 +234,12 @@ pub async fn list(
     .await?;
     let next = page.next.as_ref().map(Cursor::encode);
     if !wants_html(req.headers()) {
-        return Ok(HttpResponse::Ok().json(PageJson {
-            users: page.users.iter().map(UserJson::from).collect(),
-            next,
-        }));
+        return Ok(HttpResponse::Ok()
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .json(PageJson {
+                users: page.users.iter().map(UserJson::from).collect(),
+                next,
+            }));
     }
     let query = &request.query;
     let current = query.after.as_ref().map(Cursor::encode);

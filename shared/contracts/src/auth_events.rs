@@ -2,77 +2,27 @@
 //! sessions and credentials. Written by login and profile, counted by the throttle,
 //! shown in the account's activity, deleted by the worker's clean-up.
 
-use serde::{Deserialize, Serialize};
-
-macro_rules! kinds {
-    ($($variant:ident = $name:literal: $doc:literal,)*) => {
-        /// What an auth event records (the `kind` column).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum AuthEventKind {
-            $(#[doc = $doc] #[serde(rename = $name)] $variant,)*
-        }
-
-        impl AuthEventKind {
-            pub const ALL: &'static [AuthEventKind] = &[$(Self::$variant,)*];
-
-            /// The stored name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)*
-                }
-            }
-        }
-    };
-}
-
-kinds! {
-    LoginSuccess = "login.success": "A sign-in that opened a session.",
-    LoginFailure = "login.failure": "A wrong password, or an address without an account.",
-    LoginThrottled = "login.throttled": "An attempt refused before its password was checked.",
-    LoginRefusedUnverified = "login.refused_unverified": "The right password, before the address was confirmed.",
-    LoginRefusedDisabled = "login.refused_disabled": "The right password, on a disabled account.",
-    Logout = "logout": "A session signed out.",
-    LogoutAll = "logout_all": "Every session of the account signed out.",
-    PasswordResetRequested = "password.reset_requested": "A reset link was asked for.",
-    VerificationRequested = "email.verification_requested": "A new confirmation link was asked for (signup's resend).",
-    PasswordReset = "password.reset": "The password was reset with a link.",
-    PasswordChanged = "password.changed": "The password was changed by its owner.",
-    PasswordCheckFailed = "password.check_failed": "A wrong current password on a route that asks for it.",
-    PasswordConfirmed = "password.confirmed": "The owner of a session confirmed their password in it (login's confirmation).",
-    EmailChangeRequested = "email.change_requested": "A change of address was asked for.",
-    EmailChanged = "email.changed": "The address changed (its link was used).",
-    SessionRevoked = "session.revoked": "A session ended from the account page.",
-    SessionRevokedOthers = "session.revoked_others": "Every other session ended from the account page.",
-    SessionRefreshReuse = "session.refresh_reuse": "A spent refresh token came back: the session ended.",
-    AccountDeleted = "account.deleted": "The owner closed the account.",
-}
-
-impl AuthEventKind {
-    /// A stored name; `None` for a kind this release does not know (a newer one's).
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for AuthEventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_unique_and_read_back() {
-        let mut seen = std::collections::HashSet::new();
-        for kind in AuthEventKind::ALL {
-            assert!(seen.insert(kind.as_str()), "{kind} twice");
-            assert_eq!(AuthEventKind::parse(kind.as_str()), Some(*kind));
-            let json = serde_json::to_string(kind).unwrap();
-            assert_eq!(json, format!("\"{kind}\""));
-        }
-        assert_eq!(AuthEventKind::parse("login.teleported"), None);
+stored_names! {
+    /// What an auth event records (the `kind` column).
+    AuthEventKind {
+        LoginSuccess = "login.success": "A sign-in that opened a session.",
+        LoginFailure = "login.failure": "A wrong password, or an address without an account.",
+        LoginThrottled = "login.throttled": "An attempt refused before its password was checked.",
+        LoginRefusedUnverified = "login.refused_unverified": "The right password, before the address was confirmed.",
+        LoginRefusedDisabled = "login.refused_disabled": "The right password, on a disabled account.",
+        Logout = "logout": "A session signed out.",
+        LogoutAll = "logout_all": "Every session of the account signed out.",
+        PasswordResetRequested = "password.reset_requested": "A reset link was asked for.",
+        VerificationRequested = "email.verification_requested": "A new confirmation link was asked for (signup's resend).",
+        PasswordReset = "password.reset": "The password was reset with a link.",
+        PasswordChanged = "password.changed": "The password was changed by its owner.",
+        PasswordCheckFailed = "password.check_failed": "A wrong current password on a route that asks for it.",
+        PasswordConfirmed = "password.confirmed": "The owner of a session confirmed their password in it (login's confirmation).",
+        EmailChangeRequested = "email.change_requested": "A change of address was asked for.",
+        EmailChanged = "email.changed": "The address changed (its link was used).",
+        SessionRevoked = "session.revoked": "A session ended from the account page.",
+        SessionRevokedOthers = "session.revoked_others": "Every other session ended from the account page.",
+        SessionRefreshReuse = "session.refresh_reuse": "A spent refresh token came back: the session ended.",
+        AccountDeleted = "account.deleted": "The owner closed the account.",
     }
 }

@@ -20,6 +20,41 @@
 //! Decoding never panics: a shape that cannot be read is a [`DecodeError`], which the
 //! worker turns into a dead job with the reason, and a subscriber into a warning.
 
+/// A closed set of names stored in a column (or sent) as an enum: one variant per
+/// name, with `ALL`, `as_str`, `parse` (`None` for a name this release does not know,
+/// a newer one's), `Display`, and serde by name.
+macro_rules! stored_names {
+    ($(#[$meta:meta])* $enum:ident { $($variant:ident = $name:literal: $doc:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $enum {
+            $(#[doc = $doc] #[serde(rename = $name)] $variant,)*
+        }
+
+        impl $enum {
+            pub const ALL: &'static [$enum] = &[$(Self::$variant,)*];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            /// A stored name; `None` for one this release does not know (a newer one's).
+            pub fn parse(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|k| k.as_str() == name)
+            }
+        }
+
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod audit;
 mod auth_events;
 mod events;
@@ -72,4 +107,30 @@ fn read_versioned(
         return Err(DecodeError::TooNew { what, version });
     }
     Ok((value, version))
+}
+
+#[cfg(test)]
+mod stored_names_tests {
+    use super::*;
+
+    /// Each name once, read back by `parse`, and serde's name the stored one.
+    fn read_back<T>(all: &[T], parse: fn(&str) -> Option<T>, unknown: &str)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + serde::Serialize,
+    {
+        let mut seen = std::collections::HashSet::new();
+        for name in all {
+            let text = name.to_string();
+            assert!(seen.insert(text.clone()), "{text} twice");
+            assert_eq!(parse(&text), Some(*name));
+            assert_eq!(serde_json::to_string(name).unwrap(), format!("\"{text}\""));
+        }
+        assert_eq!(parse(unknown), None);
+    }
+
+    #[test]
+    fn names_are_unique_and_read_back() {
+        read_back(AuthEventKind::ALL, AuthEventKind::parse, "login.teleported");
+        read_back(AuditAction::ALL, AuditAction::parse, "account.teleported");
+    }
 }

@@ -23,6 +23,21 @@ pub fn respond(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// The answer of a read served to both: `page()` for a browser (`Accept: text/html`),
+/// `json` for an API client; neither stored by caches (what it shows is private).
+pub fn page_or_json<T: serde::Serialize>(
+    req: &actix_web::HttpRequest,
+    json: &T,
+    page: impl FnOnce() -> String,
+) -> HttpResponse {
+    if crate::middleware::wants_html(req.headers()) {
+        return respond(StatusCode::OK, page());
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json)
+}
+
 /// `303 See Other` to `location` (after a form post).
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -77,8 +77,13 @@ fn age_session(fleet: &Fleet, access: &str) {
     assert_eq!(changed, 1);
 }
 
-/// A browser's form post to the console, with the access cookie and this site's origin.
-fn form_post(fleet: &Fleet, access: &str, path: &str, form: &[(&str, &str)]) -> Response {
+/// A browser's form post, with the access cookie and this site's origin.
+pub(super) fn form_post(
+    fleet: &Fleet,
+    access: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Response {
     fleet
         .request(Method::POST, path)
         .header(COOKIE, format!("flotilla_access={access}"))

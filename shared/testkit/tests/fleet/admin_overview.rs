@@ -14,7 +14,7 @@ use super::login::{login, sign_in, verified_account};
 use super::*;
 
 /// Adds `job` as a producer would, then parks it as dead; returns its id.
-fn dead_job(db: &TestDb, job: Job, key: &str) -> String {
+pub(super) fn dead_job(db: &TestDb, job: Job, key: &str) -> String {
     let url = flotilla_db::DatabaseUrl::parse(db.url()).unwrap();
     let mut conn = flotilla_db::connect(&flotilla_db::PoolConfig {
         url,

@@ -48,16 +48,9 @@ fn confirm_json(fleet: &Fleet, access: &str, password: &str) -> Response {
         .unwrap()
 }
 
-/// A browser's form post with the access cookie and this site's origin.
+/// A browser's form post to the confirmation.
 fn confirm_form(fleet: &Fleet, access: &str, form: &[(&str, &str)]) -> Response {
-    fleet
-        .request(Method::POST, "/login/confirm")
-        .header(COOKIE, format!("flotilla_access={access}"))
-        .header(ORIGIN, fleet.origin())
-        .header("accept", "text/html")
-        .form(form)
-        .send()
-        .unwrap()
+    super::admin_actions::form_post(fleet, access, "/login/confirm", form)
 }
 
 fn events(fleet: &Fleet, kind: &str) -> Vec<String> {

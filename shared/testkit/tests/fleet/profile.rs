@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_DISPOSITION, COOKIE, LOCATION, ORIGIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::admin_overview::dead_job;
 use super::links::post_token;
 use super::login::{
     PASSWORD, bus_is_up, decode_part, link_lifetimes, login, me, refresh, sign_in, slow_catch_up,
@@ -31,26 +32,6 @@ fn call(
     let response = request.send().unwrap();
     let status = response.status();
     (status, response.json().unwrap_or(Value::Null))
-}
-
-/// Queues a mail as a service would, then parks it as dead (a mailbox refused it).
-fn failed_for_good(db: &TestDb, mail: Mail, key: &str) {
-    let url = flotilla_db::DatabaseUrl::parse(db.url()).unwrap();
-    let mut conn = flotilla_db::connect(&flotilla_db::PoolConfig {
-        url,
-        max_size: 1,
-        timeout: Duration::from_secs(5),
-        busy_timeout: Duration::from_secs(5),
-    })
-    .unwrap()
-    .get()
-    .unwrap();
-    let mut job = flotilla_jobs::NewJob::new(mail, key);
-    job.run_after += chrono::TimeDelta::days(365);
-    assert!(flotilla_jobs::enqueue(&mut conn, &job).unwrap());
-    db.execute(&format!(
-        "UPDATE jobs SET attempts = 5, dead_at = created_at, last_error = 'mailbox full' WHERE idempotency_key = '{key}'"
-    ));
 }
 
 /// How long until login (another service than profile) refuses `access`.
@@ -440,7 +421,7 @@ on_both_databases! {
             ("ada@example.org", Message::PasswordReset { link: "x".into(), valid_minutes: 60, client_addr: None }, "password_reset:0123".into()),
             ("bada@example.org", Message::PasswordReset { link: "x".into(), valid_minutes: 60, client_addr: None }, "password_reset:4567".into()),
         ] {
-            failed_for_good(&fleet.db, Mail { to: to.into(), message }, &key);
+            dead_job(&fleet.db, Mail { to: to.into(), message }.into(), &key);
         }
 
         // Closing needs the password.
