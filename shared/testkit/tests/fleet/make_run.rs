@@ -105,8 +105,24 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
         "no link shown:\n{}",
         fleet.logs()
     );
-    // Every service's log line reaches the one terminal, prefixed by its name.
+    // The command it printed for becoming admin works as printed.
     let logs = fleet.logs();
+    let promote = logs
+        .lines()
+        .find_map(|line| line.trim().strip_suffix("promote YOUR-EMAIL"))
+        .unwrap_or_else(|| panic!("no promote command shown:\n{logs}"));
+    let promoted = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{promote}promote dev@example.org"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&promoted.stdout);
+    assert!(
+        promoted.status.success() && printed.contains("dev@example.org is now an admin"),
+        "{printed}{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    // Every service's log line reaches the one terminal, prefixed by its name.
     for name in ["worker", "signup", "login", "profile", "admin", "pages"] {
         assert!(
             logs.contains(&format!("{name:<8} | ")),
