@@ -81,12 +81,13 @@ impl StatusFilter {
     }
 }
 
-/// The partial index of a rare filter (under 1% of accounts), if the query has one.
-fn rare_index(query: &UserQuery) -> Option<&'static str> {
+/// The rare filter (under 1% of accounts) of a query, if it has one: the name its
+/// partial indexes of migration 9 share (`users_<name>_<key>_idx`).
+fn rare_filter(query: &UserQuery) -> Option<&'static str> {
     match (query.status, query.role) {
-        (Some(StatusFilter::Closed), _) => Some("users_closed_created_idx"),
-        (Some(StatusFilter::Disabled), _) => Some("users_disabled_created_idx"),
-        (_, Some(Role::Admin)) => Some("users_admins_created_idx"),
+        (Some(StatusFilter::Closed), _) => Some("closed"),
+        (Some(StatusFilter::Disabled), _) => Some("disabled"),
+        (_, Some(Role::Admin)) => Some("admins"),
         _ => None,
     }
 }
@@ -393,10 +394,7 @@ impl UserQuery {
                 format!("lower(u.{column})")
             }
         };
-        let k = match phase {
-            Phase::Email => key("email"),
-            Phase::Username => key("username"),
-        };
+        let k = key(phase.key());
         // Not already listed in the first phase: the address outside the range.
         let not_email = match phase {
             Phase::Email => String::new(),
@@ -414,10 +412,11 @@ impl UserQuery {
         };
         // A prefix with a rare filter: SQLite, without statistics, would walk the
         // prefix's range (a tenth of all accounts for one letter) to find the few
-        // admins in it; the rare filter's own partial index, then a sort of what
-        // matches, reads at most a percent. PostgreSQL's planner weighs both itself.
-        let indexed_by = match (postgres, rare_index(self)) {
-            (false, Some(index)) => format!(" INDEXED BY {index}"),
+        // admins in it. The rare filter's own partial index of this phase's key holds
+        // only its accounts, in prefix order: a range of it is the page, unsorted.
+        // PostgreSQL's planner weighs the indexes itself.
+        let indexed_by = match (postgres, rare_filter(self)) {
+            (false, Some(name)) => format!(" INDEXED BY users_{name}_{}_idx", phase.key()),
             _ => String::new(),
         };
         let sql = format!(
@@ -472,6 +471,16 @@ struct Lowered {
 enum Phase {
     Email,
     Username,
+}
+
+impl Phase {
+    /// The column whose prefix the phase reads.
+    fn key(self) -> &'static str {
+        match self {
+            Phase::Email => "email",
+            Phase::Username => "username",
+        }
+    }
 }
 
 /// The keys that start with `lower`: `lower <= key < upper`, in code-point order

@@ -145,6 +145,13 @@ on_both_databases! {
         assert_eq!(page(&fleet, &access, "role=admin").0, vec![root_id.clone(), "u-boss".into()]);
         assert_eq!(page(&fleet, &access, "role=admin&q=ad").0, ids(&["u-boss"]));
         assert_eq!(page(&fleet, &access, "status=disabled&q=ad").0, ids(&["u-off"]));
+        // Each rare filter's prefix indexes, by address and by username.
+        assert_eq!(page(&fleet, &access, "status=closed&q=deleted-u").0, ids(&["u-gone"]));
+        assert_eq!(page(&fleet, &access, "status=closed&q=ada").0, Vec::<String>::new());
+        assert_eq!(page(&fleet, &access, "status=disabled&q=a_").0, Vec::<String>::new());
+        assert_eq!(page(&fleet, &access, "role=admin&q=abcd").0, Vec::<String>::new());
+        assert_eq!(page(&fleet, &access, "status=disabled&role=admin&q=ad").0, Vec::<String>::new());
+        assert_eq!(page(&fleet, &access, "status=closed&role=user&q=DELETED").0, ids(&["u-gone"]));
         assert_eq!(page(&fleet, &access, "status=unverified&q=ada").0, ids(&["u-adam"]));
         let verified = page(&fleet, &access, "status=verified&limit=100").0;
         assert!(verified.contains(&"u-off".to_owned()), "disabled but verified: {verified:?}");

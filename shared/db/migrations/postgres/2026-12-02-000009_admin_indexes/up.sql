@@ -13,6 +13,20 @@ CREATE INDEX users_unverified_created_idx ON users (created_at, id)
 -- database's own collation (en_US.UTF-8, say) a range of lower(email) is not a prefix.
 CREATE INDEX users_email_prefix_idx ON users ((lower(email) COLLATE "C"));
 CREATE INDEX users_username_prefix_idx ON users ((lower(username) COLLATE "C"));
+-- A prefix with a rare filter: the filter's accounts in prefix order, so that one
+-- letter and `status=disabled` reads a page of them, not all of them and a sort.
+CREATE INDEX users_admins_email_idx ON users ((lower(email) COLLATE "C"))
+    WHERE role = 'admin';
+CREATE INDEX users_admins_username_idx ON users ((lower(username) COLLATE "C"))
+    WHERE role = 'admin';
+CREATE INDEX users_disabled_email_idx ON users ((lower(email) COLLATE "C"))
+    WHERE disabled_at IS NOT NULL AND deleted_at IS NULL;
+CREATE INDEX users_disabled_username_idx ON users ((lower(username) COLLATE "C"))
+    WHERE disabled_at IS NOT NULL AND deleted_at IS NULL;
+CREATE INDEX users_closed_email_idx ON users ((lower(email) COLLATE "C"))
+    WHERE deleted_at IS NOT NULL;
+CREATE INDEX users_closed_username_idx ON users ((lower(username) COLLATE "C"))
+    WHERE deleted_at IS NOT NULL;
 -- Each row's last sign-in: one probe.
 CREATE INDEX auth_events_user_kind_idx ON auth_events (user_id, kind, created_at);
 

@@ -1,3 +1,9 @@
+DROP INDEX users_closed_username_idx;
+DROP INDEX users_closed_email_idx;
+DROP INDEX users_disabled_username_idx;
+DROP INDEX users_disabled_email_idx;
+DROP INDEX users_admins_username_idx;
+DROP INDEX users_admins_email_idx;
 DROP INDEX auth_events_kind_created_idx;
 DROP INDEX users_open_created_idx;
 DROP INDEX auth_events_user_kind_idx;

@@ -11,7 +11,22 @@ CREATE INDEX users_closed_created_idx ON users (created_at, id) WHERE deleted_at
 CREATE INDEX users_unverified_created_idx ON users (created_at, id)
     WHERE email_verified_at IS NULL AND deleted_at IS NULL;
 -- Prefix searches use the unique indexes on lower(email) and lower(username) (binary
--- collation: a range of them is a prefix). Each row's last sign-in: one probe.
+-- collation: a range of them is a prefix).
+-- A prefix with a rare filter: the filter's accounts in prefix order, so that one
+-- letter and `status=disabled` reads a page of them, not all of them and a sort.
+CREATE INDEX users_admins_email_idx ON users (lower(email))
+    WHERE role = 'admin';
+CREATE INDEX users_admins_username_idx ON users (lower(username))
+    WHERE role = 'admin';
+CREATE INDEX users_disabled_email_idx ON users (lower(email))
+    WHERE disabled_at IS NOT NULL AND deleted_at IS NULL;
+CREATE INDEX users_disabled_username_idx ON users (lower(username))
+    WHERE disabled_at IS NOT NULL AND deleted_at IS NULL;
+CREATE INDEX users_closed_email_idx ON users (lower(email))
+    WHERE deleted_at IS NOT NULL;
+CREATE INDEX users_closed_username_idx ON users (lower(username))
+    WHERE deleted_at IS NOT NULL;
+-- Each row's last sign-in: one probe.
 CREATE INDEX auth_events_user_kind_idx ON auth_events (user_id, kind, created_at);
 
 -- The overview's figures (GET /admin): new accounts in the last 7 days, and sign-ins
