@@ -112,12 +112,7 @@ pub struct Admin {
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let env = Env::from_process();
     let config = AdminConfig::from_env(&env, &state.config)?;
-    let auth = Auth::start(
-        AuthConfig::from_env(&env, &state.config, false)?,
-        state.pool.clone(),
-    )?;
-    let checker = auth.clone();
-    state.add_ready_check(Arc::new(move || checker.readiness()));
+    let auth = Auth::start_for(AuthConfig::from_env(&env, &state.config, false)?, state)?;
     let admin = web::Data::new(Admin {
         wake: WakeSender::start(&config.wake)?,
         fleet: fleet::FleetCheck::new(config.fleet.clone()),

@@ -162,10 +162,8 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             config.keys_dir.display()
         );
     }
-    let auth = Auth::start(auth_config, state.pool.clone())?;
+    let auth = Auth::start_for(auth_config, state)?;
     auth.set_keys(&ring);
-    let checker = auth.clone();
-    state.add_ready_check(Arc::new(move || checker.readiness()));
     let hashes = config.passwords.pool();
     let login = web::Data::new(Login {
         checks: PasswordChecks::new(hashes.clone(), config.throttle),

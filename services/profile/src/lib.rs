@@ -87,12 +87,7 @@ pub struct Profile {
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let env = Env::from_process();
     let config = ProfileConfig::from_env(&env, &state.config)?;
-    let auth = Auth::start(
-        AuthConfig::from_env(&env, &state.config, false)?,
-        state.pool.clone(),
-    )?;
-    let checker = auth.clone();
-    state.add_ready_check(Arc::new(move || checker.readiness()));
+    let auth = Auth::start_for(AuthConfig::from_env(&env, &state.config, false)?, state)?;
     let hashes = config.passwords.pool();
     let profile = web::Data::new(Profile {
         checks: PasswordChecks::new(hashes.clone(), config.throttle),

@@ -43,6 +43,15 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// [`Auth::start`] for a service: on its database, and its `/ready` waits until the
+    /// keys are loaded and the revocations caught up.
+    pub fn start_for(config: AuthConfig, state: &flotilla_kit::State) -> anyhow::Result<Self> {
+        let auth = Self::start(config, state.pool.clone())?;
+        let checker = auth.clone();
+        state.add_ready_check(Arc::new(move || checker.readiness()));
+        Ok(auth)
+    }
+
     /// Starts the background thread (keys, catch-up) and the bus sockets.
     pub fn start(config: AuthConfig, pool: Pool) -> anyhow::Result<Self> {
         let denied = Arc::new(DenyList::default());
