@@ -87,16 +87,8 @@ impl AdminConfig {
             )?),
             wake: flotilla_kit::config::bus(env)?.wake,
             fleet: fleet::FleetConfig::from_env(env)?,
-            reset_ttl: TimeDelta::minutes(env.number(
-                "FLOTILLA_RESET_TOKEN_MINUTES",
-                60,
-                5..=24 * 60,
-            )?),
-            verify_ttl: TimeDelta::hours(env.number(
-                "FLOTILLA_VERIFY_TOKEN_HOURS",
-                48,
-                1..=24 * 30,
-            )?),
+            reset_ttl: flotilla_auth::reset_link_ttl(env)?,
+            verify_ttl: flotilla_auth::verify_link_ttl(env)?,
         })
     }
 }

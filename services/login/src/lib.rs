@@ -94,11 +94,7 @@ impl LoginConfig {
                 1..=3650,
             )?),
             session_max: TimeDelta::days(env.number("FLOTILLA_SESSION_MAX_DAYS", 90, 1..=3650)?),
-            reset_ttl: TimeDelta::minutes(env.number(
-                "FLOTILLA_RESET_TOKEN_MINUTES",
-                60,
-                5..=24 * 60,
-            )?),
+            reset_ttl: flotilla_auth::reset_link_ttl(env)?,
             throttle: ThrottleSettings::from_env(env)?,
             new_device_email: env.flag("FLOTILLA_LOGIN_NEW_DEVICE_EMAIL", false)?,
             wake: flotilla_kit::config::bus(env)?.wake,

@@ -58,11 +58,7 @@ impl SignupConfig {
         Ok(Self {
             public_url,
             passwords: PasswordSettings::from_env(env)?,
-            token_ttl: TimeDelta::hours(env.number(
-                "FLOTILLA_VERIFY_TOKEN_HOURS",
-                48,
-                1..=24 * 30,
-            )?),
+            token_ttl: flotilla_auth::verify_link_ttl(env)?,
             resend_interval: TimeDelta::minutes(1),
             wake: flotilla_kit::config::bus(env)?.wake,
         })

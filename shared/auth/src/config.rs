@@ -96,6 +96,26 @@ fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
     Ok(certificates)
 }
 
+/// `FLOTILLA_RESET_TOKEN_MINUTES` (60, 5 to 1,440): how long a password reset link
+/// works. Login sends them; admin's forced reset too.
+pub fn reset_link_ttl(env: &Env) -> Result<chrono::TimeDelta, ConfigError> {
+    Ok(chrono::TimeDelta::minutes(env.number(
+        "FLOTILLA_RESET_TOKEN_MINUTES",
+        60,
+        5..=24 * 60,
+    )?))
+}
+
+/// `FLOTILLA_VERIFY_TOKEN_HOURS` (48, 1 to 720): how long an address confirmation
+/// link works. Signup sends them; admin's resend too.
+pub fn verify_link_ttl(env: &Env) -> Result<chrono::TimeDelta, ConfigError> {
+    Ok(chrono::TimeDelta::hours(env.number(
+        "FLOTILLA_VERIFY_TOKEN_HOURS",
+        48,
+        1..=24 * 30,
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -58,7 +58,7 @@ mod token_cache;
 
 pub use access_token::{Claims, TokenError, TokenSettings};
 pub use auth::Auth;
-pub use config::{AuthConfig, KeySource};
+pub use config::{AuthConfig, KeySource, reset_link_ttl, verify_link_ttl};
 pub use csrf::{CSRF_HEADER, same_origin};
 pub use deny_list::DenyList;
 pub use errors::AuthError;
