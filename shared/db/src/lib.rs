@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 pub use diesel;
-pub use migrate::{SchemaStatus, migrate, schema_status};
+pub use migrate::{SchemaStatus, migrate, migration_versions, schema_status};
 pub use page_builds::PageBuild;
 pub use url::{Backend, DatabaseUrl};
 
@@ -183,6 +183,55 @@ pub fn open(config: &PoolConfig) -> anyhow::Result<AnyConnection> {
     Manager::new(config)
         .connect_once()
         .with_context(|| format!("cannot open the database {}", config.url.redacted()))
+}
+
+/// Opens one connection that cannot write (`flotilla-worker status`, doctor): SQLite
+/// through a read-only URI (a missing file is an error, never created), PostgreSQL
+/// with every transaction read-only. Nothing is created or tuned: only the busy
+/// timeout is set, so a read waits for a writer instead of failing.
+pub fn open_read_only(config: &PoolConfig) -> anyhow::Result<AnyConnection> {
+    let what = || format!("cannot open the database {}", config.url.redacted());
+    match config.url.sqlite_path() {
+        Some(path) => {
+            if !path.exists() {
+                anyhow::bail!("{}: {} does not exist", what(), path.display());
+            }
+            let mut conn =
+                diesel::SqliteConnection::establish(&read_only_uri(path)).with_context(what)?;
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {};",
+                config.busy_timeout.as_millis()
+            ))
+            .with_context(what)?;
+            Ok(AnyConnection::Sqlite(conn))
+        }
+        None if config.url.backend() == Backend::Sqlite => {
+            anyhow::bail!("{}: an in-memory database has nothing to read", what())
+        }
+        None => {
+            let url = config.url.postgres_url_with_timeout(config.timeout);
+            let mut conn = diesel::PgConnection::establish(&url).with_context(what)?;
+            conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .with_context(what)?;
+            Ok(AnyConnection::Postgresql(conn))
+        }
+    }
+}
+
+/// `file:` URI of a SQLite file opened read-only; `%`, `?` and `#` escaped, which a
+/// URI would otherwise read as its own.
+fn read_only_uri(path: &std::path::Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// Creates the SQLite file empty with mode 0600 before SQLite opens it, unless it

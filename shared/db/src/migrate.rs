@@ -80,9 +80,16 @@ fn applied_versions(conn: &mut AnyConnection) -> anyhow::Result<BTreeSet<String>
     Ok(rows.into_iter().map(|r| r.version).collect())
 }
 
+/// The migrations this binary knows and those the database records, by version;
+/// read without writing.
+pub fn migration_versions(
+    conn: &mut AnyConnection,
+) -> anyhow::Result<(BTreeSet<String>, BTreeSet<String>)> {
+    Ok((known_versions(conn)?, applied_versions(conn)?))
+}
+
 pub fn schema_status(conn: &mut AnyConnection) -> anyhow::Result<SchemaStatus> {
-    let known = known_versions(conn)?;
-    let applied = applied_versions(conn)?;
+    let (known, applied) = migration_versions(conn)?;
     let unknown: Vec<String> = applied.difference(&known).cloned().collect();
     if !unknown.is_empty() {
         return Ok(SchemaStatus::Ahead { unknown });

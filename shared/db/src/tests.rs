@@ -473,3 +473,46 @@ fn refresh_tokens_of_the_release_before_keep_working_without_a_spending_device()
         assert_eq!(rows, ["live=-", "spent=-"], "{}", db.backend_name());
     });
 }
+
+#[test]
+fn a_read_only_connection_reads_and_never_writes_or_creates() {
+    each_backend(|db| {
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let config = PoolConfig {
+            url: url.clone(),
+            max_size: 1,
+            timeout: Duration::from_secs(3),
+            busy_timeout: Duration::from_secs(3),
+        };
+        if let Some(path) = url.sqlite_path() {
+            let err = format!("{:#}", open_read_only(&config).err().unwrap());
+            assert!(err.contains("does not exist"), "{err}");
+            assert!(
+                !path.exists(),
+                "a read-only open created {}",
+                path.display()
+            );
+        }
+        migrate(&mut open(&config).unwrap(), &url).unwrap();
+        let mut conn = open_read_only(&config).unwrap();
+        assert_eq!(schema_status(&mut conn).unwrap(), SchemaStatus::Current);
+        let (known, applied) = migration_versions(&mut conn).unwrap();
+        assert_eq!(known, applied);
+        assert!(!known.is_empty());
+        let write =
+            diesel::sql_query("CREATE TABLE read_only_probe (x INTEGER)").execute(&mut conn);
+        let err = write.unwrap_err().to_string();
+        assert!(
+            err.contains("read-only") || err.contains("readonly"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn a_read_only_uri_escapes_what_a_uri_reads_as_its_own() {
+    assert_eq!(
+        crate::read_only_uri(std::path::Path::new("/tmp/a%b?c#d.db")),
+        "file:/tmp/a%25b%3fc%23d.db?mode=ro"
+    );
+}
