@@ -1,6 +1,7 @@
 //! What the admin console reads of the queue, and the one change it makes: counts by
 //! state and kind ([`census`]), the jobs of a state ([`list`], never their payload: a
-//! mail's holds its link), and a dead job queued again ([`requeue_dead`]).
+//! mail's holds its link), and a dead job queued again ([`requeue_dead`]); and what
+//! `flotilla-worker status` reads for doctor: the [`backlog`].
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -102,6 +103,64 @@ pub fn census(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<Vec<C
         .collect();
     counts.sort_by(|a, b| (&a.kind, a.state).cmp(&(&b.kind, b.state)));
     Ok(counts)
+}
+
+/// The queue as a sysadmin watches it: what waits now, what waits for a later retry,
+/// what runs, what died (and how recently), and how long the oldest due job has
+/// waited (a worker that keeps up leaves none waiting long).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Backlog {
+    /// Queued and due: a worker would take these now.
+    #[diesel(sql_type = BigInt)]
+    pub due: i64,
+    /// Queued for later (a retry's backoff, a scheduled task).
+    #[diesel(sql_type = BigInt)]
+    pub scheduled: i64,
+    #[diesel(sql_type = BigInt)]
+    pub running: i64,
+    #[diesel(sql_type = BigInt)]
+    pub dead: i64,
+    /// Dead since the `since` given to [`backlog`].
+    #[diesel(sql_type = BigInt)]
+    pub dead_since: i64,
+    /// When the oldest due job became due.
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub oldest_due: Option<NaiveDateTime>,
+}
+
+/// The [`Backlog`] at `now`, counting as recent the jobs dead since `since`. One scan
+/// of the table, read-only.
+pub fn backlog(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    since: NaiveDateTime,
+) -> QueryResult<Backlog> {
+    let queued =
+        "dead_at IS NULL AND done_at IS NULL AND (locked_until IS NULL OR locked_until < ?)";
+    let sql = portable_sql(
+        conn,
+        &format!(
+            "SELECT \
+             COALESCE(SUM(CASE WHEN {queued} AND run_after <= ? THEN 1 ELSE 0 END), 0) AS due, \
+             COALESCE(SUM(CASE WHEN {queued} AND run_after > ? THEN 1 ELSE 0 END), 0) AS scheduled, \
+             COALESCE(SUM(CASE WHEN dead_at IS NULL AND done_at IS NULL \
+                 AND locked_until >= ? THEN 1 ELSE 0 END), 0) AS running, \
+             COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead, \
+             COALESCE(SUM(CASE WHEN dead_at >= ? THEN 1 ELSE 0 END), 0) AS dead_since, \
+             MIN(CASE WHEN {queued} AND run_after <= ? THEN run_after END) AS oldest_due \
+             FROM jobs"
+        ),
+    );
+    diesel::sql_query(sql)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(since)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .get_result(conn)
 }
 
 /// A job as the console shows it: what, when, how it failed; not its payload.

@@ -400,3 +400,57 @@ fn dead_jobs_of_an_earlier_release_lose_their_links_at_the_clean_up() {
         assert_eq!(erase_dead_secrets(&mut conn).unwrap(), 0, "once");
     });
 }
+
+#[test]
+fn the_backlog_tells_due_from_later_running_and_dead_recent_from_old() {
+    each_backend(|pool| {
+        let mut conn = pool.get().unwrap();
+        let start = now();
+        let empty = inspect::backlog(&mut conn, start, start).unwrap();
+        assert_eq!(
+            (empty.due, empty.scheduled, empty.running, empty.dead),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(empty.oldest_due, None);
+        for key in ["running", "due-old", "due-new", "dead-old", "dead-new"] {
+            enqueue(&mut conn, &job(key)).unwrap();
+        }
+        let mut later = job("later");
+        later.run_after = start + TimeDelta::hours(1);
+        enqueue(&mut conn, &later).unwrap();
+        let claimed = claim(&mut conn, "w", LEASE, 1).unwrap();
+        let set = |key: &str, column: &str, at: NaiveDateTime| {
+            let mut c = pool.get().unwrap();
+            let sql = portable_sql(
+                &c,
+                &format!("UPDATE jobs SET {column} = ? WHERE idempotency_key = ?"),
+            );
+            diesel::sql_query(sql)
+                .bind::<Timestamp, _>(at)
+                .bind::<Text, _>(key)
+                .execute(&mut c)
+                .unwrap();
+        };
+        // The claimed one is whichever came first: name the others after it.
+        let running = claimed[0].idempotency_key.clone();
+        assert_eq!(running, "running");
+        set("due-old", "run_after", start - TimeDelta::minutes(10));
+        set("dead-old", "dead_at", start - TimeDelta::days(3));
+        set("dead-new", "dead_at", start - TimeDelta::minutes(1));
+        let at = now();
+        let backlog = inspect::backlog(&mut conn, at, at - TimeDelta::days(1)).unwrap();
+        assert_eq!(backlog.due, 2, "{backlog:?}");
+        assert_eq!(backlog.scheduled, 1, "{backlog:?}");
+        assert_eq!(backlog.running, 1, "{backlog:?}");
+        assert_eq!(backlog.dead, 2, "{backlog:?}");
+        assert_eq!(backlog.dead_since, 1, "{backlog:?}");
+        let oldest = backlog.oldest_due.unwrap();
+        assert!(
+            (oldest - (start - TimeDelta::minutes(10)))
+                .num_milliseconds()
+                .abs()
+                < 1000,
+            "{oldest} is the older due job's time"
+        );
+    });
+}
