@@ -10,6 +10,7 @@
 //! per slot across workers): today the hourly clean-up of spent tokens and old jobs.
 
 pub mod mail;
+pub mod status;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,7 +29,12 @@ pub static SERVICE: Service = Service {
     default_port: 7105,
     setup: flotilla_kit::no_routes,
     background: Some(background),
-    commands: &[],
+    commands: &[flotilla_kit::Command {
+        name: "status",
+        summary: "the database as scripts/doctor sees it: schema, queue, last page build \
+                  (key=value lines; read-only)",
+        run: status::run,
+    }],
 };
 
 /// What the worker reads beyond the kit's configuration.
