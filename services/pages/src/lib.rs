@@ -75,8 +75,19 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
     let fixed = write_fixed_pages(config)?;
     let mut people = People::new(&config.out, &config.site_name);
     people.rebuild(&mut conn)?;
-    // The fixed pages, the list of people and one page per public profile.
-    let pages = fixed.len() + 1 + people.len();
+    record_build(&mut conn, started_at, fixed.len(), &people)?;
+    Ok(people.len())
+}
+
+/// Records a full build in `page_builds`: the fixed pages, the list of people and one
+/// page per public profile.
+fn record_build(
+    conn: &mut AnyConnection,
+    started_at: chrono::NaiveDateTime,
+    fixed: usize,
+    people: &People,
+) -> anyhow::Result<()> {
+    let pages = fixed + 1 + people.len();
     PageBuild {
         id: 0,
         host: host_name(),
@@ -85,9 +96,8 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
         finished_at: chrono::Utc::now().naive_utc(),
         pages: i64::try_from(pages).unwrap_or(i64::MAX),
     }
-    .record(&mut conn)
-    .context("cannot record the build in page_builds")?;
-    Ok(people.len())
+    .record(conn)
+    .context("cannot record the build in page_builds")
 }
 
 /// This machine's name, for the build's row.
@@ -102,10 +112,10 @@ fn host_name() -> String {
 /// Builds the site, then keeps the profiles current until the process is stopped
 /// (every write is atomic, so it is always safe to kill).
 pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
-    {
+    let fixed = {
         let _lock = Lock::take(&config.out)?;
-        write_fixed_pages(config)?;
-    }
+        write_fixed_pages(config)?.len()
+    };
     let (changed, events) = mpsc::channel::<String>();
     let subscriber = flotilla_bus::EventSubscriber::events(
         &config.events_out,
@@ -116,7 +126,7 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             }
         },
     )?;
-    let mut watcher = Watcher::new(config);
+    let mut watcher = Watcher::new(config, fixed);
     loop {
         watcher.wait_for_changes(&events)?;
         if !watcher.told_connected && subscriber.is_connected() {
@@ -131,6 +141,8 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
 /// the next catch-up and rebuild are due, and the back-off after a failed pass.
 struct Watcher<'a> {
     config: &'a PagesConfig,
+    /// The fixed pages written at the start, counted in each rebuild's record.
+    fixed: usize,
     people: People,
     conn: Option<AnyConnection>,
     pending: BTreeSet<String>,
@@ -143,10 +155,11 @@ struct Watcher<'a> {
 }
 
 impl<'a> Watcher<'a> {
-    fn new(config: &'a PagesConfig) -> Self {
+    fn new(config: &'a PagesConfig, fixed: usize) -> Self {
         let now = Instant::now();
         Self {
             config,
+            fixed,
             people: People::new(&config.out, &config.site_name),
             conn: None,
             pending: BTreeSet::new(),
@@ -205,10 +218,16 @@ impl<'a> Watcher<'a> {
             return;
         }
         let (config, people, pending) = (self.config, &mut self.people, &self.pending);
+        let fixed = self.fixed;
         let result = connection(&mut self.conn, config).and_then(|conn| {
             let _lock = Lock::take(&config.out)?;
             if rebuild {
-                return people.rebuild(conn);
+                // A full reconciliation, recorded as a build: where no timer runs
+                // `build` (make run, a host without systemd), this keeps the last
+                // build's age (the console's fleet page, scripts/doctor) meaningful.
+                let started_at = chrono::Utc::now().naive_utc();
+                people.rebuild(conn)?;
+                return record_build(conn, started_at, fixed, people);
             }
             if catch_up {
                 people.catch_up(conn)?;
