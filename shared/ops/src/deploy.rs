@@ -544,6 +544,25 @@ impl<'a> Run<'a> {
 }
 
 impl Ssh {
+    /// Runs `words` on `host` as root, as `run` does, and returns how it ended and what
+    /// it printed, whatever its exit status (doctor reads the lines of a check that
+    /// found failures, which exits 1).
+    pub fn output(&self, host: &Host, words: &[&str]) -> Result<std::process::Output, String> {
+        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+        let mut ssh = Command::new("ssh");
+        if let Some(config) = &self.config {
+            ssh.arg("-F").arg(config);
+        }
+        ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--"])
+            .arg(&host.ssh)
+            .arg(format!(
+                "if [ \"$(id -u)\" = 0 ]; then {command}; else sudo -n {command}; fi"
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ssh: {e} (is openssh-client installed?)"))
+    }
+
     /// Like `agent`, for output that is not text (the key folder's tar); never printed.
     fn agent_bytes(&self, host: &Host, version: &str, args: &[&str]) -> Result<Vec<u8>, String> {
         let path = agent(version);

@@ -1,20 +1,25 @@
-//! `flotilla-ops`: the placement checked or rendered, and deploy.
+//! `flotilla-ops`: the placement checked or rendered, deploy, and doctor.
 //!
 //!   flotilla-ops check PLACEMENT          checks it, prints what runs where
 //!   flotilla-ops deploy PLACEMENT [--dry-run] [--release FILE]
+//!   flotilla-ops doctor PLACEMENT         every host's checks, then those across hosts;
+//!                                         exit 1 on any FAIL
 //!
-//! Reads `FLOTILLA_SSH_CONFIG` (an ssh configuration file, passed as `-F`) and
+//! Reads `FLOTILLA_SSH_CONFIG` (an ssh configuration file, passed as `-F`),
 //! `FLOTILLA_DEPLOY_READY_SECS` (default 60: how long an instance may take to become
-//! ready before the deploy is rolled back).
+//! ready before the deploy is rolled back) and `FLOTILLA_DOCTOR_MIN_FREE_MB` (passed
+//! on to each host's disk check).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flotilla_ops::deploy::{self, Options};
+use flotilla_ops::doctor;
 use flotilla_ops::placement::{Placement, Role};
 
 const USAGE: &str = "usage: flotilla-ops check PLACEMENT\n       \
-                     flotilla-ops deploy PLACEMENT [--dry-run] [--release FILE]";
+                     flotilla-ops deploy PLACEMENT [--dry-run] [--release FILE]\n       \
+                     flotilla-ops doctor PLACEMENT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Some("doctor") if args.len() == 2 && !args[1].starts_with('-') => run_doctor(&args[1]),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(64)
@@ -108,4 +114,34 @@ fn deploy_options(args: &[String]) -> Result<Options, ExitCode> {
         ssh_config: std::env::var_os("FLOTILLA_SSH_CONFIG").map(PathBuf::from),
         ready_secs,
     })
+}
+
+fn run_doctor(placement: &str) -> ExitCode {
+    let min_free_mb = match std::env::var("FLOTILLA_DOCTOR_MIN_FREE_MB") {
+        Err(_) => None,
+        Ok(value) => match value.parse::<u32>() {
+            Ok(mb) => Some(mb),
+            Err(_) => {
+                eprintln!(
+                    "error: FLOTILLA_DOCTOR_MIN_FREE_MB='{value}': expected megabytes, e.g. 1024"
+                );
+                return ExitCode::from(78);
+            }
+        },
+    };
+    let options = doctor::Options {
+        placement: PathBuf::from(placement),
+        ssh_config: std::env::var_os("FLOTILLA_SSH_CONFIG").map(PathBuf::from),
+        min_free_mb,
+    };
+    match doctor::doctor(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(refused) => {
+            for line in refused.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(78)
+        }
+    }
 }
