@@ -224,6 +224,14 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
     let mut conn = pool.get().context("cannot get a database connection")?;
     match flotilla_db::schema_status(&mut conn)? {
         SchemaStatus::Current => Ok(()),
+        SchemaStatus::Newer { unknown } => {
+            log::info!(
+                "the database schema is newer than this binary (migrations {}), and \
+                 compatible: serving on it",
+                unknown.join(", ")
+            );
+            Ok(())
+        }
         SchemaStatus::Behind { .. } if config.auto_migrate => {
             let applied = flotilla_db::migrate(&mut conn, &config.database.url)?;
             if !applied.is_empty() {
@@ -262,7 +270,12 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
         flotilla_db::schema_status(&mut conn).map_err(Error::Internal)
     })
     .await??;
-    if let (SchemaStatus::Current, Err(missing)) = (&status, state.readiness()) {
+    let compatible = match status {
+        SchemaStatus::Current => Some("current"),
+        SchemaStatus::Newer { .. } => Some("newer, compatible"),
+        SchemaStatus::Behind { .. } | SchemaStatus::Ahead { .. } => None,
+    };
+    if let (Some(_), Err(missing)) = (compatible, state.readiness()) {
         return Err(Error::Unavailable {
             code: "not_ready",
             message: format!("Not ready yet: {missing}."),
@@ -270,11 +283,13 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
         });
     }
     match status {
-        SchemaStatus::Current => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "database": state.config.database.url.backend().to_string(),
-            "schema": "current",
-        }))),
+        SchemaStatus::Current | SchemaStatus::Newer { .. } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "database": state.config.database.url.backend().to_string(),
+                "schema": compatible,
+            })))
+        }
         SchemaStatus::Behind { .. } | SchemaStatus::Ahead { .. } => Err(Error::Unavailable {
             code: "schema_mismatch",
             message: format!(

@@ -187,6 +187,7 @@ impl Fleet {
         std::fs::write(&upstreams_path, upstreams).unwrap();
         let prefix = self.dir.path().join("nginx");
         let www = self.dir.path().join("var/www");
+        std::fs::create_dir_all(&www).unwrap();
         // The tests send hundreds of logins and signups a second from 127.0.0.1: nginx's
         // per-address limit on them stays out of the way unless a test sets its own.
         let limits = [
@@ -318,6 +319,11 @@ impl Fleet {
     /// Variables the fleet's processes were given.
     pub fn env_var(&self, name: &str) -> &str {
         &self.env[name]
+    }
+
+    /// The fleet's database, for a test's own queries.
+    pub fn db(&self) -> &TestDb {
+        &self.db
     }
 
     pub fn dir(&self) -> &Path {

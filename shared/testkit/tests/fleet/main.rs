@@ -49,4 +49,5 @@ mod pages;
 mod profile;
 mod proxy;
 mod signup;
+mod upgrade;
 mod worker;
