@@ -265,7 +265,7 @@ start() {
     local dir=$1
     shift
     local names=("$@") name seen=" "
-    [ ${#names[@]} -ge 1 ] && [ ${#names[@]} -le 50 ] || usage
+    if [ ${#names[@]} -lt 1 ] || [ ${#names[@]} -gt 50 ]; then usage; fi
     for name in "${names[@]}"; do
         [[ $name =~ ^[a-z][a-z0-9-]{0,19}$ ]] ||
             { say "error: host name '$name': a lower-case letter, then letters, digits or dashes (20 at most)"; usage; }
@@ -381,27 +381,25 @@ postgres_host() {
     network=$(cat "$dir/network")
     bin=$(find_pg_bin)
     local data=/var/lib/postgresql/flotilla
-    in_host "$dir" "$name" bash -euo pipefail -c '
-        install -d -o postgres -g postgres -m 0755 /var/lib/postgresql
-        install -d -o postgres -g postgres -m 2775 /run/postgresql
-        install -d -o postgres -g postgres -m 0755 /var/log/postgresql
-        runuser -u postgres -- "$1/initdb" -D "$2" -U postgres --auth-local=peer \
-            --auth-host=scram-sha-256 -E UTF8 --no-sync >/var/log/postgresql/initdb.log 2>&1 ||
-            { cat /var/log/postgresql/initdb.log >&2; exit 1; }
-        printf "host all all %s scram-sha-256\n" "$4" >>"$2/pg_hba.conf"
-        cat >>"$2/postgresql.conf" <<EOF
-listen_addresses = '"'"'$3'"'"'
-port = 5432
-unix_socket_directories = '"'"'/run/postgresql'"'"'
-password_encryption = scram-sha-256
-max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-EOF
-        setsid runuser -u postgres -- "$1/pg_ctl" -D "$2" -l /var/log/postgresql/flotilla.log -w -t 30 \
-            start </dev/null >/dev/null 2>&1 || { cat /var/log/postgresql/flotilla.log >&2; exit 1; }
-    ' _ "$bin" "$data" "$address" "$network"
+    # The host's side reads its settings on standard input (its script is literal).
+    # shellcheck disable=SC2016
+    printf "%s\n" "listen_addresses = '$address'" "port = 5432" \
+        "unix_socket_directories = '/run/postgresql'" "password_encryption = scram-sha-256" \
+        "max_connections = 200" "fsync = off" "synchronous_commit = off" "full_page_writes = off" |
+        in_host "$dir" "$name" bash -euo pipefail -c '
+            bin=$1 data=$2 network=$3
+            install -d -o postgres -g postgres -m 0755 /var/lib/postgresql
+            install -d -o postgres -g postgres -m 2775 /run/postgresql
+            install -d -o postgres -g postgres -m 0755 /var/log/postgresql
+            runuser -u postgres -- "$bin/initdb" -D "$data" -U postgres --auth-local=peer \
+                --auth-host=scram-sha-256 -E UTF8 --no-sync >/var/log/postgresql/initdb.log 2>&1 ||
+                { cat /var/log/postgresql/initdb.log >&2; exit 1; }
+            echo "host all all $network scram-sha-256" >>"$data/pg_hba.conf"
+            cat >>"$data/postgresql.conf"
+            setsid runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l /var/log/postgresql/flotilla.log \
+                -w -t 30 start </dev/null >/dev/null 2>&1 ||
+                { cat /var/log/postgresql/flotilla.log >&2; exit 1; }
+        ' _ "$bin" "$data" "$network"
     # The password goes to psql on its standard input, never on a command line; and the
     # server logs no statement of this session.
     printf "SET log_min_error_statement = panic;\nCREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n" \
