@@ -40,6 +40,23 @@ find_nginx() {
     printf '%s\n' "$nginx"
 }
 
+# The folder of PostgreSQL's server programs (initdb, pg_ctl, psql), the newest
+# installed; PostgreSQL is installed on Debian if missing.
+find_pg_bin() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$bin" ] && command -v pg_ctl >/dev/null; then
+        bin=$(dirname "$(command -v pg_ctl)")
+    fi
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+        say "PostgreSQL is missing; installing it"
+        apt_install postgresql
+        bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    fi
+    [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "PostgreSQL is missing: install it ('apt-get install postgresql')"
+    printf '%s\n' "$bin"
+}
+
 # A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range (a port
 # that a client connection holds cannot be bound, though nothing listens on it).
 free_port() {
