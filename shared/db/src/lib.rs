@@ -22,7 +22,7 @@ use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 pub use diesel;
 pub use migrate::{SchemaStatus, migrate, schema_status};
 pub use page_builds::PageBuild;
-pub use url::{Backend, DatabaseUrl};
+pub use url::{Backend, DatabaseUrl, LibpqTarget};
 
 diesel::define_sql_function!(
     /// SQL `lower()`, for the case-insensitive unique indexes on addresses and names.
