@@ -320,6 +320,11 @@ impl Fleet {
         &self.env[name]
     }
 
+    /// Every variable the fleet's processes were given: what a host's env file holds.
+    pub fn envs(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
