@@ -33,7 +33,7 @@ fi
 
 case "$command" in
 start)
-    bin=$(find_pg_bin)
+    bin=$(ensure_pg_bin)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     [ "$(id -u)" = 0 ] && chown "$owner" "$dir"
@@ -53,7 +53,8 @@ start)
     die "the test cluster did not start"
     ;;
 stop)
-    if [ -d "$dir/data" ] && bin=$(find_pg_bin); then
+    bin=$(find_pg_bin)
+    if [ -d "$dir/data" ] && [ -n "$bin" ]; then
         as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     rm -rf "$dir"

@@ -379,7 +379,7 @@ postgres_host() {
     address=$(awk -v n="$name" '$1 == n {print $2}' "$dir/hosts" 2>/dev/null)
     [ -n "$address" ] || { say "error: no host '$name' under $dir"; exit 64; }
     network=$(cat "$dir/network")
-    bin=$(find_pg_bin)
+    bin=$(ensure_pg_bin)
     local data=/var/lib/postgresql/flotilla
     # The host's side reads its settings on standard input (its script is literal).
     # shellcheck disable=SC2016

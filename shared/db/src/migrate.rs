@@ -88,6 +88,12 @@ fn applied_versions(conn: &mut AnyConnection) -> anyhow::Result<BTreeSet<String>
     Ok(rows.into_iter().map(|r| r.version).collect())
 }
 
+/// The newest migration applied to the database (its version, e.g. `20261202000009`),
+/// or `None` for a database never migrated: the schema version a backup records.
+pub fn newest_applied(conn: &mut AnyConnection) -> anyhow::Result<Option<String>> {
+    Ok(applied_versions(conn)?.pop_last())
+}
+
 pub fn schema_status(conn: &mut AnyConnection) -> anyhow::Result<SchemaStatus> {
     let known = known_versions(conn)?;
     let applied = applied_versions(conn)?;

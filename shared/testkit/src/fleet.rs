@@ -326,6 +326,11 @@ impl Fleet {
         &self.db
     }
 
+    /// Every variable the fleet's processes were given: what a host's env file holds.
+    pub fn envs(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

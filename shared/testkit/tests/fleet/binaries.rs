@@ -58,29 +58,27 @@ on_both_databases! {
 
     fn a_service_serves_on_a_schema_a_newer_release_expanded_not_one_it_contracted(db: TestDb) {
         let dir = TempDir::new("bin");
-        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
         assert_eq!(code, Some(0), "{err}");
         next_release_expands(&db);
-        let mut admin = Proc::spawn("admin", command("flotilla-admin", &db, &dir));
-        let addr = admin.wait_listening(Duration::from_secs(20));
-        let ready = reqwest::blocking::get(format!("http://{addr}/admin/ready")).unwrap();
-        assert_eq!(ready.status(), reqwest::StatusCode::OK);
-        let body: serde_json::Value = ready.json().unwrap();
+        let mut signup = Proc::spawn("signup", command("flotilla-signup", &db, &dir));
+        let addr = signup.wait_listening(Duration::from_secs(20));
+        let body = ready_answer(&format!("http://{addr}/signup/ready"));
         assert_eq!(body["schema"], "newer, compatible");
-        assert!(admin.logs().contains("29991231000000"), "{}", admin.logs());
-        admin.signal(libc::SIGTERM);
-        admin.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+        assert!(signup.logs().contains("29991231000000"), "{}", signup.logs());
+        signup.signal(libc::SIGTERM);
+        signup.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
         // The older release's migrate leaves the newer schema alone.
-        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
         assert_eq!(code, Some(0), "{err}");
 
         // The release after: a contract migration says binaries must know it.
         db.execute("INSERT INTO schema_compat (id, oldest_reader) VALUES (1, '29991231000000')");
-        let (code, err) = stderr_of(&mut command("flotilla-admin", &db, &dir));
+        let (code, err) = stderr_of(&mut command("flotilla-signup", &db, &dir));
         assert_eq!(code, Some(1), "{err}");
         assert!(err.contains("newer than this binary"), "{err}");
         assert!(err.contains("29991231000000"), "{err}");
-        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
         assert_eq!(code, Some(1), "migrate refuses too: {err}");
     }
 
@@ -108,6 +106,26 @@ on_both_databases! {
             assert!(proc.logs().contains(&format!("flotilla-{name} stopped")), "{}", proc.logs());
         }
     }
+}
+
+/// The body of a `/ready` once it answers 200 (a service just started is catching up).
+pub(super) fn ready_answer(url: &str) -> serde_json::Value {
+    let mut last = String::new();
+    let ready = flotilla_testkit::wait_until(Duration::from_secs(20), || {
+        match reqwest::blocking::get(url) {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => true,
+            Ok(r) => {
+                last = r.text().unwrap_or_default();
+                false
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        }
+    });
+    assert!(ready, "{url} never answered 200: {last}");
+    reqwest::blocking::get(url).unwrap().json().unwrap()
 }
 
 /// What the next release's migration may do to a database the release under test

@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 
-use super::binaries::next_release_expands;
+use super::binaries::{next_release_expands, ready_answer};
 use super::login::{me, sign_in, verified_account};
 use super::*;
 
@@ -18,13 +18,7 @@ on_both_databases! {
         for name in ["signup", "login", "profile", "admin", "worker"] {
             fleet.stop_service(name, libc::SIGTERM);
             fleet.start_service(name);
-            let ready = fleet
-                .client()
-                .get(fleet.direct_url(name, &format!("/{name}/ready")))
-                .send()
-                .unwrap();
-            assert_eq!(ready.status(), StatusCode::OK, "{name}");
-            let body: serde_json::Value = ready.json().unwrap();
+            let body = ready_answer(&fleet.direct_url(name, &format!("/{name}/ready")));
             assert_eq!(body["schema"], "newer, compatible", "{name}");
         }
         let built = fleet.run("flotilla-pages", &["build"]);
@@ -38,7 +32,7 @@ on_both_databases! {
         // Rows this release writes get the next release's defaults.
         let flags = fleet
             .db()
-            .strings("SELECT CAST(next_release_flags AS TEXT) FROM sessions");
+            .strings("SELECT CAST(next_release_flags AS TEXT) AS v FROM sessions");
         assert!(!flags.is_empty() && flags.iter().all(|f| f == "0"), "{flags:?}");
     }
 }

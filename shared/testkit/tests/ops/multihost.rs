@@ -610,8 +610,8 @@ struct Deployed {
     took: Duration,
 }
 
-/// Runs `scripts/deploy PLACEMENT` with the hosts' ssh configuration
-/// (`FLOTILLA_SSH_CONFIG`) and the release tarball (`FLOTILLA_RELEASE`), killed after
+/// Runs `scripts/deploy PLACEMENT --release TARBALL` with the hosts' ssh configuration
+/// (`FLOTILLA_SSH_CONFIG`), killed after
 /// `timeout`. Its output goes to DIR/`log_name` as well.
 fn deploy(
     hosts: &Hosts,
@@ -624,8 +624,11 @@ fn deploy(
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(workspace_root().join("scripts/deploy"))
         .arg(placement)
+        .arg("--release")
+        .arg(tarball)
         .env("FLOTILLA_SSH_CONFIG", hosts.ssh_config())
-        .env("FLOTILLA_RELEASE", tarball)
+        // The broken release's profile never becomes ready: give up on it sooner.
+        .env("FLOTILLA_DEPLOY_READY_SECS", "20")
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -831,6 +834,45 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
     for (service, port) in [("profile", 7103), ("admin", 7104)] {
         let ready = direct_status(hosts.address("app2"), port, &format!("/{service}/ready"));
         assert_eq!(ready, 200, "{service} on app2:{port}");
+    }
+
+    // Run again unchanged, deploy changes nothing: no copy, no restart, no reload.
+    let again = deploy(
+        &hosts,
+        &placement_file,
+        &tarball,
+        "deploy-1-again.log",
+        Duration::from_secs(300),
+    );
+    assert!(
+        again.success,
+        "the same deploy again failed:\n{}",
+        again.log
+    );
+    for unchanged in [
+        "app1: signup unchanged",
+        "app1: worker unchanged",
+        "app2: admin unchanged",
+        "already there",
+        "nginx unchanged",
+    ] {
+        assert!(
+            again.log.contains(unchanged),
+            "expected `{unchanged}`:\n{}",
+            again.log
+        );
+    }
+    for change in [
+        "==> app1: restart",
+        "==> app2: restart",
+        "build the static site",
+        "nginx reloaded",
+    ] {
+        assert!(
+            !again.log.contains(change),
+            "`{change}` on an unchanged deploy:\n{}",
+            again.log
+        );
     }
 
     // 2. Move app2's profile to app1 (a second instance there, on another port):
