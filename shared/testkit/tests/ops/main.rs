@@ -36,3 +36,5 @@ macro_rules! on_both_databases {
 
 mod backup;
 mod multihost;
+mod release;
+mod units;
