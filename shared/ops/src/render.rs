@@ -380,7 +380,9 @@ pub fn upstreams(placement: &Placement) -> String {
     let mut out = String::from(
         "# Placement (written by scripts/deploy from the placement file): where each\n\
          # service runs. A request that cannot reach an instance is retried on the next\n\
-         # when it is idempotent (server.conf's proxy_next_upstream).\n",
+         # when it is idempotent (server.conf's proxy_next_upstream). max_fails=0: an\n\
+         # instance is never set aside for failing, so one restarted a moment ago takes\n\
+         # requests again at once (proxy/upstreams.conf says why).\n",
     );
     for service in Service::ALL {
         if service == Service::Worker {
@@ -388,11 +390,7 @@ pub fn upstreams(placement: &Placement) -> String {
         }
         let _ = writeln!(out, "\nupstream flotilla_{service} {{");
         for instance in placement.instances_of(service) {
-            let _ = writeln!(
-                out,
-                "    server {} max_fails=1 fail_timeout=5s;",
-                instance.socket()
-            );
+            let _ = writeln!(out, "    server {} max_fails=0;", instance.socket());
         }
         out.push_str("    keepalive 32;\n    keepalive_timeout 60s;\n}\n");
     }
@@ -468,7 +466,7 @@ mod tests {
         );
         let upstreams = file(&plans, "edge", "/etc/nginx/flotilla/upstreams.conf");
         assert!(upstreams.contains(
-            "upstream flotilla_login {\n    server 10.0.0.3:7102 max_fails=1 fail_timeout=5s;\n    server 10.0.0.4:7102 max_fails=1 fail_timeout=5s;\n"
+            "upstream flotilla_login {\n    server 10.0.0.3:7102 max_fails=0;\n    server 10.0.0.4:7102 max_fails=0;\n"
         ), "{upstreams}");
         assert!(!upstreams.contains("worker"));
         // The database host runs nothing of ours: it gets only the (empty) list.

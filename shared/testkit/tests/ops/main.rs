@@ -37,4 +37,5 @@ macro_rules! on_both_databases {
 mod backup;
 mod multihost;
 mod release;
+mod rolling;
 mod units;
