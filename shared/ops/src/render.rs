@@ -272,18 +272,8 @@ fn host_env(
         "FLOTILLA_JWKS_URL",
         format!("{}/login/.well-known/jwks.json", login.url()),
     );
-    let hub = placement.hub();
-    for (key, port) in [
-        "FLOTILLA_BUS_WAKE",
-        "FLOTILLA_BUS_EVENTS_IN",
-        "FLOTILLA_BUS_EVENTS_OUT",
-    ]
-    .into_iter()
-    .zip(BUS_PORTS)
-    {
-        let mut bus = hub.clone();
-        bus.port = port;
-        set(key, format!("tcp://{}", bus.socket()));
+    for (key, endpoint) in bus_endpoints(&placement.hub().address) {
+        set(key, endpoint);
     }
     let fleet: Vec<String> = Service::ALL
         .into_iter()
@@ -345,18 +335,30 @@ fn instance_env(placement: &Placement, instance: &Instance) -> String {
     // A worker that is not the hub binds its bus sockets on loopback, unused: the
     // others connect to the hub's.
     if instance.service == Service::Worker && placement.hub() != *instance {
-        for (key, port) in [
-            "FLOTILLA_BUS_WAKE",
-            "FLOTILLA_BUS_EVENTS_IN",
-            "FLOTILLA_BUS_EVENTS_OUT",
-        ]
-        .into_iter()
-        .zip(BUS_PORTS)
-        {
-            let _ = writeln!(out, "{key}=tcp://127.0.0.1:{port}");
+        for (key, endpoint) in bus_endpoints("127.0.0.1") {
+            let _ = writeln!(out, "{key}={endpoint}");
         }
     }
     out
+}
+
+/// The bus variables and their endpoints on the hub at `address`.
+fn bus_endpoints(address: &str) -> [(&'static str, String); 3] {
+    let socket = |port: u16| {
+        let hub = Instance {
+            name: String::new(),
+            service: Service::Worker,
+            host: String::new(),
+            address: address.to_owned(),
+            port,
+        };
+        format!("tcp://{}", hub.socket())
+    };
+    [
+        ("FLOTILLA_BUS_WAKE", socket(BUS_PORTS[0])),
+        ("FLOTILLA_BUS_EVENTS_IN", socket(BUS_PORTS[1])),
+        ("FLOTILLA_BUS_EVENTS_OUT", socket(BUS_PORTS[2])),
+    ]
 }
 
 /// The host agent's list of what runs on a host: `instance service address:port`

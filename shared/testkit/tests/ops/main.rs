@@ -5,34 +5,7 @@
 //! elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flotilla_testkit::{Fleet, TestDb};
-
-/// Declares each test twice, `name::sqlite` and `name::postgres`, each with a database
-/// of its own. The PostgreSQL one needs the cluster `make test` starts.
-macro_rules! on_both_databases {
-    ($(fn $name:ident($db:ident: TestDb) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                fn run($db: TestDb) $body
-
-                #[test]
-                fn sqlite() {
-                    run(TestDb::sqlite());
-                }
-
-                #[test]
-                fn postgres() {
-                    if let Some(db) = TestDb::postgres() {
-                        run(db);
-                    }
-                }
-            }
-        )*
-    };
-}
+use flotilla_testkit::{Fleet, TestDb, on_both_databases};
 
 mod backup;
 mod multihost;
