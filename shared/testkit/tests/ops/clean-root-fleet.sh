@@ -99,9 +99,9 @@ done
 
 step "nginx with the release's proxy/"
 install -d /etc/nginx/flotilla
-sed -e "s/127\.0\.0\.1:7101;/127.0.0.1:$FLOTILLA_TEST_SIGNUP_PORT;/" \
-    -e "s/127\.0\.0\.1:7102;/127.0.0.1:$FLOTILLA_TEST_LOGIN_PORT;/" \
-    -e "s/127\.0\.0\.1:7103;/127.0.0.1:$FLOTILLA_TEST_PROFILE_PORT;/" \
+sed -e "s/127\.0\.0\.1:7101\([ ;]\)/127.0.0.1:$FLOTILLA_TEST_SIGNUP_PORT\1/" \
+    -e "s/127\.0\.0\.1:7102\([ ;]\)/127.0.0.1:$FLOTILLA_TEST_LOGIN_PORT\1/" \
+    -e "s/127\.0\.0\.1:7103\([ ;]\)/127.0.0.1:$FLOTILLA_TEST_PROFILE_PORT\1/" \
     proxy/upstreams.conf >/etc/nginx/flotilla/upstreams.conf
 scripts/render-proxy.sh /run/flotilla-nginx "127.0.0.1:$FLOTILLA_TEST_HTTP_PORT" \
     /var/lib/flotilla/www /etc/nginx/flotilla/upstreams.conf
