@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench lint fmt release migrate pages doctor clean build-deps
+.PHONY: help run test bench lint fmt binaries release migrate pages doctor clean build-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-run: release ## Build and run the whole fleet behind nginx on http://127.0.0.1:8080
+run: binaries ## Build and run the whole fleet behind nginx on http://127.0.0.1:8080
 	@scripts/dev-fleet.sh
 
 test: build-deps ## Unit and end-to-end tests, on SQLite and PostgreSQL
@@ -23,16 +23,19 @@ lint: ## rustfmt and clippy, as CI runs them
 fmt: ## Format the code
 	cargo fmt --all
 
-release: build-deps ## Optimised binaries in target/release
+binaries: build-deps ## Optimised binaries in target/release
 	cargo build --release --workspace --bins
+
+release: build-deps ## The release tarball for servers: dist/flotilla-VERSION-linux-ARCH.tar.gz
+	@scripts/release
 
 build-deps: ## Install what the build needs beyond Rust (gcc, pkg-config, libssl-dev) if missing
 	@scripts/ensure-build-deps.sh
 
-migrate: release ## Apply pending migrations to DATABASE_URL (default var/flotilla.db)
+migrate: binaries ## Apply pending migrations to DATABASE_URL (default var/flotilla.db)
 	target/release/flotilla-worker migrate
 
-pages: release ## Rebuild the static site into var/www
+pages: binaries ## Rebuild the static site into var/www
 	target/release/flotilla-pages build
 
 doctor: ## Check that this machine can run and test flotilla

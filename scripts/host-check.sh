@@ -275,6 +275,10 @@ check_instance() {
     fi
 }
 
+# Whether status read the queue and the pages: the schema is this release's, or a
+# newer release's that it still serves on.
+readable_schema() { [ "$1" = current ] || [ "$1" = newer ]; }
+
 # The database through `flotilla-worker status`: reached from here, and, where a
 # worker runs, the schema and the queue, and where the page generator runs, its last
 # build.
@@ -298,12 +302,13 @@ check_database() {
     if [ -n "$schema_here" ]; then
         case $(get schema) in
         current) check_ok "schema: current ($(get migrations_applied) of $(get migrations_known) migrations)" ;;
+        newer) check_ok "schema: expanded by a newer release ($(get schema_unknown)), which this one still serves on" ;;
         behind) check_fail "schema: migrations pending ($(get schema_pending))" \
             "flotilla-worker migrate (scripts/deploy runs it once per deploy)" ;;
         *) check_fail "schema: the database has migrations this release does not know ($(get schema_unknown))" \
             "a newer release migrated it: deploy that release here" ;;
         esac
-        if [ "$(get schema)" = current ]; then
+        if readable_schema "$(get schema)"; then
             local due oldest wait
             due=$(get jobs_due) oldest=$(get jobs_oldest_due_secs)
             wait=""
@@ -322,7 +327,7 @@ check_database() {
             fi
         fi
     fi
-    if [ -n "$pages_here" ] && [ "$(get schema)" = current ]; then
+    if [ -n "$pages_here" ] && readable_schema "$(get schema)"; then
         local age rebuild limit
         age=$(get pages_last_build_age_secs)
         rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 3600)

@@ -40,6 +40,20 @@ find_nginx() {
     printf '%s\n' "$nginx"
 }
 
+# The folder of PostgreSQL's server programs (initdb, pg_ctl, psql), the newest
+# installed; PostgreSQL is installed on Debian if missing (the tests' clusters).
+ensure_pg_bin() {
+    local bin
+    bin=$(find_pg_bin)
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+        say "PostgreSQL is missing; installing it"
+        apt_install postgresql
+        bin=$(find_pg_bin)
+    fi
+    [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "PostgreSQL is missing: install it ('apt-get install postgresql')"
+    printf '%s\n' "$bin"
+}
+
 # A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range (a port
 # that a client connection holds cannot be bound, though nothing listens on it).
 free_port() {
@@ -91,4 +105,71 @@ ensure_build_deps() {
     [ ${#missing[@]} = 0 ] && return 0
     say "missing for the build: ${missing[*]}"
     apt_install "${missing[@]}"
+}
+
+# The newest PostgreSQL's programs (Debian: /usr/lib/postgresql/N/bin, where the
+# server's and the client's packages put them), else the folder of a pg_ctl or pg_dump
+# on the PATH; empty when there is none.
+find_pg_bin() {
+    local bin program
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    for program in pg_ctl pg_dump; do
+        [ -n "$bin" ] && break
+        command -v "$program" >/dev/null && bin=$(dirname "$(command -v "$program")")
+    done
+    printf '%s\n' "$bin"
+}
+
+# The host scripts' exits: a wrong command line (64, EX_USAGE) with the usage line, and
+# a configuration that cannot work (78, EX_CONFIG) naming the variable.
+usage_error() { printf 'error: %s\n%s\n' "$1" "$2" >&2; exit 64; }
+config_error() { printf 'error: %s: %s\n' "$1" "$2" >&2; exit 78; }
+
+# load_env_file: the host's env file into the environment, as the systemd units read
+# it: FLOTILLA_ENV_FILE when set (set but empty: none), else /etc/flotilla/flotilla.env
+# when it exists, else none (the environment as it is; with nothing set, the defaults
+# of `make run`: var/). Its values win over the environment's. The file is read, never
+# run: NAME=value lines, `#` comments, blank lines, a value in single or double quotes.
+load_env_file() {
+    local file line name value n=0
+    if [ "${FLOTILLA_ENV_FILE+set}" = set ]; then
+        file=$FLOTILLA_ENV_FILE
+        [ -z "$file" ] && return 0
+    elif [ -e /etc/flotilla/flotilla.env ]; then
+        file=/etc/flotilla/flotilla.env
+    else
+        return 0
+    fi
+    [ -f "$file" ] && [ -r "$file" ] ||
+        config_error FLOTILLA_ENV_FILE "cannot read $file (run as root or as the flotilla user)"
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        line=${line#"${line%%[![:space:]]*}"}
+        case $line in '' | '#'* | ';'*) continue ;; esac
+        name=${line%%=*}
+        name=${name%"${name##*[![:space:]]}"}
+        [[ $line == *=* && $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
+            config_error FLOTILLA_ENV_FILE "$file, line $n: expected NAME=value"
+        value=${line#*=}
+        value=${value#"${value%%[![:space:]]*}"}
+        value=${value%"${value##*[![:space:]]}"}
+        case $value in
+        \"*\" | \'*\') value=${value:1:${#value}-2} ;;
+        esac
+        export "$name=$value"
+    done <"$file"
+}
+
+# Where the flotilla binaries are: FLOTILLA_BIN_DIR; else a release's bin/ beside its
+# scripts/ (/opt/flotilla/current/bin); else the checkout's target/release.
+flotilla_bin_dir() {
+    local top
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    if [ -n "${FLOTILLA_BIN_DIR:-}" ]; then
+        printf '%s\n' "$FLOTILLA_BIN_DIR"
+    elif [ -d "$top/bin" ]; then
+        printf '%s\n' "$top/bin"
+    else
+        printf '%s\n' "$top/target/release"
+    fi
 }

@@ -13,15 +13,6 @@ set -euo pipefail
 command=$1
 dir=$2
 
-pg_bin() {
-    local bin
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-    if [ -z "$bin" ] && command -v pg_ctl >/dev/null; then
-        bin=$(dirname "$(command -v pg_ctl)")
-    fi
-    printf '%s\n' "$bin"
-}
-
 as_owner() {
     if [ "$(id -u)" = 0 ]; then
         runuser -u "$owner" -- "$@"
@@ -42,13 +33,7 @@ fi
 
 case "$command" in
 start)
-    bin=$(pg_bin)
-    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-        say "PostgreSQL is missing; installing it"
-        apt_install postgresql
-        bin=$(pg_bin)
-    fi
-    [ -x "$bin/initdb" ] || die "PostgreSQL is missing: install it ('apt-get install postgresql')"
+    bin=$(ensure_pg_bin)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     [ "$(id -u)" = 0 ] && chown "$owner" "$dir"
@@ -68,7 +53,7 @@ start)
     die "the test cluster did not start"
     ;;
 stop)
-    bin=$(pg_bin)
+    bin=$(find_pg_bin)
     if [ -d "$dir/data" ] && [ -n "$bin" ]; then
         as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi

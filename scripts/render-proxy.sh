@@ -86,7 +86,12 @@ esac
 mkdir -p "$1/tmp"
 out=$(cd "$1" && pwd)
 listen=$2
-www=$(mkdir -p "$3" && cd "$3" && pwd)
+# An absolute WWW_ROOT is taken as it is: scripts/deploy renders here for another
+# host, whose folder this machine need not have. A relative one is made and resolved.
+case $3 in
+/*) www=$3 ;;
+*) www=$(mkdir -p "$3" && cd "$3" && pwd) ;;
+esac
 upstreams=$(realpath "${4:-$root/proxy/upstreams.conf}")
 # Escape what sed's replacement treats specially.
 esc() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }

@@ -2,13 +2,15 @@
 # `make test`: every test. Makes sure nginx and PostgreSQL are there (installing them
 # with apt as root on Debian), builds the binaries the end-to-end tests start, starts a
 # throwaway PostgreSQL cluster, runs the tests (cargo-nextest when installed, else
-# cargo test), and removes the cluster. Extra arguments go to the test runner.
+# cargo test), and removes the cluster. Extra arguments go to the test runner. Also
+# installs wrk, the rolling-restart test's load (without it that test skips; in CI it fails).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 cd "$root"
 
 find_nginx >/dev/null
+command -v wrk >/dev/null || (apt_install wrk) || say "wrk is missing: the rolling-restart test will skip"
 cluster=$(mktemp -d /tmp/flotilla-pg-XXXXXX)
 trap '"$root/scripts/pg-test-cluster.sh" stop "$cluster"' EXIT
 FLOTILLA_TEST_POSTGRES_URL=$("$root/scripts/pg-test-cluster.sh" start "$cluster")

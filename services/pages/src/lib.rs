@@ -271,7 +271,7 @@ impl<'a> Watcher<'a> {
 fn open(config: &PagesConfig) -> anyhow::Result<AnyConnection> {
     let mut conn = flotilla_db::open(&config.database)?;
     match flotilla_db::schema_status(&mut conn)? {
-        flotilla_db::SchemaStatus::Current => Ok(conn),
+        flotilla_db::SchemaStatus::Current | flotilla_db::SchemaStatus::Newer { .. } => Ok(conn),
         flotilla_db::SchemaStatus::Behind { pending } => anyhow::bail!(
             "the database lacks migrations {}: run `flotilla-pages migrate` first",
             pending.join(", ")

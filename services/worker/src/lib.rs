@@ -9,6 +9,7 @@
 //! Each pass also enqueues the recurring tasks whose time slot has come (idempotent
 //! per slot across workers): today the hourly clean-up of spent tokens and old jobs.
 
+pub mod backup;
 pub mod mail;
 pub mod status;
 
@@ -22,19 +23,33 @@ use flotilla_jobs::{Claimed, Failure, Job, JobKind, NewJob, Outcome};
 use flotilla_kit::actix_web::web;
 use flotilla_kit::tokio::sync::watch;
 use flotilla_kit::work;
-use flotilla_kit::{ConfigError, Env, Service, State};
+use flotilla_kit::{Command, ConfigError, Env, Service, State};
 
 pub static SERVICE: Service = Service {
     name: "worker",
     default_port: 7105,
     setup: flotilla_kit::no_routes,
     background: Some(background),
-    commands: &[flotilla_kit::Command {
-        name: "status",
-        summary: "the database as scripts/doctor sees it: schema, queue, last page build \
-                  (key=value lines; read-only)",
-        run: status::run,
-    }],
+    commands: &[
+        Command {
+            name: "backup-db",
+            summary: "PATH: a consistent copy of the database while the fleet runs \
+                      (SQLite: VACUUM INTO; PostgreSQL: pg_dump --format=custom)",
+            run: backup::backup_db,
+        },
+        Command {
+            name: "restore-db",
+            summary: "PATH: load a backup-db copy into a database without accounts \
+                      (the fleet stopped)",
+            run: backup::restore_db,
+        },
+        Command {
+            name: "status",
+            summary: "the database as scripts/doctor sees it: schema, queue, last page \
+                      build (key=value lines; read-only)",
+            run: status::run,
+        },
+    ],
 };
 
 /// What the worker reads beyond the kit's configuration.

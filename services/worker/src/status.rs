@@ -8,9 +8,10 @@
 //! backend=sqlite                                    or postgres
 //! migrations_known=9                                embedded in this binary
 //! migrations_applied=9                              recorded in the database
-//! schema=current                                    or behind / ahead
+//! schema=current                                    or behind / newer / ahead
 //! schema_pending=2026-…                             (behind) what `migrate` would apply
-//! schema_unknown=2026-…                             (ahead) what a newer release applied
+//! schema_unknown=2026-…                             (newer: compatibly, ahead: not)
+//!                                                   what a newer release applied
 //! jobs_due=0 jobs_scheduled=0 jobs_running=0        the queue (one per line)
 //! jobs_dead=0 jobs_dead_24h=0                       dead jobs, and those of the last day
 //! jobs_oldest_due_secs=none                         how long the oldest due job has waited
@@ -19,8 +20,9 @@
 //! pages_last_build_host=edge
 //! ```
 //!
-//! The queue and the page builds are read only when the schema is current (their
-//! tables may not be what this binary expects otherwise). Reads `DATABASE_URL`,
+//! The queue and the page builds are read only when this binary can read the schema
+//! (current, or newer but compatible): their tables may be other than it expects
+//! otherwise. Reads `DATABASE_URL`,
 //! `FLOTILLA_DATA_DIR` and `FLOTILLA_DB_*` as the services do.
 
 use std::fmt::Write as _;
@@ -59,7 +61,7 @@ impl Status {
     pub fn read(conn: &mut AnyConnection, now: NaiveDateTime) -> anyhow::Result<Status> {
         let (known, applied) = flotilla_db::migration_versions(conn)?;
         let schema = flotilla_db::schema_status(conn)?;
-        let (backlog, last_build) = if schema == SchemaStatus::Current {
+        let (backlog, last_build) = if readable(&schema) {
             (
                 Some(flotilla_jobs::inspect::backlog(
                     conn,
@@ -96,6 +98,10 @@ impl Status {
                 put("schema", &"behind");
                 put("schema_pending", &pending.join(","));
             }
+            SchemaStatus::Newer { unknown } => {
+                put("schema", &"newer");
+                put("schema_unknown", &unknown.join(","));
+            }
             SchemaStatus::Ahead { unknown } => {
                 put("schema", &"ahead");
                 put("schema_unknown", &unknown.join(","));
@@ -113,7 +119,7 @@ impl Status {
                 None => put("jobs_oldest_due_secs", &"none"),
             }
         }
-        if self.schema == SchemaStatus::Current {
+        if readable(&self.schema) {
             match &self.last_build {
                 Some(build) => {
                     put(
@@ -131,4 +137,9 @@ impl Status {
         }
         out
     }
+}
+
+/// Whether this binary reads the schema's tables as they are.
+fn readable(schema: &SchemaStatus) -> bool {
+    matches!(schema, SchemaStatus::Current | SchemaStatus::Newer { .. })
 }

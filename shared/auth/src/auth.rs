@@ -175,7 +175,12 @@ impl Auth {
 
     async fn refetch_keys(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inner.refetch.try_send(done).is_ok() {
+        if self
+            .inner
+            .refetch
+            .try_send((std::time::Instant::now(), done))
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
         }
     }

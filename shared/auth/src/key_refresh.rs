@@ -50,15 +50,16 @@ impl FetchClock {
 /// The known public keys, by `kid`.
 pub(crate) type KeyMap = HashMap<String, Arc<DecodingKey>>;
 
-/// A request to fetch the keys again, answered when done.
-pub(crate) type Refetch = oneshot::Sender<()>;
+/// A request to fetch the keys again, made at the instant it carries; answered when a
+/// fetch has ended since then.
+pub(crate) type Refetch = (Instant, oneshot::Sender<()>);
 
 /// Runs on the auth thread for the life of the service.
 pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>) {
     let source = auth.config().keys.clone();
     if source == KeySource::Local {
         // login hands its keys over itself; answer requests at once.
-        while let Some(done) = requests.recv().await {
+        while let Some((_, done)) = requests.recv().await {
             let _ = done.send(());
         }
         return;
@@ -71,13 +72,15 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         _ => None,
     };
     let mut last: Option<Instant> = None;
-    let mut waiting: Vec<Refetch> = Vec::new();
+    let mut ended: Option<Instant> = None;
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
         let have_keys = auth.has_keys();
         if is_due(last, have_keys, !waiting.is_empty()) {
             last = Some(Instant::now());
             refresh(&auth, client.as_ref(), &source, have_keys).await;
             auth.fetched().mark();
+            ended = Some(Instant::now());
             for done in waiting.drain(..) {
                 let _ = done.send(());
             }
@@ -90,7 +93,12 @@ pub(crate) async fn keys_loop(auth: Auth, mut requests: mpsc::Receiver<Refetch>)
         let pause = last.map_or(Duration::ZERO, |at| pause.saturating_sub(at.elapsed()));
         tokio::select! {
             request = requests.recv() => match request {
-                Some(done) => waiting.push(done),
+                // Asked while a fetch was under way (a token checked as the service
+                // starts): that fetch answers it, not another one 2 s later.
+                Some((asked, done)) if ended.is_some_and(|ended| ended > asked) => {
+                    let _ = done.send(());
+                }
+                Some((_, done)) => waiting.push(done),
                 None => return,
             },
             _ = tokio::time::sleep(pause) => {}

@@ -1,6 +1,7 @@
 //! A service's keys from login's JWKS over HTTP: a token naming an unknown `kid` is
 //! refused at once, without a fetch, while the keys were fetched in the last 2 s, and
-//! accepted after a later fetch brings its key.
+//! accepted after a later fetch brings its key; a token checked during the first fetch
+//! waits for that fetch alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -23,6 +24,11 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(body: String) -> Self {
+        Self::start_slow(body, Duration::ZERO)
+    }
+
+    /// Answers each request `delay` after reading it.
+    fn start_slow(body: String, delay: Duration) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
         let body = Arc::new(Mutex::new(body));
@@ -40,6 +46,7 @@ impl JwksServer {
                     }
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(delay);
                 let body = served.lock().unwrap().clone();
                 let _ = write!(
                     stream,
@@ -121,5 +128,33 @@ async fn an_unknown_kid_is_refused_at_once_while_the_keys_are_fresh() {
     }
     assert!(accepted, "the rotated key was never fetched");
     assert!(server.requests() > fetched);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A restarted instance takes requests at once, while its first fetch of the keys may
+/// still be under way: a token checked then waits for that fetch, and is accepted when
+/// it ends, instead of waiting 2 s more for another fetch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_checked_during_the_first_fetch_waits_for_that_fetch_alone() {
+    let key = SigningKey::generate();
+    let server = JwksServer::start_slow(jwks(&[&key]), Duration::from_millis(500));
+    let (auth, settings, dir) =
+        common::start_auth("key-first-fetch", KeySource::Jwks(server.url.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.requests() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.requests(), 1, "the first fetch did not begin");
+    assert!(
+        auth.readiness().is_err(),
+        "keys before the first fetch ended"
+    );
+
+    let started = Instant::now();
+    let verified = auth.verify(&token(&settings, &key)).await;
+    let took = started.elapsed();
+    assert!(verified.is_ok(), "{verified:?}");
+    assert_eq!(server.requests(), 1, "a second fetch");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@
 //! model code returns `diesel::QueryResult`; request handlers map both to their own error
 //! type (pool timeout → 503, not found → 404, unique violation → 409/422).
 
+pub mod backup;
 mod migrate;
 pub mod page_builds;
 pub mod schema;
@@ -20,9 +21,9 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 pub use diesel;
-pub use migrate::{SchemaStatus, migrate, migration_versions, schema_status};
+pub use migrate::{SchemaStatus, migrate, migration_versions, newest_applied, schema_status};
 pub use page_builds::PageBuild;
-pub use url::{Backend, DatabaseUrl};
+pub use url::{Backend, DatabaseUrl, LibpqTarget};
 
 diesel::define_sql_function!(
     /// SQL `lower()`, for the case-insensitive unique indexes on addresses and names.

@@ -22,8 +22,16 @@ pub enum SchemaStatus {
     Behind {
         pending: Vec<String>,
     },
-    /// Migrations the database has that this binary does not know: a newer binary has
-    /// migrated it; deploy that version here too.
+    /// Migrations the database has that this binary does not know, which only added
+    /// to the schema: a newer release migrated it during a rolling deploy, and this
+    /// binary keeps working on it (README.md, "Upgrades").
+    Newer {
+        unknown: Vec<String>,
+    },
+    /// Migrations the database has that this binary does not know, among them one
+    /// that removed or changed what this binary reads (a contract migration raised
+    /// `schema_compat.oldest_reader` past this binary's newest migration): deploy the
+    /// newer version here too.
     Ahead {
         unknown: Vec<String>,
     },
@@ -88,17 +96,47 @@ pub fn migration_versions(
     Ok((known_versions(conn)?, applied_versions(conn)?))
 }
 
+/// The newest migration applied to the database (its version, e.g. `20261202000009`),
+/// or `None` for a database never migrated: the schema version a backup records.
+pub fn newest_applied(conn: &mut AnyConnection) -> anyhow::Result<Option<String>> {
+    Ok(applied_versions(conn)?.pop_last())
+}
+
 pub fn schema_status(conn: &mut AnyConnection) -> anyhow::Result<SchemaStatus> {
     let (known, applied) = migration_versions(conn)?;
     let unknown: Vec<String> = applied.difference(&known).cloned().collect();
-    if !unknown.is_empty() {
-        return Ok(SchemaStatus::Ahead { unknown });
-    }
     let pending: Vec<String> = known.difference(&applied).cloned().collect();
+    if !unknown.is_empty() {
+        // Newer and missing some of ours at once: not a database a release made.
+        if !pending.is_empty() {
+            return Ok(SchemaStatus::Ahead { unknown });
+        }
+        let newest_known = known.last().cloned().unwrap_or_default();
+        return Ok(match oldest_reader(conn)? {
+            Some(floor) if floor > newest_known => SchemaStatus::Ahead { unknown },
+            _ => SchemaStatus::Newer { unknown },
+        });
+    }
     if !pending.is_empty() {
         return Ok(SchemaStatus::Behind { pending });
     }
     Ok(SchemaStatus::Current)
+}
+
+/// The newest migration a binary must know to work on this database: raised by a
+/// contract migration (one that drops or changes what older binaries read), absent
+/// while every migration only added.
+fn oldest_reader(conn: &mut AnyConnection) -> anyhow::Result<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Floor {
+        #[diesel(sql_type = Text)]
+        oldest_reader: String,
+    }
+    let rows: Vec<Floor> =
+        diesel::sql_query("SELECT oldest_reader FROM schema_compat WHERE id = 1")
+            .load(conn)
+            .context("cannot read schema_compat")?;
+    Ok(rows.into_iter().next().map(|r| r.oldest_reader))
 }
 
 /// Applies the pending migrations and returns their versions. Holds a lock meanwhile
@@ -106,12 +144,17 @@ pub fn schema_status(conn: &mut AnyConnection) -> anyhow::Result<SchemaStatus> {
 /// processes started at once never migrate together: the second waits, then finds
 /// nothing left to do.
 pub fn migrate(conn: &mut AnyConnection, url: &DatabaseUrl) -> anyhow::Result<Vec<String>> {
-    if let SchemaStatus::Ahead { unknown } = schema_status(conn)? {
-        return Err(anyhow!(
-            "the database has migrations this binary does not know ({}): \
-             it was migrated by a newer flotilla; deploy that version instead",
-            unknown.join(", ")
-        ));
+    match schema_status(conn)? {
+        SchemaStatus::Ahead { unknown } => {
+            return Err(anyhow!(
+                "the database has migrations this binary does not know ({}): \
+                 it was migrated by a newer flotilla; deploy that version instead",
+                unknown.join(", ")
+            ));
+        }
+        // A newer release migrated it, compatibly: nothing for this one to do.
+        SchemaStatus::Newer { .. } => return Ok(Vec::new()),
+        SchemaStatus::Current | SchemaStatus::Behind { .. } => {}
     }
     let applied = match conn {
         AnyConnection::Sqlite(inner) => {

@@ -47,7 +47,8 @@ fn migrate_brings_an_empty_database_to_current_once() {
                 "20261202000006",
                 "20261202000007",
                 "20261202000008",
-                "20261202000009"
+                "20261202000009",
+                "20261202000010"
             ]
             .map(String::from)
         );
@@ -60,7 +61,36 @@ fn migrate_brings_an_empty_database_to_current_once() {
 }
 
 #[test]
-fn a_database_migrated_by_a_newer_binary_is_refused() {
+fn a_database_a_newer_release_expanded_is_served() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let url = DatabaseUrl::parse(db.url()).unwrap();
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &url).unwrap();
+        // What a next release's expand migration does: add, record its version.
+        diesel::sql_query("ALTER TABLE users ADD COLUMN nickname TEXT")
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+        assert_eq!(
+            schema_status(&mut conn).unwrap(),
+            SchemaStatus::Newer {
+                unknown: vec!["29991231000000".into()]
+            }
+        );
+        assert!(
+            migrate(&mut conn, &url).unwrap().is_empty(),
+            "an older migrate leaves a newer schema alone"
+        );
+    });
+}
+
+#[test]
+fn a_database_a_newer_release_contracted_is_refused() {
     each_backend(|db| {
         let pool = pool_for(db);
         let url = DatabaseUrl::parse(db.url()).unwrap();
@@ -68,6 +98,12 @@ fn a_database_migrated_by_a_newer_binary_is_refused() {
         migrate(&mut conn, &url).unwrap();
         diesel::sql_query(
             "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+        // The contract migration: binaries must know 29991231000000 from now on.
+        diesel::sql_query(
+            "INSERT INTO schema_compat (id, oldest_reader) VALUES (1, '29991231000000')",
         )
         .execute(&mut conn)
         .unwrap();
@@ -80,6 +116,59 @@ fn a_database_migrated_by_a_newer_binary_is_refused() {
         let err = migrate(&mut conn, &url).unwrap_err().to_string();
         assert!(err.contains("newer flotilla"), "{err}");
     });
+}
+
+/// Expand, then contract: a migration that removes or changes what the previous
+/// release reads must raise `schema_compat.oldest_reader` in the same migration, so
+/// that the previous release refuses the database instead of failing on it. The
+/// migrations before this rule (1-9) are what every deployed database already has.
+#[test]
+fn a_migration_that_contracts_the_schema_says_so() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let contracting = [
+        "drop table",
+        "drop column",
+        "rename ",
+        "alter column",
+        "drop index",
+        "drop view",
+        "drop trigger",
+    ];
+    let mut offenders = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        for entry in std::fs::read_dir(root.join(backend)).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let number: u32 = name[11..17].parse().unwrap();
+            if number < 10 {
+                continue;
+            }
+            let sql = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+            let code: String = sql
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .to_lowercase();
+            let adds_required_column = code.split(';').any(|stmt| {
+                stmt.contains("add column")
+                    && stmt.contains("not null")
+                    && !stmt.contains("default")
+            });
+            let contracts =
+                contracting.iter().any(|word| code.contains(word)) || adds_required_column;
+            if contracts && !code.contains("schema_compat") {
+                offenders.push(format!("{backend}/{name}"));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these migrations remove or change what the previous release reads (or add a \
+         required column it does not write) without raising schema_compat.oldest_reader; \
+         split them into an expand now and a contract in a later release (README.md, \
+         Upgrades): {offenders:?}"
+    );
 }
 
 type UserRow = (

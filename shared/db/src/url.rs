@@ -103,9 +103,87 @@ impl DatabaseUrl {
     /// refuse but a message must not show), and the `password` and `sslpassword`
     /// query parameters libpq also takes (whatever their case or percent-encoding).
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.raw.split_once("://") else {
+        let Some(parts) = self.parts() else {
             return self.raw.clone();
         };
+        let mut out = format!("{}://", parts.scheme);
+        if let Some(userinfo) = parts.userinfo {
+            match userinfo.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***@")),
+                None => out.push_str(&format!("{userinfo}@")),
+            }
+        }
+        out.push_str(parts.host_and_path);
+        if let Some(query) = parts.query {
+            out.push('?');
+            out.push_str(&redact_query(query));
+        }
+        out
+    }
+
+    /// How a libpq program (`pg_dump`, `pg_restore`) is pointed at this PostgreSQL
+    /// database without the password on its command line, which every user of the host
+    /// can read in the process list: the URL without the password (with a connect
+    /// timeout, as the services use), and the password apart, for `PGPASSWORD`. An
+    /// `sslpassword` parameter has no such variable, so it is refused.
+    pub fn libpq_target(&self, connect_timeout: Duration) -> Result<LibpqTarget, String> {
+        let parts = match (self.backend, self.parts()) {
+            (Backend::Postgres, Some(parts)) => parts,
+            _ => return Err("not a postgres:// URL".into()),
+        };
+        let mut password = None;
+        let mut out = format!("{}://", parts.scheme);
+        if let Some(userinfo) = parts.userinfo {
+            match userinfo.split_once(':') {
+                Some((user, secret)) => {
+                    out.push_str(&format!("{user}@"));
+                    password = Some(percent_decode_value(secret));
+                }
+                None => out.push_str(&format!("{userinfo}@")),
+            }
+        }
+        out.push_str(parts.host_and_path);
+        let mut kept = Vec::new();
+        for pair in parts
+            .query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match percent_decode(key).to_ascii_lowercase().trim() {
+                // libpq reads the query after the user part: a later value wins.
+                "password" => password = Some(percent_decode_value(value)),
+                "sslpassword" => {
+                    return Err(
+                        "its sslpassword parameter cannot be handed to pg_dump or pg_restore \
+                         without showing it in the process list: use a client key without \
+                         a passphrase, readable by the flotilla user only"
+                            .into(),
+                    );
+                }
+                _ => kept.push(pair),
+            }
+        }
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+        let url = DatabaseUrl {
+            raw: out,
+            backend: Backend::Postgres,
+        }
+        .postgres_url_with_timeout(connect_timeout);
+        Ok(LibpqTarget {
+            url,
+            password: password.filter(|p| !p.is_empty()),
+        })
+    }
+
+    /// The URL cut where libpq cuts it, for [`Self::redacted`] and
+    /// [`Self::libpq_target`]; `None` without `://`.
+    fn parts(&self) -> Option<UrlParts<'_>> {
+        let (scheme, rest) = self.raw.split_once("://")?;
         // The user part ends at the last `@` before the first `=` (a query's), or,
         // with none there, before the query: a password may hold `/`, `?` or `@`; a
         // host or a database name never holds `@`.
@@ -120,19 +198,38 @@ impl DatabaseUrl {
             Some((before, query)) => (before, Some(query)),
             None => (after, None),
         };
-        let mut out = format!("{scheme}://");
-        if let Some(userinfo) = userinfo {
-            match userinfo.split_once(':') {
-                Some((user, _)) => out.push_str(&format!("{user}:***@")),
-                None => out.push_str(&format!("{userinfo}@")),
-            }
-        }
-        out.push_str(host_and_path);
-        if let Some(query) = query {
-            out.push('?');
-            out.push_str(&redact_query(query));
-        }
-        out
+        Some(UrlParts {
+            scheme,
+            userinfo,
+            host_and_path,
+            query,
+        })
+    }
+}
+
+/// A URL's pieces as libpq reads them.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    host_and_path: &'a str,
+    query: Option<&'a str>,
+}
+
+/// A PostgreSQL database as a libpq program is given it: see
+/// [`DatabaseUrl::libpq_target`].
+pub struct LibpqTarget {
+    /// The URL without any password: safe on a command line.
+    pub url: String,
+    /// The password, for `PGPASSWORD`; never shown.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for LibpqTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LibpqTarget")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 
@@ -177,6 +274,29 @@ fn percent_decode(text: &str) -> String {
             } else {
                 out.push(bytes[i]);
             }
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A value as libpq decodes it in a URL: `%XX` only (a `+` stays a `+`).
+fn percent_decode_value(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(Some(high)), Some(Some(low))) = (
+                bytes.get(i + 1).map(|b| hex(*b)),
+                bytes.get(i + 2).map(|b| hex(*b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
             i += 1;
         }
     }
@@ -287,6 +407,45 @@ mod tests {
         assert_eq!(url.redacted(), "postgres://u@h:5433/db?sslmode=require");
         let url = DatabaseUrl::parse("sqlite://var/flotilla.db").unwrap();
         assert_eq!(url.redacted(), "sqlite://var/flotilla.db");
+    }
+
+    #[test]
+    fn a_libpq_program_gets_the_url_without_the_password() {
+        let timeout = Duration::from_secs(3);
+        let target = |raw: &str| DatabaseUrl::parse(raw).unwrap().libpq_target(timeout);
+        let t = target("postgres://app:s3cret@db.internal:5432/flotilla").unwrap();
+        assert_eq!(
+            t.url,
+            "postgres://app@db.internal:5432/flotilla?connect_timeout=3"
+        );
+        assert_eq!(t.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        // Percent-encoded as libpq decodes it; a `+` is a `+`.
+        let t = target("postgres://app:a%40b+c%2F@h/db?sslmode=require").unwrap();
+        assert_eq!(
+            t.url,
+            "postgres://app@h/db?sslmode=require&connect_timeout=3"
+        );
+        assert_eq!(t.password.as_deref(), Some("a@b+c/"));
+        // As a query parameter (any case), which wins over the user part's.
+        let t = target("postgres://app:one@h/db?PassWord=two&application_name=x").unwrap();
+        assert_eq!(
+            t.url,
+            "postgres://app@h/db?application_name=x&connect_timeout=3"
+        );
+        assert_eq!(t.password.as_deref(), Some("two"));
+        // An unescaped `@` or `/` in the password (libpq refuses it; we never show it).
+        let t = target("postgres://u:s@c/ret@h/db").unwrap();
+        assert!(!t.url.contains("ret"), "{}", t.url);
+        let t = target("postgres://u@h/db").unwrap();
+        assert_eq!(t.password, None);
+        assert_eq!(t.url, "postgres://u@h/db?connect_timeout=3");
+        let err = target("postgres://u@h/db?sslpassword=secret").unwrap_err();
+        assert!(
+            err.contains("sslpassword") && !err.contains("=secret"),
+            "{err}"
+        );
+        assert!(target("sqlite://var/flotilla.db").is_err());
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Building a service apart from running it: `Application::build` opens the database,
 //! checks the schema and binds the listener (port 0 in tests); `run_until_stopped`
-//! serves until SIGTERM or SIGINT, then drains the requests in flight.
+//! serves until SIGTERM or SIGINT, then drains.
+//!
+//! Draining (actix-web 4.18 does the first three; we add the fourth): the listening
+//! socket is closed at once, so a proxy's next connect is refused and it tries another
+//! instance; idle keep-alive connections are closed; each request in flight finishes
+//! (its answer says `Connection: close`) within `FLOTILLA_SHUTDOWN_TIMEOUT_SECS`, after
+//! which the rest are cut; and `/ready` answers 503 meanwhile.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
@@ -75,6 +82,7 @@ pub struct State {
     pub in_flight: InFlight,
     pub started: Instant,
     ready_checks: std::sync::RwLock<Vec<ReadyCheck>>,
+    draining: AtomicBool,
 }
 
 /// A condition `/ready` also requires (keys loaded, …): `Err` says what is missing.
@@ -86,6 +94,16 @@ impl State {
         if let Ok(mut checks) = self.ready_checks.write() {
             checks.push(check);
         }
+    }
+
+    /// The service is stopping: `/ready` answers 503 from now on. Called when the stop
+    /// signal arrives, before the server stops listening.
+    fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     fn readiness(&self) -> Result<(), String> {
@@ -117,6 +135,7 @@ impl Application {
             metrics: Metrics::default(),
             started: Instant::now(),
             ready_checks: Default::default(),
+            draining: AtomicBool::new(false),
             pool,
             config: config.clone(),
         });
@@ -151,9 +170,11 @@ impl Application {
         })
         .workers(config.workers)
         // Longer than nginx's upstream keepalive_timeout, so nginx always closes first
-        // and never sends a request down a connection we are closing.
+        // and never sends a request down a connection we are closing (but when we
+        // stop: nginx then tries an idempotent request on another instance).
         .keep_alive(Duration::from_secs(75))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .shutdown_signal(stop_signal(state.clone()))
         .listen(listener)?
         .run();
         Ok(Self {
@@ -215,6 +236,32 @@ impl Application {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT (both drain: the server then stops gracefully) after
+/// marking the service as draining.
+async fn stop_signal(state: web::Data<State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = signal(SignalKind::terminate())
+        .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+    let (mut term, mut int) = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::error!(
+                "cannot handle SIGTERM and SIGINT ({e}): they stop this service without draining"
+            );
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    state.drain();
+    log::info!(
+        "{name}: draining (not listening any more; the requests in flight have {} s to finish)",
+        state.config.shutdown_timeout.as_secs()
+    );
+}
+
 fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     joined.map_err(|e| anyhow::anyhow!("the background task panicked: {e}"))?
 }
@@ -224,6 +271,14 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
     let mut conn = pool.get().context("cannot get a database connection")?;
     match flotilla_db::schema_status(&mut conn)? {
         SchemaStatus::Current => Ok(()),
+        SchemaStatus::Newer { unknown } => {
+            log::info!(
+                "the database schema is newer than this binary (migrations {}), and \
+                 compatible: serving on it",
+                unknown.join(", ")
+            );
+            Ok(())
+        }
         SchemaStatus::Behind { .. } if config.auto_migrate => {
             let applied = flotilla_db::migrate(&mut conn, &config.database.url)?;
             if !applied.is_empty() {
@@ -254,7 +309,7 @@ async fn health(state: web::Data<State>) -> HttpResponse {
     }))
 }
 
-/// Ready when a connection can be had and the schema is the binary's.
+/// Ready when a connection can be had and the schema is the binary's, and not stopping.
 async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
     let pool = state.pool.clone();
     let status = web::block(move || {
@@ -262,7 +317,20 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
         flotilla_db::schema_status(&mut conn).map_err(Error::Internal)
     })
     .await??;
-    if let (SchemaStatus::Current, Err(missing)) = (&status, state.readiness()) {
+    // After the database: a stop may have begun while it answered.
+    if state.is_draining() {
+        return Err(Error::Unavailable {
+            code: "draining",
+            message: "Stopping: finishing the requests in flight.".into(),
+            retry_after_secs: 1,
+        });
+    }
+    let compatible = match status {
+        SchemaStatus::Current => Some("current"),
+        SchemaStatus::Newer { .. } => Some("newer, compatible"),
+        SchemaStatus::Behind { .. } | SchemaStatus::Ahead { .. } => None,
+    };
+    if let (Some(_), Err(missing)) = (compatible, state.readiness()) {
         return Err(Error::Unavailable {
             code: "not_ready",
             message: format!("Not ready yet: {missing}."),
@@ -270,11 +338,13 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
         });
     }
     match status {
-        SchemaStatus::Current => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "database": state.config.database.url.backend().to_string(),
-            "schema": "current",
-        }))),
+        SchemaStatus::Current | SchemaStatus::Newer { .. } => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "database": state.config.database.url.backend().to_string(),
+                "schema": compatible,
+            })))
+        }
         SchemaStatus::Behind { .. } | SchemaStatus::Ahead { .. } => Err(Error::Unavailable {
             code: "schema_mismatch",
             message: format!(

@@ -272,18 +272,8 @@ fn host_env(
         "FLOTILLA_JWKS_URL",
         format!("{}/login/.well-known/jwks.json", login.url()),
     );
-    let hub = placement.hub();
-    for (key, port) in [
-        "FLOTILLA_BUS_WAKE",
-        "FLOTILLA_BUS_EVENTS_IN",
-        "FLOTILLA_BUS_EVENTS_OUT",
-    ]
-    .into_iter()
-    .zip(BUS_PORTS)
-    {
-        let mut bus = hub.clone();
-        bus.port = port;
-        set(key, format!("tcp://{}", bus.socket()));
+    for (key, endpoint) in bus_endpoints(&placement.hub().address) {
+        set(key, endpoint);
     }
     let fleet: Vec<String> = Service::ALL
         .into_iter()
@@ -345,18 +335,30 @@ fn instance_env(placement: &Placement, instance: &Instance) -> String {
     // A worker that is not the hub binds its bus sockets on loopback, unused: the
     // others connect to the hub's.
     if instance.service == Service::Worker && placement.hub() != *instance {
-        for (key, port) in [
-            "FLOTILLA_BUS_WAKE",
-            "FLOTILLA_BUS_EVENTS_IN",
-            "FLOTILLA_BUS_EVENTS_OUT",
-        ]
-        .into_iter()
-        .zip(BUS_PORTS)
-        {
-            let _ = writeln!(out, "{key}=tcp://127.0.0.1:{port}");
+        for (key, endpoint) in bus_endpoints("127.0.0.1") {
+            let _ = writeln!(out, "{key}={endpoint}");
         }
     }
     out
+}
+
+/// The bus variables and their endpoints on the hub at `address`.
+fn bus_endpoints(address: &str) -> [(&'static str, String); 3] {
+    let socket = |port: u16| {
+        let hub = Instance {
+            name: String::new(),
+            service: Service::Worker,
+            host: String::new(),
+            address: address.to_owned(),
+            port,
+        };
+        format!("tcp://{}", hub.socket())
+    };
+    [
+        ("FLOTILLA_BUS_WAKE", socket(BUS_PORTS[0])),
+        ("FLOTILLA_BUS_EVENTS_IN", socket(BUS_PORTS[1])),
+        ("FLOTILLA_BUS_EVENTS_OUT", socket(BUS_PORTS[2])),
+    ]
 }
 
 /// The host agent's list of what runs on a host: `instance service address:port`
@@ -380,7 +382,9 @@ pub fn upstreams(placement: &Placement) -> String {
     let mut out = String::from(
         "# Placement (written by scripts/deploy from the placement file): where each\n\
          # service runs. A request that cannot reach an instance is retried on the next\n\
-         # when it is idempotent (server.conf's proxy_next_upstream).\n",
+         # when it is idempotent (server.conf's proxy_next_upstream). max_fails=0: an\n\
+         # instance is never set aside for failing, so one restarted a moment ago takes\n\
+         # requests again at once (proxy/upstreams.conf says why).\n",
     );
     for service in Service::ALL {
         if service == Service::Worker {
@@ -388,11 +392,7 @@ pub fn upstreams(placement: &Placement) -> String {
         }
         let _ = writeln!(out, "\nupstream flotilla_{service} {{");
         for instance in placement.instances_of(service) {
-            let _ = writeln!(
-                out,
-                "    server {} max_fails=1 fail_timeout=5s;",
-                instance.socket()
-            );
+            let _ = writeln!(out, "    server {} max_fails=0;", instance.socket());
         }
         out.push_str("    keepalive 32;\n    keepalive_timeout 60s;\n}\n");
     }
@@ -468,7 +468,7 @@ mod tests {
         );
         let upstreams = file(&plans, "edge", "/etc/nginx/flotilla/upstreams.conf");
         assert!(upstreams.contains(
-            "upstream flotilla_login {\n    server 10.0.0.3:7102 max_fails=1 fail_timeout=5s;\n    server 10.0.0.4:7102 max_fails=1 fail_timeout=5s;\n"
+            "upstream flotilla_login {\n    server 10.0.0.3:7102 max_fails=0;\n    server 10.0.0.4:7102 max_fails=0;\n"
         ), "{upstreams}");
         assert!(!upstreams.contains("worker"));
         // The database host runs nothing of ours: it gets only the (empty) list.

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 
@@ -19,16 +19,29 @@ pub const SERVICES: [(&str, u16); 5] = [
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// One running copy of a service: its name and its number, 0 for the first. nginx's
+/// upstream for the service names every instance.
+type Instance = (&'static str, usize);
+
+/// How long one instance's restart took (`Fleet::restart_instance`).
+#[derive(Debug, Clone, Copy)]
+pub struct Restart {
+    /// From SIGTERM until the process exited (it drains first).
+    pub stopped_after: Duration,
+    /// From SIGTERM until the new process answered `/ready` with 200.
+    pub ready_after: Duration,
+}
+
 /// The real fleet: migrated database, static site, every service binary on a free
 /// port, and nginx in front of them with the configuration from `proxy/`.
 pub struct Fleet {
     pub db: TestDb,
     dir: TempDir,
     env: BTreeMap<String, String>,
-    services: BTreeMap<&'static str, (Proc, SocketAddr)>,
-    /// Where each service listens, chosen before any starts (admin's fleet page is
-    /// told them all); a stopped service comes back there.
-    addrs: BTreeMap<&'static str, SocketAddr>,
+    services: BTreeMap<Instance, (Proc, SocketAddr)>,
+    /// Where each instance listens, chosen before any starts (admin's fleet page is
+    /// told them all); a stopped instance comes back there.
+    addrs: BTreeMap<Instance, SocketAddr>,
     nginx: Option<Proc>,
     /// `flotilla-pages watch`, when a test started it.
     pages: Option<Proc>,
@@ -39,12 +52,26 @@ pub struct Fleet {
 pub struct FleetBuilder {
     db: TestDb,
     env: BTreeMap<String, String>,
+    instances: BTreeMap<&'static str, usize>,
 }
 
 impl FleetBuilder {
     /// An extra variable for every process of the fleet.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Runs `count` instances of an HTTP service behind nginx (one by default), each on
+    /// an address of its own, all in the service's upstream. Not the worker: it hosts
+    /// the bus, whose ports one process holds.
+    pub fn instances(mut self, name: &str, count: usize) -> Self {
+        let name = service_name(name);
+        assert!(
+            count >= 1 && (name != "worker" || count == 1),
+            "{count} instances of {name}"
+        );
+        self.instances.insert(name, count);
         self
     }
 
@@ -76,13 +103,18 @@ impl FleetBuilder {
         // Not port 0: every address is known before any service starts (admin asks them
         // all), and a port from the ephemeral range may be taken by some client's
         // connection while its service is stopped, and then it cannot come back.
-        let addrs: BTreeMap<&'static str, SocketAddr> = SERVICES
+        let addrs: BTreeMap<Instance, SocketAddr> = SERVICES
             .iter()
-            .map(|(name, _)| (*name, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .flat_map(|(name, _)| {
+                let count = self.instances.get(name).copied().unwrap_or(1);
+                (0..count).map(|index| (*name, index))
+            })
+            .map(|instance| (instance, SocketAddr::from(([127, 0, 0, 1], free_port()))))
             .collect();
-        let fleet_var: Vec<String> = addrs
+        let names: std::collections::BTreeSet<&str> = addrs.keys().map(|(name, _)| *name).collect();
+        let fleet_var: Vec<String> = names
             .iter()
-            .map(|(name, addr)| format!("{name}=http://{addr}"))
+            .map(|name| format!("{name}={}", instance_urls(&addrs, name).join(",")))
             .collect();
         env.insert("FLOTILLA_ADMIN_FLEET".to_owned(), fleet_var.join(" "));
         env.extend(self.env);
@@ -113,8 +145,12 @@ impl FleetBuilder {
             "pages build failed:\n{}",
             stderr(&built)
         );
+        // In SERVICES' order: login, whose address the later ones are given for the
+        // keys, before profile and admin.
         for (name, _) in SERVICES {
-            fleet.start_service(name);
+            for index in 0..self.instances.get(name).copied().unwrap_or(1) {
+                fleet.start_instance(name, index);
+            }
         }
         fleet.start_nginx();
         fleet
@@ -126,6 +162,7 @@ impl Fleet {
         FleetBuilder {
             db,
             env: BTreeMap::new(),
+            instances: BTreeMap::new(),
         }
     }
 
@@ -154,39 +191,97 @@ impl Fleet {
     /// Starts a service on a free port; again after `stop_service`, on the port it had
     /// (nginx and the other services know it by that address).
     pub fn start_service(&mut self, name: &'static str) {
+        self.start_instance(name, 0);
+    }
+
+    /// Starts one instance of a service (`start_service` for the others than the first).
+    pub fn start_instance(&mut self, name: &str, index: usize) {
+        let instance = (service_name(name), index);
+        let name = instance.0;
         let mut command = self.command(&format!("flotilla-{name}"));
-        let listen = self.addrs[name];
+        let listen = *self
+            .addrs
+            .get(&instance)
+            .unwrap_or_else(|| panic!("no instance {index} of {name}"));
         command.env(
             format!("FLOTILLA_{}_LISTEN", name.to_ascii_uppercase()),
             listen.to_string(),
         );
-        let mut proc = Proc::spawn(name, command);
+        let label = match index {
+            0 => name.to_owned(),
+            _ => format!("{name}[{index}]"),
+        };
+        let mut proc = Proc::spawn(&label, command);
         let addr = proc.wait_listening(START_TIMEOUT);
-        if name == "login" {
+        if name == "login" && index == 0 {
             // The other services fetch the public keys from login directly, unless the
             // test named another URL (login comes back on the same address).
             self.env
                 .entry("FLOTILLA_JWKS_URL".to_owned())
                 .or_insert_with(|| format!("http://{addr}/login/.well-known/jwks.json"));
         }
-        self.services.insert(name, (proc, addr));
+        self.services.insert(instance, (proc, addr));
+    }
+
+    /// Restarts one instance as a deploy does: SIGTERM, wait until it has drained and
+    /// exited (successfully), start it on the same address, wait until its `/ready`
+    /// answers 200.
+    pub fn restart_instance(&mut self, name: &str, index: usize) -> Restart {
+        let began = Instant::now();
+        let status = self.stop_instance(name, index, libc::SIGTERM);
+        assert!(
+            status.success(),
+            "{name}[{index}] exited with {status} on SIGTERM:\n{}",
+            self.all_logs()
+        );
+        let stopped_after = began.elapsed();
+        self.start_instance(name, index);
+        let url = format!("http://{}/{name}/ready", self.instance_addr(name, index));
+        let ready = wait_until(START_TIMEOUT, || {
+            self.client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        assert!(
+            ready,
+            "{name}[{index}] was not ready within {START_TIMEOUT:?} of its start:\n{}",
+            self.all_logs()
+        );
+        Restart {
+            stopped_after,
+            ready_after: began.elapsed(),
+        }
     }
 
     fn start_nginx(&mut self) {
         let nginx = nginx_binary();
         let root = workspace_root();
-        let mut upstreams = std::fs::read_to_string(root.join("proxy/upstreams.conf")).unwrap();
-        for (name, default_port) in SERVICES {
-            let default = format!("server 127.0.0.1:{default_port};");
-            if upstreams.contains(&default) {
-                let addr = self.services[name].1;
-                upstreams = upstreams.replace(&default, &format!("server {addr};"));
+        // Each `server 127.0.0.1:<default port>[ parameters];` line becomes one line per
+        // instance of that service, with the same parameters.
+        let placement = std::fs::read_to_string(root.join("proxy/upstreams.conf")).unwrap();
+        let mut upstreams = String::new();
+        for line in placement.lines() {
+            let service = SERVICES.iter().find_map(|(name, port)| {
+                let rest = line
+                    .trim()
+                    .strip_prefix(&format!("server 127.0.0.1:{port}"))?;
+                rest.starts_with([' ', ';']).then_some((*name, rest))
+            });
+            let Some((name, parameters)) = service else {
+                upstreams.push_str(line);
+                upstreams.push('\n');
+                continue;
+            };
+            for (_, (_, addr)) in self.services.iter().filter(|((n, _), _)| *n == name) {
+                upstreams.push_str(&format!("    server {addr}{parameters}\n"));
             }
         }
         let upstreams_path = self.dir.path().join("upstreams.conf");
         std::fs::write(&upstreams_path, upstreams).unwrap();
         let prefix = self.dir.path().join("nginx");
         let www = self.dir.path().join("var/www");
+        std::fs::create_dir_all(&www).unwrap();
         // The tests send hundreds of logins and signups a second from 127.0.0.1: nginx's
         // per-address limit on them stays out of the way unless a test sets its own.
         let limits = [
@@ -258,9 +353,14 @@ impl Fleet {
 
     /// Where one service listens, bypassing nginx.
     pub fn service_addr(&self, name: &str) -> SocketAddr {
+        self.instance_addr(name, 0)
+    }
+
+    /// Where one instance of a service listens (`service_addr` for the others).
+    pub fn instance_addr(&self, name: &str, index: usize) -> SocketAddr {
         self.services
-            .get(name)
-            .unwrap_or_else(|| panic!("no service {name}"))
+            .get(&(service_name(name), index))
+            .unwrap_or_else(|| panic!("no instance {index} of {name} running"))
             .1
     }
 
@@ -271,22 +371,25 @@ impl Fleet {
     pub fn service(&mut self, name: &str) -> &mut Proc {
         &mut self
             .services
-            .get_mut(name)
+            .get_mut(&(service_name(name), 0))
             .unwrap_or_else(|| panic!("no service {name}"))
             .0
     }
 
     /// Stops a service with `signal` (`libc::SIGTERM`, `libc::SIGKILL`) and waits for it to exit.
     pub fn stop_service(&mut self, name: &str, signal: i32) {
-        let (name, (mut proc, _)) = self
+        self.stop_instance(name, 0, signal);
+    }
+
+    /// Stops one instance of a service with `signal` and waits for it to exit.
+    pub fn stop_instance(&mut self, name: &str, index: usize, signal: i32) -> ExitStatus {
+        let (mut proc, _) = self
             .services
-            .remove_entry(name)
-            .unwrap_or_else(|| panic!("no service {name}"));
+            .remove(&(service_name(name), index))
+            .unwrap_or_else(|| panic!("no instance {index} of {name} running"));
         proc.signal(signal);
-        assert!(
-            proc.wait_exit(Duration::from_secs(20)).is_some(),
-            "{name} did not stop"
-        );
+        proc.wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{} did not stop:\n{}", proc.name, proc.logs()))
     }
 
     /// Starts `flotilla-pages watch` and waits until it hears the bus, so that the
@@ -320,6 +423,16 @@ impl Fleet {
         &self.env[name]
     }
 
+    /// The fleet's database, for a test's own queries.
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
+    /// Every variable the fleet's processes were given: what a host's env file holds.
+    pub fn envs(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -349,8 +462,8 @@ impl Fleet {
     /// Every log line of every process, for failure messages.
     pub fn all_logs(&self) -> String {
         let mut out = String::new();
-        for (name, (proc, _)) in &self.services {
-            out.push_str(&format!("--- {name}\n{}\n", proc.logs()));
+        for (proc, _) in self.services.values() {
+            out.push_str(&format!("--- {}\n{}\n", proc.name, proc.logs()));
         }
         if let Some(nginx) = &self.nginx {
             out.push_str(&format!("--- nginx\n{}\n", nginx.logs()));
@@ -417,6 +530,24 @@ impl Drop for Fleet {
         self.pages.take();
         self.services.clear();
     }
+}
+
+/// The name of an HTTP service as `SERVICES` holds it.
+fn service_name(name: &str) -> &'static str {
+    SERVICES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, _)| *n)
+        .unwrap_or_else(|| panic!("no service {name}"))
+}
+
+/// `http://ADDR` of each instance of `name`, first to last.
+fn instance_urls(addrs: &BTreeMap<Instance, SocketAddr>, name: &str) -> Vec<String> {
+    addrs
+        .iter()
+        .filter(|((n, _), _)| *n == name)
+        .map(|(_, addr)| format!("http://{addr}"))
+        .collect()
 }
 
 fn stderr(output: &Output) -> String {

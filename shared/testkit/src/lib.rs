@@ -20,9 +20,38 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use db::TestDb;
-pub use fleet::{Fleet, FleetBuilder, SERVICES, nginx_binary};
+pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary};
 pub use process::{Proc, signal_group};
 pub use smtp::{Received, SmtpSink};
+
+/// Declares each test twice, `name::sqlite` and `name::postgres`, each with a database
+/// of its own. The PostgreSQL one needs the cluster `make test` starts (without it,
+/// outside CI, it is skipped; in CI it fails).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(fn $name:ident($db:ident: TestDb) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                fn run($db: $crate::TestDb) $body
+
+                #[test]
+                fn sqlite() {
+                    run($crate::TestDb::sqlite());
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(db) = $crate::TestDb::postgres() {
+                        run(db);
+                    }
+                }
+            }
+        )*
+    };
+}
 
 /// True when running in CI, where nothing may be skipped.
 pub fn in_ci() -> bool {

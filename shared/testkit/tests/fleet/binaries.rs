@@ -56,16 +56,29 @@ on_both_databases! {
         profile.wait_listening(Duration::from_secs(20));
     }
 
-    fn a_service_refuses_a_schema_newer_than_itself(db: TestDb) {
+    fn a_service_serves_on_a_schema_a_newer_release_expanded_not_one_it_contracted(db: TestDb) {
         let dir = TempDir::new("bin");
-        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
         assert_eq!(code, Some(0), "{err}");
-        record_future_migration(&db);
-        let (code, err) = stderr_of(&mut command("flotilla-admin", &db, &dir));
+        next_release_expands(&db);
+        let mut signup = Proc::spawn("signup", command("flotilla-signup", &db, &dir));
+        let addr = signup.wait_listening(Duration::from_secs(20));
+        let body = ready_answer(&format!("http://{addr}/signup/ready"));
+        assert_eq!(body["schema"], "newer, compatible");
+        assert!(signup.logs().contains("29991231000000"), "{}", signup.logs());
+        signup.signal(libc::SIGTERM);
+        signup.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+        // The older release's migrate leaves the newer schema alone.
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
+        assert_eq!(code, Some(0), "{err}");
+
+        // The release after: a contract migration says binaries must know it.
+        db.execute("INSERT INTO schema_compat (id, oldest_reader) VALUES (1, '29991231000000')");
+        let (code, err) = stderr_of(&mut command("flotilla-signup", &db, &dir));
         assert_eq!(code, Some(1), "{err}");
         assert!(err.contains("newer than this binary"), "{err}");
         assert!(err.contains("29991231000000"), "{err}");
-        let (code, err) = stderr_of(command("flotilla-admin", &db, &dir).arg("migrate"));
+        let (code, err) = stderr_of(command("flotilla-signup", &db, &dir).arg("migrate"));
         assert_eq!(code, Some(1), "migrate refuses too: {err}");
     }
 
@@ -95,17 +108,35 @@ on_both_databases! {
     }
 }
 
-fn record_future_migration(db: &TestDb) {
-    use diesel::prelude::*;
-    let sql = "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')";
-    if db.is_postgres() {
-        let mut conn = PgConnection::establish(db.url()).unwrap();
-        diesel::sql_query(sql).execute(&mut conn).unwrap();
-    } else {
-        let path = db.url().trim_start_matches("sqlite://");
-        let mut conn = SqliteConnection::establish(path).unwrap();
-        diesel::sql_query(sql).execute(&mut conn).unwrap();
-    }
+/// The body of a `/ready` once it answers 200 (a service just started is catching up).
+pub(super) fn ready_answer(url: &str) -> serde_json::Value {
+    let mut last = String::new();
+    let ready = flotilla_testkit::wait_until(Duration::from_secs(20), || {
+        match reqwest::blocking::get(url) {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => true,
+            Ok(r) => {
+                last = r.text().unwrap_or_default();
+                false
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        }
+    });
+    assert!(ready, "{url} never answered 200: {last}");
+    reqwest::blocking::get(url).unwrap().json().unwrap()
+}
+
+/// What the next release's migration may do to a database the release under test
+/// serves on during a rolling deploy: expand only (README.md, "Upgrades") — a new
+/// table, a new nullable column and a new column with a default, and its version.
+pub(super) fn next_release_expands(db: &TestDb) {
+    db.execute("CREATE TABLE next_release_notes (id BIGINT PRIMARY KEY, body TEXT NOT NULL)");
+    db.execute("ALTER TABLE users ADD COLUMN next_release_nickname TEXT");
+    db.execute("ALTER TABLE sessions ADD COLUMN next_release_flags INTEGER NOT NULL DEFAULT 0");
+    db.execute("CREATE INDEX next_release_users_nickname ON users (next_release_nickname)");
+    db.execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')");
 }
 
 #[test]

@@ -2,34 +2,7 @@
 //! PostgreSQL. Each test gets its own database and its own fleet on free ports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flotilla_testkit::{Fleet, TestDb};
-
-/// Declares each test twice, `name::sqlite` and `name::postgres`, each with a database
-/// of its own. The PostgreSQL one needs the cluster `make test` starts.
-macro_rules! on_both_databases {
-    ($(fn $name:ident($db:ident: TestDb) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                fn run($db: TestDb) $body
-
-                #[test]
-                fn sqlite() {
-                    run(TestDb::sqlite());
-                }
-
-                #[test]
-                fn postgres() {
-                    if let Some(db) = TestDb::postgres() {
-                        run(db);
-                    }
-                }
-            }
-        )*
-    };
-}
+use flotilla_testkit::{Fleet, TestDb, on_both_databases};
 
 mod admin;
 mod admin_actions;
@@ -49,4 +22,5 @@ mod pages;
 mod profile;
 mod proxy;
 mod signup;
+mod upgrade;
 mod worker;

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use flotilla_testkit::{Fleet, SERVICES, TestDb, bin_dir, workspace_root};
+use flotilla_testkit::{Fleet, SERVICES, bin_dir, on_both_databases, workspace_root};
 
 /// What doctor is told about a fleet: the fleet's own variables, and where each
 /// service listens, nginx's port and configuration, and the binaries. Taken while
