@@ -617,6 +617,37 @@ fn deploy(
     deployed
 }
 
+/// Runs `scripts/doctor PLACEMENT` from the deploying side, as a sysadmin does: its
+/// exit status and its lines (each a host's name, then `ok`, `FAIL` or `skip`).
+fn doctor(hosts: &Hosts, placement: &Path) -> (i32, String) {
+    let started = Instant::now();
+    let output = Command::new(workspace_root().join("scripts/doctor"))
+        .arg(placement)
+        .env("FLOTILLA_SSH_CONFIG", hosts.ssh_config())
+        .env("FLOTILLA_BIN_DIR", flotilla_testkit::bin_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = text(&output.stdout);
+    eprintln!(
+        "doctor ({:.1} s):\n{out}{}",
+        started.elapsed().as_secs_f64(),
+        text(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), out)
+}
+
+/// doctor's `FAIL` lines, each without the host's name's padding.
+fn doctor_failures(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let (host, rest) = l.split_once(' ')?;
+            let rest = rest.trim_start();
+            rest.starts_with("FAIL ").then(|| format!("{host} {rest}"))
+        })
+        .collect()
+}
+
 /// The public side: requests to the edge's nginx, as a browser's API client sends them.
 struct Edge {
     client: Client,
@@ -779,6 +810,31 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
         let ready = direct_status(hosts.address("app2"), port, &format!("/{service}/ready"));
         assert_eq!(ready, 200, "{service} on app2:{port}");
     }
+    // doctor: every host's checks and those across hosts, all ok.
+    let (status, out) = doctor(&hosts, &placement_file);
+    assert_eq!(status, 0, "{out}");
+    assert!(doctor_failures(&out).is_empty(), "{out}");
+    for expected in [
+        "edge   ok    through nginx /profile: health 200, ready 200",
+        "edge   ok    pages: the last full build was",
+        "app1   ok    instance worker",
+        "app1   ok    queue:",
+        "app2   ok    instance admin",
+        "app2   ok    database: postgres://flotilla:***@",
+        "db     ok    disk:",
+        "fleet  ok    clock: every host within 10 s",
+        "fleet  ok    signing keys: the same key folder on every login host (app1, app2)",
+        "fleet  ok    jwks: every login instance and every host's services see the same keys",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(expected)),
+            "expected `{expected}`:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains(&password),
+        "doctor shows the database password:\n{out}"
+    );
 
     // Run again unchanged, deploy changes nothing: no copy, no restart, no reload.
     let again = deploy(
@@ -913,6 +969,58 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
     }
     edge.journey("alan@example.org");
     edge.sign_in("grace@example.org");
+
+    // 4. doctor names what breaks: an instance stopped, then PostgreSQL stopped.
+    let stopped = hosts.ssh("app2", "kill $(cat /run/flotilla/admin.pid)");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert!(
+        wait_until(Duration::from_secs(15), || !listens(
+            hosts.address("app2"),
+            7104
+        )),
+        "admin on app2 did not stop"
+    );
+    let (status, out) = doctor(&hosts, &placement_file);
+    assert_eq!(status, 1, "{out}");
+    let failed = doctor_failures(&out);
+    let admin = format!("{}:7104", hosts.address("app2"));
+    assert_eq!(
+        failed.len(),
+        2,
+        "the stopped admin and its path through nginx:\n{out}"
+    );
+    for expected in [
+        format!("app2 FAIL  instance admin ({admin}): no answer (connection refused, not running)"),
+        "edge FAIL  through nginx /admin: health 502".to_owned(),
+    ] {
+        assert!(
+            failed.iter().any(|l| l.starts_with(&expected)),
+            "expected `{expected}`:\n{out}"
+        );
+    }
+    let pg_stopped = hosts.ssh(
+        "db",
+        "runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D /var/lib/postgresql/flotilla stop -m fast",
+    );
+    assert!(pg_stopped.status.success(), "{}", text(&pg_stopped.stderr));
+    let (status, out) = doctor(&hosts, &placement_file);
+    assert_eq!(status, 1, "{out}");
+    let database = format!(
+        "postgres://flotilla:***@{}:5432/flotilla",
+        hosts.address("db")
+    );
+    for host in ["edge", "app1", "app2"] {
+        assert!(
+            doctor_failures(&out).iter().any(|l| l.starts_with(&format!(
+                "{host} FAIL  database: cannot open the database {database}"
+            ))),
+            "{host} does not name the database:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains(&password),
+        "doctor shows the database password:\n{out}"
+    );
     eprintln!(
         "deploys: {:.1} s, {:.1} s (move), {:.1} s (broken, rolled back)",
         first.took.as_secs_f64(),
