@@ -11,6 +11,16 @@ cd "$root"
 
 find_nginx >/dev/null
 command -v wrk >/dev/null || (apt_install wrk) || say "wrk is missing: the rolling-restart test will skip"
+# The multi-host test's hosts: network namespaces (iproute2) reached over ssh. A fresh
+# Debian may have neither; as root it gets them, elsewhere the test says what is missing.
+if [ "$(id -u)" = 0 ]; then
+    missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v ssh >/dev/null || missing+=(openssh-client)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    [ ${#missing[@]} = 0 ] || (apt_install "${missing[@]}") ||
+        say "could not install ${missing[*]}: the multi-host test will say what is missing"
+fi
 cluster=$(mktemp -d /tmp/flotilla-pg-XXXXXX)
 trap '"$root/scripts/pg-test-cluster.sh" stop "$cluster"' EXIT
 FLOTILLA_TEST_POSTGRES_URL=$("$root/scripts/pg-test-cluster.sh" start "$cluster")
