@@ -253,35 +253,18 @@ fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// `%XX` decoded (what libpq does to a parameter's name); anything else kept.
+/// `%XX` decoded (what libpq does to a parameter's name, where a `+` is a space too);
+/// anything else kept.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(Some(high)), Some(Some(low))) = (
-                bytes.get(i + 1).map(|b| hex(*b)),
-                bytes.get(i + 2).map(|b| hex(*b)),
-            )
-        {
-            out.push((high * 16 + low) as u8);
-            i += 3;
-        } else {
-            if bytes[i] == b'+' {
-                out.push(b' ');
-            } else {
-                out.push(bytes[i]);
-            }
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    decode_percents(text, true)
 }
 
 /// A value as libpq decodes it in a URL: `%XX` only (a `+` stays a `+`).
 fn percent_decode_value(text: &str) -> String {
+    decode_percents(text, false)
+}
+
+fn decode_percents(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -296,7 +279,11 @@ fn percent_decode_value(text: &str) -> String {
             out.push((high * 16 + low) as u8);
             i += 3;
         } else {
-            out.push(bytes[i]);
+            out.push(if plus_is_space && bytes[i] == b'+' {
+                b' '
+            } else {
+                bytes[i]
+            });
             i += 1;
         }
     }

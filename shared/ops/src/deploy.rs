@@ -46,28 +46,26 @@ impl Ssh {
     /// Runs `words` on `host` as root (through `sudo -n` when the ssh user is not),
     /// with `stdin` as its input; its standard output comes back, its errors pass
     /// through to ours.
-    pub fn run(&self, host: &Host, words: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
-        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+    pub fn run<S: AsRef<str>>(
+        &self,
+        host: &Host,
+        words: &[S],
+        stdin: Option<&[u8]>,
+    ) -> Result<String, String> {
+        let command = shell_line(words);
         if self.dry_run {
             let input = if stdin.is_some() { " < (input)" } else { "" };
             println!("    [{}] {command}{input}", host.name);
             return Ok(String::new());
         }
-        let remote = format!("if [ \"$(id -u)\" = 0 ]; then {command}; else sudo -n {command}; fi");
-        let mut ssh = Command::new("ssh");
-        if let Some(config) = &self.config {
-            ssh.arg("-F").arg(config);
-        }
-        ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--"])
-            .arg(&host.ssh)
-            .arg(remote)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut ssh = self.command(host, words);
+        ssh.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = ssh
             .spawn()
             .map_err(|e| format!("ssh: {e} (is openssh-client installed?)"))?;
@@ -88,11 +86,11 @@ impl Ssh {
                 host.name,
                 words
                     .first()
-                    .map_or("", |w| w.rsplit('/').next().unwrap_or(w))
+                    .map_or("", |w| w.as_ref().rsplit('/').next().unwrap_or(""))
                     .to_owned()
                     + words
                         .get(1)
-                        .map(|w| format!(" {w}"))
+                        .map(|w| format!(" {}", w.as_ref()))
                         .as_deref()
                         .unwrap_or(""),
                 output.status
@@ -101,11 +99,24 @@ impl Ssh {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// `ssh HOST` running `words` as root: directly when the ssh user is root, else
+    /// through `sudo -n`. The one place the ssh command line is made.
+    fn command<S: AsRef<str>>(&self, host: &Host, words: &[S]) -> Command {
+        let command = shell_line(words);
+        let mut ssh = Command::new("ssh");
+        if let Some(config) = &self.config {
+            ssh.arg("-F").arg(config);
+        }
+        ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--"])
+            .arg(&host.ssh)
+            .arg(format!(
+                "if [ \"$(id -u)\" = 0 ]; then {command}; else sudo -n {command}; fi"
+            ));
+        ssh
+    }
+
     fn agent(&self, host: &Host, version: &str, args: &[&str]) -> Result<String, String> {
-        let path = agent(version);
-        let mut words = vec![path.as_str()];
-        words.extend_from_slice(args);
-        self.run(host, &words, None)
+        self.run(host, &agent_words(version, args), None)
     }
 
     fn agent_with(
@@ -115,11 +126,24 @@ impl Ssh {
         args: &[&str],
         stdin: &[u8],
     ) -> Result<String, String> {
-        let path = agent(version);
-        let mut words = vec![path.as_str()];
-        words.extend_from_slice(args);
-        self.run(host, &words, Some(stdin))
+        self.run(host, &agent_words(version, args), Some(stdin))
     }
+}
+
+/// The agent of release `version` with `args`, as words for `Ssh::run`.
+fn agent_words(version: &str, args: &[&str]) -> Vec<String> {
+    std::iter::once(agent(version))
+        .chain(args.iter().map(|a| (*a).to_owned()))
+        .collect()
+}
+
+/// Words as one line for a POSIX shell.
+fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One word for a POSIX shell.
@@ -547,17 +571,12 @@ impl Ssh {
     /// Runs `words` on `host` as root, as `run` does, and returns how it ended and what
     /// it printed, whatever its exit status (doctor reads the lines of a check that
     /// found failures, which exits 1).
-    pub fn output(&self, host: &Host, words: &[&str]) -> Result<std::process::Output, String> {
-        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
-        let mut ssh = Command::new("ssh");
-        if let Some(config) = &self.config {
-            ssh.arg("-F").arg(config);
-        }
-        ssh.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--"])
-            .arg(&host.ssh)
-            .arg(format!(
-                "if [ \"$(id -u)\" = 0 ]; then {command}; else sudo -n {command}; fi"
-            ))
+    pub fn output<S: AsRef<str>>(
+        &self,
+        host: &Host,
+        words: &[S],
+    ) -> Result<std::process::Output, String> {
+        self.command(host, words)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("ssh: {e} (is openssh-client installed?)"))
@@ -565,20 +584,8 @@ impl Ssh {
 
     /// Like `agent`, for output that is not text (the key folder's tar); never printed.
     fn agent_bytes(&self, host: &Host, version: &str, args: &[&str]) -> Result<Vec<u8>, String> {
-        let path = agent(version);
-        let mut words = vec![path.as_str()];
-        words.extend_from_slice(args);
-        let command = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
-        let mut ssh = Command::new("ssh");
-        if let Some(config) = &self.config {
-            ssh.arg("-F").arg(config);
-        }
-        let output = ssh
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--"])
-            .arg(&host.ssh)
-            .arg(format!(
-                "if [ \"$(id -u)\" = 0 ]; then {command}; else sudo -n {command}; fi"
-            ))
+        let output = self
+            .command(host, &agent_words(version, args))
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("ssh {}: {e}", host.ssh))?;
