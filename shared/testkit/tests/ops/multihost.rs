@@ -911,14 +911,18 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
         !listens(hosts.address("app2"), 7103),
         "app2 still listens on 7103"
     );
-    assert_eq!(runs_profile("app1"), 2, "{:?}", hosts.processes("app1"));
-    for port in [7103, 7203] {
-        assert_eq!(
-            direct_status(hosts.address("app1"), port, "/profile/ready"),
-            200,
-            "app1:{port}"
-        );
-    }
+    // Both of app1's profiles run and are ready (after the move, and after the rollback).
+    let app1_profiles_ready = || {
+        assert_eq!(runs_profile("app1"), 2, "{:?}", hosts.processes("app1"));
+        for port in [7103, 7203] {
+            assert_eq!(
+                direct_status(hosts.address("app1"), port, "/profile/ready"),
+                200,
+                "app1:{port}"
+            );
+        }
+    };
+    app1_profiles_ready();
     edge.journey("grace@example.org");
     edge.sign_in("ada@example.org");
 
@@ -959,14 +963,7 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
             hosts.processes(host)
         );
     }
-    assert_eq!(runs_profile("app1"), 2, "{:?}", hosts.processes("app1"));
-    for port in [7103, 7203] {
-        assert_eq!(
-            direct_status(hosts.address("app1"), port, "/profile/ready"),
-            200,
-            "app1:{port}"
-        );
-    }
+    app1_profiles_ready();
     edge.journey("alan@example.org");
     edge.sign_in("grace@example.org");
 
