@@ -114,6 +114,10 @@ pub struct SessionGrant {
     pub user_id: String,
     pub role: String,
     pub verified: bool,
+    /// The account's address, username and display name, for the token's claims.
+    pub email: String,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
     /// The new refresh token (only its hash is stored).
     pub refresh_token: String,
     /// When the refresh token stops working (idle or absolute, the earlier).
@@ -201,6 +205,9 @@ pub fn open_session(
             user_id: account.id.clone(),
             role: account.role.as_str().to_owned(),
             verified: account.is_verified(),
+            email: account.email.clone(),
+            username: account.username.clone(),
+            display_name: account.display_name.clone(),
             refresh_token,
             refresh_expires: idle,
             mailed,
@@ -328,7 +335,17 @@ fn same_device(spent_by: Option<&str>, device: Option<&str>) -> bool {
 
 /// The account a session is of, as a refresh needs it: id, role, verified at,
 /// disabled at.
-type Holder = (String, String, Option<NaiveDateTime>, Option<NaiveDateTime>);
+/// The session's account: id, role, verified and disabled times, address, username and
+/// display name.
+type Holder = (
+    String,
+    String,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 /// A refresh token's spending (when, by which device), its session and the session's
 /// account.
@@ -349,6 +366,9 @@ fn refresh_token_of(
                 users::role,
                 users::email_verified_at,
                 users::disabled_at,
+                users::email,
+                users::username,
+                users::display_name,
             ),
         ))
         .load(conn)?;
@@ -368,8 +388,11 @@ pub fn refresh(
 ) -> QueryResult<Refreshed> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
-        let Some(((used, spender), session, (user_id, role, verified, disabled))) =
-            refresh_token_of(conn, token_hash)?
+        let Some((
+            (used, spender),
+            session,
+            (user_id, role, verified, disabled, email, username, display_name),
+        )) = refresh_token_of(conn, token_hash)?
         else {
             return Ok(Refreshed::Invalid);
         };
@@ -430,6 +453,9 @@ pub fn refresh(
             user_id,
             role,
             verified: verified.is_some(),
+            email,
+            username,
+            display_name,
             refresh_token,
             refresh_expires: idle,
             mailed: false,

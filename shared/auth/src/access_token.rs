@@ -23,6 +23,15 @@ pub struct Claims {
     /// `user` or `admin`.
     pub role: String,
     pub email_verified: bool,
+    /// The account's address (tokens issued before it was a claim have none).
+    #[serde(default)]
+    pub email: String,
+    /// The account's username, when it has one (OpenID Connect's name for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// The account's display name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The session's form token: cookie-authenticated changes must send it back.
     pub csrf: String,
     pub iss: String,
@@ -39,6 +48,9 @@ impl std::fmt::Debug for Claims {
             .field("sid", &self.sid)
             .field("role", &self.role)
             .field("email_verified", &self.email_verified)
+            .field("email", &self.email)
+            .field("preferred_username", &self.preferred_username)
+            .field("name", &self.name)
             .field("csrf", &format_args!("[redacted]"))
             .field("iss", &self.iss)
             .field("aud", &self.aud)
@@ -194,6 +206,9 @@ mod tests {
             sid: "s1".into(),
             role: "user".into(),
             email_verified: true,
+            email: "ada@example.org".into(),
+            preferred_username: Some("ada".into()),
+            name: None,
             csrf: "c".into(),
             iss: settings().issuer,
             aud: "flotilla".into(),
