@@ -5,6 +5,13 @@
 # file for running nginx in the foreground with `-p OUT_DIR -c OUT_DIR/nginx.conf`).
 # UPSTREAMS_FILE defaults to proxy/upstreams.conf, the placement file.
 #
+# and OUT_DIR/flotilla/: the snippets of proxy/flotilla/ (the door for the site's other
+# apps, and the includes that protect their locations) and apps/, the apps' locations.
+#
+#   FLOTILLA_EXAMPLE_ADDR      (default empty: no example)  where the example app
+#                              (examples/hello/app.py) listens: its locations under
+#                              /hello/ are rendered into OUT_DIR/flotilla/apps/
+#                              (make run and the tests; never a production server)
 #   FLOTILLA_PROXY_AUTH_RATE   (default 30r/m)  attempts per client (an IPv4 address or
 #                              an IPv6 /64) at POST /login, POST /signup, POST /login/forgot,
 #                              POST /login/confirm and profile's password routes:
@@ -100,5 +107,18 @@ sed -e "s|@LISTEN@|$(esc "$listen")|g" -e "s|@WWW_ROOT@|$(esc "$www")|g" \
     -e "s|@AUTH_RETRY_AFTER@|$retry_after|g" -e "$real_ip_line" -e "$admin_allow_line" \
     -e "s|@ACCESS_LOG@|$(esc "${FLOTILLA_PROXY_ACCESS_LOG:-$out/access.log}")|g" \
     "$root/proxy/server.conf.in" >"$out/server.conf"
+mkdir -p "$out/flotilla/apps"
+cp "$root"/proxy/flotilla/*.conf "$out/flotilla/"
+example=${FLOTILLA_EXAMPLE_ADDR:-}
+if [ -n "$example" ]; then
+    if ! [[ $example =~ ^[^[:space:]/|]+:[0-9]{1,5}$ ]]; then
+        echo "error: FLOTILLA_EXAMPLE_ADDR='$example': expected HOST:PORT, e.g. 127.0.0.1:7190" >&2
+        exit 78
+    fi
+    sed -e "s|@EXAMPLE_ADDR@|$(esc "$example")|g" -e "s|@EXAMPLE_DIR@|$(esc "$root/examples/hello")|g" \
+        "$root/examples/hello/nginx.conf" >"$out/flotilla/apps/hello.conf"
+else
+    rm -f "$out/flotilla/apps/hello.conf"
+fi
 sed -e "s|@PREFIX@|$(esc "$out")|g" -e "s|@UPSTREAMS@|$(esc "$upstreams")|g" \
     "$root/proxy/nginx.conf.in" >"$out/nginx.conf"

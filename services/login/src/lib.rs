@@ -12,6 +12,8 @@
 //! | `GET`/`POST /login/forgot` | asks for a reset link (202, the same whether or not the address exists) |
 //! | `GET`/`POST /login/reset` | sets a new password with a reset link's token |
 //! | `GET /login/.well-known/jwks.json` | the public keys |
+//! | `GET /login/auth` | nginx's `auth_request` for the site's other apps: 204 with the person in headers, 401, 403 (`gate`; never routed from outside) |
+//! | `GET /login/auth/refused` | the answer to a refused one: to the sign-in page, or the 401/403 JSON |
 //!
 //! Access tokens are EdDSA JWTs (15 minutes); refresh tokens are 256-bit randoms stored
 //! hashed with their session and used once each. Failed sign-ins slow down per
@@ -21,6 +23,7 @@
 
 mod domain;
 mod errors;
+mod gate;
 mod handlers;
 mod keys_command;
 mod pages;
@@ -208,6 +211,8 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::get().to(handlers::reset_form))
                     .route(web::post().to(handlers::reset)),
             )
-            .route("/.well-known/jwks.json", web::get().to(handlers::jwks));
+            .route("/.well-known/jwks.json", web::get().to(handlers::jwks))
+            .route("/auth", web::get().to(gate::check))
+            .route("/auth/refused", web::get().to(gate::refused));
     }))
 }

@@ -230,8 +230,14 @@ fn tar_files(plan: &HostPlan, scratch: &Path) -> Result<Vec<u8>, String> {
     Ok(output.stdout)
 }
 
-/// The rendered nginx server block, by the release's own render-proxy.sh.
-fn server_conf(placement: &Placement, release: &Release, scratch: &Path) -> Result<String, String> {
+/// nginx's files for the edge, by the release's own render-proxy.sh: the server block
+/// and the snippets of `flotilla/` (not `flotilla/apps/`: the operator's apps stay as
+/// they are on the host).
+fn nginx_files(
+    placement: &Placement,
+    release: &Release,
+    scratch: &Path,
+) -> Result<render::NginxFiles, String> {
     let out = scratch.join("nginx");
     let mut command = Command::new(release.dir.join("scripts/render-proxy.sh"));
     command
@@ -254,7 +260,20 @@ fn server_conf(placement: &Placement, release: &Release, scratch: &Path) -> Resu
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    std::fs::read_to_string(out.join("server.conf")).map_err(|e| format!("server.conf: {e}"))
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let mut files = render::NginxFiles::new();
+    files.insert("server.conf".to_owned(), read(&out.join("server.conf"))?);
+    let snippets = out.join("flotilla");
+    let entries =
+        std::fs::read_dir(&snippets).map_err(|e| format!("{}: {e}", snippets.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".conf") && entry.path().is_file() {
+            files.insert(name, read(&entry.path())?);
+        }
+    }
+    Ok(files)
 }
 
 /// The whole deploy. Returns a message for the operator on failure (after rolling
@@ -265,8 +284,8 @@ pub fn deploy(options: &Options) -> Result<(), String> {
     let scratch = scratch_dir()?;
     let result = (|| {
         let release = Release::open(options.release.as_deref(), &scratch)?;
-        let server = server_conf(&placement, &release, &scratch)?;
-        let plans = render::render(&placement, &secrets, &server)?;
+        let nginx = nginx_files(&placement, &release, &scratch)?;
+        let plans = render::render(&placement, &secrets, &nginx)?;
         let ssh = Ssh::new(options.ssh_config.clone(), options.dry_run);
         let mut run = Run {
             ssh: &ssh,
@@ -626,7 +645,8 @@ mod tests {
             "a".repeat(64)
         ))
         .expect("parses");
-        let plans = render::render(&placement, &secrets, "s").expect("renders");
+        let plans = render::render(&placement, &secrets, &render::tests::server_only("s"))
+            .expect("renders");
         let app2 = plans.iter().find(|p| p.host.name == "app2").expect("app2");
         let login = &app2.instances[0];
         let a = fingerprint("1", app2, Some(login));
@@ -639,7 +659,8 @@ mod tests {
         let profile = &app2.instances[1];
         assert_ne!(a, fingerprint("1", app2, Some(profile)), "own listen file");
         // nginx's files do not restart the services.
-        let other = render::render(&placement, &secrets, "t").expect("renders");
+        let other = render::render(&placement, &secrets, &render::tests::server_only("t"))
+            .expect("renders");
         let app2_other = other.iter().find(|p| p.host.name == "app2").expect("app2");
         assert_eq!(a, fingerprint("1", app2_other, Some(login)));
     }

@@ -95,12 +95,16 @@ pub struct HostPlan {
     pub files: Vec<HostFile>,
 }
 
-/// Renders every host's files. `server_conf` is the rendered nginx server block (by
-/// `scripts/render-proxy.sh` of the release), installed on the edge.
+/// nginx's files for the edge, by name under `/etc/nginx/flotilla/`: the server block
+/// (`server.conf`) and the snippets it and the apps' locations include, as the
+/// release's `scripts/render-proxy.sh` rendered them.
+pub type NginxFiles = BTreeMap<String, String>;
+
+/// Renders every host's files; the edge gets `nginx`'s.
 pub fn render(
     placement: &Placement,
     secrets: &Secrets,
-    server_conf: &str,
+    nginx_files: &NginxFiles,
 ) -> Result<Vec<HostPlan>, String> {
     let database_url = database_url(placement, secrets)?;
     let bus_secret = secrets.get("FLOTILLA_BUS_SECRET");
@@ -174,11 +178,13 @@ pub fn render(
                 mode: 0o644,
                 contents: upstreams(placement),
             });
-            files.push(HostFile {
-                path: "/etc/nginx/flotilla/server.conf".to_owned(),
-                mode: 0o644,
-                contents: server_conf.to_owned(),
-            });
+            for (name, contents) in nginx_files {
+                files.push(HostFile {
+                    path: format!("/etc/nginx/flotilla/{name}"),
+                    mode: 0o644,
+                    contents: contents.clone(),
+                });
+            }
             files.push(HostFile {
                 path: "/etc/nginx/conf.d/flotilla.conf".to_owned(),
                 mode: 0o644,
@@ -410,7 +416,7 @@ pub fn proxy_env(placement: &Placement) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn example() -> Placement {
@@ -430,6 +436,11 @@ mod tests {
         .expect("parses")
     }
 
+    /// nginx's files with the server block alone.
+    pub(crate) fn server_only(server: &str) -> NginxFiles {
+        NginxFiles::from([("server.conf".to_owned(), server.to_owned())])
+    }
+
     fn file<'a>(plans: &'a [HostPlan], host: &str, path: &str) -> &'a str {
         &plans
             .iter()
@@ -441,7 +452,7 @@ mod tests {
 
     #[test]
     fn each_host_gets_the_addresses_of_the_others() {
-        let plans = render(&example(), &secrets(), "server {}\n").expect("renders");
+        let plans = render(&example(), &secrets(), &server_only("server {}\n")).expect("renders");
         let app2 = file(&plans, "app2", "/etc/flotilla/flotilla.env");
         assert!(
             app2.contains(
@@ -482,27 +493,27 @@ mod tests {
 
     #[test]
     fn rendering_twice_gives_the_same_bytes() {
-        let a = render(&example(), &secrets(), "s").expect("renders");
-        let b = render(&example(), &secrets(), "s").expect("renders");
+        let a = render(&example(), &secrets(), &server_only("s")).expect("renders");
+        let b = render(&example(), &secrets(), &server_only("s")).expect("renders");
         assert_eq!(a, b);
     }
 
     #[test]
     fn a_spread_fleet_needs_the_bus_secret_and_postgres_its_password() {
         let none = Secrets::parse("DATABASE_PASSWORD=x\n").expect("parses");
-        let why = render(&example(), &none, "").expect_err("refused");
+        let why = render(&example(), &none, &server_only("")).expect_err("refused");
         assert!(why.contains("set FLOTILLA_BUS_SECRET"), "{why}");
         let short =
             Secrets::parse("DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET=abc\n").expect("parses");
         assert!(
-            render(&example(), &short, "")
+            render(&example(), &short, &server_only(""))
                 .expect_err("refused")
                 .contains("64 or more hex")
         );
         let no_password =
             Secrets::parse(&format!("FLOTILLA_BUS_SECRET={}\n", "a".repeat(64))).expect("parses");
         assert!(
-            render(&example(), &no_password, "")
+            render(&example(), &no_password, &server_only(""))
                 .expect_err("refused")
                 .contains("DATABASE_PASSWORD")
         );
@@ -515,7 +526,7 @@ mod tests {
             "a".repeat(64)
         ))
         .expect("parses");
-        let why = render(&example(), &quoted, "").expect_err("refused");
+        let why = render(&example(), &quoted, &server_only("")).expect_err("refused");
         assert!(why.starts_with("FLOTILLA_SMTP_PASSWORD: "), "{why}");
         assert!(!why.contains("a\"b"), "the value stays out of the message");
         assert!(Secrets::parse("PATH=/bin\n").is_err());
@@ -530,7 +541,7 @@ mod tests {
         let text = include_str!("../../../proxy/placement.example.toml")
             .replace("\"admin:7104\"]", "\"admin:7104\", \"login:7202\"]");
         let placement = Placement::parse(&text, Path::new("/")).expect("works");
-        let plans = render(&placement, &secrets(), "").expect("renders");
+        let plans = render(&placement, &secrets(), &server_only("")).expect("renders");
         assert_eq!(
             file(&plans, "app2", "/etc/flotilla/instances/login-7202.env"),
             "# login-7202 on host app2 (written by scripts/deploy).\nFLOTILLA_LOGIN_LISTEN=10.0.0.4:7202\n"
