@@ -9,6 +9,8 @@
 #   FLOTILLA_FLEET_LOG_DIR  when set, each process logs to DIR/NAME.log instead of the
 #                        terminal (make bench: the prefixing sed costs more CPU than a
 #                        health request does)
+#   FLOTILLA_EXAMPLE_ADDR  where the example app listens (default 127.0.0.1:7190); nginx
+#                        serves it at /hello/
 #   FLOTILLA_LOG         default here info,mail_link=debug: the mails' links are shown
 # plus every FLOTILLA_* variable of the services, passed through.
 set -uo pipefail
@@ -35,6 +37,8 @@ for name in "${services[@]}" pages; do
     [ -x "$bin/flotilla-$name" ] || die "$bin/flotilla-$name is missing: run 'make run' (it builds them)"
 done
 nginx=$(find_nginx) || exit 1
+python=$(find_python) || exit 1
+export FLOTILLA_EXAMPLE_ADDR=${FLOTILLA_EXAMPLE_ADDR:-127.0.0.1:7190}
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
     die "port $port is taken (another 'make run'?): stop it or set FLOTILLA_HTTP_PORT"
 
@@ -93,6 +97,7 @@ for name in "${services[@]}"; do
     start "$name" "$bin/flotilla-$name"
 done
 start pages "$bin/flotilla-pages" watch
+start hello "$python" -u "$root/examples/hello/app.py" "$FLOTILLA_EXAMPLE_ADDR"
 start nginx "$nginx" -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr
 
 ready=1
@@ -103,6 +108,7 @@ if [ -n "$ready" ]; then
     say ""
     say "flotilla is up on http://127.0.0.1:$port  (Ctrl-C stops everything)"
     say "  /  /signup  /login  /profile  /admin   data: $FLOTILLA_DATA_DIR"
+    say "  /hello/  an app of the site that knows who is signed in (examples/hello)"
     say "  to make yourself admin: sign up, follow the link shown here, then run"
     say "    FLOTILLA_DATA_DIR=$FLOTILLA_DATA_DIR $bin/flotilla-admin promote YOUR-EMAIL"
     say ""

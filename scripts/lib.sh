@@ -40,6 +40,12 @@ find_nginx() {
     printf '%s\n' "$nginx"
 }
 
+# Python 3 for the example app (examples/hello), installed on Debian if missing.
+find_python() {
+    command -v python3 >/dev/null || { say "python3 is missing; installing it"; apt_install python3; }
+    command -v python3 || die "python3 is missing: install it ('apt-get install python3')"
+}
+
 # The folder of PostgreSQL's server programs (initdb, pg_ctl, psql), the newest
 # installed; PostgreSQL is installed on Debian if missing (the tests' clusters).
 ensure_pg_bin() {

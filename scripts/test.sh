@@ -3,13 +3,18 @@
 # with apt as root on Debian), builds the binaries the end-to-end tests start, starts a
 # throwaway PostgreSQL cluster, runs the tests (cargo-nextest when installed, else
 # cargo test), and removes the cluster. Extra arguments go to the test runner. Also
-# installs wrk, the rolling-restart test's load (without it that test skips; in CI it fails).
+# installs wrk, the rolling-restart test's load (without it that test skips; in CI it
+# fails), and python3 with PyJWT for the example app and the token tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 cd "$root"
 
 find_nginx >/dev/null
+# The example app, and a token checked by a library not written here (PyJWT): Debian's
+# python3 with its packages, which the tests prefer to any other python3.
+/usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null ||
+    apt_install python3 python3-jwt python3-cryptography
 command -v wrk >/dev/null || (apt_install wrk) || say "wrk is missing: the rolling-restart test will skip"
 # The multi-host test's hosts: network namespaces (iproute2) reached over ssh. A fresh
 # Debian may have neither; as root it gets them, elsewhere the test says what is missing.

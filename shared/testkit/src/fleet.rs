@@ -45,6 +45,8 @@ pub struct Fleet {
     nginx: Option<Proc>,
     /// `flotilla-pages watch`, when a test started it.
     pages: Option<Proc>,
+    /// The example app (`examples/hello/app.py`) and its address, when asked for.
+    example: Option<(Proc, SocketAddr)>,
     port: u16,
     client: Client,
 }
@@ -53,6 +55,7 @@ pub struct FleetBuilder {
     db: TestDb,
     env: BTreeMap<String, String>,
     instances: BTreeMap<&'static str, usize>,
+    example: bool,
 }
 
 impl FleetBuilder {
@@ -72,6 +75,13 @@ impl FleetBuilder {
             "{count} instances of {name}"
         );
         self.instances.insert(name, count);
+        self
+    }
+
+    /// Also runs the example app (`examples/hello/app.py`) behind nginx at `/hello/`,
+    /// as `make run` does.
+    pub fn example_app(mut self) -> Self {
+        self.example = true;
         self
     }
 
@@ -126,6 +136,7 @@ impl FleetBuilder {
             addrs,
             nginx: None,
             pages: None,
+            example: None,
             port: 0,
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -152,6 +163,9 @@ impl FleetBuilder {
                 fleet.start_instance(name, index);
             }
         }
+        if self.example {
+            fleet.start_example();
+        }
         fleet.start_nginx();
         fleet
     }
@@ -163,6 +177,7 @@ impl Fleet {
             db,
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
+            example: false,
         }
     }
 
@@ -254,6 +269,25 @@ impl Fleet {
         }
     }
 
+    /// Starts the example app on a free port and waits until it answers.
+    fn start_example(&mut self) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut command = Command::new(python3());
+        command
+            .arg(workspace_root().join("examples/hello/app.py"))
+            .arg(addr.to_string());
+        let mut proc = Proc::spawn("hello", command);
+        let up = wait_until(START_TIMEOUT, || {
+            proc.try_exit().is_some() || std::net::TcpStream::connect(addr).is_ok()
+        });
+        assert!(
+            up && proc.try_exit().is_none(),
+            "the example app did not start on {addr}:\n{}",
+            proc.logs()
+        );
+        self.example = Some((proc, addr));
+    }
+
     fn start_nginx(&mut self) {
         let nginx = nginx_binary();
         let root = workspace_root();
@@ -297,6 +331,7 @@ impl Fleet {
         let real_ip = self.env.get("FLOTILLA_PROXY_REAL_IP_FROM").cloned();
         // A test that keeps /admin to some client networks (FLOTILLA_PROXY_ADMIN_ALLOW).
         let admin_allow = self.env.get("FLOTILLA_PROXY_ADMIN_ALLOW").cloned();
+        let example = self.example.as_ref().map(|(_, addr)| addr.to_string());
         for _attempt in 0..3 {
             let port = free_port();
             let rendered = Command::new(root.join("scripts/render-proxy.sh"))
@@ -311,6 +346,7 @@ impl Fleet {
                         .iter()
                         .map(|v| ("FLOTILLA_PROXY_ADMIN_ALLOW", v)),
                 )
+                .envs(example.iter().map(|v| ("FLOTILLA_EXAMPLE_ADDR", v)))
                 .output()
                 .unwrap();
             assert!(
@@ -471,6 +507,9 @@ impl Fleet {
         if let Some(pages) = &self.pages {
             out.push_str(&format!("--- pages\n{}\n", pages.logs()));
         }
+        if let Some((example, _)) = &self.example {
+            out.push_str(&format!("--- hello\n{}\n", example.logs()));
+        }
         out
     }
 
@@ -528,6 +567,7 @@ impl Drop for Fleet {
         // nginx first, so nothing reaches a stopping service; then the services.
         self.nginx.take();
         self.pages.take();
+        self.example.take();
         self.services.clear();
     }
 }
@@ -552,6 +592,29 @@ fn instance_urls(addrs: &BTreeMap<Instance, SocketAddr>, name: &str) -> Vec<Stri
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Python 3 for the example app and the token checks of other libraries (PyJWT), or a
+/// failure that says how to get it: Debian's, which `make test` gives the libraries,
+/// before any other on the PATH.
+pub fn python3() -> PathBuf {
+    let debian = PathBuf::from("/usr/bin/python3");
+    if debian.is_file() {
+        return debian;
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("python3"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "python3 is missing{}: run `make test` (it installs python3, python3-jwt and \
+                 python3-cryptography on Debian as root)",
+                if in_ci() { " in CI" } else { "" }
+            )
+        })
 }
 
 /// nginx, or a failure that says how to get it. Outside CI a missing nginx is a panic

@@ -142,7 +142,7 @@ pub(super) fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
 }
 
 /// The fleet's signing key, as a thief of the key folder would have it.
-fn signing_key(fleet: &Fleet) -> SigningKey {
+pub(super) fn signing_key(fleet: &Fleet) -> SigningKey {
     let ring = KeyRing::load(&fleet.data_dir().join("keys")).unwrap();
     let current = ring.current().unwrap();
     let pem = std::fs::read_to_string(fleet.data_dir().join(format!("keys/{}.pem", current.kid)))

@@ -9,6 +9,7 @@ mod admin_actions;
 mod admin_audit;
 mod admin_overview;
 mod admin_users;
+mod apps;
 mod binaries;
 mod confirm;
 mod enumeration;
