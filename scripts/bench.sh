@@ -45,7 +45,7 @@ mkdir -p "$dir/logs"
 # One bus secret for the fleet, the PostgreSQL worker and the queue bench that wakes them.
 FLOTILLA_BUS_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export FLOTILLA_BUS_SECRET
-FLOTILLA_DATA_DIR=$dir FLOTILLA_HTTP_PORT=$port FLOTILLA_FLEET_LOG_DIR=$dir/logs \
+FLOTILLA_DATA_DIR=$dir FLOTILLA_HTTP_PORT=$port FLOTILLA_EXAMPLE_ADDR=127.0.0.1:$(free_port) FLOTILLA_FLEET_LOG_DIR=$dir/logs \
     FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
     scripts/dev-fleet.sh >"$dir/fleet.log" 2>&1 &
 fleet_pid=$!
@@ -247,6 +247,26 @@ awk -v r="$me_ratio" 'BEGIN {exit !(r < 0.6)}' && { say "  /profile/me below 0.6
 awk -v p="$me_p99_64" 'BEGIN {exit !(p > 10)}' && { say "  /profile/me p99 over 10 ms"; status=1; }
 [ "${me_bad_64:-0}" = 0 ] || { say "  /profile/me answered non-2xx"; status=1; }
 
+# A static file kept to signed-in people by nginx's auth_request (login's /login/auth
+# answers from the token alone), next to the same file open to all, in the same run.
+# Both carry the token, so the requests differ only by the check.
+bearer_measure() { # PATH: prints "req/s p99_ms non2xx"
+    local out
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \
+        "http://127.0.0.1:$port$1")
+    echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(p99_ms <<<"$out") $(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")"
+}
+read -r open_rps open_p99 open_bad < <(bearer_measure /hello/open/members.txt)
+read -r gated_rps gated_p99 gated_bad < <(bearer_measure /hello/static/members.txt)
+gated_ratio=$(awk -v a="$gated_rps" -v b="$open_rps" 'BEGIN {printf "%.2f", a / b}')
+echo
+echo "a static file behind auth_request (the example app's locations, Bearer token)"
+printf '%-40s %12s %10s %8s %8s\n' target "req/s" "p99 ms" ratio non-2xx
+printf '%-40s %12.0f %10s %8s %8s\n' "/hello/open/members.txt (open)" "$open_rps" "$open_p99" "1.00" "${open_bad:-0}"
+printf '%-40s %12.0f %10s %8s %8s\n' "/hello/static/members.txt (signed in)" "$gated_rps" "$gated_p99" "$gated_ratio" "${gated_bad:-0}"
+awk -v r="$gated_ratio" 'BEGIN {exit !(r < 0.5)}' && { say "  the protected file below 0.5 of the open one"; status=1; }
+[ "${gated_bad:-0}" = 0 ] || { say "  the protected file answered non-2xx"; status=1; }
+
 # The job queue, with one worker: the fleet's on SQLite, and one on a throwaway
 # PostgreSQL cluster.
 queue() { # backend DATABASE_URL WAKE
@@ -342,7 +362,7 @@ DATABASE_URL=$pg_url target/release/flotilla-worker migrate 2>"$dir/pg-migrate.l
     { cat "$dir/pg-migrate.log" >&2; die "migrating the benchmark cluster failed"; }
 mkdir -p "$dir/pg-fleet/logs"
 chmod 711 "$dir/pg-fleet"
-DATABASE_URL=$pg_url FLOTILLA_DATA_DIR=$dir/pg-fleet FLOTILLA_HTTP_PORT=$port \
+DATABASE_URL=$pg_url FLOTILLA_DATA_DIR=$dir/pg-fleet FLOTILLA_HTTP_PORT=$port FLOTILLA_EXAMPLE_ADDR=127.0.0.1:$(free_port) \
     FLOTILLA_FLEET_LOG_DIR=$dir/pg-fleet/logs FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
     scripts/dev-fleet.sh >"$dir/pg-fleet.log" 2>&1 &
 fleet_pid=$!
