@@ -13,7 +13,7 @@ use flotilla_bus::{EventPublisher, EventSubscriber};
 use flotilla_db::Pool;
 use jsonwebtoken::DecodingKey;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::access_token::{self, Claims, TokenError, TokenSettings};
 use crate::key_refresh::{self, FetchClock, KeyMap, Refetch};
@@ -21,6 +21,9 @@ use crate::keys::KeyRing;
 use crate::revocation;
 use crate::token_cache::VerifiedTokens;
 use crate::{AuthConfig, DenyList};
+
+/// The longest a token check waits for the deny-list's first catch-up.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 struct Inner {
     config: AuthConfig,
@@ -32,6 +35,8 @@ struct Inner {
     /// When the background thread last fetched the keys.
     fetched: FetchClock,
     caught_up: AtomicBool,
+    /// Wakes the requests that wait for the first catch-up.
+    caught_up_signal: Notify,
     publisher: EventPublisher,
     _subscriber: EventSubscriber,
 }
@@ -65,6 +70,7 @@ impl Auth {
                 refetch,
                 fetched: FetchClock::default(),
                 caught_up: AtomicBool::new(false),
+                caught_up_signal: Notify::new(),
                 publisher: EventPublisher::start(&config.events_in)?,
                 _subscriber: subscriber,
                 config,
@@ -128,6 +134,23 @@ impl Auth {
     /// The deny-list has read the database once.
     pub(crate) fn mark_caught_up(&self) {
         self.inner.caught_up.store(true, Ordering::Release);
+        self.inner.caught_up_signal.notify_waiters();
+    }
+
+    /// Waits (up to `CATCH_UP_WAIT`) for the deny-list's first catch-up from the
+    /// database: an instance that has just started takes requests as soon as it
+    /// listens, and until then knows only the revocations the bus brought since.
+    async fn caught_up(&self) {
+        let signal = self.inner.caught_up_signal.notified();
+        if self.inner.caught_up.load(Ordering::Acquire) {
+            return;
+        }
+        if tokio::time::timeout(CATCH_UP_WAIT, signal).await.is_err() {
+            log::warn!(
+                "checking a token before the revocation list caught up from the database \
+                 (waited {CATCH_UP_WAIT:?}): only the revocations heard on the bus count"
+            );
+        }
     }
 
     /// Ready once keys are known and the deny-list has caught up from the database.
@@ -143,8 +166,12 @@ impl Auth {
 
     /// Checks a token: signature by a known key (refetching the keys once for an
     /// unknown `kid`, unless they were fetched in the last 2 s: then it is refused at
-    /// once), claims, and the session not revoked.
+    /// once), claims, and the session not revoked. Before the deny-list's first
+    /// catch-up from the database it waits for it (see `caught_up`).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if !self.inner.caught_up.load(Ordering::Acquire) {
+            self.caught_up().await;
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Utc::now().timestamp();
         let leeway = self.settings().leeway_secs as i64;

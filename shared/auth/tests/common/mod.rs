@@ -12,6 +12,16 @@ use flotilla_db::{DatabaseUrl, PoolConfig};
 /// A started [`Auth`] taking its keys from `keys`, its settings, and its folder
 /// (remove it when done).
 pub fn start_auth(name: &str, keys: KeySource) -> (Auth, TokenSettings, PathBuf) {
+    start_auth_after(name, keys, |_| {})
+}
+
+/// [`start_auth`], with `prepare` given the pool of the migrated database before
+/// [`Auth`] starts on it.
+pub fn start_auth_after(
+    name: &str,
+    keys: KeySource,
+    prepare: impl FnOnce(&flotilla_db::Pool),
+) -> (Auth, TokenSettings, PathBuf) {
     let dir = std::env::temp_dir().join(format!(
         "flotilla-{name}-{}-{:08x}",
         std::process::id(),
@@ -27,6 +37,7 @@ pub fn start_auth(name: &str, keys: KeySource) -> (Auth, TokenSettings, PathBuf)
     let mut conn = flotilla_db::open(&database).unwrap();
     flotilla_db::migrate(&mut conn, &database.url).unwrap();
     let pool = flotilla_db::connect(&database).unwrap();
+    prepare(&pool);
     let settings = TokenSettings {
         issuer: "http://127.0.0.1:8080/login".into(),
         audience: "flotilla".into(),
