@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, unquote
 
 MAX_BODY = 64 * 1024
+# Free text comes percent-encoded UTF-8 (so any character fits in a header): unquote it.
+TEXT_HEADERS = {"email", "username", "display-name"}
 
 
 class Html(str):
@@ -42,22 +44,23 @@ def signed_in_user(headers):
     """The user nginx vouched for, or None when nobody is signed in (open pages only)."""
     if not headers.get("X-Flotilla-User-Id"):
         return None
-    email = headers.get("X-Flotilla-Email", "")
-    display_name = unquote(headers.get("X-Flotilla-Display-Name", ""))  # percent-encoded UTF-8
+    def text(name):
+        return unquote(headers.get(f"X-Flotilla-{name}", ""))
+    email = text("Email")
     return SimpleNamespace(
-        email=email, name=display_name or headers.get("X-Flotilla-Username") or email,
+        email=email, name=text("Display-Name") or text("Username") or email,
         role=headers.get("X-Flotilla-Role", ""),
         verified=headers.get("X-Flotilla-Email-Verified") == "true",
         csrf_token=headers.get("X-Flotilla-Csrf-Token", ""))
 
 
 def flotilla_headers(headers):
-    """Every X-Flotilla-* header exactly as it came, by the rest of its lower-cased name;
-    a list of values if one came more than once (so a copy nginx let through shows)."""
+    """Every X-Flotilla-* header that came, by the rest of its lower-cased name, text
+    decoded; a list of values if one came more than once (so a copy nginx let through shows)."""
     found = {}
     for name in dict.fromkeys(n.lower() for n in headers if n.lower().startswith("x-flotilla-")):
         key = name.removeprefix("x-flotilla-")
-        values = [unquote(v) if key == "display-name" else v for v in headers.get_all(name)]
+        values = [unquote(v) if key in TEXT_HEADERS else v for v in headers.get_all(name)]
         found[key] = values[0] if len(values) == 1 else values
     return found
 
@@ -80,7 +83,8 @@ def home(user, message=None):
 
 def welcome(user):
     if user is None:
-        return page("Hello, stranger", render('<p><a href="/login?next=/hello/welcome">Sign in</a></p>'))
+        return page("Hello, stranger",
+                    render('<p><a href="/login?next=/hello/welcome">Sign in</a></p>'))
     return page(f"Hello, {user.name}", render('<p><a href="/hello/">Your page</a></p>'))
 
 
@@ -88,10 +92,11 @@ def welcome(user):
 # The app does not check again, so a test through nginx sees nginx's own refusal.
 PAGES = {
     "/hello/": home,
-    "/hello/admin": lambda user: page(f"Administrators' corner, {user.name}",
-                                      render("<p>Your role: {0}.</p>", user.role)),
-    "/hello/verified": lambda user: page(f"Confirmed addresses only, {user.name}",
-                                         render("<p>Your address {0} is confirmed.</p>", user.email)),
+    "/hello/admin": lambda user: page(
+        f"Administrators' corner, {user.name}", render("<p>Your role: {0}.</p>", user.role)),
+    "/hello/verified": lambda user: page(
+        f"Confirmed addresses only, {user.name}",
+        render("<p>Your address {0} is confirmed.</p>", user.email)),
 }
 NO_USER = 401, "No signed-in user: reach this app through nginx\n", "text/plain"
 
@@ -120,7 +125,9 @@ class Handler(BaseHTTPRequestHandler):
         if not length.isdigit():
             return self.reply(400, "Content-Length must be a number of bytes\n", "text/plain")
         if int(length) > MAX_BODY:
-            self.close_connection = True  # the body stays unread
+            # Read it off, unkept: closing on a body nginx is still sending makes it a 502.
+            for left in range(int(length), 0, -MAX_BODY):
+                self.rfile.read(min(left, MAX_BODY))
             return self.reply(413, page("Too long", render("<p>A form is at most 64 KiB.</p>")))
         form = parse_qs(self.rfile.read(int(length)).decode("utf-8", "replace"))
         sent = form.get("csrf_token", [""])[0]
@@ -145,14 +152,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     host, _, port = (sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7190").rpartition(":")
     server = ThreadingHTTPServer((host, int(port)), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit: no traceback
+    for signum in signal.SIGTERM, signal.SIGINT:  # a clean exit, even when started with &
+        signal.signal(signum, lambda *_: sys.exit(0))
     print("hello: listening on http://%s:%d" % server.server_address[:2], flush=True)
-    try:
+    with server:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 if __name__ == "__main__":

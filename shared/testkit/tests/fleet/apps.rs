@@ -251,6 +251,14 @@ on_both_databases! {
         });
         assert_eq!(code(&expired), "token_expired");
         assert_eq!(code("not.a.token"), "token_invalid");
+        // A post is refused the same way, its body never reaching anyone.
+        let post = fleet
+            .request(Method::POST, "/hello/")
+            .form(&[("message", "hi")])
+            .send()
+            .unwrap();
+        assert_eq!(post.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(post.json::<Value>().unwrap()["error"], "not_authenticated");
         // A browser with an expired cookie is sent to renew it.
         let browser = browser_get(&fleet, "/hello/", &format!("flotilla_access={expired}"));
         assert_eq!(browser.status(), StatusCode::SEE_OTHER);
