@@ -43,10 +43,10 @@ fn port_is_free(port: u16) -> bool {
 
 #[test]
 fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
-    let fixed = [7101, 7102, 7103, 7104, 7105, 7110, 7111, 7112];
+    let fixed = [7101, 7102, 7103, 7104, 7105, 7110, 7111, 7112, 7190];
     assert!(
         fixed.iter().all(|p| port_is_free(*p)),
-        "the fleet's default ports (7101-7105, 7110-7112) are in use: stop `make run` to run this test"
+        "the fleet's default ports (7101-7105, 7110-7112, 7190) are in use: stop `make run` to run this test"
     );
     let dir = TempDir::new("make-run");
     let port = free_port();
@@ -79,6 +79,7 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
         "/login/health",
         "/profile/health",
         "/admin/health",
+        "/hello/welcome",
     ] {
         assert_eq!(
             client.get(url(path)).send().unwrap().status(),
@@ -90,6 +91,9 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
         client.get(url("/signup/metrics")).send().unwrap().status(),
         StatusCode::FORBIDDEN
     );
+    // The example app is behind login's door.
+    let hello = client.get(url("/hello/api/me")).send().unwrap();
+    assert_eq!(hello.status(), StatusCode::UNAUTHORIZED);
     // The developer sees a mail's link on the terminal (the file transport logs it at
     // debug under `mail_link`, which make run turns on; never at info).
     let signed_up = client
@@ -123,7 +127,9 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
         String::from_utf8_lossy(&promoted.stderr)
     );
     // Every service's log line reaches the one terminal, prefixed by its name.
-    for name in ["worker", "signup", "login", "profile", "admin", "pages"] {
+    for name in [
+        "worker", "signup", "login", "profile", "admin", "pages", "hello",
+    ] {
         assert!(
             logs.contains(&format!("{name:<8} | ")),
             "no {name} lines:\n{logs}"
@@ -131,8 +137,8 @@ fn make_run_serves_everything_and_ctrl_c_leaves_no_process() {
     }
     let members = group_members(pgid);
     assert!(
-        members.len() >= 8,
-        "script, five services, the page watcher and nginx: {members:?}"
+        members.len() >= 9,
+        "script, five services, the page watcher, the example app and nginx: {members:?}"
     );
 
     // Ctrl-C: the terminal sends SIGINT to the whole foreground process group.
