@@ -141,13 +141,15 @@ pub(super) fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     })
 }
 
-/// The fleet's signing key, as a thief of the key folder would have it.
+/// The fleet's signing key, as a thief of the key folder would have it: its only key,
+/// as the fleets that use this never add one.
 pub(super) fn signing_key(fleet: &Fleet) -> SigningKey {
     let ring = KeyRing::load(&fleet.data_dir().join("keys")).unwrap();
-    let current = ring.current().unwrap();
-    let pem = std::fs::read_to_string(fleet.data_dir().join(format!("keys/{}.pem", current.kid)))
-        .unwrap();
-    SigningKey::from_pem(&current.kid, &pem).unwrap()
+    assert_eq!(ring.keys().len(), 1, "one key, which signs");
+    let only = ring.newest().unwrap();
+    let pem =
+        std::fs::read_to_string(fleet.data_dir().join(format!("keys/{}.pem", only.kid))).unwrap();
+    SigningKey::from_pem(&only.kid, &pem).unwrap()
 }
 
 pub(super) fn slow_catch_up(db: TestDb) -> Fleet {
