@@ -5,8 +5,8 @@
 //! keeps the tokens an older key signed verifiable until they expire.
 //!
 //! A new key is published at once but signs only once it is `lead` old
-//! ([`KeyRing::signing_at`]): by then every verifier has fetched the JWKS holding it,
-//! so none refuses the first token it signs. Until then the key before it goes on
+//! ([`KeyRing::signing_at`]): time for every verifier to fetch the JWKS that holds it
+//! before it meets a token the key signed. Until then the key before it goes on
 //! signing. [`prune`] removes a key once its successor has signed for longer than an
 //! access token lives.
 
@@ -150,7 +150,7 @@ impl SigningKey {
 pub enum Role {
     /// It signs.
     Signing,
-    /// It is published, and signs from then on.
+    /// It is published, and signs from `signs_from` on.
     Waiting { signs_from: NaiveDateTime },
     /// It is published, for the tokens it signed before a newer key took over.
     Published,
