@@ -226,7 +226,8 @@ pub async fn login(
     Ok(response)
 }
 
-/// Runs `sign` with the key login signs with now.
+/// Runs `sign` with the key login signs with now (a new key only once it has been
+/// published for `FLOTILLA_KEYS_PUBLISH_SECS`).
 fn with_signing_key<T>(
     login: &Login,
     sign: impl FnOnce(&SigningKey) -> Result<T, Error>,
@@ -236,7 +237,7 @@ fn with_signing_key<T>(
         .read()
         .map_err(|_| Error::Internal(anyhow::anyhow!("the key ring lock is poisoned")))?;
     let key = keys
-        .current()
+        .signing_at(chrono::Utc::now().naive_utc(), login.config.keys_publish)
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("no signing key")))?;
     sign(key)
 }

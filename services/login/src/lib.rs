@@ -32,7 +32,7 @@ mod store;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use chrono::TimeDelta;
+use chrono::{TimeDelta, Utc};
 use flotilla_auth::keys::KeyRing;
 use flotilla_auth::throttle::{InFlight, ThrottleSettings};
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings};
@@ -62,8 +62,12 @@ pub struct LoginConfig {
     /// `FLOTILLA_KEYS_GENERATE` (default true): make a key when the folder has none.
     pub generate_keys: bool,
     /// `FLOTILLA_KEYS_RELOAD_SECS` (30): how often the key folder is read again, so
-    /// that a key added by `keys generate` signs without a restart.
+    /// that a key added by `keys generate` is published, and later signs, without a
+    /// restart.
     pub keys_reload: std::time::Duration,
+    /// `FLOTILLA_KEYS_PUBLISH_SECS` ([`keys_publish`]): how long a new key is published
+    /// before it signs.
+    pub keys_publish: TimeDelta,
     /// `FLOTILLA_SESSION_IDLE_DAYS` (30): a session unused this long ends.
     pub session_idle: TimeDelta,
     /// `FLOTILLA_SESSION_MAX_DAYS` (90): a session ends this long after sign-in.
@@ -91,6 +95,7 @@ impl LoginConfig {
                 30,
                 1..=3600,
             )?),
+            keys_publish: keys_publish(env)?,
             session_idle: TimeDelta::days(env.number(
                 "FLOTILLA_SESSION_IDLE_DAYS",
                 30,
@@ -103,6 +108,20 @@ impl LoginConfig {
             wake: flotilla_kit::config::bus(env)?.wake,
         })
     }
+}
+
+/// `FLOTILLA_KEYS_PUBLISH_SECS` (360, from 0 to 86400): a new key signs once it is
+/// this old ([`KeyRing::signing_at`]). It counts from the key's making, and login
+/// publishes the key within `FLOTILLA_KEYS_RELOAD_SECS` of that, so the default leaves
+/// every service's periodic JWKS fetch (300 s) time to run once the key is published.
+/// 0: a new key signs from login's next read of the folder. Read by login and by
+/// `keys list|generate|prune`.
+pub(crate) fn keys_publish(env: &Env) -> Result<TimeDelta, ConfigError> {
+    Ok(TimeDelta::seconds(env.number(
+        "FLOTILLA_KEYS_PUBLISH_SECS",
+        360,
+        0..=86_400,
+    )?))
 }
 
 /// Login's state, beside the kit's.
@@ -121,10 +140,11 @@ pub struct Login {
 }
 
 impl Login {
-    /// Reads the key folder again; a new key signs from now on.
+    /// Reads the key folder again: a new key is published from now on, and signs once
+    /// it is old enough.
     fn reload_keys(&self) {
         match KeyRing::load(&self.config.keys_dir) {
-            Ok(ring) if ring.current().is_some() => {
+            Ok(ring) if !ring.keys().is_empty() => {
                 self.auth.set_keys(&ring);
                 if let Ok(mut keys) = self.keys.write() {
                     *keys = ring;
@@ -136,6 +156,13 @@ impl Login {
             ),
             Err(e) => log::warn!("keeping the keys in memory: {e:#}"),
         }
+    }
+
+    /// The id of the key that signs now.
+    fn signing_kid(&self) -> Option<String> {
+        let ring = self.keys.read().ok()?;
+        let key = ring.signing_at(Utc::now().naive_utc(), self.config.keys_publish)?;
+        Some(key.kid.clone())
     }
 }
 
@@ -155,7 +182,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     } else {
         KeyRing::load(&config.keys_dir)?
     };
-    if ring.current().is_none() {
+    if ring.keys().is_empty() {
         anyhow::bail!(
             "no signing key in {}: run `flotilla-login keys generate` (FLOTILLA_KEYS_GENERATE=false)",
             config.keys_dir.display()
@@ -175,12 +202,25 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     });
     let reloader = login.clone();
     let every = login.config.keys_reload;
+    let mut signing = login.signing_kid();
+    log::info!("signing with key {}", signing.as_deref().unwrap_or("none"));
     std::thread::Builder::new()
         .name("flotilla-keys".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
                 reloader.reload_keys();
+                // The signing key changes with the time as well as with the folder:
+                // looked at here, the change is logged within a reload interval.
+                let now = reloader.signing_kid();
+                if now != signing {
+                    log::info!(
+                        "signing with key {} instead of {}",
+                        now.as_deref().unwrap_or("none"),
+                        signing.as_deref().unwrap_or("none")
+                    );
+                    signing = now;
+                }
             }
         })?;
     let auth = web::Data::new(auth);

@@ -2,7 +2,7 @@
 //! sign-in login gives the browser a cookie naming the account and a random nonce of
 //! this browser, signed with login's Ed25519 signing key (no other secret to share;
 //! a rotated key keeps verifying the cookies it signed until it is pruned, and every
-//! sign-in signs them again with the newest). A sign-in that carries a valid entry for
+//! sign-in signs them again with the key that signs then). A sign-in that carries a valid entry for
 //! the account of the address typed is throttled on that device's own failures
 //! ([`DeviceEntry::key`]), so that nobody else's failures can delay it; and a refresh
 //! token spent by a device is only "raced" (409) when the same device presents it
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn an_entry_reads_back_only_while_signed_unexpired_and_untouched() {
         let (ring, dir) = ring_with("read");
-        let key = ring.current().unwrap();
+        let key = ring.newest().unwrap();
         let now = 1_800_000_000;
         let value = after_sign_in(&[], "user-a", key, now);
         let entries = read(&value, &ring, now);
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_browser_keeps_one_entry_per_account_newest_first() {
         let (ring, dir) = ring_with("accounts");
-        let key = ring.current().unwrap();
+        let key = ring.newest().unwrap();
         let now = 1_800_000_000;
         let first = read(&after_sign_in(&[], "user-a", key, now), &ring, now);
         let both = read(&after_sign_in(&first, "user-b", key, now + 5), &ring, now);

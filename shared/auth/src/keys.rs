@@ -1,9 +1,14 @@
 //! Ed25519 signing keys, one PEM file each (`<kid>.pem`, PKCS#8 as `openssl genpkey
 //! -algorithm ed25519` writes it) in the keys folder, which only `flotilla-login`
 //! reads. The key id is the creation time plus a random suffix, so the names sort by
-//! age: the newest key signs, and every key in the folder is published in the JWKS
-//! until it is pruned, which keeps the tokens an older key signed verifiable until
-//! they expire.
+//! age. Every key in the folder is published in the JWKS until it is pruned, which
+//! keeps the tokens an older key signed verifiable until they expire.
+//!
+//! A new key is published at once but signs only once it is `lead` old
+//! ([`KeyRing::signing_at`]): time for every verifier to fetch the JWKS that holds it
+//! before it meets a token the key signed. Until then the key before it goes on
+//! signing. [`prune`] removes a key once its successor has signed for longer than an
+//! access token lives.
 
 use std::fs;
 use std::io::Write as _;
@@ -140,6 +145,17 @@ impl SigningKey {
     }
 }
 
+/// What a key of the folder does at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It signs.
+    Signing,
+    /// It is published, and signs from `signs_from` on.
+    Waiting { signs_from: NaiveDateTime },
+    /// It is published, for the tokens it signed before a newer key took over.
+    Published,
+}
+
 /// The keys of a folder, oldest first.
 #[derive(Debug, Default)]
 pub struct KeyRing {
@@ -183,9 +199,44 @@ impl KeyRing {
         Ok((Self::load(dir)?, true))
     }
 
-    /// The key that signs: the newest.
-    pub fn current(&self) -> Option<&SigningKey> {
+    /// The newest key: not necessarily the one that signs ([`Self::signing_at`]).
+    pub fn newest(&self) -> Option<&SigningKey> {
         self.keys.last()
+    }
+
+    /// The key that signs at `now`: the newest made at least `lead` before, so that
+    /// every verifier has had `lead` to fetch it; when no key is that old, the oldest
+    /// (a fleet's first key signs at once). A key whose id tells no time (named by
+    /// hand) counts as old enough. `None` only when the ring is empty.
+    pub fn signing_at(&self, now: NaiveDateTime, lead: TimeDelta) -> Option<&SigningKey> {
+        let made_by = now.checked_sub_signed(lead).unwrap_or(NaiveDateTime::MIN);
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| k.created().is_none_or(|at| at <= made_by))
+            .or_else(|| self.keys.first())
+    }
+
+    /// What each key does at `now`, oldest first. A key newer than the one that signs
+    /// waits for its turn, which comes when it is `lead` old.
+    pub fn roles_at(
+        &self,
+        now: NaiveDateTime,
+        lead: TimeDelta,
+    ) -> impl Iterator<Item = (&SigningKey, Role)> {
+        let signing = self.signing_at(now, lead).map(|k| k.kid.as_str());
+        self.keys.iter().map(move |key| {
+            let role = match (signing, key.created()) {
+                (Some(kid), _) if kid == key.kid => Role::Signing,
+                // Newer than the signing key, so too young to sign (an id without
+                // a time would count as old enough and sign itself).
+                (Some(kid), Some(at)) if key.kid.as_str() > kid => Role::Waiting {
+                    signs_from: at.checked_add_signed(lead).unwrap_or(NaiveDateTime::MAX),
+                },
+                _ => Role::Published,
+            };
+            (key, role)
+        })
     }
 
     /// The key named `kid`, if the folder still has it.
@@ -215,11 +266,11 @@ fn pem_kid(path: &Path) -> Option<String> {
 }
 
 /// Writes a new key into `dir` (made 0700 if new), readable by its owner only, by
-/// rename so that a reader never sees half a key. The new key signs from the next
-/// load on.
+/// rename so that a reader never sees half a key. login publishes it from its next
+/// load on, and signs with it once it is old enough ([`KeyRing::signing_at`]).
 pub fn add(dir: &Path) -> anyhow::Result<SigningKey> {
     create_private_dir(dir)?;
-    let newest = KeyRing::load(dir)?.current().map(|k| k.kid.clone());
+    let newest = KeyRing::load(dir)?.newest().map(|k| k.kid.clone());
     let mut key = SigningKey::generate();
     // The names must sort by age; two keys within a millisecond wait for the next.
     while newest.as_ref().is_some_and(|n| *n >= key.kid) {
@@ -238,11 +289,25 @@ pub fn add(dir: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-/// Deletes the keys that stopped signing more than `grace` ago (their successor was
-/// made before then); the newest key is always kept. Returns the removed files.
-pub fn prune(dir: &Path, grace: TimeDelta) -> anyhow::Result<Vec<PathBuf>> {
+/// Deletes the keys that stopped signing more than `grace` ago: their successor was
+/// made more than `lead + grace` ago, and so has signed since `lead` after it was
+/// made. The newest key is always kept, and so is a key whose successor's id tells no
+/// time. Returns the removed files.
+pub fn prune(dir: &Path, lead: TimeDelta, grace: TimeDelta) -> anyhow::Result<Vec<PathBuf>> {
+    prune_at(dir, Utc::now().naive_utc(), lead, grace)
+}
+
+fn prune_at(
+    dir: &Path,
+    now: NaiveDateTime,
+    lead: TimeDelta,
+    grace: TimeDelta,
+) -> anyhow::Result<Vec<PathBuf>> {
     let ring = KeyRing::load(dir)?;
-    let cutoff = Utc::now().naive_utc() - grace;
+    let cutoff = lead
+        .checked_add(&grace)
+        .and_then(|wait| now.checked_sub_signed(wait))
+        .unwrap_or(NaiveDateTime::MIN);
     let mut removed = Vec::new();
     for pair in ring.keys.windows(2) {
         let superseded = pair[1].created().is_some_and(|at| at < cutoff);
@@ -332,16 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_key_signs_and_all_are_published() {
+    fn every_key_is_published_and_a_new_one_sorts_last() {
         let dir = temp_dir("ring");
         let (ring, created) = KeyRing::load_or_create(&dir).unwrap();
         assert!(created);
         assert_eq!(ring.keys().len(), 1);
-        let first = ring.current().unwrap().kid.clone();
+        let first = ring.newest().unwrap().kid.clone();
         let second = add(&dir).unwrap();
         let ring = KeyRing::load(&dir).unwrap();
         assert_eq!(ring.keys().len(), 2);
-        assert_eq!(ring.current().unwrap().kid, second.kid);
+        assert_eq!(ring.newest().unwrap().kid, second.kid);
         let jwks = ring.jwks();
         let kids: Vec<&str> = jwks["keys"]
             .as_array()
@@ -363,13 +428,153 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        // Within the grace period nothing goes; after it, the superseded key does.
-        assert!(prune(&dir, TimeDelta::minutes(15)).unwrap().is_empty());
-        let removed = prune(&dir, TimeDelta::seconds(-5)).unwrap();
-        assert_eq!(removed.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A key as `generate` names it, made at `at` (`KID_TIME`).
+    fn key_made_at(at: &str) -> SigningKey {
+        SigningKey::from_seed(format!("{at}-0a0b0c"), rand::random())
+    }
+
+    fn time(at: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(at, KID_TIME).unwrap()
+    }
+
+    fn signing(ring: &KeyRing, now: NaiveDateTime, lead: TimeDelta) -> &str {
+        &ring.signing_at(now, lead).unwrap().kid
+    }
+
+    fn roles(ring: &KeyRing, now: NaiveDateTime, lead: TimeDelta) -> Vec<Role> {
+        ring.roles_at(now, lead).map(|(_, role)| role).collect()
+    }
+
+    const LEAD: TimeDelta = TimeDelta::seconds(360);
+
+    #[test]
+    fn a_lone_new_key_signs_at_once() {
+        let made = "20260301T120000000Z";
+        let ring = KeyRing {
+            keys: vec![key_made_at(made)],
+        };
+        assert_eq!(signing(&ring, time(made), LEAD), ring.keys[0].kid);
+        assert_eq!(roles(&ring, time(made), LEAD), [Role::Signing]);
+        assert!(KeyRing::default().signing_at(time(made), LEAD).is_none());
+    }
+
+    #[test]
+    fn a_new_key_is_published_at_once_and_signs_once_it_is_lead_old() {
+        let (old, new) = ("20260301T000000000Z", "20260301T120000000Z");
+        let ring = KeyRing {
+            keys: vec![key_made_at(old), key_made_at(new)],
+        };
+        let (old_kid, new_kid) = (&ring.keys[0].kid, &ring.keys[1].kid);
+        let signs_from = time(new) + LEAD;
+        assert_eq!(signing(&ring, time(new), LEAD), old_kid);
+        assert_eq!(
+            signing(&ring, signs_from - TimeDelta::milliseconds(1), LEAD),
+            old_kid
+        );
+        assert_eq!(
+            roles(&ring, time(new), LEAD),
+            [Role::Signing, Role::Waiting { signs_from }]
+        );
+        assert_eq!(signing(&ring, signs_from, LEAD), new_kid);
+        assert_eq!(
+            roles(&ring, signs_from, LEAD),
+            [Role::Published, Role::Signing]
+        );
+        // A lead of 0: the newest key signs from the moment it is read.
+        assert_eq!(signing(&ring, time(new), TimeDelta::zero()), new_kid);
+        assert_eq!(
+            roles(&ring, time(new), TimeDelta::zero()),
+            [Role::Published, Role::Signing]
+        );
+    }
+
+    #[test]
+    fn keys_newer_than_the_signing_one_each_wait_their_turn() {
+        // Only new keys (a fleet's first key and another made soon after): the oldest
+        // signs, as no key is old enough.
+        let (first, second, third) = (
+            "20260301T120000000Z",
+            "20260301T120001000Z",
+            "20260301T120100000Z",
+        );
+        let ring = KeyRing {
+            keys: vec![key_made_at(first), key_made_at(second), key_made_at(third)],
+        };
+        let now = time(third);
+        assert_eq!(signing(&ring, now, LEAD), ring.keys[0].kid);
+        assert_eq!(
+            roles(&ring, now, LEAD),
+            [
+                Role::Signing,
+                Role::Waiting {
+                    signs_from: time(second) + LEAD
+                },
+                Role::Waiting {
+                    signs_from: time(third) + LEAD
+                },
+            ]
+        );
+        assert_eq!(signing(&ring, time(second) + LEAD, LEAD), ring.keys[1].kid);
+        assert_eq!(signing(&ring, time(third) + LEAD, LEAD), ring.keys[2].kid);
+    }
+
+    #[test]
+    fn a_key_named_by_hand_counts_as_old_enough() {
+        let new = "20260301T120000000Z";
+        let by_hand = |kid: &str| SigningKey::from_seed(kid.to_owned(), rand::random());
+        // Sorted before the new key: it signs until the new key is lead old.
+        let ring = KeyRing {
+            keys: vec![by_hand("0-first"), key_made_at(new)],
+        };
+        assert_eq!(signing(&ring, time(new), LEAD), "0-first");
+        assert_eq!(signing(&ring, time(new) + LEAD, LEAD), ring.keys[1].kid);
+        // Sorted after it: it signs at once, being the newest.
+        let ring = KeyRing {
+            keys: vec![key_made_at(new), by_hand("production")],
+        };
+        assert_eq!(signing(&ring, time(new), LEAD), "production");
+        assert_eq!(
+            roles(&ring, time(new), LEAD),
+            [Role::Published, Role::Signing]
+        );
+    }
+
+    #[test]
+    fn prune_waits_until_the_successor_has_signed_for_the_grace() {
+        let dir = temp_dir("prune");
+        let first = add(&dir).unwrap();
+        let second = add(&dir).unwrap();
+        let made = second.created().unwrap();
+        let grace = TimeDelta::seconds(1020);
+        let at = |offset: TimeDelta| made + offset;
+        // The successor signs from `made + LEAD`, so the old key stays `LEAD` longer
+        // than the grace alone would keep it.
+        assert!(prune_at(&dir, at(grace), LEAD, grace).unwrap().is_empty());
+        assert!(
+            prune_at(&dir, at(LEAD + grace), LEAD, grace)
+                .unwrap()
+                .is_empty()
+        );
+        let removed = prune_at(
+            &dir,
+            at(LEAD + grace + TimeDelta::milliseconds(1)),
+            LEAD,
+            grace,
+        )
+        .unwrap();
+        assert_eq!(removed, [dir.join(format!("{}.pem", first.kid))]);
         let ring = KeyRing::load(&dir).unwrap();
         assert_eq!(ring.keys().len(), 1);
-        assert_eq!(ring.current().unwrap().kid, second.kid);
+        assert_eq!(ring.newest().unwrap().kid, second.kid);
+        // The newest key always stays.
+        assert!(
+            prune_at(&dir, at(TimeDelta::days(365)), LEAD, grace)
+                .unwrap()
+                .is_empty()
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,7 +24,7 @@ async fn each_extractor_admits_exactly_whom_it_names() {
     let (auth, settings, dir) = common::start_auth("extractors", KeySource::Local);
     let (ring, _) = KeyRing::load_or_create(&dir.join("keys")).unwrap();
     auth.set_keys(&ring);
-    let key = ring.current().unwrap();
+    let key = ring.newest().unwrap();
     let app = test::init_service(
         App::new()
             .app_data(web::Data::new(auth))
