@@ -49,7 +49,7 @@ async fn the_first_check_waits_for_what_was_revoked_before_the_start() {
     auth.set_keys(&ring);
     let sign = |sid: &str| {
         let claims = common::claims(&settings, sid, "user", true);
-        access_token::sign(ring.current().unwrap(), &claims).unwrap()
+        access_token::sign(ring.newest().unwrap(), &claims).unwrap()
     };
     assert!(
         started.elapsed() < HELD,
