@@ -63,10 +63,11 @@ p99_ms() {
     awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
 }
 
-# measure PATH: prints "req/s p99_ms non2xx"
+# measure PATH [WRK ARGS…]: prints "req/s p99_ms non2xx"
 measure() {
-    local out rps p99 bad
-    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port$1")
+    local path=$1 out rps p99 bad
+    shift
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$@" "http://127.0.0.1:$port$path")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p99=$(p99_ms <<<"$out")
     bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
@@ -233,11 +234,7 @@ printf '%-48s %s\n' "attacker's answers by status" "$attacker_statuses"
 
 # An authenticated read next to the bare proxied path, in the same run.
 read -r health_rps health_p99_64 health_bad < <(measure /profile/health)
-out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \
-    "http://127.0.0.1:$port/profile/me")
-me_rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-me_p99_64=$(p99_ms <<<"$out")
-me_bad_64=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+read -r me_rps me_p99_64 me_bad_64 < <(measure /profile/me -H "Authorization: Bearer $access")
 me_ratio=$(awk -v a="$me_rps" -v b="$health_rps" 'BEGIN {printf "%.2f", a / b}')
 echo
 printf '%-28s %12s %10s %8s %8s\n' target "req/s" "p99 ms" ratio non-2xx
@@ -250,14 +247,8 @@ awk -v p="$me_p99_64" 'BEGIN {exit !(p > 10)}' && { say "  /profile/me p99 over 
 # A static file kept to signed-in people by nginx's auth_request (login's /login/auth
 # answers from the token alone), next to the same file open to all, in the same run.
 # Both carry the token, so the requests differ only by the check.
-bearer_measure() { # PATH: prints "req/s p99_ms non2xx"
-    local out
-    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $access" \
-        "http://127.0.0.1:$port$1")
-    echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(p99_ms <<<"$out") $(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")"
-}
-read -r open_rps open_p99 open_bad < <(bearer_measure /hello/open/members.txt)
-read -r gated_rps gated_p99 gated_bad < <(bearer_measure /hello/static/members.txt)
+read -r open_rps open_p99 open_bad < <(measure /hello/open/members.txt -H "Authorization: Bearer $access")
+read -r gated_rps gated_p99 gated_bad < <(measure /hello/static/members.txt -H "Authorization: Bearer $access")
 gated_ratio=$(awk -v a="$gated_rps" -v b="$open_rps" 'BEGIN {printf "%.2f", a / b}')
 echo
 echo "a static file behind auth_request (the example app's locations, Bearer token)"
