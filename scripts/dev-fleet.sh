@@ -101,8 +101,8 @@ start hello "$python" -u "$root/examples/hello/app.py" "$FLOTILLA_EXAMPLE_ADDR"
 start nginx "$nginx" -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr
 
 ready=1
-for name in signup login profile admin; do
-    wait_for_status "http://127.0.0.1:$port/$name/health" 200 30 || { ready=""; break; }
+for path in /signup/health /login/health /profile/health /admin/health /hello/welcome; do
+    wait_for_status "http://127.0.0.1:$port$path" 200 30 || { ready=""; break; }
 done
 if [ -n "$ready" ]; then
     say ""
