@@ -81,6 +81,55 @@ on_both_databases! {
         let listed = || fleet.get_html("/people/").text().unwrap().contains("ada");
         assert!(wait_until(Duration::from_secs(10), || !listed()), "{}", fleet.all_logs());
     }
+
+    fn every_page_has_one_address_and_is_cached_by_its_etag(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (ada, _) = sign_in(&fleet, "ada@example.org");
+        patch(&fleet, &ada, json!({"username": "ada", "public": true}));
+        let built = fleet.run("flotilla-pages", &["build"]);
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        // The other spellings of a page move to its own address for good, the query
+        // string kept, with a path alone (behind TLS, an absolute http one would be wrong).
+        for (asked, canonical) in [
+            ("/index", "/"),
+            ("/index.html", "/"),
+            ("/people", "/people/"),
+            ("/people/index", "/people/"),
+            ("/people/index.html?page=2", "/people/?page=2"),
+            ("/people/ada/", "/people/ada"),
+            ("/people/ada.html", "/people/ada"),
+            ("/people/ada/?from=feed", "/people/ada?from=feed"),
+        ] {
+            let moved = fleet.get(asked);
+            assert_eq!(moved.status(), StatusCode::MOVED_PERMANENTLY, "{asked}");
+            assert_eq!(moved.headers()["location"], canonical, "{asked}");
+        }
+        // The services' paths are theirs: no rule of the site's applies to them.
+        assert_eq!(fleet.get("/login/nothing.html").status(), StatusCode::NOT_FOUND);
+        assert!(fleet.get("/login/nothing.html").headers().get("location").is_none());
+        // Unknown paths, and the 404 page's own file, get the site's 404 page.
+        for path in ["/nothing", "/people/nobody", "/404.html"] {
+            let missing = fleet.get_html(path);
+            assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{path}");
+            let body = missing.text().unwrap();
+            assert!(body.contains("Page not found"), "{path}: {body}");
+        }
+
+        // Pages may be kept a minute, then are checked again by their ETag or date.
+        let page = fleet.get_html("/people/ada");
+        assert_eq!(page.status(), StatusCode::OK);
+        let headers = page.headers().clone();
+        assert_eq!(headers["cache-control"], "max-age=60");
+        assert!(headers.contains_key("last-modified") && headers.contains_key("x-frame-options"));
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+        let again = fleet.request(Method::GET, "/people/ada").header("If-None-Match", &etag).send().unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let since = headers["last-modified"].to_str().unwrap().to_owned();
+        let again = fleet.request(Method::GET, "/people/ada").header("If-Modified-Since", &since).send().unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
 }
 
 /// A watcher that cannot do its work (here: a database not migrated yet) waits longer
