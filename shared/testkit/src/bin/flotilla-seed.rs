@@ -1,12 +1,15 @@
-//! `flotilla-seed --accounts N`: fills the database of `DATABASE_URL` (migrated first
-//! if it is not) with N made-up accounts, for benchmarks (`make bench`'s user search).
+//! `flotilla-seed --accounts N [--public]`: fills the database of `DATABASE_URL`
+//! (migrated first if it is not) with N made-up accounts, for benchmarks (`make
+//! bench`'s user search; with `--public`, the static site's build).
 //! Never part of a deployment: it lives in the test kit.
 //!
 //! The mix: addresses of varied shapes and domains (some in capitals), a username for
 //! four accounts in five, 90% verified, 1% disabled, 0.5% closed (anonymised as a real
 //! closing leaves them), one admin in 100,000, creation times spread over the two years
 //! before now in order, a sign-in for one account in three, and a password hash that
-//! matches no password. Deterministic: the same N gives the same accounts (but new ids
+//! matches no password. With `--public`, every account that can have a public page
+//! (a username, verified, neither disabled nor closed: about 71% of them) has one, with
+//! a display name and a bio. Deterministic: the same N gives the same accounts (but new ids
 //! and times). Multi-row INSERTs of literal values (generated here, plain ASCII), 100,000
 //! rows per transaction: no bind limit to mind on PostgreSQL (65,535).
 
@@ -121,13 +124,16 @@ fn main() {
 }
 
 fn usage() -> anyhow::Error {
-    anyhow::anyhow!("usage: DATABASE_URL=… flotilla-seed --accounts N")
+    anyhow::anyhow!("usage: DATABASE_URL=… flotilla-seed --accounts N [--public]")
 }
 
 fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let accounts: usize = match args.as_slice() {
-        [flag, n] if flag == "--accounts" => n.parse().map_err(|_| usage())?,
+    let (accounts, public): (usize, bool) = match args.as_slice() {
+        [flag, n] if flag == "--accounts" => (n.parse().map_err(|_| usage())?, false),
+        [flag, n, public] if flag == "--accounts" && public == "--public" => {
+            (n.parse().map_err(|_| usage())?, true)
+        }
         _ => return Err(usage()),
     };
     let raw = std::env::var("DATABASE_URL").map_err(|_| usage())?;
@@ -157,7 +163,7 @@ fn run() -> anyhow::Result<()> {
     for i in 0..accounts {
         let jitter = rng.below(step.max(1) as usize) as i64;
         let created = first + TimeDelta::microseconds(step * i as i64 + jitter);
-        let (row, sign_in) = account(&mut rng, i, created, now);
+        let (row, sign_in) = account(&mut rng, i, created, now, public);
         users.push(row);
         if let Some(event) = sign_in {
             events.push(event);
@@ -209,6 +215,7 @@ fn account(
     i: usize,
     created: NaiveDateTime,
     now: NaiveDateTime,
+    public: bool,
 ) -> (String, Option<String>) {
     let id = new_id();
     let (first, last, word) = (rng.pick(FIRST), rng.pick(LAST), rng.pick(WORDS));
@@ -247,12 +254,34 @@ fn account(
     }
     let verified_at = verified.then(|| created + TimeDelta::minutes(rng.below(60) as i64 + 1));
     let disabled_at = disabled.then(|| now - TimeDelta::days(rng.below(30) as i64));
+    let shown = public && username.is_some() && verified && !disabled && !closed;
+    let (display_name, bio) = if shown {
+        let name = format!(
+            "{}{} {}{}",
+            first[..1].to_ascii_uppercase(),
+            &first[1..],
+            last[..1].to_ascii_uppercase(),
+            &last[1..]
+        );
+        (
+            Some(text(&name)),
+            Some(text(&format!(
+                "Writes about {word} & <{}>.",
+                rng.pick(WORDS)
+            ))),
+        )
+    } else {
+        (None, None)
+    };
     let row = format!(
-        "({}, {}, {}, NULL, NULL, {}, '{role}', 0, {}, {}, {}, {}, {})",
+        "({}, {}, {}, {}, {}, {}, '{role}', {}, {}, {}, {}, {}, {})",
         text(&id),
         text(&email),
         nullable(username.as_deref().map(text)),
+        nullable(display_name),
+        nullable(bio),
         nullable(hash),
+        i32::from(shown),
         nullable(verified_at.map(|t| ts(t.min(now)))),
         nullable(disabled_at.map(ts)),
         ts(created),
