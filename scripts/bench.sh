@@ -367,4 +367,39 @@ for _ in $(seq 100); do [ -n "$(mail_token)" ] && break; sleep 0.1; done
 [ -n "$(mail_token)" ] || die "the bench account's verification mail did not arrive (PostgreSQL)"
 api POST /signup/verify "{\"token\":\"$(mail_token)\"}" >/dev/null
 search_bench "$pg_url" postgres
+
+# The static site at about 100,000 public profiles: a SQLite database of its own seeded
+# with flotilla-seed --public, one full `flotilla-pages build` timed (pages written per
+# second; target 20,000), then `flotilla-pages watch` on it, its resident memory once
+# its first full reconciliation is done. (The latency from an edit to the page being
+# served comes with the incremental work of issue 15.)
+site_accounts=${BENCH_SITE_ACCOUNTS:-141000}
+site=$dir/site
+mkdir -p -m 700 "$site"
+site_env=(DATABASE_URL="sqlite://$site/site.db" FLOTILLA_DATA_DIR="$site" FLOTILLA_PAGES_OUT="$site/www"
+    FLOTILLA_BUS_EVENTS_OUT="tcp://127.0.0.1:$(free_port)" FLOTILLA_LOG=info)
+env "${site_env[@]}" target/release/flotilla-seed --accounts "$site_accounts" --public >/dev/null ||
+    die "seeding the site's accounts failed"
+started=$(date +%s.%N)
+env "${site_env[@]}" target/release/flotilla-pages build 2>"$site/build.log" ||
+    { cat "$site/build.log" >&2; die "the site's build failed"; }
+finished=$(date +%s.%N)
+profiles=$(find -L "$site/www/people" -maxdepth 1 -type f -name '*.html' ! -name index.html | wc -l)
+pages=$(find -L "$site/www" -type f | wc -l)
+build_secs=$(awk -v a="$started" -v b="$finished" 'BEGIN {printf "%.2f", b - a}')
+pages_rate=$(awk -v p="$pages" -v s="$build_secs" 'BEGIN {printf "%.0f", p / s}')
+env "${site_env[@]}" target/release/flotilla-pages watch 2>"$site/watch.log" &
+watch_pid=$!
+for _ in $(seq 600); do grep -q "public profiles in" "$site/watch.log" && break; sleep 0.1; done
+grep -q "public profiles in" "$site/watch.log" || { cat "$site/watch.log" >&2; die "flotilla-pages watch did not finish its first pass"; }
+watch_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$watch_pid/status")
+kill -TERM "$watch_pid"
+wait "$watch_pid" || true
+echo
+echo "the static site at $profiles public profiles ($site_accounts accounts, SQLite)"
+printf '%-48s %12s\n' "full build: files written" "$pages"
+printf '%-48s %12s\n' "  in" "$build_secs s"
+printf '%-48s %12s\n' "  pages per second" "$pages_rate"
+printf '%-48s %12s\n' "watcher's resident memory after its first pass" "$(awk -v k="$watch_rss" 'BEGIN {printf "%.1f MB", k / 1024}')"
+awk -v r="$pages_rate" 'BEGIN {exit !(r < 20000)}' && { say "  the site's build below 20,000 pages/s"; status=1; }
 exit $status
