@@ -321,7 +321,16 @@ pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static st
     Ok(files.iter().map(|(relative, _)| *relative).collect())
 }
 
+/// Puts `content` at `path`, written beside it and renamed into place. A file that
+/// already holds exactly these bytes is left alone, so its mtime (nginx's ETag and
+/// Last-Modified) stays and browsers keep their copy.
 fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    match std::fs::read(path) {
+        Ok(existing) if existing == content => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
     let dir = path.parent().context("an output file has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
@@ -520,6 +529,26 @@ mod tests {
         std::fs::remove_file(out.path().join("people/x.html")).unwrap();
         people.rebuild(&mut conn).unwrap();
         assert!(page("x").unwrap().contains("Owner b"));
+    }
+
+    #[test]
+    fn a_file_holding_the_same_bytes_is_not_rewritten() {
+        let out = flotilla_testkit::TempDir::new("pages");
+        let path = out.path().join("a/page.html");
+        write_atomically(&path, b"one").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let modified = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        write_atomically(&path, b"one").unwrap();
+        assert_eq!(modified(), old, "the same bytes are not written again");
+        write_atomically(&path, b"two").unwrap();
+        assert_ne!(modified(), old);
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
     }
 
     #[test]
