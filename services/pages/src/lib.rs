@@ -7,6 +7,7 @@
 //! a page.
 
 mod people;
+mod site;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -79,15 +80,15 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
     Ok(people.len())
 }
 
-/// Records a full build in `page_builds`: the fixed pages, the list of people and one
-/// page per public profile.
+/// Records a full build in `page_builds`: the fixed pages, the directory's pages and
+/// one page per public profile.
 fn record_build(
     conn: &mut AnyConnection,
     started_at: chrono::NaiveDateTime,
     fixed: usize,
     people: &People,
 ) -> anyhow::Result<()> {
-    let pages = fixed + 1 + people.len();
+    let pages = fixed + people.pages();
     PageBuild {
         id: 0,
         host: host_name(),
@@ -549,6 +550,61 @@ mod tests {
         write_atomically(&path, b"two").unwrap();
         assert_ne!(modified(), old);
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    }
+
+    /// Sets a file's mtime far back, to see whether a pass rewrites it.
+    fn age(path: &Path) -> std::time::SystemTime {
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(old).unwrap();
+        old
+    }
+
+    fn modified(path: &Path) -> std::time::SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn a_profile_going_public_rewrites_only_the_directory_pages_it_shifts() {
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let config = config(&db, out.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        // u000 … u099, all public but u075: 99 profiles, two pages.
+        for i in 0..100 {
+            let public = i32::from(i != 75);
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, is_public, email_verified_at, \
+                 created_at, updated_at) VALUES ('{i}', 'u{i}@x.org', 'u{i:03}', {public}, \
+                 {t}, {t}, {t})"
+            ));
+        }
+        let mut conn = open(&config).unwrap();
+        let mut people = People::new(out.path(), "flotilla");
+        people.rebuild(&mut conn).unwrap();
+        let first = out.path().join("people/index.html");
+        let second = out.path().join("people/page/2.html");
+        let (first_written, second_written) = (age(&first), age(&second));
+        assert!(!std::fs::read_to_string(&second).unwrap().contains("u075"));
+
+        // u075 goes public: it joins page 2 and pushes u099 along; page 1 stays as it was.
+        db.execute("UPDATE users SET is_public = 1 WHERE id = '75'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["75".to_owned()]))
+            .unwrap();
+        assert_eq!(modified(&first), first_written, "page 1 is not rewritten");
+        assert_ne!(modified(&second), second_written);
+        let page = std::fs::read_to_string(&second).unwrap();
+        assert!(page.contains("href=\"/people/u075\"") && page.contains("u099"));
+        assert!(!out.path().join("people/page/3.html").exists());
+        // u000 goes private: page 1 loses it, the rest move up.
+        db.execute("UPDATE users SET is_public = 0 WHERE id = '0'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["0".to_owned()]))
+            .unwrap();
+        assert!(!std::fs::read_to_string(&first).unwrap().contains("u000"));
+        assert_eq!(people.pages(), 99 + 2);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use flotilla_accounts::SiteAccount;
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
-use crate::write_atomically;
+use crate::{site, write_atomically};
 
 /// What a public page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,10 @@ pub struct People {
     dir: PathBuf,
     site_name: String,
     published: BTreeMap<String, Profile>,
+    /// Profiles per directory page: [`crate::site::PAGE_SIZE`], smaller in tests.
+    page_size: usize,
+    /// How many directory pages the last pass wrote.
+    directory_pages: usize,
     /// The latest `updated_at` seen; `catch_up` reads from a little before it.
     seen_until: Option<NaiveDateTime>,
 }
@@ -67,8 +71,17 @@ impl People {
             dir: out.join("people"),
             site_name: site_name.to_owned(),
             published: BTreeMap::new(),
+            page_size: site::PAGE_SIZE,
+            directory_pages: 0,
             seen_until: None,
         }
+    }
+
+    /// The same, with `page_size` profiles per directory page (to test paging with few).
+    #[cfg(test)]
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size;
+        self
     }
 
     /// How many profiles are published.
@@ -78,6 +91,12 @@ impl People {
 
     pub fn is_empty(&self) -> bool {
         self.published.is_empty()
+    }
+
+    /// How many pages the last pass left in the folder: one per profile, and the
+    /// directory's.
+    pub fn pages(&self) -> usize {
+        self.published.len() + self.directory_pages
     }
 
     /// Reads every public profile and makes the folder hold exactly their pages.
@@ -100,11 +119,11 @@ impl People {
             .into_iter()
             .map(|id| (id, None))
             .chain(found.into_iter().map(|(id, p)| (id, Some(p))));
-        let mut changed = self.apply(accounts)?;
-        changed |= self.remove_strays()?;
-        if changed || !self.dir.join("index.html").exists() {
-            self.write_index()?;
-        }
+        self.apply(accounts)?;
+        self.remove_strays()?;
+        // Every listing, changed or not: a file altered or lost behind our back is put
+        // right, and one that is as it should be is not touched.
+        self.write_listings()?;
         let now = chrono::Utc::now().naive_utc();
         self.seen_until = latest.map(|l| l.min(now)).or(self.seen_until);
         Ok(())
@@ -129,7 +148,7 @@ impl People {
             accounts.insert(id, profile);
         }
         if self.apply(accounts)? {
-            self.write_index()?;
+            self.write_listings()?;
         }
         Ok(())
     }
@@ -154,7 +173,7 @@ impl People {
             })
             .collect();
         if self.apply(accounts)? {
-            self.write_index()?;
+            self.write_listings()?;
         }
         self.seen_until = Some(latest);
         Ok(())
@@ -217,10 +236,10 @@ impl People {
     /// Removes the pages in the folder that no published profile has (left by an
     /// earlier run, say, for an account closed while nothing was watching), and
     /// leftover temporary files.
-    fn remove_strays(&self) -> anyhow::Result<bool> {
+    fn remove_strays(&self) -> anyhow::Result<()> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot list {}", self.dir.display()));
             }
@@ -231,7 +250,6 @@ impl People {
             .map(|p| format!("{}.html", p.username))
             .chain(["index.html".to_owned()])
             .collect();
-        let mut removed = false;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -242,17 +260,19 @@ impl People {
             if stale {
                 std::fs::remove_file(entry.path())
                     .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-                removed = true;
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
-    fn write_index(&self) -> anyhow::Result<()> {
+    /// Writes the pages made from the whole list (see [`crate::site`]); only those
+    /// whose bytes changed reach the disk.
+    fn write_listings(&mut self) -> anyhow::Result<()> {
         let mut people: Vec<&Profile> = self.published.values().collect();
         people.sort_by(|a, b| a.username.cmp(&b.username));
-        let html = render_index(&self.site_name, &people);
-        write_atomically(&self.dir.join("index.html"), html.as_bytes())
+        self.directory_pages =
+            site::write_directory(&self.dir, &self.site_name, self.page_size, &people)?;
+        Ok(())
     }
 }
 
@@ -279,23 +299,13 @@ fn render_profile(site_name: &str, profile: &Profile) -> String {
     render(&PersonPage { site_name, profile })
 }
 
-#[derive(Template)]
-#[template(path = "people.html")]
-struct PeoplePage<'a> {
-    title: String,
-    people: &'a [&'a Profile],
-}
-
-fn render_index(site_name: &str, people: &[&Profile]) -> String {
-    render(&PeoplePage {
-        title: format!("People of {site_name}"),
-        people,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render_index(site_name: &str, people: &[&Profile]) -> String {
+        site::render_directory_page(site_name, people, site::PAGE_SIZE, 1)
+    }
 
     fn ada() -> Profile {
         Profile {

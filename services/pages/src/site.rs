@@ -1,0 +1,210 @@
+//! The pages made from the whole list of public profiles: the directory (`/people/`,
+//! then `/people/page/2`, …). A pass that changed the list renders all of them and
+//! writes only those whose bytes changed ([`crate::write_atomically`] compares), so a
+//! profile going public rewrites its own directory page and the later ones it shifts,
+//! never the earlier ones. Nothing is kept between passes but the list itself.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use askama::Template;
+use flotilla_kit::html::render;
+
+use crate::people::Profile;
+use crate::write_atomically;
+
+/// Profiles per directory page. Fixed, so that a page's address keeps showing the same
+/// stretch of the alphabet as profiles come and go; 50 keeps a page small (a few KB, one
+/// screenful or two on a phone) while 100,000 profiles still need only 2,000 pages,
+/// which a pass renders and compares in well under a second.
+pub const PAGE_SIZE: usize = 50;
+
+/// The address of directory page `page` (1 is `/people/`).
+fn directory_href(page: usize) -> String {
+    if page == 1 {
+        "/people/".to_owned()
+    } else {
+        format!("/people/page/{page}")
+    }
+}
+
+/// The file of directory page `page` under the people folder.
+fn directory_file(dir: &Path, page: usize) -> PathBuf {
+    if page == 1 {
+        dir.join("index.html")
+    } else {
+        dir.join("page").join(format!("{page}.html"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+struct DirectoryPage<'a> {
+    title: String,
+    people: &'a [&'a Profile],
+    page: usize,
+    pages: usize,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+/// How many directory pages `count` profiles fill (one, saying nobody is there, for none).
+pub fn directory_pages(count: usize, page_size: usize) -> usize {
+    count.div_ceil(page_size.max(1)).max(1)
+}
+
+/// Renders directory page `page` of `people` (sorted by username).
+pub(crate) fn render_directory_page(
+    site_name: &str,
+    people: &[&Profile],
+    page_size: usize,
+    page: usize,
+) -> String {
+    let page_size = page_size.max(1);
+    let pages = directory_pages(people.len(), page_size);
+    let start = ((page - 1) * page_size).min(people.len());
+    let end = (start + page_size).min(people.len());
+    render(&DirectoryPage {
+        title: format!("People of {site_name}"),
+        people: &people[start..end],
+        page,
+        pages,
+        prev: (page > 1).then(|| directory_href(page - 1)),
+        next: (page < pages).then(|| directory_href(page + 1)),
+    })
+}
+
+/// Writes every directory page of `people` (sorted by username) into the people folder
+/// `dir` and removes the pages past the last; returns how many pages there are.
+pub fn write_directory(
+    dir: &Path,
+    site_name: &str,
+    page_size: usize,
+    people: &[&Profile],
+) -> anyhow::Result<usize> {
+    let pages = directory_pages(people.len(), page_size);
+    for page in 1..=pages {
+        let html = render_directory_page(site_name, people, page_size, page);
+        write_atomically(&directory_file(dir, page), html.as_bytes())?;
+    }
+    remove_pages_after(&dir.join("page"), pages)?;
+    Ok(pages)
+}
+
+/// Removes from `people/page/` every page past `last` (and any other stray file of
+/// ours: a name that is no page number, a half-written `.tmp`).
+fn remove_pages_after(folder: &Path, last: usize) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", folder.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", folder.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kept = name
+            .strip_suffix(".html")
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| (2..=last).contains(&n) && name == format!("{n}.html"));
+        if !kept && (name.ends_with(".html") || name.ends_with(".tmp")) {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn profile(username: &str) -> Profile {
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        Profile {
+            username: username.to_owned(),
+            display_name: None,
+            bio: None,
+            member_since: t,
+        }
+    }
+
+    fn listed(html: &str) -> usize {
+        html.matches("<li>").count()
+    }
+
+    #[test]
+    fn pages_split_at_the_page_size() {
+        for (count, pages) in [(0, 1), (1, 1), (50, 1), (51, 2), (100, 2), (101, 3)] {
+            assert_eq!(directory_pages(count, PAGE_SIZE), pages, "{count}");
+        }
+    }
+
+    #[test]
+    fn each_page_links_its_neighbours_and_says_where_it_is() {
+        let all: Vec<Profile> = (0..101).map(|i| profile(&format!("u{i:03}"))).collect();
+        let people: Vec<&Profile> = all.iter().collect();
+        let first = render_directory_page("x", &people, PAGE_SIZE, 1);
+        assert_eq!(listed(&first), 50);
+        assert!(first.contains("href=\"/people/u000\""));
+        assert!(first.contains("href=\"/people/u049\"") && !first.contains("u050"));
+        assert!(first.contains("<link rel=\"next\" href=\"/people/page/2\">"));
+        assert!(first.contains("<a rel=\"next\" href=\"/people/page/2\">"));
+        assert!(!first.contains("rel=\"prev\""));
+        assert!(first.contains("Page 1 of 3"), "{first}");
+        let second = render_directory_page("x", &people, PAGE_SIZE, 2);
+        assert_eq!(listed(&second), 50);
+        assert!(second.contains("<link rel=\"prev\" href=\"/people/\">"));
+        assert!(second.contains("<a rel=\"prev\" href=\"/people/\">"));
+        assert!(second.contains("<link rel=\"next\" href=\"/people/page/3\">"));
+        assert!(second.contains("Page 2 of 3"));
+        let last = render_directory_page("x", &people, PAGE_SIZE, 3);
+        assert_eq!(listed(&last), 1);
+        assert!(last.contains("href=\"/people/u100\""));
+        assert!(last.contains("<a rel=\"prev\" href=\"/people/page/2\">"));
+        assert!(!last.contains("rel=\"next\""));
+        // One page alone has no links and no count.
+        let one = render_directory_page("x", &people[..50], PAGE_SIZE, 1);
+        assert!(
+            !one.contains("rel=\"prev") && !one.contains("rel=\"next"),
+            "{one}"
+        );
+        assert!(!one.contains("Page 1 of"), "{one}");
+    }
+
+    #[test]
+    fn the_folder_holds_exactly_the_pages_of_the_list() {
+        let out = flotilla_testkit::TempDir::new("pages");
+        let dir = out.path().join("people");
+        let all: Vec<Profile> = (0..101).map(|i| profile(&format!("u{i:03}"))).collect();
+        let people: Vec<&Profile> = all.iter().collect();
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.join("page"))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        assert_eq!(write_directory(&dir, "x", PAGE_SIZE, &people).unwrap(), 3);
+        assert_eq!(files(), ["2.html", "3.html"]);
+        std::fs::write(dir.join("page/.3.html.9.tmp"), "half").unwrap();
+        assert_eq!(
+            write_directory(&dir, "x", PAGE_SIZE, &people[..51]).unwrap(),
+            2
+        );
+        assert_eq!(files(), ["2.html"]);
+        assert_eq!(
+            write_directory(&dir, "x", PAGE_SIZE, &people[..50]).unwrap(),
+            1
+        );
+        assert!(files().is_empty());
+        assert_eq!(write_directory(&dir, "x", PAGE_SIZE, &[]).unwrap(), 1);
+        let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        assert!(index.contains("No one has made their profile public yet."));
+    }
+}
