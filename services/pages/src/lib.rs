@@ -295,27 +295,15 @@ fn connection<'a>(
 }
 
 #[derive(Template)]
-#[template(path = "home.html")]
-struct Home<'a> {
-    site_name: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFound;
 
 /// Writes the pages that do not depend on the database; returns them, relative to the
-/// output folder.
+/// output folder. (The home page shows the members: [`People`] writes it.)
 pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
-    let home = render(&Home {
-        site_name: &config.site_name,
-    });
     let not_found = render(&NotFound);
-    let files: [(&'static str, &str); 3] = [
-        ("assets/site.css", STYLESHEET),
-        ("404.html", &not_found),
-        ("index.html", &home),
-    ];
+    let files: [(&'static str, &str); 2] =
+        [("assets/site.css", STYLESHEET), ("404.html", &not_found)];
     for (relative, content) in files {
         write_atomically(&config.out.join(relative), content.as_bytes())?;
     }
@@ -388,15 +376,11 @@ mod tests {
     }
 
     #[test]
-    fn writes_home_404_and_stylesheet_with_the_name_escaped() {
+    fn writes_404_and_stylesheet() {
         let db = TestDb::sqlite();
         let out = flotilla_testkit::TempDir::new("pages");
         let written = write_fixed_pages(&config(&db, out.path(), "Ada & <Co>")).unwrap();
-        assert_eq!(written, vec!["assets/site.css", "404.html", "index.html"]);
-        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
-        assert!(home.contains("Welcome to Ada &amp; &lt;Co&gt;."));
-        assert!(home.contains("href=\"/signup\""));
-        assert!(home.contains("href=\"/people/\""));
+        assert_eq!(written, vec!["assets/site.css", "404.html"]);
         assert!(
             std::fs::read_to_string(out.path().join("404.html"))
                 .unwrap()
@@ -437,7 +421,7 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 3 fixed pages, the list of people, the profiles.
+        // One row per build: 2 fixed pages, the home page, the directory, the profiles.
         assert_eq!(builds, [format!("4 {v}"), format!("5 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
@@ -447,6 +431,13 @@ mod tests {
         let index = std::fs::read_to_string(people.join("index.html")).unwrap();
         assert!(index.contains("href=\"/people/ada\""));
         assert!(!index.contains("bob"));
+        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+        assert!(home.contains("1 member has a public profile."), "{home}");
+        assert!(
+            home.contains("<a href=\"/people/ada\">The &lt;ada&gt;</a>"),
+            "{home}"
+        );
+        assert!(!home.contains("bob") && !home.contains("eve"));
     }
 
     #[test]
@@ -604,7 +595,11 @@ mod tests {
             .refresh(&mut conn, &BTreeSet::from(["0".to_owned()]))
             .unwrap();
         assert!(!std::fs::read_to_string(&first).unwrap().contains("u000"));
-        assert_eq!(people.pages(), 99 + 2);
+        assert_eq!(
+            people.pages(),
+            99 + 2 + 1,
+            "the profiles, two directory pages, home"
+        );
     }
 
     #[test]

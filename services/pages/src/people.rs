@@ -54,6 +54,9 @@ const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(30);
 
 /// The published profiles of one output folder.
 pub struct People {
+    /// The output folder (the home page's).
+    out: PathBuf,
+    /// Its `people` folder.
     dir: PathBuf,
     site_name: String,
     published: BTreeMap<String, Profile>,
@@ -68,6 +71,7 @@ pub struct People {
 impl People {
     pub fn new(out: &Path, site_name: &str) -> Self {
         Self {
+            out: out.to_owned(),
             dir: out.join("people"),
             site_name: site_name.to_owned(),
             published: BTreeMap::new(),
@@ -93,10 +97,10 @@ impl People {
         self.published.is_empty()
     }
 
-    /// How many pages the last pass left in the folder: one per profile, and the
-    /// directory's.
+    /// How many pages the last pass left in the folder: one per profile, the
+    /// directory's and the home page.
     pub fn pages(&self) -> usize {
-        self.published.len() + self.directory_pages
+        self.published.len() + self.directory_pages + 1
     }
 
     /// Reads every public profile and makes the folder hold exactly their pages.
@@ -272,6 +276,7 @@ impl People {
         people.sort_by(|a, b| a.username.cmp(&b.username));
         self.directory_pages =
             site::write_directory(&self.dir, &self.site_name, self.page_size, &people)?;
+        site::write_home(&self.out, &self.site_name, &people)?;
         Ok(())
     }
 }

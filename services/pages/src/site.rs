@@ -1,5 +1,5 @@
-//! The pages made from the whole list of public profiles: the directory (`/people/`,
-//! then `/people/page/2`, …). A pass that changed the list renders all of them and
+//! The pages made from the whole list of public profiles: the home page (how many,
+//! and the newest) and the directory (`/people/`, then `/people/page/2`, …). A pass that changed the list renders all of them and
 //! writes only those whose bytes changed ([`crate::write_atomically`] compares), so a
 //! profile going public rewrites its own directory page and the later ones it shifts,
 //! never the earlier ones. Nothing is kept between passes but the list itself.
@@ -18,6 +18,52 @@ use crate::write_atomically;
 /// screenful or two on a phone) while 100,000 profiles still need only 2,000 pages,
 /// which a pass renders and compares in well under a second.
 pub const PAGE_SIZE: usize = 50;
+
+/// How many of the newest members the home page shows.
+pub const HOME_NEWEST: usize = 10;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    site_name: &'a str,
+    members: usize,
+    newest: &'a [&'a Profile],
+}
+
+/// The `n` newest of `people`: by account creation, newest first, ties by username.
+/// In time linear in the list (a partial selection, then a sort of the `n`).
+pub fn newest<'a>(people: &[&'a Profile], n: usize) -> Vec<&'a Profile> {
+    let order = |a: &&Profile, b: &&Profile| {
+        b.member_since
+            .cmp(&a.member_since)
+            .then_with(|| a.username.cmp(&b.username))
+    };
+    let mut chosen = people.to_vec();
+    if n == 0 {
+        return Vec::new();
+    }
+    if chosen.len() > n {
+        chosen.select_nth_unstable_by(n - 1, order);
+        chosen.truncate(n);
+    }
+    chosen.sort_by(order);
+    chosen
+}
+
+/// Renders the home page of a site whose public profiles are `people`.
+pub(crate) fn render_home(site_name: &str, people: &[&Profile]) -> String {
+    render(&HomePage {
+        site_name,
+        members: people.len(),
+        newest: &newest(people, HOME_NEWEST),
+    })
+}
+
+/// Writes the home page, `index.html` in the output folder `out`.
+pub fn write_home(out: &Path, site_name: &str, people: &[&Profile]) -> anyhow::Result<()> {
+    let html = render_home(site_name, people);
+    write_atomically(&out.join("index.html"), html.as_bytes())
+}
 
 /// The address of directory page `page` (1 is `/people/`).
 fn directory_href(page: usize) -> String {
@@ -129,6 +175,53 @@ pub(crate) mod tests {
             bio: None,
             member_since: t,
         }
+    }
+
+    fn joined(username: &str, day: u32) -> Profile {
+        let mut p = profile(username);
+        p.member_since = chrono::NaiveDate::from_ymd_opt(2026, 10, day)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn the_newest_come_first_and_ties_go_by_username() {
+        let all = [
+            joined("old", 1),
+            joined("zed", 20),
+            joined("amy", 20),
+            joined("mid", 10),
+        ];
+        let people: Vec<&Profile> = all.iter().collect();
+        let names = |n| -> Vec<String> {
+            newest(&people, n)
+                .iter()
+                .map(|p| p.username.clone())
+                .collect()
+        };
+        assert_eq!(names(10), ["amy", "zed", "mid", "old"]);
+        assert_eq!(names(2), ["amy", "zed"]);
+        assert!(names(0).is_empty());
+    }
+
+    #[test]
+    fn the_home_page_counts_the_members_and_shows_the_ten_newest() {
+        let all: Vec<Profile> = (1..=12).map(|d| joined(&format!("u{d:02}"), d)).collect();
+        let people: Vec<&Profile> = all.iter().collect();
+        let home = render_home("Ada & Co", &people);
+        assert!(home.contains("Welcome to Ada &amp; Co."), "{home}");
+        assert!(home.contains("12 members have a public profile."), "{home}");
+        assert_eq!(listed(&home), 10 + 4, "ten members and four links: {home}");
+        assert!(home.find("/people/u12").unwrap() < home.find("/people/u03").unwrap());
+        assert!(!home.contains("/people/u02") && !home.contains("/people/u01\""));
+        for link in ["/signup", "/login", "/people/"] {
+            assert!(home.contains(&format!("href=\"{link}\"")), "{link}");
+        }
+        assert!(render_home("x", &people[..1]).contains("1 member has a public profile."));
+        let empty = render_home("x", &[]);
+        assert!(empty.contains("0 members have") && !empty.contains("Newest"));
     }
 
     fn listed(html: &str) -> usize {
