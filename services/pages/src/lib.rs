@@ -29,6 +29,9 @@ pub struct PagesConfig {
     pub out: PathBuf,
     /// `FLOTILLA_SITE_NAME` (default `flotilla`): the name shown on the pages.
     pub site_name: String,
+    /// `FLOTILLA_PUBLIC_URL` (default `http://127.0.0.1:8080`): the site's origin, for
+    /// the absolute addresses of the sitemap, the feed and robots.txt.
+    pub public_url: String,
     /// `DATABASE_URL` (default the SQLite file under `FLOTILLA_DATA_DIR`).
     pub database: PoolConfig,
     /// `FLOTILLA_BUS_EVENTS_OUT` (default `tcp://127.0.0.1:7112`): where `watch` hears
@@ -48,6 +51,7 @@ impl PagesConfig {
         Ok(Self {
             out: env.path("FLOTILLA_PAGES_OUT", data_dir.join("www"))?,
             site_name: env.string("FLOTILLA_SITE_NAME", "flotilla"),
+            public_url: flotilla_kit::config::public_url(env)?,
             database: flotilla_kit::config::database(env, &data_dir)?,
             events_out: flotilla_kit::config::bus(env)?.events_out,
             catch_up: Duration::from_secs(env.number(
@@ -74,7 +78,7 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
     let fixed = write_fixed_pages(config)?;
-    let mut people = People::new(&config.out, &config.site_name);
+    let mut people = People::new(&config.out, &config.site_name, &config.public_url);
     people.rebuild(&mut conn)?;
     record_build(&mut conn, started_at, fixed.len(), &people)?;
     Ok(people.len())
@@ -161,7 +165,7 @@ impl<'a> Watcher<'a> {
         Self {
             config,
             fixed,
-            people: People::new(&config.out, &config.site_name),
+            people: People::new(&config.out, &config.site_name, &config.public_url),
             conn: None,
             pending: BTreeSet::new(),
             next_catch_up: now,
@@ -302,8 +306,12 @@ struct NotFound;
 /// output folder. (The home page shows the members: [`People`] writes it.)
 pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
     let not_found = render(&NotFound);
-    let files: [(&'static str, &str); 2] =
-        [("assets/site.css", STYLESHEET), ("404.html", &not_found)];
+    let robots = site::robots(&config.public_url);
+    let files: [(&'static str, &str); 3] = [
+        ("assets/site.css", STYLESHEET),
+        ("404.html", &not_found),
+        ("robots.txt", &robots),
+    ];
     for (relative, content) in files {
         write_atomically(&config.out.join(relative), content.as_bytes())?;
     }
@@ -380,7 +388,7 @@ mod tests {
         let db = TestDb::sqlite();
         let out = flotilla_testkit::TempDir::new("pages");
         let written = write_fixed_pages(&config(&db, out.path(), "Ada & <Co>")).unwrap();
-        assert_eq!(written, vec!["assets/site.css", "404.html"]);
+        assert_eq!(written, vec!["assets/site.css", "404.html", "robots.txt"]);
         assert!(
             std::fs::read_to_string(out.path().join("404.html"))
                 .unwrap()
@@ -421,8 +429,9 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 2 fixed pages, the home page, the directory, the profiles.
-        assert_eq!(builds, [format!("4 {v}"), format!("5 {v}")]);
+        // One row per build: 3 fixed files, the home page, the directory, the sitemap,
+        // the feed, the profiles.
+        assert_eq!(builds, [format!("7 {v}"), format!("8 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");
@@ -452,7 +461,7 @@ mod tests {
              updated_at) VALUES ('1', 'ada@x.org', 'ada', 1, {t}, {t}, {t})"
         ));
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla");
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
         people.rebuild(&mut conn).unwrap();
         let page = out.path().join("people/ada.html");
         assert!(page.exists());
@@ -492,7 +501,7 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla");
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
         people.rebuild(&mut conn).unwrap();
         let page =
             |name: &str| std::fs::read_to_string(out.path().join(format!("people/{name}.html")));
@@ -572,7 +581,7 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla");
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
         people.rebuild(&mut conn).unwrap();
         let first = out.path().join("people/index.html");
         let second = out.path().join("people/page/2.html");
@@ -597,9 +606,60 @@ mod tests {
         assert!(!std::fs::read_to_string(&first).unwrap().contains("u000"));
         assert_eq!(
             people.pages(),
-            99 + 2 + 1,
-            "the profiles, two directory pages, home"
+            99 + 2 + 3,
+            "the profiles, two directory pages, home, sitemap, feed"
         );
+    }
+
+    /// Every file under `dir`, by its path relative to it.
+    fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = std::collections::BTreeMap::new();
+        let mut folders = vec![dir.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn two_builds_of_the_same_data_are_byte_identical() {
+        let db = TestDb::sqlite();
+        let (one, two) = (
+            flotilla_testkit::TempDir::new("pages"),
+            flotilla_testkit::TempDir::new("pages"),
+        );
+        let config_one = config(&db, one.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config_one.database).unwrap();
+        for i in 0..60 {
+            let t = format!("'2026-11-01 10:{:02}:00'", i % 7);
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{i}', 'u{i}@x.org', \
+                 'u{i}', 'U & {i}', 1, {t}, {t}, {t})"
+            ));
+        }
+        build(&config_one).unwrap();
+        build(&config(&db, two.path(), "flotilla")).unwrap();
+        let (first, second) = (tree(one.path()), tree(two.path()));
+        let names: Vec<String> = first.keys().map(|p| p.display().to_string()).collect();
+        for name in [
+            "index.html",
+            "people/page/2.html",
+            "sitemap.xml",
+            "feed.xml",
+            "robots.txt",
+        ] {
+            assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+        }
+        assert!(first == second, "the trees differ");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Profile {
     pub display_name: Option<String>,
     pub bio: Option<String>,
     pub member_since: NaiveDateTime,
+    /// The account's `updated_at` (the sitemap's `lastmod`, the feed's `updated`).
+    pub updated_at: NaiveDateTime,
 }
 
 /// An account as the site sees it: its id, its page if it has one, and when it last
@@ -44,6 +46,7 @@ fn from_row(user: SiteAccount) -> (String, Option<Profile>, NaiveDateTime) {
             display_name: user.display_name,
             bio: user.bio,
             member_since: user.created_at,
+            updated_at: user.updated_at,
         });
     (user.id, profile, user.updated_at)
 }
@@ -59,24 +62,29 @@ pub struct People {
     /// Its `people` folder.
     dir: PathBuf,
     site_name: String,
+    /// The site's origin, for the sitemap and the feed.
+    public_url: String,
     published: BTreeMap<String, Profile>,
     /// Profiles per directory page: [`crate::site::PAGE_SIZE`], smaller in tests.
     page_size: usize,
-    /// How many directory pages the last pass wrote.
+    /// How many directory pages and sitemap files the last pass wrote.
     directory_pages: usize,
+    sitemaps: usize,
     /// The latest `updated_at` seen; `catch_up` reads from a little before it.
     seen_until: Option<NaiveDateTime>,
 }
 
 impl People {
-    pub fn new(out: &Path, site_name: &str) -> Self {
+    pub fn new(out: &Path, site_name: &str, public_url: &str) -> Self {
         Self {
             out: out.to_owned(),
             dir: out.join("people"),
             site_name: site_name.to_owned(),
+            public_url: public_url.to_owned(),
             published: BTreeMap::new(),
             page_size: site::PAGE_SIZE,
             directory_pages: 0,
+            sitemaps: 0,
             seen_until: None,
         }
     }
@@ -97,10 +105,10 @@ impl People {
         self.published.is_empty()
     }
 
-    /// How many pages the last pass left in the folder: one per profile, the
-    /// directory's and the home page.
+    /// How many files the last pass left in the folder: one page per profile, the
+    /// directory's pages, the home page, the sitemap's files and the feed.
     pub fn pages(&self) -> usize {
-        self.published.len() + self.directory_pages + 1
+        self.published.len() + self.directory_pages + 1 + self.sitemaps + 1
     }
 
     /// Reads every public profile and makes the folder hold exactly their pages.
@@ -277,6 +285,14 @@ impl People {
         self.directory_pages =
             site::write_directory(&self.dir, &self.site_name, self.page_size, &people)?;
         site::write_home(&self.out, &self.site_name, &people)?;
+        self.sitemaps = site::write_sitemap(
+            &self.out,
+            &self.public_url,
+            self.directory_pages,
+            &people,
+            site::SITEMAP_URLS,
+        )?;
+        site::write_feed(&self.out, &self.site_name, &self.public_url, &people)?;
         Ok(())
     }
 }
@@ -320,6 +336,10 @@ mod tests {
             member_since: chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
                 .unwrap()
                 .and_hms_opt(0, 0, 0)
+                .unwrap(),
+            updated_at: chrono::NaiveDate::from_ymd_opt(2026, 11, 5)
+                .unwrap()
+                .and_hms_opt(8, 30, 0)
                 .unwrap(),
         }
     }
