@@ -1,7 +1,8 @@
 //! flotilla-pages: writes the static public site that nginx serves at `/`: the home
-//! page, the 404 page, the stylesheet and the public profiles under `/people/`. It
-//! listens on no port. `build` writes everything once (after a deploy, from the
-//! systemd timer); `watch` keeps the profiles current, reacting to `user.*` events on
+//! page, the 404 page, the stylesheet, the public profiles and their directory under
+//! `/people/`, `sitemap.xml`, `feed.xml` and `robots.txt`. It listens on no port.
+//! `build` writes everything once (after a deploy, from the systemd timer); `watch`
+//! keeps the profiles and their lists current, reacting to `user.*` events on
 //! the bus and catching up from `users.updated_at` for any event it missed. Every file
 //! is written beside its final name and renamed into place, so nginx never serves half
 //! a page.

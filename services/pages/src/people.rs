@@ -1,8 +1,9 @@
 //! The public profiles: `/people/<username>` for every account whose owner made it
-//! public (verified, not disabled, not closed, with a username), and `/people/` listing
-//! them. [`People`] remembers what it has published, so that a pass writes only the
-//! pages that changed and removes the page of anyone who renamed, went private, was
-//! disabled or closed the account.
+//! public (verified, not disabled, not closed, with a username), and the files that
+//! list them (the home page, the directory, the sitemap, the feed: [`crate::site`]).
+//! [`People`] remembers what it has published, so that a pass writes only the pages
+//! that changed and removes the page of anyone who renamed, went private, was disabled
+//! or closed the account.
 //!
 //! Three kinds of pass: [`People::rebuild`] reads every public profile and reconciles
 //! the folder with it (also removing files no pass of this process wrote);
