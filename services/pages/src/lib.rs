@@ -1,12 +1,14 @@
 //! flotilla-pages: writes the static public site that nginx serves at `/`: the home
-//! page, the 404 page, the stylesheet and the public profiles under `/people/`. It
-//! listens on no port. `build` writes everything once (after a deploy, from the
-//! systemd timer); `watch` keeps the profiles current, reacting to `user.*` events on
+//! page, the 404 page, the stylesheet, the public profiles and their directory under
+//! `/people/`, `sitemap.xml`, `feed.xml` and `robots.txt`. It listens on no port.
+//! `build` writes everything once (after a deploy, from the systemd timer); `watch`
+//! keeps the profiles and their lists current, reacting to `user.*` events on
 //! the bus and catching up from `users.updated_at` for any event it missed. Every file
 //! is written beside its final name and renamed into place, so nginx never serves half
 //! a page.
 
 mod people;
+mod site;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ pub struct PagesConfig {
     pub out: PathBuf,
     /// `FLOTILLA_SITE_NAME` (default `flotilla`): the name shown on the pages.
     pub site_name: String,
+    /// `FLOTILLA_PUBLIC_URL` (default `http://127.0.0.1:8080`): the site's origin, for
+    /// the absolute addresses of the sitemap, the feed and robots.txt.
+    pub public_url: String,
     /// `DATABASE_URL` (default the SQLite file under `FLOTILLA_DATA_DIR`).
     pub database: PoolConfig,
     /// `FLOTILLA_BUS_EVENTS_OUT` (default `tcp://127.0.0.1:7112`): where `watch` hears
@@ -47,6 +52,7 @@ impl PagesConfig {
         Ok(Self {
             out: env.path("FLOTILLA_PAGES_OUT", data_dir.join("www"))?,
             site_name: env.string("FLOTILLA_SITE_NAME", "flotilla"),
+            public_url: flotilla_kit::config::public_url(env)?,
             database: flotilla_kit::config::database(env, &data_dir)?,
             events_out: flotilla_kit::config::bus(env)?.events_out,
             catch_up: Duration::from_secs(env.number(
@@ -73,21 +79,21 @@ pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
     let fixed = write_fixed_pages(config)?;
-    let mut people = People::new(&config.out, &config.site_name);
+    let mut people = People::new(&config.out, &config.site_name, &config.public_url);
     people.rebuild(&mut conn)?;
     record_build(&mut conn, started_at, fixed.len(), &people)?;
     Ok(people.len())
 }
 
-/// Records a full build in `page_builds`: the fixed pages, the list of people and one
-/// page per public profile.
+/// Records a full build in `page_builds`: the fixed pages, the directory's pages and
+/// one page per public profile.
 fn record_build(
     conn: &mut AnyConnection,
     started_at: chrono::NaiveDateTime,
     fixed: usize,
     people: &People,
 ) -> anyhow::Result<()> {
-    let pages = fixed + 1 + people.len();
+    let pages = fixed + people.pages();
     PageBuild {
         id: 0,
         host: host_name(),
@@ -160,7 +166,7 @@ impl<'a> Watcher<'a> {
         Self {
             config,
             fixed,
-            people: People::new(&config.out, &config.site_name),
+            people: People::new(&config.out, &config.site_name, &config.public_url),
             conn: None,
             pending: BTreeSet::new(),
             next_catch_up: now,
@@ -294,26 +300,18 @@ fn connection<'a>(
 }
 
 #[derive(Template)]
-#[template(path = "home.html")]
-struct Home<'a> {
-    site_name: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFound;
 
 /// Writes the pages that do not depend on the database; returns them, relative to the
-/// output folder.
+/// output folder. (The home page shows the members: [`People`] writes it.)
 pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
-    let home = render(&Home {
-        site_name: &config.site_name,
-    });
     let not_found = render(&NotFound);
+    let robots = site::robots(&config.public_url);
     let files: [(&'static str, &str); 3] = [
         ("assets/site.css", STYLESHEET),
         ("404.html", &not_found),
-        ("index.html", &home),
+        ("robots.txt", &robots),
     ];
     for (relative, content) in files {
         write_atomically(&config.out.join(relative), content.as_bytes())?;
@@ -321,7 +319,16 @@ pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static st
     Ok(files.iter().map(|(relative, _)| *relative).collect())
 }
 
+/// Puts `content` at `path`, written beside it and renamed into place. A file that
+/// already holds exactly these bytes is left alone, so its mtime (nginx's ETag and
+/// Last-Modified) stays and browsers keep their copy.
 fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    match std::fs::read(path) {
+        Ok(existing) if existing == content => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
     let dir = path.parent().context("an output file has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
@@ -378,15 +385,11 @@ mod tests {
     }
 
     #[test]
-    fn writes_home_404_and_stylesheet_with_the_name_escaped() {
+    fn writes_404_and_stylesheet() {
         let db = TestDb::sqlite();
         let out = flotilla_testkit::TempDir::new("pages");
         let written = write_fixed_pages(&config(&db, out.path(), "Ada & <Co>")).unwrap();
-        assert_eq!(written, vec!["assets/site.css", "404.html", "index.html"]);
-        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
-        assert!(home.contains("Welcome to Ada &amp; &lt;Co&gt;."));
-        assert!(home.contains("href=\"/signup\""));
-        assert!(home.contains("href=\"/people/\""));
+        assert_eq!(written, vec!["assets/site.css", "404.html", "robots.txt"]);
         assert!(
             std::fs::read_to_string(out.path().join("404.html"))
                 .unwrap()
@@ -427,8 +430,9 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 3 fixed pages, the list of people, the profiles.
-        assert_eq!(builds, [format!("4 {v}"), format!("5 {v}")]);
+        // One row per build: 3 fixed files, the home page, the directory, the sitemap,
+        // the feed, the profiles.
+        assert_eq!(builds, [format!("7 {v}"), format!("8 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");
@@ -437,6 +441,13 @@ mod tests {
         let index = std::fs::read_to_string(people.join("index.html")).unwrap();
         assert!(index.contains("href=\"/people/ada\""));
         assert!(!index.contains("bob"));
+        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+        assert!(home.contains("1 member has a public profile."), "{home}");
+        assert!(
+            home.contains("<a href=\"/people/ada\">The &lt;ada&gt;</a>"),
+            "{home}"
+        );
+        assert!(!home.contains("bob") && !home.contains("eve"));
     }
 
     #[test]
@@ -451,7 +462,7 @@ mod tests {
              updated_at) VALUES ('1', 'ada@x.org', 'ada', 1, {t}, {t}, {t})"
         ));
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla");
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
         people.rebuild(&mut conn).unwrap();
         let page = out.path().join("people/ada.html");
         assert!(page.exists());
@@ -491,7 +502,7 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla");
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
         people.rebuild(&mut conn).unwrap();
         let page =
             |name: &str| std::fs::read_to_string(out.path().join(format!("people/{name}.html")));
@@ -520,6 +531,136 @@ mod tests {
         std::fs::remove_file(out.path().join("people/x.html")).unwrap();
         people.rebuild(&mut conn).unwrap();
         assert!(page("x").unwrap().contains("Owner b"));
+    }
+
+    #[test]
+    fn a_file_holding_the_same_bytes_is_not_rewritten() {
+        let out = flotilla_testkit::TempDir::new("pages");
+        let path = out.path().join("a/page.html");
+        write_atomically(&path, b"one").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let modified = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        write_atomically(&path, b"one").unwrap();
+        assert_eq!(modified(), old, "the same bytes are not written again");
+        write_atomically(&path, b"two").unwrap();
+        assert_ne!(modified(), old);
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    }
+
+    /// Sets a file's mtime far back, to see whether a pass rewrites it.
+    fn age(path: &Path) -> std::time::SystemTime {
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(old).unwrap();
+        old
+    }
+
+    fn modified(path: &Path) -> std::time::SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn a_profile_going_public_rewrites_only_the_directory_pages_it_shifts() {
+        let db = TestDb::sqlite();
+        let out = flotilla_testkit::TempDir::new("pages");
+        let config = config(&db, out.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        // u000 … u099, all public but u075: 99 profiles, two pages.
+        for i in 0..100 {
+            let public = i32::from(i != 75);
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, is_public, email_verified_at, \
+                 created_at, updated_at) VALUES ('{i}', 'u{i}@x.org', 'u{i:03}', {public}, \
+                 {t}, {t}, {t})"
+            ));
+        }
+        let mut conn = open(&config).unwrap();
+        let mut people = People::new(out.path(), "flotilla", "http://x.org");
+        people.rebuild(&mut conn).unwrap();
+        let first = out.path().join("people/index.html");
+        let second = out.path().join("people/page/2.html");
+        let (first_written, second_written) = (age(&first), age(&second));
+        assert!(!std::fs::read_to_string(&second).unwrap().contains("u075"));
+
+        // u075 goes public: it joins page 2 and pushes u099 along; page 1 stays as it was.
+        db.execute("UPDATE users SET is_public = 1 WHERE id = '75'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["75".to_owned()]))
+            .unwrap();
+        assert_eq!(modified(&first), first_written, "page 1 is not rewritten");
+        assert_ne!(modified(&second), second_written);
+        let page = std::fs::read_to_string(&second).unwrap();
+        assert!(page.contains("href=\"/people/u075\"") && page.contains("u099"));
+        assert!(!out.path().join("people/page/3.html").exists());
+        // u000 goes private: page 1 loses it, the rest move up.
+        db.execute("UPDATE users SET is_public = 0 WHERE id = '0'");
+        people
+            .refresh(&mut conn, &BTreeSet::from(["0".to_owned()]))
+            .unwrap();
+        assert!(!std::fs::read_to_string(&first).unwrap().contains("u000"));
+        assert_eq!(
+            people.pages(),
+            99 + 2 + 3,
+            "the profiles, two directory pages, home, sitemap, feed"
+        );
+    }
+
+    /// Every file under `dir`, by its path relative to it.
+    fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = std::collections::BTreeMap::new();
+        let mut folders = vec![dir.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn two_builds_of_the_same_data_are_byte_identical() {
+        let db = TestDb::sqlite();
+        let (one, two) = (
+            flotilla_testkit::TempDir::new("pages"),
+            flotilla_testkit::TempDir::new("pages"),
+        );
+        let config_one = config(&db, one.path(), "flotilla");
+        flotilla_kit::cli::migrate(&config_one.database).unwrap();
+        for i in 0..60 {
+            let t = format!("'2026-11-01 10:{:02}:00'", i % 7);
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{i}', 'u{i}@x.org', \
+                 'u{i}', 'U & {i}', 1, {t}, {t}, {t})"
+            ));
+        }
+        build(&config_one).unwrap();
+        build(&config(&db, two.path(), "flotilla")).unwrap();
+        let (first, second) = (tree(one.path()), tree(two.path()));
+        let names: Vec<String> = first.keys().map(|p| p.display().to_string()).collect();
+        for name in [
+            "index.html",
+            "people/page/2.html",
+            "sitemap.xml",
+            "feed.xml",
+            "robots.txt",
+        ] {
+            assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+        }
+        assert!(first == second, "the trees differ");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The public profiles: `/people/<username>` for every account whose owner made it
-//! public (verified, not disabled, not closed, with a username), and `/people/` listing
-//! them. [`People`] remembers what it has published, so that a pass writes only the
-//! pages that changed and removes the page of anyone who renamed, went private, was
-//! disabled or closed the account.
+//! public (verified, not disabled, not closed, with a username), and the files that
+//! list them (the home page, the directory, the sitemap, the feed: [`crate::site`]).
+//! [`People`] remembers what it has published, so that a pass writes only the pages
+//! that changed and removes the page of anyone who renamed, went private, was disabled
+//! or closed the account.
 //!
 //! Three kinds of pass: [`People::rebuild`] reads every public profile and reconciles
 //! the folder with it (also removing files no pass of this process wrote);
@@ -20,7 +21,7 @@ use flotilla_accounts::SiteAccount;
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
-use crate::write_atomically;
+use crate::{site, write_atomically};
 
 /// What a public page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Profile {
     pub display_name: Option<String>,
     pub bio: Option<String>,
     pub member_since: NaiveDateTime,
+    /// The account's `updated_at` (the sitemap's `lastmod`, the feed's `updated`).
+    pub updated_at: NaiveDateTime,
 }
 
 /// An account as the site sees it: its id, its page if it has one, and when it last
@@ -44,6 +47,7 @@ fn from_row(user: SiteAccount) -> (String, Option<Profile>, NaiveDateTime) {
             display_name: user.display_name,
             bio: user.bio,
             member_since: user.created_at,
+            updated_at: user.updated_at,
         });
     (user.id, profile, user.updated_at)
 }
@@ -54,21 +58,43 @@ const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(30);
 
 /// The published profiles of one output folder.
 pub struct People {
+    /// The output folder (the home page's).
+    out: PathBuf,
+    /// Its `people` folder.
     dir: PathBuf,
     site_name: String,
+    /// The site's origin, for the sitemap and the feed.
+    public_url: String,
     published: BTreeMap<String, Profile>,
+    /// Profiles per directory page: [`crate::site::PAGE_SIZE`], smaller in tests.
+    page_size: usize,
+    /// How many directory pages and sitemap files the last pass wrote.
+    directory_pages: usize,
+    sitemaps: usize,
     /// The latest `updated_at` seen; `catch_up` reads from a little before it.
     seen_until: Option<NaiveDateTime>,
 }
 
 impl People {
-    pub fn new(out: &Path, site_name: &str) -> Self {
+    pub fn new(out: &Path, site_name: &str, public_url: &str) -> Self {
         Self {
+            out: out.to_owned(),
             dir: out.join("people"),
             site_name: site_name.to_owned(),
+            public_url: public_url.to_owned(),
             published: BTreeMap::new(),
+            page_size: site::PAGE_SIZE,
+            directory_pages: 0,
+            sitemaps: 0,
             seen_until: None,
         }
+    }
+
+    /// The same, with `page_size` profiles per directory page (to test paging with few).
+    #[cfg(test)]
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size;
+        self
     }
 
     /// How many profiles are published.
@@ -78,6 +104,12 @@ impl People {
 
     pub fn is_empty(&self) -> bool {
         self.published.is_empty()
+    }
+
+    /// How many files the last pass left in the folder: one page per profile, the
+    /// directory's pages, the home page, the sitemap's files and the feed.
+    pub fn pages(&self) -> usize {
+        self.published.len() + self.directory_pages + 1 + self.sitemaps + 1
     }
 
     /// Reads every public profile and makes the folder hold exactly their pages.
@@ -100,11 +132,11 @@ impl People {
             .into_iter()
             .map(|id| (id, None))
             .chain(found.into_iter().map(|(id, p)| (id, Some(p))));
-        let mut changed = self.apply(accounts)?;
-        changed |= self.remove_strays()?;
-        if changed || !self.dir.join("index.html").exists() {
-            self.write_index()?;
-        }
+        self.apply(accounts)?;
+        self.remove_strays()?;
+        // Every listing, changed or not: a file altered or lost behind our back is put
+        // right, and one that is as it should be is not touched.
+        self.write_listings()?;
         let now = chrono::Utc::now().naive_utc();
         self.seen_until = latest.map(|l| l.min(now)).or(self.seen_until);
         Ok(())
@@ -129,7 +161,7 @@ impl People {
             accounts.insert(id, profile);
         }
         if self.apply(accounts)? {
-            self.write_index()?;
+            self.write_listings()?;
         }
         Ok(())
     }
@@ -154,7 +186,7 @@ impl People {
             })
             .collect();
         if self.apply(accounts)? {
-            self.write_index()?;
+            self.write_listings()?;
         }
         self.seen_until = Some(latest);
         Ok(())
@@ -217,10 +249,10 @@ impl People {
     /// Removes the pages in the folder that no published profile has (left by an
     /// earlier run, say, for an account closed while nothing was watching), and
     /// leftover temporary files.
-    fn remove_strays(&self) -> anyhow::Result<bool> {
+    fn remove_strays(&self) -> anyhow::Result<()> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot list {}", self.dir.display()));
             }
@@ -231,7 +263,6 @@ impl People {
             .map(|p| format!("{}.html", p.username))
             .chain(["index.html".to_owned()])
             .collect();
-        let mut removed = false;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -242,17 +273,28 @@ impl People {
             if stale {
                 std::fs::remove_file(entry.path())
                     .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-                removed = true;
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
-    fn write_index(&self) -> anyhow::Result<()> {
+    /// Writes the pages made from the whole list (see [`crate::site`]); only those
+    /// whose bytes changed reach the disk.
+    fn write_listings(&mut self) -> anyhow::Result<()> {
         let mut people: Vec<&Profile> = self.published.values().collect();
         people.sort_by(|a, b| a.username.cmp(&b.username));
-        let html = render_index(&self.site_name, &people);
-        write_atomically(&self.dir.join("index.html"), html.as_bytes())
+        self.directory_pages =
+            site::write_directory(&self.dir, &self.site_name, self.page_size, &people)?;
+        site::write_home(&self.out, &self.site_name, &people)?;
+        self.sitemaps = site::write_sitemap(
+            &self.out,
+            &self.public_url,
+            self.directory_pages,
+            &people,
+            site::SITEMAP_URLS,
+        )?;
+        site::write_feed(&self.out, &self.site_name, &self.public_url, &people)?;
+        Ok(())
     }
 }
 
@@ -279,23 +321,13 @@ fn render_profile(site_name: &str, profile: &Profile) -> String {
     render(&PersonPage { site_name, profile })
 }
 
-#[derive(Template)]
-#[template(path = "people.html")]
-struct PeoplePage<'a> {
-    title: String,
-    people: &'a [&'a Profile],
-}
-
-fn render_index(site_name: &str, people: &[&Profile]) -> String {
-    render(&PeoplePage {
-        title: format!("People of {site_name}"),
-        people,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render_index(site_name: &str, people: &[&Profile]) -> String {
+        site::render_directory_page(site_name, people, site::PAGE_SIZE, 1)
+    }
 
     fn ada() -> Profile {
         Profile {
@@ -305,6 +337,10 @@ mod tests {
             member_since: chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
                 .unwrap()
                 .and_hms_opt(0, 0, 0)
+                .unwrap(),
+            updated_at: chrono::NaiveDate::from_ymd_opt(2026, 11, 5)
+                .unwrap()
+                .and_hms_opt(8, 30, 0)
                 .unwrap(),
         }
     }

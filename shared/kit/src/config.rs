@@ -403,21 +403,26 @@ impl Config {
                 10,
                 0..=3600,
             )?),
-            public_url: env.parse(
-                "FLOTILLA_PUBLIC_URL",
-                "http://127.0.0.1:8080".to_owned(),
-                "an origin such as https://accounts.example.org (scheme, host, optional port)",
-                |v| {
-                    let v = v.trim_end_matches('/');
-                    let rest = v
-                        .strip_prefix("https://")
-                        .or_else(|| v.strip_prefix("http://"))?;
-                    (!rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']))
-                        .then(|| v.to_owned())
-                },
-            )?,
+            public_url: public_url(env)?,
         })
     }
+}
+
+/// `FLOTILLA_PUBLIC_URL` (default `http://127.0.0.1:8080`): the origin browsers use,
+/// without a trailing `/`.
+pub fn public_url(env: &Env) -> Result<String, ConfigError> {
+    env.parse(
+        "FLOTILLA_PUBLIC_URL",
+        "http://127.0.0.1:8080".to_owned(),
+        "an origin such as https://accounts.example.org (scheme, host, optional port)",
+        |v| {
+            let v = v.trim_end_matches('/');
+            let rest = v
+                .strip_prefix("https://")
+                .or_else(|| v.strip_prefix("http://"))?;
+            (!rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' '])).then(|| v.to_owned())
+        },
+    )
 }
 
 #[cfg(test)]

@@ -132,6 +132,70 @@ on_both_databases! {
     }
 }
 
+on_both_databases! {
+    fn a_profile_reaches_every_listing_within_a_second_and_leaves_them_as_fast(db: TestDb) {
+        let mut fleet = Fleet::builder(db).env("FLOTILLA_PAGES_CATCHUP_SECS", "3600").start();
+        fleet.start_pages_watcher();
+        verified_account(&fleet, "ada@example.org");
+        verified_account(&fleet, "grace@example.org");
+        let (ada, _) = sign_in(&fleet, "ada@example.org");
+        let (grace, _) = sign_in(&fleet, "grace@example.org");
+        patch(&fleet, &grace, json!({"username": "grace", "public": true}));
+        served(&fleet, "/people/grace", StatusCode::OK);
+        patch(&fleet, &ada, json!({"username": "ada", "display_name": "Ada <L>"}));
+
+        // Where Ada is shown: her page, the directory, the home page, the sitemap.
+        let shown = || {
+            let page = fleet.get_html("/people/ada");
+            let page = page.status() == StatusCode::OK && page.text().unwrap().contains("<h1>Ada &lt;L&gt;</h1>");
+            let link = "<a href=\"/people/ada\">Ada &lt;L&gt;</a> @ada";
+            let directory = fleet.get_html("/people/").text().unwrap().contains(link);
+            let home = fleet.get_html("/").text().unwrap().contains(link);
+            let sitemap = fleet.get("/sitemap.xml").text().unwrap().contains("/people/ada</loc>");
+            [page, directory, home, sitemap]
+        };
+        assert_eq!(shown(), [false; 4]);
+        patch(&fleet, &ada, json!({"public": true}));
+        assert!(wait_until(Duration::from_secs(1), || shown() == [true; 4]), "{:?}\n{}", shown(), fleet.all_logs());
+        let home = fleet.get_html("/").text().unwrap();
+        assert!(home.contains("2 members have a public profile."), "{home}");
+
+        patch(&fleet, &ada, json!({"public": false}));
+        assert!(wait_until(Duration::from_secs(1), || shown() == [false; 4]), "{:?}\n{}", shown(), fleet.all_logs());
+        let home = fleet.get_html("/").text().unwrap();
+        assert!(home.contains("1 member has a public profile.") && home.contains("/people/grace"), "{home}");
+    }
+
+    fn the_sitemap_feed_and_robots_are_served_with_their_types(db: TestDb) {
+        let fleet = Fleet::start(db);
+        verified_account(&fleet, "ada@example.org");
+        let (ada, _) = sign_in(&fleet, "ada@example.org");
+        patch(&fleet, &ada, json!({"username": "ada", "display_name": "Ada & co", "public": true}));
+        let built = fleet.run("flotilla-pages", &["build"]);
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        for (path, kind, holds) in [
+            ("/robots.txt", "text/plain", "Disallow: /login\n"),
+            ("/sitemap.xml", "application/xml", "/people/ada</loc><lastmod>"),
+            ("/feed.xml", "application/atom+xml", "<title>Ada &amp; co</title>"),
+        ] {
+            let response = fleet.get(path);
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let got = response.headers()["content-type"].to_str().unwrap().to_owned();
+            assert!(got.starts_with(kind), "{path}: {got}");
+            let body = response.text().unwrap();
+            assert!(body.contains(holds), "{path}: {body}");
+        }
+        // The directory's first page has one address, /people/.
+        let moved = fleet.get("/people/page/1?x=1");
+        assert_eq!(moved.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(moved.headers()["location"], "/people/?x=1");
+        assert_eq!(fleet.get_html("/people/page/2").status(), StatusCode::NOT_FOUND);
+        let home = fleet.get_html("/").text().unwrap();
+        assert!(home.contains("1 member has a public profile.") && home.contains("href=\"/feed.xml\""), "{home}");
+    }
+}
+
 /// A watcher that cannot do its work (here: a database not migrated yet) waits longer
 /// and longer between attempts instead of spinning, and recovers by itself.
 #[test]
