@@ -2,10 +2,12 @@
 //! page, the 404 page, the stylesheet and the public profiles under `/people/`. It
 //! listens on no port. `build` writes everything once (after a deploy, from the
 //! systemd timer); `watch` keeps the profiles current, reacting to `user.*` events on
-//! the bus and catching up from `users.updated_at` for any event it missed. Every file
-//! is written beside its final name and renamed into place, so nginx never serves half
-//! a page.
+//! the bus and catching up from `users.updated_at` for any event it missed. A full
+//! build goes into a fresh folder switched in at once ([`builds`]); an update by
+//! `watch` writes each file beside its final name and renames it into place, so nginx
+//! never serves half a page nor a mix of two builds.
 
+mod builds;
 mod people;
 
 use std::collections::BTreeSet;
@@ -19,6 +21,7 @@ use flotilla_db::{AnyConnection, PageBuild, PoolConfig};
 use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
+pub use builds::{BuildStatus, Status, UpdateStatus};
 pub use people::{People, Profile};
 
 /// What `build` and `watch` read.
@@ -65,35 +68,66 @@ impl PagesConfig {
 
 const STYLESHEET: &str = include_str!("assets/site.css");
 
-/// Writes the whole site: the fixed pages, then every public profile, and records the
-/// build in `page_builds` (the admin console's fleet page shows the last). Returns how
-/// many profiles are published.
+/// Writes the whole site into a fresh folder (the fixed pages, then every public
+/// profile), switches it in (see [`builds`]), records the build in `page_builds` (the
+/// admin console's fleet page shows the last) and in the status file. Returns how many
+/// profiles are published.
 pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
-    let started_at = chrono::Utc::now().naive_utc();
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
-    let fixed = write_fixed_pages(config)?;
-    let mut people = People::new(&config.out, &config.site_name);
-    people.rebuild(&mut conn)?;
-    record_build(&mut conn, started_at, fixed.len(), &people)?;
+    let (_, people) = full_build(config, &mut conn)?;
     Ok(people.len())
 }
 
-/// Records a full build in `page_builds`: the fixed pages, the list of people and one
-/// page per public profile.
+/// One full build, with the [`Lock`] held; returns the new folder and its profiles.
+fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<(PathBuf, People)> {
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    // A folder from an older version is moved aside first, so the new build is the
+    // newest in `<out>.builds`.
+    builds::current(&config.out)?;
+    let folder = builds::new_folder(&config.out)?;
+    let into = PagesConfig {
+        out: folder.clone(),
+        ..config.clone()
+    };
+    let fixed = write_fixed_pages(&into)?.len();
+    let mut people = People::new(&folder, &config.site_name);
+    people.rebuild(conn)?;
+    builds::switch(&config.out, &folder)?;
+    let finished_at = chrono::Utc::now();
+    // The fixed pages, the list of people and one page per public profile.
+    let pages = fixed + 1 + people.len();
+    record_build(conn, started_at, finished_at, pages)?;
+    let mut status = Status::read(&config.out);
+    status.last_build = Some(BuildStatus {
+        started_at: builds::rfc3339(started_at),
+        finished_at: builds::rfc3339(finished_at),
+        duration_ms: millis(clock.elapsed()),
+        pages,
+        folder: folder.clone(),
+    });
+    status.write(&config.out)?;
+    Ok((folder, people))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records a full build in `page_builds`.
 fn record_build(
     conn: &mut AnyConnection,
-    started_at: chrono::NaiveDateTime,
-    fixed: usize,
-    people: &People,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    pages: usize,
 ) -> anyhow::Result<()> {
-    let pages = fixed + 1 + people.len();
     PageBuild {
         id: 0,
         host: host_name(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at,
-        finished_at: chrono::Utc::now().naive_utc(),
+        started_at: started_at.naive_utc(),
+        finished_at: finished_at.naive_utc(),
         pages: i64::try_from(pages).unwrap_or(i64::MAX),
     }
     .record(conn)
@@ -110,12 +144,9 @@ fn host_name() -> String {
 }
 
 /// Builds the site, then keeps the profiles current until the process is stopped
-/// (every write is atomic, so it is always safe to kill).
+/// (every write is atomic, so it is always safe to kill). The changes are written into
+/// the current build's folder; the periodic reconciliation is a full build.
 pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
-    let fixed = {
-        let _lock = Lock::take(&config.out)?;
-        write_fixed_pages(config)?.len()
-    };
     let (changed, events) = mpsc::channel::<String>();
     let subscriber = flotilla_bus::EventSubscriber::events(
         &config.events_out,
@@ -126,7 +157,7 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             }
         },
     )?;
-    let mut watcher = Watcher::new(config, fixed);
+    let mut watcher = Watcher::new(config);
     loop {
         watcher.wait_for_changes(&events)?;
         if !watcher.told_connected && subscriber.is_connected() {
@@ -141,9 +172,9 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
 /// the next catch-up and rebuild are due, and the back-off after a failed pass.
 struct Watcher<'a> {
     config: &'a PagesConfig,
-    /// The fixed pages written at the start, counted in each rebuild's record.
-    fixed: usize,
-    people: People,
+    /// The build folder the changes go to, and what is published in it; `None` until
+    /// the first full build.
+    site: Option<(PathBuf, People)>,
     conn: Option<AnyConnection>,
     pending: BTreeSet<String>,
     next_catch_up: Instant,
@@ -155,12 +186,11 @@ struct Watcher<'a> {
 }
 
 impl<'a> Watcher<'a> {
-    fn new(config: &'a PagesConfig, fixed: usize) -> Self {
+    fn new(config: &'a PagesConfig) -> Self {
         let now = Instant::now();
         Self {
             config,
-            fixed,
-            people: People::new(&config.out, &config.site_name),
+            site: None,
             conn: None,
             pending: BTreeSet::new(),
             next_catch_up: now,
@@ -217,35 +247,57 @@ impl<'a> Watcher<'a> {
         if !rebuild && !catch_up && self.pending.is_empty() {
             return;
         }
-        let (config, people, pending) = (self.config, &mut self.people, &self.pending);
-        let fixed = self.fixed;
+        let (config, site, pending) = (self.config, &mut self.site, &self.pending);
+        let clock = Instant::now();
         let result = connection(&mut self.conn, config).and_then(|conn| {
             let _lock = Lock::take(&config.out)?;
-            if rebuild {
+            let current = builds::current(&config.out)?;
+            if rebuild || site.is_none() || current.is_none() {
                 // A full reconciliation, recorded as a build: where no timer runs
                 // `build` (make run, a host without systemd), this keeps the last
                 // build's age (the console's fleet page, scripts/doctor) meaningful.
-                let started_at = chrono::Utc::now().naive_utc();
-                people.rebuild(conn)?;
-                return record_build(conn, started_at, fixed, people);
+                *site = Some(full_build(config, conn)?);
+                return Ok(());
             }
+            let (folder, people) = match (site.as_mut(), current) {
+                (Some(site), Some(current)) => {
+                    if site.0 != current {
+                        // `build` switched in a folder of its own since: follow it,
+                        // reconciling what this watcher knows with what is there.
+                        let mut people = People::new(&current, &config.site_name);
+                        people.rebuild(conn)?;
+                        *site = (current, people);
+                    }
+                    (&site.0, &mut site.1)
+                }
+                _ => anyhow::bail!("no current build"),
+            };
             if catch_up {
                 people.catch_up(conn)?;
             }
             // After a catch-up too: an account purged since its event has no row left
             // to be caught up from.
-            people.refresh(conn, pending)
+            people.refresh(conn, pending)?;
+            if !pending.is_empty() {
+                let mut status = Status::read(&config.out);
+                status.last_update = Some(UpdateStatus {
+                    at: builds::rfc3339(chrono::Utc::now()),
+                    duration_ms: millis(clock.elapsed()),
+                    changed: pending.len(),
+                });
+                status.write(&config.out)?;
+                log::debug!("updated {} accounts in {}", pending.len(), folder.display());
+            }
+            Ok(())
         });
         match result {
             Ok(()) => {
                 self.failures = 0;
                 self.pending.clear();
                 if rebuild {
-                    log::info!(
-                        "{} public profiles in {}",
-                        self.people.len(),
-                        config.out.display()
-                    );
+                    if let Some((folder, people)) = &self.site {
+                        log::info!("{} public profiles in {}", people.len(), folder.display());
+                    }
                     self.next_rebuild = now + config.rebuild;
                 }
                 if rebuild || catch_up {
@@ -365,6 +417,7 @@ impl Lock {
 mod tests {
     use super::*;
     use flotilla_testkit::TestDb;
+    use std::collections::BTreeMap;
 
     fn config(db: &TestDb, out: &Path, site_name: &str) -> PagesConfig {
         let env = Env::from_fn(|k| match k {
@@ -403,8 +456,9 @@ mod tests {
     #[test]
     fn build_publishes_public_profiles_only_and_removes_stale_pages() {
         let db = TestDb::sqlite();
-        let out = flotilla_testkit::TempDir::new("pages");
-        let config = config(&db, out.path(), "flotilla");
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
         flotilla_kit::cli::migrate(&config.database).unwrap();
         assert!(matches!(build(&config), Ok(0)));
         let t = "'2026-11-01 10:00:00'";
@@ -419,8 +473,7 @@ mod tests {
                  '{name}', 'The <{name}>', {public}, {verified}, {t}, {t})"
             ));
         }
-        let people = out.path().join("people");
-        std::fs::create_dir_all(&people).unwrap();
+        let people = out.join("people");
         std::fs::write(people.join("gone.html"), "an account closed long ago").unwrap();
         assert!(matches!(build(&config), Ok(1)));
         let builds = db.strings(
@@ -437,6 +490,74 @@ mod tests {
         let index = std::fs::read_to_string(people.join("index.html")).unwrap();
         assert!(index.contains("href=\"/people/ada\""));
         assert!(!index.contains("bob"));
+    }
+
+    /// Every file under `dir`, relative, with its bytes.
+    fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(next) = todo.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn two_builds_of_the_same_data_are_byte_identical_and_the_status_says_when() {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        for name in ["ada", "bob", "eve"] {
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, bio, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{name}', \
+                 '{name}@x.org', '{name}', 'The <{name}>', 'Hello\n\nthere', 1, {t}, {t}, {t})"
+            ));
+        }
+        assert!(matches!(build(&config), Ok(3)));
+        assert!(matches!(build(&config), Ok(3)));
+        let builds = builds::builds_dir(&out);
+        let (first, second) = (
+            tree(&builds.join("0000000001")),
+            tree(&builds.join("0000000002")),
+        );
+        assert!(
+            first.contains_key(Path::new("people/ada.html")),
+            "{:?}",
+            first.keys()
+        );
+        assert!(first == second, "two builds of the same data differ");
+
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
+                .unwrap();
+        let last = &status["last_build"];
+        assert_eq!(last["pages"], 7, "{status}");
+        assert_eq!(
+            last["folder"],
+            builds.join("0000000002").display().to_string()
+        );
+        for at in ["started_at", "finished_at"] {
+            let at = last[at].as_str().unwrap();
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z'),
+                "{at}"
+            );
+        }
+        assert!(last["duration_ms"].is_u64());
+        assert_eq!(status["last_update"], serde_json::Value::Null);
+        assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     }
 
     #[test]
