@@ -63,6 +63,15 @@ on_both_databases! {
             index.contains("href=\"/people/ada\"") && index.contains("href=\"/people/grace\"")
         };
         assert!(wait_until(Duration::from_secs(10), both), "{}", fleet.all_logs());
+        // The watcher's updates are told in the status file beside the site.
+        let status_file = fleet.data_dir().join("www.status.json");
+        let updated = || {
+            let status: Value = serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+            status["last_update"]["changed"].as_u64().is_some_and(|n| n >= 1)
+                && status["last_update"]["duration_ms"].is_u64()
+                && status["last_build"]["pages"].is_u64()
+        };
+        assert!(wait_until(Duration::from_secs(10), updated), "{}", fleet.all_logs());
 
         // A new name moves the page; going private removes it.
         patch(&fleet, &ada, json!({"username": "ada-l"}));
