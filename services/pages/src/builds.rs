@@ -158,6 +158,31 @@ fn remove_old(out: &Path, keep: &Path, previous: Option<&Path>) -> anyhow::Resul
         std::fs::remove_dir_all(&path)
             .with_context(|| format!("cannot remove the old build {}", path.display()))?;
     }
+    remove_temporaries(out)
+}
+
+/// Removes the temporary symlink or status file a killed pass left beside `out` (the
+/// [`crate::Lock`] is held, so no other pass is writing one).
+fn remove_temporaries(out: &Path) -> anyhow::Result<()> {
+    let Some(name) = out.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let base = parent(out);
+    for entry in
+        std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot list {}", base.display()))?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let left = [".link.", ".status."]
+            .iter()
+            .any(|kind| file.starts_with(&format!("{name}{kind}")))
+            && file.ends_with(".tmp");
+        if left {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -278,8 +303,12 @@ mod tests {
             "one"
         );
         build_with(&out, "two");
-        // A build that failed half-way, and something that is not a build.
+        // A build that failed half-way, the files of a pass killed while switching,
+        // and something that is not a build.
         std::fs::create_dir_all(new_folder(&out).unwrap()).unwrap();
+        std::fs::write(tmp.path().join("www.status.1.tmp"), "{").unwrap();
+        std::os::unix::fs::symlink("www.builds/0000000003", tmp.path().join("www.link.1.tmp"))
+            .unwrap();
         std::fs::create_dir_all(builds_dir(&out).join("notes")).unwrap();
         let third = build_with(&out, "three");
         assert_eq!(third, builds_dir(&out).join("0000000004"));

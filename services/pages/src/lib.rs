@@ -561,6 +561,61 @@ mod tests {
     }
 
     #[test]
+    fn watch_updates_the_current_build_and_follows_one_switched_in_by_build() {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let insert = |name: &str| {
+            let t = "'2026-11-01 10:00:00'";
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, is_public, email_verified_at, \
+                 created_at, updated_at) VALUES ('{name}', '{name}@x.org', '{name}', 1, {t}, \
+                 {t}, {t})"
+            ));
+        };
+        let mut watcher = Watcher::new(&config);
+        // The first pass is a full build.
+        watcher.pass();
+        assert_eq!(
+            builds::current(&out).unwrap(),
+            Some(builds::builds_dir(&out).join("0000000001"))
+        );
+        // An event: written into the current build, and told in the status file.
+        insert("ada");
+        watcher.pending.insert("ada".into());
+        watcher.pass();
+        assert!(out.join("people/ada.html").exists());
+        let status = Status::read(&out);
+        assert_eq!(status.last_update.map(|u| u.changed), Some(1));
+        // `build` switches in a folder of its own; the next event goes there, and the
+        // list keeps everyone.
+        assert!(matches!(build(&config), Ok(1)));
+        insert("bob");
+        watcher.pending.insert("bob".into());
+        watcher.pass();
+        let current = builds::current(&out).unwrap().unwrap();
+        assert_eq!(current, builds::builds_dir(&out).join("0000000002"));
+        assert!(current.join("people/bob.html").exists());
+        let index = std::fs::read_to_string(out.join("people/index.html")).unwrap();
+        assert!(
+            index.contains("/people/ada") && index.contains("/people/bob"),
+            "{index}"
+        );
+        // A due reconciliation is a full build, which the status file records.
+        watcher.next_rebuild = Instant::now();
+        watcher.pass();
+        let status = Status::read(&out);
+        let folder = builds::builds_dir(&out).join("0000000003");
+        assert_eq!(
+            status.last_build.map(|b| (b.pages, b.folder)),
+            Some((6, folder))
+        );
+        assert_eq!(status.last_update.map(|u| u.changed), Some(1));
+    }
+
+    #[test]
     fn a_catch_up_sees_changes_whose_event_was_lost() {
         let db = TestDb::sqlite();
         let out = flotilla_testkit::TempDir::new("pages");
