@@ -24,7 +24,7 @@
 # checkout), FLOTILLA_BIN_DIR, FLOTILLA_HTTP_PORT (8080), FLOTILLA_<SERVICE>_LISTEN,
 # FLOTILLA_BUS_WAKE, FLOTILLA_BUS_EVENTS_IN, FLOTILLA_BUS_EVENTS_OUT,
 # FLOTILLA_JWKS_URL, FLOTILLA_JWKS_FILE, FLOTILLA_KEYS_DIR, FLOTILLA_PUBLIC_URL,
-# FLOTILLA_PAGES_REBUILD_SECS, DATABASE_URL (through the binaries), and
+# FLOTILLA_PAGES_REBUILD_SECS, FLOTILLA_PAGES_OUT, DATABASE_URL (through the binaries), and
 #   FLOTILLA_DOCTOR_NGINX_CONF   (default $FLOTILLA_DATA_DIR/nginx/nginx.conf, where
 #                                make run renders it) nginx's main file, for nginx -t
 # Installed, the same settings come from /etc/flotilla/flotilla.env.
@@ -344,6 +344,55 @@ check_database() {
     fi
 }
 
+# The site this host writes: FLOTILLA_PAGES_OUT a symlink to its current build, and
+# <out>.status.json beside it, which flotilla-pages rewrites after each full build and
+# each update of `watch`: the last full build's age (at most twice
+# FLOTILLA_PAGES_REBUILD_SECS, as for the one in page_builds, which any host may have
+# made), and how long the last build and update took.
+check_site() {
+    local out status json finished took pages age rebuild limit update=""
+    out=$(setting FLOTILLA_PAGES_OUT "$check_data/www")
+    status=$out.status.json
+    if [ ! -f "$status" ]; then
+        check_fail "site: no status file ($status)" "flotilla-pages build writes it (scripts/deploy runs it)"
+        return 0
+    fi
+    json=$(tr -d '\n' <"$status")
+    # site_field SECTION FIELD: a string or number of one section of the status.
+    site_field() {
+        printf '%s' "$json" | grep -o "\"$1\": *{[^}]*}" |
+            sed -n -E "s/.*\"$2\": *\"?([^\", }]*).*/\1/p" | head -n 1
+    }
+    finished=$(site_field last_build finished_at)
+    took=$(site_field last_build duration_ms)
+    pages=$(site_field last_build pages)
+    if [ -z "$finished" ] || ! finished=$(date -u -d "$finished" +%s 2>/dev/null); then
+        check_fail "site: $status records no full build" "flotilla-pages build (scripts/deploy runs it)"
+        return 0
+    fi
+    if [ ! -L "$out" ]; then
+        check_fail "site: $out is not a symlink to a build" "flotilla-pages build makes it one"
+        return 0
+    fi
+    age=$(($(date -u +%s) - finished))
+    rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 3600)
+    [[ $rebuild =~ ^[0-9]+$ ]] || rebuild=3600
+    limit=$((2 * rebuild))
+    local at
+    at=$(site_field last_update at)
+    if [ -n "$at" ] && at=$(date -u -d "$at" +%s 2>/dev/null); then
+        update="; the last update $(($(date -u +%s) - at)) s ago ($(site_field last_update changed) accounts in $(site_field last_update duration_ms) ms)"
+    else
+        update="; no update since $( [ -n "$check_env" ] && echo "make run started" || echo "the watcher started")"
+    fi
+    if [ "$age" -gt "$limit" ]; then
+        check_fail "site: the last full build here was $age s ago, more than twice FLOTILLA_PAGES_REBUILD_SECS ($limit s)" \
+            "is the page generator running? $( [ -n "$check_env" ] && echo "make run starts flotilla-pages watch" || echo "flotilla-pages-watch and flotilla-pages.timer")"
+    else
+        check_ok "site: the last full build here was $age s ago ($pages pages in $took ms)$update"
+    fi
+}
+
 check_keys() {
     local facts=$1 dir out err rc count
     dir=$(setting FLOTILLA_KEYS_DIR "$check_data/keys")
@@ -522,6 +571,7 @@ host_check() {
     done
     if [ ${#instances[@]} -gt 0 ] || [ -n "$pages" ]; then
         spawn check_database "$worker" "$pages"
+        [ -n "$pages" ] && spawn check_site
         spawn check_bus
     fi
     if [ ${#logins[@]} -gt 0 ]; then

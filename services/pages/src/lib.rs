@@ -2,11 +2,14 @@
 //! page, the 404 page, the stylesheet, the public profiles and their directory under
 //! `/people/`, `sitemap.xml`, `feed.xml` and `robots.txt`. It listens on no port.
 //! `build` writes everything once (after a deploy, from the systemd timer); `watch`
-//! keeps the profiles and their lists current, reacting to `user.*` events on
-//! the bus and catching up from `users.updated_at` for any event it missed. Every file
-//! is written beside its final name and renamed into place, so nginx never serves half
-//! a page.
+//! keeps the profiles and their lists current, reacting to `user.*` events on the bus
+//! and catching up from `users.updated_at` for any event it missed. A full build goes
+//! into a fresh folder switched in at once ([`builds`]); an update by `watch` writes
+//! each file beside its final name and renames it into place (and leaves a file that
+//! already holds its bytes alone), so nginx never serves half a page nor a mix of two
+//! builds.
 
+mod builds;
 mod people;
 mod site;
 
@@ -21,6 +24,7 @@ use flotilla_db::{AnyConnection, PageBuild, PoolConfig};
 use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
+pub use builds::{BuildStatus, Status, UpdateStatus};
 pub use people::{People, Profile};
 
 /// What `build` and `watch` read.
@@ -71,35 +75,67 @@ impl PagesConfig {
 
 const STYLESHEET: &str = include_str!("assets/site.css");
 
-/// Writes the whole site: the fixed pages, then every public profile, and records the
-/// build in `page_builds` (the admin console's fleet page shows the last). Returns how
-/// many profiles are published.
+/// Writes the whole site into a fresh folder (the fixed pages, then every public
+/// profile), switches it in (see [`builds`]), records the build in `page_builds` (the
+/// admin console's fleet page shows the last) and in the status file. Returns how many
+/// profiles are published.
 pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
-    let started_at = chrono::Utc::now().naive_utc();
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
-    let fixed = write_fixed_pages(config)?;
-    let mut people = People::new(&config.out, &config.site_name, &config.public_url);
-    people.rebuild(&mut conn)?;
-    record_build(&mut conn, started_at, fixed.len(), &people)?;
+    let (_, people) = full_build(config, &mut conn)?;
     Ok(people.len())
 }
 
-/// Records a full build in `page_builds`: the fixed pages, the directory's pages and
-/// one page per public profile.
+/// One full build, with the [`Lock`] held; returns the new folder and its profiles.
+fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<(PathBuf, People)> {
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    // A folder from an older version is moved aside first, so the new build is the
+    // newest in `<out>.builds`.
+    builds::current(&config.out)?;
+    let folder = builds::new_folder(&config.out)?;
+    let into = PagesConfig {
+        out: folder.clone(),
+        ..config.clone()
+    };
+    let fixed = write_fixed_pages(&into)?.len();
+    let mut people = People::new(&folder, &config.site_name, &config.public_url);
+    people.rebuild(conn)?;
+    builds::switch(&config.out, &folder)?;
+    let finished_at = chrono::Utc::now();
+    // The fixed pages, and the profiles with their lists (directory, home, sitemap,
+    // feed).
+    let pages = fixed + people.pages();
+    record_build(conn, started_at, finished_at, pages)?;
+    let mut status = Status::read(&config.out);
+    status.last_build = Some(BuildStatus {
+        started_at: builds::rfc3339(started_at),
+        finished_at: builds::rfc3339(finished_at),
+        duration_ms: millis(clock.elapsed()),
+        pages,
+        folder: folder.clone(),
+    });
+    status.write(&config.out)?;
+    Ok((folder, people))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records a full build in `page_builds`.
 fn record_build(
     conn: &mut AnyConnection,
-    started_at: chrono::NaiveDateTime,
-    fixed: usize,
-    people: &People,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    pages: usize,
 ) -> anyhow::Result<()> {
-    let pages = fixed + people.pages();
     PageBuild {
         id: 0,
         host: host_name(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at,
-        finished_at: chrono::Utc::now().naive_utc(),
+        started_at: started_at.naive_utc(),
+        finished_at: finished_at.naive_utc(),
         pages: i64::try_from(pages).unwrap_or(i64::MAX),
     }
     .record(conn)
@@ -116,12 +152,9 @@ fn host_name() -> String {
 }
 
 /// Builds the site, then keeps the profiles current until the process is stopped
-/// (every write is atomic, so it is always safe to kill).
+/// (every write is atomic, so it is always safe to kill). The changes are written into
+/// the current build's folder; the periodic reconciliation is a full build.
 pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
-    let fixed = {
-        let _lock = Lock::take(&config.out)?;
-        write_fixed_pages(config)?.len()
-    };
     let (changed, events) = mpsc::channel::<String>();
     let subscriber = flotilla_bus::EventSubscriber::events(
         &config.events_out,
@@ -132,7 +165,7 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
             }
         },
     )?;
-    let mut watcher = Watcher::new(config, fixed);
+    let mut watcher = Watcher::new(config);
     loop {
         watcher.wait_for_changes(&events)?;
         if !watcher.told_connected && subscriber.is_connected() {
@@ -147,9 +180,9 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
 /// the next catch-up and rebuild are due, and the back-off after a failed pass.
 struct Watcher<'a> {
     config: &'a PagesConfig,
-    /// The fixed pages written at the start, counted in each rebuild's record.
-    fixed: usize,
-    people: People,
+    /// The build folder the changes go to, and what is published in it; `None` until
+    /// the first full build.
+    site: Option<(PathBuf, People)>,
     conn: Option<AnyConnection>,
     pending: BTreeSet<String>,
     next_catch_up: Instant,
@@ -161,12 +194,11 @@ struct Watcher<'a> {
 }
 
 impl<'a> Watcher<'a> {
-    fn new(config: &'a PagesConfig, fixed: usize) -> Self {
+    fn new(config: &'a PagesConfig) -> Self {
         let now = Instant::now();
         Self {
             config,
-            fixed,
-            people: People::new(&config.out, &config.site_name, &config.public_url),
+            site: None,
             conn: None,
             pending: BTreeSet::new(),
             next_catch_up: now,
@@ -223,35 +255,58 @@ impl<'a> Watcher<'a> {
         if !rebuild && !catch_up && self.pending.is_empty() {
             return;
         }
-        let (config, people, pending) = (self.config, &mut self.people, &self.pending);
-        let fixed = self.fixed;
+        let (config, site, pending) = (self.config, &mut self.site, &self.pending);
+        let clock = Instant::now();
         let result = connection(&mut self.conn, config).and_then(|conn| {
             let _lock = Lock::take(&config.out)?;
-            if rebuild {
+            let current = builds::current(&config.out)?;
+            if rebuild || site.is_none() || current.is_none() {
                 // A full reconciliation, recorded as a build: where no timer runs
                 // `build` (make run, a host without systemd), this keeps the last
                 // build's age (the console's fleet page, scripts/doctor) meaningful.
-                let started_at = chrono::Utc::now().naive_utc();
-                people.rebuild(conn)?;
-                return record_build(conn, started_at, fixed, people);
+                *site = Some(full_build(config, conn)?);
+                return Ok(());
             }
+            let (folder, people) = match (site.as_mut(), current) {
+                (Some(site), Some(current)) => {
+                    if site.0 != current {
+                        // `build` switched in a folder of its own since: follow it,
+                        // reconciling what this watcher knows with what is there.
+                        let mut people =
+                            People::new(&current, &config.site_name, &config.public_url);
+                        people.rebuild(conn)?;
+                        *site = (current, people);
+                    }
+                    (&site.0, &mut site.1)
+                }
+                _ => anyhow::bail!("no current build"),
+            };
             if catch_up {
                 people.catch_up(conn)?;
             }
             // After a catch-up too: an account purged since its event has no row left
             // to be caught up from.
-            people.refresh(conn, pending)
+            people.refresh(conn, pending)?;
+            if !pending.is_empty() {
+                let mut status = Status::read(&config.out);
+                status.last_update = Some(UpdateStatus {
+                    at: builds::rfc3339(chrono::Utc::now()),
+                    duration_ms: millis(clock.elapsed()),
+                    changed: pending.len(),
+                });
+                status.write(&config.out)?;
+                log::debug!("updated {} accounts in {}", pending.len(), folder.display());
+            }
+            Ok(())
         });
         match result {
             Ok(()) => {
                 self.failures = 0;
                 self.pending.clear();
                 if rebuild {
-                    log::info!(
-                        "{} public profiles in {}",
-                        self.people.len(),
-                        config.out.display()
-                    );
+                    if let Some((folder, people)) = &self.site {
+                        log::info!("{} public profiles in {}", people.len(), folder.display());
+                    }
                     self.next_rebuild = now + config.rebuild;
                 }
                 if rebuild || catch_up {
@@ -372,6 +427,7 @@ impl Lock {
 mod tests {
     use super::*;
     use flotilla_testkit::TestDb;
+    use std::collections::BTreeMap;
 
     fn config(db: &TestDb, out: &Path, site_name: &str) -> PagesConfig {
         let env = Env::from_fn(|k| match k {
@@ -406,8 +462,9 @@ mod tests {
     #[test]
     fn build_publishes_public_profiles_only_and_removes_stale_pages() {
         let db = TestDb::sqlite();
-        let out = flotilla_testkit::TempDir::new("pages");
-        let config = config(&db, out.path(), "flotilla");
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
         flotilla_kit::cli::migrate(&config.database).unwrap();
         assert!(matches!(build(&config), Ok(0)));
         let t = "'2026-11-01 10:00:00'";
@@ -422,8 +479,7 @@ mod tests {
                  '{name}', 'The <{name}>', {public}, {verified}, {t}, {t})"
             ));
         }
-        let people = out.path().join("people");
-        std::fs::create_dir_all(&people).unwrap();
+        let people = out.join("people");
         std::fs::write(people.join("gone.html"), "an account closed long ago").unwrap();
         assert!(matches!(build(&config), Ok(1)));
         let builds = db.strings(
@@ -441,13 +497,139 @@ mod tests {
         let index = std::fs::read_to_string(people.join("index.html")).unwrap();
         assert!(index.contains("href=\"/people/ada\""));
         assert!(!index.contains("bob"));
-        let home = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+        let home = std::fs::read_to_string(out.join("index.html")).unwrap();
         assert!(home.contains("1 member has a public profile."), "{home}");
         assert!(
             home.contains("<a href=\"/people/ada\">The &lt;ada&gt;</a>"),
             "{home}"
         );
         assert!(!home.contains("bob") && !home.contains("eve"));
+    }
+
+    /// Every file under `dir`, relative, with its bytes.
+    fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(next) = todo.pop() {
+            for entry in std::fs::read_dir(&next).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn two_builds_of_the_same_data_are_byte_identical_and_the_status_says_when() {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let t = "'2026-11-01 10:00:00'";
+        for name in ["ada", "bob", "eve"] {
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, bio, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{name}', \
+                 '{name}@x.org', '{name}', 'The <{name}>', 'Hello\n\nthere', 1, {t}, {t}, {t})"
+            ));
+        }
+        assert!(matches!(build(&config), Ok(3)));
+        assert!(matches!(build(&config), Ok(3)));
+        let builds = builds::builds_dir(&out);
+        let (first, second) = (
+            tree(&builds.join("0000000001")),
+            tree(&builds.join("0000000002")),
+        );
+        assert!(
+            first.contains_key(Path::new("people/ada.html")),
+            "{:?}",
+            first.keys()
+        );
+        assert!(first == second, "two builds of the same data differ");
+
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
+                .unwrap();
+        let last = &status["last_build"];
+        // The stylesheet, 404 page and robots.txt; three profiles, the directory, the home
+        // page, the sitemap and the feed.
+        assert_eq!(last["pages"], 10, "{status}");
+        assert_eq!(
+            last["folder"],
+            builds.join("0000000002").display().to_string()
+        );
+        for at in ["started_at", "finished_at"] {
+            let at = last[at].as_str().unwrap();
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z'),
+                "{at}"
+            );
+        }
+        assert!(last["duration_ms"].is_u64());
+        assert_eq!(status["last_update"], serde_json::Value::Null);
+        assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn watch_updates_the_current_build_and_follows_one_switched_in_by_build() {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let insert = |name: &str| {
+            let t = "'2026-11-01 10:00:00'";
+            db.execute(&format!(
+                "INSERT INTO users (id, email, username, is_public, email_verified_at, \
+                 created_at, updated_at) VALUES ('{name}', '{name}@x.org', '{name}', 1, {t}, \
+                 {t}, {t})"
+            ));
+        };
+        let mut watcher = Watcher::new(&config);
+        // The first pass is a full build.
+        watcher.pass();
+        assert_eq!(
+            builds::current(&out).unwrap(),
+            Some(builds::builds_dir(&out).join("0000000001"))
+        );
+        // An event: written into the current build, and told in the status file.
+        insert("ada");
+        watcher.pending.insert("ada".into());
+        watcher.pass();
+        assert!(out.join("people/ada.html").exists());
+        let status = Status::read(&out);
+        assert_eq!(status.last_update.map(|u| u.changed), Some(1));
+        // `build` switches in a folder of its own; the next event goes there, and the
+        // list keeps everyone.
+        assert!(matches!(build(&config), Ok(1)));
+        insert("bob");
+        watcher.pending.insert("bob".into());
+        watcher.pass();
+        let current = builds::current(&out).unwrap().unwrap();
+        assert_eq!(current, builds::builds_dir(&out).join("0000000002"));
+        assert!(current.join("people/bob.html").exists());
+        let index = std::fs::read_to_string(out.join("people/index.html")).unwrap();
+        assert!(
+            index.contains("/people/ada") && index.contains("/people/bob"),
+            "{index}"
+        );
+        // A due reconciliation is a full build, which the status file records.
+        watcher.next_rebuild = Instant::now();
+        watcher.pass();
+        let status = Status::read(&out);
+        let folder = builds::builds_dir(&out).join("0000000003");
+        assert_eq!(
+            status.last_build.map(|b| (b.pages, b.folder)),
+            // Three fixed files, two profiles, the directory, home, sitemap and feed.
+            Some((9, folder))
+        );
+        assert_eq!(status.last_update.map(|u| u.changed), Some(1));
     }
 
     #[test]
@@ -610,24 +792,6 @@ mod tests {
             99 + 2 + 3,
             "the profiles, two directory pages, home, sitemap, feed"
         );
-    }
-
-    /// Every file under `dir`, by its path relative to it.
-    fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-        let mut files = std::collections::BTreeMap::new();
-        let mut folders = vec![dir.to_owned()];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(&folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    folders.push(path);
-                } else {
-                    let bytes = std::fs::read(&path).unwrap();
-                    files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
-                }
-            }
-        }
-        files
     }
 
     #[test]

@@ -5,8 +5,9 @@ use flotilla_kit::cli::{EXIT_CONFIG, EXIT_USAGE};
 
 const HELP: &str = "usage: flotilla-pages [build|watch|migrate|version|help]
 
-  build     write the static site, public profiles included, into FLOTILLA_PAGES_OUT
-            (default var/www), then exit; the default
+  build     write the static site, public profiles included, into a fresh folder
+            under FLOTILLA_PAGES_OUT.builds/ and point the symlink FLOTILLA_PAGES_OUT
+            (default var/www) at it, then exit; the default
   watch     build, then keep the public profiles current as accounts change (events
             on FLOTILLA_BUS_EVENTS_OUT, and a catch-up every FLOTILLA_PAGES_CATCHUP_SECS)
   migrate   apply pending database migrations, then exit

@@ -63,6 +63,15 @@ on_both_databases! {
             index.contains("href=\"/people/ada\"") && index.contains("href=\"/people/grace\"")
         };
         assert!(wait_until(Duration::from_secs(10), both), "{}", fleet.all_logs());
+        // The watcher's updates are told in the status file beside the site.
+        let status_file = fleet.data_dir().join("www.status.json");
+        let updated = || {
+            let status: Value = serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
+            status["last_update"]["changed"].as_u64().is_some_and(|n| n >= 1)
+                && status["last_update"]["duration_ms"].is_u64()
+                && status["last_build"]["pages"].is_u64()
+        };
+        assert!(wait_until(Duration::from_secs(10), updated), "{}", fleet.all_logs());
 
         // A new name moves the page; going private removes it.
         patch(&fleet, &ada, json!({"username": "ada-l"}));
@@ -80,6 +89,87 @@ on_both_databases! {
         served(&fleet, "/people/ada-l", StatusCode::NOT_FOUND);
         let listed = || fleet.get_html("/people/").text().unwrap().contains("ada");
         assert!(wait_until(Duration::from_secs(10), || !listed()), "{}", fleet.all_logs());
+    }
+
+    fn full_builds_switch_in_whole_while_nginx_serves_the_pages(db: TestDb) {
+        let fleet = Fleet::start(db);
+        // Thirty public profiles, written straight into the database: the accounts are
+        // not what this test is about, the builds are.
+        let t = "'2026-11-01 10:00:00'";
+        let names: Vec<String> = (0..30).map(|n| format!("member-{n:02}")).collect();
+        for name in &names {
+            fleet.db().execute(&format!(
+                "INSERT INTO users (id, email, username, display_name, bio, is_public, \
+                 email_verified_at, created_at, updated_at) VALUES ('{name}', \
+                 '{name}@example.org', '{name}', 'Member <{name}>', '{}', 1, {t}, {t}, {t})",
+                "A long enough bio. ".repeat(200)
+            ));
+        }
+        let build = || {
+            let built = fleet.run("flotilla-pages", &["build"]);
+            assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        };
+        build();
+        assert_eq!(fleet.get_html("/people/member-00").status(), StatusCode::OK);
+
+        // Readers through nginx, each going round the profiles, while builds switch.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (client, origin) = (fleet.client().clone(), fleet.origin());
+        let (answers, failures) = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..4)
+                .map(|reader| {
+                    let (client, origin, names, done) = (&client, &origin, &names, &done);
+                    scope.spawn(move || {
+                        let (mut answers, mut failures) = (0usize, Vec::new());
+                        for name in names.iter().cycle().skip(reader * 7) {
+                            if done.load(std::sync::atomic::Ordering::Relaxed) {
+                                break;
+                            }
+                            let path = format!("/people/{name}");
+                            let response = client.get(format!("{origin}{path}")).send().unwrap();
+                            let status = response.status();
+                            let body = response.text().unwrap_or_default();
+                            answers += 1;
+                            if status != StatusCode::OK || !body.trim_end().ends_with("</html>") {
+                                failures.push(format!("{path}: {status}, {} bytes", body.len()));
+                            }
+                        }
+                        (answers, failures)
+                    })
+                })
+                .collect();
+            for _ in 0..5 {
+                build();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            readers.into_iter().map(|r| r.join().unwrap()).fold(
+                (0, Vec::new()),
+                |(n, mut all), (answers, failures)| {
+                    all.extend(failures);
+                    (n + answers, all)
+                },
+            )
+        });
+        assert!(answers > 0);
+        assert!(failures.is_empty(), "{} of {answers} answers wrong: {failures:?}", failures.len());
+
+        // The site is a symlink to the newest of the two builds kept, and the status
+        // file beside it says so.
+        let www = fleet.data_dir().join("www");
+        assert!(std::fs::symlink_metadata(&www).unwrap().is_symlink());
+        let mut kept: Vec<String> = std::fs::read_dir(fleet.data_dir().join("www.builds"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["0000000006", "0000000007"]);
+        let status: Value =
+            serde_json::from_slice(&std::fs::read(fleet.data_dir().join("www.status.json")).unwrap())
+                .unwrap();
+        let recorded = fleet.db().strings("SELECT CAST(pages AS TEXT) AS v FROM page_builds ORDER BY id DESC");
+        assert_eq!(status["last_build"]["pages"].to_string(), recorded[0], "{status}");
+        assert!(status["last_build"]["folder"].as_str().unwrap().ends_with("www.builds/0000000007"));
+        assert_eq!(fleet.get_html("/www.status.json").status(), StatusCode::NOT_FOUND);
     }
 
     fn every_page_has_one_address_and_is_cached_by_its_etag(db: TestDb) {

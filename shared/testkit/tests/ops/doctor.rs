@@ -97,6 +97,7 @@ const CHECKS: &[&str] = &[
     "queue:",
     "dead jobs: none in the last 24 h",
     "pages:",
+    "site: the last full build here was",
     "bus: the hub answers",
     "keys: 1 signing key(s)",
     "jwks: the same keys",
@@ -131,6 +132,17 @@ on_both_databases! {
         assert!(failed[0].starts_with(&format!("FAIL  disk: {} has ", fleet.data_dir().display())), "{out}");
         assert!(failed[0].contains("under FLOTILLA_DOCTOR_MIN_FREE_MB=999999999 MB; hint: "), "{out}");
         assert!(out.ends_with(&format!("1 of {} checks FAILED\n", expected.len())), "{out}");
+        // The site's status file gone (a site never built here): named.
+        let status_file = fleet.data_dir().join("www.status.json");
+        let kept = std::fs::read(&status_file).unwrap();
+        std::fs::remove_file(&status_file).unwrap();
+        let (status, out) = doctor.run(&[]);
+        assert_eq!(status, 1, "{out}");
+        let failed = failures(&out);
+        assert_eq!(failed.len(), 1, "{out}");
+        assert!(failed[0].starts_with("FAIL  site: no status file ("), "{out}");
+        assert!(failed[0].contains("; hint: flotilla-pages build writes it"), "{out}");
+        std::fs::write(&status_file, kept).unwrap();
         // A threshold that is not a number is refused, naming it.
         let output = Command::new(workspace_root().join("scripts/doctor"))
             .env_clear()
