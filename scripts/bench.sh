@@ -75,19 +75,19 @@ measure() {
 }
 
 say "measuring: wrk -t$threads -c$connections -d${seconds}s per target, loopback"
-read -r static1 static1_p99 static1_bad < <(measure /index.html)
+read -r static1 static1_p99 static1_bad < <(measure /)
 declare -A rps p99 bad
 for name in signup login profile admin; do
     read -r rps[$name] p99[$name] bad[$name] < <(measure "/$name/health")
 done
-read -r static2 static2_p99 static2_bad < <(measure /index.html)
+read -r static2 static2_p99 static2_bad < <(measure /)
 floor=$(awk -v a="$static1" -v b="$static2" 'BEGIN {printf "%.0f", (a + b) / 2}')
 
 echo
 echo "flotilla bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$threads -c$connections -d${seconds}s"
 printf '%-28s %12s %10s %8s %8s\n' target "req/s" "p99 ms" ratio non-2xx
-printf '%-28s %12.0f %10s %8s %8s\n' "static /index.html (before)" "$static1" "$static1_p99" "" "$static1_bad"
-printf '%-28s %12.0f %10s %8s %8s\n' "static /index.html (after)" "$static2" "$static2_p99" "" "$static2_bad"
+printf '%-28s %12.0f %10s %8s %8s\n' "static / (before)" "$static1" "$static1_p99" "" "$static1_bad"
+printf '%-28s %12.0f %10s %8s %8s\n' "static / (after)" "$static2" "$static2_p99" "" "$static2_bad"
 printf '%-28s %12s %10s %8s\n' "static floor (mean)" "$floor" "" "1.00"
 status=0
 for name in signup login profile admin; do
