@@ -38,14 +38,24 @@ fn served(fleet: &Fleet, path: &str, status: StatusCode) -> String {
     body
 }
 
+/// A fleet with `flotilla-pages watch` running (its catch-up an hour away, so that
+/// only events move the pages), and Ada and Grace signed up and signed in: their access
+/// tokens.
+fn watched_by_pages(db: TestDb) -> (Fleet, String, String) {
+    let mut fleet = Fleet::builder(db)
+        .env("FLOTILLA_PAGES_CATCHUP_SECS", "3600")
+        .start();
+    fleet.start_pages_watcher();
+    verified_account(&fleet, "ada@example.org");
+    verified_account(&fleet, "grace@example.org");
+    let (ada, _) = sign_in(&fleet, "ada@example.org");
+    let (grace, _) = sign_in(&fleet, "grace@example.org");
+    (fleet, ada, grace)
+}
+
 on_both_databases! {
     fn public_profiles_follow_their_owners(db: TestDb) {
-        let mut fleet = Fleet::builder(db).env("FLOTILLA_PAGES_CATCHUP_SECS", "3600").start();
-        fleet.start_pages_watcher();
-        verified_account(&fleet, "ada@example.org");
-        verified_account(&fleet, "grace@example.org");
-        let (ada, _) = sign_in(&fleet, "ada@example.org");
-        let (grace, _) = sign_in(&fleet, "grace@example.org");
+        let (fleet, ada, grace) = watched_by_pages(db);
         assert!(served(&fleet, "/people/", StatusCode::OK).contains("No one has made their profile public yet."));
 
         // A username alone publishes nothing; making it public does.
@@ -224,12 +234,7 @@ on_both_databases! {
 
 on_both_databases! {
     fn a_profile_reaches_every_listing_within_a_second_and_leaves_them_as_fast(db: TestDb) {
-        let mut fleet = Fleet::builder(db).env("FLOTILLA_PAGES_CATCHUP_SECS", "3600").start();
-        fleet.start_pages_watcher();
-        verified_account(&fleet, "ada@example.org");
-        verified_account(&fleet, "grace@example.org");
-        let (ada, _) = sign_in(&fleet, "ada@example.org");
-        let (grace, _) = sign_in(&fleet, "grace@example.org");
+        let (fleet, ada, grace) = watched_by_pages(db);
         patch(&fleet, &grace, json!({"username": "grace", "public": true}));
         served(&fleet, "/people/grace", StatusCode::OK);
         patch(&fleet, &ada, json!({"username": "ada", "display_name": "Ada <L>"}));
