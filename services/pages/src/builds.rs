@@ -219,7 +219,8 @@ pub struct BuildStatus {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: u64,
-    /// Files of the site: the fixed pages, the list of people and the profiles.
+    /// Files of the site: the fixed pages, the profiles and their lists (directory, home,
+    /// sitemap, feed).
     pub pages: usize,
     /// The build's folder, which `out` points to.
     pub folder: PathBuf,

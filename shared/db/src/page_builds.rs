@@ -25,7 +25,7 @@ pub struct PageBuild {
     pub version: String,
     pub started_at: NaiveDateTime,
     pub finished_at: NaiveDateTime,
-    /// Files written: the fixed pages and the public profiles.
+    /// Files written: the fixed pages, the public profiles and their lists.
     pub pages: i64,
 }
 
