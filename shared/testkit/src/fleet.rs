@@ -450,6 +450,16 @@ impl Fleet {
         self.pages.insert(proc)
     }
 
+    /// Stops `flotilla-pages watch` with `signal` (`libc::SIGKILL` for a crash) and
+    /// waits for it to exit.
+    pub fn stop_pages_watcher(&mut self, signal: i32) {
+        let mut proc = self.pages.take().expect("no pages watcher running");
+        proc.signal(signal);
+        if proc.wait_exit(Duration::from_secs(20)).is_none() {
+            panic!("pages watch did not stop:\n{}", proc.logs());
+        }
+    }
+
     pub fn nginx(&mut self) -> &mut Proc {
         self.nginx.as_mut().unwrap()
     }

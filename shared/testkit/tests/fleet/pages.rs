@@ -261,6 +261,45 @@ on_both_databases! {
         assert!(home.contains("1 member has a public profile.") && home.contains("/people/grace"), "{home}");
     }
 
+    fn a_watcher_killed_in_its_passes_leaves_whole_files_and_the_next_catches_up(db: TestDb) {
+        let (mut fleet, ada, grace) = watched_by_pages(db);
+        patch(&fleet, &grace, json!({"username": "grace", "public": true}));
+        served(&fleet, "/people/grace", StatusCode::OK);
+        patch(&fleet, &ada, json!({"username": "ada"}));
+        // Five times: two edits, and the watcher killed (SIGKILL) as soon as they are
+        // answered, while it handles their events.
+        for round in 0..5 {
+            patch(&fleet, &grace, json!({"display_name": format!("Grace {round}")}));
+            patch(&fleet, &ada, json!({"public": round % 2 == 0}));
+            fleet.stop_pages_watcher(libc::SIGKILL);
+            // Whatever it had done, every file nginx serves is whole.
+            for (path, end) in [
+                ("/", "</html>"),
+                ("/people/", "</html>"),
+                ("/people/grace", "</html>"),
+                ("/sitemap.xml", "</urlset>"),
+                ("/feed.xml", "</feed>"),
+            ] {
+                let response = fleet.get_html(path);
+                assert_eq!(response.status(), StatusCode::OK, "{path}");
+                let body = response.text().unwrap();
+                assert!(body.trim_end().ends_with(end), "{path} is cut short:\n{body}");
+            }
+            fleet.start_pages_watcher();
+        }
+        // The last watcher catches up with every edit: Grace's last name, Ada public (the
+        // last round's), both listed.
+        let current = || {
+            let grace = fleet.get_html("/people/grace").text().unwrap().contains("<h1>Grace 4</h1>");
+            let ada = fleet.get_html("/people/ada").status() == StatusCode::OK;
+            let directory = fleet.get_html("/people/").text().unwrap();
+            let home = fleet.get_html("/").text().unwrap();
+            grace && ada && directory.contains("/people/ada") && directory.contains("Grace 4")
+                && home.contains("2 members have a public profile.")
+        };
+        assert!(wait_until(Duration::from_secs(10), current), "{}", fleet.all_logs());
+    }
+
     fn the_sitemap_feed_and_robots_are_served_with_their_types(db: TestDb) {
         let fleet = Fleet::start(db);
         verified_account(&fleet, "ada@example.org");
