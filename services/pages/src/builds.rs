@@ -167,23 +167,12 @@ fn remove_temporaries(out: &Path) -> anyhow::Result<()> {
     let Some(name) = out.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
-    let base = parent(out);
-    for entry in
-        std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?
-    {
-        let entry = entry.with_context(|| format!("cannot list {}", base.display()))?;
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        let left = [".link.", ".status."]
+    crate::remove_files(parent(out), |file| {
+        [".link.", ".status."]
             .iter()
             .any(|kind| file.starts_with(&format!("{name}{kind}")))
-            && file.ends_with(".tmp");
-        if left {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+            && file.ends_with(".tmp")
+    })
 }
 
 /// Flushes the file system that holds `folder` (one syncfs(2), rather than an fsync

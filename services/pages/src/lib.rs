@@ -377,6 +377,25 @@ pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static st
 /// Puts `content` at `path`, written beside it and renamed into place. A file that
 /// already holds exactly these bytes is left alone, so its mtime (nginx's ETag and
 /// Last-Modified) stays and browsers keep their copy.
+/// Removes each file of `dir` whose name `stale` picks (a missing folder has none):
+/// the cleaning of every pass (pages no longer published, directory pages and sitemap
+/// parts past the last, what a killed pass left half-written).
+fn remove_files(dir: &Path, stale: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        if stale(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     match std::fs::read(path) {
         Ok(existing) if existing == content => return Ok(()),

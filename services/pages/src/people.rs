@@ -66,8 +66,6 @@ pub struct People {
     /// The site's origin, for the sitemap and the feed.
     public_url: String,
     published: BTreeMap<String, Profile>,
-    /// Profiles per directory page: [`crate::site::PAGE_SIZE`], smaller in tests.
-    page_size: usize,
     /// How many directory pages and sitemap files the last pass wrote.
     directory_pages: usize,
     sitemaps: usize,
@@ -83,18 +81,10 @@ impl People {
             site_name: site_name.to_owned(),
             public_url: public_url.to_owned(),
             published: BTreeMap::new(),
-            page_size: site::PAGE_SIZE,
             directory_pages: 0,
             sitemaps: 0,
             seen_until: None,
         }
-    }
-
-    /// The same, with `page_size` profiles per directory page (to test paging with few).
-    #[cfg(test)]
-    pub fn with_page_size(mut self, page_size: usize) -> Self {
-        self.page_size = page_size;
-        self
     }
 
     /// How many profiles are published.
@@ -250,32 +240,17 @@ impl People {
     /// earlier run, say, for an account closed while nothing was watching), and
     /// leftover temporary files.
     fn remove_strays(&self) -> anyhow::Result<()> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot list {}", self.dir.display()));
-            }
-        };
         let keep: BTreeSet<String> = self
             .published
             .values()
             .map(|p| format!("{}.html", p.username))
             .chain(["index.html".to_owned()])
             .collect();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // A half-written file left by a process killed mid-write goes too (passes
-            // never overlap: see `crate::Lock`).
-            let stale =
-                name.ends_with(".tmp") || (name.ends_with(".html") && !keep.contains(&name));
-            if stale {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-            }
-        }
-        Ok(())
+        // A half-written file left by a process killed mid-write goes too (passes never
+        // overlap: see `crate::Lock`).
+        crate::remove_files(&self.dir, |name| {
+            name.ends_with(".tmp") || (name.ends_with(".html") && !keep.contains(name))
+        })
     }
 
     /// Writes the pages made from the whole list (see [`crate::site`]); only those
@@ -284,7 +259,7 @@ impl People {
         let mut people: Vec<&Profile> = self.published.values().collect();
         people.sort_by(|a, b| a.username.cmp(&b.username));
         self.directory_pages =
-            site::write_directory(&self.dir, &self.site_name, self.page_size, &people)?;
+            site::write_directory(&self.dir, &self.site_name, site::PAGE_SIZE, &people)?;
         site::write_home(&self.out, &self.site_name, &people)?;
         self.sitemaps = site::write_sitemap(
             &self.out,

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use askama::Template;
 use flotilla_kit::html::render;
 
@@ -105,21 +104,12 @@ pub fn write_sitemap(
 
 /// Removes `sitemap-N.xml` for every N past `last`.
 fn remove_sitemap_parts_after(out: &Path, last: usize) -> anyhow::Result<()> {
-    let entries =
-        std::fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", out.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let part = name
-            .strip_prefix("sitemap-")
+    crate::remove_files(out, |name| {
+        name.strip_prefix("sitemap-")
             .and_then(|n| n.strip_suffix(".xml"))
-            .and_then(|n| n.parse::<usize>().ok());
-        if part.is_some_and(|n| n > last || n == 0) {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > last || n == 0)
+    })
 }
 
 #[derive(Template)]
@@ -283,24 +273,13 @@ pub fn write_directory(
 /// Removes from `people/page/` every page past `last` (and any other stray file of
 /// ours: a name that is no page number, a half-written `.tmp`).
 fn remove_pages_after(folder: &Path, last: usize) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", folder.display())),
-    };
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", folder.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    crate::remove_files(folder, |name| {
         let kept = name
             .strip_suffix(".html")
             .and_then(|n| n.parse::<usize>().ok())
             .is_some_and(|n| (2..=last).contains(&n) && name == format!("{n}.html"));
-        if !kept && (name.ends_with(".html") || name.ends_with(".tmp")) {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
+        !kept && (name.ends_with(".html") || name.ends_with(".tmp"))
+    })
 }
 
 #[cfg(test)]
