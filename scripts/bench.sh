@@ -429,9 +429,10 @@ for name in signup login profile; do
     wait_for_status "http://127.0.0.1:$port/$name/ready" 200 120 ||
         { cat "$site/fleet.log" "$site"/logs/*.log >&2; die "the fleet did not start on the site's database"; }
 done
-# The watcher's first pass is a full reconciliation: the edits start after it.
-for _ in $(seq 600); do grep -q "public profiles in" "$site/logs/pages.log" && break; sleep 0.1; done
-grep -q "public profiles in" "$site/logs/pages.log" ||
+# The watcher's first pass is a full reconciliation (18-30 s here, while the fleet
+# starts): the edits start after it.
+for _ in $(seq 1200); do grep -qs "public profiles in" "$site/logs/pages.log" && break; sleep 0.1; done
+grep -qs "public profiles in" "$site/logs/pages.log" ||
     { cat "$site/logs/pages.log" >&2; die "the fleet's watcher did not finish its first pass"; }
 site_rss() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$site/run/$1.pid")/status"; }
 watcher_before=$(site_rss pages)
