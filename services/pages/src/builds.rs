@@ -167,7 +167,7 @@ fn remove_temporaries(out: &Path) -> anyhow::Result<()> {
     let Some(name) = out.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
-    crate::remove_files(parent(out), |file| {
+    crate::output::remove_files(parent(out), |file| {
         [".link.", ".status."]
             .iter()
             .any(|kind| file.starts_with(&format!("{name}{kind}")))

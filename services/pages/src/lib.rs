@@ -10,6 +10,7 @@
 //! builds.
 
 mod builds;
+mod output;
 mod people;
 mod site;
 
@@ -25,6 +26,7 @@ use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
 pub use builds::{BuildStatus, Status, UpdateStatus};
+use output::Output;
 pub use people::{People, Profile};
 
 /// What `build` and `watch` read.
@@ -82,26 +84,23 @@ const STYLESHEET: &str = include_str!("assets/site.css");
 pub fn build(config: &PagesConfig) -> anyhow::Result<usize> {
     let mut conn = open(config)?;
     let _lock = Lock::take(&config.out)?;
-    let (_, people) = full_build(config, &mut conn)?;
-    Ok(people.len())
+    Ok(full_build(config, &mut conn)?.len())
 }
 
-/// One full build, with the [`Lock`] held; returns the new folder and its profiles.
-fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<(PathBuf, People)> {
+/// One full build, with the [`Lock`] held; returns its profiles (in the new folder).
+fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<People> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
     // A folder from an older version is moved aside first, so the new build is the
     // newest in `<out>.builds`.
-    builds::current(&config.out)?;
+    let previous = builds::current(&config.out)?;
     let folder = builds::new_folder(&config.out)?;
-    let into = PagesConfig {
-        out: folder.clone(),
-        ..config.clone()
-    };
-    let fixed = write_fixed_pages(&into)?.len();
-    let mut people = People::new(&folder, &config.site_name, &config.public_url);
-    people.rebuild(conn)?;
+    let out = Output::fresh(&folder, previous.as_deref());
+    let fixed = write_fixed_pages(&out, &config.public_url)?.len();
+    let mut people = People::new(out, &config.site_name, &config.public_url);
+    people.build(conn)?;
     builds::switch(&config.out, &folder)?;
+    people.now_served();
     let finished_at = chrono::Utc::now();
     // The fixed pages, and the profiles with their lists (directory, home, sitemap,
     // feed).
@@ -113,10 +112,10 @@ fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<
         finished_at: builds::rfc3339(finished_at),
         duration_ms: millis(clock.elapsed()),
         pages,
-        folder: folder.clone(),
+        folder,
     });
     status.write(&config.out)?;
-    Ok((folder, people))
+    Ok(people)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -180,9 +179,9 @@ pub fn watch(config: &PagesConfig) -> anyhow::Result<()> {
 /// the next catch-up and rebuild are due, and the back-off after a failed pass.
 struct Watcher<'a> {
     config: &'a PagesConfig,
-    /// The build folder the changes go to, and what is published in it; `None` until
-    /// the first full build.
-    site: Option<(PathBuf, People)>,
+    /// What is published in the build folder the changes go to; `None` until the
+    /// first full build.
+    site: Option<People>,
     conn: Option<AnyConnection>,
     pending: BTreeSet<String>,
     next_catch_up: Instant,
@@ -260,26 +259,21 @@ impl<'a> Watcher<'a> {
         let result = connection(&mut self.conn, config).and_then(|conn| {
             let _lock = Lock::take(&config.out)?;
             let current = builds::current(&config.out)?;
-            if rebuild || site.is_none() || current.is_none() {
+            let people = match (site.as_mut(), current) {
+                (Some(people), Some(current)) if !rebuild => {
+                    if people.out().root() != current {
+                        // `build` switched in a folder of its own since: follow it.
+                        people.follow(Output::served(&current), conn)?;
+                    }
+                    people
+                }
                 // A full reconciliation, recorded as a build: where no timer runs
                 // `build` (make run, a host without systemd), this keeps the last
                 // build's age (the console's fleet page, scripts/doctor) meaningful.
-                *site = Some(full_build(config, conn)?);
-                return Ok(());
-            }
-            let (folder, people) = match (site.as_mut(), current) {
-                (Some(site), Some(current)) => {
-                    if site.0 != current {
-                        // `build` switched in a folder of its own since: follow it,
-                        // reconciling what this watcher knows with what is there.
-                        let mut people =
-                            People::new(&current, &config.site_name, &config.public_url);
-                        people.rebuild(conn)?;
-                        *site = (current, people);
-                    }
-                    (&site.0, &mut site.1)
+                _ => {
+                    *site = Some(full_build(config, conn)?);
+                    return Ok(());
                 }
-                _ => anyhow::bail!("no current build"),
             };
             if catch_up {
                 people.catch_up(conn)?;
@@ -295,7 +289,11 @@ impl<'a> Watcher<'a> {
                     changed: pending.len(),
                 });
                 status.write(&config.out)?;
-                log::debug!("updated {} accounts in {}", pending.len(), folder.display());
+                log::debug!(
+                    "updated {} accounts in {}",
+                    pending.len(),
+                    people.out().root().display()
+                );
             }
             Ok(())
         });
@@ -304,8 +302,12 @@ impl<'a> Watcher<'a> {
                 self.failures = 0;
                 self.pending.clear();
                 if rebuild {
-                    if let Some((folder, people)) = &self.site {
-                        log::info!("{} public profiles in {}", people.len(), folder.display());
+                    if let Some(people) = &self.site {
+                        log::info!(
+                            "{} public profiles in {}",
+                            people.len(),
+                            people.out().root().display()
+                        );
                     }
                     self.next_rebuild = now + config.rebuild;
                 }
@@ -358,63 +360,20 @@ fn connection<'a>(
 #[template(path = "not_found.html")]
 struct NotFound;
 
-/// Writes the pages that do not depend on the database; returns them, relative to the
-/// output folder. (The home page shows the members: [`People`] writes it.)
-pub fn write_fixed_pages(config: &PagesConfig) -> anyhow::Result<Vec<&'static str>> {
+/// Writes the pages that do not depend on the database into `out`; returns them,
+/// relative to it. (The home page shows the members: [`People`] writes it.)
+fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'static str>> {
     let not_found = render(&NotFound);
-    let robots = site::robots(&config.public_url);
+    let robots = site::robots(public_url);
     let files: [(&'static str, &str); 3] = [
         ("assets/site.css", STYLESHEET),
         ("404.html", &not_found),
         ("robots.txt", &robots),
     ];
     for (relative, content) in files {
-        write_atomically(&config.out.join(relative), content.as_bytes())?;
+        out.write(relative, content.as_bytes())?;
     }
     Ok(files.iter().map(|(relative, _)| *relative).collect())
-}
-
-/// Puts `content` at `path`, written beside it and renamed into place. A file that
-/// already holds exactly these bytes is left alone, so its mtime (nginx's ETag and
-/// Last-Modified) stays and browsers keep their copy.
-/// Removes each file of `dir` whose name `stale` picks (a missing folder has none):
-/// the cleaning of every pass (pages no longer published, directory pages and sitemap
-/// parts past the last, what a killed pass left half-written).
-fn remove_files(dir: &Path, stale: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        if stale(&entry.file_name().to_string_lossy()) {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn write_atomically(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    match std::fs::read(path) {
-        Ok(existing) if existing == content => return Ok(()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-    let dir = path.parent().context("an output file has no folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("an output file has no name")?
-        .to_string_lossy();
-    // Hidden, and ending in .tmp: nginx refuses such names (proxy/server.conf.in).
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, content)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// Held for the whole of a pass that writes the site, so that `build` (from the timer)
@@ -445,6 +404,7 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::write_atomically;
     use flotilla_testkit::TestDb;
     use std::collections::BTreeMap;
 
@@ -463,7 +423,8 @@ mod tests {
     fn writes_404_and_stylesheet() {
         let db = TestDb::sqlite();
         let out = flotilla_testkit::TempDir::new("pages");
-        let written = write_fixed_pages(&config(&db, out.path(), "Ada & <Co>")).unwrap();
+        let config = config(&db, out.path(), "Ada & <Co>");
+        let written = write_fixed_pages(&Output::served(out.path()), &config.public_url).unwrap();
         assert_eq!(written, vec!["assets/site.css", "404.html", "robots.txt"]);
         assert!(
             std::fs::read_to_string(out.path().join("404.html"))
@@ -571,6 +532,17 @@ mod tests {
             first.keys()
         );
         assert!(first == second, "two builds of the same data differ");
+        // The second build linked the first's files: their mtime (nginx's ETag and
+        // Last-Modified) did not move, so browsers keep their copies.
+        for file in first.keys() {
+            let mtime = |n: &str| modified(&builds.join(n).join(file));
+            assert_eq!(
+                mtime("0000000001"),
+                mtime("0000000002"),
+                "{}",
+                file.display()
+            );
+        }
 
         let status: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
@@ -663,8 +635,8 @@ mod tests {
              updated_at) VALUES ('1', 'ada@x.org', 'ada', 1, {t}, {t}, {t})"
         ));
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla", "http://x.org");
-        people.rebuild(&mut conn).unwrap();
+        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        people.build(&mut conn).unwrap();
         let page = out.path().join("people/ada.html");
         assert!(page.exists());
 
@@ -703,8 +675,8 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla", "http://x.org");
-        people.rebuild(&mut conn).unwrap();
+        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        people.build(&mut conn).unwrap();
         let page =
             |name: &str| std::fs::read_to_string(out.path().join(format!("people/{name}.html")));
         // Ada renames to x, then Bob takes "ada"; the events arrive the other way round.
@@ -728,9 +700,9 @@ mod tests {
             .unwrap();
         assert!(page("ada").unwrap().contains("Owner a"));
         assert!(page("x").unwrap().contains("Owner b"));
-        // A page deleted behind its back is written again by the next rebuild.
+        // A page deleted behind its back is written again by the next full pass.
         std::fs::remove_file(out.path().join("people/x.html")).unwrap();
-        people.rebuild(&mut conn).unwrap();
+        people.build(&mut conn).unwrap();
         assert!(page("x").unwrap().contains("Owner b"));
     }
 
@@ -783,8 +755,8 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(out.path(), "flotilla", "http://x.org");
-        people.rebuild(&mut conn).unwrap();
+        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        people.build(&mut conn).unwrap();
         let first = out.path().join("people/index.html");
         let second = out.path().join("people/page/2.html");
         let (first_written, second_written) = (age(&first), age(&second));

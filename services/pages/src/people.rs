@@ -1,18 +1,18 @@
 //! The public profiles: `/people/<username>` for every account whose owner made it
 //! public (verified, not disabled, not closed, with a username), and the files that
 //! list them (the home page, the directory, the sitemap, the feed: [`crate::site`]).
-//! [`People`] remembers what it has published, so that a pass writes only the pages
-//! that changed and removes the page of anyone who renamed, went private, was disabled
-//! or closed the account.
 //!
-//! Three kinds of pass: [`People::rebuild`] reads every public profile and reconciles
-//! the folder with it (also removing files no pass of this process wrote);
-//! [`People::refresh`] reads the accounts named by `user.*` events; and
-//! [`People::catch_up`] reads the accounts whose `updated_at` moved since the last pass,
-//! for changes whose event was lost.
+//! [`People`] keeps, of each published profile, only its account's id and username
+//! (the page to remove when its owner renames, goes private or closes the account:
+//! closing forgets the name): about 60 bytes a profile. The lists are written from the
+//! database, read in username order a chunk at a time in one snapshot, never held
+//! whole. Three kinds of pass:
+//! - [`People::build`] writes every public profile and the lists into a fresh folder;
+//! - [`People::refresh`] reads the accounts named by `user.*` events;
+//! - [`People::catch_up`] reads the accounts whose `updated_at` moved since the last
+//!   pass, for changes whose event was lost.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
 use askama::Template;
@@ -21,7 +21,8 @@ use flotilla_accounts::SiteAccount;
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
-use crate::{site, write_atomically};
+use crate::output::Output;
+use crate::site::{self, Lists};
 
 /// What a public page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +57,36 @@ fn from_row(user: SiteAccount) -> (String, Option<Profile>, NaiveDateTime) {
 /// by [`People::catch_up`]; a page read twice is not written twice.
 const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(30);
 
+/// Profiles read from the database at a time.
+const CHUNK: i64 = 2_000;
+
+/// An account id as a key: a UUID (every id flotilla makes) in 16 bytes, anything
+/// else by its 128-bit hash.
+fn id_key(id: &str) -> u128 {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32
+        && let Ok(key) = u128::from_str_radix(&hex, 16)
+    {
+        return key;
+    }
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut hasher);
+        id.hash(&mut hasher);
+        u128::from(hasher.finish())
+    };
+    (half(1) << 64) | half(2)
+}
+
 /// The published profiles of one output folder.
 pub struct People {
-    /// The output folder (the home page's).
-    out: PathBuf,
-    /// Its `people` folder.
-    dir: PathBuf,
+    out: Output,
     site_name: String,
     /// The site's origin, for the sitemap and the feed.
     public_url: String,
-    published: BTreeMap<String, Profile>,
+    /// The username of each published page, by account id.
+    names: HashMap<u128, Box<str>>,
     /// How many directory pages and sitemap files the last pass wrote.
     directory_pages: usize,
     sitemaps: usize,
@@ -74,61 +95,73 @@ pub struct People {
 }
 
 impl People {
-    pub fn new(out: &Path, site_name: &str, public_url: &str) -> Self {
+    pub fn new(out: Output, site_name: &str, public_url: &str) -> Self {
         Self {
-            out: out.to_owned(),
-            dir: out.join("people"),
+            out,
             site_name: site_name.to_owned(),
             public_url: public_url.to_owned(),
-            published: BTreeMap::new(),
+            names: HashMap::new(),
             directory_pages: 0,
             sitemaps: 0,
             seen_until: None,
         }
     }
 
+    /// The folder it writes.
+    pub fn out(&self) -> &Output {
+        &self.out
+    }
+
+    /// The folder was switched in: from now on it is served.
+    pub fn now_served(&mut self) {
+        self.out.now_served();
+    }
+
     /// How many profiles are published.
     pub fn len(&self) -> usize {
-        self.published.len()
+        self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.published.is_empty()
+        self.names.is_empty()
     }
 
     /// How many files the last pass left in the folder: one page per profile, the
     /// directory's pages, the home page, the sitemap's files and the feed.
     pub fn pages(&self) -> usize {
-        self.published.len() + self.directory_pages + 1 + self.sitemaps + 1
+        self.names.len() + self.directory_pages + 1 + self.sitemaps + 1
     }
 
-    /// Reads every public profile and makes the folder hold exactly their pages.
-    pub fn rebuild(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        let rows = SiteAccount::public_profiles(conn).context("cannot read the public profiles")?;
-        let latest = max_updated(conn)?;
-        let mut found = BTreeMap::new();
-        for row in rows {
-            if let (id, Some(profile), _) = from_row(row) {
-                found.insert(id, profile);
+    /// Writes every public profile's page and the lists (into a fresh folder: see
+    /// [`Output`]), reading the database in chunks.
+    pub fn build(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        self.names.clear();
+        self.read_list(conn, true)?;
+        // `read_list` saw every change up to its snapshot.
+        self.seen_until = max_updated(conn)?
+            .map(|l| l.min(chrono::Utc::now().naive_utc()))
+            .or(self.seen_until);
+        Ok(())
+    }
+
+    /// Takes over a folder that `build` wrote and switched in: learns which pages it
+    /// holds (the folder was made from the database; the changes since come by events
+    /// and catch-ups, as ever).
+    pub fn follow(&mut self, out: Output, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        self.out = out;
+        self.names.clear();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
+                .context("cannot read the public profiles")?;
+            let Some(last) = rows.last() else { break };
+            after = last.username.clone();
+            for row in rows {
+                if let (id, Some(profile), _) = from_row(row) {
+                    self.names.insert(id_key(&id), profile.username.into());
+                }
             }
         }
-        let gone: Vec<String> = self
-            .published
-            .keys()
-            .filter(|id| !found.contains_key(*id))
-            .cloned()
-            .collect();
-        let accounts = gone
-            .into_iter()
-            .map(|id| (id, None))
-            .chain(found.into_iter().map(|(id, p)| (id, Some(p))));
-        self.apply(accounts)?;
-        self.remove_strays()?;
-        // Every listing, changed or not: a file altered or lost behind our back is put
-        // right, and one that is as it should be is not touched.
-        self.write_listings()?;
-        let now = chrono::Utc::now().naive_utc();
-        self.seen_until = latest.map(|l| l.min(now)).or(self.seen_until);
         Ok(())
     }
 
@@ -151,7 +184,7 @@ impl People {
             accounts.insert(id, profile);
         }
         if self.apply(accounts)? {
-            self.write_listings()?;
+            self.read_list(conn, false)?;
         }
         Ok(())
     }
@@ -159,7 +192,7 @@ impl People {
     /// Reads the accounts changed since the last pass (less [`CLOCK_SLACK`]).
     pub fn catch_up(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
         let Some(since) = self.seen_until else {
-            return self.rebuild(conn);
+            return self.build(conn);
         };
         let rows = SiteAccount::changed_since(conn, since - CLOCK_SLACK)
             .context("cannot read the changed accounts")?;
@@ -176,101 +209,100 @@ impl People {
             })
             .collect();
         if self.apply(accounts)? {
-            self.write_listings()?;
+            self.read_list(conn, false)?;
         }
         self.seen_until = Some(latest);
         Ok(())
     }
 
     /// Brings each account's page in line with what it should show; returns whether
-    /// anything the index shows changed. Removals go first, and a page is removed only
-    /// when no other account now has its name: a name freed by one account and taken
-    /// by another keeps the new owner's page, whatever the order.
+    /// the lists may have changed (a published account changed or left). Removals go
+    /// first, and a page is removed only when no other account now has its name: a
+    /// name freed by one account and taken by another keeps the new owner's page,
+    /// whatever the order.
     fn apply(
         &mut self,
         accounts: impl IntoIterator<Item = (String, Option<Profile>)>,
     ) -> anyhow::Result<bool> {
-        let changes: Vec<(String, Option<Profile>)> = accounts
+        let changes: Vec<(u128, Option<Profile>)> = accounts
             .into_iter()
-            .filter(|(id, wanted)| {
-                let on_disk = wanted
-                    .as_ref()
-                    .is_none_or(|p| self.page_path(&p.username).exists());
-                self.published.get(id) != wanted.as_ref() || !on_disk
-            })
+            .map(|(id, wanted)| (id_key(&id), wanted))
+            .filter(|(key, wanted)| wanted.is_some() || self.names.contains_key(key))
             .collect();
         if changes.is_empty() {
             return Ok(false);
         }
-        for (id, _) in &changes {
-            let Some(old) = self.published.remove(id) else {
+        for (key, wanted) in &changes {
+            let renamed = |old: &str| wanted.as_ref().is_none_or(|p| p.username != old);
+            let Some(old) = self.names.get(key).filter(|old| renamed(old)).cloned() else {
                 continue;
             };
-            let owned = |p: &Profile| p.username == old.username;
-            let still_taken = self.published.values().any(owned)
-                || changes.iter().any(|(_, w)| w.as_ref().is_some_and(owned));
+            self.names.remove(key);
+            let owned = |name: &str| *name == *old;
+            let still_taken = self.names.values().any(|n| owned(n))
+                || changes
+                    .iter()
+                    .any(|(_, w)| w.as_ref().is_some_and(|p| owned(&p.username)));
             if !still_taken {
-                self.remove_page(&old.username)?;
+                self.out.remove(&page_file(&old))?;
             }
         }
-        for (id, wanted) in changes {
+        for (key, wanted) in changes {
             if let Some(profile) = wanted {
                 let html = render_profile(&self.site_name, &profile);
-                write_atomically(&self.page_path(&profile.username), html.as_bytes())?;
-                self.published.insert(id, profile);
+                self.out
+                    .write(&page_file(&profile.username), html.as_bytes())?;
+                self.names.insert(key, profile.username.into());
             }
         }
         Ok(true)
     }
 
-    fn page_path(&self, username: &str) -> PathBuf {
-        self.dir.join(format!("{username}.html"))
-    }
-
-    fn remove_page(&self, username: &str) -> anyhow::Result<()> {
-        let path = self.page_path(username);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-        }
-    }
-
-    /// Removes the pages in the folder that no published profile has (left by an
-    /// earlier run, say, for an account closed while nothing was watching), and
-    /// leftover temporary files.
-    fn remove_strays(&self) -> anyhow::Result<()> {
-        let keep: BTreeSet<String> = self
-            .published
-            .values()
-            .map(|p| format!("{}.html", p.username))
-            .chain(["index.html".to_owned()])
-            .collect();
-        // A half-written file left by a process killed mid-write goes too (passes never
-        // overlap: see `crate::Lock`).
-        crate::remove_files(&self.dir, |name| {
-            name.ends_with(".tmp") || (name.ends_with(".html") && !keep.contains(name))
-        })
-    }
-
-    /// Writes the pages made from the whole list (see [`crate::site`]); only those
-    /// whose bytes changed reach the disk.
-    fn write_listings(&mut self) -> anyhow::Result<()> {
-        let mut people: Vec<&Profile> = self.published.values().collect();
-        people.sort_by(|a, b| a.username.cmp(&b.username));
-        self.directory_pages =
-            site::write_directory(&self.dir, &self.site_name, site::PAGE_SIZE, &people)?;
-        site::write_home(&self.out, &self.site_name, &people)?;
-        self.sitemaps = site::write_sitemap(
-            &self.out,
-            &self.public_url,
-            self.directory_pages,
-            &people,
-            site::SITEMAP_URLS,
-        )?;
-        site::write_feed(&self.out, &self.site_name, &self.public_url, &people)?;
+    /// Reads the public profiles in username order, in chunks of [`CHUNK`], within one
+    /// snapshot, and writes the lists; with `pages`, each profile's page too (a full
+    /// build), remembering its name.
+    fn read_list(&mut self, conn: &mut AnyConnection, pages: bool) -> anyhow::Result<()> {
+        let (directory_pages, sitemaps) = flotilla_db::read_snapshot(conn, |conn| {
+            let members = SiteAccount::count_public_profiles(conn)
+                .context("cannot count the public profiles")?;
+            let mut lists = Lists::new(
+                &self.out,
+                &self.site_name,
+                &self.public_url,
+                usize::try_from(members).unwrap_or(0),
+                site::SITEMAP_URLS,
+            );
+            let mut after: Option<String> = None;
+            loop {
+                let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
+                    .context("cannot read the public profiles")?;
+                let Some(last) = rows.last() else { break };
+                after = last.username.clone();
+                for row in rows {
+                    let (id, Some(profile), _) = from_row(row) else {
+                        continue;
+                    };
+                    if pages {
+                        let html = render_profile(&self.site_name, &profile);
+                        self.out
+                            .write(&page_file(&profile.username), html.as_bytes())?;
+                        self.names
+                            .insert(id_key(&id), profile.username.as_str().into());
+                    }
+                    lists.push(profile)?;
+                }
+            }
+            lists.finish()
+        })?;
+        self.directory_pages = directory_pages;
+        self.sitemaps = sitemaps;
         Ok(())
     }
+}
+
+/// The page of `username`, relative to the output folder.
+fn page_file(username: &str) -> String {
+    format!("people/{username}.html")
 }
 
 fn max_updated(conn: &mut AnyConnection) -> anyhow::Result<Option<NaiveDateTime>> {
@@ -301,7 +333,7 @@ mod tests {
     use super::*;
 
     fn render_index(site_name: &str, people: &[&Profile]) -> String {
-        site::render_directory_page(site_name, people, site::PAGE_SIZE, 1)
+        site::render_directory_page(site_name, people, 1, 1)
     }
 
     fn ada() -> Profile {

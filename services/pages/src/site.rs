@@ -1,17 +1,20 @@
 //! The files made from the whole list of public profiles: the home page (how many, and
 //! the newest), the directory (`/people/`, then `/people/page/2`, …), `sitemap.xml`
-//! and `feed.xml` (Atom, the newest members); and `robots.txt`. A pass that changed the list renders all of them and
-//! writes only those whose bytes changed ([`crate::write_atomically`] compares), so a
-//! profile going public rewrites its own directory page and the later ones it shifts,
-//! never the earlier ones. Nothing is kept between passes but the list itself.
-
-use std::path::{Path, PathBuf};
+//! and `feed.xml` (Atom, the newest members); and `robots.txt`.
+//!
+//! [`Lists`] writes them from one reading of the list in username order, a profile at
+//! a time, holding one directory page, one sitemap file's addresses and the newest
+//! members, never the whole list: its memory does not grow with the site. A pass that
+//! changed the list renders all of them and writes only those whose bytes changed
+//! ([`Output::write`] compares), so a profile going public rewrites its own directory
+//! page and the later ones it shifts, never the earlier ones.
 
 use askama::Template;
+use chrono::NaiveDateTime;
 use flotilla_kit::html::render;
 
+use crate::output::Output;
 use crate::people::Profile;
-use crate::write_atomically;
 
 /// Profiles per directory page. Fixed, so that a page's address keeps showing the same
 /// stretch of the alphabet as profiles come and go; 50 keeps a page small (a few KB, one
@@ -30,6 +33,9 @@ pub const SITEMAP_URLS: usize = 50_000;
 /// How many of the newest members the feed holds.
 pub const FEED_ENTRIES: usize = 20;
 
+/// How many of the newest members the home page shows.
+pub const HOME_NEWEST: usize = 10;
+
 /// robots.txt: everything may be crawled but the services' pages, which are forms and
 /// private views.
 pub fn robots(public_url: &str) -> String {
@@ -41,13 +47,138 @@ pub fn robots(public_url: &str) -> String {
     text
 }
 
+/// The files of the list, written as the profiles come (sorted by username).
+pub struct Lists<'a> {
+    out: &'a Output,
+    site_name: &'a str,
+    public_url: &'a str,
+    /// How many profiles the list has (counted in the same snapshot as it is read).
+    members: usize,
+    /// How many have come.
+    seen: usize,
+    /// The directory: how many pages, the one being filled, its profiles.
+    pages: usize,
+    page: usize,
+    on_page: Vec<Profile>,
+    sitemap: SitemapWriter,
+    /// The newest members so far, newest first, at most [`FEED_ENTRIES`].
+    newest: Vec<Profile>,
+}
+
+impl<'a> Lists<'a> {
+    /// Lists for `members` profiles, into `out`; a sitemap file holds at most
+    /// `sitemap_limit` addresses.
+    pub fn new(
+        out: &'a Output,
+        site_name: &'a str,
+        public_url: &'a str,
+        members: usize,
+        sitemap_limit: usize,
+    ) -> Self {
+        let pages = directory_pages(members, PAGE_SIZE);
+        let mut sitemap = SitemapWriter::new(public_url, 1 + pages + members, sitemap_limit);
+        sitemap.urls.push(SitemapUrl::page("/".to_owned()));
+        for page in 1..=pages {
+            sitemap.urls.push(SitemapUrl::page(directory_href(page)));
+        }
+        Self {
+            out,
+            site_name,
+            public_url,
+            members,
+            seen: 0,
+            pages,
+            page: 1,
+            on_page: Vec::with_capacity(PAGE_SIZE),
+            sitemap,
+            newest: Vec::with_capacity(FEED_ENTRIES + 1),
+        }
+    }
+
+    /// The next profile of the list.
+    pub fn push(&mut self, profile: Profile) -> anyhow::Result<()> {
+        self.seen += 1;
+        anyhow::ensure!(
+            self.seen <= self.members,
+            "the list of public profiles changed while it was read"
+        );
+        self.sitemap.push(
+            self.out,
+            SitemapUrl {
+                path: format!("/people/{}", profile.username),
+                lastmod: Some(profile.updated_at),
+            },
+        )?;
+        self.consider_newest(&profile);
+        self.on_page.push(profile);
+        if self.on_page.len() == PAGE_SIZE && self.page < self.pages {
+            self.write_page()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps `profile` if it is among the newest so far.
+    fn consider_newest(&mut self, profile: &Profile) {
+        let at = self
+            .newest
+            .partition_point(|p| newer_first(p, profile) == std::cmp::Ordering::Less);
+        if at < FEED_ENTRIES {
+            self.newest.insert(at, profile.clone());
+            self.newest.truncate(FEED_ENTRIES);
+        }
+    }
+
+    fn write_page(&mut self) -> anyhow::Result<()> {
+        let people: Vec<&Profile> = self.on_page.iter().collect();
+        let html = render_directory_page(self.site_name, &people, self.page, self.pages);
+        self.out
+            .write(&directory_file(self.page), html.as_bytes())?;
+        self.on_page.clear();
+        self.page += 1;
+        Ok(())
+    }
+
+    /// Writes what is left (the last directory page, the sitemap's last file and its
+    /// index, the home page, the feed) and removes the directory pages and sitemap
+    /// parts past the last. Returns how many directory pages and sitemap files there
+    /// are.
+    pub fn finish(mut self) -> anyhow::Result<(usize, usize)> {
+        anyhow::ensure!(
+            self.seen == self.members,
+            "the list of public profiles changed while it was read"
+        );
+        self.write_page()?;
+        remove_pages_after(self.out, self.pages)?;
+        let sitemaps = self.sitemap.finish(self.out)?;
+        let newest: Vec<&Profile> = self.newest.iter().collect();
+        let home = render_home(self.site_name, self.members, &newest);
+        self.out.write("index.html", home.as_bytes())?;
+        let feed = render_feed(self.site_name, self.public_url, &newest);
+        self.out.write("feed.xml", feed.as_bytes())?;
+        Ok((self.pages, sitemaps))
+    }
+}
+
+/// One address of the sitemap; the site's own pages have no date.
+struct SitemapUrl {
+    path: String,
+    lastmod: Option<NaiveDateTime>,
+}
+
+impl SitemapUrl {
+    fn page(path: String) -> Self {
+        Self {
+            path,
+            lastmod: None,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "sitemap.xml")]
 struct Sitemap<'a> {
     base: &'a str,
-    /// Site pages without a date (the home page, the directory's).
-    pages: &'a [String],
-    people: &'a [&'a Profile],
+    urls: &'a [SitemapUrl],
 }
 
 #[derive(Template)]
@@ -57,59 +188,76 @@ struct SitemapIndex<'a> {
     parts: usize,
 }
 
-/// Writes `sitemap.xml`: the home page, the directory's `pages` and every profile in
-/// `people`, in one file, or, beyond `limit` addresses, in `sitemap-N.xml` files named by
-/// `sitemap.xml` as an index. Removes the parts no longer needed; returns how many
-/// files the sitemap has.
-pub fn write_sitemap(
-    out: &Path,
-    public_url: &str,
-    directory_pages: usize,
-    people: &[&Profile],
+/// `sitemap.xml`: every address in one file, or, beyond the limit, in `sitemap-N.xml`
+/// files named by `sitemap.xml` as an index. Holds one file's addresses at a time.
+struct SitemapWriter {
+    base: String,
     limit: usize,
-) -> anyhow::Result<usize> {
-    let limit = limit.max(1);
-    let site: Vec<String> = std::iter::once("/".to_owned())
-        .chain((1..=directory_pages.max(1)).map(directory_href))
-        .collect();
-    let total = site.len() + people.len();
-    // The addresses `from..to` of the list made of `site` then `people`.
-    let part = |from: usize, to: usize| {
-        let (s, p) = (site.len(), people.len());
-        render(&Sitemap {
-            base: public_url,
-            pages: &site[from.min(s)..to.min(s)],
-            people: &people[from.saturating_sub(s).min(p)..to.saturating_sub(s).min(p)],
-        })
-    };
-    let parts = if total <= limit {
-        write_atomically(&out.join("sitemap.xml"), part(0, total).as_bytes())?;
-        0
-    } else {
-        let parts = total.div_ceil(limit);
-        for n in 1..=parts {
-            let xml = part((n - 1) * limit, n * limit);
-            write_atomically(&out.join(format!("sitemap-{n}.xml")), xml.as_bytes())?;
-        }
-        let index = render(&SitemapIndex {
-            base: public_url,
-            parts,
-        });
-        write_atomically(&out.join("sitemap.xml"), index.as_bytes())?;
-        parts
-    };
-    remove_sitemap_parts_after(out, parts)?;
-    Ok(1 + parts)
+    /// Whether the addresses need more than one file.
+    split: bool,
+    urls: Vec<SitemapUrl>,
+    /// The parts written so far.
+    parts: usize,
 }
 
-/// Removes `sitemap-N.xml` for every N past `last`.
-fn remove_sitemap_parts_after(out: &Path, last: usize) -> anyhow::Result<()> {
-    crate::remove_files(out, |name| {
-        name.strip_prefix("sitemap-")
-            .and_then(|n| n.strip_suffix(".xml"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .is_some_and(|n| n > last || n == 0)
-    })
+impl SitemapWriter {
+    fn new(base: &str, total: usize, limit: usize) -> Self {
+        let limit = limit.max(1);
+        Self {
+            base: base.to_owned(),
+            limit,
+            split: total > limit,
+            urls: Vec::new(),
+            parts: 0,
+        }
+    }
+
+    fn push(&mut self, out: &Output, url: SitemapUrl) -> anyhow::Result<()> {
+        self.urls.push(url);
+        if self.split && self.urls.len() >= self.limit {
+            self.write_part(out)?;
+        }
+        Ok(())
+    }
+
+    fn write_part(&mut self, out: &Output) -> anyhow::Result<()> {
+        self.parts += 1;
+        let xml = self.render_urls();
+        out.write(&format!("sitemap-{}.xml", self.parts), xml.as_bytes())?;
+        self.urls.clear();
+        Ok(())
+    }
+
+    fn render_urls(&self) -> String {
+        render(&Sitemap {
+            base: &self.base,
+            urls: &self.urls,
+        })
+    }
+
+    /// Writes the last file (and the index); returns how many files the sitemap has.
+    fn finish(mut self, out: &Output) -> anyhow::Result<usize> {
+        if !self.split {
+            out.write("sitemap.xml", self.render_urls().as_bytes())?;
+        } else {
+            if !self.urls.is_empty() {
+                self.write_part(out)?;
+            }
+            let index = render(&SitemapIndex {
+                base: &self.base,
+                parts: self.parts,
+            });
+            out.write("sitemap.xml", index.as_bytes())?;
+        }
+        let last = self.parts;
+        out.remove_files("", |name| {
+            name.strip_prefix("sitemap-")
+                .and_then(|n| n.strip_suffix(".xml"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n > last || n == 0)
+        })?;
+        Ok(1 + self.parts)
+    }
 }
 
 #[derive(Template)]
@@ -141,20 +289,6 @@ pub(crate) fn render_feed(site_name: &str, public_url: &str, people: &[&Profile]
     })
 }
 
-/// Writes `feed.xml` into the output folder `out`.
-pub fn write_feed(
-    out: &Path,
-    site_name: &str,
-    public_url: &str,
-    people: &[&Profile],
-) -> anyhow::Result<()> {
-    let xml = render_feed(site_name, public_url, people);
-    write_atomically(&out.join("feed.xml"), xml.as_bytes())
-}
-
-/// How many of the newest members the home page shows.
-pub const HOME_NEWEST: usize = 10;
-
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage<'a> {
@@ -163,39 +297,29 @@ struct HomePage<'a> {
     newest: &'a [&'a Profile],
 }
 
-/// The `n` newest of `people`: by account creation, newest first, ties by username.
-/// In time linear in the list (a partial selection, then a sort of the `n`).
+/// The order of "newest": by account creation, newest first, ties by username.
+fn newer_first(a: &Profile, b: &Profile) -> std::cmp::Ordering {
+    b.member_since
+        .cmp(&a.member_since)
+        .then_with(|| a.username.cmp(&b.username))
+}
+
+/// The `n` newest of `people` (see [`newer_first`]).
 pub fn newest<'a>(people: &[&'a Profile], n: usize) -> Vec<&'a Profile> {
-    let order = |a: &&Profile, b: &&Profile| {
-        b.member_since
-            .cmp(&a.member_since)
-            .then_with(|| a.username.cmp(&b.username))
-    };
     let mut chosen = people.to_vec();
-    if n == 0 {
-        return Vec::new();
-    }
-    if chosen.len() > n {
-        chosen.select_nth_unstable_by(n - 1, order);
-        chosen.truncate(n);
-    }
-    chosen.sort_by(order);
+    chosen.sort_by(|a, b| newer_first(a, b));
+    chosen.truncate(n);
     chosen
 }
 
-/// Renders the home page of a site whose public profiles are `people`.
-pub(crate) fn render_home(site_name: &str, people: &[&Profile]) -> String {
+/// Renders the home page of a site with `members` public profiles, showing the
+/// [`HOME_NEWEST`] newest of `newest`.
+pub(crate) fn render_home(site_name: &str, members: usize, newest_members: &[&Profile]) -> String {
     render(&HomePage {
         site_name,
-        members: people.len(),
-        newest: &newest(people, HOME_NEWEST),
+        members,
+        newest: &newest(newest_members, HOME_NEWEST),
     })
-}
-
-/// Writes the home page, `index.html` in the output folder `out`.
-pub fn write_home(out: &Path, site_name: &str, people: &[&Profile]) -> anyhow::Result<()> {
-    let html = render_home(site_name, people);
-    write_atomically(&out.join("index.html"), html.as_bytes())
 }
 
 /// The address of directory page `page` (1 is `/people/`).
@@ -207,12 +331,12 @@ fn directory_href(page: usize) -> String {
     }
 }
 
-/// The file of directory page `page` under the people folder.
-fn directory_file(dir: &Path, page: usize) -> PathBuf {
+/// The file of directory page `page`, relative to the output folder.
+fn directory_file(page: usize) -> String {
     if page == 1 {
-        dir.join("index.html")
+        "people/index.html".to_owned()
     } else {
-        dir.join("page").join(format!("{page}.html"))
+        format!("people/page/{page}.html")
     }
 }
 
@@ -232,20 +356,16 @@ pub fn directory_pages(count: usize, page_size: usize) -> usize {
     count.div_ceil(page_size.max(1)).max(1)
 }
 
-/// Renders directory page `page` of `people` (sorted by username).
+/// Renders directory page `page` of `pages`, listing `people`.
 pub(crate) fn render_directory_page(
     site_name: &str,
     people: &[&Profile],
-    page_size: usize,
     page: usize,
+    pages: usize,
 ) -> String {
-    let page_size = page_size.max(1);
-    let pages = directory_pages(people.len(), page_size);
-    let start = ((page - 1) * page_size).min(people.len());
-    let end = (start + page_size).min(people.len());
     render(&DirectoryPage {
         title: format!("People of {site_name}"),
-        people: &people[start..end],
+        people,
         page,
         pages,
         prev: (page > 1).then(|| directory_href(page - 1)),
@@ -253,27 +373,10 @@ pub(crate) fn render_directory_page(
     })
 }
 
-/// Writes every directory page of `people` (sorted by username) into the people folder
-/// `dir` and removes the pages past the last; returns how many pages there are.
-pub fn write_directory(
-    dir: &Path,
-    site_name: &str,
-    page_size: usize,
-    people: &[&Profile],
-) -> anyhow::Result<usize> {
-    let pages = directory_pages(people.len(), page_size);
-    for page in 1..=pages {
-        let html = render_directory_page(site_name, people, page_size, page);
-        write_atomically(&directory_file(dir, page), html.as_bytes())?;
-    }
-    remove_pages_after(&dir.join("page"), pages)?;
-    Ok(pages)
-}
-
 /// Removes from `people/page/` every page past `last` (and any other stray file of
 /// ours: a name that is no page number, a half-written `.tmp`).
-fn remove_pages_after(folder: &Path, last: usize) -> anyhow::Result<()> {
-    crate::remove_files(folder, |name| {
+fn remove_pages_after(out: &Output, last: usize) -> anyhow::Result<()> {
+    out.remove_files("people/page", |name| {
         let kept = name
             .strip_suffix(".html")
             .and_then(|n| n.parse::<usize>().ok())
@@ -285,6 +388,18 @@ fn remove_pages_after(folder: &Path, last: usize) -> anyhow::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// Writes the lists of `people` into `out` (served); returns how many directory
+    /// pages and sitemap files there are.
+    fn write_lists(out: &Path, people: &[&Profile], sitemap_limit: usize) -> (usize, usize) {
+        let out = Output::served(out);
+        let mut lists = Lists::new(&out, "x", "https://x.org", people.len(), sitemap_limit);
+        for p in people {
+            lists.push((*p).clone()).unwrap();
+        }
+        lists.finish().unwrap()
+    }
 
     pub fn profile(username: &str) -> Profile {
         let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 3)
@@ -334,7 +449,7 @@ pub(crate) mod tests {
     fn the_home_page_counts_the_members_and_shows_the_ten_newest() {
         let all: Vec<Profile> = (1..=12).map(|d| joined(&format!("u{d:02}"), d)).collect();
         let people: Vec<&Profile> = all.iter().collect();
-        let home = render_home("Ada & Co", &people);
+        let home = render_home("Ada & Co", 12, &people);
         assert!(home.contains("Welcome to Ada &amp; Co."), "{home}");
         assert!(home.contains("12 members have a public profile."), "{home}");
         assert_eq!(listed(&home), 10 + 4, "ten members and four links: {home}");
@@ -343,9 +458,35 @@ pub(crate) mod tests {
         for link in ["/signup", "/login", "/people/"] {
             assert!(home.contains(&format!("href=\"{link}\"")), "{link}");
         }
-        assert!(render_home("x", &people[..1]).contains("1 member has a public profile."));
-        let empty = render_home("x", &[]);
+        assert!(render_home("x", 1, &people[..1]).contains("1 member has a public profile."));
+        let empty = render_home("x", 0, &[]);
         assert!(empty.contains("0 members have") && !empty.contains("Newest"));
+    }
+
+    #[test]
+    fn lists_read_a_profile_at_a_time_pick_the_same_newest_as_the_whole_list() {
+        let out = flotilla_testkit::TempDir::new("pages");
+        // In username order, joined on days that jump about (two on each day).
+        let all: Vec<Profile> = (0..60)
+            .map(|i| joined(&format!("u{i:02}"), 1 + (i * 7 % 30) as u32))
+            .collect();
+        let people: Vec<&Profile> = all.iter().collect();
+        assert_eq!(write_lists(out.path(), &people, SITEMAP_URLS), (2, 1));
+        assert_eq!(
+            read(out.path(), "index.html"),
+            render_home("x", 60, &newest(&people, HOME_NEWEST))
+        );
+        assert_eq!(
+            read(out.path(), "feed.xml"),
+            render_feed("x", "https://x.org", &newest(&people, FEED_ENTRIES))
+        );
+        // A list other than the one counted is an error (the pass is tried again).
+        let served = Output::served(out.path());
+        let mut lists = Lists::new(&served, "x", "https://x.org", 1, SITEMAP_URLS);
+        lists.push(all[0].clone()).unwrap();
+        assert!(lists.push(all[1].clone()).is_err());
+        let lists = Lists::new(&served, "x", "https://x.org", 2, SITEMAP_URLS);
+        assert!(lists.finish().is_err());
     }
 
     #[test]
@@ -368,12 +509,11 @@ pub(crate) mod tests {
         let mut ada = joined("ada", 3);
         ada.updated_at = ada.member_since + chrono::TimeDelta::seconds(90);
         let odd = profile("a&b<c>");
-        let people = [&ada, &odd];
-        let files = write_sitemap(out.path(), "https://x.org", 2, &people, SITEMAP_URLS);
-        assert_eq!(files.unwrap(), 1);
+        let people = [&odd, &ada];
+        assert_eq!(write_lists(out.path(), &people, SITEMAP_URLS), (1, 1));
         let xml = read(out.path(), "sitemap.xml");
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset"));
-        for page in ["/", "/people/", "/people/page/2"] {
+        for page in ["/", "/people/"] {
             assert!(xml.contains(&format!("<url><loc>https://x.org{page}</loc></url>")));
         }
         assert!(xml.contains(
@@ -383,7 +523,7 @@ pub(crate) mod tests {
             xml.contains("<loc>https://x.org/people/a&amp;b&lt;c&gt;</loc>"),
             "{xml}"
         );
-        assert_eq!(xml.matches("<url>").count(), 5);
+        assert_eq!(xml.matches("<url>").count(), 4);
     }
 
     #[test]
@@ -392,10 +532,7 @@ pub(crate) mod tests {
         let all: Vec<Profile> = (0..5).map(|i| profile(&format!("u{i}"))).collect();
         let people: Vec<&Profile> = all.iter().collect();
         // 2 site pages and 5 profiles, 3 to a file: 3 parts.
-        assert_eq!(
-            write_sitemap(out.path(), "https://x.org", 1, &people, 3).unwrap(),
-            4
-        );
+        assert_eq!(write_lists(out.path(), &people, 3).1, 4);
         let index = read(out.path(), "sitemap.xml");
         assert!(index.contains("<sitemapindex"), "{index}");
         for n in 1..=3 {
@@ -406,15 +543,9 @@ pub(crate) mod tests {
         let last = read(out.path(), "sitemap-3.xml");
         assert!(last.contains("/people/u4<") && last.matches("<url>").count() == 1);
         // Fewer: the parts past the last go; few enough: one file again.
-        assert_eq!(
-            write_sitemap(out.path(), "https://x.org", 1, &people[..3], 3).unwrap(),
-            3
-        );
+        assert_eq!(write_lists(out.path(), &people[..3], 3).1, 3);
         assert!(!out.path().join("sitemap-3.xml").exists());
-        assert_eq!(
-            write_sitemap(out.path(), "https://x.org", 1, &[], 3).unwrap(),
-            1
-        );
+        assert_eq!(write_lists(out.path(), &[], 3).1, 1);
         assert!(!out.path().join("sitemap-1.xml").exists());
         assert!(read(out.path(), "sitemap.xml").contains("<urlset"));
     }
@@ -466,7 +597,7 @@ pub(crate) mod tests {
     fn each_page_links_its_neighbours_and_says_where_it_is() {
         let all: Vec<Profile> = (0..101).map(|i| profile(&format!("u{i:03}"))).collect();
         let people: Vec<&Profile> = all.iter().collect();
-        let first = render_directory_page("x", &people, PAGE_SIZE, 1);
+        let first = render_directory_page("x", &people[..50], 1, 3);
         assert_eq!(listed(&first), 50);
         assert!(first.contains("href=\"/people/u000\""));
         assert!(first.contains("href=\"/people/u049\"") && !first.contains("u050"));
@@ -474,19 +605,19 @@ pub(crate) mod tests {
         assert!(first.contains("<a rel=\"next\" href=\"/people/page/2\">"));
         assert!(!first.contains("rel=\"prev\""));
         assert!(first.contains("Page 1 of 3"), "{first}");
-        let second = render_directory_page("x", &people, PAGE_SIZE, 2);
+        let second = render_directory_page("x", &people[50..100], 2, 3);
         assert_eq!(listed(&second), 50);
         assert!(second.contains("<link rel=\"prev\" href=\"/people/\">"));
         assert!(second.contains("<a rel=\"prev\" href=\"/people/\">"));
         assert!(second.contains("<link rel=\"next\" href=\"/people/page/3\">"));
         assert!(second.contains("Page 2 of 3"));
-        let last = render_directory_page("x", &people, PAGE_SIZE, 3);
+        let last = render_directory_page("x", &people[100..], 3, 3);
         assert_eq!(listed(&last), 1);
         assert!(last.contains("href=\"/people/u100\""));
         assert!(last.contains("<a rel=\"prev\" href=\"/people/page/2\">"));
         assert!(!last.contains("rel=\"next\""));
         // One page alone has no links and no count.
-        let one = render_directory_page("x", &people[..50], PAGE_SIZE, 1);
+        let one = render_directory_page("x", &people[..50], 1, 1);
         assert!(
             !one.contains("rel=\"prev") && !one.contains("rel=\"next"),
             "{one}"
@@ -510,20 +641,14 @@ pub(crate) mod tests {
             names.sort();
             names
         };
-        assert_eq!(write_directory(&dir, "x", PAGE_SIZE, &people).unwrap(), 3);
+        assert_eq!(write_lists(out.path(), &people, SITEMAP_URLS).0, 3);
         assert_eq!(files(), ["2.html", "3.html"]);
         std::fs::write(dir.join("page/.3.html.9.tmp"), "half").unwrap();
-        assert_eq!(
-            write_directory(&dir, "x", PAGE_SIZE, &people[..51]).unwrap(),
-            2
-        );
+        assert_eq!(write_lists(out.path(), &people[..51], SITEMAP_URLS).0, 2);
         assert_eq!(files(), ["2.html"]);
-        assert_eq!(
-            write_directory(&dir, "x", PAGE_SIZE, &people[..50]).unwrap(),
-            1
-        );
+        assert_eq!(write_lists(out.path(), &people[..50], SITEMAP_URLS).0, 1);
         assert!(files().is_empty());
-        assert_eq!(write_directory(&dir, "x", PAGE_SIZE, &[]).unwrap(), 1);
+        assert_eq!(write_lists(out.path(), &[], SITEMAP_URLS).0, 1);
         let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
         assert!(index.contains("No one has made their profile public yet."));
     }

@@ -74,16 +74,25 @@ fn public_is_a_bool_stored_as_0_or_1() {
         let stored = "SELECT CAST(is_public AS TEXT) AS v FROM users";
         assert_eq!(db.strings(stored), ["1"], "{}", db.backend_name());
         assert!(User::find(conn, "u1").unwrap().unwrap().public);
-        assert!(SiteAccount::public_profiles(conn).unwrap().is_empty());
+        assert!(
+            SiteAccount::public_profiles_after(conn, None, 10)
+                .unwrap()
+                .is_empty()
+        );
         User::mark_verified(conn, "u1", "ada@example.org", now).unwrap();
-        let listed = SiteAccount::public_profiles(conn).unwrap();
+        let listed = SiteAccount::public_profiles_after(conn, None, 10).unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].has_public_profile());
+        assert_eq!(SiteAccount::count_public_profiles(conn).unwrap(), 1);
         User::close(conn, "u1", now).unwrap();
         assert_eq!(db.strings(stored), ["0"]);
         let closed = User::find(conn, "u1").unwrap().unwrap();
         assert!(!closed.public && closed.is_closed() && closed.password_hash.is_none());
-        assert!(SiteAccount::public_profiles(conn).unwrap().is_empty());
+        assert!(
+            SiteAccount::public_profiles_after(conn, None, 10)
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
@@ -314,5 +323,48 @@ fn the_audit_log_is_searched_newest_first_by_actor_target_action_and_keyset() {
             found(conn, older, 10),
             vec![(AuditAction::Disabled, "Ada@Example.org".to_owned())]
         );
+    });
+}
+
+#[test]
+fn the_public_list_reads_in_chunks_by_username_without_the_reserved_name() {
+    each_backend(|_, conn| {
+        let now = flotilla_jobs::now();
+        let public = ProfileChanges {
+            public: Some(true),
+            ..ProfileChanges::default()
+        };
+        for (id, name) in [
+            ("u1", "cy"),
+            ("u2", "ab"),
+            ("u3", "index"),
+            ("u4", "bo"),
+            ("u5", "dee"),
+        ] {
+            let email = format!("{name}@example.org");
+            NewUser {
+                id,
+                email: &email,
+                username: Some(name),
+                password_hash: "$argon2id$v=19$hash",
+            }
+            .insert(conn, now)
+            .unwrap();
+            User::update_profile(conn, id, &public, now).unwrap();
+            if id != "u5" {
+                User::mark_verified(conn, id, &email, now).unwrap();
+            }
+        }
+        assert_eq!(SiteAccount::count_public_profiles(conn).unwrap(), 3);
+        let mut names = |after: Option<&str>| -> Vec<String> {
+            SiteAccount::public_profiles_after(conn, after, 2)
+                .unwrap()
+                .into_iter()
+                .filter_map(|a| a.username)
+                .collect()
+        };
+        assert_eq!(names(None), ["ab", "bo"]);
+        assert_eq!(names(Some("bo")), ["cy"]);
+        assert!(names(Some("cy")).is_empty());
     });
 }

@@ -537,6 +537,24 @@ struct SiteRow {
     updated_at: NaiveDateTime,
 }
 
+/// The accounts that have a public profile (see [`SiteAccount::has_public_profile`]),
+/// less the reserved name `index`. The terms are those of `users_public_username_idx`,
+/// `is_public = 1` written out, not bound: a planner proves a partial index applies
+/// from literal terms (PostgreSQL's generic plans never see a bound value).
+macro_rules! public_filter {
+    () => {
+        users::table
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "users.is_public = 1",
+            ))
+            .filter(users::username.is_not_null())
+            .filter(users::username.ne("index"))
+            .filter(users::email_verified_at.is_not_null())
+            .filter(users::disabled_at.is_null())
+            .filter(users::deleted_at.is_null())
+    };
+}
+
 /// The columns of a [`SiteRow`], in its order.
 macro_rules! site_columns {
     () => {
@@ -577,7 +595,7 @@ fn site_accounts(rows: Vec<SiteRow>) -> QueryResult<Vec<SiteAccount>> {
 /// The reads of the static site.
 impl SiteAccount {
     /// Whether the site shows a page for it: public, confirmed, open, with a name
-    /// (the filter of [`SiteAccount::public_profiles`]).
+    /// (the filter of [`SiteAccount::public_profiles_after`]).
     pub fn has_public_profile(&self) -> bool {
         self.public
             && self.username.is_some()
@@ -586,15 +604,30 @@ impl SiteAccount {
             && self.deleted_at.is_none()
     }
 
-    /// Every account with a public profile (see [`SiteAccount::has_public_profile`]).
-    pub fn public_profiles(conn: &mut AnyConnection) -> QueryResult<Vec<SiteAccount>> {
-        let query = users::table
-            .filter(users::is_public.eq(i32::from(true)))
-            .filter(users::username.is_not_null())
-            .filter(users::email_verified_at.is_not_null())
-            .filter(users::disabled_at.is_null())
-            .filter(users::deleted_at.is_null());
-        site_accounts(query.select(site_columns!()).load(conn)?)
+    /// The accounts with a public profile (see [`SiteAccount::has_public_profile`])
+    /// whose username sorts after `after` (from the first when `None`), in the
+    /// database's order of usernames, at most `limit`: the whole list read a chunk at a
+    /// time, with memory for one chunk. (`index`, the directory's own page, reserved
+    /// since, is left out, though an older account may hold it.)
+    pub fn public_profiles_after(
+        conn: &mut AnyConnection,
+        after: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<SiteAccount>> {
+        let mut query = public_filter!()
+            .select(site_columns!())
+            .order(users::username.asc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::username.gt(after.to_owned()));
+        }
+        site_accounts(query.load(conn)?)
+    }
+
+    /// How many accounts [`SiteAccount::public_profiles_after`] lists.
+    pub fn count_public_profiles(conn: &mut AnyConnection) -> QueryResult<i64> {
+        public_filter!().count().get_result(conn)
     }
 
     /// The accounts with these ids that still exist.
