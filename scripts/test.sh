@@ -15,7 +15,8 @@ find_nginx >/dev/null
 # python3 with its packages, which the tests prefer to any other python3.
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null ||
     apt_install python3 python3-jwt python3-cryptography
-command -v wrk >/dev/null || (apt_install wrk) || say "wrk is missing: the rolling-restart test will skip"
+# wrk: load while instances restart and while full builds switch in.
+command -v wrk >/dev/null || apt_install wrk
 # The multi-host test's hosts: network namespaces (iproute2) reached over ssh. A fresh
 # Debian may have neither; as root it gets them, elsewhere the test says what is missing.
 if [ "$(id -u)" = 0 ]; then

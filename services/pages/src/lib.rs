@@ -300,6 +300,18 @@ impl<'a> Watcher<'a> {
         release_free_memory();
         match result {
             Ok(()) => {
+                log::debug!(
+                    "{} in {} ms ({} accounts named by events)",
+                    if rebuild {
+                        "full build"
+                    } else if catch_up {
+                        "catch-up"
+                    } else {
+                        "update"
+                    },
+                    millis(clock.elapsed()),
+                    self.pending.len()
+                );
                 self.failures = 0;
                 self.pending.clear();
                 if rebuild {

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::Context;
 use askama::Template;
 use chrono::{NaiveDateTime, TimeDelta};
-use flotilla_accounts::SiteAccount;
+use flotilla_accounts::{ListedProfile, SiteAccount};
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
@@ -259,8 +259,9 @@ impl People {
     }
 
     /// Reads the public profiles in username order, in chunks of [`CHUNK`], within one
-    /// snapshot, and writes the lists; with `pages`, each profile's page too (a full
-    /// build), remembering its name.
+    /// snapshot, and writes the lists; with `pages` (a full build), each profile's page
+    /// too, remembering its name. Without, only what the lists show is read (from the
+    /// index alone).
     fn read_list(&mut self, conn: &mut AnyConnection, pages: bool) -> anyhow::Result<()> {
         let (directory_pages, sitemaps) = flotilla_db::read_snapshot(conn, |conn| {
             let members = SiteAccount::count_public_profiles(conn)
@@ -274,15 +275,27 @@ impl People {
             );
             let mut after: Option<String> = None;
             loop {
-                let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
-                    .context("cannot read the public profiles")?;
-                let Some(last) = rows.last() else { break };
-                after = last.username.clone();
-                for row in rows {
-                    let (id, Some(profile), _) = from_row(row) else {
-                        continue;
-                    };
-                    if pages {
+                let chunk = if pages {
+                    let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
+                        .context("cannot read the public profiles")?;
+                    after = rows.last().and_then(|r| r.username.clone());
+                    rows.into_iter()
+                        .filter_map(|row| match from_row(row) {
+                            (id, Some(profile), _) => Some((Some(id), profile)),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                } else {
+                    let rows = SiteAccount::listed_after(conn, after.as_deref(), CHUNK)
+                        .context("cannot read the public profiles")?;
+                    after = rows.last().map(|r| r.username.clone());
+                    rows.into_iter().map(|row| (None, listed(row))).collect()
+                };
+                if after.is_none() {
+                    break;
+                }
+                for (id, profile) in chunk {
+                    if let Some(id) = id {
                         let html = render_profile(&self.site_name, &profile);
                         self.out
                             .write(&page_file(&profile.username), html.as_bytes())?;
@@ -297,6 +310,17 @@ impl People {
         self.directory_pages = directory_pages;
         self.sitemaps = sitemaps;
         Ok(())
+    }
+}
+
+/// A profile as the lists show it.
+fn listed(row: ListedProfile) -> Profile {
+    Profile {
+        username: row.username,
+        display_name: row.display_name,
+        bio: None,
+        member_since: row.created_at,
+        updated_at: row.updated_at,
     }
 }
 

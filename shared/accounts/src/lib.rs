@@ -49,7 +49,7 @@ pub use session::{
     summarise_user_agent,
 };
 pub use user::{
-    NewUser, PasswordHash, ProfileChanges, Role, SiteAccount, UnknownValue, User,
+    ListedProfile, NewUser, PasswordHash, ProfileChanges, Role, SiteAccount, UnknownValue, User,
     queue_password_changed_notice,
 };
 

@@ -366,5 +366,12 @@ fn the_public_list_reads_in_chunks_by_username_without_the_reserved_name() {
         assert_eq!(names(None), ["ab", "bo"]);
         assert_eq!(names(Some("bo")), ["cy"]);
         assert!(names(Some("cy")).is_empty());
+        // What the lists show, from the index alone: the same profiles.
+        let listed: Vec<String> = SiteAccount::listed_after(conn, Some("ab"), 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.username)
+            .collect();
+        assert_eq!(listed, ["bo", "cy"]);
     });
 }

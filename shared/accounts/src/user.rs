@@ -523,6 +523,15 @@ pub struct SiteAccount {
     pub updated_at: NaiveDateTime,
 }
 
+/// A public profile as the site's lists show it (no bio: only its own page shows that).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct ListedProfile {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
 #[derive(Queryable)]
 struct SiteRow {
     id: String,
@@ -623,6 +632,29 @@ impl SiteAccount {
             query = query.filter(users::username.gt(after.to_owned()));
         }
         site_accounts(query.load(conn)?)
+    }
+
+    /// What the lists show of the same profiles as
+    /// [`SiteAccount::public_profiles_after`], read from the index alone.
+    pub fn listed_after(
+        conn: &mut AnyConnection,
+        after: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<ListedProfile>> {
+        let mut query = public_filter!()
+            .select((
+                users::username.assume_not_null(),
+                users::display_name,
+                users::created_at,
+                users::updated_at,
+            ))
+            .order(users::username.asc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::username.gt(after.to_owned()));
+        }
+        query.load(conn)
     }
 
     /// How many accounts [`SiteAccount::public_profiles_after`] lists.

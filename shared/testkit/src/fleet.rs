@@ -627,6 +627,24 @@ pub fn python3() -> PathBuf {
         })
 }
 
+/// wrk (the load tests: a rolling restart, full builds under readers), or a failure
+/// that says how to get it: `make test` installs it.
+pub fn wrk() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("wrk"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk is missing{}: run `make test` (it installs wrk on Debian as root), or \
+                 `apt-get install wrk`",
+                if in_ci() { " in CI" } else { "" }
+            )
+        })
+}
+
 /// nginx, or a failure that says how to get it. Outside CI a missing nginx is a panic
 /// too: every fleet test needs it, and `make test` installs it.
 pub fn nginx_binary() -> PathBuf {

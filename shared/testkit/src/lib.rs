@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use db::TestDb;
-pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary, python3};
+pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary, python3, wrk};
 pub use process::{Proc, signal_group};
 pub use smtp::{Received, SmtpSink};
 

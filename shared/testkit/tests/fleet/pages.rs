@@ -122,46 +122,36 @@ on_both_databases! {
         build();
         assert_eq!(fleet.get_html("/people/member-00").status(), StatusCode::OK);
 
-        // Readers through nginx, each going round the profiles, while builds switch.
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let (client, origin) = (fleet.client().clone(), fleet.origin());
-        let (answers, failures) = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..4)
-                .map(|reader| {
-                    let (client, origin, names, done) = (&client, &origin, &names, &done);
-                    scope.spawn(move || {
-                        let (mut answers, mut failures) = (0usize, Vec::new());
-                        for name in names.iter().cycle().skip(reader * 7) {
-                            if done.load(std::sync::atomic::Ordering::Relaxed) {
-                                break;
-                            }
-                            let path = format!("/people/{name}");
-                            let response = client.get(format!("{origin}{path}")).send().unwrap();
-                            let status = response.status();
-                            let body = response.text().unwrap_or_default();
-                            answers += 1;
-                            if status != StatusCode::OK || !body.trim_end().ends_with("</html>") {
-                                failures.push(format!("{path}: {status}, {} bytes", body.len()));
-                            }
-                        }
-                        (answers, failures)
-                    })
-                })
-                .collect();
-            for _ in 0..5 {
-                build();
-            }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            readers.into_iter().map(|r| r.join().unwrap()).fold(
-                (0, Vec::new()),
-                |(n, mut all), (answers, failures)| {
-                    all.extend(failures);
-                    (n + answers, all)
-                },
-            )
-        });
-        assert!(answers > 0);
-        assert!(failures.is_empty(), "{} of {answers} answers wrong: {failures:?}", failures.len());
+        // wrk reads the profiles through nginx while builds switch in, each with new
+        // display names (so that a build differs from the one it replaces).
+        let paths: Vec<String> = names.iter().map(|n| format!("/people/{n}")).collect();
+        let mut command = std::process::Command::new(flotilla_testkit::wrk());
+        command
+            .args(["-t2", "-c8", "-d3s", "-s"])
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/pages.lua"))
+            .arg(fleet.origin())
+            .arg("--")
+            .args(&paths);
+        let mut wrk = flotilla_testkit::Proc::spawn("wrk", command);
+        // The folder of the last build: Fleet::start's was the first, then the one above.
+        let mut last = 2;
+        while wrk.try_exit().is_none() {
+            last += 1;
+            fleet.db().execute(&format!("UPDATE users SET display_name = 'Build {last} <' || username || '>'"));
+            build();
+        }
+        let output = wrk.logs();
+        let line = output.lines().find(|l| l.starts_with("flotilla-wrk ")).unwrap_or_else(|| panic!("{output}"));
+        let field = |name: &str| -> u64 {
+            line.split(' ').find_map(|f| f.strip_prefix(&format!("{name}="))).and_then(|v| v.parse().ok()).unwrap()
+        };
+        assert!(last - 2 >= 3, "only {} builds while wrk read: {line}", last - 2);
+        assert!(field("requests") > 100, "{line}");
+        for counted in ["bad", "connect", "read", "write", "timeout", "status"] {
+            assert_eq!(field(counted), 0, "{counted}: {line}\n{}", fleet.all_logs());
+        }
+        eprintln!("{} full builds while wrk read: {line}", last - 2);
+        assert!(fleet.get_html("/people/member-00").text().unwrap().contains(&format!("Build {last} &lt;")));
 
         // The site is a symlink to the newest of the two builds kept, and the status
         // file beside it says so.
@@ -172,13 +162,13 @@ on_both_databases! {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         kept.sort();
-        assert_eq!(kept, ["0000000006", "0000000007"]);
+        assert_eq!(kept, [format!("{:010}", last - 1), format!("{last:010}")]);
         let status: Value =
             serde_json::from_slice(&std::fs::read(fleet.data_dir().join("www.status.json")).unwrap())
                 .unwrap();
         let recorded = fleet.db().strings("SELECT CAST(pages AS TEXT) AS v FROM page_builds ORDER BY id DESC");
         assert_eq!(status["last_build"]["pages"].to_string(), recorded[0], "{status}");
-        assert!(status["last_build"]["folder"].as_str().unwrap().ends_with("www.builds/0000000007"));
+        assert!(status["last_build"]["folder"].as_str().unwrap().ends_with(&format!("www.builds/{last:010}")));
         assert_eq!(fleet.get_html("/www.status.json").status(), StatusCode::NOT_FOUND);
     }
 

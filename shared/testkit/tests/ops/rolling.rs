@@ -11,11 +11,11 @@
 //! that an instance dropped).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use flotilla_testkit::{Proc, Restart, in_ci, link_param, wait_until};
+use flotilla_testkit::{Proc, Restart, link_param, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -30,7 +30,7 @@ const SECONDS: u32 = 14;
 
 on_both_databases! {
     fn a_rolling_restart_loses_no_idempotent_request(db: TestDb) {
-        let Some(wrk) = wrk() else { return };
+        let wrk = flotilla_testkit::wrk();
         let mut fleet = Fleet::builder(db).instances("profile", 2).start();
         let access = signed_in(&fleet, "ada@example.org");
 
@@ -53,7 +53,7 @@ on_both_databases! {
     }
 
     fn a_rolling_restart_under_posts_answers_every_one(db: TestDb) {
-        let Some(wrk) = wrk() else { return };
+        let wrk = flotilla_testkit::wrk();
         let mut fleet = Fleet::builder(db).instances("profile", 2).start();
         let access = signed_in(&fleet, "ada@example.org");
 
@@ -285,31 +285,6 @@ fn answered(fleet: &Fleet, index: usize, load: Load) -> u64 {
         .filter(|l| l.starts_with("flotilla_http_requests_total{") && l.contains(&series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-/// wrk, or `None` (after saying why) when it is missing outside CI.
-fn wrk() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("wrk"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "wrk is missing in CI: `make test` installs it on Debian as root \
-             (`apt-get install wrk`)"
-        );
-        eprintln!(
-            "SKIPPED (rolling restart): wrk is missing; `make test` installs it on Debian \
-             as root, or `apt-get install wrk`"
-        );
-    }
-    found
 }
 
 /// Signs up `email`, follows the verification link and signs in: an access token.
