@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use flotilla_db::PageBuild;
+use flotilla_db::{PageBuild, PageUpdate};
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::read;
@@ -206,11 +206,35 @@ impl PagesReport {
     }
 }
 
+/// The page generator's last incremental update (`flotilla-pages watch`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PagesUpdateReport {
+    pub host: String,
+    pub version: String,
+    pub at: String,
+    pub duration_ms: i64,
+    /// The accounts it looked at.
+    pub changed: i64,
+}
+
+impl PagesUpdateReport {
+    fn of(update: PageUpdate) -> Self {
+        Self {
+            host: update.host,
+            version: update.version,
+            at: crate::utc(update.at),
+            duration_ms: update.duration_ms,
+            changed: update.changed,
+        }
+    }
+}
+
 /// The fleet page's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetReport {
     pub services: Vec<InstanceReport>,
     pub pages: Option<PagesReport>,
+    pub pages_update: Option<PagesUpdateReport>,
 }
 
 impl FleetReport {
@@ -263,12 +287,17 @@ impl FleetCheck {
         reports.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// The fleet's state and the page generator's last build.
+    /// The fleet's state and the page generator's last build and update.
     pub async fn report(&self, state: &web::Data<State>) -> Result<FleetReport, Error> {
-        let (services, last) = tokio::join!(self.services(), read(state, PageBuild::last));
+        let (services, last, update) = tokio::join!(
+            self.services(),
+            read(state, PageBuild::last),
+            read(state, PageUpdate::last)
+        );
         Ok(FleetReport {
             services,
             pages: last?.map(PagesReport::of),
+            pages_update: update?.map(PagesUpdateReport::of),
         })
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use askama::Template;
-use flotilla_db::{AnyConnection, PageBuild, PoolConfig};
+use flotilla_db::{AnyConnection, PageBuild, PageUpdate, PoolConfig};
 use flotilla_kit::html::render;
 use flotilla_kit::{ConfigError, Env};
 
@@ -282,13 +282,26 @@ impl<'a> Watcher<'a> {
             // to be caught up from.
             people.refresh(conn, pending)?;
             if !pending.is_empty() {
+                let (at, duration_ms) = (chrono::Utc::now(), millis(clock.elapsed()));
                 let mut status = Status::read(&config.out);
                 status.last_update = Some(UpdateStatus {
-                    at: builds::rfc3339(chrono::Utc::now()),
-                    duration_ms: millis(clock.elapsed()),
+                    at: builds::rfc3339(at),
+                    duration_ms,
                     changed: pending.len(),
                 });
                 status.write(&config.out)?;
+                // For the admin console's fleet page; the pages are out already, so a
+                // failure here is told, not retried.
+                let update = PageUpdate {
+                    host: host_name(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    at: at.naive_utc(),
+                    duration_ms: i64::try_from(duration_ms).unwrap_or(i64::MAX),
+                    changed: i64::try_from(pending.len()).unwrap_or(i64::MAX),
+                };
+                if let Err(e) = update.record(conn) {
+                    log::warn!("cannot record the update in page_updates: {e}");
+                }
                 log::debug!(
                     "updated {} accounts in {}",
                     pending.len(),

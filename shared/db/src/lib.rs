@@ -22,7 +22,7 @@ use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 pub use diesel;
 pub use migrate::{SchemaStatus, migrate, migration_versions, newest_applied, schema_status};
-pub use page_builds::PageBuild;
+pub use page_builds::{PageBuild, PageUpdate};
 pub use url::{Backend, DatabaseUrl, LibpqTarget};
 
 diesel::define_sql_function!(

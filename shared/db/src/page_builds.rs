@@ -1,12 +1,13 @@
 //! The static site's full builds (`page_builds`): flotilla-pages records one at the end
 //! of each `build`, and the admin console shows the last (the page generator listens
-//! on no port to be asked).
+//! on no port to be asked); and its last incremental update on each host
+//! (`page_updates`, by `watch`).
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::AnyConnection;
-use crate::schema::page_builds;
+use crate::schema::{page_builds, page_updates};
 
 /// Rows kept: the last `KEEP_LAST` builds, and none older than `KEEP_DAYS` days
 /// (the newest always stays).
@@ -65,6 +66,44 @@ impl PageBuild {
     pub fn last(conn: &mut AnyConnection) -> QueryResult<Option<PageBuild>> {
         page_builds::table
             .order(page_builds::id.desc())
+            .first(conn)
+            .optional()
+    }
+}
+
+/// The last incremental update of the site by `flotilla-pages watch` on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = page_updates)]
+pub struct PageUpdate {
+    pub host: String,
+    /// The version of flotilla-pages that made it.
+    pub version: String,
+    pub at: NaiveDateTime,
+    pub duration_ms: i64,
+    /// The accounts it looked at.
+    pub changed: i64,
+}
+
+impl PageUpdate {
+    /// Records the update as its host's last.
+    pub fn record(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        crate::write_transaction(conn, |conn| {
+            let replaced = diesel::update(page_updates::table.find(&self.host))
+                .set(self)
+                .execute(conn)?;
+            if replaced == 0 {
+                diesel::insert_into(page_updates::table)
+                    .values(self)
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The latest update on any host, if any.
+    pub fn last(conn: &mut AnyConnection) -> QueryResult<Option<PageUpdate>> {
+        page_updates::table
+            .order(page_updates::at.desc())
             .first(conn)
             .optional()
     }

@@ -117,6 +117,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    page_updates (host) {
+        host -> Text,
+        version -> Text,
+        at -> Timestamp,
+        duration_ms -> BigInt,
+        changed -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -129,5 +139,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     auth_events,
     audit_log,
-    page_builds
+    page_builds,
+    page_updates
 );

@@ -49,7 +49,8 @@ fn migrate_brings_an_empty_database_to_current_once() {
                 "20261202000008",
                 "20261202000009",
                 "20261202000010",
-                "20261202000011"
+                "20261202000011",
+                "20261202000012"
             ]
             .map(String::from)
         );
@@ -314,6 +315,7 @@ fn schema_matches_migrations() {
             .load(&mut conn)
             .unwrap();
         assert!(builds.is_empty());
+        assert_eq!(crate::PageUpdate::last(&mut conn).unwrap(), None);
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)
@@ -605,4 +607,42 @@ fn a_read_only_uri_escapes_what_a_uri_reads_as_its_own() {
         crate::read_only_uri(std::path::Path::new("/tmp/a%b?c#d.db")),
         "file:/tmp/a%25b%3fc%23d.db?mode=ro"
     );
+}
+
+#[test]
+fn a_host_keeps_one_page_update_row_its_last() {
+    each_backend(|db| {
+        let pool = pool_for(db);
+        let mut conn = pool.get().unwrap();
+        migrate(&mut conn, &DatabaseUrl::parse(db.url()).unwrap()).unwrap();
+        let at = |s: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 2)
+                .unwrap()
+                .and_hms_opt(10, 0, s)
+                .unwrap()
+        };
+        let update = |host: &str, s: u32, changed: i64| crate::PageUpdate {
+            host: host.into(),
+            version: "1.0.0".into(),
+            at: at(s),
+            duration_ms: 12,
+            changed,
+        };
+        update("edge-1", 1, 3).record(&mut conn).unwrap();
+        update("edge-1", 2, 5).record(&mut conn).unwrap();
+        assert_eq!(
+            crate::PageUpdate::last(&mut conn).unwrap(),
+            Some(update("edge-1", 2, 5))
+        );
+        update("edge-2", 3, 1).record(&mut conn).unwrap();
+        assert_eq!(
+            crate::PageUpdate::last(&mut conn).unwrap(),
+            Some(update("edge-2", 3, 1))
+        );
+        let rows: i64 = crate::schema::page_updates::table
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(rows, 2);
+    });
 }

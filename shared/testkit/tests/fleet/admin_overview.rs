@@ -198,6 +198,21 @@ on_both_databases! {
         assert_eq!(pages["version"], env!("CARGO_PKG_VERSION"), "{report}");
         assert_eq!(pages["pages"], 7, "the stylesheet, 404 page and robots.txt; the home page, the empty directory, the sitemap and the feed");
         assert_eq!(count(&fleet, "SELECT COUNT(*) FROM page_builds"), 2);
+        assert_eq!(report["pages_update"], Value::Null, "{report}");
+        // The watcher's updates show too: root's profile made public.
+        fleet.start_pages_watcher();
+        let edited = fleet.request(Method::PATCH, "/profile/me").bearer_auth(&root)
+            .json(&serde_json::json!({"username": "ops-lead", "public": true})).send().unwrap();
+        assert_eq!(edited.status(), StatusCode::OK);
+        let mut report = Value::Null;
+        let updated = wait_until(Duration::from_secs(10), || {
+            report = admin_call(&fleet, Method::GET, "/admin/fleet", &root, None).1;
+            report["pages_update"]["changed"].as_i64().is_some_and(|n| n >= 1)
+        });
+        assert!(updated, "{report}\n{}", fleet.all_logs());
+        assert_eq!(report["pages_update"]["version"], env!("CARGO_PKG_VERSION"));
+        assert!(report["pages_update"]["at"].as_str().unwrap().ends_with('Z'), "{report}");
+        assert!(report["pages_update"]["duration_ms"].is_i64(), "{report}");
 
         fleet.stop_service("profile", libc::SIGTERM);
         let asked = Instant::now();
@@ -214,6 +229,7 @@ on_both_databases! {
         let page = page.text().unwrap();
         assert!(page.contains("4 of 5 up"), "{page}");
         assert!(page.contains("class=\"state-down\""), "{page}");
+        assert!(page.contains("Last update by the watcher on"), "{page}");
         assert_eq!(admin_call(&fleet, Method::GET, "/admin", &root, None).0, StatusCode::OK);
     }
 }
