@@ -251,6 +251,66 @@ on_both_databases! {
         assert!(home.contains("1 member has a public profile.") && home.contains("/people/grace"), "{home}");
     }
 
+    fn the_directory_pages_stay_right_as_profiles_come_and_go(db: TestDb) {
+        let mut fleet = Fleet::builder(db).env("FLOTILLA_PAGES_CATCHUP_SECS", "3600").start();
+        // m-000 … m-098, public, straight into the database; the watcher's first full
+        // build publishes them: 99 profiles, two pages of 50 and 49.
+        let t = "'2026-11-01 10:00:00'";
+        for n in 0..99 {
+            let name = format!("m-{n:03}");
+            fleet.db().execute(&format!(
+                "INSERT INTO users (id, email, username, is_public, email_verified_at, created_at, \
+                 updated_at) VALUES ('{name}', '{name}@example.org', '{name}', 1, {t}, {t}, {t})"
+            ));
+        }
+        fleet.start_pages_watcher();
+        verified_account(&fleet, "ada@example.org");
+        verified_account(&fleet, "grace@example.org");
+        let (ada, _) = sign_in(&fleet, "ada@example.org");
+        let (grace, _) = sign_in(&fleet, "grace@example.org");
+        // The names listed on a directory page, in order.
+        let listed = |path: &str| -> Vec<String> {
+            let page = fleet.get_html(path).text().unwrap();
+            page.split("<a href=\"/people/").skip(1).filter_map(|s| s.split('"').next()).filter(|n| !n.is_empty() && !n.contains('/')).map(str::to_owned).collect()
+        };
+        let all = |names: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = (0..99).map(|n| format!("m-{n:03}")).collect();
+            all.extend(names.iter().map(|n| (*n).to_owned()));
+            all.sort();
+            all
+        };
+        let pages_hold = |expected: &[String]| {
+            let chunks: Vec<Vec<String>> = expected.chunks(50).map(<[String]>::to_vec).collect();
+            (1..=chunks.len()).all(|page| {
+                let path = if page == 1 { "/people/".to_owned() } else { format!("/people/page/{page}") };
+                listed(&path) == chunks[page - 1]
+            }) && fleet.get_html(&format!("/people/page/{}", chunks.len() + 1)).status() == StatusCode::NOT_FOUND
+        };
+        assert!(wait_until(Duration::from_secs(10), || pages_hold(&all(&[]))), "{:?}", listed("/people/page/2"));
+
+        // Ada comes in on page 1: m-049 moves to page 2, which is now full; still two pages.
+        patch(&fleet, &ada, json!({"username": "m-0105", "public": true}));
+        assert!(wait_until(Duration::from_secs(1), || pages_hold(&all(&["m-0105"]))), "{:?}", listed("/people/"));
+        // Grace makes a third page, which links back; the others say "of 3".
+        patch(&fleet, &grace, json!({"username": "m-0005", "public": true}));
+        assert!(wait_until(Duration::from_secs(1), || pages_hold(&all(&["m-0105", "m-0005"]))), "{:?}", listed("/people/page/3"));
+        let third = fleet.get_html("/people/page/3").text().unwrap();
+        assert!(third.contains("<link rel=\"prev\" href=\"/people/page/2\">") && !third.contains("rel=\"next\""), "{third}");
+        assert!(third.contains("Page 3 of 3"), "{third}");
+        let second = fleet.get_html("/people/page/2").text().unwrap();
+        assert!(second.contains("<link rel=\"next\" href=\"/people/page/3\">") && second.contains("Page 2 of 3"), "{second}");
+        // A rename moves her within the list; going private takes her out, and the
+        // third page goes with the 101st profile.
+        patch(&fleet, &grace, json!({"username": "m-0505"}));
+        assert!(wait_until(Duration::from_secs(1), || pages_hold(&all(&["m-0105", "m-0505"]))), "{:?}", listed("/people/page/2"));
+        patch(&fleet, &ada, json!({"public": false}));
+        assert!(wait_until(Duration::from_secs(1), || pages_hold(&all(&["m-0505"]))), "{:?}", listed("/people/page/2"));
+        let second = fleet.get_html("/people/page/2").text().unwrap();
+        assert!(!second.contains("rel=\"next\"") && second.contains("Page 2 of 2"), "{second}");
+        assert_eq!(fleet.get_html("/people/m-0105").status(), StatusCode::NOT_FOUND);
+        assert_eq!(fleet.get_html("/people/m-0005").status(), StatusCode::NOT_FOUND);
+    }
+
     fn a_watcher_killed_in_its_passes_leaves_whole_files_and_the_next_catches_up(db: TestDb) {
         let (mut fleet, ada, grace) = watched_by_pages(db);
         patch(&fleet, &grace, json!({"username": "grace", "public": true}));
