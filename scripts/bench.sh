@@ -35,12 +35,6 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    # A fleet's process that outlived its dev-fleet.sh (a pid file stays only while its
-    # process runs), and its nginx: no bench leaves anything on the default ports.
-    for file in "$dir"/run/*.pid "$dir"/*/run/*.pid; do
-        [ -f "$file" ] && kill -TERM "$(cat "$file")" 2>/dev/null || true
-    done
-    pkill -TERM -f "nginx: master process .* -p $dir/" 2>/dev/null || true
     [ -d "$dir/pg" ] && scripts/pg-test-cluster.sh stop "$dir/pg"
     rm -rf "$dir"
 }
