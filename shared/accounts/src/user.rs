@@ -564,6 +564,22 @@ macro_rules! public_filter {
     };
 }
 
+/// `columns` of the public profiles whose username sorts after `after` (an
+/// `Option<&str>`), in username order, at most `limit`.
+macro_rules! public_after {
+    ($columns:expr, $after:expr, $limit:expr) => {{
+        let mut query = public_filter!()
+            .select($columns)
+            .order(users::username.asc())
+            .limit($limit)
+            .into_boxed();
+        if let Some(after) = $after {
+            query = query.filter(users::username.gt(after.to_owned()));
+        }
+        query
+    }};
+}
+
 /// The columns of a [`SiteRow`], in its order.
 macro_rules! site_columns {
     () => {
@@ -623,15 +639,7 @@ impl SiteAccount {
         after: Option<&str>,
         limit: i64,
     ) -> QueryResult<Vec<SiteAccount>> {
-        let mut query = public_filter!()
-            .select(site_columns!())
-            .order(users::username.asc())
-            .limit(limit)
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(users::username.gt(after.to_owned()));
-        }
-        site_accounts(query.load(conn)?)
+        site_accounts(public_after!(site_columns!(), after, limit).load(conn)?)
     }
 
     /// What the lists show of the same profiles as
@@ -641,20 +649,13 @@ impl SiteAccount {
         after: Option<&str>,
         limit: i64,
     ) -> QueryResult<Vec<ListedProfile>> {
-        let mut query = public_filter!()
-            .select((
-                users::username.assume_not_null(),
-                users::display_name,
-                users::created_at,
-                users::updated_at,
-            ))
-            .order(users::username.asc())
-            .limit(limit)
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(users::username.gt(after.to_owned()));
-        }
-        query.load(conn)
+        let columns = (
+            users::username.assume_not_null(),
+            users::display_name,
+            users::created_at,
+            users::updated_at,
+        );
+        public_after!(columns, after, limit).load(conn)
     }
 
     /// How many accounts [`SiteAccount::public_profiles_after`] lists.

@@ -612,37 +612,32 @@ pub fn python3() -> PathBuf {
     if debian.is_file() {
         return debian;
     }
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("python3"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "python3 is missing{}: run `make test` (it installs python3, python3-jwt and \
-                 python3-cryptography on Debian as root)",
-                if in_ci() { " in CI" } else { "" }
-            )
-        })
+    on_path("python3")
+        .unwrap_or_else(|| missing("python3", "python3 python3-jwt python3-cryptography"))
 }
 
 /// wrk (the load tests: a rolling restart, full builds under readers), or a failure
 /// that says how to get it: `make test` installs it.
 pub fn wrk() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("wrk"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "wrk is missing{}: run `make test` (it installs wrk on Debian as root), or \
-                 `apt-get install wrk`",
-                if in_ci() { " in CI" } else { "" }
-            )
-        })
+    on_path("wrk").unwrap_or_else(|| missing("wrk", "wrk"))
+}
+
+/// The first `name` in the folders of the PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Fails the test: `what` is missing, and `make test` installs `packages`.
+fn missing(what: &str, packages: &str) -> ! {
+    panic!(
+        "{what} is missing{}: run `make test` (it installs {packages} on Debian as root), or \
+         `apt-get install {packages}`",
+        if in_ci() { " in CI" } else { "" }
+    )
 }
 
 /// nginx, or a failure that says how to get it. Outside CI a missing nginx is a panic
