@@ -75,8 +75,6 @@ impl PagesConfig {
     }
 }
 
-const STYLESHEET: &str = include_str!("assets/site.css");
-
 /// Writes the whole site into a fresh folder (the fixed pages, then every public
 /// profile), switches it in (see [`builds`]), records the build in `page_builds` (the
 /// admin console's fleet page shows the last) and in the status file. Returns how many
@@ -97,6 +95,7 @@ fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<
     let folder = builds::new_folder(&config.out)?;
     let out = Output::fresh(&folder, previous.as_deref());
     let fixed = write_fixed_pages(&out, &config.public_url)?.len();
+    keep_old_assets(previous.as_deref(), &folder)?;
     let mut people = People::new(out, &config.site_name, &config.public_url);
     people.build(conn)?;
     builds::switch(&config.out, &folder)?;
@@ -398,13 +397,18 @@ fn connection<'a>(
 #[template(path = "not_found.html")]
 struct NotFound;
 
-/// Writes the pages that do not depend on the database into `out`; returns them,
-/// relative to it. (The home page shows the members: [`People`] writes it.)
+/// Writes the pages that do not depend on the database into `out`: the stylesheet
+/// under its fingerprinted name (the fleet's pages), and as `assets/site.css` (nginx's
+/// own 429 page, the site's other apps: cached for an hour), the 404 page, robots.txt;
+/// returns them, relative to it. (The home page shows the members: [`People`] writes
+/// it.)
 fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'static str>> {
     let not_found = render(&NotFound);
     let robots = site::robots(public_url);
-    let files: [(&'static str, &str); 3] = [
-        ("assets/site.css", STYLESHEET),
+    let stylesheet = flotilla_kit::html::stylesheet_href().trim_start_matches('/');
+    let files: [(&'static str, &str); 4] = [
+        (stylesheet, flotilla_kit::html::STYLESHEET),
+        ("assets/site.css", flotilla_kit::html::STYLESHEET),
         ("404.html", &not_found),
         ("robots.txt", &robots),
     ];
@@ -412,6 +416,42 @@ fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'sta
         out.write(relative, content.as_bytes())?;
     }
     Ok(files.iter().map(|(relative, _)| *relative).collect())
+}
+
+/// Earlier assets a build keeps from the one it replaces: at most this many, the
+/// newest.
+const OLD_ASSETS: usize = 10;
+
+/// Links into the fresh build `folder` the assets of `previous` it does not have (the
+/// [`OLD_ASSETS`] newest): a page a browser or a service of the previous release still
+/// holds names the stylesheet it was made with, by its old fingerprint, and finds it
+/// for a while after the upgrade.
+fn keep_old_assets(previous: Option<&Path>, folder: &Path) -> anyhow::Result<()> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let old = previous.join("assets");
+    let entries = match std::fs::read_dir(&old) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", old.display())),
+    };
+    let mut kept = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", old.display()))?;
+        let name = entry.file_name();
+        let into = folder.join("assets").join(&name);
+        let meta = entry.metadata()?;
+        if meta.is_file() && !name.to_string_lossy().starts_with('.') && !into.exists() {
+            kept.push((meta.modified()?, entry.path(), into));
+        }
+    }
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
+    for (_, from, into) in kept.into_iter().take(OLD_ASSETS) {
+        std::fs::hard_link(&from, &into)
+            .with_context(|| format!("cannot link {} into {}", from.display(), into.display()))?;
+    }
+    Ok(())
 }
 
 /// Held for the whole of a pass that writes the site, so that `build` (from the timer)
@@ -463,7 +503,19 @@ mod tests {
         let out = flotilla_testkit::TempDir::new("pages");
         let config = config(&db, out.path(), "Ada & <Co>");
         let written = write_fixed_pages(&Output::served(out.path()), &config.public_url).unwrap();
-        assert_eq!(written, vec!["assets/site.css", "404.html", "robots.txt"]);
+        let stylesheet = flotilla_kit::html::stylesheet_href();
+        assert!(
+            stylesheet.starts_with("/assets/site.")
+                && stylesheet.len() == "/assets/site..css".len() + 16
+        );
+        assert_eq!(
+            written,
+            vec![&stylesheet[1..], "assets/site.css", "404.html", "robots.txt"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.path().join(&stylesheet[1..])).unwrap(),
+            flotilla_kit::html::STYLESHEET
+        );
         assert!(
             std::fs::read_to_string(out.path().join("404.html"))
                 .unwrap()
@@ -504,9 +556,9 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 3 fixed files, the home page, the directory, the sitemap,
+        // One row per build: 4 fixed files, the home page, the directory, the sitemap,
         // the feed, the profiles.
-        assert_eq!(builds, [format!("7 {v}"), format!("8 {v}")]);
+        assert_eq!(builds, [format!("8 {v}"), format!("9 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");
@@ -586,9 +638,9 @@ mod tests {
             serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
                 .unwrap();
         let last = &status["last_build"];
-        // The stylesheet, 404 page and robots.txt; three profiles, the directory, the home
-        // page, the sitemap and the feed.
-        assert_eq!(last["pages"], 10, "{status}");
+        // The stylesheet (twice), 404 page and robots.txt; three profiles, the directory,
+        // the home page, the sitemap and the feed.
+        assert_eq!(last["pages"], 11, "{status}");
         assert_eq!(
             last["folder"],
             builds.join("0000000002").display().to_string()
@@ -603,6 +655,37 @@ mod tests {
         assert!(last["duration_ms"].is_u64());
         assert_eq!(status["last_update"], serde_json::Value::Null);
         assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn a_build_keeps_the_ten_newest_earlier_assets_of_the_one_it_replaces() {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("www");
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        build(&config).unwrap();
+        // Twelve stylesheets of earlier releases, the first the oldest.
+        let assets = out.join("assets");
+        for n in 0..12u64 {
+            let path = assets.join(format!("site.{n:016x}.css"));
+            std::fs::write(&path, format!("/* release {n} */")).unwrap();
+            let at = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + n);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        build(&config).unwrap();
+        let kept = |n: u64| out.join(format!("assets/site.{n:016x}.css")).exists();
+        assert!((2..12).all(kept), "the ten newest stay");
+        assert!(!kept(0) && !kept(1), "the oldest go");
+        assert!(
+            out.join(&flotilla_kit::html::stylesheet_href()[1..])
+                .exists()
+        );
     }
 
     #[test]
@@ -655,8 +738,8 @@ mod tests {
         let folder = builds::builds_dir(&out).join("0000000003");
         assert_eq!(
             status.last_build.map(|b| (b.pages, b.folder)),
-            // Three fixed files, two profiles, the directory, home, sitemap and feed.
-            Some((9, folder))
+            // Four fixed files, two profiles, the directory, home, sitemap and feed.
+            Some((10, folder))
         );
         assert_eq!(status.last_update.map(|u| u.changed), Some(1));
     }

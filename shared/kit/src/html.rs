@@ -2,9 +2,11 @@
 //! `templates/` folder that extends the one layout, `shared/kit/templates/base.html`
 //! (`form.html` beside it holds the form-field macro). Each crate's `askama.toml` adds
 //! that folder to its own and names [`Entities`] as the escaper of `.html` templates, so
-//! every value a page shows is escaped unless a template says otherwise. Pages share the
-//! static site's stylesheet (`/assets/site.css`, written by flotilla-pages), since the
-//! Content-Security-Policy allows no inline style.
+//! every value a page shows is escaped unless a template says otherwise. Pages share one
+//! stylesheet, [`STYLESHEET`], which flotilla-pages writes into the static site under a
+//! name made from its bytes ([`stylesheet_href`]): nginx lets browsers keep it for a
+//! year, and a changed stylesheet is a new address. (The Content-Security-Policy allows
+//! no inline style.)
 
 use std::fmt;
 
@@ -14,6 +16,20 @@ use actix_web::http::header::{self, ContentType};
 use askama::Template;
 
 use crate::FieldErrors;
+
+/// The stylesheet of every page, the services' and the static site's.
+pub const STYLESHEET: &str = include_str!("../assets/site.css");
+
+/// The stylesheet's address: `/assets/site.<16 hex digits of its FNV-1a hash>.css`.
+pub fn stylesheet_href() -> &'static str {
+    static HREF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let hash = STYLESHEET.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("/assets/site.{hash:016x}.css")
+    });
+    &HREF
+}
 
 /// An HTML answer.
 pub fn respond(status: StatusCode, body: String) -> HttpResponse {
@@ -158,6 +174,6 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<a href=\"/x\">Again</a>"));
-        assert!(page.contains("href=\"/assets/site.css\""));
+        assert!(page.contains(&format!("href=\"{}\"", stylesheet_href())));
     }
 }

@@ -3,6 +3,9 @@
 //! client address, in-flight cap, access log, metrics), health/ready/metrics routes,
 //! and the command line (`serve`, `migrate`).
 
+// The kit's own templates name it as the services' do (`flotilla_kit::html::…`).
+extern crate self as flotilla_kit;
+
 mod app;
 pub mod body;
 pub mod cli;

@@ -69,11 +69,23 @@ on_both_databases! {
         assert!(home.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let body = home.text().unwrap();
         assert!(body.contains("href=\"/signup\""), "{body}");
-        assert!(body.contains("/assets/site.css"));
-
-        let css = fleet.get("/assets/site.css");
+        // The stylesheet, named by its bytes: browsers keep it a year without asking.
+        let href = flotilla_kit::html::stylesheet_href();
+        assert!(body.contains(&format!("<link rel=\"stylesheet\" href=\"{href}\">")), "{body}");
+        let css = fleet.get(href);
         assert_eq!(css.status(), StatusCode::OK);
         assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+        let cache: Vec<&str> = css.headers().get_all("cache-control").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cache, ["max-age=31536000", "immutable"], "{:?}", css.headers());
+        assert!(css.headers().contains_key("content-security-policy"), "the server's headers stay");
+        assert_eq!(css.text().unwrap(), flotilla_kit::html::STYLESHEET);
+        // Under its plain name too (nginx's own pages, the site's other apps), for an hour.
+        let plain = fleet.get("/assets/site.css");
+        assert_eq!(plain.status(), StatusCode::OK);
+        assert_eq!(plain.headers()["cache-control"], "max-age=3600");
+        // The services' pages name the same file.
+        let signup = fleet.get_html("/signup").text().unwrap();
+        assert!(signup.contains(&format!("href=\"{href}\"")), "{signup}");
 
         let missing = fleet.get_html("/no/such/page");
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
