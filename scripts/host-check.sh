@@ -330,8 +330,8 @@ check_database() {
     if [ -n "$pages_here" ] && readable_schema "$(get schema)"; then
         local age rebuild limit
         age=$(get pages_last_build_age_secs)
-        rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 3600)
-        [[ $rebuild =~ ^[0-9]+$ ]] || rebuild=3600
+        rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 86400)
+        [[ $rebuild =~ ^[0-9]+$ ]] || rebuild=86400
         limit=$((2 * rebuild))
         if [ "$age" = none ]; then
             check_fail "pages: no full build recorded" "flotilla-pages build (scripts/deploy runs it)"
@@ -375,8 +375,8 @@ check_site() {
         return 0
     fi
     age=$(($(date -u +%s) - finished))
-    rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 3600)
-    [[ $rebuild =~ ^[0-9]+$ ]] || rebuild=3600
+    rebuild=$(setting FLOTILLA_PAGES_REBUILD_SECS 86400)
+    [[ $rebuild =~ ^[0-9]+$ ]] || rebuild=86400
     limit=$((2 * rebuild))
     local at
     at=$(site_field last_update at)

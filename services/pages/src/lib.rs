@@ -47,8 +47,8 @@ pub struct PagesConfig {
     /// `FLOTILLA_PAGES_CATCHUP_SECS` (default 30): how often `watch` reads the accounts
     /// changed since its last pass, for changes whose event it missed.
     pub catch_up: Duration,
-    /// `FLOTILLA_PAGES_REBUILD_SECS` (default 3600): how often `watch` reconciles every
-    /// public page with the database.
+    /// `FLOTILLA_PAGES_REBUILD_SECS` (default 86400, nightly): how often `watch`
+    /// reconciles every public page with the database by a full build.
     pub rebuild: Duration,
 }
 
@@ -68,7 +68,7 @@ impl PagesConfig {
             )?),
             rebuild: Duration::from_secs(env.number(
                 "FLOTILLA_PAGES_REBUILD_SECS",
-                3600,
+                86_400,
                 60..=604_800,
             )?),
         })
