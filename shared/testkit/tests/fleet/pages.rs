@@ -249,6 +249,14 @@ on_both_databases! {
         assert!(wait_until(Duration::from_secs(1), || shown() == [false; 4]), "{:?}\n{}", shown(), fleet.all_logs());
         let home = fleet.get_html("/").text().unwrap();
         assert!(home.contains("1 member has a public profile.") && home.contains("/people/grace"), "{home}");
+
+        // Public again, then the account closed: gone from all four as fast.
+        patch(&fleet, &ada, json!({"public": true}));
+        assert!(wait_until(Duration::from_secs(1), || shown() == [true; 4]), "{:?}\n{}", shown(), fleet.all_logs());
+        let closed = fleet.request(Method::DELETE, "/profile/me").bearer_auth(&ada).json(&json!({"password": PASSWORD})).send().unwrap();
+        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+        assert!(wait_until(Duration::from_secs(1), || shown() == [false; 4]), "{:?}\n{}", shown(), fleet.all_logs());
+        assert_eq!(fleet.get_html("/people/ada").status(), StatusCode::NOT_FOUND);
     }
 
     fn the_directory_pages_stay_right_as_profiles_come_and_go(db: TestDb) {
