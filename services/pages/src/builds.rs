@@ -148,15 +148,25 @@ fn remove_old(out: &Path, keep: &Path, previous: Option<&Path>) -> anyhow::Resul
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let path = entry.path();
         let name = entry.file_name();
+        // A build folder, or its names file (`<folder>.names.sqlite`, and its journal).
+        let folder = name.to_str().and_then(|n| {
+            n.strip_suffix(".names.sqlite")
+                .or_else(|| n.strip_suffix(".names.sqlite-journal"))
+        });
+        let of = folder.map_or(name.clone(), std::ffi::OsString::from);
         let kept = [Some(keep), previous]
             .into_iter()
             .flatten()
-            .any(|k| k.file_name() == Some(name.as_os_str()));
-        if kept || build_number(&name).is_none() {
+            .any(|k| k.file_name() == Some(of.as_os_str()));
+        if kept || build_number(&of).is_none() {
             continue;
         }
-        std::fs::remove_dir_all(&path)
-            .with_context(|| format!("cannot remove the old build {}", path.display()))?;
+        let removed = if folder.is_some() {
+            std::fs::remove_file(&path)
+        } else {
+            std::fs::remove_dir_all(&path)
+        };
+        removed.with_context(|| format!("cannot remove the old build {}", path.display()))?;
     }
     remove_temporaries(out)
 }

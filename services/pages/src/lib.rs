@@ -10,6 +10,7 @@
 //! builds.
 
 mod builds;
+mod names;
 mod output;
 mod people;
 mod site;
@@ -96,7 +97,8 @@ fn full_build(config: &PagesConfig, conn: &mut AnyConnection) -> anyhow::Result<
     let out = Output::fresh(&folder, previous.as_deref());
     let fixed = write_fixed_pages(&out, &config.public_url)?.len();
     keep_old_assets(previous.as_deref(), &folder)?;
-    let mut people = People::new(out, &config.site_name, &config.public_url);
+    let names = names::Names::create(&folder)?;
+    let mut people = People::new(out, names, &config.site_name, &config.public_url);
     people.build(conn)?;
     builds::switch(&config.out, &folder)?;
     people.now_served();
@@ -262,7 +264,7 @@ impl<'a> Watcher<'a> {
                 (Some(people), Some(current)) if !rebuild => {
                     if people.out().root() != current {
                         // `build` switched in a folder of its own since: follow it.
-                        people.follow(Output::served(&current), conn)?;
+                        people.follow(&current, conn)?;
                     }
                     people
                 }
@@ -486,6 +488,12 @@ mod tests {
     use flotilla_testkit::TestDb;
     use std::collections::BTreeMap;
 
+    /// The profiles of the served folder `out`, with a names file beside it.
+    fn people_of(out: &Path) -> People {
+        let names = names::Names::create(out).unwrap();
+        People::new(Output::served(out), names, "flotilla", "http://x.org")
+    }
+
     fn config(db: &TestDb, out: &Path, site_name: &str) -> PagesConfig {
         let env = Env::from_fn(|k| match k {
             "DATABASE_URL" => Some(db.url().to_owned()),
@@ -510,7 +518,12 @@ mod tests {
         );
         assert_eq!(
             written,
-            vec![&stylesheet[1..], "assets/site.css", "404.html", "robots.txt"]
+            vec![
+                &stylesheet[1..],
+                "assets/site.css",
+                "404.html",
+                "robots.txt"
+            ]
         );
         assert_eq!(
             std::fs::read_to_string(out.path().join(&stylesheet[1..])).unwrap(),
@@ -747,8 +760,9 @@ mod tests {
     #[test]
     fn a_catch_up_sees_changes_whose_event_was_lost() {
         let db = TestDb::sqlite();
-        let out = flotilla_testkit::TempDir::new("pages");
-        let config = config(&db, out.path(), "flotilla");
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("site");
+        let config = config(&db, out.as_path(), "flotilla");
         flotilla_kit::cli::migrate(&config.database).unwrap();
         let t = "'2026-11-01 10:00:00'";
         db.execute(&format!(
@@ -756,22 +770,22 @@ mod tests {
              updated_at) VALUES ('1', 'ada@x.org', 'ada', 1, {t}, {t}, {t})"
         ));
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        let mut people = people_of(&out);
         people.build(&mut conn).unwrap();
-        let page = out.path().join("people/ada.html");
+        let page = out.as_path().join("people/ada.html");
         assert!(page.exists());
 
         // Renamed, with no event: the catch-up moves the page.
         db.execute("UPDATE users SET username = 'ada-l', updated_at = '2026-11-01 10:00:05'");
         people.catch_up(&mut conn).unwrap();
         assert!(!page.exists());
-        assert!(out.path().join("people/ada-l.html").exists());
+        assert!(out.as_path().join("people/ada-l.html").exists());
         // Closed: gone, and the list says nobody is left.
         db.execute("UPDATE users SET deleted_at = updated_at, updated_at = '2026-11-01 10:00:09'");
         people.catch_up(&mut conn).unwrap();
         assert!(people.is_empty());
-        assert!(!out.path().join("people/ada-l.html").exists());
-        let index = std::fs::read_to_string(out.path().join("people/index.html")).unwrap();
+        assert!(!out.as_path().join("people/ada-l.html").exists());
+        let index = std::fs::read_to_string(out.as_path().join("people/index.html")).unwrap();
         assert!(index.contains("No one has made their profile public yet."));
         // Purged after an event: a refresh of an id with no row removes nothing more
         // and fails nothing.
@@ -784,8 +798,9 @@ mod tests {
     #[test]
     fn a_name_freed_and_taken_keeps_the_new_owner_s_page_in_any_order() {
         let db = TestDb::sqlite();
-        let out = flotilla_testkit::TempDir::new("pages");
-        let config = config(&db, out.path(), "flotilla");
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("site");
+        let config = config(&db, out.as_path(), "flotilla");
         flotilla_kit::cli::migrate(&config.database).unwrap();
         let t = "'2026-11-01 10:00:00'";
         for (id, name) in [("a", "ada"), ("b", "bob")] {
@@ -796,10 +811,10 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        let mut people = people_of(&out);
         people.build(&mut conn).unwrap();
         let page =
-            |name: &str| std::fs::read_to_string(out.path().join(format!("people/{name}.html")));
+            |name: &str| std::fs::read_to_string(out.as_path().join(format!("people/{name}.html")));
         // Ada renames to x, then Bob takes "ada"; the events arrive the other way round.
         db.execute("UPDATE users SET username = 'x' WHERE id = 'a'");
         db.execute("UPDATE users SET username = 'ada' WHERE id = 'b'");
@@ -822,7 +837,7 @@ mod tests {
         assert!(page("ada").unwrap().contains("Owner a"));
         assert!(page("x").unwrap().contains("Owner b"));
         // A page deleted behind its back is written again by the next full pass.
-        std::fs::remove_file(out.path().join("people/x.html")).unwrap();
+        std::fs::remove_file(out.as_path().join("people/x.html")).unwrap();
         people.build(&mut conn).unwrap();
         assert!(page("x").unwrap().contains("Owner b"));
     }
@@ -862,8 +877,9 @@ mod tests {
     #[test]
     fn a_profile_going_public_rewrites_only_the_directory_pages_it_shifts() {
         let db = TestDb::sqlite();
-        let out = flotilla_testkit::TempDir::new("pages");
-        let config = config(&db, out.path(), "flotilla");
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join("site");
+        let config = config(&db, out.as_path(), "flotilla");
         flotilla_kit::cli::migrate(&config.database).unwrap();
         let t = "'2026-11-01 10:00:00'";
         // u000 … u099, all public but u075: 99 profiles, two pages.
@@ -876,10 +892,10 @@ mod tests {
             ));
         }
         let mut conn = open(&config).unwrap();
-        let mut people = People::new(Output::served(out.path()), "flotilla", "http://x.org");
+        let mut people = people_of(&out);
         people.build(&mut conn).unwrap();
-        let first = out.path().join("people/index.html");
-        let second = out.path().join("people/page/2.html");
+        let first = out.as_path().join("people/index.html");
+        let second = out.as_path().join("people/page/2.html");
         let (first_written, second_written) = (age(&first), age(&second));
         assert!(!std::fs::read_to_string(&second).unwrap().contains("u075"));
 
@@ -892,7 +908,7 @@ mod tests {
         assert_ne!(modified(&second), second_written);
         let page = std::fs::read_to_string(&second).unwrap();
         assert!(page.contains("href=\"/people/u075\"") && page.contains("u099"));
-        assert!(!out.path().join("people/page/3.html").exists());
+        assert!(!out.as_path().join("people/page/3.html").exists());
         // u000 goes private: page 1 loses it, the rest move up.
         db.execute("UPDATE users SET is_public = 0 WHERE id = '0'");
         people

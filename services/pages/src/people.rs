@@ -2,17 +2,15 @@
 //! public (verified, not disabled, not closed, with a username), and the files that
 //! list them (the home page, the directory, the sitemap, the feed: [`crate::site`]).
 //!
-//! [`People`] keeps, of each published profile, only its account's id and username
-//! (the page to remove when its owner renames, goes private or closes the account:
-//! closing forgets the name): about 60 bytes a profile. The lists are written from the
-//! database, read in username order a chunk at a time in one snapshot, never held
-//! whole. Three kinds of pass:
+//! [`People`] holds nothing per profile: which page is whose is kept in a file beside
+//! the build ([`Names`]), and the lists are written from the database, read in username
+//! order a chunk at a time in one snapshot, never held whole. Three kinds of pass:
 //! - [`People::build`] writes every public profile and the lists into a fresh folder;
 //! - [`People::refresh`] reads the accounts named by `user.*` events;
 //! - [`People::catch_up`] reads the accounts whose `updated_at` moved since the last
 //!   pass, for changes whose event was lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use askama::Template;
@@ -21,6 +19,7 @@ use flotilla_accounts::{ListedProfile, SiteAccount};
 use flotilla_db::AnyConnection;
 use flotilla_kit::html::render;
 
+use crate::names::Names;
 use crate::output::Output;
 use crate::site::{self, Lists};
 
@@ -60,25 +59,6 @@ const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(30);
 /// Profiles read from the database at a time.
 const CHUNK: i64 = 2_000;
 
-/// An account id as a key: a UUID (every id flotilla makes) in 16 bytes, anything
-/// else by its 128-bit hash.
-fn id_key(id: &str) -> u128 {
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() == 32
-        && let Ok(key) = u128::from_str_radix(&hex, 16)
-    {
-        return key;
-    }
-    use std::hash::{Hash, Hasher};
-    let half = |seed: u8| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        seed.hash(&mut hasher);
-        id.hash(&mut hasher);
-        u128::from(hasher.finish())
-    };
-    (half(1) << 64) | half(2)
-}
-
 /// The published profiles of one output folder.
 pub struct People {
     out: Output,
@@ -86,7 +66,9 @@ pub struct People {
     /// The site's origin, for the sitemap and the feed.
     public_url: String,
     /// The username of each published page, by account id.
-    names: HashMap<u128, Box<str>>,
+    names: Names,
+    /// How many profiles are published.
+    count: usize,
     /// How many directory pages and sitemap files the last pass wrote.
     directory_pages: usize,
     sitemaps: usize,
@@ -95,12 +77,14 @@ pub struct People {
 }
 
 impl People {
-    pub fn new(out: Output, site_name: &str, public_url: &str) -> Self {
+    /// The profiles of the folder `out`, whose pages `names` names.
+    pub fn new(out: Output, names: Names, site_name: &str, public_url: &str) -> Self {
         Self {
             out,
             site_name: site_name.to_owned(),
             public_url: public_url.to_owned(),
-            names: HashMap::new(),
+            names,
+            count: 0,
             directory_pages: 0,
             sitemaps: 0,
             seen_until: None,
@@ -119,24 +103,25 @@ impl People {
 
     /// How many profiles are published.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.count == 0
     }
 
     /// How many files the last pass left in the folder: one page per profile, the
     /// directory's pages, the home page, the sitemap's files and the feed.
     pub fn pages(&self) -> usize {
-        self.names.len() + self.directory_pages + 1 + self.sitemaps + 1
+        self.count + self.directory_pages + 1 + self.sitemaps + 1
     }
 
     /// Writes every public profile's page and the lists (into a fresh folder: see
     /// [`Output`]), reading the database in chunks.
     pub fn build(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        self.names.clear();
+        self.names.clear()?;
         self.read_list(conn, true)?;
+        self.count = self.names.len()?;
         // `read_list` saw every change up to its snapshot.
         self.seen_until = max_updated(conn)?
             .map(|l| l.min(chrono::Utc::now().naive_utc()))
@@ -144,24 +129,39 @@ impl People {
         Ok(())
     }
 
-    /// Takes over a folder that `build` wrote and switched in: learns which pages it
-    /// holds (the folder was made from the database; the changes since come by events
-    /// and catch-ups, as ever).
-    pub fn follow(&mut self, out: Output, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        self.out = out;
-        self.names.clear();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
-                .context("cannot read the public profiles")?;
-            let Some(last) = rows.last() else { break };
-            after = last.username.clone();
-            for row in rows {
-                if let (id, Some(profile), _) = from_row(row) {
-                    self.names.insert(id_key(&id), profile.username.into());
+    /// Takes over a folder that `build` wrote and switched in, with its names (the
+    /// folder was made from the database; the changes since come by events and
+    /// catch-ups, as ever). A folder without a names file (an older version's) gets
+    /// one from the database.
+    pub fn follow(
+        &mut self,
+        folder: &std::path::Path,
+        conn: &mut AnyConnection,
+    ) -> anyhow::Result<()> {
+        self.out = Output::served(folder);
+        self.names = match Names::existing(folder)? {
+            Some(names) => names,
+            None => {
+                let mut names = Names::create(folder)?;
+                let mut after: Option<String> = None;
+                loop {
+                    let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
+                        .context("cannot read the public profiles")?;
+                    let Some(last) = rows.last() else { break };
+                    after = last.username.clone();
+                    let pages: Vec<(String, String)> = rows
+                        .into_iter()
+                        .filter_map(|row| match from_row(row) {
+                            (id, Some(profile), _) => Some((id, profile.username)),
+                            _ => None,
+                        })
+                        .collect();
+                    names.set_all(&pages)?;
                 }
+                names
             }
-        }
+        };
+        self.count = self.names.len()?;
         Ok(())
     }
 
@@ -224,37 +224,39 @@ impl People {
         &mut self,
         accounts: impl IntoIterator<Item = (String, Option<Profile>)>,
     ) -> anyhow::Result<bool> {
-        let changes: Vec<(u128, Option<Profile>)> = accounts
-            .into_iter()
-            .map(|(id, wanted)| (id_key(&id), wanted))
-            .filter(|(key, wanted)| wanted.is_some() || self.names.contains_key(key))
-            .collect();
+        let mut changes = Vec::new();
+        for (id, wanted) in accounts {
+            let old = self.names.get(&id)?;
+            if wanted.is_some() || old.is_some() {
+                changes.push((id, old, wanted));
+            }
+        }
         if changes.is_empty() {
             return Ok(false);
         }
-        for (key, wanted) in &changes {
-            let renamed = |old: &str| wanted.as_ref().is_none_or(|p| p.username != old);
-            let Some(old) = self.names.get(key).filter(|old| renamed(old)).cloned() else {
+        for (id, old, wanted) in &changes {
+            let renamed = |old: &String| wanted.as_ref().is_none_or(|p| p.username != *old);
+            let Some(old) = old.as_ref().filter(|old| renamed(old)) else {
                 continue;
             };
-            self.names.remove(key);
-            let owned = |name: &str| *name == *old;
-            let still_taken = self.names.values().any(|n| owned(n))
+            self.names.remove(id)?;
+            let still_taken = self.names.taken(old)?
                 || changes
                     .iter()
-                    .any(|(_, w)| w.as_ref().is_some_and(|p| owned(&p.username)));
+                    .any(|(_, _, w)| w.as_ref().is_some_and(|p| p.username == *old));
             if !still_taken {
-                self.out.remove(&page_file(&old))?;
+                self.out.remove(&page_file(old))?;
             }
         }
-        for (key, wanted) in changes {
+        for (id, _, wanted) in changes {
             if let Some(profile) = wanted {
                 let html = render_profile(&self.site_name, &profile);
                 self.out
                     .write(&page_file(&profile.username), html.as_bytes())?;
-                self.names.insert(key, profile.username.into());
+                self.names.set(&id, &profile.username)?;
             }
         }
+        self.count = self.names.len()?;
         Ok(true)
     }
 
@@ -279,12 +281,19 @@ impl People {
                     let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
                         .context("cannot read the public profiles")?;
                     after = rows.last().and_then(|r| r.username.clone());
-                    rows.into_iter()
+                    let chunk: Vec<(Option<String>, Profile)> = rows
+                        .into_iter()
                         .filter_map(|row| match from_row(row) {
                             (id, Some(profile), _) => Some((Some(id), profile)),
                             _ => None,
                         })
-                        .collect::<Vec<_>>()
+                        .collect();
+                    let names: Vec<(String, String)> = chunk
+                        .iter()
+                        .filter_map(|(id, p)| Some((id.clone()?, p.username.clone())))
+                        .collect();
+                    self.names.set_all(&names)?;
+                    chunk
                 } else {
                     let rows = SiteAccount::listed_after(conn, after.as_deref(), CHUNK)
                         .context("cannot read the public profiles")?;
@@ -295,12 +304,10 @@ impl People {
                     break;
                 }
                 for (id, profile) in chunk {
-                    if let Some(id) = id {
+                    if id.is_some() {
                         let html = render_profile(&self.site_name, &profile);
                         self.out
                             .write(&page_file(&profile.username), html.as_bytes())?;
-                        self.names
-                            .insert(id_key(&id), profile.username.as_str().into());
                     }
                     lists.push(profile)?;
                 }
