@@ -20,15 +20,34 @@ use crate::FieldErrors;
 /// The stylesheet of every page, the services' and the static site's.
 pub const STYLESHEET: &str = include_str!("../assets/site.css");
 
+/// The site's icon, which every page names (`<link rel="icon">`).
+pub const ICON_SVG: &str = include_str!("../assets/icon.svg");
+
+/// The same icon, 32 pixels square, as `/favicon.ico` (for what asks there without
+/// reading the page).
+pub const FAVICON_ICO: &[u8] = include_bytes!("../assets/favicon.ico");
+
 /// The stylesheet's address: `/assets/site.<16 hex digits of its FNV-1a hash>.css`.
 pub fn stylesheet_href() -> &'static str {
-    static HREF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let hash = STYLESHEET.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        format!("/assets/site.{hash:016x}.css")
-    });
+    static HREF: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| fingerprinted("site", "css", STYLESHEET.as_bytes()));
     &HREF
+}
+
+/// The icon's address: `/assets/icon.<hash>.svg`.
+pub fn icon_href() -> &'static str {
+    static HREF: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| fingerprinted("icon", "svg", ICON_SVG.as_bytes()));
+    &HREF
+}
+
+/// `/assets/<name>.<16 hex digits of the FNV-1a hash of bytes>.<extension>`: a new
+/// address whenever the bytes change, so nginx lets browsers keep each for a year.
+fn fingerprinted(name: &str, extension: &str, bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("/assets/{name}.{hash:016x}.{extension}")
 }
 
 /// An HTML answer.
@@ -175,5 +194,9 @@ mod tests {
         );
         assert!(page.contains("<a href=\"/x\">Again</a>"));
         assert!(page.contains(&format!("href=\"{}\"", stylesheet_href())));
+        assert!(page.contains(&format!(
+            "<link rel=\"icon\" href=\"{}\" type=\"image/svg+xml\">",
+            icon_href()
+        )));
     }
 }

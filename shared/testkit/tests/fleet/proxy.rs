@@ -86,6 +86,21 @@ on_both_databases! {
         // The services' pages name the same file.
         let signup = fleet.get_html("/signup").text().unwrap();
         assert!(signup.contains(&format!("href=\"{href}\"")), "{signup}");
+        // The icon: every page names it, fingerprinted like the stylesheet, and
+        // /favicon.ico answers for what asks there (no more 404 on every page).
+        let icon = flotilla_kit::html::icon_href();
+        for page in [&body, &signup] {
+            assert!(page.contains(&format!("<link rel=\"icon\" href=\"{icon}\" type=\"image/svg+xml\">")), "{page}");
+        }
+        let svg = fleet.get(icon);
+        assert_eq!(svg.status(), StatusCode::OK);
+        assert_eq!(svg.headers()["content-type"], "image/svg+xml; charset=utf-8");
+        assert_eq!(svg.headers().get_all("cache-control").iter().count(), 2, "{:?}", svg.headers());
+        let ico = fleet.get("/favicon.ico");
+        assert_eq!(ico.status(), StatusCode::OK);
+        assert_eq!(ico.headers()["content-type"], "image/x-icon");
+        assert_eq!(ico.headers()["cache-control"], "max-age=86400");
+        assert_eq!(ico.bytes().unwrap().as_ref(), flotilla_kit::html::FAVICON_ICO);
 
         let missing = fleet.get_html("/no/such/page");
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
