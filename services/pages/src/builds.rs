@@ -148,11 +148,9 @@ fn remove_old(out: &Path, keep: &Path, previous: Option<&Path>) -> anyhow::Resul
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let path = entry.path();
         let name = entry.file_name();
-        // A build folder, or its names file (`<folder>.names.sqlite`, and its journal).
-        let folder = name.to_str().and_then(|n| {
-            n.strip_suffix(".names.sqlite")
-                .or_else(|| n.strip_suffix(".names.sqlite-journal"))
-        });
+        // A build folder, or its names file (`<folder>.names.sqlite`, SQLite's files
+        // beside it, a temporary one).
+        let folder = name.to_str().and_then(crate::names::folder_of);
         let of = folder.map_or(name.clone(), std::ffi::OsString::from);
         let kept = [Some(keep), previous]
             .into_iter()

@@ -34,8 +34,27 @@ impl Names {
     /// An empty file for a fresh build folder (one left by a build that did not finish
     /// is replaced).
     pub fn create(folder: &Path) -> anyhow::Result<Self> {
-        let path = path_of(folder);
-        for stale in [path.clone(), journal(&path)] {
+        Self::create_at(&path_of(folder))
+    }
+
+    /// An empty file for a folder that has none, under a temporary name until
+    /// [`Names::finish`].
+    pub fn create_temporary(folder: &Path) -> anyhow::Result<Self> {
+        Self::create_at(&temporary_of(folder))
+    }
+
+    /// Puts the file made by [`Names::create_temporary`] in its place; returns it open
+    /// there.
+    pub fn finish(self, folder: &Path) -> anyhow::Result<Self> {
+        drop(self.conn);
+        let (from, to) = (temporary_of(folder), path_of(folder));
+        std::fs::rename(&from, &to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        Self::open(&to)
+    }
+
+    fn create_at(path: &Path) -> anyhow::Result<Self> {
+        for stale in companions(path) {
             match std::fs::remove_file(&stale) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("cannot remove {}", stale.display()));
@@ -43,7 +62,7 @@ impl Names {
                 _ => {}
             }
         }
-        let mut names = Self::open(&path)?;
+        let mut names = Self::open(path)?;
         names
             .conn
             .batch_execute(
@@ -67,10 +86,12 @@ impl Names {
         let url = path.to_str().context("a names file's path is not UTF-8")?;
         let mut conn = SqliteConnection::establish(url)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        // Made again by every full build: a crash may lose the last changes, never the
-        // file.
-        conn.batch_execute("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024;")
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        // WAL with NORMAL: a power loss may lose the last changes (the next full build
+        // makes the file again), never the file; and no sync per change.
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024;",
+        )
+        .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Self { conn })
     }
 
@@ -125,10 +146,12 @@ impl Names {
         Ok(())
     }
 
-    /// Whether some account's page is `username`.
-    pub fn taken(&mut self, username: &str) -> anyhow::Result<bool> {
+    /// Whether an account other than `id` has the page `username`.
+    pub fn taken_by_other(&mut self, username: &str, id: &str) -> anyhow::Result<bool> {
         diesel::select(diesel::dsl::exists(
-            published::table.filter(published::username.eq(username)),
+            published::table
+                .filter(published::username.eq(username))
+                .filter(published::id.ne(id)),
         ))
         .get_result(&mut self.conn)
         .context("cannot read the published names")
@@ -144,10 +167,32 @@ impl Names {
     }
 }
 
-fn journal(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-journal");
+/// Where [`Names::create_temporary`] fills a folder's file.
+fn temporary_of(folder: &Path) -> PathBuf {
+    let mut name = path_of(folder).into_os_string();
+    name.push(".tmp");
     PathBuf::from(name)
+}
+
+/// The file at `path` and SQLite's files beside it.
+fn companions(path: &Path) -> Vec<PathBuf> {
+    ["", "-journal", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .collect()
+}
+
+/// The folder whose names file (or SQLite's file beside it) `file` is, by name.
+pub fn folder_of(file: &str) -> Option<&str> {
+    ["", "-journal", "-wal", "-shm"].iter().find_map(|suffix| {
+        file.strip_suffix(suffix)?
+            .strip_suffix(".names.sqlite")
+            .or_else(|| file.strip_suffix(suffix)?.strip_suffix(".names.sqlite.tmp"))
+    })
 }
 
 #[cfg(test)]
@@ -165,7 +210,11 @@ mod tests {
             .unwrap();
         names.set("a", "ada-l").unwrap();
         names.remove("b").unwrap();
-        assert!(names.taken("ada-l").unwrap() && !names.taken("bob").unwrap());
+        assert!(names.taken_by_other("ada-l", "b").unwrap());
+        assert!(
+            !names.taken_by_other("ada-l", "a").unwrap()
+                && !names.taken_by_other("bob", "x").unwrap()
+        );
         drop(names);
         assert_eq!(path_of(&folder), dir.path().join("0000000001.names.sqlite"));
         let mut again = Names::existing(&folder).unwrap().unwrap();

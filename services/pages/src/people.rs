@@ -74,6 +74,9 @@ pub struct People {
     sitemaps: usize,
     /// The latest `updated_at` seen; `catch_up` reads from a little before it.
     seen_until: Option<NaiveDateTime>,
+    /// Pages changed since the lists were last written: a pass whose lists failed
+    /// writes them again on its retry, though its accounts' pages are done.
+    lists_stale: bool,
 }
 
 impl People {
@@ -88,6 +91,7 @@ impl People {
             directory_pages: 0,
             sitemaps: 0,
             seen_until: None,
+            lists_stale: false,
         }
     }
 
@@ -120,10 +124,10 @@ impl People {
     /// [`Output`]), reading the database in chunks.
     pub fn build(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
         self.names.clear()?;
-        self.read_list(conn, true)?;
+        // It saw every change up to its snapshot's latest.
+        let latest = self.read_list(conn, true)?;
         self.count = self.names.len()?;
-        // `read_list` saw every change up to its snapshot.
-        self.seen_until = max_updated(conn)?
+        self.seen_until = latest
             .map(|l| l.min(chrono::Utc::now().naive_utc()))
             .or(self.seen_until);
         Ok(())
@@ -138,11 +142,12 @@ impl People {
         folder: &std::path::Path,
         conn: &mut AnyConnection,
     ) -> anyhow::Result<()> {
-        self.out = Output::served(folder);
-        self.names = match Names::existing(folder)? {
+        let mut names = match Names::existing(folder)? {
             Some(names) => names,
             None => {
-                let mut names = Names::create(folder)?;
+                // Filled under another name and renamed when whole, so that a failure
+                // part-way leaves no file to be taken for complete.
+                let mut names = Names::create_temporary(folder)?;
                 let mut after: Option<String> = None;
                 loop {
                     let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
@@ -158,10 +163,14 @@ impl People {
                         .collect();
                     names.set_all(&pages)?;
                 }
-                names
+                names.finish(folder)?
             }
         };
-        self.count = self.names.len()?;
+        // Taken over only once all of it is ready: a failure leaves the watcher on the
+        // folder it had, to try again.
+        self.count = names.len()?;
+        self.names = names;
+        self.out = Output::served(folder);
         Ok(())
     }
 
@@ -183,17 +192,14 @@ impl People {
             let (id, profile, _) = from_row(row);
             accounts.insert(id, profile);
         }
-        if self.apply(accounts)? {
-            self.read_list(conn, false)?;
-        }
-        Ok(())
+        self.apply(accounts)?;
+        self.write_lists_if_stale(conn)
     }
 
     /// Reads the accounts changed since the last pass (less [`CLOCK_SLACK`]).
     pub fn catch_up(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
-        let Some(since) = self.seen_until else {
-            return self.build(conn);
-        };
+        // Nothing seen yet (there was no account at the build): from the start.
+        let since = self.seen_until.unwrap_or_default();
         let rows = SiteAccount::changed_since(conn, since - CLOCK_SLACK)
             .context("cannot read the changed accounts")?;
         let mut latest = since;
@@ -208,22 +214,22 @@ impl People {
                 (id, profile)
             })
             .collect();
-        if self.apply(accounts)? {
-            self.read_list(conn, false)?;
-        }
+        self.apply(accounts)?;
+        self.write_lists_if_stale(conn)?;
         self.seen_until = Some(latest);
         Ok(())
     }
 
-    /// Brings each account's page in line with what it should show; returns whether
-    /// the lists may have changed (a published account changed or left). Removals go
-    /// first, and a page is removed only when no other account now has its name: a
-    /// name freed by one account and taken by another keeps the new owner's page,
-    /// whatever the order.
+    /// Brings each account's page in line with what it should show; marks the lists
+    /// stale when a published account changed or left. Removals go first, and a page is
+    /// removed only when no other account now has its name: a name freed by one account
+    /// and taken by another keeps the new owner's page, whatever the order. A page is
+    /// removed before its name is forgotten, so that a failure in between leaves the
+    /// name to be found again on the retry.
     fn apply(
         &mut self,
         accounts: impl IntoIterator<Item = (String, Option<Profile>)>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<()> {
         let mut changes = Vec::new();
         for (id, wanted) in accounts {
             let old = self.names.get(&id)?;
@@ -232,21 +238,22 @@ impl People {
             }
         }
         if changes.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
+        self.lists_stale = true;
         for (id, old, wanted) in &changes {
             let renamed = |old: &String| wanted.as_ref().is_none_or(|p| p.username != *old);
             let Some(old) = old.as_ref().filter(|old| renamed(old)) else {
                 continue;
             };
-            self.names.remove(id)?;
-            let still_taken = self.names.taken(old)?
+            let still_taken = self.names.taken_by_other(old, id)?
                 || changes
                     .iter()
                     .any(|(_, _, w)| w.as_ref().is_some_and(|p| p.username == *old));
             if !still_taken {
                 self.out.remove(&page_file(old))?;
             }
+            self.names.remove(id)?;
         }
         for (id, _, wanted) in changes {
             if let Some(profile) = wanted {
@@ -257,15 +264,28 @@ impl People {
             }
         }
         self.count = self.names.len()?;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Writes the lists if a pass changed pages since they were last written.
+    fn write_lists_if_stale(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        if self.lists_stale {
+            self.read_list(conn, false)?;
+        }
+        Ok(())
     }
 
     /// Reads the public profiles in username order, in chunks of [`CHUNK`], within one
     /// snapshot, and writes the lists; with `pages` (a full build), each profile's page
     /// too, remembering its name. Without, only what the lists show is read (from the
     /// index alone).
-    fn read_list(&mut self, conn: &mut AnyConnection, pages: bool) -> anyhow::Result<()> {
-        let (directory_pages, sitemaps) = flotilla_db::read_snapshot(conn, |conn| {
+    /// Returns the latest `updated_at` of any account in the snapshot.
+    fn read_list(
+        &mut self,
+        conn: &mut AnyConnection,
+        pages: bool,
+    ) -> anyhow::Result<Option<NaiveDateTime>> {
+        let (directory_pages, sitemaps, latest) = flotilla_db::read_snapshot(conn, |conn| {
             let members = SiteAccount::count_public_profiles(conn)
                 .context("cannot count the public profiles")?;
             let mut lists = Lists::new(
@@ -312,11 +332,13 @@ impl People {
                     lists.push(profile)?;
                 }
             }
-            lists.finish()
+            let (directory_pages, sitemaps) = lists.finish()?;
+            anyhow::Ok((directory_pages, sitemaps, max_updated(conn)?))
         })?;
         self.directory_pages = directory_pages;
         self.sitemaps = sitemaps;
-        Ok(())
+        self.lists_stale = false;
+        Ok(latest)
     }
 }
 

@@ -214,33 +214,37 @@ impl SitemapWriter {
 
     fn push(&mut self, out: &Output, url: SitemapUrl) -> anyhow::Result<()> {
         self.urls.push(url);
-        if self.split && self.urls.len() >= self.limit {
+        // (The site's own addresses come first, unchecked: more of them than the
+        // limit make more than one part here.)
+        while self.split && self.urls.len() >= self.limit {
             self.write_part(out)?;
         }
         Ok(())
     }
 
+    /// Writes the next part: the first `limit` addresses held.
     fn write_part(&mut self, out: &Output) -> anyhow::Result<()> {
         self.parts += 1;
-        let xml = self.render_urls();
+        let count = self.urls.len().min(self.limit);
+        let xml = self.render_urls(&self.urls[..count]);
         out.write(&format!("sitemap-{}.xml", self.parts), xml.as_bytes())?;
-        self.urls.clear();
+        self.urls.drain(..count);
         Ok(())
     }
 
-    fn render_urls(&self) -> String {
+    fn render_urls(&self, urls: &[SitemapUrl]) -> String {
         render(&Sitemap {
             base: &self.base,
-            urls: &self.urls,
+            urls,
         })
     }
 
     /// Writes the last file (and the index); returns how many files the sitemap has.
     fn finish(mut self, out: &Output) -> anyhow::Result<usize> {
         if !self.split {
-            out.write("sitemap.xml", self.render_urls().as_bytes())?;
+            out.write("sitemap.xml", self.render_urls(&self.urls).as_bytes())?;
         } else {
-            if !self.urls.is_empty() {
+            while !self.urls.is_empty() {
                 self.write_part(out)?;
             }
             let index = render(&SitemapIndex {
@@ -548,6 +552,15 @@ pub(crate) mod tests {
         assert_eq!(write_lists(out.path(), &[], 3).1, 1);
         assert!(!out.path().join("sitemap-1.xml").exists());
         assert!(read(out.path(), "sitemap.xml").contains("<urlset"));
+        // More directory pages than a part holds: no part is longer than the limit.
+        let many: Vec<Profile> = (0..120).map(|i| profile(&format!("v{i:03}"))).collect();
+        let many: Vec<&Profile> = many.iter().collect();
+        let files = write_lists(out.path(), &many, 2).1;
+        assert_eq!(files, 1 + (1 + 3 + 120_usize).div_ceil(2));
+        for n in 1..files {
+            let part = read(out.path(), &format!("sitemap-{n}.xml"));
+            assert!(part.matches("<url>").count() <= 2, "part {n}: {part}");
+        }
     }
 
     #[test]
