@@ -491,6 +491,17 @@ mod tests {
     use flotilla_testkit::TestDb;
     use std::collections::BTreeMap;
 
+    /// A migrated database, and a site folder `name` in a temporary folder (beside it,
+    /// the names file, the status file, the builds) with its configuration.
+    fn migrated_site(name: &str) -> (TestDb, flotilla_testkit::TempDir, PathBuf, PagesConfig) {
+        let db = TestDb::sqlite();
+        let tmp = flotilla_testkit::TempDir::new("pages");
+        let out = tmp.path().join(name);
+        let config = config(&db, &out, "flotilla");
+        flotilla_kit::cli::migrate(&config.database).unwrap();
+        (db, tmp, out, config)
+    }
+
     /// The profiles of the served folder `out`, with a names file beside it.
     fn people_of(out: &Path) -> People {
         let names = names::Names::create(out).unwrap();
@@ -554,11 +565,7 @@ mod tests {
 
     #[test]
     fn build_publishes_public_profiles_only_and_removes_stale_pages() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("www");
-        let config = config(&db, &out, "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, _tmp, out, config) = migrated_site("www");
         assert!(matches!(build(&config), Ok(0)));
         let t = "'2026-11-01 10:00:00'";
         for (id, name, public, verified) in [
@@ -619,11 +626,7 @@ mod tests {
 
     #[test]
     fn two_builds_of_the_same_data_are_byte_identical_and_the_status_says_when() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("www");
-        let config = config(&db, &out, "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, tmp, out, config) = migrated_site("www");
         let t = "'2026-11-01 10:00:00'";
         for name in ["ada", "bob", "eve"] {
             db.execute(&format!(
@@ -682,11 +685,7 @@ mod tests {
 
     #[test]
     fn a_build_keeps_the_ten_newest_earlier_assets_of_the_one_it_replaces() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("www");
-        let config = config(&db, &out, "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (_db, _tmp, out, config) = migrated_site("www");
         build(&config).unwrap();
         // Twelve stylesheets of earlier releases, the first the oldest.
         let assets = out.join("assets");
@@ -713,11 +712,7 @@ mod tests {
 
     #[test]
     fn watch_updates_the_current_build_and_follows_one_switched_in_by_build() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("www");
-        let config = config(&db, &out, "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, _tmp, out, config) = migrated_site("www");
         let insert = |name: &str| {
             let t = "'2026-11-01 10:00:00'";
             db.execute(&format!(
@@ -769,11 +764,7 @@ mod tests {
 
     #[test]
     fn a_catch_up_sees_changes_whose_event_was_lost() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("site");
-        let config = config(&db, out.as_path(), "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, _tmp, out, config) = migrated_site("site");
         let t = "'2026-11-01 10:00:00'";
         db.execute(&format!(
             "INSERT INTO users (id, email, username, is_public, email_verified_at, created_at, \
@@ -807,11 +798,7 @@ mod tests {
 
     #[test]
     fn a_name_freed_and_taken_keeps_the_new_owner_s_page_in_any_order() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("site");
-        let config = config(&db, out.as_path(), "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, _tmp, out, config) = migrated_site("site");
         let t = "'2026-11-01 10:00:00'";
         for (id, name) in [("a", "ada"), ("b", "bob")] {
             db.execute(&format!(
@@ -886,11 +873,7 @@ mod tests {
 
     #[test]
     fn a_profile_going_public_rewrites_only_the_directory_pages_it_shifts() {
-        let db = TestDb::sqlite();
-        let tmp = flotilla_testkit::TempDir::new("pages");
-        let out = tmp.path().join("site");
-        let config = config(&db, out.as_path(), "flotilla");
-        flotilla_kit::cli::migrate(&config.database).unwrap();
+        let (db, _tmp, out, config) = migrated_site("site");
         let t = "'2026-11-01 10:00:00'";
         // u000 … u099, all public but u075: 99 profiles, two pages.
         for i in 0..100 {
