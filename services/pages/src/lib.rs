@@ -142,13 +142,17 @@ fn record_build(
     .context("cannot record the build in page_builds")
 }
 
-/// This machine's name, for the build's row.
+/// This machine's name, for the rows of builds and updates: read once, not at every
+/// update.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    static HOST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    });
+    HOST.clone()
 }
 
 /// Builds the site, then keeps the profiles current until the process is stopped

@@ -59,10 +59,6 @@ impl Output {
         &self.root
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
-    }
-
     /// Puts `content` at `relative`; returns whether the served bytes changed (always
     /// true in a fresh folder).
     pub fn write(&self, relative: &str, content: &[u8]) -> anyhow::Result<bool> {

@@ -126,7 +126,6 @@ impl People {
         self.names.clear()?;
         // It saw every change up to its snapshot's latest.
         let latest = self.read_list(conn, true)?;
-        self.count = self.names.len()?;
         self.seen_until = latest
             .map(|l| l.min(chrono::Utc::now().naive_utc()))
             .or(self.seen_until);
@@ -263,7 +262,6 @@ impl People {
                 self.names.set(&id, &profile.username)?;
             }
         }
-        self.count = self.names.len()?;
         Ok(())
     }
 
@@ -285,58 +283,63 @@ impl People {
         conn: &mut AnyConnection,
         pages: bool,
     ) -> anyhow::Result<Option<NaiveDateTime>> {
-        let (directory_pages, sitemaps, latest) = flotilla_db::read_snapshot(conn, |conn| {
-            let members = SiteAccount::count_public_profiles(conn)
-                .context("cannot count the public profiles")?;
-            let mut lists = Lists::new(
-                &self.out,
-                &self.site_name,
-                &self.public_url,
-                usize::try_from(members).unwrap_or(0),
-                site::SITEMAP_URLS,
-            );
-            let mut after: Option<String> = None;
-            loop {
-                let chunk = if pages {
-                    let rows = SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
-                        .context("cannot read the public profiles")?;
-                    after = rows.last().and_then(|r| r.username.clone());
-                    let chunk: Vec<(Option<String>, Profile)> = rows
-                        .into_iter()
-                        .filter_map(|row| match from_row(row) {
-                            (id, Some(profile), _) => Some((Some(id), profile)),
-                            _ => None,
-                        })
-                        .collect();
-                    let names: Vec<(String, String)> = chunk
-                        .iter()
-                        .filter_map(|(id, p)| Some((id.clone()?, p.username.clone())))
-                        .collect();
-                    self.names.set_all(&names)?;
-                    chunk
-                } else {
-                    let rows = SiteAccount::listed_after(conn, after.as_deref(), CHUNK)
-                        .context("cannot read the public profiles")?;
-                    after = rows.last().map(|r| r.username.clone());
-                    rows.into_iter().map(|row| (None, listed(row))).collect()
-                };
-                if after.is_none() {
-                    break;
-                }
-                for (id, profile) in chunk {
-                    if id.is_some() {
-                        let html = render_profile(&self.site_name, &profile);
-                        self.out
-                            .write(&page_file(&profile.username), html.as_bytes())?;
+        let (directory_pages, sitemaps, members, latest) =
+            flotilla_db::read_snapshot(conn, |conn| {
+                let members = SiteAccount::count_public_profiles(conn)
+                    .context("cannot count the public profiles")?;
+                let members = usize::try_from(members).unwrap_or(0);
+                let mut lists = Lists::new(
+                    &self.out,
+                    &self.site_name,
+                    &self.public_url,
+                    members,
+                    site::SITEMAP_URLS,
+                );
+                let mut after: Option<String> = None;
+                loop {
+                    let chunk = if pages {
+                        let rows =
+                            SiteAccount::public_profiles_after(conn, after.as_deref(), CHUNK)
+                                .context("cannot read the public profiles")?;
+                        after = rows.last().and_then(|r| r.username.clone());
+                        let chunk: Vec<(Option<String>, Profile)> = rows
+                            .into_iter()
+                            .filter_map(|row| match from_row(row) {
+                                (id, Some(profile), _) => Some((Some(id), profile)),
+                                _ => None,
+                            })
+                            .collect();
+                        let names: Vec<(String, String)> = chunk
+                            .iter()
+                            .filter_map(|(id, p)| Some((id.clone()?, p.username.clone())))
+                            .collect();
+                        self.names.set_all(&names)?;
+                        chunk
+                    } else {
+                        let rows = SiteAccount::listed_after(conn, after.as_deref(), CHUNK)
+                            .context("cannot read the public profiles")?;
+                        after = rows.last().map(|r| r.username.clone());
+                        rows.into_iter().map(|row| (None, listed(row))).collect()
+                    };
+                    if after.is_none() {
+                        break;
                     }
-                    lists.push(profile)?;
+                    for (id, profile) in chunk {
+                        if id.is_some() {
+                            let html = render_profile(&self.site_name, &profile);
+                            self.out
+                                .write(&page_file(&profile.username), html.as_bytes())?;
+                        }
+                        lists.push(profile)?;
+                    }
                 }
-            }
-            let (directory_pages, sitemaps) = lists.finish()?;
-            anyhow::Ok((directory_pages, sitemaps, max_updated(conn)?))
-        })?;
+                let (directory_pages, sitemaps) = lists.finish()?;
+                anyhow::Ok((directory_pages, sitemaps, members, max_updated(conn)?))
+            })?;
         self.directory_pages = directory_pages;
         self.sitemaps = sitemaps;
+        // What the lists counted is what is published (the same filter).
+        self.count = members;
         self.lists_stale = false;
         Ok(latest)
     }
