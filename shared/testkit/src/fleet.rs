@@ -643,22 +643,7 @@ fn missing(what: &str, packages: &str) -> ! {
 /// nginx, or a failure that says how to get it. Outside CI a missing nginx is a panic
 /// too: every fleet test needs it, and `make test` installs it.
 pub fn nginx_binary() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nginx"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nginx")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is missing{}: run `make test` (it installs nginx on Debian as root) \
-                 or `apt-get install nginx`",
-                if in_ci() { " in CI" } else { "" }
-            )
-        })
+    on_path("nginx")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+        .unwrap_or_else(|| missing("nginx", "nginx"))
 }
