@@ -107,7 +107,7 @@ pub struct FormQuery {
     next: Option<String>,
     /// `prompt=login` shows the form even with a live session (switching accounts).
     prompt: Option<String>,
-    /// Set after a password reset or a sign-out, for the notice.
+    /// Set after a password reset, a sign-out or a closed account, for the notice.
     done: Option<String>,
 }
 
@@ -146,6 +146,9 @@ pub async fn form(
             Banner::Notice("Your password has been changed. Sign in with the new one.")
         }
         Some("signed-out") => Banner::Notice("You are signed out."),
+        Some("closed") => Banner::Notice(
+            "Your account is closed and you are signed out everywhere. A confirmation is on its way to your address.",
+        ),
         _ => Banner::None,
     };
     Ok(html(

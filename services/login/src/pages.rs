@@ -63,6 +63,18 @@ struct ConfirmForm<'a> {
     errors: &'a FieldErrors,
 }
 
+impl ConfirmForm<'_> {
+    /// The header's reader: the page knows the address and the form token, not the
+    /// role, so it offers no console link (the console's own pages do).
+    fn viewer(&self) -> flotilla_kit::html::SignedIn<'_> {
+        flotilla_kit::html::SignedIn {
+            name: self.email,
+            csrf: self.csrf_token,
+            admin: false,
+        }
+    }
+}
+
 /// "Confirm it's you": the account's address, one password field, the session's form
 /// token and where to go afterwards.
 pub fn confirm_form(
@@ -158,12 +170,16 @@ mod tests {
         let html = login_form(TYPED, Some(TYPED), &Banner::Error(TYPED), &errors);
         assert!(!html.contains("<script>"), "{html}");
         assert!(
-            html.contains(&format!("role=\"alert\">{ESCAPED}</p>")),
+            html.contains(&format!("There is a problem</h2>\n<p>{ESCAPED}</p>")),
             "{html}"
         );
+        assert!(html.contains(&format!(
+            "<li><a href=\"#password\">Password is {ESCAPED}</a></li>"
+        )));
         assert!(html.contains(&format!("name=\"next\" value=\"{ESCAPED}\"")));
-        assert!(html.contains(&format!("maxlength=\"254\" value=\"{ESCAPED}\">")));
+        assert!(html.contains(&format!("maxlength=\"254\" value=\"{ESCAPED}\"")));
         assert!(html.contains(&format!("id=\"password-error\">Password is {ESCAPED}</p>")));
+        assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"password-error\""));
         let notice = login_form("", None, &Banner::Notice(TYPED), &FieldErrors::new());
         assert!(
             notice.contains(&format!("role=\"status\">{ESCAPED}</p>")),
@@ -183,17 +199,22 @@ mod tests {
         );
         assert!(html.contains(&format!("name=\"next\" value=\"{ESCAPED}\"")));
         assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
-        assert!(html.contains(&format!("role=\"alert\">{ESCAPED}</p>")));
+        assert!(html.contains(&format!("There is a problem</h2>\n<p>{ESCAPED}</p>")));
         assert!(html.contains("autocomplete=\"current-password\""));
-        assert_eq!(html.matches("<input").count(), 3, "{html}");
+        // The password, the form token, `next`, and the address for password managers
+        // (hidden, not sent); the header's "Sign out" form has its own token.
+        assert_eq!(html.matches("<input").count(), 5, "{html}");
+        assert!(html.contains(&format!(
+            "<input type=\"email\" value=\"{ESCAPED}\" autocomplete=\"username\" hidden>"
+        )));
     }
 
     #[test]
     fn an_unconfirmed_address_gets_a_link_to_a_new_confirmation() {
         let html = login_form("", None, &Banner::EmailNotVerified, &FieldErrors::new());
+        assert!(html.contains("role=\"alert\""), "{html}");
         assert!(html.contains(
-            "<p class=\"field-error\" role=\"alert\">Your email address is not confirmed yet. \
-             <a href=\"/signup/resend\">Send a new link</a>.</p>"
+            "<p>Follow the link we mailed you, or <a href=\"/signup/resend\">send a new link</a>.</p>"
         ));
     }
 

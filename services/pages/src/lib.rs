@@ -607,7 +607,7 @@ mod tests {
             home.contains("<a href=\"/people/ada\">The &lt;ada&gt;</a>"),
             "{home}"
         );
-        assert!(!home.contains("bob") && !home.contains("eve"));
+        assert!(!home.contains("/people/bob") && !home.contains("/people/eve"));
     }
 
     /// Every file under `dir`, relative, with its bytes.

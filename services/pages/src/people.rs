@@ -432,7 +432,7 @@ mod tests {
         profile.bio = Some(TYPED.into());
         let html = render_profile(TYPED, &profile);
         assert!(
-            html.contains(&format!("<title>{ESCAPED} · flotilla</title>")),
+            html.contains(&format!("<title>{ESCAPED} — flotilla</title>")),
             "{html}"
         );
         assert!(html.contains(&format!("<h1>{ESCAPED}</h1>")));
@@ -443,7 +443,7 @@ mod tests {
             html.contains(&format!("<h1>People of {ESCAPED}</h1>")),
             "{html}"
         );
-        assert!(html.contains(&format!(">{ESCAPED}</a> @ada</li>")));
+        assert!(html.contains(&format!(">{ESCAPED}</a> <span class=\"handle\">@ada</span></li>")));
         assert!(!html.contains("<script>"));
     }
 
@@ -451,7 +451,9 @@ mod tests {
     fn the_index_links_every_profile_and_says_when_there_is_none() {
         let ada = ada();
         let html = render_index("x", &[&ada]);
-        assert!(html.contains("<a href=\"/people/ada\">Ada &lt;Lovelace&gt;</a> @ada"));
+        assert!(html.contains(
+            "<a href=\"/people/ada\">Ada &lt;Lovelace&gt;</a> <span class=\"handle\">@ada</span>"
+        ));
         assert!(render_index("x", &[]).contains("No one has made their profile public yet."));
     }
 

@@ -130,8 +130,48 @@ async fn refused<T>(
         message: error.public_message(),
         fields: error.fields().cloned().unwrap_or_default(),
     };
-    let page = pages::account_page(&view, None, Some(&problem));
+    let page = match section {
+        // Closing is refused on its own page, where it was asked.
+        "delete" => pages::close_account_page(&view.account, &view.csrf, Some(&problem)),
+        _ => pages::account_page(&view, None, Some(&problem)),
+    };
     input.refuse(error, |_, _| page)
+}
+
+/// `GET /profile/delete`: what closing the account does, and the form that does it.
+pub async fn close_page(
+    who: Option<Authenticated>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let Some(who) = who else {
+        return Ok(see_other("/login?next=/profile/delete"));
+    };
+    let account = load(&state, &who).await?;
+    Ok(html(
+        StatusCode::OK,
+        pages::close_account_page(&account, &who.claims.csrf, None),
+    ))
+}
+
+/// `GET /profile/sessions/revoke-others`: how many sessions would end, and the button
+/// that ends them.
+pub async fn revoke_others_page(
+    who: Option<Authenticated>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let Some(who) = who else {
+        return Ok(see_other("/login?next=/profile/sessions/revoke-others"));
+    };
+    let view = page_view(&state, &who).await?;
+    let others = view
+        .sessions
+        .iter()
+        .filter(|s| s.id != view.current_session)
+        .count();
+    Ok(html(
+        StatusCode::OK,
+        pages::revoke_others_page(&view.account, &view.csrf, others),
+    ))
 }
 
 pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
@@ -447,7 +487,7 @@ pub async fn revoke_others(
     })
     .await?;
     profile.auth.announce_revoked(&ended);
-    Ok(changed(&input, "revoked"))
+    Ok(changed(&input, "revoked-others"))
 }
 
 pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
@@ -517,7 +557,7 @@ pub async fn delete(
     profile.wake.wake("email");
     let mut response = match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
-        Format::Form => see_other("/?account=closed"),
+        Format::Form => see_other("/login?done=closed"),
     };
     profile.auth.clear_cookies(&mut response);
     Ok(response)

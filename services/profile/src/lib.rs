@@ -6,6 +6,7 @@
 //! | `GET /profile` | the account page (anonymous browsers go to `/login?next=/profile`) |
 //! | `GET /profile/me` | the account as JSON |
 //! | `PATCH /profile/me` (form: `POST`) | username, display name, bio, public |
+//! | `GET /profile/delete` | "Close your account": what it does, the form that does it |
 //! | `DELETE /profile/me` (form: `POST /profile/delete`) | closes the account |
 //! | `POST /profile/password` | a new password; every other session ends |
 //! | `POST /profile/email` | a new address, confirmed by a link sent to it |
@@ -13,6 +14,7 @@
 //! | `POST /profile/email/confirm` | `{"token"}` (or the page's form) uses the link |
 //! | `GET /profile/sessions` | live sessions |
 //! | `DELETE /profile/sessions/{id}` (form: `POST …/revoke`) | ends one |
+//! | `GET /profile/sessions/revoke-others` | the page that asks before ending them |
 //! | `POST /profile/sessions/revoke-others` | ends all but this one |
 //! | `GET /profile/activity` | recent sign-ins and changes |
 //! | `GET /profile/export` | everything stored about the account, as a JSON download |
@@ -108,7 +110,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::post().to(handlers::update))
                     .route(web::delete().to(handlers::delete)),
             )
-            .route("/delete", web::post().to(handlers::delete))
+            .service(
+                web::resource("/delete")
+                    .route(web::get().to(handlers::close_page))
+                    .route(web::post().to(handlers::delete)),
+            )
             .route("/password", web::post().to(handlers::password))
             .route("/email", web::post().to(handlers::email))
             .service(
@@ -117,9 +123,10 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::post().to(handlers::confirm_email)),
             )
             .route("/sessions", web::get().to(handlers::sessions))
-            .route(
-                "/sessions/revoke-others",
-                web::post().to(handlers::revoke_others),
+            .service(
+                web::resource("/sessions/revoke-others")
+                    .route(web::get().to(handlers::revoke_others_page))
+                    .route(web::post().to(handlers::revoke_others)),
             )
             .route("/sessions/{id}", web::delete().to(handlers::revoke))
             .route("/sessions/{id}/revoke", web::post().to(handlers::revoke))

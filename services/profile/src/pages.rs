@@ -3,7 +3,7 @@
 
 use askama::Template;
 use flotilla_kit::FieldErrors;
-use flotilla_kit::html::render;
+use flotilla_kit::html::{SignedIn, render};
 
 use flotilla_accounts::summarise_user_agent;
 
@@ -17,6 +17,25 @@ pub struct View {
     pub activity: Vec<EventRow>,
     pub current_session: String,
     pub csrf: String,
+}
+
+impl View {
+    /// The header's reader.
+    fn viewer(&self) -> SignedIn<'_> {
+        viewer(&self.account, &self.csrf)
+    }
+}
+
+fn viewer<'a>(account: &'a Account, csrf: &'a str) -> SignedIn<'a> {
+    SignedIn {
+        name: SignedIn::name_of(
+            account.display_name.as_deref(),
+            account.username.as_deref(),
+            &account.email,
+        ),
+        csrf,
+        admin: account.role == flotilla_accounts::Role::Admin,
+    }
 }
 
 /// A failed form post, shown in its section.
@@ -34,6 +53,7 @@ fn notice(done: Option<&str>) -> &'static str {
             "Follow the link sent to the new address to confirm it; until then your address stays as it is."
         }
         Some("revoked") => "Signed out there.",
+        Some("revoked-others") => "You are signed out everywhere else; this device stays signed in.",
         _ => "",
     }
 }
@@ -77,9 +97,20 @@ struct AccountPage<'a> {
 
 /// What the template calls.
 impl AccountPage<'_> {
+    fn viewer(&self) -> SignedIn<'_> {
+        self.view.viewer()
+    }
+
     /// The failed post of `section`, if that is where it was.
     fn problem_for(&self, section: &str) -> Option<&Problem> {
         self.problem.filter(|p| p.section == section)
+    }
+
+    /// What was wrong with `field` in the failed post of `section`.
+    fn field_error(&self, section: &str, field: &str) -> Option<&str> {
+        self.problem_for(section)
+            .and_then(|p| p.fields.get(field))
+            .map(String::as_str)
     }
 
     fn when(&self, at: &chrono::NaiveDateTime) -> String {
@@ -100,6 +131,61 @@ pub fn account_page(view: &View, done: Option<&str>, problem: Option<&Problem>) 
         view,
         notice: notice(done),
         problem,
+    })
+}
+
+/// "Close your account": what closing does, and the form that does it (the password,
+/// the danger button, and the way back). Refused, it shows why.
+#[derive(Template)]
+#[template(path = "close_account.html")]
+struct CloseAccount<'a> {
+    email: &'a str,
+    csrf: &'a str,
+    viewer: SignedIn<'a>,
+    message: &'a str,
+    errors: &'a FieldErrors,
+}
+
+impl CloseAccount<'_> {
+    fn viewer(&self) -> SignedIn<'_> {
+        self.viewer
+    }
+}
+
+pub fn close_account_page(account: &Account, csrf: &str, problem: Option<&Problem>) -> String {
+    let none = FieldErrors::new();
+    render(&CloseAccount {
+        email: &account.email,
+        csrf,
+        viewer: viewer(account, csrf),
+        message: problem
+            .filter(|p| p.fields.is_empty())
+            .map_or("", |p| p.message.as_str()),
+        errors: problem.map_or(&none, |p| &p.fields),
+    })
+}
+
+/// "Sign out everywhere else": how many other sessions end, and the button that ends
+/// them.
+#[derive(Template)]
+#[template(path = "revoke_others.html")]
+struct RevokeOthers<'a> {
+    others: usize,
+    csrf: &'a str,
+    viewer: SignedIn<'a>,
+}
+
+impl RevokeOthers<'_> {
+    fn viewer(&self) -> SignedIn<'_> {
+        self.viewer
+    }
+}
+
+pub fn revoke_others_page(account: &Account, csrf: &str, others: usize) -> String {
+    render(&RevokeOthers {
+        others,
+        csrf,
+        viewer: viewer(account, csrf),
     })
 }
 
@@ -200,19 +286,62 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains(&format!("<strong>ada{ESCAPED}@example.org</strong>")));
         assert!(html.contains(&format!("name=\"username\" value=\"{ESCAPED}\"")));
-        assert!(html.contains(&format!("rows=\"5\">{ESCAPED}</textarea>")));
+        assert!(html.contains(&format!("aria-describedby=\"bio-help\">{ESCAPED}</textarea>")));
         assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
         assert!(html.contains(&format!("action=\"/profile/sessions/s{ESCAPED}/revoke\"")));
-        assert!(html.contains(&format!("<td>{ESCAPED}</td>")));
+        assert!(html.contains(&format!("<td data-label=\"Address\">{ESCAPED}</td>")));
+        // The summary at the top links to the section and to each field.
+        assert!(html.contains(&format!("<p><a href=\"#email\">{ESCAPED}</a></p>")));
         assert!(html.contains(&format!(
-            "<h2 id=\"email\">Email address</h2>\n<p class=\"field-error\" role=\"alert\">{ESCAPED}</p>"
+            "<li><a href=\"#bad_{ESCAPED}\">Bad {ESCAPED} {ESCAPED}</a></li>"
         )));
         assert!(html.contains(&format!(
-            "<li><strong>bad {ESCAPED}</strong> {ESCAPED}</li>"
+            "<h3 id=\"email\">Email address</h3>\n<p class=\"field-error\" role=\"alert\">{ESCAPED}</p>"
         )));
         assert!(html.contains("role=\"status\">Your profile is saved.</p>"));
-        assert!(html.contains("not confirmed yet — <a href=\"/signup/resend\">"));
-        assert!(html.contains("name=\"public\" checked>"));
+        assert!(html.contains("not confirmed yet</span> <a href=\"/signup/resend\">"));
+        assert!(html.contains("id=\"public\" name=\"public\" aria-describedby=\"public-help\" checked>"));
+        // The header names the reader and signs out with the form token.
+        assert!(html.contains(&format!("Signed in as <strong>{ESCAPED}</strong></li>")));
         assert!(html.contains("Member since 2026-11-03 10:04 UTC."));
+    }
+
+    #[test]
+    fn a_field_in_error_is_marked_and_described() {
+        let problem = Problem {
+            section: "password",
+            message: "Check the fields".into(),
+            fields: FieldErrors::from([("new_password".to_owned(), "is too short".to_owned())]),
+        };
+        let html = account_page(&view(), None, Some(&problem));
+        assert!(
+            html.contains(
+                "aria-invalid=\"true\" aria-describedby=\"new_password-error new_password-help\">"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("id=\"new_password-error\">Password is too short</p>"));
+        assert!(html.contains("<li><a href=\"#new_password\">New password is too short</a></li>"));
+    }
+
+    #[test]
+    fn closing_and_signing_out_elsewhere_ask_first() {
+        let view = view();
+        let html = close_account_page(&view.account, TYPED, None);
+        assert!(html.contains("<form method=\"post\" action=\"/profile/delete\">"));
+        assert!(html.contains("<button type=\"submit\" class=\"danger\">Close my account for good</button>"));
+        assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
+        assert!(!html.contains("error-summary"));
+        let problem = Problem {
+            section: "delete",
+            message: "wrong password".into(),
+            fields: FieldErrors::new(),
+        };
+        let refused = close_account_page(&view.account, TYPED, Some(&problem));
+        assert!(refused.contains("There is a problem</h2>\n<p>wrong password</p>"));
+        let one = revoke_others_page(&view.account, TYPED, 1);
+        assert!(one.contains("Sign out 1 other session</button>"), "{one}");
+        let none = revoke_others_page(&view.account, TYPED, 0);
+        assert!(!none.contains("<form method=\"post\" action=\"/profile/sessions"));
     }
 }

@@ -107,16 +107,17 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(&format!("id=\"email-error\">Email is {ESCAPED}</p>")));
-        assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"email-error\""));
-        assert!(!html.contains("aria-describedby=\"password-error\""));
+        assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"email-error email-help\""));
+        assert!(html.contains("aria-describedby=\"password-help\""));
+        assert!(html.contains(&format!("<li><a href=\"#email\">Email is {ESCAPED}</a></li>")));
         assert!(
             html.contains("pattern=\"[a-z0-9][a-z0-9_\\-]{2,31}\""),
             "{html}"
         );
-        assert!(html.contains("<title>Create an account · flotilla</title>"));
-        assert!(html.contains("Please correct the fields below."));
+        assert!(html.contains("<title>Create an account — flotilla</title>"));
+        assert!(html.contains("<h2 id=\"error-summary-title\">There is a problem</h2>"));
         let empty = signup_form(&SignupInput::default(), &FieldErrors::new());
-        assert!(!empty.contains("Please correct"));
+        assert!(!empty.contains("error-summary"));
     }
 
     #[test]

@@ -50,6 +50,58 @@ fn fingerprinted(name: &str, extension: &str, bytes: &[u8]) -> String {
     format!("/assets/{name}.{hash:016x}.{extension}")
 }
 
+/// Who reads a page, for its header (`chrome.html`): the name shown, the form token
+/// its "Sign out" button posts, and whether the admin console is theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn<'a> {
+    pub name: &'a str,
+    pub csrf: &'a str,
+    pub admin: bool,
+}
+
+impl<'a> SignedIn<'a> {
+    /// The name a header shows: the display name, else the username, else the address.
+    pub fn name_of(
+        display_name: Option<&'a str>,
+        username: Option<&'a str>,
+        email: &'a str,
+    ) -> &'a str {
+        [display_name, username]
+            .into_iter()
+            .flatten()
+            .find(|name| !name.trim().is_empty())
+            .unwrap_or(email)
+    }
+}
+
+/// A refused form's errors in the order of its fields (`order`: their names,
+/// space-separated), then any the form does not name, by name.
+pub fn errors_in_order<'a>(errors: &'a FieldErrors, order: &str) -> Vec<(&'a str, &'a str)> {
+    let position = |field: &str| {
+        order
+            .split_whitespace()
+            .position(|name| name == field)
+            .unwrap_or(usize::MAX)
+    };
+    let mut listed: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|(field, message)| (field.as_str(), message.as_str()))
+        .collect();
+    // Stable: fields the form does not name keep the map's (name) order.
+    listed.sort_by_key(|(field, _)| position(field));
+    listed
+}
+
+/// A field's name as a person reads it: `new_password` is "New password".
+pub fn field_label(name: &str) -> String {
+    let words = name.replace(['_', '-'], " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
 /// An HTML answer.
 pub fn respond(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -186,17 +238,42 @@ mod tests {
     #[test]
     fn pages_escape_what_they_show() {
         let page = link_problem("<script>\"'&", ("/x", "Again"));
-        assert!(page.contains("<title>This link does not work · flotilla</title>"));
+        assert!(page.contains("<title>This link does not work — flotilla</title>"));
         assert!(page.contains("<h1>This link does not work</h1>"));
         assert!(
             page.contains("<p>&lt;script&gt;&quot;&#39;&amp;</p>"),
             "{page}"
         );
-        assert!(page.contains("<a href=\"/x\">Again</a>"));
+        assert!(page.contains("<a class=\"button secondary\" href=\"/x\">Again</a>"));
+        assert!(page.contains("<a class=\"skip-link\" href=\"#main\">"));
+        assert!(page.contains("<main id=\"main\""));
         assert!(page.contains(&format!("href=\"{}\"", stylesheet_href())));
         assert!(page.contains(&format!(
             "<link rel=\"icon\" href=\"{}\" type=\"image/svg+xml\">",
             icon_href()
         )));
+    }
+
+    #[test]
+    fn a_refused_form_lists_its_errors_in_the_order_of_its_fields() {
+        let errors = FieldErrors::from([
+            ("username".to_owned(), "is taken".to_owned()),
+            ("email".to_owned(), "is not an address".to_owned()),
+            ("zz_other".to_owned(), "is odd".to_owned()),
+            ("password".to_owned(), "is too short".to_owned()),
+        ]);
+        let listed = errors_in_order(&errors, "email password username");
+        let fields: Vec<&str> = listed.iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, ["email", "password", "username", "zz_other"]);
+        assert_eq!(field_label("new_password"), "New password");
+        assert_eq!(field_label("email"), "Email");
+        assert_eq!(field_label(""), "");
+    }
+
+    #[test]
+    fn a_header_names_the_reader_by_what_they_chose() {
+        assert_eq!(SignedIn::name_of(Some("Ada"), Some("ada"), "a@x"), "Ada");
+        assert_eq!(SignedIn::name_of(Some(" "), Some("ada"), "a@x"), "ada");
+        assert_eq!(SignedIn::name_of(None, None, "a@x"), "a@x");
     }
 }
