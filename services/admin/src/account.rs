@@ -11,6 +11,7 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, jobs, sessions};
 use flotilla_db::{AnyConnection, diesel};
+use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
@@ -294,6 +295,7 @@ impl Dossier {
 #[template(path = "account.html")]
 struct AccountPage<'a> {
     title: &'a str,
+    viewer: SignedIn<'a>,
     dossier: &'a Dossier,
     actions: Vec<Action>,
     csrf: &'a str,
@@ -325,7 +327,7 @@ impl AccountPage<'_> {
 /// refused (`problem`).
 pub fn account_page(
     dossier: &Dossier,
-    csrf: &str,
+    viewer: SignedIn,
     done: Option<&str>,
     problem: Option<&str>,
 ) -> String {
@@ -333,7 +335,8 @@ pub fn account_page(
         title: &dossier.account.email,
         actions: dossier.actions(),
         dossier,
-        csrf,
+        csrf: viewer.csrf,
+        viewer,
         notice: done.map_or("", actions::notice),
         problem,
     })
@@ -363,6 +366,6 @@ pub async fn show(
     let id = account_id(&path)?;
     let dossier = dossier(&state, id).await?;
     Ok(page_or_json(&req, &dossier.json(), || {
-        account_page(&dossier, operator.csrf(), query.done.as_deref(), None)
+        account_page(&dossier, operator.viewer(), query.done.as_deref(), None)
     }))
 }

@@ -322,7 +322,7 @@ async fn refused(
                     message.push_str(&format!(" {field}: {problem}."));
                 }
             }
-            let page = account_page(&dossier, operator.csrf(), None, Some(&message));
+            let page = account_page(&dossier, operator.viewer(), None, Some(&message));
             error.with_page(page)
         }
         Err(_) => error,

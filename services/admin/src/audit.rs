@@ -5,6 +5,7 @@
 //! JavaScript, or the whole filtered log as JSON lines (`format=jsonl` or `Accept:
 //! application/x-ndjson`), streamed in bounded batches.
 
+use flotilla_kit::html::SignedIn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -186,7 +187,7 @@ async fn page_of(
 }
 
 pub async fn audit(
-    _operator: Operator,
+    operator: Operator,
     req: HttpRequest,
     query: web::Query<AuditQuery>,
     state: web::Data<State>,
@@ -205,7 +206,13 @@ pub async fn audit(
         next,
     };
     Ok(page_or_json(&req, &listing, || {
-        render(&AuditPage::new(&query, &filter, entries, next))
+        render(&AuditPage::new(
+            &query,
+            &filter,
+            entries,
+            next,
+            operator.viewer(),
+        ))
     }))
 }
 
@@ -284,8 +291,9 @@ struct Row {
 
 #[derive(Template)]
 #[template(path = "audit.html")]
-struct AuditPage {
+struct AuditPage<'a> {
     title: &'static str,
+    viewer: SignedIn<'a>,
     rows: Vec<Row>,
     actor: String,
     target: String,
@@ -298,12 +306,13 @@ struct AuditPage {
     export: String,
 }
 
-impl AuditPage {
+impl<'a> AuditPage<'a> {
     fn new(
         query: &AuditQuery,
         filter: &AuditFilter,
         entries: Vec<AuditEntry>,
         next: Option<i64>,
+        viewer: SignedIn<'a>,
     ) -> Self {
         let typed = |v: &Option<String>| given(v).unwrap_or("").to_owned();
         let (actor, target, action) = (
@@ -341,6 +350,7 @@ impl AuditPage {
             .collect();
         AuditPage {
             title: "Audit log",
+            viewer,
             rows,
             actor,
             target,
@@ -431,7 +441,12 @@ mod tests {
             request_id: MARKUP.into(),
             detail: MARKUP.into(),
         };
-        let html = render(&AuditPage::new(&q, &filter, vec![entry], Some(7)));
+        let viewer = SignedIn {
+            name: "Ada",
+            csrf: "t",
+            admin: true,
+        };
+        let html = render(&AuditPage::new(&q, &filter, vec![entry], Some(7), viewer));
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains(MARKUP_ESCAPED), "{html}");
         assert!(html.contains("1970-01-01 00:00:00 UTC"), "{html}");

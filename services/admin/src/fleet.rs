@@ -9,6 +9,7 @@
 //! When it is set it is the whole list; unset, each service at its default port on
 //! 127.0.0.1.
 
+use flotilla_kit::html::SignedIn;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -377,12 +378,13 @@ impl FleetCheck {
 #[template(path = "fleet.html")]
 struct FleetPage<'a> {
     title: &'a str,
+    viewer: SignedIn<'a>,
     fleet: &'a FleetReport,
 }
 
 /// `GET /admin/fleet`.
 pub async fn show(
-    _operator: Operator,
+    operator: Operator,
     req: HttpRequest,
     state: web::Data<State>,
     admin: web::Data<Admin>,
@@ -391,6 +393,7 @@ pub async fn show(
     Ok(page_or_json(&req, &fleet, || {
         render(&FleetPage {
             title: "Fleet",
+            viewer: operator.viewer(),
             fleet: &fleet,
         })
     }))

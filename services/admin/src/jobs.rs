@@ -7,6 +7,7 @@
 //! sent again, its link would not work, so such a retry is refused (409 `link_erased`)
 //! and the worker, should one be queued all the same, parks it again unsent.
 
+use flotilla_kit::html::SignedIn;
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
@@ -168,6 +169,7 @@ struct JobsAnswer {
 #[template(path = "jobs.html")]
 struct JobsPage<'a> {
     title: &'a str,
+    viewer: SignedIn<'a>,
     answer: &'a JobsAnswer,
     states: [JobState; 4],
     kinds: [JobKind; 4],
@@ -202,6 +204,7 @@ pub async fn list(
     Ok(page_or_json(&req, &answer, || {
         render(&JobsPage {
             title: "Jobs",
+            viewer: operator.viewer(),
             answer: &answer,
             states: JobState::ALL,
             kinds: JobKind::ALL,

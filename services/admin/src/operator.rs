@@ -9,6 +9,7 @@
 //! the session's sign-in or a password confirmation at `/login/confirm` within
 //! `FLOTILLA_ADMIN_REAUTH_SECS` (15 minutes), as GitHub's sudo mode.
 
+use flotilla_kit::html::SignedIn;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -54,6 +55,19 @@ impl Operator {
     /// The form token of the admin's session, for the console's forms.
     pub fn csrf(&self) -> &str {
         &self.who.claims.csrf
+    }
+
+    /// The admin, as the console's header shows them.
+    pub fn viewer(&self) -> SignedIn<'_> {
+        SignedIn {
+            name: SignedIn::name_of(
+                self.account.display_name.as_deref(),
+                self.account.username.as_deref(),
+                &self.account.email,
+            ),
+            csrf: self.csrf(),
+            admin: true,
+        }
     }
 
     /// Passes when the session's sign-in, or a password confirmation in it, is within

@@ -12,6 +12,7 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::diesel::sql_types::{BigInt, Text, Timestamp};
 use flotilla_db::{AnyConnection, diesel, portable_sql};
+use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::blocking;
@@ -218,6 +219,7 @@ pub struct Overview {
 #[template(path = "overview.html")]
 struct OverviewPage<'a> {
     title: &'a str,
+    viewer: SignedIn<'a>,
     overview: &'a Overview,
     chart: Chart,
     fleet: &'a FleetReport,
@@ -225,7 +227,7 @@ struct OverviewPage<'a> {
 
 /// `GET /admin`.
 pub async fn show(
-    _operator: Operator,
+    operator: Operator,
     req: HttpRequest,
     state: web::Data<State>,
     admin: web::Data<Admin>,
@@ -249,6 +251,7 @@ pub async fn show(
     Ok(page_or_json(&req, &overview, || {
         render(&OverviewPage {
             title: "Overview",
+            viewer: operator.viewer(),
             chart: Chart::of(&overview.sign_ins),
             overview: &overview,
             fleet: &overview.fleet,

@@ -12,6 +12,7 @@ use flotilla_accounts::Role;
 use flotilla_accounts::directory::{
     Cursor, ListedUser, MAX_PAGE, MAX_PREFIX, StatusFilter, UserPage, UserQuery,
 };
+use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{render, respond};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::read;
@@ -187,6 +188,7 @@ struct PageJson<'a> {
 #[template(path = "users.html")]
 struct UsersPage<'a> {
     title: &'a str,
+    viewer: SignedIn<'a>,
     q: &'a str,
     status: &'a str,
     role: &'a str,
@@ -217,7 +219,7 @@ impl UsersPage<'_> {
 }
 
 pub async fn list(
-    _operator: Operator,
+    operator: Operator,
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Error> {
@@ -259,6 +261,7 @@ pub async fn list(
     };
     let body = render(&UsersPage {
         title: "Users",
+        viewer: operator.viewer(),
         q: query.prefix.as_deref().unwrap_or(""),
         status: query.status.map_or("", StatusFilter::as_str),
         role: query.role.map_or("", Role::as_str),

@@ -443,7 +443,9 @@ mod tests {
             html.contains(&format!("<h1>People of {ESCAPED}</h1>")),
             "{html}"
         );
-        assert!(html.contains(&format!(">{ESCAPED}</a> <span class=\"handle\">@ada</span></li>")));
+        assert!(html.contains(&format!(
+            ">{ESCAPED}</a> <span class=\"handle\">@ada</span></li>"
+        )));
         assert!(!html.contains("<script>"));
     }
 

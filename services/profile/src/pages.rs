@@ -53,7 +53,9 @@ fn notice(done: Option<&str>) -> &'static str {
             "Follow the link sent to the new address to confirm it; until then your address stays as it is."
         }
         Some("revoked") => "Signed out there.",
-        Some("revoked-others") => "You are signed out everywhere else; this device stays signed in.",
+        Some("revoked-others") => {
+            "You are signed out everywhere else; this device stays signed in."
+        }
         _ => "",
     }
 }
@@ -286,7 +288,9 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains(&format!("<strong>ada{ESCAPED}@example.org</strong>")));
         assert!(html.contains(&format!("name=\"username\" value=\"{ESCAPED}\"")));
-        assert!(html.contains(&format!("aria-describedby=\"bio-help\">{ESCAPED}</textarea>")));
+        assert!(html.contains(&format!(
+            "aria-describedby=\"bio-help\">{ESCAPED}</textarea>"
+        )));
         assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
         assert!(html.contains(&format!("action=\"/profile/sessions/s{ESCAPED}/revoke\"")));
         assert!(html.contains(&format!("<td data-label=\"Address\">{ESCAPED}</td>")));
@@ -300,7 +304,11 @@ mod tests {
         )));
         assert!(html.contains("role=\"status\">Your profile is saved.</p>"));
         assert!(html.contains("not confirmed yet</span> <a href=\"/signup/resend\">"));
-        assert!(html.contains("id=\"public\" name=\"public\" aria-describedby=\"public-help\" checked>"));
+        assert!(
+            html.contains(
+                "id=\"public\" name=\"public\" aria-describedby=\"public-help\" checked>"
+            )
+        );
         // The header names the reader and signs out with the form token.
         assert!(html.contains(&format!("Signed in as <strong>{ESCAPED}</strong></li>")));
         assert!(html.contains("Member since 2026-11-03 10:04 UTC."));
@@ -329,7 +337,9 @@ mod tests {
         let view = view();
         let html = close_account_page(&view.account, TYPED, None);
         assert!(html.contains("<form method=\"post\" action=\"/profile/delete\">"));
-        assert!(html.contains("<button type=\"submit\" class=\"danger\">Close my account for good</button>"));
+        assert!(html.contains(
+            "<button type=\"submit\" class=\"danger\">Close my account for good</button>"
+        ));
         assert!(html.contains(&format!("name=\"csrf_token\" value=\"{ESCAPED}\"")));
         assert!(!html.contains("error-summary"));
         let problem = Problem {

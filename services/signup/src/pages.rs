@@ -109,7 +109,9 @@ mod tests {
         assert!(html.contains(&format!("id=\"email-error\">Email is {ESCAPED}</p>")));
         assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"email-error email-help\""));
         assert!(html.contains("aria-describedby=\"password-help\""));
-        assert!(html.contains(&format!("<li><a href=\"#email\">Email is {ESCAPED}</a></li>")));
+        assert!(html.contains(&format!(
+            "<li><a href=\"#email\">Email is {ESCAPED}</a></li>"
+        )));
         assert!(
             html.contains("pattern=\"[a-z0-9][a-z0-9_\\-]{2,31}\""),
             "{html}"
