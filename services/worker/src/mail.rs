@@ -125,23 +125,34 @@ impl MailConfig {
 }
 
 /// The two bodies of a message, from `templates/mail/`: one file per message and format,
-/// picked by the layout's `match` (text unescaped, HTML escaped by default).
+/// picked by the layout's `match` (text unescaped, HTML escaped by default). Both are
+/// ASCII only (the HTML spells the rest as entities), so that the transport sends them
+/// as 7-bit or quoted-printable text, never base64.
 #[derive(Template)]
 #[template(path = "mail/layout.txt")]
 struct TextBody<'a> {
     message: &'a Message,
+    subject: &'static str,
+    site: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "mail/layout.html")]
 struct HtmlBody<'a> {
     message: &'a Message,
+    subject: &'static str,
+    preheader: &'static str,
+    site: Option<&'a str>,
 }
 
 /// How times are shown in mails.
 const TIME: &str = "%Y-%m-%d %H:%M UTC";
 /// Shown where a message names the address a change came from and none was known.
 const UNKNOWN_ADDRESS: &str = "an unknown address";
+/// The site's colours (`shared/kit/assets/site.css`): links and buttons, whose white
+/// text must stay readable on it (see the test), and what warns.
+const ACCENT: &str = "#2457c5";
+const DANGER: &str = "#b3261e";
 
 fn subject(message: &Message) -> &'static str {
     match message {
@@ -154,6 +165,24 @@ fn subject(message: &Message) -> &'static str {
         Message::EmailChangeNotice { .. } => "A change of your email address was asked for",
         Message::EmailChangeTaken { .. } => "Someone tried to use your email address",
         Message::AccountDeleted {} => "Your account is closed",
+    }
+}
+
+/// What a mail client shows after the subject in its list, before the mail is opened.
+fn preheader(message: &Message) -> &'static str {
+    match message {
+        Message::VerifyEmail { .. } => "One step left: confirm your address to finish signing up.",
+        Message::SignupExisting { .. } => "This address already has an account: sign in instead.",
+        Message::PasswordReset { .. } => "Choose a new password with the link inside.",
+        Message::PasswordChanged { .. } | Message::NewDeviceLogin { .. } => {
+            "If this was not you, reset your password now."
+        }
+        Message::EmailChangeVerify { .. } => "Confirm this address to make it your account's.",
+        Message::EmailChangeNotice { .. } => {
+            "If this was not you, someone knows your password: reset it now."
+        }
+        Message::EmailChangeTaken { .. } => "Nothing has changed: this address stays yours.",
+        Message::AccountDeleted {} => "Every device was signed out and your data is being deleted.",
     }
 }
 
@@ -172,6 +201,22 @@ fn link(message: &Message) -> Option<&str> {
     }
 }
 
+/// The site a message comes from, as its footer names it: the host (and port) of any
+/// link it carries, since links are made from the site's public address. None for a
+/// message without a link, whose footer stays generic.
+fn site(message: &Message) -> Option<&str> {
+    let link = match message {
+        Message::PasswordChanged { reset_link, .. }
+        | Message::NewDeviceLogin { reset_link, .. } => reset_link,
+        Message::EmailChangeNotice { forgot_link, .. }
+        | Message::EmailChangeTaken { forgot_link } => forgot_link,
+        _ => link(message)?,
+    };
+    let (_, rest) = link.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then_some(host)
+}
+
 struct Rendered {
     subject: &'static str,
     text: String,
@@ -180,10 +225,25 @@ struct Rendered {
 
 fn render(message: &Message) -> Result<Rendered, Failure> {
     let failed = |e: askama::Error| Failure::Permanent(format!("cannot render the message: {e}"));
+    let subject = subject(message);
+    let site = site(message);
     Ok(Rendered {
-        subject: subject(message),
-        text: TextBody { message }.render().map_err(failed)?,
-        html: HtmlBody { message }.render().map_err(failed)?,
+        subject,
+        text: TextBody {
+            message,
+            subject,
+            site,
+        }
+        .render()
+        .map_err(failed)?,
+        html: HtmlBody {
+            message,
+            subject,
+            preheader: preheader(message),
+            site,
+        }
+        .render()
+        .map_err(failed)?,
     })
 }
 
@@ -302,6 +362,7 @@ fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_testkit::{MARKUP, MARKUP_ESCAPED};
 
     #[test]
     fn message_ids_are_safe_and_stable() {
@@ -316,109 +377,203 @@ mod tests {
         }
     }
 
+    /// One message of each kind, every text it carries set to `text` and every link to
+    /// `link`.
+    fn every_message(link: &str, text: &str) -> [Message; 9] {
+        let when = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        [
+            Message::VerifyEmail {
+                link: link.into(),
+                valid_hours: 48,
+            },
+            Message::SignupExisting {
+                login_link: link.into(),
+            },
+            Message::PasswordReset {
+                link: link.into(),
+                valid_minutes: 60,
+                client_addr: Some(text.into()),
+            },
+            Message::PasswordChanged {
+                when,
+                client_addr: Some(text.into()),
+                reset_link: link.into(),
+            },
+            Message::NewDeviceLogin {
+                device: text.into(),
+                when,
+                client_addr: Some(text.into()),
+                reset_link: link.into(),
+            },
+            Message::EmailChangeVerify {
+                link: link.into(),
+                valid_hours: 24,
+            },
+            Message::EmailChangeNotice {
+                new_email: text.into(),
+                client_addr: Some(text.into()),
+                forgot_link: link.into(),
+            },
+            Message::EmailChangeTaken {
+                forgot_link: link.into(),
+            },
+            Message::AccountDeleted {},
+        ]
+    }
+
+    #[test]
+    fn every_message_renders_both_bodies_with_its_link_as_a_button_and_as_text() {
+        let link = "https://accounts.example.org/l?token=t";
+        for message in every_message(link, "Firefox on Linux") {
+            let Rendered {
+                subject,
+                text,
+                html,
+            } = render(&message).unwrap();
+            let name = message.template();
+            assert!(
+                html.starts_with("<!doctype html>\n<html lang=\"en\">"),
+                "{name}"
+            );
+            assert!(html.ends_with("</body>\n</html>"), "{name}: {html}");
+            assert!(
+                html.contains(&format!("<title>{subject}</title>")),
+                "{name}"
+            );
+            assert!(html.contains(&format!(">{subject}</h1>")), "{name}");
+            assert!(
+                text.starts_with(&format!("{subject}\n\n")),
+                "{name}: {text}"
+            );
+            assert!(
+                !text.contains("{{") && !text.contains('<'),
+                "{name}: {text}"
+            );
+            assert!(!text.contains("\n\n\n"), "{name}: {text:?}");
+            assert!(text.ends_with(".\n"), "{name}: {text:?}");
+            assert!(
+                text.contains("We never ask for your password")
+                    && html.contains("We never ask for your password"),
+                "{name}"
+            );
+            assert!(
+                html.is_ascii() && text.is_ascii(),
+                "{name}: sent as 7 bit or quoted-printable"
+            );
+            let button = format!(r#"<a class="button" href="{link}""#);
+            let as_text = format!(
+                r#"<a href="{link}" target="_blank" style="color:{ACCENT};word-break:break-all">{link}</a>"#
+            );
+            if name == "account_deleted" {
+                assert!(!html.contains("<a "), "{name}");
+                assert!(text.contains("for a flotilla account."), "{name}: {text}");
+                assert!(html.contains("for a flotilla account."), "{name}");
+            } else {
+                assert_eq!(html.matches(&button).count(), 1, "{name}: {html}");
+                assert!(
+                    html.contains("Or copy this address into your browser:"),
+                    "{name}"
+                );
+                assert!(html.contains(&as_text), "{name}: {html}");
+                assert!(
+                    html.find(&button) < html.find(&as_text),
+                    "{name}: the button comes first"
+                );
+                assert!(text.contains(&format!("\n\n{link}\n\n")), "{name}: {text}");
+                assert!(
+                    text.contains("for an account at accounts.example.org."),
+                    "{name}: {text}"
+                );
+                assert!(
+                    html.contains("for an account at accounts.example.org."),
+                    "{name}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_html_body_escapes_and_the_text_body_does_not() {
-        let rendered = render(&Message::VerifyEmail {
-            link: "http://x/verify?token=a&b=<c>".into(),
-            valid_hours: 48,
+        let link = format!("http://x/l?token=t&n={MARKUP}");
+        let escaped = format!("http://x/l?token=t&amp;n={MARKUP_ESCAPED}");
+        for message in every_message(&link, MARKUP) {
+            let Rendered { text, html, .. } = render(&message).unwrap();
+            let name = message.template();
+            assert!(!html.contains(MARKUP), "{name}: {html}");
+            assert!(!html.contains("<script"), "{name}: {html}");
+            if name != "account_deleted" {
+                assert!(
+                    html.contains(&format!(r#"href="{escaped}""#)),
+                    "{name}: {html}"
+                );
+                assert!(html.contains(&format!(">{escaped}</a>")), "{name}: {html}");
+                assert!(text.contains(&format!("\n{link}\n")), "{name}: {text}");
+            }
+            // The messages that show a text they carry (an address, a device).
+            if matches!(
+                message,
+                Message::PasswordChanged { .. }
+                    | Message::NewDeviceLogin { .. }
+                    | Message::EmailChangeNotice { .. }
+            ) {
+                assert!(html.contains(MARKUP_ESCAPED), "{name}: {html}");
+                assert!(text.contains(MARKUP), "{name}: {text}");
+            }
+        }
+        // A host that is markup is escaped in the footer as well.
+        let Rendered { html, text, .. } = render(&Message::SignupExisting {
+            login_link: format!("http://{MARKUP}/login"),
         })
         .unwrap();
         assert!(
-            rendered
-                .text
-                .contains("\n\nhttp://x/verify?token=a&b=<c>\n\n")
+            html.contains(&format!("an account at {MARKUP_ESCAPED}.")),
+            "{html}"
         );
-        assert!(rendered.text.contains("expires in 48 hours"));
+        assert!(text.contains(&format!("an account at {MARKUP}.")), "{text}");
+    }
+
+    #[test]
+    fn the_details_of_a_notice_read_as_before() {
+        let Rendered { text, .. } = render(&Message::PasswordChanged {
+            when: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
+            client_addr: Some("10.0.0.1".into()),
+            reset_link: "http://x/login/forgot".into(),
+        })
+        .unwrap();
         assert!(
-            rendered
-                .html
-                .contains(r#"<a href="http://x/verify?token=a&amp;b=&lt;c&gt;">"#),
-            "{}",
-            rendered.html
+            text.contains("at 2025-11-24 16:00 UTC, from 10.0.0.1."),
+            "{text}"
         );
-        let rendered = render(&Message::EmailChangeNotice {
-            new_email: "<b>x</b>@example.org".into(),
+        let Rendered { text, .. } = render(&Message::EmailChangeNotice {
+            new_email: "a***@example.org".into(),
             client_addr: None,
             forgot_link: "http://x/login/forgot".into(),
         })
         .unwrap();
-        assert!(rendered.html.contains("&lt;b&gt;x&lt;/b&gt;@example.org"));
-        assert!(rendered.text.contains("from an unknown address."));
+        assert!(
+            text.contains("to a***@example.org was asked for, from an unknown address."),
+            "{text}"
+        );
     }
 
     #[test]
-    fn every_message_renders_both_bodies() {
-        let when = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
-        let link = "http://x/l?token=t".to_owned();
-        let messages = [
-            Message::VerifyEmail {
-                link: link.clone(),
-                valid_hours: 48,
-            },
-            Message::SignupExisting {
-                login_link: link.clone(),
-            },
-            Message::PasswordReset {
-                link: link.clone(),
-                valid_minutes: 60,
-                client_addr: None,
-            },
-            Message::PasswordChanged {
-                when,
-                client_addr: Some("10.0.0.1".into()),
-                reset_link: link.clone(),
-            },
-            Message::NewDeviceLogin {
-                device: "Firefox on Linux".into(),
-                when,
-                client_addr: None,
-                reset_link: link.clone(),
-            },
-            Message::EmailChangeVerify {
-                link: link.clone(),
-                valid_hours: 24,
-            },
-            Message::EmailChangeNotice {
-                new_email: "a***@example.org".into(),
-                client_addr: None,
-                forgot_link: link.clone(),
-            },
-            Message::EmailChangeTaken {
-                forgot_link: link.clone(),
-            },
-            Message::AccountDeleted {},
-        ];
-        for message in messages {
-            let rendered = render(&message).unwrap();
-            let name = message.template();
-            assert!(
-                rendered.text.ends_with(".\n") || rendered.text.ends_with("t\n"),
-                "{name}: {:?}",
-                rendered.text
-            );
-            assert!(!rendered.text.contains("{{"), "{name}");
-            assert!(rendered.html.starts_with("<!doctype html>"), "{name}");
-            assert!(
-                rendered.html.ends_with("</body></html>"),
-                "{name}: {:?}",
-                rendered.html
-            );
-            if name != "account_deleted" {
-                assert!(rendered.text.contains(&link), "{name}");
-                assert!(
-                    rendered.html.contains(r#"<a href="http://x/l?token=t">"#),
-                    "{name}"
-                );
-            }
-            if name == "password_changed" {
-                assert!(
-                    rendered
-                        .text
-                        .contains("at 2025-11-24 16:00 UTC, from 10.0.0.1."),
-                    "{:?}",
-                    rendered.text
-                );
-            }
+    fn white_on_the_accent_colour_is_readable() {
+        // WCAG 2's relative luminance and contrast ratio; AA asks 4.5:1 for body text.
+        fn luminance(hex: &str) -> f64 {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.040_45 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+        }
+        let white = luminance("#ffffff");
+        for colour in [ACCENT, DANGER] {
+            let ratio = (white + 0.05) / (luminance(colour) + 0.05);
+            assert!(ratio >= 4.5, "{colour}: {ratio:.2}");
         }
     }
 
