@@ -196,7 +196,7 @@ on_both_databases! {
             .header(COOKIE, format!("flotilla_access={access}")).header(ACCEPT, "text/html").send().unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         let html = page.text().unwrap();
-        assert!(html.contains("class=\"admin-table\"") && html.contains("class=\"filters\"") && html.contains("class=\"pager\""), "{html}");
+        assert!(html.contains("class=\"data\"") && html.contains("class=\"filters\"") && html.contains("class=\"pager\""), "{html}");
         assert!(html.contains("account.sessions_revoked") && !html.contains("account.disabled</td>"), "{html}");
         assert!(html.contains("value=\"ada@example.org\""), "{html}");
         assert!(html.contains("/admin/audit?target=ada%40example.org&amp;limit=1&amp;before="), "{html}");

@@ -229,7 +229,7 @@ on_both_databases! {
         assert!(!first.contains("<b>n0"), "{first}");
         assert!(first.contains(r#"value="page""#), "the search form keeps the query: {first}");
         assert!(first.contains(r#"<form class="filters" method="get" action="/admin/users">"#));
-        assert!(first.contains(r#"class="admin-table""#) && first.contains(r#"class="pager""#));
+        assert!(first.contains(r#"class="data""#) && first.contains(r#"class="pager""#));
         assert!(!first.contains("Previous page"), "{first}");
         let link = |page: &str, rel: &str| -> String {
             let marker = format!(r#"" rel="{rel}">"#);
