@@ -405,17 +405,21 @@ struct NotFound;
 
 /// Writes the pages that do not depend on the database into `out`: the stylesheet
 /// under its fingerprinted name (the fleet's pages), and as `assets/site.css` (nginx's
-/// own 429 page, the site's other apps: cached for an hour), the icon (fingerprinted,
+/// own 429 page, the site's other apps: cached for an hour), the script (fingerprinted),
+/// the icon (fingerprinted,
 /// and as `favicon.ico`), the 404 page, robots.txt;
 /// returns them, relative to it. (The home page shows the members: [`People`] writes
 /// it.)
 fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'static str>> {
     let not_found = render(&NotFound);
     let robots = site::robots(public_url);
-    use flotilla_kit::html::{FAVICON_ICO, ICON_SVG, STYLESHEET, icon_href, stylesheet_href};
-    let files: [(&'static str, &[u8]); 6] = [
+    use flotilla_kit::html::{
+        FAVICON_ICO, ICON_SVG, SCRIPT, STYLESHEET, icon_href, script_href, stylesheet_href,
+    };
+    let files: [(&'static str, &[u8]); 7] = [
         (&stylesheet_href()[1..], STYLESHEET.as_bytes()),
         ("assets/site.css", STYLESHEET.as_bytes()),
+        (&script_href()[1..], SCRIPT.as_bytes()),
         (&icon_href()[1..], ICON_SVG.as_bytes()),
         ("favicon.ico", FAVICON_ICO),
         ("404.html", not_found.as_bytes()),
@@ -540,6 +544,7 @@ mod tests {
             vec![
                 &stylesheet[1..],
                 "assets/site.css",
+                &flotilla_kit::html::script_href()[1..],
                 icon,
                 "favicon.ico",
                 "404.html",
@@ -590,9 +595,9 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 6 fixed files, the home page, the directory, the sitemap,
+        // One row per build: 7 fixed files, the home page, the directory, the sitemap,
         // the feed, the profiles.
-        assert_eq!(builds, [format!("10 {v}"), format!("11 {v}")]);
+        assert_eq!(builds, [format!("11 {v}"), format!("12 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");
@@ -668,9 +673,9 @@ mod tests {
             serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
                 .unwrap();
         let last = &status["last_build"];
-        // The stylesheet and the icon (twice each), 404 page and robots.txt; three
-        // profiles, the directory, the home page, the sitemap and the feed.
-        assert_eq!(last["pages"], 13, "{status}");
+        // The stylesheet and the icon (twice each), the script, 404 page and robots.txt;
+        // three profiles, the directory, the home page, the sitemap and the feed.
+        assert_eq!(last["pages"], 14, "{status}");
         assert_eq!(
             last["folder"],
             builds.join("0000000002").display().to_string()
@@ -760,8 +765,8 @@ mod tests {
         let folder = builds::builds_dir(&out).join("0000000003");
         assert_eq!(
             status.last_build.map(|b| (b.pages, b.folder)),
-            // Six fixed files, two profiles, the directory, home, sitemap and feed.
-            Some((12, folder))
+            // Seven fixed files, two profiles, the directory, home, sitemap and feed.
+            Some((13, folder))
         );
         assert_eq!(status.last_update.map(|u| u.changed), Some(1));
     }

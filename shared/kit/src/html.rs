@@ -20,6 +20,10 @@ use crate::FieldErrors;
 /// The stylesheet of every page, the services' and the static site's.
 pub const STYLESHEET: &str = include_str!("../assets/site.css");
 
+/// The site's one script, which every page loads (`defer`): it only enhances (the
+/// password fields' Show button); every page works without it.
+pub const SCRIPT: &str = include_str!("../assets/site.js");
+
 /// The site's icon, which every page names (`<link rel="icon">`).
 pub const ICON_SVG: &str = include_str!("../assets/icon.svg");
 
@@ -31,6 +35,13 @@ pub const FAVICON_ICO: &[u8] = include_bytes!("../assets/favicon.ico");
 pub fn stylesheet_href() -> &'static str {
     static HREF: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| fingerprinted("site", "css", STYLESHEET.as_bytes()));
+    &HREF
+}
+
+/// The script's address: `/assets/site.<hash>.js`.
+pub fn script_href() -> &'static str {
+    static HREF: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| fingerprinted("site", "js", SCRIPT.as_bytes()));
     &HREF
 }
 

@@ -235,7 +235,7 @@ on_both_databases! {
         let shown = || {
             let page = fleet.get_html("/people/ada");
             let page = page.status() == StatusCode::OK && page.text().unwrap().contains("<h1>Ada &lt;L&gt;</h1>");
-            let link = "<a href=\"/people/ada\">Ada &lt;L&gt;</a> @ada";
+            let link = "<a href=\"/people/ada\">Ada &lt;L&gt;</a> <span class=\"handle\">@ada</span>";
             let directory = fleet.get_html("/people/").text().unwrap().contains(link);
             let home = fleet.get_html("/").text().unwrap().contains(link);
             let sitemap = fleet.get("/sitemap.xml").text().unwrap().contains("/people/ada</loc>");
