@@ -2,8 +2,8 @@
 //! fields, clicking the buttons, following the links of the mails. One walk serves the
 //! browser test (the visitor checks each page) and `make screenshots` (it photographs
 //! them). Forms are found by their `action` and fields by their `name`, never by text
-//! or class, so a redesign of the markup leaves the walk alone; a step that gains a
-//! confirmation page is one call to [`Walk::submit_confirming`].
+//! or class, so a redesign of the markup leaves the walk alone; a step that moves its form
+//! to a page of its own (asking first) is one call to [`Walk::reach_form`].
 
 use std::time::Duration;
 
@@ -135,8 +135,10 @@ impl Walk<'_> {
             .click("form[action^='/profile/sessions/'][action$='/revoke'] [type=submit]");
         self.expect_path("/profile");
         self.visit("session-revoked");
-        self.submit_confirming("/profile/sessions/revoke-others", "sessions-revoked");
+        self.reach_form("/profile/sessions/revoke-others", "revoke-others");
+        self.browser.submit("/profile/sessions/revoke-others");
         self.expect_path("/profile");
+        self.visit("sessions-revoked");
         assert!(
             !self
                 .browser
@@ -197,8 +199,10 @@ impl Walk<'_> {
     }
 
     fn close_account(&mut self) {
+        self.reach_form("/profile/delete", "close-account");
         self.fill("/profile/delete", "password", RESET_PASSWORD);
-        self.submit_confirming("/profile/delete", "account-closed");
+        self.browser.submit("/profile/delete");
+        self.visit("account-closed");
         self.open("/login", "login-after-closing");
         self.log_in(ADA_NEW, RESET_PASSWORD);
         self.expect_path("/login");
@@ -285,16 +289,15 @@ impl Walk<'_> {
         self.browser.submit("/login");
     }
 
-    /// Submits the form posting to `action`; when the answer is a page asking to
-    /// confirm (a form posting to `action` again), visits it and confirms. Then visits
-    /// the page it ends on as `name`.
-    fn submit_confirming(&mut self, action: &str, name: &str) {
-        self.browser.submit(action);
-        if self.browser.path() == action && self.browser.exists(&super::form(action)) {
-            self.visit(&format!("{name}-confirm"));
-            self.browser.submit(action);
+    /// Makes sure the form posting to `action` is on the page: when it is not but a link
+    /// to `action` is (a step that asks first, on a page of its own), follows the link
+    /// and visits that page as `name`.
+    fn reach_form(&mut self, action: &str, name: &str) {
+        if !self.browser.exists(&super::form(action)) {
+            self.browser.click(&format!("a[href='{action}']"));
+            self.expect_path(action);
+            self.visit(name);
         }
-        self.visit(name);
     }
 
     fn expect_path(&self, prefix: &str) {
