@@ -16,6 +16,12 @@ pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 command -v python3 >/dev/null && ok "python3 (make run's example app): $(python3 --version 2>&1)" || missing "python3: make run installs it as root, or: apt-get install python3"
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null && ok "PyJWT (make test)" || ok "PyJWT absent (make test installs it as root, or: apt-get install python3-jwt python3-cryptography)"
 command -v wrk >/dev/null && ok "wrk (make bench)" || ok "wrk absent (make bench installs it as root, or: apt-get install wrk)"
+if command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ]; then
+    ok "chromedriver (browser tests, make screenshots): $(chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
+else
+    missing "chromium and chromedriver (browser tests): make test installs them as root, or: apt-get install chromium chromium-driver fonts-liberation"
+fi
+fc-list 2>/dev/null | grep -qi liberation && ok "fonts-liberation" || ok "fonts-liberation absent (make test installs it as root, or: apt-get install fonts-liberation)"
 example=${FLOTILLA_EXAMPLE_ADDR:-127.0.0.1:7190}
 for port in ${FLOTILLA_HTTP_PORT:-8080} 7101 7102 7103 7104 7105 7110 7111 7112 "${example##*:}"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

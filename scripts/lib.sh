@@ -113,6 +113,18 @@ ensure_build_deps() {
     apt_install "${missing[@]}"
 }
 
+# The browser tests' and `make screenshots`' browser: Debian's Chromium, its driver
+# (chromedriver, the same version), and the fonts the pages fall back to.
+ensure_browser() {
+    local missing=()
+    command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+    fc-list 2>/dev/null | grep -qi liberation || missing+=(fonts-liberation)
+    [ ${#missing[@]} = 0 ] && return 0
+    say "missing for the browser tests: ${missing[*]}"
+    apt_install chromium chromium-driver fonts-liberation
+}
+
 # The newest PostgreSQL's programs (Debian: /usr/lib/postgresql/N/bin, where the
 # server's and the client's packages put them), else the folder of a pg_ctl or pg_dump
 # on the PATH; empty when there is none.

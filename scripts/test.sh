@@ -4,7 +4,8 @@
 # throwaway PostgreSQL cluster, runs the tests (cargo-nextest when installed, else
 # cargo test), and removes the cluster. Extra arguments go to the test runner. Also
 # installs wrk, the rolling-restart test's load (without it that test skips; in CI it
-# fails), and python3 with PyJWT for the example app and the token tests.
+# fails), python3 with PyJWT for the example app and the token tests, and Chromium with
+# its driver for the browser tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
@@ -17,6 +18,8 @@ find_nginx >/dev/null
     apt_install python3 python3-jwt python3-cryptography
 # wrk: load while instances restart and while full builds switch in.
 command -v wrk >/dev/null || apt_install wrk
+# The browser tests: Debian's Chromium and chromedriver (without them those tests fail).
+ensure_browser
 # The multi-host test's hosts: network namespaces (iproute2) reached over ssh. A fresh
 # Debian may have neither; as root it gets them, elsewhere the test says what is missing.
 if [ "$(id -u)" = 0 ]; then

@@ -623,7 +623,7 @@ pub fn wrk() -> PathBuf {
 }
 
 /// The first `name` in the folders of the PATH.
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join(name))
@@ -632,7 +632,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Fails the test: `what` is missing, and `make test` installs `packages`.
-fn missing(what: &str, packages: &str) -> ! {
+pub(crate) fn missing(what: &str, packages: &str) -> ! {
     panic!(
         "{what} is missing{}: run `make test` (it installs {packages} on Debian as root), or \
          `apt-get install {packages}`",

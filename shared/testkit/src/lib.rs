@@ -1,6 +1,7 @@
 //! Test-only helpers (a dev-dependency, never in a binary): a database of its own for
 //! each test, on SQLite or on the throwaway PostgreSQL cluster that `make test` starts,
-//! and the real fleet — the service binaries behind the real nginx — on free ports.
+//! and the real fleet — the service binaries behind the real nginx — on free ports;
+//! a real browser (Chromium through chromedriver) that walks its pages ([`browser`]).
 //!
 //! Environment: `FLOTILLA_TEST_POSTGRES_URL` (an admin URL of the test cluster; set by
 //! `make test`), `FLOTILLA_BIN_DIR` (where the built binaries are; default
@@ -9,6 +10,7 @@
 #![allow(unsafe_code)] // one pre_exec hook: children die with the test that made them
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
+pub mod browser;
 mod db;
 mod fleet;
 mod process;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use browser::Browser;
 pub use db::TestDb;
 pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary, python3, wrk};
 pub use process::{Proc, signal_group};

@@ -47,7 +47,7 @@ fn open_link_page(fleet: &Fleet, path: &str, token: &str) {
         assert_eq!(json.json::<Value>().unwrap()["status"], "valid");
         let page = fleet.get_html(&url);
         assert_eq!(page.status(), StatusCode::OK, "{url}");
-        assert_eq!(page.headers()["referrer-policy"], "no-referrer", "{url}");
+        assert_eq!(page.headers()["referrer-policy"], "strict-origin", "{url}");
         assert_eq!(page.headers()[CACHE_CONTROL], "no-store", "{url}");
         let html = page.text().unwrap();
         assert!(
@@ -148,7 +148,7 @@ on_both_databases! {
         let reset = mails.iter().find(|m| m.contains("Subject: Reset your password")).unwrap();
         let token = link_param(reset, "token").unwrap();
         let page = fleet.get_html(&format!("/login/reset?token={token}"));
-        assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+        assert_eq!(page.headers()["referrer-policy"], "strict-origin");
         assert!(page.text().unwrap().contains(&format!("name=\"token\" value=\"{token}\"")));
         refused_from_elsewhere(&fleet, "/login/reset", &token);
         assert_eq!(fleet.get(&format!("/login/reset?token={token}")).status(), StatusCode::OK, "still valid");

@@ -11,6 +11,7 @@ mod admin_overview;
 mod admin_users;
 mod apps;
 mod binaries;
+mod browser;
 mod confirm;
 mod enumeration;
 mod faults;
