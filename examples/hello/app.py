@@ -33,8 +33,12 @@ def page(title, body):
     return render("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
 <link rel="stylesheet" href="/assets/site.css"></head>
-<body><main><h1>{title}</h1>
+<body><a class="skip-link" href="#main">Skip to the content</a>
+<header class="site-header"><div class="bar"><a class="brand" href="/">flotilla</a>
+<nav aria-label="Account"><ul class="nav"><li><a href="/profile">Your account</a></li></ul></nav></div></header>
+<main id="main" tabindex="-1"><h1>{title}</h1>
 {body}
 </main></body></html>
 """, title=title, body=body)

@@ -108,6 +108,15 @@ impl AccountPage<'_> {
         self.problem.filter(|p| p.section == section)
     }
 
+    /// Where a failed post's section starts on the page (the password's heading: the
+    /// address form has a field named `password`).
+    fn anchor<'s>(&self, section: &'s str) -> &'s str {
+        match section {
+            "password" => "password-change",
+            other => other,
+        }
+    }
+
     /// What was wrong with `field` in the failed post of `section`.
     fn field_error(&self, section: &str, field: &str) -> Option<&str> {
         self.problem_for(section)
@@ -300,7 +309,7 @@ mod tests {
             "<li><a href=\"#bad_{ESCAPED}\">Bad {ESCAPED} {ESCAPED}</a></li>"
         )));
         assert!(html.contains(&format!(
-            "<h3 id=\"email\">Email address</h3>\n<p class=\"field-error\" role=\"alert\">{ESCAPED}</p>"
+            "<h3 id=\"email\">Email address</h3>\n<p class=\"field-error\">{ESCAPED}</p>"
         )));
         assert!(html.contains("role=\"status\">Your profile is saved.</p>"));
         assert!(html.contains("not confirmed yet</span> <a href=\"/signup/resend\">"));

@@ -120,6 +120,23 @@ mod tests {
         assert!(html.contains("<h2 id=\"error-summary-title\">There is a problem</h2>"));
         let empty = signup_form(&SignupInput::default(), &FieldErrors::new());
         assert!(!empty.contains("error-summary"));
+        // Password managers: the address is what signs in, the password is new, the
+        // handle is not a sign-in name.
+        for (field, token) in [
+            ("email", "username"),
+            ("password", "new-password"),
+            ("username", "nickname"),
+        ] {
+            let input = empty
+                .split(&format!("<input id=\"{field}\""))
+                .nth(1)
+                .and_then(|rest| rest.split('>').next())
+                .unwrap();
+            assert!(
+                input.contains(&format!("autocomplete=\"{token}\"")),
+                "{field}: {input}"
+            );
+        }
     }
 
     #[test]

@@ -125,9 +125,10 @@ impl MailConfig {
 }
 
 /// The two bodies of a message, from `templates/mail/`: one file per message and format,
-/// picked by the layout's `match` (text unescaped, HTML escaped by default). Both are
-/// ASCII only (the HTML spells the rest as entities), so that the transport sends them
-/// as 7-bit or quoted-printable text, never base64.
+/// picked by the layout's `match` (text unescaped, HTML escaped by default). The
+/// templates' own text is ASCII (the HTML writes the rest as entities), so that the
+/// transport sends a body as 7-bit or quoted-printable text; only a value that is not
+/// (a device's name, an address) can make it choose base64.
 #[derive(Template)]
 #[template(path = "mail/layout.txt")]
 struct TextBody<'a> {

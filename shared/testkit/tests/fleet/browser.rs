@@ -22,6 +22,10 @@ on_both_databases! {
             problems.extend(browser.page_problems(name));
         });
         eprintln!("{} pages walked and checked in {:.1?}", pages.len(), started.elapsed());
+        // The walk the README lists (and `make screenshots` numbers): 43 pages, each once.
+        assert_eq!(pages.len(), 43, "{pages:?}");
+        let names: std::collections::BTreeSet<&String> = pages.iter().collect();
+        assert_eq!(names.len(), pages.len(), "a page name twice: {pages:?}");
         // What the walk did, as the database holds it: ada's account closed, grace's
         // disabled by the admin.
         let open = fleet.db.strings("SELECT email AS v FROM users WHERE deleted_at IS NULL AND disabled_at IS NULL ORDER BY email");

@@ -229,7 +229,7 @@ on_both_databases! {
         assert_eq!(refused.headers()["retry-after"], "1");
         assert_security_headers("the 429 page", refused.headers());
         let page = refused.text().unwrap();
-        assert!(page.contains("<h1>Too Many Requests</h1>"), "{page}");
+        assert!(page.contains("<h1>Too many attempts</h1>"), "{page}");
         first_refusal("POST /login", 8, || {
             fleet.request(Method::POST, "/login")
                 .json(&json!({"email": "ada@example.org", "password": "wrong"}))
