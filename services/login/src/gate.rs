@@ -205,12 +205,16 @@ fn admitted(claims: &Claims) -> HttpResponse {
     } else {
         "false"
     };
-    let plain: [(&'static str, &str); 5] = [
+    // How the person proved who they are: the claim's methods, space-separated
+    // (RFC 8176 names are plain ASCII; anything else in a token would be dropped below).
+    let amr = claims.amr.join(" ");
+    let plain: [(&'static str, &str); 6] = [
         ("x-flotilla-user-id", &claims.sub),
         ("x-flotilla-role", &claims.role),
         ("x-flotilla-email-verified", verified),
         ("x-flotilla-session-id", &claims.sid),
         ("x-flotilla-csrf-token", &claims.csrf),
+        ("x-flotilla-amr", &amr),
     ];
     let text: [(&'static str, Option<&str>); 3] = [
         ("x-flotilla-email", Some(claims.email.as_str())),
@@ -303,6 +307,7 @@ mod tests {
             email: "ada@example.org".into(),
             preferred_username: None,
             name: None,
+            amr: vec!["pwd".to_owned()],
             csrf: "c".into(),
             iss: "i".into(),
             aud: "a".into(),

@@ -69,6 +69,7 @@ fn issue(
         email: grant.email.clone(),
         preferred_username: grant.username.clone(),
         name: grant.display_name.clone(),
+        amr: grant.amr.split_whitespace().map(str::to_owned).collect(),
         csrf: grant.csrf.clone(),
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),

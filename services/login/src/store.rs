@@ -105,6 +105,9 @@ pub fn throttle(
     throttle::wait(conn, &config.throttle, attempts, in_flight, now)
 }
 
+/// How a session opened by a correct password was authenticated (RFC 8176).
+const PASSWORD_AMR: &str = "pwd";
+
 /// A live session, as tokens need it. No `Debug`: it holds the form token and the
 /// refresh token.
 #[derive(Clone)]
@@ -114,6 +117,8 @@ pub struct SessionGrant {
     pub user_id: String,
     pub role: String,
     pub verified: bool,
+    /// How the session's owner proved who they are (the session's `amr`).
+    pub amr: String,
     /// The account's address, username and display name, for the token's claims.
     pub email: String,
     pub username: Option<String>,
@@ -187,6 +192,7 @@ pub fn open_session(
             revoked_at: None,
             revoked_reason: None,
             authenticated_at: Some(now),
+            amr: PASSWORD_AMR.to_owned(),
         }
         .insert(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
@@ -205,6 +211,7 @@ pub fn open_session(
             user_id: account.id.clone(),
             role: account.role.as_str().to_owned(),
             verified: account.is_verified(),
+            amr: PASSWORD_AMR.to_owned(),
             email: account.email.clone(),
             username: account.username.clone(),
             display_name: account.display_name.clone(),
@@ -262,7 +269,8 @@ fn notify_new_device(
 const REUSE_GRACE: TimeDelta = TimeDelta::seconds(10);
 
 pub enum Refreshed {
-    Renewed(SessionGrant),
+    /// Boxed: a grant is far larger than the other answers.
+    Renewed(Box<SessionGrant>),
     /// Unknown or revoked.
     Invalid,
     /// Spent a moment ago by another request of the same client: the session goes on
@@ -447,19 +455,20 @@ pub fn refresh(
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
         let idle = (now + config.session_idle).min(expires);
         mark_used(conn, &session_id, idle, origin, now)?;
-        Ok(Refreshed::Renewed(SessionGrant {
+        Ok(Refreshed::Renewed(Box::new(SessionGrant {
             session_id,
             csrf: session.csrf_token,
             user_id,
             role,
             verified: verified.is_some(),
+            amr: session.amr,
             email,
             username,
             display_name,
             refresh_token,
             refresh_expires: idle,
             mailed: false,
-        }))
+        })))
     })
 }
 

@@ -28,6 +28,9 @@ pub struct Session {
     /// When the owner last proved who they are in this session: the sign-in, or a
     /// password confirmation since ([`Session::confirm_password`]).
     pub authenticated_at: Option<NaiveDateTime>,
+    /// How the owner proved who they are, as the access token's `amr` claim lists it
+    /// (space-separated: `pwd`).
+    pub amr: String,
 }
 
 impl std::fmt::Debug for Session {
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Session {
             .field("revoked_at", &self.revoked_at)
             .field("revoked_reason", &self.revoked_reason)
             .field("authenticated_at", &self.authenticated_at)
+            .field("amr", &self.amr)
             .finish()
     }
 }
@@ -66,6 +70,7 @@ impl Session {
                 sessions::revoked_at.eq(self.revoked_at),
                 sessions::revoked_reason.eq(&self.revoked_reason),
                 sessions::authenticated_at.eq(self.authenticated_at),
+                sessions::amr.eq(&self.amr),
             ))
             .execute(conn)?;
         Ok(())
@@ -260,6 +265,7 @@ mod tests {
             revoked_at: None,
             revoked_reason: None,
             authenticated_at: Some(at),
+            amr: "pwd".into(),
         };
         let printed = format!("{session:?}");
         assert!(printed.contains("csrf_token: [redacted],"), "{printed}");

@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         email: "ada@example.org".into(),
         preferred_username: None,
         name: None,
+        amr: vec!["pwd".to_owned()],
         csrf: flotilla_auth::new_token(),
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),

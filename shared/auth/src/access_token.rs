@@ -32,6 +32,10 @@ pub struct Claims {
     /// The account's display name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// How the person proved who they are in this session (RFC 8176): `pwd` for a
+    /// password. Tokens issued before it was a claim have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
     /// The session's form token: cookie-authenticated changes must send it back.
     pub csrf: String,
     pub iss: String,
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Claims {
             .field("email", &self.email)
             .field("preferred_username", &self.preferred_username)
             .field("name", &self.name)
+            .field("amr", &self.amr)
             .field("csrf", &format_args!("[redacted]"))
             .field("iss", &self.iss)
             .field("aud", &self.aud)
@@ -209,6 +214,7 @@ mod tests {
             email: "ada@example.org".into(),
             preferred_username: Some("ada".into()),
             name: None,
+            amr: vec!["pwd".to_owned()],
             csrf: "c".into(),
             iss: settings().issuer,
             aud: "flotilla".into(),
@@ -244,6 +250,25 @@ mod tests {
         assert_eq!(
             verify(&settings(), &token, &public(&other)),
             Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_from_before_the_amr_claim_still_verifies_without_one() {
+        let key = SigningKey::generate();
+        let mut older = claims(900);
+        older.amr.clear();
+        let token = sign(&key, &older).unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
+        assert!(!String::from_utf8(payload).unwrap().contains("amr"));
+        let verified = verify(&settings(), &token, &public(&key)).unwrap();
+        assert!(verified.amr.is_empty());
+        let current = sign(&key, &claims(900)).unwrap();
+        assert_eq!(
+            verify(&settings(), &current, &public(&key)).unwrap().amr,
+            ["pwd"]
         );
     }
 

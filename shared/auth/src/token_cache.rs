@@ -58,6 +58,7 @@ mod tests {
             email: "ada@example.org".into(),
             preferred_username: None,
             name: None,
+            amr: vec!["pwd".to_owned()],
             csrf: "c".into(),
             iss: "i".into(),
             aud: "a".into(),

@@ -65,6 +65,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
         authenticated_at -> Nullable<Timestamp>,
+        amr -> Text,
     }
 }
 

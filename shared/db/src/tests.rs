@@ -250,6 +250,7 @@ fn schema_matches_migrations() {
             Option<NaiveDateTime>,
             Option<String>,
             Option<NaiveDateTime>,
+            String,
         );
         let sessions: Vec<SessionRow> = crate::schema::sessions::table
             .select(crate::schema::sessions::all_columns)

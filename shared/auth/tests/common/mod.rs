@@ -68,6 +68,7 @@ pub fn claims(settings: &TokenSettings, sid: &str, role: &str, verified: bool) -
         email: "ada@example.org".into(),
         preferred_username: None,
         name: None,
+        amr: vec!["pwd".to_owned()],
         csrf: "form-token".into(),
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),

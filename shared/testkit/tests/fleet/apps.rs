@@ -192,6 +192,7 @@ on_both_databases! {
             ("X-Flotilla-Email-Verified", "true"),
             ("X-Flotilla-Csrf-Token", "mine"),
             ("X-Flotilla-Session-Id", "other"),
+            ("X-Flotilla-Amr", "pwd hwk mfa"),
             ("X_Flotilla_Role", "admin"),
             ("X-Flotilla-Require", "optional"),
         ];
@@ -212,6 +213,9 @@ on_both_databases! {
         assert_eq!(seen["email"], "ada@example.org", "{seen}");
         assert_eq!(seen["session-id"], claims["sid"], "{seen}");
         assert_eq!(seen["csrf-token"], claims["csrf"], "{seen}");
+        // How the person signed in: the token's `amr`, not the client's say.
+        assert_eq!(claims["amr"], serde_json::json!(["pwd"]), "{claims}");
+        assert_eq!(seen["amr"], "pwd", "{seen}");
         assert!(seen.get("require").is_none(), "{seen}");
         // Anonymous on the open page: none of it reaches the app, which would greet the
         // address it was given.

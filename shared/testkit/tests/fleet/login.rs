@@ -218,6 +218,9 @@ on_both_databases! {
         assert_eq!(claims["role"], "user");
         assert_eq!(claims["email_verified"], true);
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+        // How the person signed in (RFC 8176), kept with the session.
+        assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
+        assert_eq!(fleet.db.strings("SELECT amr AS v FROM sessions"), ["pwd"]);
 
         // Cookies: HttpOnly, SameSite=Lax; the refresh cookie only for /login.
         let access_cookie = cookies.iter().find(|c| c.starts_with("flotilla_access=")).unwrap();
@@ -248,6 +251,7 @@ on_both_databases! {
         let second_access = renewed["access_token"].as_str().unwrap().to_owned();
         assert_ne!(second_refresh, first_refresh);
         assert_eq!(decode_part(&second_access, 1)["sid"], claims["sid"], "same session");
+        assert_eq!(decode_part(&second_access, 1)["amr"], json!(["pwd"]), "the session's, again");
         assert_eq!(me(&fleet, &second_access).0, StatusCode::OK);
 
         // The same token again within seconds, from the same device, is a second tab
