@@ -277,15 +277,11 @@ pub enum Refreshed {
     /// with the tokens that request received.
     Raced,
     /// The account was disabled: the session is revoked now.
-    Disabled {
-        session_id: String,
-    },
+    Disabled { session_id: String },
     /// The session ended by time.
     Expired,
     /// A token already exchanged came back: the session is revoked (theft).
-    Reused {
-        session_id: String,
-    },
+    Reused { session_id: String },
 }
 
 /// Marks a refresh token spent, by `device` if the request carried one; false when a
