@@ -36,6 +36,8 @@
 //!   throttled per account: profile's changes and login's confirmation share it.
 //! - [`even_time`]: a floor under answers that must not tell whether an address has
 //!   an account.
+//! - [`factors`]: second factors' parts (the key for secrets at rest, TOTP, QR codes,
+//!   recovery codes); not wired into sign-in yet.
 
 pub mod access_token;
 mod auth;
@@ -47,6 +49,7 @@ pub mod device;
 mod errors;
 pub mod even_time;
 mod extractors;
+pub mod factors;
 mod key_refresh;
 pub mod keys;
 mod origin;
