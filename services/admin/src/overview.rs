@@ -152,7 +152,8 @@ pub struct Bars {
     pub h_ok: i64,
     pub y_failed: i64,
     pub h_failed: i64,
-    /// The day's label under its bars (every 7th day and the last), if any.
+    /// The day's label under its bars (every 7th day, unless it is within four days
+    /// of the last, and the last), if any.
     pub label: Option<String>,
 }
 
@@ -190,7 +191,9 @@ impl Chart {
                     h_ok,
                     y_failed: base - h_failed,
                     h_failed,
-                    label: (i % 7 == 0 || i == last).then(|| d.day[5..].to_owned()),
+                    // A weekly label too close to the last day's would print over it.
+                    label: ((i % 7 == 0 && last - i >= 4) || i == last)
+                        .then(|| d.day[5..].to_owned()),
                 }
             })
             .collect();
@@ -285,6 +288,11 @@ mod tests {
         assert_eq!((chart.total_sign_ins, chart.total_failed), (300, 1));
         assert_eq!(chart.bars[0].label.as_deref(), Some("11-01"));
         assert_eq!(chart.bars[29].label.as_deref(), Some("11-30"));
+        assert_eq!(
+            chart.bars[28].label, None,
+            "it would print over the last day's"
+        );
+        assert_eq!(chart.bars[21].label.as_deref(), Some("11-22"));
         assert!(chart.bars.iter().all(|b| b.x + 2 * BAR < chart.width));
     }
 }
