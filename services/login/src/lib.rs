@@ -85,7 +85,7 @@ pub struct LoginConfig {
 
 impl LoginConfig {
     pub fn from_env(env: &Env, kit: &flotilla_kit::Config) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             public_url: kit.public_url.clone(),
             passwords: PasswordSettings::from_env(env)?,
             keys_dir: env.path("FLOTILLA_KEYS_DIR", kit.data_dir.join("keys"))?,
@@ -106,6 +106,27 @@ impl LoginConfig {
             throttle: ThrottleSettings::from_env(env)?,
             new_device_email: env.flag("FLOTILLA_LOGIN_NEW_DEVICE_EMAIL", false)?,
             wake: flotilla_kit::config::bus(env)?.wake,
+        };
+        if let Some(warning) = config.publish_warning() {
+            log::warn!("{warning}");
+        }
+        Ok(config)
+    }
+
+    /// A warning when a new key may sign before every service has its public key: it
+    /// is published within `FLOTILLA_KEYS_RELOAD_SECS` of its making, and each service
+    /// fetches the keys every [`flotilla_auth::KEY_REFRESH`] (or at once for a token
+    /// naming a key it does not know, which costs that request a fetch). 0 says "sign at
+    /// once" on purpose, and is not warned about.
+    fn publish_warning(&self) -> Option<String> {
+        let needed = self.keys_reload + flotilla_auth::KEY_REFRESH;
+        let publish = self.keys_publish.to_std().ok()?;
+        (!publish.is_zero() && publish < needed).then(|| {
+            format!(
+                "FLOTILLA_KEYS_PUBLISH_SECS={} is shorter than FLOTILLA_KEYS_RELOAD_SECS plus the services' key refresh ({} s): a new key may sign tokens before some services know it, and each of them fetches the keys again on its first such token",
+                publish.as_secs(),
+                needed.as_secs()
+            )
         })
     }
 }
@@ -255,4 +276,41 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             .route("/auth", web::get().to(gate::check))
             .route("/auth/refused", web::get().to(gate::refused));
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> LoginConfig {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = Env::from_fn(|k| map.get(k).cloned());
+        let kit = flotilla_kit::Config::from_env(&env, "login", 7102).unwrap();
+        LoginConfig::from_env(&env, &kit).unwrap()
+    }
+
+    #[test]
+    fn a_key_that_may_sign_before_the_services_know_it_is_warned_about() {
+        assert_eq!(config(&[]).publish_warning(), None, "the default");
+        assert_eq!(
+            config(&[("FLOTILLA_KEYS_PUBLISH_SECS", "0")]).publish_warning(),
+            None,
+            "at once, on purpose"
+        );
+        let warned = config(&[("FLOTILLA_KEYS_PUBLISH_SECS", "120")]).publish_warning();
+        assert!(
+            warned.is_some_and(|w| w.contains("=120 is shorter") && w.contains("(330 s)")),
+            "reload 30 s + refresh 300 s"
+        );
+        let slow_reload = config(&[
+            ("FLOTILLA_KEYS_PUBLISH_SECS", "360"),
+            ("FLOTILLA_KEYS_RELOAD_SECS", "120"),
+        ]);
+        assert!(slow_reload.publish_warning().is_some());
+    }
 }

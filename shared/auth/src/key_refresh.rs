@@ -15,7 +15,7 @@ use crate::{Auth, KeySource};
 
 /// Keys are fetched again at least this often (rotation), and at most once per
 /// `MIN_REFETCH` on demand (an unknown `kid` must not turn into a flood).
-const KEY_REFRESH: Duration = Duration::from_secs(300);
+pub const KEY_REFRESH: Duration = Duration::from_secs(300);
 const MIN_REFETCH: Duration = Duration::from_secs(2);
 
 /// When the keys were last fetched. A token naming an unknown `kid` within

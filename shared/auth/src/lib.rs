@@ -70,7 +70,7 @@ pub use extractors::{
     Admin, Authenticated, CarriesCsrf, Credential, Submission, Verified, unauthorized,
 };
 pub use flotilla_accounts::{new_token, token_hash};
-pub use key_refresh::parse_jwks;
+pub use key_refresh::{KEY_REFRESH, parse_jwks};
 pub use origin::{ClientOrigin, RequestOrigin};
 pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
