@@ -220,7 +220,8 @@ on_both_databases! {
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
         // How the person signed in (RFC 8176), kept with the session.
         assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
-        assert_eq!(fleet.db.strings("SELECT amr AS v FROM sessions"), ["pwd"]);
+        let sid = claims["sid"].as_str().unwrap();
+        assert_eq!(fleet.db.strings(&format!("SELECT amr AS v FROM sessions WHERE id = '{sid}'")), ["pwd"]);
 
         // Cookies: HttpOnly, SameSite=Lax; the refresh cookie only for /login.
         let access_cookie = cookies.iter().find(|c| c.starts_with("flotilla_access=")).unwrap();
