@@ -123,6 +123,10 @@ pub struct LogoutInput {
     pub csrf_token: Option<String>,
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// Where a form goes afterwards (a path of this site; else the sign-in page with
+    /// "You are signed out"), e.g. back to the app whose Sign out button it was.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 impl CarriesCsrf for LogoutInput {

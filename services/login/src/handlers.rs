@@ -442,10 +442,13 @@ fn logout_input(req: &HttpRequest, body: &web::Bytes) -> Result<(Format, LogoutI
     read_body(req, body)
 }
 
-fn signed_out(auth: &Auth, format: Format) -> HttpResponse {
+fn signed_out(auth: &Auth, format: Format, next: Option<&str>) -> HttpResponse {
     let mut response = match format {
         Format::Json => no_store(HttpResponse::NoContent()).finish(),
-        Format::Form => see_other("/login?done=signed-out"),
+        Format::Form => match safe_next(next) {
+            Some(next) => see_other(&next),
+            None => see_other("/login?done=signed-out"),
+        },
     };
     auth.clear_cookies(&mut response);
     response
@@ -499,7 +502,7 @@ pub async fn logout(
     })
     .await?;
     auth.announce_revoked(&ended);
-    Ok(signed_out(auth, format))
+    Ok(signed_out(auth, format, input.next.as_deref()))
 }
 
 pub async fn logout_all(
@@ -525,7 +528,7 @@ pub async fn logout_all(
     } else {
         format
     };
-    Ok(signed_out(auth, format))
+    Ok(signed_out(auth, format, input.next.as_deref()))
 }
 
 pub async fn forgot_form() -> HttpResponse {

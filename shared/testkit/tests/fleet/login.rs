@@ -769,16 +769,18 @@ on_both_databases! {
         let me_again = fleet.request(Method::GET, "/profile/me").header(COOKIE, format!("flotilla_access={new_access}")).send().unwrap();
         assert_eq!(me_again.status(), StatusCode::OK);
 
-        // Signing out with the form: cookies cleared, then sent to the sign-in page.
+        // Signing out with the form: cookies cleared, then sent where it asks (a path of
+        // this site; the sign-in page otherwise).
         let csrf = decode_part(&new_access, 1)["csrf"].as_str().unwrap().to_owned();
         let out = fleet.request(Method::POST, "/login/logout")
             .header(COOKIE, format!("flotilla_access={new_access}; flotilla_refresh={new_refresh}"))
             .header(ORIGIN, &origin)
             .header("accept", "text/html")
-            .form(&[("csrf_token", csrf.as_str())])
+            .form(&[("csrf_token", csrf.as_str()), ("next", "/people/")])
             .send()
             .unwrap();
         assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        assert_eq!(out.headers()[LOCATION], "/people/");
         let cleared = set_cookies(&out);
         assert!(cleared.iter().all(|c| c.contains("Max-Age=0")), "{cleared:?}");
         // The spent refresh cookie no longer renews anything: the form is shown.
