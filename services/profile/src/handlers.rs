@@ -162,15 +162,18 @@ pub async fn revoke_others_page(
     let Some(who) = who else {
         return Ok(see_other("/login?next=/profile/sessions/revoke-others"));
     };
-    let view = page_view(&state, &who).await?;
-    let others = view
-        .sessions
-        .iter()
-        .filter(|s| s.id != view.current_session)
-        .count();
+    let (user_id, current) = (who.claims.sub.clone(), who.claims.sid.clone());
+    let (account, others) = read(&state, move |conn| {
+        let account = store::account(conn, &user_id)?;
+        let sessions = store::live_sessions(conn, &user_id)?;
+        let others = sessions.iter().filter(|s| s.id != current).count();
+        Ok::<_, Error>((account, others))
+    })
+    .await?;
+    let account = account.ok_or_else(gone)?;
     Ok(html(
         StatusCode::OK,
-        pages::revoke_others_page(&view.account, &view.csrf, others),
+        pages::revoke_others_page(&account, &who.claims.csrf, others),
     ))
 }
 

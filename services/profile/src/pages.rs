@@ -99,10 +99,6 @@ struct AccountPage<'a> {
 
 /// What the template calls.
 impl AccountPage<'_> {
-    fn viewer(&self) -> SignedIn<'_> {
-        self.view.viewer()
-    }
-
     /// The failed post of `section`, if that is where it was.
     fn problem_for(&self, section: &str) -> Option<&Problem> {
         self.problem.filter(|p| p.section == section)
@@ -151,23 +147,15 @@ pub fn account_page(view: &View, done: Option<&str>, problem: Option<&Problem>) 
 #[template(path = "close_account.html")]
 struct CloseAccount<'a> {
     email: &'a str,
-    csrf: &'a str,
     viewer: SignedIn<'a>,
     message: &'a str,
     errors: &'a FieldErrors,
-}
-
-impl CloseAccount<'_> {
-    fn viewer(&self) -> SignedIn<'_> {
-        self.viewer
-    }
 }
 
 pub fn close_account_page(account: &Account, csrf: &str, problem: Option<&Problem>) -> String {
     let none = FieldErrors::new();
     render(&CloseAccount {
         email: &account.email,
-        csrf,
         viewer: viewer(account, csrf),
         message: problem
             .filter(|p| p.fields.is_empty())
@@ -182,20 +170,12 @@ pub fn close_account_page(account: &Account, csrf: &str, problem: Option<&Proble
 #[template(path = "revoke_others.html")]
 struct RevokeOthers<'a> {
     others: usize,
-    csrf: &'a str,
     viewer: SignedIn<'a>,
-}
-
-impl RevokeOthers<'_> {
-    fn viewer(&self) -> SignedIn<'_> {
-        self.viewer
-    }
 }
 
 pub fn revoke_others_page(account: &Account, csrf: &str, others: usize) -> String {
     render(&RevokeOthers {
         others,
-        csrf,
         viewer: viewer(account, csrf),
     })
 }
