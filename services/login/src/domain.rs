@@ -1,6 +1,6 @@
 //! Login input, checked at the top of each handler.
 
-use flotilla_auth::CarriesCsrf;
+use flotilla_auth::{CarriesCsrf, Code};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 
@@ -80,6 +80,9 @@ pub fn landing(next: Option<&str>) -> String {
 pub struct ConfirmInput {
     #[serde(default)]
     pub password: String,
+    /// The second factor's code, asked for when the account has one.
+    #[serde(default)]
+    pub code: Option<String>,
     /// Where a browser goes afterwards (same site only; default `/profile`).
     #[serde(default)]
     pub next: Option<String>,
@@ -94,17 +97,47 @@ impl CarriesCsrf for ConfirmInput {
 }
 
 impl ConfirmInput {
-    /// The password to check, or what is wrong with it (no policy: it is the one set).
-    pub fn check(&self) -> Result<String, flotilla_kit::Error> {
-        let problem = if self.password.is_empty() {
-            "is required".to_owned()
+    /// The password to check (no policy: it is the one set) and, when `needs_code`
+    /// (the account has a second factor), the code; or what is wrong with them.
+    pub fn check(&self, needs_code: bool) -> Result<(String, Option<Code>), flotilla_kit::Error> {
+        let mut errors = FieldErrors::new();
+        if self.password.is_empty() {
+            errors.insert("password".into(), "is required".into());
         } else if self.password.chars().count() > MAX_PASSWORD {
-            format!("must be at most {MAX_PASSWORD} characters")
-        } else {
-            return Ok(self.password.clone());
+            errors.insert(
+                "password".into(),
+                format!("must be at most {MAX_PASSWORD} characters"),
+            );
+        }
+        let code = match (needs_code, self.code.as_deref()) {
+            (false, _) => None,
+            (true, typed) => match Code::parse(typed.unwrap_or_default()) {
+                Ok(code) => Some(code),
+                Err(problem) => {
+                    errors.insert("code".into(), problem.into());
+                    None
+                }
+            },
         };
-        Err(flotilla_kit::Error::invalid("password", problem))
+        if !errors.is_empty() {
+            return Err(flotilla_kit::Error::Invalid(errors));
+        }
+        Ok((self.password.clone(), code))
     }
+}
+
+/// `POST /login/second-step`: a code for the sign-in begun with a password.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondStepInput {
+    /// Six digits from the authenticator app, or a recovery code.
+    #[serde(default)]
+    pub code: String,
+    /// An API client's step; a browser's is its cookie.
+    #[serde(default)]
+    pub second_step_token: Option<String>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -218,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_confirmation_needs_a_password_of_sane_length() {
-        let refused = |input: ConfirmInput| input.check().err().unwrap().fields().cloned();
+        let refused = |input: ConfirmInput| input.check(false).err().unwrap().fields().cloned();
         let missing = refused(ConfirmInput::default()).unwrap();
         assert_eq!(missing["password"], "is required");
         let long = ConfirmInput {
@@ -230,7 +263,24 @@ mod tests {
             password: " spaces count ".into(),
             ..ConfirmInput::default()
         };
-        assert_eq!(fine.check().ok().unwrap(), " spaces count ");
+        assert_eq!(fine.check(false).ok().unwrap().0, " spaces count ");
+        // With a second factor, its code too: required, and a code's shape.
+        let fields = refused(ConfirmInput {
+            code: Some("12345".into()),
+            ..fine
+        })
+        .unwrap();
+        assert!(fields["code"].contains("6-digit"), "{fields:?}");
+        let both = ConfirmInput {
+            password: "pw".into(),
+            code: Some("123 456".into()),
+            ..ConfirmInput::default()
+        };
+        let (_, code) = both.check(true).ok().unwrap();
+        assert_eq!(code, Some(Code::Totp("123456".into())));
+        let fields = ConfirmInput::default().check(true).err().unwrap();
+        let fields = fields.fields().unwrap();
+        assert_eq!(fields["code"], "is required");
     }
 
     #[test]

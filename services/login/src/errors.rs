@@ -35,6 +35,9 @@ pub enum LoginError {
     /// 401: a password confirmation in a session that ended, or of an account closed
     /// or disabled meanwhile.
     SessionEnded,
+    /// 401: a second step that ended (by time, by too many wrong codes, used, or its
+    /// account changed): sign in again.
+    SecondStepEnded,
 }
 
 impl LoginError {
@@ -76,6 +79,10 @@ impl LoginError {
                 "This session has ended, or its account is closed or disabled: sign in again."
                     .into()
             }
+            Self::SecondStepEnded => "This sign-in has ended (it took more than five minutes, \
+                                      had too many wrong codes, or was finished already): \
+                                      sign in again."
+                .into(),
         }
     }
 }
@@ -94,6 +101,7 @@ impl From<LoginError> for Error {
             LoginError::SessionExpired => unauthorized("session_expired"),
             LoginError::RefreshReused => unauthorized("refresh_token_reused"),
             LoginError::SessionEnded => unauthorized("session_revoked"),
+            LoginError::SecondStepEnded => unauthorized("second_step_ended"),
             LoginError::AccountDisabled { at_refresh: true } => unauthorized("account_disabled"),
             LoginError::AccountDisabled { at_refresh: false } => Error::Forbidden {
                 code: "account_disabled",

@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use flotilla_auth::{Auth, Authenticated, Claims, Credential, Submission};
+use flotilla_auth::second_factor::Attempt;
+use flotilla_auth::{Auth, Authenticated, Claims, Credential, SecondFactors, Submission};
 use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
@@ -16,7 +17,6 @@ use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::Login;
 use crate::domain::{
     ConfirmInput, ForgotInput, LoginInput, LogoutInput, RefreshInput, ResetInput, landing,
     plausible_token, safe_next,
@@ -24,6 +24,7 @@ use crate::domain::{
 use crate::errors::LoginError;
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
+use crate::{Login, second_step};
 use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
 use flotilla_auth::device::{self, DeviceEntry};
@@ -31,7 +32,7 @@ use flotilla_auth::keys::SigningKey;
 use flotilla_auth::{ClientOrigin, RequestOrigin};
 
 /// Counts a sign-in outcome in `flotilla_logins_total{kind=…}`.
-fn count(state: &State, outcome: &'static str) {
+pub(crate) fn count(state: &State, outcome: &'static str) {
     state.metrics.count(
         "flotilla_logins_total",
         "Sign-in attempts by outcome.",
@@ -42,11 +43,11 @@ fn count(state: &State, outcome: &'static str) {
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "sign-ins are being checked";
 
-fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
+pub(crate) fn origin(req: &HttpRequest, ctx: &RequestContext) -> Origin {
     Origin::of(req, ctx)
 }
 
-fn no_store(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
+pub(crate) fn no_store(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
     builder
 }
@@ -206,24 +207,67 @@ pub async fn login(
         count(&state, kind.as_str().trim_start_matches("login."));
         return Err(refuse(refusal));
     }
-    let config = login.config.clone();
-    let grant = blocking(&state, move |conn| {
-        store::open_session(conn, &config, &account, &key, &who)
+    let next = safe_next(input.raw().next.as_deref());
+    let id = account.id.clone();
+    if read(&state, move |conn| {
+        flotilla_accounts::has_second_factor(conn, &id)
     })
-    .await?;
+    .await?
+    {
+        // Not a success yet: the throttle's count at `key` goes on until the second
+        // step is done.
+        return second_step::begin(&state, &login, &account, &key, input.format(), next).await;
+    }
+    let opening = store::Opening::password();
+    let grant = open_session(&state, &login, account, key, opening, who).await?;
     let Some(grant) = grant else {
         count(&state, "failure");
         return Err(refuse(LoginError::InvalidCredentials));
     };
-    count(&state, "success");
+    signed_in(
+        &state,
+        &login,
+        &grant,
+        &devices,
+        input.format(),
+        next.as_deref(),
+    )
+}
+
+/// Opens the session of a sign-in that is done (see [`store::open_session`]).
+pub(crate) async fn open_session(
+    state: &web::Data<State>,
+    login: &Login,
+    account: User,
+    key: String,
+    opening: store::Opening,
+    who: Origin,
+) -> Result<Option<SessionGrant>, Error> {
+    let config = login.config.clone();
+    blocking(state, move |conn| {
+        store::open_session(conn, &config, &account, &key, &opening, &who)
+    })
+    .await
+}
+
+/// The answer to a finished sign-in: the tokens ([`issue`]), the mail of a new device
+/// woken, and the browser's device cookie renewed with this account in it.
+pub(crate) fn signed_in(
+    state: &State,
+    login: &Login,
+    grant: &SessionGrant,
+    devices: &[DeviceEntry],
+    format: Format,
+    next: Option<&str>,
+) -> Result<HttpResponse, Error> {
+    count(state, "success");
     if grant.mailed {
         login.wake.wake("email");
     }
-    let next = safe_next(input.raw().next.as_deref());
-    let mut response = issue(&login, &grant, input.format(), next.as_deref())?;
-    let device = with_signing_key(&login, |key| {
+    let mut response = issue(login, grant, format, next)?;
+    let device = with_signing_key(login, |key| {
         let now = chrono::Utc::now().timestamp();
-        Ok(device::after_sign_in(&devices, &grant.user_id, key, now))
+        Ok(device::after_sign_in(devices, &grant.user_id, key, now))
     })?;
     // A cookie built here always has a valid header form.
     let _ = response.add_cookie(&login.auth.device_cookie(&device));
@@ -248,7 +292,7 @@ fn with_signing_key<T>(
 
 /// The valid entries of the request's device cookie: none without one, or with a
 /// forged, altered or expired one.
-fn devices(req: &HttpRequest, login: &Login) -> Vec<DeviceEntry> {
+pub(crate) fn devices(req: &HttpRequest, login: &Login) -> Vec<DeviceEntry> {
     let Some(cookie) = req.cookie(login.auth.device_cookie_name()) else {
         return Vec::new();
     };
@@ -316,7 +360,7 @@ async fn password_matches(
 }
 
 /// Why an account that gave its right password may not sign in, if it may not.
-fn refusal_of(account: &User) -> Option<(AuthEventKind, LoginError)> {
+pub(crate) fn refusal_of(account: &User) -> Option<(AuthEventKind, LoginError)> {
     if account.is_disabled() {
         let refusal = LoginError::AccountDisabled { at_refresh: false };
         Some((AuthEventKind::LoginRefusedDisabled, refusal))
@@ -692,14 +736,12 @@ pub async fn confirm_form(
         };
         return Ok(see_other(&format!("/login?{}", query_pair("next", &here))));
     };
-    let user_id = who.claims.sub.clone();
-    let account = read(&state, move |conn| User::find_active(conn, &user_id))
-        .await?
-        .ok_or(LoginError::SessionEnded)?;
+    let (account, needs_code) = account_and_factor(&state, &who.claims.sub).await?;
     let page = pages::confirm_form(
         &account.email,
         next.as_deref(),
         &who.claims.csrf,
+        needs_code,
         None,
         &FieldErrors::new(),
     );
@@ -711,9 +753,28 @@ pub async fn confirm_form(
     Ok(response)
 }
 
+/// The session's open account, and whether it has a second factor (which a
+/// confirmation then asks for too).
+async fn account_and_factor(
+    state: &web::Data<State>,
+    user_id: &str,
+) -> Result<(User, bool), Error> {
+    let user_id = user_id.to_owned();
+    let found = read(state, move |conn| {
+        let Some(account) = User::find_active(conn, &user_id)? else {
+            return Ok::<_, Error>(None);
+        };
+        let has = flotilla_accounts::has_second_factor(conn, &user_id)?;
+        Ok(Some((account, has)))
+    })
+    .await?;
+    Ok(found.ok_or(LoginError::SessionEnded)?)
+}
+
 /// Checks the password of the session's account (throttled per account, with
-/// profile's checks) and records the confirmation: the session's `authenticated_at`
-/// becomes now. A form goes on to `next` (default `/profile`); JSON gets 204.
+/// profile's checks), and its second factor's code when it has one, and records the
+/// confirmation: the session's `authenticated_at` becomes now and its `amr` the
+/// methods used. A form goes on to `next` (default `/profile`); JSON gets 204.
 pub async fn confirm(
     sub: Submission<ConfirmInput>,
     ClientOrigin(who_from): ClientOrigin,
@@ -722,15 +783,12 @@ pub async fn confirm(
 ) -> Result<HttpResponse, Error> {
     let Submission { who, input } = sub;
     let user_id = who.claims.sub.clone();
-    let lookup = user_id.clone();
-    let account = read(&state, move |conn| User::find_active(conn, &lookup))
-        .await?
-        .ok_or(LoginError::SessionEnded)?;
+    let (account, needs_code) = account_and_factor(&state, &user_id).await?;
     let csrf = who.claims.csrf.clone();
     let again = |typed: &ConfirmInput, error: &Error| {
-        pages::confirm_again(&account.email, &csrf, typed, error)
+        pages::confirm_again(&account.email, &csrf, needs_code, typed, error)
     };
-    let password = input.parse(ConfirmInput::check, again)?;
+    let (password, code) = input.parse(|raw| raw.check(needs_code), again)?;
     let session_id = who.claims.sid.clone();
     let checked = login
         .checks
@@ -739,8 +797,21 @@ pub async fn confirm(
     if let Err(error) = checked {
         return Err(input.refuse(error, again));
     }
+    let mut amr = store::PASSWORD_AMR.to_owned();
+    if let Some(code) = code {
+        let attempt = Attempt {
+            key: SecondFactors::step_up_key(&account.id),
+            failure: AuthEventKind::SecondFactorCheckFailed,
+            session_id: Some(session_id.clone()),
+            from: who_from.clone(),
+        };
+        match login.factors.check(&state, &account, code, attempt).await {
+            Ok(used) => amr = format!("{amr} {} mfa", used.amr()),
+            Err(error) => return Err(input.refuse(error, again)),
+        }
+    }
     let confirmed = blocking(&state, move |conn| {
-        store::confirm_password(conn, &user_id, &session_id, &who_from)
+        store::confirm_password(conn, &user_id, &session_id, &amr, &who_from)
     })
     .await?;
     if !confirmed {

@@ -3,7 +3,8 @@
 //! | route | |
 //! |---|---|
 //! | `GET /login` | the form (or, with a live refresh cookie, straight on to `next`) |
-//! | `POST /login` | JSON `{"email","password"}` → 200 with tokens and cookies; a form → 303 |
+//! | `POST /login` | JSON `{"email","password"}` → 200 with tokens and cookies (or, with a second factor, `second_factor_required` and a `second_step_token`); a form → 303 |
+//! | `GET`/`POST /login/second-step` | an account with a second factor: the code after the password (`{"code"}`, and `second_step_token` for an API client) |
 //! | `GET /login/session` | the session of an access token (401 once it ended) |
 //! | `POST /login/refresh` | rotates the refresh token (cookie or `{"refresh_token"}`) |
 //! | `POST /login/logout` | ends this session (204) |
@@ -27,6 +28,7 @@ mod gate;
 mod handlers;
 mod keys_command;
 mod pages;
+mod second_step;
 mod store;
 
 use std::path::PathBuf;
@@ -35,7 +37,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{TimeDelta, Utc};
 use flotilla_auth::keys::KeyRing;
 use flotilla_auth::throttle::{InFlight, ThrottleSettings};
-use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings};
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings, SecondFactors};
 use flotilla_bus::WakeSender;
 use flotilla_kit::actix_web::web;
 use flotilla_kit::{Command, ConfigError, Env, Routes, Service, State};
@@ -158,6 +160,9 @@ pub struct Login {
     /// Passwords confirmed at `/login/confirm`, throttled per account with profile's
     /// password checks.
     pub checks: PasswordChecks,
+    /// Codes of second factors (`FLOTILLA_FACTOR_KEY`), at the second step and at
+    /// `/login/confirm`.
+    pub factors: SecondFactors,
 }
 
 impl Login {
@@ -214,6 +219,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let hashes = config.passwords.pool();
     let login = web::Data::new(Login {
         checks: PasswordChecks::new(hashes.clone(), config.throttle),
+        factors: SecondFactors::from_env(&env, &config.public_url, config.throttle)?,
         hashes,
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
@@ -252,6 +258,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                 web::resource("")
                     .route(web::get().to(handlers::form))
                     .route(web::post().to(handlers::login)),
+            )
+            .service(
+                web::resource("/second-step")
+                    .route(web::get().to(second_step::form))
+                    .route(web::post().to(second_step::finish)),
             )
             .route("/session", web::get().to(handlers::session))
             .route("/refresh", web::post().to(handlers::refresh))

@@ -5,7 +5,9 @@ use askama::Template;
 use flotilla_kit::html::render;
 use flotilla_kit::{Error, FieldErrors};
 
-use crate::domain::{ConfirmInput, ForgotInput, LoginInput, ResetInput, safe_next};
+use crate::domain::{
+    ConfirmInput, ForgotInput, LoginInput, ResetInput, SecondStepInput, safe_next,
+};
 
 /// A message above a form: an error (`role="alert"`) or a notice.
 pub enum Banner<'a> {
@@ -59,6 +61,8 @@ struct ConfirmForm<'a> {
     email: &'a str,
     next: Option<&'a str>,
     csrf_token: &'a str,
+    /// The account has a second factor: its code is asked for too.
+    needs_code: bool,
     problem: Option<&'a str>,
     errors: &'a FieldErrors,
 }
@@ -81,6 +85,7 @@ pub fn confirm_form(
     email: &str,
     next: Option<&str>,
     csrf_token: &str,
+    needs_code: bool,
     problem: Option<&str>,
     errors: &FieldErrors,
 ) -> String {
@@ -88,13 +93,20 @@ pub fn confirm_form(
         email,
         next,
         csrf_token,
+        needs_code,
         problem,
         errors,
     })
 }
 
 /// The confirmation form again, refused with `error` (a wrong password, a wait).
-pub fn confirm_again(email: &str, csrf_token: &str, typed: &ConfirmInput, error: &Error) -> String {
+pub fn confirm_again(
+    email: &str,
+    csrf_token: &str,
+    needs_code: bool,
+    typed: &ConfirmInput,
+    error: &Error,
+) -> String {
     let next = safe_next(typed.next.as_deref());
     let errors = error.fields().cloned().unwrap_or_default();
     let problem = errors.is_empty().then(|| error.public_message());
@@ -102,9 +114,36 @@ pub fn confirm_again(email: &str, csrf_token: &str, typed: &ConfirmInput, error:
         email,
         next.as_deref(),
         csrf_token,
+        needs_code,
         problem.as_deref(),
         &errors,
     )
+}
+
+#[derive(Template)]
+#[template(path = "second_step.html")]
+struct SecondStepForm<'a> {
+    next: Option<&'a str>,
+    problem: Option<&'a str>,
+    errors: &'a FieldErrors,
+}
+
+/// The sign-in's second step: one field for the authenticator app's code or a
+/// recovery code.
+pub fn second_step_form(next: Option<&str>, problem: Option<&str>, errors: &FieldErrors) -> String {
+    render(&SecondStepForm {
+        next,
+        problem,
+        errors,
+    })
+}
+
+/// The second step again, refused with `error` (a wrong code, a wait).
+pub fn second_step_again(typed: &SecondStepInput, error: &Error) -> String {
+    let next = safe_next(typed.next.as_deref());
+    let errors = error.fields().cloned().unwrap_or_default();
+    let problem = errors.is_empty().then(|| error.public_message());
+    second_step_form(next.as_deref(), problem.as_deref(), &errors)
 }
 
 #[derive(Template)]
@@ -191,7 +230,7 @@ mod tests {
     #[test]
     fn the_confirmation_form_escapes_the_address_and_where_to_go() {
         let errors = FieldErrors::new();
-        let html = confirm_form(TYPED, Some(TYPED), TYPED, Some(TYPED), &errors);
+        let html = confirm_form(TYPED, Some(TYPED), TYPED, false, Some(TYPED), &errors);
         assert!(!html.contains("<script>"), "{html}");
         assert!(
             html.contains(&format!("<strong>{ESCAPED}</strong>")),
@@ -207,6 +246,10 @@ mod tests {
         assert!(html.contains(&format!(
             "<input type=\"email\" value=\"{ESCAPED}\" autocomplete=\"username\" hidden>"
         )));
+        // An account with a second factor is asked for its code as well.
+        let html = confirm_form(TYPED, None, TYPED, true, None, &errors);
+        assert!(html.contains("name=\"code\""), "{html}");
+        assert!(html.contains("autocomplete=\"one-time-code\""), "{html}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub use flotilla_accounts::{Origin, User};
 use flotilla_auth::device::DeviceEntry;
 use flotilla_auth::throttle;
 use flotilla_contracts::{AuthEventKind, Mail, Message};
-use flotilla_db::schema::{auth_events, refresh_tokens, sessions as sessions_t, users};
+use flotilla_db::schema::{
+    auth_events, refresh_tokens, second_steps, sessions as sessions_t, users,
+};
 use flotilla_db::{AnyConnection, diesel, new_id, write_transaction};
 use flotilla_jobs::NewJob;
 
@@ -61,13 +63,15 @@ fn still_there<'a>(
     Ok(User::find(conn, id)?.map(|_| id))
 }
 
-/// The password confirmed in a session (`/login/confirm`): its `authenticated_at`
-/// becomes `now` and a `password.confirmed` event is recorded, in one transaction.
+/// The password (and the second factor, when the account has one: `amr` says) confirmed
+/// in a session (`/login/confirm`): its `authenticated_at` becomes `now` and its `amr`
+/// the methods, and a `password.confirmed` event is recorded, in one transaction.
 /// `false` when the session ended or its account closed or was disabled meanwhile.
 pub fn confirm_password(
     conn: &mut AnyConnection,
     user_id: &str,
     session_id: &str,
+    amr: &str,
     origin: &Origin,
 ) -> QueryResult<bool> {
     write_transaction(conn, |conn| {
@@ -78,7 +82,7 @@ pub fn confirm_password(
         let now = flotilla_jobs::now();
         let live = Session::find_live(conn, session_id, now)?
             .is_some_and(|session| session.user_id == user_id);
-        if !live || !Session::confirm_password(conn, session_id, now)? {
+        if !live || !Session::confirm(conn, session_id, amr, now)? {
             return Ok(false);
         }
         let kind = AuthEventKind::PasswordConfirmed;
@@ -106,7 +110,124 @@ pub fn throttle(
 }
 
 /// How a session opened by a correct password was authenticated (RFC 8176).
-const PASSWORD_AMR: &str = "pwd";
+pub const PASSWORD_AMR: &str = "pwd";
+
+/// How long the second step of a sign-in may take.
+pub const SECOND_STEP_TTL: TimeDelta = TimeDelta::minutes(5);
+/// Wrong codes one second step takes before it ends (the password is asked again).
+pub const SECOND_STEP_TRIES: i32 = 5;
+
+/// What the password step of a sign-in left for its second step.
+pub struct SecondStep {
+    pub user_id: String,
+    /// Where the password step counted (the device, or the address).
+    pub login_key: String,
+    password_check: String,
+}
+
+impl SecondStep {
+    /// Whether `account` still has the password that began this step.
+    pub fn same_password(&self, account: &User) -> bool {
+        account
+            .password_hash
+            .as_ref()
+            .is_some_and(|h| password_check(h.expose()) == self.password_check)
+    }
+}
+
+/// What a second step keeps of the password hash: enough to see it changed.
+fn password_check(hash: &str) -> String {
+    flotilla_auth::token_hash(&format!("second-step:{hash}"))
+}
+
+/// Begins the second step of a sign-in whose password was right: its token (kept
+/// hashed). Steps of the account that ended by time are cleared on the way.
+pub fn begin_second_step(
+    conn: &mut AnyConnection,
+    account: &User,
+    login_key: &str,
+) -> QueryResult<String> {
+    let now = flotilla_jobs::now();
+    let token = flotilla_auth::new_token();
+    let check = account
+        .password_hash
+        .as_ref()
+        .map(|h| password_check(h.expose()))
+        .unwrap_or_default();
+    write_transaction(conn, |conn| {
+        diesel::delete(
+            second_steps::table
+                .filter(second_steps::user_id.eq(&account.id))
+                .filter(second_steps::expires_at.le(now)),
+        )
+        .execute(conn)?;
+        diesel::insert_into(second_steps::table)
+            .values((
+                second_steps::token_hash.eq(flotilla_auth::token_hash(&token)),
+                second_steps::user_id.eq(&account.id),
+                second_steps::login_key.eq(login_key),
+                second_steps::password_check.eq(check),
+                second_steps::created_at.eq(now),
+                second_steps::expires_at.eq(now + SECOND_STEP_TTL),
+            ))
+            .execute(conn)?;
+        Ok(token)
+    })
+}
+
+/// The live second step of a token's hash, if any (not ended by time or by wrong
+/// codes, not used).
+pub fn second_step(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<SecondStep>> {
+    let row: Option<(String, String, String)> = second_steps::table
+        .filter(second_steps::token_hash.eq(token_hash))
+        .filter(second_steps::expires_at.gt(flotilla_jobs::now()))
+        .filter(second_steps::failures.lt(SECOND_STEP_TRIES))
+        .select((
+            second_steps::user_id,
+            second_steps::login_key,
+            second_steps::password_check,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(user_id, login_key, password_check)| SecondStep {
+        user_id,
+        login_key,
+        password_check,
+    }))
+}
+
+/// Counts a wrong code against a second step; `false` once it has taken its last.
+pub fn second_step_failed(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        diesel::update(second_steps::table.filter(second_steps::token_hash.eq(token_hash)))
+            .set(second_steps::failures.eq(second_steps::failures + 1))
+            .execute(conn)?;
+        let failures: Option<i32> = second_steps::table
+            .filter(second_steps::token_hash.eq(token_hash))
+            .select(second_steps::failures)
+            .first(conn)
+            .optional()?;
+        Ok(failures.is_some_and(|f| f < SECOND_STEP_TRIES))
+    })
+}
+
+/// How a session was opened: the methods (RFC 8176) and, after a second step, the
+/// step's token hash, spent in the session's transaction (so a step opens one session
+/// however many requests finish it at once).
+pub struct Opening {
+    pub amr: String,
+    pub second_step: Option<String>,
+}
+
+impl Opening {
+    /// A sign-in with a password alone.
+    pub fn password() -> Self {
+        Self {
+            amr: PASSWORD_AMR.to_owned(),
+            second_step: None,
+        }
+    }
+}
 
 /// A live session, as tokens need it. No `Debug`: it holds the form token and the
 /// refresh token.
@@ -156,10 +277,19 @@ pub fn open_session(
     config: &LoginConfig,
     account: &User,
     login_key: &str,
+    opening: &Opening,
     origin: &Origin,
 ) -> QueryResult<Option<SessionGrant>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
+        if let Some(step) = &opening.second_step {
+            let spent =
+                diesel::delete(second_steps::table.filter(second_steps::token_hash.eq(step)))
+                    .execute(conn)?;
+            if spent == 0 {
+                return Ok(None);
+            }
+        }
         // A reset or password change holding the row commits first, and is seen below;
         // one coming later waits for this session, and ends it.
         User::lock(conn, &account.id)?;
@@ -192,7 +322,7 @@ pub fn open_session(
             revoked_at: None,
             revoked_reason: None,
             authenticated_at: Some(now),
-            amr: PASSWORD_AMR.to_owned(),
+            amr: opening.amr.clone(),
         }
         .insert(conn)?;
         let refresh_token = new_refresh_token(conn, &session_id, now)?;
@@ -211,7 +341,7 @@ pub fn open_session(
             user_id: account.id.clone(),
             role: account.role.as_str().to_owned(),
             verified: account.is_verified(),
-            amr: PASSWORD_AMR.to_owned(),
+            amr: opening.amr.clone(),
             email: account.email.clone(),
             username: account.username.clone(),
             display_name: account.display_name.clone(),

@@ -85,6 +85,13 @@ fn kind_label(kind: &str) -> &str {
         K::SessionRevokedOthers => "Other sessions ended",
         K::SessionRefreshReuse => "Session ended: a stolen token was used",
         K::PasswordConfirmed => "Password confirmed",
+        K::LoginSecondFactorFailed => "Wrong code at sign-in",
+        K::SecondFactorCheckFailed => "Wrong code for a change",
+        K::TotpAdded => "Authenticator app set up",
+        K::TotpRemoved => "Authenticator app removed",
+        K::RecoveryCodeUsed => "Recovery code used",
+        K::RecoveryCodesRegenerated => "New recovery codes made",
+        K::FactorsReset => "Second factors reset by an administrator",
         K::PasswordCheckFailed | K::AccountDeleted => kind,
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use askama::Template;
-use flotilla_contracts::{Mail, Message};
+use flotilla_contracts::{FactorChange, Mail, Message};
 use flotilla_jobs::Failure;
 use flotilla_kit::{ConfigError, Env};
 use lettre::message::{Mailbox, MultiPart};
@@ -166,6 +166,13 @@ fn subject(message: &Message) -> &'static str {
         Message::EmailChangeNotice { .. } => "A change of your email address was asked for",
         Message::EmailChangeTaken { .. } => "Someone tried to use your email address",
         Message::AccountDeleted {} => "Your account is closed",
+        Message::SecondFactorChanged { change, .. } => match change {
+            FactorChange::TotpAdded => "An authenticator app was set up for your account",
+            FactorChange::TotpRemoved => "The authenticator app was removed from your account",
+            FactorChange::RecoveryCodeUsed => "A recovery code of your account was used",
+            FactorChange::RecoveryCodesRegenerated => "Your account has new recovery codes",
+            FactorChange::Reset => "Your account's second factors were reset",
+        },
     }
 }
 
@@ -184,6 +191,9 @@ fn preheader(message: &Message) -> &'static str {
         }
         Message::EmailChangeTaken { .. } => "Nothing has changed: this address stays yours.",
         Message::AccountDeleted {} => "Every device was signed out and your data is being deleted.",
+        Message::SecondFactorChanged { .. } => {
+            "If this was not you, someone knows your password: reset it now."
+        }
     }
 }
 
@@ -211,6 +221,7 @@ fn site(message: &Message) -> Option<&str> {
         | Message::NewDeviceLogin { reset_link, .. } => reset_link,
         Message::EmailChangeNotice { forgot_link, .. }
         | Message::EmailChangeTaken { forgot_link } => forgot_link,
+        Message::SecondFactorChanged { security_link, .. } => security_link,
         _ => link(message)?,
     };
     let (_, rest) = link.split_once("://")?;
@@ -380,7 +391,7 @@ mod tests {
 
     /// One message of each kind, every text it carries set to `text` and every link to
     /// `link`.
-    fn every_message(link: &str, text: &str) -> [Message; 9] {
+    fn every_message(link: &str, text: &str) -> [Message; 10] {
         let when = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
         [
             Message::VerifyEmail {
@@ -417,6 +428,13 @@ mod tests {
             },
             Message::EmailChangeTaken {
                 forgot_link: link.into(),
+            },
+            Message::SecondFactorChanged {
+                change: FactorChange::RecoveryCodeUsed,
+                when,
+                client_addr: Some(text.into()),
+                security_link: link.into(),
+                codes_left: Some(2),
             },
             Message::AccountDeleted {},
         ]
@@ -516,6 +534,7 @@ mod tests {
                 Message::PasswordChanged { .. }
                     | Message::NewDeviceLogin { .. }
                     | Message::EmailChangeNotice { .. }
+                    | Message::SecondFactorChanged { .. }
             ) {
                 assert!(html.contains(MARKUP_ESCAPED), "{name}: {html}");
                 assert!(text.contains(MARKUP), "{name}: {text}");

@@ -9,6 +9,8 @@
 //! - [`Session`] and the revocations every service reads ([`revoked_since`]).
 //! - [`email_link`]: the single-use links sent by email ([`EmailLink`]); [`LinkMail`]
 //!   issues a reset or confirmation link and queues its mail.
+//! - [`TotpFactor`], [`RecoveryCodes`] and [`Factors`]: an account's second factors
+//!   (the secret sealed, the codes hashed) and what an owner or admin sees of them.
 //! - [`AuthEvent`]: what happened to an account, from which [`Origin`].
 //! - [`NewAuditEntry`] and [`AuditEntry`]: the admin console's append-only audit log,
 //!   by an [`Actor`].
@@ -29,6 +31,7 @@ mod auth_event;
 mod closing;
 pub mod directory;
 pub mod email_link;
+mod factors;
 mod fields;
 mod link_mail;
 mod purge;
@@ -40,6 +43,9 @@ pub use audit::{Actor, AuditEntry, AuditSearch, NewAuditEntry};
 pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
 pub use closing::close_account;
 pub use email_link::{EmailLink, LinkPurpose};
+pub use factors::{
+    FactorDates, FactorNotice, Factors, RecoveryCodes, TotpFactor, has_second_factor,
+};
 pub use fields::{EmailAddress, Username};
 pub use link_mail::LinkMail;
 pub use purge::{Cleaned, cleanup, purge_closed};

@@ -97,19 +97,27 @@ impl Session {
         Ok(rows.into_iter().next())
     }
 
-    /// Records that the owner of a live session confirmed their password in it now:
-    /// what the admin console's rule for changes (a sign-in or a confirmation within
-    /// the last minutes) reads. Returns whether the session was live.
-    pub fn confirm_password(
+    /// Whether the session's owner proved who they are with two factors (its `amr`
+    /// says `mfa`), at sign-in or in a confirmation since.
+    pub fn is_multi_factor(&self) -> bool {
+        self.amr.split_whitespace().any(|m| m == "mfa")
+    }
+
+    /// Records that the owner of a live session confirmed who they are in it now, with
+    /// the methods `amr` (RFC 8176, space-separated): what the admin console's rule for
+    /// changes (a sign-in or a confirmation within the last minutes, with the second
+    /// factor when the account has one) reads. Returns whether the session was live.
+    pub fn confirm(
         conn: &mut AnyConnection,
         id: &str,
+        amr: &str,
         now: NaiveDateTime,
     ) -> QueryResult<bool> {
         let live = sessions::table
             .filter(sessions::id.eq(id))
             .filter(sessions::revoked_at.is_null());
         let changed = diesel::update(live)
-            .set(sessions::authenticated_at.eq(now))
+            .set((sessions::authenticated_at.eq(now), sessions::amr.eq(amr)))
             .execute(conn)?;
         Ok(changed > 0)
     }

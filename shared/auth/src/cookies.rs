@@ -31,6 +31,25 @@ impl Auth {
         }
     }
 
+    pub fn second_step_cookie_name(&self) -> &'static str {
+        if self.config().secure_cookies {
+            "__Secure-flotilla_second_step"
+        } else {
+            "flotilla_second_step"
+        }
+    }
+
+    /// The cookie that carries a sign-in from its password to its second step, sent to
+    /// /login only; `max_age_secs` 0 deletes it.
+    pub fn second_step_cookie(&self, token: &str, max_age_secs: i64) -> Cookie<'static> {
+        self.cookie(
+            self.second_step_cookie_name(),
+            token,
+            "/login",
+            max_age_secs,
+        )
+    }
+
     /// The device cookie ([`crate::device`]), sent to /login only, kept a year. Signing
     /// out does not clear it: the browser stays a known device of its accounts.
     pub fn device_cookie(&self, value: &str) -> Cookie<'static> {

@@ -56,6 +56,7 @@ mod origin;
 mod password;
 pub mod password_check;
 mod revocation;
+pub mod second_factor;
 pub mod throttle;
 mod token_cache;
 
@@ -77,3 +78,4 @@ pub use password::{
     burn_time, default_workers, hash_password, verify_password,
 };
 pub use password_check::{CheckRefusal, PasswordChecks};
+pub use second_factor::{Code, CodeRefusal, CodeUsed, SecondFactors};

@@ -24,5 +24,12 @@ stored_names! {
         SessionRevokedOthers = "session.revoked_others": "Every other session ended from the account page.",
         SessionRefreshReuse = "session.refresh_reuse": "A spent refresh token came back: the session ended.",
         AccountDeleted = "account.deleted": "The owner closed the account.",
+        LoginSecondFactorFailed = "login.second_factor_failed": "A wrong code at a sign-in's second step.",
+        SecondFactorCheckFailed = "second_factor.check_failed": "A wrong code on a route that asks for the second factor.",
+        TotpAdded = "totp.added": "An authenticator app was set up.",
+        TotpRemoved = "totp.removed": "The authenticator app was removed.",
+        RecoveryCodeUsed = "recovery_code.used": "A recovery code was used in place of the authenticator app.",
+        RecoveryCodesRegenerated = "recovery_codes.regenerated": "New recovery codes were made; the old ones stopped working.",
+        FactorsReset = "factors.reset": "An admin removed every second factor of the account.",
     }
 }

@@ -305,6 +305,31 @@ pub enum Message {
     EmailChangeTaken { forgot_link: String },
     /// The account was closed.
     AccountDeleted {},
+    /// A second factor was added, removed, reset or stood in for by a recovery code.
+    SecondFactorChanged {
+        change: FactorChange,
+        #[serde(with = "when")]
+        when: DateTime<Utc>,
+        #[serde(default)]
+        client_addr: Option<String>,
+        /// Where the owner sees and manages their factors.
+        security_link: String,
+        /// Recovery codes left (after one was used).
+        #[serde(default)]
+        codes_left: Option<i64>,
+    },
+}
+
+/// What happened to an account's second factors, for [`Message::SecondFactorChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorChange {
+    TotpAdded,
+    TotpRemoved,
+    RecoveryCodeUsed,
+    RecoveryCodesRegenerated,
+    /// An admin removed them all.
+    Reset,
 }
 
 fn hours_48() -> i64 {
@@ -332,6 +357,7 @@ impl Message {
             Self::EmailChangeNotice { .. } => "email_change_notice",
             Self::EmailChangeTaken { .. } => "email_change_taken",
             Self::AccountDeleted {} => "account_deleted",
+            Self::SecondFactorChanged { .. } => "second_factor_changed",
         }
     }
 }

@@ -63,7 +63,9 @@ mod jobs;
 pub use audit::AuditAction;
 pub use auth_events::AuthEventKind;
 pub use events::{Event, EventTopic};
-pub use jobs::{Job, JobKind, Mail, Message, PurgeUser, holds_erased_link, without_secrets};
+pub use jobs::{
+    FactorChange, Job, JobKind, Mail, Message, PurgeUser, holds_erased_link, without_secrets,
+};
 
 /// A stored or sent shape this release cannot read.
 #[derive(Debug, thiserror::Error)]

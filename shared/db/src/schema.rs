@@ -128,6 +128,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        last_step -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    second_steps (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        login_key -> Text,
+        password_check -> Text,
+        failures -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -141,5 +171,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
     audit_log,
     page_builds,
-    page_updates
+    page_updates,
+    totp_factors,
+    recovery_codes,
+    second_steps
 );

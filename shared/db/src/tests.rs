@@ -318,6 +318,38 @@ fn schema_matches_migrations() {
             .unwrap();
         assert!(builds.is_empty());
         assert_eq!(crate::PageUpdate::last(&mut conn).unwrap(), None);
+        type TotpRow = (
+            String,
+            String,
+            Option<i64>,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+        );
+        let totp: Vec<TotpRow> = crate::schema::totp_factors::table
+            .select(crate::schema::totp_factors::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(totp.is_empty());
+        type CodeRow = (String, String, NaiveDateTime);
+        let codes: Vec<CodeRow> = crate::schema::recovery_codes::table
+            .select(crate::schema::recovery_codes::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(codes.is_empty());
+        type StepRow = (
+            String,
+            String,
+            String,
+            String,
+            i32,
+            NaiveDateTime,
+            NaiveDateTime,
+        );
+        let steps: Vec<StepRow> = crate::schema::second_steps::table
+            .select(crate::schema::second_steps::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(steps.is_empty());
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)

@@ -290,26 +290,7 @@ pub fn bus(env: &Env) -> Result<flotilla_bus::BusConfig, ConfigError> {
 /// The bus secret of a single host without `FLOTILLA_BUS_SECRET`: `bus.secret` (mode
 /// 0600) in the data folder, shared by every process that uses that folder.
 fn secret_file(env: &Env) -> Result<flotilla_bus::BusSecret, ConfigError> {
-    let data_dir = data_dir(env)?;
-    crate::files::ensure_dir(&data_dir, crate::files::Access::Traverse).map_err(|problem| {
-        ConfigError {
-            variable: "FLOTILLA_DATA_DIR".into(),
-            value: data_dir.display().to_string(),
-            expected: format!("a folder only its owner may read or write: {problem}"),
-        }
-    })?;
-    let path = data_dir.join("bus.secret");
-    let text = crate::files::read_or_create_secret(&path, || {
-        rand::random::<[u8; 32]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    })
-    .map_err(|problem| ConfigError {
-        variable: "FLOTILLA_BUS_SECRET".into(),
-        value: String::new(),
-        expected: format!("to be set, or a usable {}: {problem}", path.display()),
-    })?;
+    let (path, text) = host_secret(env, "FLOTILLA_BUS_SECRET", "bus.secret")?;
     flotilla_bus::BusSecret::from_hex(&text).ok_or_else(|| ConfigError {
         variable: "FLOTILLA_BUS_SECRET".into(),
         value: String::new(),
@@ -318,6 +299,48 @@ fn secret_file(env: &Env) -> Result<flotilla_bus::BusSecret, ConfigError> {
             path.display()
         ),
     })
+}
+
+/// `FLOTILLA_FACTOR_KEY`: the key second factors' secrets are sealed with at rest, as
+/// 64 hex digits (`openssl rand -hex 32`), the same on every host that runs login,
+/// profile or admin. Unset, the file `factor.key` (mode 0600) in the data folder,
+/// made by the first process that needs it: a single host's. `flotilla-auth` checks
+/// the digits.
+pub fn factor_key_hex(env: &Env) -> Result<String, ConfigError> {
+    match env.raw("FLOTILLA_FACTOR_KEY") {
+        Some(value) => Ok(value),
+        None => Ok(host_secret(env, "FLOTILLA_FACTOR_KEY", "factor.key")?.1),
+    }
+}
+
+/// A secret of this host kept in the data folder as `file` (0600): read, or made of 32
+/// random bytes in hex by the first process that needs it. Its path and text.
+fn host_secret(
+    env: &Env,
+    variable: &str,
+    file: &str,
+) -> Result<(std::path::PathBuf, String), ConfigError> {
+    let data_dir = data_dir(env)?;
+    crate::files::ensure_dir(&data_dir, crate::files::Access::Traverse).map_err(|problem| {
+        ConfigError {
+            variable: "FLOTILLA_DATA_DIR".into(),
+            value: data_dir.display().to_string(),
+            expected: format!("a folder only its owner may read or write: {problem}"),
+        }
+    })?;
+    let path = data_dir.join(file);
+    let text = crate::files::read_or_create_secret(&path, || {
+        rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+    .map_err(|problem| ConfigError {
+        variable: variable.into(),
+        value: String::new(),
+        expected: format!("to be set, or a usable {}: {problem}", path.display()),
+    })?;
+    Ok((path, text))
 }
 
 /// What every HTTP service reads at start-up.

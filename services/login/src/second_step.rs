@@ -1,0 +1,230 @@
+//! The second step of a sign-in, for an account with a second factor. The password
+//! step ([`begin`]) opens no session: it leaves a short-lived, single-use step (a row
+//! keyed by a token's hash; the browser holds the token in a cookie, an API client in
+//! the answer's `second_step_token`). `POST /login/second-step` takes a code from the
+//! authenticator app, or a recovery code, and opens the session with its `amr`
+//! (`pwd otp mfa`, or `pwd rc mfa`).
+//!
+//! Wrong codes count like wrong passwords: per account and known device
+//! ([`SecondFactors::sign_in_key`]), delayed after `FLOTILLA_LOGIN_MAX_FAILURES`; and a
+//! step ends after [`store::SECOND_STEP_TRIES`] of them, or [`store::SECOND_STEP_TTL`],
+//! so the password must be typed again.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_accounts::User;
+use flotilla_auth::second_factor::Attempt;
+use flotilla_auth::{Code, CodeUsed, SecondFactors};
+use flotilla_contracts::AuthEventKind;
+use flotilla_kit::body::BodyFormat as Format;
+use flotilla_kit::html::{respond as html, see_other};
+use flotilla_kit::input::Input;
+use flotilla_kit::work::{blocking, read};
+use flotilla_kit::{Error, FieldErrors, RequestContext, State};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Login;
+use crate::domain::{SecondStepInput, plausible_token, safe_next};
+use crate::errors::LoginError;
+use crate::handlers::{count, devices, no_store, open_session, origin, refusal_of, signed_in};
+use crate::pages;
+use crate::store::{self, Opening};
+
+/// Where a browser types its code.
+pub const PATH: &str = "/login/second-step";
+
+fn here(next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "{PATH}?{}",
+            serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+        ),
+        None => PATH.to_owned(),
+    }
+}
+
+/// After a right password on an account with a second factor: the step's token, in a
+/// cookie and (for an API client) the answer, and a browser sent to type its code.
+pub async fn begin(
+    state: &web::Data<State>,
+    login: &Login,
+    account: &User,
+    login_key: &str,
+    format: Format,
+    next: Option<String>,
+) -> Result<HttpResponse, Error> {
+    let (user, key) = (account.clone(), login_key.to_owned());
+    let token = blocking(state, move |conn| {
+        store::begin_second_step(conn, &user, &key)
+    })
+    .await?;
+    count(state, "second_step");
+    let ttl = store::SECOND_STEP_TTL.num_seconds();
+    let cookie = login.auth.second_step_cookie(&token, ttl);
+    let mut response = match format {
+        Format::Json => no_store(HttpResponse::Ok())
+            .cookie(cookie.clone())
+            .json(json!({
+                "status": "second_factor_required",
+                "second_step_token": token,
+                "methods": ["totp", "recovery_code"],
+                "expires_in": ttl,
+            })),
+        Format::Form => see_other(&here(next.as_deref())),
+    };
+    if format == Format::Form {
+        // A cookie built here always has a valid header form.
+        let _ = response.add_cookie(&cookie);
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct FormQuery {
+    next: Option<String>,
+}
+
+/// The live step of the request's cookie, if any.
+async fn step_of_cookie(
+    req: &HttpRequest,
+    state: &web::Data<State>,
+    login: &Login,
+) -> Result<Option<store::SecondStep>, Error> {
+    let Some(cookie) = req.cookie(login.auth.second_step_cookie_name()) else {
+        return Ok(None);
+    };
+    let token = cookie.value().to_owned();
+    if !plausible_token(&token) {
+        return Ok(None);
+    }
+    let hash = flotilla_auth::token_hash(&token);
+    read(state, move |conn| store::second_step(conn, &hash)).await
+}
+
+/// The code form, while the browser has a live step; else back to the sign-in form.
+pub async fn form(
+    req: HttpRequest,
+    query: web::Query<FormQuery>,
+    state: web::Data<State>,
+    login: web::Data<Login>,
+) -> Result<HttpResponse, Error> {
+    let next = safe_next(query.next.as_deref());
+    if step_of_cookie(&req, &state, &login).await?.is_none() {
+        let to = match &next {
+            Some(next) => format!(
+                "/login?{}",
+                serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+            ),
+            None => "/login".to_owned(),
+        };
+        return Ok(see_other(&to));
+    }
+    let page = pages::second_step_form(next.as_deref(), None, &FieldErrors::new());
+    let mut response = html(StatusCode::OK, page);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// The session's `amr` after the password and `used`.
+fn amr_after(used: CodeUsed) -> String {
+    format!("{} {} mfa", store::PASSWORD_AMR, used.amr())
+}
+
+/// Finishes a sign-in with a code: the tokens (and the step spent), or the refusal.
+pub async fn finish(
+    input: Input<SecondStepInput>,
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<State>,
+    login: web::Data<Login>,
+) -> Result<HttpResponse, Error> {
+    login.auth.check_same_origin_with(&req, false)?;
+    let refuse = |error: Error| input.refuse(error, pages::second_step_again);
+    // A step that ended is begun again at the sign-in form.
+    let ended = || {
+        let error: Error = LoginError::SecondStepEnded.into();
+        input.refuse(error, |typed: &SecondStepInput, error: &Error| {
+            let next = safe_next(typed.next.as_deref());
+            let message = error.public_message();
+            let banner = pages::Banner::Error(&message);
+            pages::login_form("", next.as_deref(), &banner, &FieldErrors::new())
+        })
+    };
+    let token = match input.raw().second_step_token.clone() {
+        Some(token) => Some(token),
+        None => req
+            .cookie(login.auth.second_step_cookie_name())
+            .map(|c| c.value().to_owned()),
+    };
+    let Some(token) = token.filter(|t| plausible_token(t)) else {
+        return Err(ended());
+    };
+    let code = input.parse(
+        |raw| Code::parse(&raw.code).map_err(|problem| Error::invalid("code", problem)),
+        pages::second_step_again,
+    )?;
+    let hash = flotilla_auth::token_hash(&token);
+    let lookup = hash.clone();
+    let step = read(&state, move |conn| store::second_step(conn, &lookup)).await?;
+    let Some(step) = step else {
+        return Err(ended());
+    };
+    let id = step.user_id.clone();
+    let account = read(&state, move |conn| User::find_active(conn, &id)).await?;
+    // Closed, disabled or given a new password since the password step.
+    let Some(account) = account.filter(|a| step.same_password(a) && refusal_of(a).is_none()) else {
+        return Err(ended());
+    };
+    let who = origin(&req, &ctx);
+    let devices = devices(&req, &login);
+    let device = devices.iter().find(|d| d.user_id == account.id);
+    let attempt = Attempt {
+        key: SecondFactors::sign_in_key(&account.id, device.map(|d| d.key()).as_deref()),
+        failure: AuthEventKind::LoginSecondFactorFailed,
+        session_id: None,
+        from: who.clone(),
+    };
+    let used = match login.factors.check(&state, &account, code, attempt).await {
+        Ok(used) => used,
+        Err(error) => {
+            count(&state, "second_step_failure");
+            if error.code() == "wrong_code" {
+                let spent = hash.clone();
+                let alive =
+                    blocking(&state, move |conn| store::second_step_failed(conn, &spent)).await?;
+                if !alive {
+                    return Err(ended());
+                }
+            }
+            return Err(refuse(error));
+        }
+    };
+    let opening = Opening {
+        amr: amr_after(used),
+        second_step: Some(hash),
+    };
+    let grant = open_session(&state, &login, account, step.login_key, opening, who).await?;
+    let Some(grant) = grant else {
+        // Finished by another request meanwhile, or the account changed.
+        return Err(ended());
+    };
+    let next = safe_next(input.raw().next.as_deref());
+    let mut response = signed_in(
+        &state,
+        &login,
+        &grant,
+        &devices,
+        input.format(),
+        next.as_deref(),
+    )?;
+    let _ = response.add_cookie(&login.auth.second_step_cookie("", 0));
+    Ok(response)
+}

@@ -1,0 +1,469 @@
+//! The second factor in use: setting up an authenticator app, making recovery codes,
+//! and checking a code typed at a sign-in's second step or on a route that asks for
+//! the second factor again (step-up). One implementation for login and profile:
+//! [`SecondFactors`] holds the key the secrets are sealed with and counts failures like
+//! the password checks do (per account, or per account and known device at sign-in),
+//! so a stolen password or session cannot guess codes faster by spreading them.
+//!
+//! A code is a TOTP code (6 digits; spaces are ignored) or a recovery code
+//! (`xxxxx-xxxxx`, however it is typed). A TOTP code is accepted once: its time step
+//! must be newer than the last one used, and that is written with a guarded update in
+//! the same transaction. A recovery code is deleted by its use, and its owner mailed.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use base64::Engine as _;
+use chrono::NaiveDateTime;
+use flotilla_accounts::{Origin, RecoveryCodes, TotpFactor, User};
+use flotilla_contracts::{AuthEventKind, FactorChange};
+use flotilla_db::diesel::QueryResult;
+use flotilla_db::{AnyConnection, write_transaction};
+use flotilla_kit::work::blocking;
+use flotilla_kit::{ConfigError, Env, Error, State};
+
+use crate::factors::{FactorKey, TotpSecret, normalise_recovery_code};
+use crate::throttle::{self, InFlight, ThrottleSettings};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What a sealed TOTP secret belongs to (its associated data).
+fn totp_owner(user_id: &str) -> Vec<u8> {
+    format!("totp:{user_id}").into_bytes()
+}
+
+/// What a TOTP secret waiting for its first code (an enrolment's form) belongs to.
+fn pending_owner(user_id: &str) -> Vec<u8> {
+    format!("totp-pending:{user_id}").into_bytes()
+}
+
+/// How a recovery code is stored: its hash, bound to its account.
+pub fn recovery_code_hash(user_id: &str, normalised: &str) -> String {
+    crate::token_hash(&format!("recovery:{user_id}:{normalised}"))
+}
+
+/// How long an enrolment's form stays good: the time to open an app and scan.
+const PENDING_SECS: i64 = 30 * 60;
+
+/// What the person typed in a code field, sorted out before anything is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// Six digits.
+    Totp(String),
+    /// A recovery code in its normal form.
+    Recovery(String),
+}
+
+impl Code {
+    /// The code typed, or what is wrong with it (the field's message).
+    pub fn parse(typed: &str) -> Result<Self, &'static str> {
+        let compact: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact.is_empty() {
+            return Err("is required");
+        }
+        if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Self::Totp(compact));
+        }
+        let recovery = normalise_recovery_code(&compact);
+        if recovery.len() == 11 {
+            return Ok(Self::Recovery(recovery));
+        }
+        Err("is not a 6-digit code from your authenticator app or a recovery code")
+    }
+}
+
+/// A right code: which kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeUsed {
+    Totp,
+    /// A recovery code: this many are left.
+    RecoveryCode {
+        left: i64,
+    },
+}
+
+impl CodeUsed {
+    /// The `amr` value (RFC 8176) of the factor: `otp` for an app's code; a recovery
+    /// code has no registered name, and says `rc`.
+    pub fn amr(self) -> &'static str {
+        match self {
+            Self::Totp => "otp",
+            Self::RecoveryCode { .. } => "rc",
+        }
+    }
+}
+
+/// Why a code was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRefusal {
+    /// 403 `wrong_code`: not the app's code now (or used already), nor an unused
+    /// recovery code.
+    Wrong,
+    /// 429: the account's free checks are all under way.
+    InFlight,
+    /// 429: too many wrong codes; wait this long.
+    TooMany { wait_secs: i64 },
+}
+
+impl CodeRefusal {
+    pub fn message(&self) -> String {
+        match self {
+            Self::Wrong => "The code is not right, or was used already. Type the code your \
+                            authenticator app shows now, or an unused recovery code."
+                .into(),
+            Self::InFlight => {
+                "Too many codes for this account are being checked: try again in a moment.".into()
+            }
+            Self::TooMany { wait_secs } => format!(
+                "Too many wrong codes for this account: wait {wait_secs} seconds and try again."
+            ),
+        }
+    }
+}
+
+impl From<CodeRefusal> for Error {
+    fn from(refusal: CodeRefusal) -> Self {
+        let message = refusal.message();
+        match refusal {
+            CodeRefusal::Wrong => Error::Forbidden {
+                code: "wrong_code",
+                message,
+            },
+            CodeRefusal::InFlight => Error::TooManyRequests {
+                code: "too_many_attempts",
+                message,
+                retry_after_secs: 1,
+            },
+            CodeRefusal::TooMany { wait_secs } => Error::TooManyRequests {
+                code: "too_many_attempts",
+                message,
+                retry_after_secs: u32::try_from(wait_secs).unwrap_or(u32::MAX),
+            },
+        }
+    }
+}
+
+/// Where a code check counts its failures and what it records them as.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The throttle's key ([`SecondFactors::step_up_key`], or the sign-in's).
+    pub key: String,
+    pub failure: AuthEventKind,
+    pub session_id: Option<String>,
+    pub from: Origin,
+}
+
+/// An authenticator app being set up: the secret, shown to the person, and the same
+/// sealed for the form that confirms it (nothing is stored until a first code is
+/// right, and the form stops working after half an hour).
+pub struct Enrolment {
+    pub secret: TotpSecret,
+    /// Goes back in the confirming form's hidden field.
+    pub pending: String,
+}
+
+/// The fleet's second factors: the sealing key, the code checks in flight, and the
+/// sign-in throttle's settings for them.
+#[derive(Clone)]
+pub struct SecondFactors {
+    key: Arc<FactorKey>,
+    in_flight: InFlight,
+    settings: ThrottleSettings,
+    public_url: String,
+}
+
+impl std::fmt::Debug for SecondFactors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactors").finish_non_exhaustive()
+    }
+}
+
+impl SecondFactors {
+    /// `FLOTILLA_FACTOR_KEY` (or the data folder's `factor.key`) and the throttle.
+    pub fn from_env(
+        env: &Env,
+        public_url: &str,
+        settings: ThrottleSettings,
+    ) -> Result<Self, ConfigError> {
+        let hex = flotilla_kit::config::factor_key_hex(env)?;
+        let key = FactorKey::from_hex(&hex).ok_or_else(|| ConfigError {
+            variable: "FLOTILLA_FACTOR_KEY".into(),
+            value: "(hidden)".into(),
+            expected: "64 hex digits (`openssl rand -hex 32`), the same on every host".into(),
+        })?;
+        Ok(Self::new(key, public_url, settings))
+    }
+
+    pub fn new(key: FactorKey, public_url: &str, settings: ThrottleSettings) -> Self {
+        Self {
+            key: Arc::new(key),
+            in_flight: InFlight::new(settings.max_failures),
+            settings,
+            public_url: public_url.to_owned(),
+        }
+    }
+
+    /// The throttle key of an account's step-up checks (`auth_events.login_key`).
+    pub fn step_up_key(user_id: &str) -> String {
+        crate::token_hash(&format!("second-factor:{user_id}"))
+    }
+
+    /// The throttle key of a sign-in's second step: the known device's own count when
+    /// the browser has signed in to the account before, else the account's.
+    pub fn sign_in_key(user_id: &str, device_key: Option<&str>) -> String {
+        match device_key {
+            Some(device) => crate::token_hash(&format!("second-factor:{user_id}:{device}")),
+            None => crate::token_hash(&format!("second-factor:{user_id}:any")),
+        }
+    }
+
+    /// A new secret for `user_id` and its sealed form for the confirming form.
+    pub fn begin_enrolment(&self, user_id: &str, now: NaiveDateTime) -> Enrolment {
+        let secret = TotpSecret::generate();
+        let mut plain = now.and_utc().timestamp().to_be_bytes().to_vec();
+        plain.extend_from_slice(secret.as_bytes());
+        let pending = B64.encode(self.key.seal(&plain, &pending_owner(user_id)));
+        Enrolment { secret, pending }
+    }
+
+    /// The secret of an enrolment's form, if the form is this account's and recent.
+    pub fn pending_secret(
+        &self,
+        user_id: &str,
+        pending: &str,
+        now: NaiveDateTime,
+    ) -> Option<TotpSecret> {
+        let sealed = B64.decode(pending.trim()).ok()?;
+        let plain = self.key.open(&sealed, &pending_owner(user_id)).ok()?;
+        let (at, secret) = plain.split_at_checked(8)?;
+        let at = i64::from_be_bytes(at.try_into().ok()?);
+        let age = now.and_utc().timestamp() - at;
+        if !(0..=PENDING_SECS).contains(&age) {
+            return None;
+        }
+        TotpSecret::from_bytes(secret.to_vec())
+    }
+
+    /// Seals a confirmed secret for its row.
+    pub fn seal_secret(&self, user_id: &str, secret: &TotpSecret) -> String {
+        B64.encode(self.key.seal(secret.as_bytes(), &totp_owner(user_id)))
+    }
+
+    fn open_secret(&self, row: &TotpFactor) -> Result<TotpSecret, Error> {
+        let unreadable = || {
+            Error::Internal(anyhow::anyhow!(
+                "the authenticator secret of account {} does not open with FLOTILLA_FACTOR_KEY \
+                 (was the key changed?)",
+                row.user_id
+            ))
+        };
+        let sealed = B64.decode(&row.secret).map_err(|_| unreadable())?;
+        let plain = self
+            .key
+            .open(&sealed, &totp_owner(&row.user_id))
+            .map_err(|_| unreadable())?;
+        TotpSecret::from_bytes(plain).ok_or_else(unreadable)
+    }
+
+    /// Ten new recovery codes for the account, replacing its old ones (in the caller's
+    /// transaction). The codes, to show once.
+    pub fn new_recovery_codes(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<String>> {
+        let codes = crate::factors::recovery_codes();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| recovery_code_hash(user_id, &normalise_recovery_code(c)))
+            .collect();
+        RecoveryCodes::replace(conn, user_id, &hashes, now)?;
+        Ok(codes)
+    }
+
+    /// Checks `code` for `account` under `attempt`'s throttle: which factor it was, or
+    /// 403 `wrong_code` (recorded as `attempt.failure`), or 429 with `Retry-After`. A
+    /// recovery code used is recorded and mailed to the owner in the same transaction.
+    pub async fn check(
+        &self,
+        state: &web::Data<State>,
+        account: &User,
+        code: Code,
+        attempt: Attempt,
+    ) -> Result<CodeUsed, Error> {
+        let Some((_in_flight, others)) = self.in_flight.begin(&attempt.key).await else {
+            return Err(CodeRefusal::InFlight.into());
+        };
+        let (this, user) = (self.clone(), account.clone());
+        let outcome = blocking(state, move |conn| {
+            this.check_in(conn, &user, &code, &attempt, others)
+        })
+        .await?;
+        outcome.map_err(Error::from)
+    }
+
+    fn check_in(
+        &self,
+        conn: &mut AnyConnection,
+        account: &User,
+        code: &Code,
+        attempt: &Attempt,
+        others: usize,
+    ) -> Result<Result<CodeUsed, CodeRefusal>, Error> {
+        let now = chrono::Utc::now().naive_utc();
+        let attempts = throttle::Attempts {
+            key: &attempt.key,
+            failure: attempt.failure,
+            success: None,
+        };
+        if let Some(wait_secs) = throttle::wait(conn, &self.settings, attempts, others, now)? {
+            return Ok(Err(CodeRefusal::TooMany { wait_secs }));
+        }
+        write_transaction(conn, |conn| {
+            let user_id = account.id.as_str();
+            let used = match code {
+                Code::Totp(digits) => match TotpFactor::of(conn, user_id)? {
+                    Some(row) => {
+                        let secret = self.open_secret(&row)?;
+                        let unix = u64::try_from(now.and_utc().timestamp()).unwrap_or(0);
+                        let last = row.last_step.and_then(|s| u64::try_from(s).ok());
+                        match secret.check(digits, unix, last) {
+                            Some(step) => {
+                                let step = i64::try_from(step).unwrap_or(i64::MAX);
+                                TotpFactor::spend_step(conn, user_id, step, now)?
+                                    .then_some(CodeUsed::Totp)
+                            }
+                            None => None,
+                        }
+                    }
+                    None => None,
+                },
+                Code::Recovery(normal) => {
+                    let hash = recovery_code_hash(user_id, normal);
+                    if RecoveryCodes::spend(conn, user_id, &hash)? {
+                        let left = RecoveryCodes::left(conn, user_id)?;
+                        self.recovery_code_used(conn, account, attempt, left, now)?;
+                        Some(CodeUsed::RecoveryCode { left })
+                    } else {
+                        None
+                    }
+                }
+            };
+            if used.is_none() {
+                let event = attempt.from.event(
+                    attempt.failure,
+                    Some(user_id),
+                    Some(&attempt.key),
+                    attempt.session_id.as_deref(),
+                );
+                event.record(conn, now)?;
+            }
+            Ok::<_, Error>(used.ok_or(CodeRefusal::Wrong))
+        })
+    }
+
+    fn recovery_code_used(
+        &self,
+        conn: &mut AnyConnection,
+        account: &User,
+        attempt: &Attempt,
+        left: i64,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        let kind = AuthEventKind::RecoveryCodeUsed;
+        let event =
+            attempt
+                .from
+                .event(kind, Some(&account.id), None, attempt.session_id.as_deref());
+        event.record(conn, now)?;
+        self.notify(
+            conn,
+            account,
+            FactorChange::RecoveryCodeUsed,
+            Some(left),
+            &attempt.from,
+            now,
+        )
+    }
+
+    /// Queues the owner's mail about a change of their factors.
+    pub fn notify(
+        &self,
+        conn: &mut AnyConnection,
+        account: &User,
+        change: FactorChange,
+        codes_left: Option<i64>,
+        from: &Origin,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        let notice = flotilla_accounts::FactorNotice {
+            to: &account.email,
+            change,
+            codes_left,
+            public_url: &self.public_url,
+            key: &format!("{}:{}", account.id, flotilla_accounts::new_token()),
+        };
+        notice.queue(conn, from, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_is_sorted_out_before_it_is_looked_up() {
+        assert_eq!(Code::parse(" 123 456 "), Ok(Code::Totp("123456".into())));
+        assert!(matches!(Code::parse("abcde-fghij"), Ok(Code::Recovery(_))));
+        assert_eq!(Code::parse("  "), Err("is required"));
+        assert!(Code::parse("12345").is_err());
+        assert!(Code::parse("1234567").is_err());
+        assert!(Code::parse("<script>").is_err());
+    }
+
+    fn factors() -> SecondFactors {
+        let key = FactorKey::from_hex(&"ab".repeat(32)).unwrap();
+        let settings = ThrottleSettings {
+            max_failures: 5,
+            window: chrono::TimeDelta::seconds(900),
+            max_delay_secs: 900,
+        };
+        SecondFactors::new(key, "http://example.test", settings)
+    }
+
+    #[test]
+    fn an_enrolment_form_works_for_its_account_for_half_an_hour() {
+        let factors = factors();
+        let now = chrono::Utc::now().naive_utc();
+        let enrolment = factors.begin_enrolment("ada", now);
+        let back = factors.pending_secret("ada", &enrolment.pending, now);
+        assert_eq!(back.as_ref(), Some(&enrolment.secret));
+        assert!(
+            factors
+                .pending_secret("bob", &enrolment.pending, now)
+                .is_none()
+        );
+        let late = now + chrono::TimeDelta::seconds(PENDING_SECS + 1);
+        assert!(
+            factors
+                .pending_secret("ada", &enrolment.pending, late)
+                .is_none()
+        );
+        assert!(factors.pending_secret("ada", "not base64!", now).is_none());
+        // A pending form is not a stored secret: it does not open as one.
+        let row = TotpFactor {
+            user_id: "ada".into(),
+            secret: enrolment.pending.clone(),
+            last_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        assert!(factors.open_secret(&row).is_err());
+        let sealed = factors.seal_secret("ada", &enrolment.secret);
+        let row = TotpFactor {
+            secret: sealed,
+            ..row
+        };
+        assert_eq!(factors.open_secret(&row).ok(), Some(enrolment.secret));
+    }
+}

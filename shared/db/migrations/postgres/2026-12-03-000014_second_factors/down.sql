@@ -1,0 +1,3 @@
+DROP TABLE second_steps;
+DROP TABLE recovery_codes;
+DROP TABLE totp_factors;
