@@ -143,6 +143,9 @@ pub struct PasswordChange {
     pub current_password: String,
     #[serde(default)]
     pub new_password: String,
+    /// The second factor's code, when the account has one.
+    #[serde(default)]
+    pub code: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -160,6 +163,9 @@ pub struct EmailChange {
     pub new_email: String,
     #[serde(default)]
     pub password: String,
+    /// The second factor's code, when the account has one.
+    #[serde(default)]
+    pub code: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -222,6 +228,9 @@ impl LinkToken {
 pub struct Deletion {
     #[serde(default)]
     pub password: String,
+    /// The second factor's code, when the account has one.
+    #[serde(default)]
+    pub code: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -231,6 +240,71 @@ impl CarriesCsrf for Deletion {
         self.csrf_token.as_deref()
     }
 }
+
+/// `POST /profile/totp`: the first code of a new authenticator app, its setup form's
+/// sealed secret, and the password.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpSetup {
+    #[serde(default)]
+    pub pending: String,
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for TotpSetup {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// A change of the second factors themselves (removing the app, new recovery codes):
+/// the password and a code.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactorChange {
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for FactorChange {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// What a route that asks who it is reads: the password and (with a second factor)
+/// its code.
+pub trait Proof {
+    fn password(&self) -> &str;
+    fn code(&self) -> Option<&str>;
+}
+
+macro_rules! proof {
+    ($type:ty, $password:ident) => {
+        impl Proof for $type {
+            fn password(&self) -> &str {
+                &self.$password
+            }
+            fn code(&self) -> Option<&str> {
+                self.code.as_deref()
+            }
+        }
+    };
+}
+
+proof!(PasswordChange, current_password);
+proof!(EmailChange, password);
+proof!(Deletion, password);
+proof!(FactorChange, password);
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,13 @@ pub enum ProfileError {
     LinkExpired,
     /// 409: the address became another account's before the link was used.
     EmailTaken,
+    /// 409: the account has an authenticator app already (remove it first).
+    TotpExists,
+    /// 409: the account has no authenticator app (to remove, or to make codes for).
+    NoTotp,
+    /// 400: an authenticator app's setup form older than half an hour, or another
+    /// account's.
+    SetupExpired,
 }
 
 impl ProfileError {
@@ -41,6 +48,13 @@ impl ProfileError {
             Self::EmailTaken => {
                 "Another account uses this address now, so it cannot become yours.".into()
             }
+            Self::TotpExists => "This account has an authenticator app already: remove it \
+                                 first to set up another."
+                .into(),
+            Self::NoTotp => "This account has no authenticator app.".into(),
+            Self::SetupExpired => "This setup form has expired (after half an hour): start \
+                                   again, and scan the new code."
+                .into(),
         }
     }
 }
@@ -73,6 +87,18 @@ impl From<ProfileError> for Error {
             },
             ProfileError::LinkExpired => Error::BadRequest {
                 code: "token_expired",
+                message,
+            },
+            ProfileError::TotpExists => Error::Refused {
+                code: "totp_exists",
+                message,
+            },
+            ProfileError::NoTotp => Error::Refused {
+                code: "no_totp",
+                message,
+            },
+            ProfileError::SetupExpired => Error::BadRequest {
+                code: "setup_expired",
                 message,
             },
         }

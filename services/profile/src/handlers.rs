@@ -17,11 +17,16 @@ use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
 
-use crate::domain::{Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch};
+use crate::domain::{
+    Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch, Proof,
+};
 use crate::errors::ProfileError;
 use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};
 use flotilla_accounts::email_link::Link;
+use flotilla_auth::second_factor::Attempt;
+use flotilla_auth::{Code, SecondFactors};
+use flotilla_contracts::AuthEventKind;
 
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "passwords are being checked";
@@ -35,7 +40,7 @@ fn gone() -> Error {
 }
 
 /// The account of a token, or 401 when it was closed meanwhile.
-async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, Error> {
+pub(crate) async fn load(state: &web::Data<State>, who: &Authenticated) -> Result<Account, Error> {
     let user_id = who.claims.sub.clone();
     read(state, move |conn| store::account(conn, &user_id))
         .await?
@@ -55,13 +60,50 @@ async fn check_password(
     checks.check(state, account, None, candidate, from).await
 }
 
+/// Checks who asks for a sensitive change: the account's password and, when it has a
+/// second factor, its code (TOTP or a recovery code), each throttled per account. A
+/// missing or malformed code is a 422 on `code` before anything is checked.
+pub(crate) async fn check_identity<P: Proof>(
+    state: &web::Data<State>,
+    profile: &Profile,
+    account: &Account,
+    proof: &P,
+    session_id: &str,
+    from: &Origin,
+) -> Result<(), Error> {
+    let id = account.id.clone();
+    let needs_code = read(state, move |conn| {
+        flotilla_accounts::has_second_factor(conn, &id)
+    })
+    .await?;
+    let code = match needs_code {
+        true => Some(
+            Code::parse(proof.code().unwrap_or_default())
+                .map_err(|problem| Error::invalid("code", problem))?,
+        ),
+        false => None,
+    };
+    check_password(state, profile, account, proof.password(), from).await?;
+    if let Some(code) = code {
+        let attempt = Attempt {
+            key: SecondFactors::step_up_key(&account.id),
+            failure: AuthEventKind::SecondFactorCheckFailed,
+            session_id: Some(session_id.to_owned()),
+            from: from.clone(),
+        };
+        profile.factors.check(state, account, code, attempt).await?;
+        profile.wake.wake("email");
+    }
+    Ok(())
+}
+
 /// After a form post: back to the page with a notice.
 fn done(notice: &str) -> HttpResponse {
     see_other(&format!("/profile?done={notice}"))
 }
 
 /// A change done: 204 to an API client; a form goes back to the page with `notice`.
-fn changed<T>(input: &Input<T>, notice: &str) -> HttpResponse {
+pub(crate) fn changed<T>(input: &Input<T>, notice: &str) -> HttpResponse {
     match input.format() {
         Format::Json => HttpResponse::NoContent().finish(),
         Format::Form => done(notice),
@@ -92,11 +134,12 @@ pub async fn page(
 
 async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<pages::View, Error> {
     let user_id = who.claims.sub.clone();
-    let (account, sessions, activity) = read(state, move |conn| {
+    let (account, sessions, activity, factors) = read(state, move |conn| {
         Ok::<_, Error>((
             store::account(conn, &user_id)?,
             store::live_sessions(conn, &user_id)?,
             store::activity(conn, &user_id, 20)?,
+            store::factors(conn, &user_id)?,
         ))
     })
     .await?;
@@ -104,6 +147,7 @@ async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<page
         account: account.ok_or_else(gone)?,
         sessions,
         activity,
+        factors,
         current_session: who.claims.sid.clone(),
         csrf: who.claims.csrf.clone(),
     })
@@ -111,7 +155,7 @@ async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<page
 
 /// A change refused: the error to an API client; to a form, the account page again
 /// with the problem in its `section` (with the error's status and `Retry-After`).
-async fn refused<T>(
+pub(crate) async fn refused<T>(
     state: &web::Data<State>,
     who: &Authenticated,
     input: &Input<T>,
@@ -132,7 +176,17 @@ async fn refused<T>(
     };
     let page = match section {
         // Closing is refused on its own page, where it was asked.
-        "delete" => pages::close_account_page(&view.account, &view.csrf, Some(&problem)),
+        "delete" => {
+            let needs_code = view.factors.any();
+            pages::close_account_page(&view.account, &view.csrf, needs_code, Some(&problem))
+        }
+        "totp-remove" | "recovery-codes" => {
+            let what = match section {
+                "totp-remove" => pages::FactorAction::RemoveTotp,
+                _ => pages::FactorAction::NewCodes,
+            };
+            pages::factor_change_page(&view.account, &view.csrf, what, Some(&problem))
+        }
         _ => pages::account_page(&view, None, Some(&problem)),
     };
     input.refuse(error, |_, _| page)
@@ -147,9 +201,14 @@ pub async fn close_page(
         return Ok(see_other("/login?next=/profile/delete"));
     };
     let account = load(&state, &who).await?;
+    let id = account.id.clone();
+    let needs_code = read(&state, move |conn| {
+        flotilla_accounts::has_second_factor(conn, &id)
+    })
+    .await?;
     Ok(html(
         StatusCode::OK,
-        pages::close_account_page(&account, &who.claims.csrf, None),
+        pages::close_account_page(&account, &who.claims.csrf, needs_code, None),
     ))
 }
 
@@ -281,13 +340,8 @@ pub async fn password(
             return Err(refused(&state, &who, &input, "password", error).await);
         }
     };
-    let checked = check_password(
-        &state,
-        &profile,
-        &account,
-        &input.raw().current_password,
-        &who_from,
-    );
+    let sid = &who.claims.sid;
+    let checked = check_identity(&state, &profile, &account, input.raw(), sid, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "password", error).await);
     }
@@ -331,7 +385,8 @@ pub async fn email(
         let error = ProfileError::EmailChangeTooSoon { wait_secs }.into();
         return Err(refused(&state, &who, &input, "email", error).await);
     }
-    let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
+    let sid = &who.claims.sid;
+    let checked = check_identity(&state, &profile, &account, input.raw(), sid, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "email", error).await);
     }
@@ -543,7 +598,8 @@ pub async fn delete(
         return Err(refused(&state, &who, &input, "delete", error).await);
     }
     let account = load(&state, &who).await?;
-    let checked = check_password(&state, &profile, &account, &input.raw().password, &who_from);
+    let sid = &who.claims.sid;
+    let checked = check_identity(&state, &profile, &account, input.raw(), sid, &who_from);
     if let Err(error) = checked.await {
         return Err(refused(&state, &who, &input, "delete", error).await);
     }

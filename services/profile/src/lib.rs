@@ -8,14 +8,20 @@
 //! | `PATCH /profile/me` (form: `POST`) | username, display name, bio, public |
 //! | `GET /profile/delete` | "Close your account": what it does, the form that does it |
 //! | `DELETE /profile/me` (form: `POST /profile/delete`) | closes the account |
-//! | `POST /profile/password` | a new password; every other session ends |
-//! | `POST /profile/email` | a new address, confirmed by a link sent to it |
+//! | `POST /profile/password` | a new password (and the second factor's `code`, when the account has one); every other session ends |
+//! | `POST /profile/email` | a new address (the password, and the `code` with a second factor), confirmed by a link sent to it |
 //! | `GET /profile/email/confirm?token=…` | the link: a page whose button posts the token |
 //! | `POST /profile/email/confirm` | `{"token"}` (or the page's form) uses the link |
 //! | `GET /profile/sessions` | live sessions |
 //! | `DELETE /profile/sessions/{id}` (form: `POST …/revoke`) | ends one |
 //! | `GET /profile/sessions/revoke-others` | the page that asks before ending them |
 //! | `POST /profile/sessions/revoke-others` | ends all but this one |
+//! | `GET /profile/factors` | the second factors: the authenticator app's dates, recovery codes left |
+//! | `GET /profile/totp` | a new authenticator key: QR code and text (JSON: `secret`, `otpauth_url`, `pending`) |
+//! | `POST /profile/totp` | `{"pending","code","password"}` turns it on: 201 with ten recovery codes, shown once |
+//! | `GET /profile/totp/remove` | the page that asks before removing the app |
+//! | `DELETE /profile/totp` (form: `POST /profile/totp/remove`) | `{"password","code"}` removes the app and its codes |
+//! | `GET`/`POST /profile/recovery-codes` | `{"password","code"}`: ten new codes in place of the old (201) |
 //! | `GET /profile/activity` | recent sign-ins and changes |
 //! | `GET /profile/export` | everything stored about the account, as a JSON download |
 //!
@@ -24,6 +30,7 @@
 
 mod domain;
 mod errors;
+mod factors;
 mod handlers;
 mod pages;
 mod store;
@@ -33,7 +40,7 @@ use std::sync::Arc;
 use actix_web::web;
 use chrono::TimeDelta;
 use flotilla_auth::throttle::ThrottleSettings;
-use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings};
+use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings, SecondFactors};
 use flotilla_bus::WakeSender;
 use flotilla_kit::{ConfigError, Env, Routes, Service, State};
 
@@ -84,6 +91,9 @@ pub struct Profile {
     /// The account's password asked again (throttled per account, as login's
     /// confirmation is).
     pub checks: PasswordChecks,
+    /// The second factors (`FLOTILLA_FACTOR_KEY`): set up here, and their codes asked
+    /// for before a sensitive change.
+    pub factors: SecondFactors,
 }
 
 fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
@@ -93,6 +103,7 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
     let hashes = config.passwords.pool();
     let profile = web::Data::new(Profile {
         checks: PasswordChecks::new(hashes.clone(), config.throttle),
+        factors: SecondFactors::from_env(&env, &config.public_url, config.throttle)?,
         hashes,
         wake: WakeSender::start(&config.wake)?,
         auth: auth.clone(),
@@ -130,6 +141,23 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             )
             .route("/sessions/{id}", web::delete().to(handlers::revoke))
             .route("/sessions/{id}/revoke", web::post().to(handlers::revoke))
+            .service(
+                web::resource("/totp")
+                    .route(web::get().to(factors::setup_page))
+                    .route(web::post().to(factors::setup))
+                    .route(web::delete().to(factors::remove)),
+            )
+            .service(
+                web::resource("/totp/remove")
+                    .route(web::get().to(factors::remove_page))
+                    .route(web::post().to(factors::remove)),
+            )
+            .service(
+                web::resource("/recovery-codes")
+                    .route(web::get().to(factors::codes_page))
+                    .route(web::post().to(factors::regenerate)),
+            )
+            .route("/factors", web::get().to(factors::list))
             .route("/activity", web::get().to(handlers::activity))
             .route("/export", web::get().to(handlers::export));
     }))

@@ -5,7 +5,7 @@ use askama::Template;
 use flotilla_kit::FieldErrors;
 use flotilla_kit::html::{SignedIn, render};
 
-use flotilla_accounts::summarise_user_agent;
+use flotilla_accounts::{Factors, summarise_user_agent};
 
 use flotilla_contracts::AuthEventKind;
 
@@ -15,6 +15,7 @@ pub struct View {
     pub account: Account,
     pub sessions: Vec<SessionRow>,
     pub activity: Vec<EventRow>,
+    pub factors: Factors,
     pub current_session: String,
     pub csrf: String,
 }
@@ -55,6 +56,9 @@ fn notice(done: Option<&str>) -> &'static str {
         Some("revoked") => "Signed out there.",
         Some("revoked-others") => {
             "You are signed out everywhere else; this device stays signed in."
+        }
+        Some("two-step-off") => {
+            "The authenticator app is removed: signing in asks only for your password."
         }
         _ => "",
     }
@@ -155,19 +159,25 @@ pub fn account_page(view: &View, done: Option<&str>, problem: Option<&Problem>) 
 struct CloseAccount<'a> {
     email: &'a str,
     viewer: SignedIn<'a>,
+    /// The account has a second factor: its code is asked for too.
+    needs_code: bool,
     message: &'a str,
     errors: &'a FieldErrors,
 }
 
-pub fn close_account_page(account: &Account, csrf: &str, problem: Option<&Problem>) -> String {
+pub fn close_account_page(
+    account: &Account,
+    csrf: &str,
+    needs_code: bool,
+    problem: Option<&Problem>,
+) -> String {
     let none = FieldErrors::new();
     render(&CloseAccount {
         email: &account.email,
         viewer: viewer(account, csrf),
-        message: problem
-            .filter(|p| p.fields.is_empty())
-            .map_or("", |p| p.message.as_str()),
-        errors: problem.map_or(&none, |p| &p.fields),
+        needs_code,
+        message: problem_parts(problem, &none).0,
+        errors: problem_parts(problem, &none).1,
     })
 }
 
@@ -184,6 +194,153 @@ pub fn revoke_others_page(account: &Account, csrf: &str, others: usize) -> Strin
     render(&RevokeOthers {
         others,
         viewer: viewer(account, csrf),
+    })
+}
+
+/// A problem's message (when it names no field) and its fields' errors.
+fn problem_parts<'a>(
+    problem: Option<&'a Problem>,
+    none: &'a FieldErrors,
+) -> (&'a str, &'a FieldErrors) {
+    (
+        problem
+            .filter(|p| p.fields.is_empty())
+            .map_or("", |p| p.message.as_str()),
+        problem.map_or(none, |p| &p.fields),
+    )
+}
+
+/// What the authenticator app's setup page shows: the key as a QR code and as text,
+/// and the sealed key its form sends back.
+pub struct Setup {
+    pub qr: String,
+    pub key: String,
+    /// The `otpauth://` address the QR code holds.
+    pub url: String,
+    pub pending: String,
+}
+
+#[derive(Template)]
+#[template(path = "totp_setup.html")]
+struct TotpSetupPage<'a> {
+    email: &'a str,
+    viewer: SignedIn<'a>,
+    qr: &'a str,
+    key: &'a str,
+    pending: &'a str,
+    message: &'a str,
+    errors: &'a FieldErrors,
+}
+
+pub fn totp_setup_page(
+    account: &Account,
+    csrf: &str,
+    setup: &Setup,
+    problem: Option<&Problem>,
+) -> String {
+    let none = FieldErrors::new();
+    let (message, errors) = problem_parts(problem, &none);
+    render(&TotpSetupPage {
+        email: &account.email,
+        viewer: viewer(account, csrf),
+        qr: &setup.qr,
+        key: &setup.key,
+        pending: &setup.pending,
+        message,
+        errors,
+    })
+}
+
+/// The recovery codes, shown once: after the app's setup (`first`) or new ones.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodesPage<'a> {
+    viewer: SignedIn<'a>,
+    codes: &'a [String],
+    first: bool,
+}
+
+pub fn recovery_codes_page(account: &Account, csrf: &str, codes: &[String], first: bool) -> String {
+    render(&RecoveryCodesPage {
+        viewer: viewer(account, csrf),
+        codes,
+        first,
+    })
+}
+
+/// A change of the second factors that asks who it is first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorAction {
+    RemoveTotp,
+    NewCodes,
+}
+
+impl FactorAction {
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::RemoveTotp => "Remove the authenticator app",
+            Self::NewCodes => "Make new recovery codes",
+        }
+    }
+
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::RemoveTotp => {
+                "Signing in will ask only for your password again, and your recovery codes \
+                 stop working. Type your password and a code from the app (or a recovery \
+                 code) to go on."
+            }
+            Self::NewCodes => {
+                "You get ten new recovery codes, and the ones you have stop working. Type \
+                 your password and a code from your authenticator app (or a recovery code) \
+                 to go on."
+            }
+        }
+    }
+
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::RemoveTotp => "/profile/totp/remove",
+            Self::NewCodes => "/profile/recovery-codes",
+        }
+    }
+
+    pub fn button(self) -> &'static str {
+        match self {
+            Self::RemoveTotp => "Remove the app",
+            Self::NewCodes => "Make new codes",
+        }
+    }
+
+    pub fn is_destructive(self) -> bool {
+        self == Self::RemoveTotp
+    }
+}
+
+#[derive(Template)]
+#[template(path = "factor_change.html")]
+struct FactorChangePage<'a> {
+    email: &'a str,
+    viewer: SignedIn<'a>,
+    what: FactorAction,
+    message: &'a str,
+    errors: &'a FieldErrors,
+}
+
+pub fn factor_change_page(
+    account: &Account,
+    csrf: &str,
+    what: FactorAction,
+    problem: Option<&Problem>,
+) -> String {
+    let none = FieldErrors::new();
+    let (message, errors) = problem_parts(problem, &none);
+    render(&FactorChangePage {
+        email: &account.email,
+        viewer: viewer(account, csrf),
+        what,
+        message,
+        errors,
     })
 }
 
@@ -256,6 +413,7 @@ mod tests {
             }],
             current_session: "other".into(),
             csrf: TYPED.into(),
+            factors: Factors::default(),
         }
     }
 
@@ -331,7 +489,7 @@ mod tests {
     #[test]
     fn closing_and_signing_out_elsewhere_ask_first() {
         let view = view();
-        let html = close_account_page(&view.account, TYPED, None);
+        let html = close_account_page(&view.account, TYPED, false, None);
         assert!(html.contains("<form method=\"post\" action=\"/profile/delete\">"));
         assert!(html.contains(
             "<button type=\"submit\" class=\"danger\">Close my account for good</button>"
@@ -343,7 +501,7 @@ mod tests {
             message: "wrong password".into(),
             fields: FieldErrors::new(),
         };
-        let refused = close_account_page(&view.account, TYPED, Some(&problem));
+        let refused = close_account_page(&view.account, TYPED, false, Some(&problem));
         assert!(refused.contains("There is a problem</h2>\n<p>wrong password</p>"));
         let one = revoke_others_page(&view.account, TYPED, 1);
         assert!(one.contains("Sign out 1 other session</button>"), "{one}");

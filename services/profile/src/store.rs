@@ -8,8 +8,10 @@ use flotilla_accounts::{
     EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, Session, User, Username,
 };
 // The handlers and the account page call the user row an account.
+use flotilla_accounts::{Factors, RecoveryCodes, TotpFactor};
 pub use flotilla_accounts::{Origin, User as Account};
-use flotilla_contracts::{AuthEventKind, Mail, Message};
+use flotilla_auth::SecondFactors;
+use flotilla_contracts::{AuthEventKind, FactorChange, Mail, Message};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
 use flotilla_db::{AnyConnection, diesel, write_transaction};
 use flotilla_jobs::NewJob;
@@ -160,6 +162,111 @@ pub fn change_password(
             )
             .record(conn, now)?;
         Ok(revoked)
+    })
+}
+
+/// The account's second factors as JSON (`GET /profile/factors`, the export): which,
+/// and when, never a secret.
+pub fn factors_json(factors: &Factors) -> serde_json::Value {
+    serde_json::json!({
+        "totp": factors.totp.map(|t| serde_json::json!({
+            "created_at": iso(t.created_at),
+            "last_used_at": t.last_used_at.map(iso),
+        })),
+        "recovery_codes_left": factors.recovery_codes_left,
+    })
+}
+
+pub fn factors(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Factors> {
+    Factors::of(conn, user_id)
+}
+
+/// A change of the second factors, recorded and mailed in its transaction.
+fn factor_changed(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    (kind, change): (AuthEventKind, FactorChange),
+    session_id: &str,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    origin
+        .event(kind, Some(&account.id), None, Some(session_id))
+        .record(conn, now)?;
+    factors.notify(conn, account, change, None, origin, now)
+}
+
+/// Sets up the account's authenticator app (its first code's `step` spent) with ten
+/// new recovery codes, which are returned to be shown once; `None` when it has an app
+/// already, or was closed meanwhile.
+pub fn add_totp(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    sealed: &str,
+    step: i64,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<Option<Vec<String>>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        User::lock(conn, &account.id)?;
+        if User::find_active(conn, &account.id)?.is_none()
+            || !TotpFactor::add(conn, &account.id, sealed, step, now)?
+        {
+            return Ok(None);
+        }
+        let codes = SecondFactors::new_recovery_codes(conn, &account.id, now)?;
+        let what = (AuthEventKind::TotpAdded, FactorChange::TotpAdded);
+        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        Ok(Some(codes))
+    })
+}
+
+/// Removes the authenticator app and the recovery codes; `false` when there was none.
+pub fn remove_totp(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        User::lock(conn, &account.id)?;
+        if !TotpFactor::remove(conn, &account.id)? {
+            return Ok(false);
+        }
+        RecoveryCodes::replace(conn, &account.id, &[], now)?;
+        let what = (AuthEventKind::TotpRemoved, FactorChange::TotpRemoved);
+        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        Ok(true)
+    })
+}
+
+/// Ten new recovery codes in place of the old ones; `None` without an app (the codes
+/// stand in for it only).
+pub fn regenerate_codes(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<Option<Vec<String>>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        User::lock(conn, &account.id)?;
+        if TotpFactor::of(conn, &account.id)?.is_none() {
+            return Ok(None);
+        }
+        let codes = SecondFactors::new_recovery_codes(conn, &account.id, now)?;
+        let what = (
+            AuthEventKind::RecoveryCodesRegenerated,
+            FactorChange::RecoveryCodesRegenerated,
+        );
+        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        Ok(Some(codes))
     })
 }
 
@@ -517,12 +624,15 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
             email_tokens::used_at,
         ))
         .load(conn)?;
+    let factors = Factors::of(conn, user_id)?;
     let mut profile = serde_json::to_value(Me::of(&account)).unwrap_or_default();
     profile["updated_at"] = iso(account.updated_at).into();
     profile["email_verified_at"] = account.email_verified_at.map(iso).into();
     Ok(Some(serde_json::json!({
         "exported_at": iso(flotilla_jobs::now()),
         "account": profile,
+        // Which factors, never their secrets or codes.
+        "second_factors": factors_json(&factors),
         // The form token stays out, as every secret.
         "sessions": sessions.into_iter().map(|s| serde_json::json!({
             "id": s.id,

@@ -110,6 +110,18 @@ impl TotpSecret {
         &self.0
     }
 
+    /// A secret typed as an app takes it (base32, spaces and case ignored): what a
+    /// client that shows no QR code reads (and the tests, to compute codes).
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let compact: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let secret = Secret::try_from_base32(compact).ok()?;
+        Self::from_bytes(secret.as_ref().to_vec())
+    }
+
     /// The secret as apps take it typed in: base32 (RFC 4648, no padding), in groups of
     /// four for reading.
     pub fn base32_grouped(&self) -> String {
@@ -303,6 +315,14 @@ mod tests {
             url.contains(&format!("secret={}", typed.replace(' ', ""))),
             "{url}"
         );
+        // Typed back in, however spaced or cased, it is the same secret.
+        assert_eq!(TotpSecret::from_base32(&typed).as_ref(), Some(&secret));
+        assert_eq!(
+            TotpSecret::from_base32(&typed.to_lowercase()).as_ref(),
+            Some(&secret)
+        );
+        assert!(TotpSecret::from_base32("not base32!").is_none());
+        assert!(TotpSecret::from_base32("MZXW6").is_none(), "too short");
         let qr = qr_svg_data_url(&url).unwrap();
         assert!(qr.starts_with("data:image/svg+xml;base64,"));
         use base64::Engine as _;

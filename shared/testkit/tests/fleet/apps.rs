@@ -21,12 +21,12 @@ use super::*;
 
 const HTML: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 
-fn with_example(db: TestDb) -> Fleet {
+pub(super) fn with_example(db: TestDb) -> Fleet {
     Fleet::builder(db).example_app().start()
 }
 
 /// A GET with a token as a Bearer header.
-fn bearer_get(fleet: &Fleet, path: &str, access: &str) -> Response {
+pub(super) fn bearer_get(fleet: &Fleet, path: &str, access: &str) -> Response {
     fleet
         .request(Method::GET, path)
         .bearer_auth(access)
@@ -36,7 +36,7 @@ fn bearer_get(fleet: &Fleet, path: &str, access: &str) -> Response {
 
 /// What the example app received: its `/hello/api/me` echoes every `X-Flotilla-*`
 /// header that reached it.
-fn seen_by_app(response: Response) -> Value {
+pub(super) fn seen_by_app(response: Response) -> Value {
     assert_eq!(response.status(), StatusCode::OK);
     response.json().unwrap()
 }

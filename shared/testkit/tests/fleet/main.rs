@@ -23,6 +23,7 @@ mod make_run;
 mod pages;
 mod profile;
 mod proxy;
+mod second_factor;
 mod signup;
 mod upgrade;
 mod worker;
