@@ -1,12 +1,17 @@
 //! `GET /admin/users/{id}`: one account as the console shows it: its fields (never the
-//! password hash), its live sessions, its recent auth events, the jobs about it (state
-//! and last error, never a payload: a mail's may hold a link's token) and its audit
-//! entries; a form per action that applies to it ([`crate::actions`]).
+//! password hash), its second factors (when the authenticator app and each passkey were
+//! set up and last used, how many recovery codes are left: never a secret, a credential
+//! or a code), its live
+//! sessions, its recent auth events, the jobs about it (state and last error, never a
+//! payload: a mail's may hold a link's token) and its audit entries; a form per action
+//! that applies to it ([`crate::actions`]).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
-use flotilla_accounts::{AuditEntry, Role, User, summarise_user_agent};
+use flotilla_accounts::{
+    AuditEntry, FactorDates, Factors, PasskeyInfo, Role, User, summarise_user_agent,
+};
 use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, jobs, sessions};
@@ -95,6 +100,7 @@ impl JobLine {
 pub struct Dossier {
     pub account: User,
     pub last_sign_in_at: Option<NaiveDateTime>,
+    pub factors: Factors,
     pub sessions: Vec<SessionLine>,
     pub events: Vec<EventLine>,
     pub jobs: Vec<JobLine>,
@@ -169,6 +175,7 @@ impl Dossier {
                 .load(conn)?;
             Ok(Some(Dossier {
                 last_sign_in_at: last_sign_in(conn, id)?,
+                factors: Factors::of(conn, id)?,
                 audit: AuditEntry::about(conn, id, RECENT)?,
                 account,
                 sessions,
@@ -194,9 +201,59 @@ impl Dossier {
                 Action::Promote => account.role != Role::Admin && !account.is_disabled(),
                 Action::Demote => account.role == Role::Admin,
                 Action::ResendVerification => !account.is_verified(),
+                Action::ResetFactors => has_any_factor(&self.factors),
                 Action::RevokeSessions | Action::ForcePasswordReset | Action::Delete => true,
             })
             .collect()
+    }
+}
+
+/// Whether a reset of second factors would remove anything: a factor, or recovery codes
+/// left over without one.
+pub fn has_any_factor(factors: &Factors) -> bool {
+    factors.any() || factors.recovery_codes_left > 0
+}
+
+/// An account's second factors as the JSON answers show them: dates and a count.
+#[derive(Debug, Serialize)]
+pub struct FactorsJson<'a> {
+    totp: Option<TotpJson>,
+    passkeys: Vec<PasskeyJson<'a>>,
+    recovery_codes_left: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct TotpJson {
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+/// A passkey: its name and dates, never its credential.
+#[derive(Debug, Serialize)]
+struct PasskeyJson<'a> {
+    name: &'a str,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+impl<'a> FactorsJson<'a> {
+    pub fn of(factors: &'a Factors) -> Self {
+        FactorsJson {
+            totp: factors.totp.map(|t| TotpJson {
+                created_at: iso(t.created_at),
+                last_used_at: t.last_used_at.map(iso),
+            }),
+            passkeys: factors
+                .passkeys
+                .iter()
+                .map(|p| PasskeyJson {
+                    name: &p.name,
+                    created_at: iso(p.created_at),
+                    last_used_at: p.last_used_at.map(iso),
+                })
+                .collect(),
+            recovery_codes_left: factors.recovery_codes_left,
+        }
     }
 }
 
@@ -253,6 +310,7 @@ impl Dossier {
         account["last_sign_in_at"] = self.last_sign_in_at.map(iso).into();
         serde_json::json!({
             "account": account,
+            "second_factors": FactorsJson::of(&self.factors),
             "sessions": self.sessions.iter().map(|s| serde_json::json!({
                 "device": summarise_user_agent(&s.user_agent),
                 "client_addr": s.client_addr,
@@ -314,6 +372,30 @@ impl AccountPage<'_> {
             .map_or_else(|| "—".to_owned(), |at| self.when(at))
     }
 
+    /// The authenticator app's line: when it was set up and last used, or "none".
+    fn totp(&self, totp: &Option<FactorDates>) -> String {
+        match totp {
+            None => "none".to_owned(),
+            Some(t) => self.set_up(&t.created_at, &t.last_used_at),
+        }
+    }
+
+    /// A passkey's line: its name, when it was set up and last used.
+    fn passkey(&self, key: &PasskeyInfo) -> String {
+        format!(
+            "{}: {}",
+            key.name,
+            self.set_up(&key.created_at, &key.last_used_at)
+        )
+    }
+
+    fn set_up(&self, created_at: &NaiveDateTime, last_used_at: &Option<NaiveDateTime>) -> String {
+        let used = last_used_at
+            .as_ref()
+            .map_or_else(|| "never".to_owned(), |at| self.when(at));
+        format!("set up {}, last used {used}", self.when(created_at))
+    }
+
     fn device(&self, user_agent: &str) -> String {
         summarise_user_agent(user_agent)
     }
@@ -368,4 +450,120 @@ pub async fn show(
     Ok(page_or_json(&req, &dossier.json(), || {
         account_page(&dossier, operator.viewer(), query.done.as_deref(), None)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{account, each_backend, with_factors};
+
+    fn viewer() -> SignedIn<'static> {
+        SignedIn {
+            name: "root",
+            csrf: "form-token",
+            admin: true,
+        }
+    }
+
+    #[test]
+    fn the_page_and_the_json_show_the_factors_never_a_secret() {
+        each_backend(|db, conn| {
+            let name = db.backend_name();
+            account(conn, "u1", "ada@example.org");
+            with_factors(conn, "u1", true, 7);
+            let key = flotilla_accounts::PasskeyRow {
+                id: "k1".into(),
+                user_id: "u1".into(),
+                credential_id: "cred-id".into(),
+                name: "Ada's <laptop>".into(),
+                credential: "{\"public-key\":\"stand-in\"}".into(),
+                created_at: flotilla_jobs::now(),
+                last_used_at: None,
+            };
+            assert!(flotilla_accounts::PasskeyRow::add(conn, &key).unwrap());
+            let dossier = Dossier::load(conn, "u1").unwrap().unwrap();
+            let set_up = dossier.factors.totp.unwrap().created_at;
+            let key_set_up = key.created_at.format("%Y-%m-%d %H:%M:%S UTC");
+
+            let json = dossier.json();
+            let factors = &json["second_factors"];
+            assert_eq!(factors["recovery_codes_left"], 7, "{name}: {json}");
+            assert_eq!(factors["totp"]["created_at"], iso(set_up), "{name}: {json}");
+            assert_eq!(
+                factors["totp"]["last_used_at"],
+                iso(set_up),
+                "{name}: {json}"
+            );
+            assert!(
+                json["actions"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&"reset-factors".into())
+            );
+
+            let page = account_page(&dossier, viewer(), None, None);
+            let when = set_up.format("%Y-%m-%d %H:%M:%S UTC");
+            let app = format!(
+                "<th scope=\"row\">Authenticator app</th><td>set up {when}, last used {when}</td>"
+            );
+            assert!(page.contains(&app), "{name}: {page}");
+            assert!(page.contains("<th scope=\"row\">Recovery codes left</th><td>7</td>"));
+            let passkey = format!("Ada&#39;s &lt;laptop&gt;: set up {key_set_up}, last used never");
+            assert!(page.contains(&passkey), "{name}: {page}");
+            assert_eq!(
+                factors["passkeys"][0]["name"], "Ada's <laptop>",
+                "{name}: {json}"
+            );
+            assert!(
+                page.contains("action=\"/admin/users/u1/reset-factors\""),
+                "{page}"
+            );
+            assert!(page.contains("id=\"confirm-reset-factors\""), "{page}");
+            for secret in ["sealed-stand-in", "hash-u1-", "cred-id", "stand-in\""] {
+                assert!(!page.contains(secret) && !json.to_string().contains(secret));
+            }
+        });
+    }
+
+    #[test]
+    fn an_account_without_factors_says_none_and_offers_no_reset() {
+        each_backend(|db, conn| {
+            let name = db.backend_name();
+            account(conn, "u1", "ada@example.org");
+            let dossier = Dossier::load(conn, "u1").unwrap().unwrap();
+            let json = dossier.json();
+            assert_eq!(
+                json["second_factors"],
+                serde_json::json!({"totp": null, "passkeys": [], "recovery_codes_left": 0}),
+                "{name}"
+            );
+            assert!(!dossier.actions().contains(&Action::ResetFactors), "{name}");
+            let page = account_page(&dossier, viewer(), None, None);
+            assert!(page.contains("<th scope=\"row\">Authenticator app</th><td>none</td>"));
+            assert!(!page.contains("reset-factors"), "{page}");
+
+            // Codes left over without an app can be reset (they would still sign in).
+            with_factors(conn, "u1", false, 2);
+            let dossier = Dossier::load(conn, "u1").unwrap().unwrap();
+            assert!(dossier.actions().contains(&Action::ResetFactors), "{name}");
+        });
+    }
+
+    #[test]
+    fn a_factor_never_used_says_so() {
+        let at = chrono::DateTime::from_timestamp(1_796_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let factors = Factors {
+            totp: Some(FactorDates {
+                created_at: at,
+                last_used_at: None,
+            }),
+            ..Factors::default()
+        };
+        let json = serde_json::to_value(FactorsJson::of(&factors)).unwrap();
+        assert_eq!(json["totp"]["last_used_at"], serde_json::Value::Null);
+        assert!(has_any_factor(&factors));
+        assert!(!has_any_factor(&Factors::default()));
+    }
 }

@@ -16,18 +16,27 @@
 //! - `force-password-reset` also removes the password: the point of forcing a reset
 //!   is a password that may be known to someone else, who could otherwise sign in
 //!   again the moment the sessions end. The owner sets a new one with the link.
-//! - A browser's form for `disable`, `force-password-reset` and `delete` must tick the
-//!   box `confirm=yes` (no JavaScript needed); an API client's request is explicit
-//!   already.
+//! - `reset-factors` (the recovery procedure for a lost authenticator app) removes the
+//!   app, the passkeys and every recovery code, ends every session (one signed in with
+//!   the lost phone's codes included), records `factors.reset` among the account's auth events
+//!   and mails the owner. Unlike `enable` on an enabled account, a reset of an account
+//!   without factors is refused (409 `no_second_factor`): it would end sessions and
+//!   mail the owner about a change that did not happen.
+//! - A browser's form for `disable`, `force-password-reset`, `reset-factors` and
+//!   `delete` must tick the box `confirm=yes` (no JavaScript needed); an API client's
+//!   request is explicit already.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use chrono::NaiveDateTime;
 use chrono::TimeDelta;
 use flotilla_accounts::{
-    LinkMail, NewAuditEntry, Origin, RevokeReason, Role, User, revoke_user_sessions,
+    FactorNotice, Factors, LinkMail, NewAuditEntry, Origin, RevokeReason, Role, User,
+    revoke_user_sessions,
 };
 use flotilla_auth::{CarriesCsrf, ClientOrigin};
-use flotilla_contracts::{AuditAction, Event};
+use flotilla_contracts::{AuditAction, AuthEventKind, Event, FactorChange};
+use flotilla_db::diesel::QueryResult;
 use flotilla_db::{AnyConnection, write_transaction};
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::RequestContext;
@@ -50,6 +59,7 @@ pub enum Action {
     RevokeSessions,
     ForcePasswordReset,
     ResendVerification,
+    ResetFactors,
     Delete,
 }
 
@@ -62,6 +72,7 @@ impl Action {
         Self::RevokeSessions,
         Self::ForcePasswordReset,
         Self::ResendVerification,
+        Self::ResetFactors,
         Self::Delete,
     ];
 
@@ -75,6 +86,7 @@ impl Action {
             Self::RevokeSessions => "revoke-sessions",
             Self::ForcePasswordReset => "force-password-reset",
             Self::ResendVerification => "resend-verification",
+            Self::ResetFactors => "reset-factors",
             Self::Delete => "delete",
         }
     }
@@ -93,6 +105,7 @@ impl Action {
             Self::RevokeSessions => "End every session",
             Self::ForcePasswordReset => "Force a password reset",
             Self::ResendVerification => "Send a new confirmation link",
+            Self::ResetFactors => "Reset second factors",
             Self::Delete => "Delete",
         }
     }
@@ -109,6 +122,11 @@ impl Action {
                 "Ends every session, removes the password and mails a reset link."
             }
             Self::ResendVerification => "Mails a new link that confirms the address.",
+            Self::ResetFactors => {
+                "Removes the authenticator app, passkeys and recovery codes; the person signs \
+                 in with their password alone and can set up a new app. Use it only once you \
+                 know it is them (the recovery procedure)."
+            }
             Self::Delete => {
                 "Closes the account as its owner would: sessions ended, personal data \
                  removed, everything purged after the revocation hold."
@@ -120,7 +138,7 @@ impl Action {
     pub fn is_destructive(self) -> bool {
         matches!(
             self,
-            Self::Disable | Self::ForcePasswordReset | Self::Delete
+            Self::Disable | Self::ForcePasswordReset | Self::ResetFactors | Self::Delete
         )
     }
 
@@ -143,6 +161,7 @@ impl Action {
             Self::RevokeSessions => AuditAction::SessionsRevoked,
             Self::ForcePasswordReset => AuditAction::PasswordResetForced,
             Self::ResendVerification => AuditAction::VerificationResent,
+            Self::ResetFactors => AuditAction::FactorsReset,
             Self::Delete => AuditAction::Deleted,
         }
     }
@@ -160,6 +179,10 @@ pub fn notice(done: &str) -> &'static str {
             "Every session ended, the password removed, a reset link mailed."
         }
         Some(Action::ResendVerification) => "A new confirmation link is mailed.",
+        Some(Action::ResetFactors) => {
+            "The second factors and recovery codes removed, every session ended, the owner \
+             mailed."
+        }
         Some(Action::Delete) => "Closed: it is purged after the revocation hold.",
         None if done == "unchanged" => "Nothing to change: the account was so already.",
         None => "",
@@ -228,6 +251,7 @@ fn perform(conn: &mut AnyConnection, request: &Request) -> Result<Done, Error> {
             ttl,
         };
         let mut ended = Vec::new();
+        let mut removed = Factors::default();
         let mut mailed = false;
         let changed = match request.action {
             Action::Disable => {
@@ -264,6 +288,15 @@ fn perform(conn: &mut AnyConnection, request: &Request) -> Result<Done, Error> {
                 mailed = true;
                 true
             }
+            Action::ResetFactors => {
+                let reset =
+                    reset_factors(conn, &account, &request.origin, &request.public_url, now)?
+                        .ok_or(AdminError::NoSecondFactor)?;
+                ended = reset.ended;
+                removed = reset.removed;
+                mailed = true;
+                true
+            }
             Action::Delete => {
                 let origin = &request.origin;
                 ended = flotilla_accounts::close_account(conn, id, origin, request.hold, now)?;
@@ -277,6 +310,7 @@ fn perform(conn: &mut AnyConnection, request: &Request) -> Result<Done, Error> {
                 | Action::RevokeSessions
                 | Action::ForcePasswordReset
                 | Action::Delete => format!("{} sessions ended", ended.len()),
+                Action::ResetFactors => reset_detail(&removed, ended.len()),
                 _ => String::new(),
             };
             NewAuditEntry {
@@ -297,6 +331,70 @@ fn perform(conn: &mut AnyConnection, request: &Request) -> Result<Done, Error> {
             mailed,
         })
     })
+}
+
+/// What a reset of second factors did.
+pub(crate) struct FactorsReset {
+    /// What the account had (dates and a count, never a secret).
+    pub removed: Factors,
+    /// The sessions it ended.
+    pub ended: Vec<String>,
+}
+
+/// Removes every second factor and recovery code of `account`, ends every session (a
+/// session signed in with the lost factor must not outlive it), records `factors.reset`
+/// among its auth events and queues the owner's mail, in the caller's transaction (the
+/// console's action and `flotilla-admin reset-factors` alike, each with its audit
+/// entry). `None`, with nothing done, when the account had neither a factor nor a
+/// recovery code.
+pub(crate) fn reset_factors(
+    conn: &mut AnyConnection,
+    account: &User,
+    origin: &Origin,
+    public_url: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<FactorsReset>> {
+    let id = account.id.as_str();
+    let removed = Factors::of(conn, id)?;
+    if !Factors::remove_all(conn, id)? {
+        return Ok(None);
+    }
+    let ended = revoke_user_sessions(conn, id, None, RevokeReason::Revoked, now)?;
+    origin
+        .event(AuthEventKind::FactorsReset, Some(id), None, None)
+        .record(conn, now)?;
+    FactorNotice {
+        to: &account.email,
+        change: FactorChange::Reset,
+        codes_left: None,
+        public_url,
+        key: &format!("{id}:{}", flotilla_accounts::new_token()),
+    }
+    .queue(conn, origin, now)?;
+    Ok(Some(FactorsReset { removed, ended }))
+}
+
+/// The audit entry's detail of a reset: what was removed and how many sessions ended.
+pub(crate) fn reset_detail(removed: &Factors, sessions_ended: usize) -> String {
+    let counted = |n: usize, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    let mut what = Vec::new();
+    if removed.totp.is_some() {
+        what.push("authenticator app".to_owned());
+    }
+    if !removed.passkeys.is_empty() {
+        what.push(counted(removed.passkeys.len(), "passkey", "passkeys"));
+    }
+    let codes = usize::try_from(removed.recovery_codes_left).unwrap_or_default();
+    what.push(counted(codes, "recovery code", "recovery codes"));
+    let last = what.pop().unwrap_or_default();
+    let what = match what.is_empty() {
+        true => last,
+        false => format!("{} and {last}", what.join(", ")),
+    };
+    format!("{what} removed, {sessions_ended} sessions ended")
 }
 
 /// A refusal, answered to a form with the account page showing it.
@@ -393,4 +491,83 @@ pub async fn act(
     Ok(input.reply(StatusCode::OK, &json, || {
         Then::SeeOther(format!("{page}?done={done_as}"))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_reads_back_from_its_name() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(*action));
+            assert!(!notice(action.as_str()).is_empty(), "{action:?}");
+        }
+        assert_eq!(Action::parse("reset-factors"), Some(Action::ResetFactors));
+    }
+
+    #[test]
+    fn a_reset_of_factors_is_confirmed_and_audited_as_such() {
+        let reset = Action::ResetFactors;
+        assert!(reset.is_destructive());
+        assert_eq!(reset.audit(), AuditAction::FactorsReset);
+        assert_eq!(reset.audit().as_str(), "account.factors_reset");
+        assert_eq!(reset.last_admin_guard(), None);
+        assert!(
+            reset
+                .explanation()
+                .starts_with("Removes the authenticator app")
+        );
+    }
+
+    #[test]
+    fn the_audit_detail_says_what_was_removed() {
+        let at = flotilla_jobs::now();
+        let app = Some(flotilla_accounts::FactorDates {
+            created_at: at,
+            last_used_at: None,
+        });
+        let with = |totp, codes| Factors {
+            totp,
+            recovery_codes_left: codes,
+            ..Factors::default()
+        };
+        assert_eq!(
+            reset_detail(&with(app, 10), 2),
+            "authenticator app and 10 recovery codes removed, 2 sessions ended"
+        );
+        assert_eq!(
+            reset_detail(&with(app, 1), 0),
+            "authenticator app and 1 recovery code removed, 0 sessions ended"
+        );
+        assert_eq!(
+            reset_detail(&with(None, 3), 1),
+            "3 recovery codes removed, 1 sessions ended"
+        );
+        let key = |name: &str| flotilla_accounts::PasskeyInfo {
+            id: name.into(),
+            name: name.into(),
+            created_at: at,
+            last_used_at: None,
+        };
+        let keys = Factors {
+            passkeys: vec![key("laptop"), key("phone")],
+            ..with(app, 0)
+        };
+        assert_eq!(
+            reset_detail(&keys, 1),
+            "authenticator app, 2 passkeys and 0 recovery codes removed, 1 sessions ended"
+        );
+    }
+
+    #[test]
+    fn no_factor_is_refused_as_a_conflict_that_says_so() {
+        let error = Error::from(AdminError::NoSecondFactor);
+        assert_eq!(error.code(), "no_second_factor");
+        assert_eq!(
+            actix_web::ResponseError::status_code(&error),
+            StatusCode::CONFLICT
+        );
+        assert!(error.public_message().contains("nothing to reset"));
+    }
 }

@@ -10,7 +10,12 @@ pub enum AdminError {
     AccountGone,
     /// 403: a change needs a sign-in or a password confirmation within the window
     /// (`FLOTILLA_ADMIN_REAUTH_SECS`); confirm at `/login/confirm`, then repeat.
-    ReauthenticationRequired,
+    /// `with_code`: the admin's account has a second factor, so the confirmation takes
+    /// its code too (a session confirmed with the password alone is not enough).
+    ReauthenticationRequired { with_code: bool },
+    /// 403: `FLOTILLA_ADMIN_REQUIRE_MFA` is on and the admin's account has no second
+    /// factor: the console stays shut until they set one up.
+    SecondFactorRequired,
     /// 404: no account has this id.
     UnknownAccount,
     /// 409: the change would leave no admin who can act (`what`: demote, disable,
@@ -29,15 +34,30 @@ pub enum AdminError {
     AlreadyVerified,
     /// 409: a disabled account cannot be made admin; enable it first.
     TargetDisabled,
+    /// 409: a reset of second factors for an account that has none (no authenticator
+    /// app, passkey or recovery code): nothing would change.
+    NoSecondFactor,
 }
 
 impl AdminError {
     pub fn message(&self) -> String {
         match self {
             Self::AccountGone => "Your account is closed or disabled.".into(),
-            Self::ReauthenticationRequired => {
+            Self::ReauthenticationRequired { with_code: false } => {
                 "Confirm your password first (changes need a sign-in or a confirmation \
                  within the last minutes): POST /login/confirm, then repeat the request."
+                    .into()
+            }
+            Self::ReauthenticationRequired { with_code: true } => {
+                "Confirm your password and the code of your authenticator app first (your \
+                 account has a second factor, so changes need a sign-in or a confirmation \
+                 with its code within the last minutes): POST /login/confirm with the code, \
+                 then repeat the request."
+                    .into()
+            }
+            Self::SecondFactorRequired => {
+                "The console needs a second factor: set up an authenticator app on your \
+                 account page first (/profile#security)."
                     .into()
             }
             Self::UnknownAccount => "No account has this id.".into(),
@@ -62,6 +82,11 @@ impl AdminError {
             Self::TargetDisabled => {
                 "This account is disabled: enable it before making it an admin.".into()
             }
+            Self::NoSecondFactor => {
+                "This account has no second factor (no authenticator app, passkey or \
+                 recovery code): there is nothing to reset."
+                    .into()
+            }
         }
     }
 }
@@ -74,8 +99,12 @@ impl From<AdminError> for Error {
                 code: "account_unavailable",
                 message,
             },
-            AdminError::ReauthenticationRequired => Error::Forbidden {
+            AdminError::ReauthenticationRequired { .. } => Error::Forbidden {
                 code: "reauthentication_required",
+                message,
+            },
+            AdminError::SecondFactorRequired => Error::Forbidden {
+                code: "second_factor_required",
                 message,
             },
             AdminError::UnknownAccount => Error::NotFound,
@@ -102,6 +131,10 @@ impl From<AdminError> for Error {
             },
             AdminError::TargetDisabled => Error::Refused {
                 code: "account_disabled",
+                message,
+            },
+            AdminError::NoSecondFactor => Error::Refused {
+                code: "no_second_factor",
                 message,
             },
         }

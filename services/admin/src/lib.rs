@@ -5,18 +5,23 @@
 //! |---|---|
 //! | `GET /admin` | overview: accounts, sign-ins per day (an SVG chart), jobs, the fleet |
 //! | `GET /admin/users?q=&status=&role=&after=&limit=` | search, keyset-paginated |
-//! | `GET /admin/users/{id}` | one account: fields, sessions, auth events, jobs, audit |
-//! | `POST /admin/users/{id}/{action}` | disable, enable, promote, demote, revoke-sessions, force-password-reset, resend-verification, delete |
+//! | `GET /admin/users/{id}` | one account: fields, second factors (never a secret), sessions, auth events, jobs, audit |
+//! | `POST /admin/users/{id}/{action}` | disable, enable, promote, demote, revoke-sessions, force-password-reset, resend-verification, reset-factors, delete |
 //! | `GET /admin/audit?actor=&target=&action=&before=&limit=` | the audit log, newest first (`format=jsonl`: the export) |
 //! | `GET /admin/jobs?state=&kind=` | jobs by state and kind, dead ones with their error |
 //! | `POST /admin/jobs/{id}/retry` | a dead job queued again |
 //! | `GET /admin/fleet` | every service's health and readiness |
 //!
 //! Every route needs a signed-in admin ([`operator::Operator`]); every change also a
-//! sign-in or password confirmation within `FLOTILLA_ADMIN_REAUTH_SECS`, and adds an
-//! entry to the append-only audit log in the transaction that makes it.
+//! sign-in or password confirmation within `FLOTILLA_ADMIN_REAUTH_SECS` (with the
+//! second factor's code when the admin's account has one), and adds an entry to the
+//! append-only audit log in the transaction that makes it. With
+//! `FLOTILLA_ADMIN_REQUIRE_MFA`, every route also needs an admin with a second factor
+//! and a session confirmed with it.
 //!
-//! Commands: `flotilla-admin promote EMAIL` and `demote EMAIL` (the first admin).
+//! Commands: `flotilla-admin promote EMAIL` and `demote EMAIL` (the first admin), and
+//! `reset-factors EMAIL` (an admin who lost their authenticator app while the console
+//! requires one).
 
 mod account;
 mod actions;
@@ -28,6 +33,9 @@ pub mod jobs;
 pub mod operator;
 pub mod overview;
 mod users;
+
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 
@@ -53,6 +61,11 @@ pub static SERVICE: Service = Service {
             summary: "EMAIL   take the admin role back (audited; never the last admin)",
             run: cli::demote,
         },
+        Command {
+            name: "reset-factors",
+            summary: "EMAIL  remove the authenticator app and recovery codes, end every session (audited)",
+            run: cli::reset_factors,
+        },
     ],
 };
 
@@ -74,6 +87,11 @@ pub struct AdminConfig {
     /// `FLOTILLA_VERIFY_TOKEN_HOURS` (48), as signup reads it: how long a confirmation
     /// link sent again from the console works.
     pub verify_ttl: TimeDelta,
+    /// `FLOTILLA_ADMIN_REQUIRE_MFA` (false): whether the console is only for admins with
+    /// a second factor, in a session confirmed with it. Off by default, so that turning
+    /// it on is a decision taken once the admins have set one up (else they are shut
+    /// out; `flotilla-admin reset-factors` and a new app let one back in).
+    pub require_mfa: bool,
 }
 
 impl AdminConfig {
@@ -89,6 +107,7 @@ impl AdminConfig {
             fleet: fleet::FleetConfig::from_env(env)?,
             reset_ttl: flotilla_auth::reset_link_ttl(env)?,
             verify_ttl: flotilla_auth::verify_link_ttl(env)?,
+            require_mfa: env.flag("FLOTILLA_ADMIN_REQUIRE_MFA", false)?,
         })
     }
 }

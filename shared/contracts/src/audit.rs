@@ -13,6 +13,7 @@ stored_names! {
         PasswordResetForced = "account.password_reset_forced": "Sessions ended and a reset link mailed.",
         VerificationResent = "account.verification_resent": "A new confirmation link mailed.",
         Deleted = "account.deleted": "Closed, as its owner closes it, and purged after.",
+        FactorsReset = "account.factors_reset": "Second factors and recovery codes removed, every session ended.",
         JobRetried = "job.retried": "A dead job queued again.",
     }
 }
