@@ -1,6 +1,8 @@
 //! Login input, checked at the top of each handler.
 
-use flotilla_auth::{CarriesCsrf, Code};
+#[cfg(test)]
+use flotilla_auth::Code;
+use flotilla_auth::{CarriesCsrf, Proof};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
 
@@ -80,9 +82,14 @@ pub fn landing(next: Option<&str>) -> String {
 pub struct ConfirmInput {
     #[serde(default)]
     pub password: String,
-    /// The second factor's code, asked for when the account has one.
+    /// The second factor's code, asked for when the account has one; or a passkey's
+    /// answer to `passkey_challenge`.
     #[serde(default)]
     pub code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     /// Where a browser goes afterwards (same site only; default `/profile`).
     #[serde(default)]
     pub next: Option<String>,
@@ -99,7 +106,7 @@ impl CarriesCsrf for ConfirmInput {
 impl ConfirmInput {
     /// The password to check (no policy: it is the one set) and, when `needs_code`
     /// (the account has a second factor), the code; or what is wrong with them.
-    pub fn check(&self, needs_code: bool) -> Result<(String, Option<Code>), flotilla_kit::Error> {
+    pub fn check(&self, needs_code: bool) -> Result<(String, Option<Proof>), flotilla_kit::Error> {
         let mut errors = FieldErrors::new();
         if self.password.is_empty() {
             errors.insert("password".into(), "is required".into());
@@ -109,12 +116,16 @@ impl ConfirmInput {
                 format!("must be at most {MAX_PASSWORD} characters"),
             );
         }
-        let code = match (needs_code, self.code.as_deref()) {
-            (false, _) => None,
-            (true, typed) => match Code::parse(typed.unwrap_or_default()) {
-                Ok(code) => Some(code),
-                Err(problem) => {
-                    errors.insert("code".into(), problem.into());
+        let code = match needs_code {
+            false => None,
+            true => match Proof::read(
+                self.code.as_deref(),
+                self.passkey.as_deref(),
+                self.passkey_challenge.as_deref(),
+            ) {
+                Ok(proof) => Some(proof),
+                Err((field, problem)) => {
+                    errors.insert(field.into(), problem.into());
                     None
                 }
             },
@@ -133,6 +144,11 @@ pub struct SecondStepInput {
     /// Six digits from the authenticator app, or a recovery code.
     #[serde(default)]
     pub code: String,
+    /// Or a passkey's answer (`PublicKeyCredential` JSON) to `passkey_challenge`.
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     /// An API client's step; a browser's is its cookie.
     #[serde(default)]
     pub second_step_token: Option<String>,
@@ -265,11 +281,14 @@ mod tests {
         };
         assert_eq!(fine.check(false).ok().unwrap().0, " spaces count ");
         // With a second factor, its code too: required, and a code's shape.
-        let fields = refused(ConfirmInput {
+        let fields = ConfirmInput {
             code: Some("12345".into()),
             ..fine
-        })
+        }
+        .check(true)
+        .err()
         .unwrap();
+        let fields = fields.fields().unwrap();
         assert!(fields["code"].contains("6-digit"), "{fields:?}");
         let both = ConfirmInput {
             password: "pw".into(),
@@ -277,7 +296,7 @@ mod tests {
             ..ConfirmInput::default()
         };
         let (_, code) = both.check(true).ok().unwrap();
-        assert_eq!(code, Some(Code::Totp("123456".into())));
+        assert_eq!(code, Some(Proof::Code(Code::Totp("123456".into()))));
         let fields = ConfirmInput::default().check(true).err().unwrap();
         let fields = fields.fields().unwrap();
         assert_eq!(fields["code"], "is required");

@@ -25,8 +25,8 @@ use crate::errors::LoginError;
 use crate::pages::{self, Banner};
 use crate::store::{self, Origin, Refreshed, Reset, SessionGrant};
 use crate::{Login, second_step};
-use flotilla_accounts::User;
 use flotilla_accounts::email_link::Link;
+use flotilla_accounts::{ChallengePurpose, User};
 use flotilla_auth::device::{self, DeviceEntry};
 use flotilla_auth::keys::SigningKey;
 use flotilla_auth::{ClientOrigin, RequestOrigin};
@@ -802,6 +802,7 @@ pub async fn confirm(
         let attempt = Attempt {
             key: SecondFactors::step_up_key(&account.id),
             failure: AuthEventKind::SecondFactorCheckFailed,
+            purpose: ChallengePurpose::Confirm,
             session_id: Some(session_id.clone()),
             from: who_from.clone(),
         };

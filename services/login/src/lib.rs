@@ -5,6 +5,10 @@
 //! | `GET /login` | the form (or, with a live refresh cookie, straight on to `next`) |
 //! | `POST /login` | JSON `{"email","password"}` → 200 with tokens and cookies (or, with a second factor, `second_factor_required` and a `second_step_token`); a form → 303 |
 //! | `GET`/`POST /login/second-step` | an account with a second factor: the code after the password (`{"code"}`, and `second_step_token` for an API client) |
+//! | `POST /login/second-step/passkey` | a challenge for the passkeys of the account at its second step |
+//! | `POST /login/confirm/passkey` | a challenge for the signed-in person's passkeys (confirmations) |
+//! | `POST /login/passkey/options` | a challenge for signing in with a passkey, without a password |
+//! | `POST /login/passkey` | `{"passkey","passkey_challenge"}`: signs in with a passkey alone |
 //! | `GET /login/session` | the session of an access token (401 once it ended) |
 //! | `POST /login/refresh` | rotates the refresh token (cookie or `{"refresh_token"}`) |
 //! | `POST /login/logout` | ends this session (204) |
@@ -28,6 +32,7 @@ mod gate;
 mod handlers;
 mod keys_command;
 mod pages;
+mod passkey;
 mod second_step;
 mod store;
 
@@ -264,6 +269,19 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::get().to(second_step::form))
                     .route(web::post().to(second_step::finish)),
             )
+            .route(
+                "/second-step/passkey",
+                web::post().to(passkey::second_step_challenge),
+            )
+            .route(
+                "/confirm/passkey",
+                web::post().to(passkey::confirm_challenge),
+            )
+            .route(
+                "/passkey/options",
+                web::post().to(passkey::sign_in_challenge),
+            )
+            .route("/passkey", web::post().to(passkey::sign_in))
             .route("/session", web::get().to(handlers::session))
             .route("/refresh", web::post().to(handlers::refresh))
             .route("/logout", web::post().to(handlers::logout))

@@ -124,26 +124,34 @@ pub fn confirm_again(
 #[template(path = "second_step.html")]
 struct SecondStepForm<'a> {
     next: Option<&'a str>,
+    /// The site has passkeys: the page's script offers them.
+    passkeys: bool,
     problem: Option<&'a str>,
     errors: &'a FieldErrors,
 }
 
 /// The sign-in's second step: one field for the authenticator app's code or a
-/// recovery code.
-pub fn second_step_form(next: Option<&str>, problem: Option<&str>, errors: &FieldErrors) -> String {
+/// recovery code, and (with the script, where the site has passkeys) a passkey.
+pub fn second_step_form(
+    next: Option<&str>,
+    passkeys: bool,
+    problem: Option<&str>,
+    errors: &FieldErrors,
+) -> String {
     render(&SecondStepForm {
         next,
+        passkeys,
         problem,
         errors,
     })
 }
 
 /// The second step again, refused with `error` (a wrong code, a wait).
-pub fn second_step_again(typed: &SecondStepInput, error: &Error) -> String {
+pub fn second_step_again(typed: &SecondStepInput, passkeys: bool, error: &Error) -> String {
     let next = safe_next(typed.next.as_deref());
     let errors = error.fields().cloned().unwrap_or_default();
     let problem = errors.is_empty().then(|| error.public_message());
-    second_step_form(next.as_deref(), problem.as_deref(), &errors)
+    second_step_form(next.as_deref(), passkeys, problem.as_deref(), &errors)
 }
 
 #[derive(Template)]

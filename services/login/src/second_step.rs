@@ -12,9 +12,10 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_accounts::ChallengePurpose;
 use flotilla_accounts::User;
 use flotilla_auth::second_factor::Attempt;
-use flotilla_auth::{Code, CodeUsed, SecondFactors};
+use flotilla_auth::{FactorUsed, Proof, SecondFactors};
 use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
@@ -55,10 +56,20 @@ pub async fn begin(
     next: Option<String>,
 ) -> Result<HttpResponse, Error> {
     let (user, key) = (account.clone(), login_key.to_owned());
-    let token = blocking(state, move |conn| {
-        store::begin_second_step(conn, &user, &key)
+    let (token, kinds) = blocking(state, move |conn| {
+        let token = store::begin_second_step(conn, &user, &key)?;
+        let kinds = flotilla_accounts::FactorKinds::of(conn, &user.id)?;
+        Ok::<_, Error>((token, kinds))
     })
     .await?;
+    let mut methods = Vec::new();
+    if kinds.totp {
+        methods.push("totp");
+    }
+    if kinds.passkeys && login.factors.passkeys.enabled() {
+        methods.push("passkey");
+    }
+    methods.push("recovery_code");
     count(state, "second_step");
     let ttl = store::SECOND_STEP_TTL.num_seconds();
     let cookie = login.auth.second_step_cookie(&token, ttl);
@@ -68,7 +79,7 @@ pub async fn begin(
             .json(json!({
                 "status": "second_factor_required",
                 "second_step_token": token,
-                "methods": ["totp", "recovery_code"],
+                "methods": methods,
                 "expires_in": ttl,
             })),
         Format::Form => see_other(&here(next.as_deref())),
@@ -124,7 +135,8 @@ pub async fn form(
         };
         return Ok(see_other(&to));
     }
-    let page = pages::second_step_form(next.as_deref(), None, &FieldErrors::new());
+    let passkeys = login.factors.passkeys.enabled();
+    let page = pages::second_step_form(next.as_deref(), passkeys, None, &FieldErrors::new());
     let mut response = html(StatusCode::OK, page);
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -134,7 +146,7 @@ pub async fn form(
 }
 
 /// The session's `amr` after the password and `used`.
-fn amr_after(used: CodeUsed) -> String {
+fn amr_after(used: FactorUsed) -> String {
     format!("{} {} mfa", store::PASSWORD_AMR, used.amr())
 }
 
@@ -147,7 +159,10 @@ pub async fn finish(
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
     login.auth.check_same_origin_with(&req, false)?;
-    let refuse = |error: Error| input.refuse(error, pages::second_step_again);
+    let passkeys = login.factors.passkeys.enabled();
+    let again =
+        |typed: &SecondStepInput, error: &Error| pages::second_step_again(typed, passkeys, error);
+    let refuse = |error: Error| input.refuse(error, again);
     // A step that ended is begun again at the sign-in form.
     let ended = || {
         let error: Error = LoginError::SecondStepEnded.into();
@@ -167,9 +182,16 @@ pub async fn finish(
     let Some(token) = token.filter(|t| plausible_token(t)) else {
         return Err(ended());
     };
-    let code = input.parse(
-        |raw| Code::parse(&raw.code).map_err(|problem| Error::invalid("code", problem)),
-        pages::second_step_again,
+    let proof = input.parse(
+        |raw| {
+            Proof::read(
+                Some(&raw.code),
+                raw.passkey.as_deref(),
+                raw.passkey_challenge.as_deref(),
+            )
+            .map_err(|(field, problem)| Error::invalid(field, problem))
+        },
+        again,
     )?;
     let hash = flotilla_auth::token_hash(&token);
     let lookup = hash.clone();
@@ -189,14 +211,15 @@ pub async fn finish(
     let attempt = Attempt {
         key: SecondFactors::sign_in_key(&account.id, device.map(|d| d.key()).as_deref()),
         failure: AuthEventKind::LoginSecondFactorFailed,
+        purpose: ChallengePurpose::SecondStep,
         session_id: None,
         from: who.clone(),
     };
-    let used = match login.factors.check(&state, &account, code, attempt).await {
+    let used = match login.factors.check(&state, &account, proof, attempt).await {
         Ok(used) => used,
         Err(error) => {
             count(&state, "second_step_failure");
-            if error.code() == "wrong_code" {
+            if matches!(error.code(), "wrong_code" | "passkey_refused") {
                 let spent = hash.clone();
                 let alive =
                     blocking(&state, move |conn| store::second_step_failed(conn, &spent)).await?;

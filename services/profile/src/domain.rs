@@ -143,9 +143,14 @@ pub struct PasswordChange {
     pub current_password: String,
     #[serde(default)]
     pub new_password: String,
-    /// The second factor's code, when the account has one.
+    /// The second factor's code, when the account has one; or a passkey's answer
+    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
     #[serde(default)]
     pub code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -163,9 +168,14 @@ pub struct EmailChange {
     pub new_email: String,
     #[serde(default)]
     pub password: String,
-    /// The second factor's code, when the account has one.
+    /// The second factor's code, when the account has one; or a passkey's answer
+    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
     #[serde(default)]
     pub code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -228,9 +238,14 @@ impl LinkToken {
 pub struct Deletion {
     #[serde(default)]
     pub password: String,
-    /// The second factor's code, when the account has one.
+    /// The second factor's code, when the account has one; or a passkey's answer
+    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
     #[serde(default)]
     pub code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -272,6 +287,10 @@ pub struct FactorChange {
     #[serde(default)]
     pub code: Option<String>,
     #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
+    #[serde(default)]
     pub csrf_token: Option<String>,
 }
 
@@ -282,10 +301,11 @@ impl CarriesCsrf for FactorChange {
 }
 
 /// What a route that asks who it is reads: the password and (with a second factor)
-/// its code.
+/// its code or a passkey's answer.
 pub trait Proof {
     fn password(&self) -> &str;
-    fn code(&self) -> Option<&str>;
+    /// The second factor, or the field that is wrong and why.
+    fn second_factor(&self) -> Result<flotilla_auth::Proof, (&'static str, &'static str)>;
 }
 
 macro_rules! proof {
@@ -294,8 +314,12 @@ macro_rules! proof {
             fn password(&self) -> &str {
                 &self.$password
             }
-            fn code(&self) -> Option<&str> {
-                self.code.as_deref()
+            fn second_factor(&self) -> Result<flotilla_auth::Proof, (&'static str, &'static str)> {
+                flotilla_auth::Proof::read(
+                    self.code.as_deref(),
+                    self.passkey.as_deref(),
+                    self.passkey_challenge.as_deref(),
+                )
             }
         }
     };

@@ -24,8 +24,8 @@ use crate::errors::ProfileError;
 use crate::store::{self, Account, Confirmed, Me, Origin, Requested, Updated};
 use crate::{Profile, pages};
 use flotilla_accounts::email_link::Link;
+use flotilla_auth::SecondFactors;
 use flotilla_auth::second_factor::Attempt;
-use flotilla_auth::{Code, SecondFactors};
 use flotilla_contracts::AuthEventKind;
 
 /// What is busy when the hashing pool is full.
@@ -78,8 +78,9 @@ pub(crate) async fn check_identity<P: Proof>(
     .await?;
     let code = match needs_code {
         true => Some(
-            Code::parse(proof.code().unwrap_or_default())
-                .map_err(|problem| Error::invalid("code", problem))?,
+            proof
+                .second_factor()
+                .map_err(|(field, problem)| Error::invalid(field, problem))?,
         ),
         false => None,
     };
@@ -88,6 +89,7 @@ pub(crate) async fn check_identity<P: Proof>(
         let attempt = Attempt {
             key: SecondFactors::step_up_key(&account.id),
             failure: AuthEventKind::SecondFactorCheckFailed,
+            purpose: flotilla_accounts::ChallengePurpose::Confirm,
             session_id: Some(session_id.to_owned()),
             from: from.clone(),
         };

@@ -7,7 +7,7 @@
 use chrono::NaiveDateTime;
 use flotilla_contracts::{FactorChange, Mail, Message};
 use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::{recovery_codes, totp_factors};
+use flotilla_db::schema::{passkey_challenges, passkeys, recovery_codes, totp_factors};
 use flotilla_db::{AnyConnection, diesel};
 
 use crate::{Origin, REDACTED};
@@ -144,12 +144,209 @@ impl RecoveryCodes {
     }
 }
 
+/// A `passkeys` row: the credential as webauthn-rs stores it (JSON, a public key and
+/// its counter: nothing secret, but kept out of exports and views all the same).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct PasskeyRow {
+    pub id: String,
+    pub user_id: String,
+    /// base64url, unique across accounts.
+    pub credential_id: String,
+    pub name: String,
+    pub credential: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+impl PasskeyRow {
+    /// The account's passkeys, oldest first.
+    pub fn of(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Vec<Self>> {
+        passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .order((passkeys::created_at.asc(), passkeys::id.asc()))
+            .load(conn)
+    }
+
+    /// The passkey of a credential id, whoever's it is.
+    pub fn by_credential_id(
+        conn: &mut AnyConnection,
+        credential_id: &str,
+    ) -> QueryResult<Option<Self>> {
+        passkeys::table
+            .filter(passkeys::credential_id.eq(credential_id))
+            .first(conn)
+            .optional()
+    }
+
+    /// Adds a passkey; `false` when its credential is registered already (to this
+    /// account or another).
+    pub fn add(conn: &mut AnyConnection, row: &Self) -> QueryResult<bool> {
+        if Self::by_credential_id(conn, &row.credential_id)?.is_some() {
+            return Ok(false);
+        }
+        diesel::insert_into(passkeys::table)
+            .values((
+                passkeys::id.eq(&row.id),
+                passkeys::user_id.eq(&row.user_id),
+                passkeys::credential_id.eq(&row.credential_id),
+                passkeys::name.eq(&row.name),
+                passkeys::credential.eq(&row.credential),
+                passkeys::created_at.eq(row.created_at),
+                passkeys::last_used_at.eq(row.last_used_at),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    }
+
+    /// Records a use: when, and the credential as it is now (its counter).
+    pub fn used(
+        conn: &mut AnyConnection,
+        id: &str,
+        credential: Option<&str>,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        let row = passkeys::table.filter(passkeys::id.eq(id));
+        match credential {
+            Some(credential) => diesel::update(row)
+                .set((
+                    passkeys::last_used_at.eq(Some(now)),
+                    passkeys::credential.eq(credential),
+                ))
+                .execute(conn)?,
+            None => diesel::update(row)
+                .set(passkeys::last_used_at.eq(Some(now)))
+                .execute(conn)?,
+        };
+        Ok(())
+    }
+
+    /// Removes one of the account's passkeys; its name when it was there.
+    pub fn remove(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        id: &str,
+    ) -> QueryResult<Option<String>> {
+        let name: Option<String> = passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .filter(passkeys::id.eq(id))
+            .select(passkeys::name)
+            .first(conn)
+            .optional()?;
+        if name.is_some() {
+            diesel::delete(
+                passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .filter(passkeys::id.eq(id)),
+            )
+            .execute(conn)?;
+        }
+        Ok(name)
+    }
+
+    fn remove_all(conn: &mut AnyConnection, user_id: &str) -> QueryResult<usize> {
+        diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).execute(conn)
+    }
+}
+
+/// What a WebAuthn challenge is for: each is taken only for its purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengePurpose {
+    Register,
+    SecondStep,
+    SignIn,
+    Confirm,
+}
+
+impl ChallengePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::SecondStep => "second_step",
+            Self::SignIn => "sign_in",
+            Self::Confirm => "confirm",
+        }
+    }
+}
+
+/// How long a WebAuthn challenge may be answered.
+pub const CHALLENGE_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// A WebAuthn ceremony between its challenge and its answer.
+pub struct Challenge;
+
+impl Challenge {
+    /// Keeps `state` for its answer: the token the browser sends back (stored hashed).
+    /// Challenges that ended are cleared on the way.
+    pub fn create(
+        conn: &mut AnyConnection,
+        purpose: ChallengePurpose,
+        user_id: Option<&str>,
+        state: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<String> {
+        let token = crate::new_token();
+        diesel::delete(passkey_challenges::table.filter(passkey_challenges::expires_at.le(now)))
+            .execute(conn)?;
+        diesel::insert_into(passkey_challenges::table)
+            .values((
+                passkey_challenges::token_hash.eq(crate::token_hash(&token)),
+                passkey_challenges::purpose.eq(purpose.as_str()),
+                passkey_challenges::user_id.eq(user_id),
+                passkey_challenges::state.eq(state),
+                passkey_challenges::created_at.eq(now),
+                passkey_challenges::expires_at.eq(now + CHALLENGE_TTL),
+            ))
+            .execute(conn)?;
+        Ok(token)
+    }
+
+    /// Takes the live challenge of `token` for `purpose` (and `user_id`, when given):
+    /// its account and state, once; a second take finds nothing.
+    pub fn take(
+        conn: &mut AnyConnection,
+        token: &str,
+        purpose: ChallengePurpose,
+        user_id: Option<&str>,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<(Option<String>, String)>> {
+        let hash = crate::token_hash(token);
+        let row: Option<(Option<String>, String)> = passkey_challenges::table
+            .filter(passkey_challenges::token_hash.eq(&hash))
+            .filter(passkey_challenges::purpose.eq(purpose.as_str()))
+            .filter(passkey_challenges::expires_at.gt(now))
+            .select((passkey_challenges::user_id, passkey_challenges::state))
+            .first(conn)
+            .optional()?;
+        let Some((owner, state)) = row else {
+            return Ok(None);
+        };
+        if user_id.is_some() && owner.as_deref() != user_id {
+            return Ok(None);
+        }
+        let taken = diesel::delete(
+            passkey_challenges::table.filter(passkey_challenges::token_hash.eq(&hash)),
+        )
+        .execute(conn)?;
+        Ok((taken == 1).then_some((owner, state)))
+    }
+}
+
+/// A passkey as its owner and admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
 /// What second factors an account has, as its owner and admins see them: never a
 /// secret, never a code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Factors {
     /// When the authenticator app was set up and last used, if there is one.
     pub totp: Option<FactorDates>,
+    pub passkeys: Vec<PasskeyInfo>,
     pub recovery_codes_left: i64,
 }
 
@@ -165,8 +362,18 @@ impl Factors {
             created_at: t.created_at,
             last_used_at: t.last_used_at,
         });
+        let passkeys = PasskeyRow::of(conn, user_id)?
+            .into_iter()
+            .map(|p| PasskeyInfo {
+                id: p.id,
+                name: p.name,
+                created_at: p.created_at,
+                last_used_at: p.last_used_at,
+            })
+            .collect();
         Ok(Self {
             totp,
+            passkeys,
             recovery_codes_left: RecoveryCodes::left(conn, user_id)?,
         })
     }
@@ -174,22 +381,51 @@ impl Factors {
     /// Whether signing in takes a second step (recovery codes alone do not count:
     /// they only stand in for a factor).
     pub fn any(&self) -> bool {
-        self.totp.is_some()
+        self.totp.is_some() || !self.passkeys.is_empty()
     }
 
     /// Removes every factor and recovery code of the account (an admin's reset);
     /// whether there was anything to remove.
     pub fn remove_all(conn: &mut AnyConnection, user_id: &str) -> QueryResult<bool> {
         let totp = TotpFactor::remove(conn, user_id)?;
+        let keys = PasskeyRow::remove_all(conn, user_id)? > 0;
         let codes = RecoveryCodes::left(conn, user_id)? > 0;
         RecoveryCodes::replace(conn, user_id, &[], chrono::Utc::now().naive_utc())?;
-        Ok(totp || codes)
+        Ok(totp || keys || codes)
     }
 }
 
-/// Whether the account has a second factor: the sign-in's and the step-up's question.
+/// Which second factors an account has, cheaply: the sign-in's and the step-up's
+/// question.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FactorKinds {
+    pub totp: bool,
+    pub passkeys: bool,
+}
+
+impl FactorKinds {
+    pub fn of(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Self> {
+        let totp = totp_factors::table
+            .filter(totp_factors::user_id.eq(user_id))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0;
+        let passkeys = passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0;
+        Ok(Self { totp, passkeys })
+    }
+
+    pub fn any(self) -> bool {
+        self.totp || self.passkeys
+    }
+}
+
+/// Whether the account has a second factor.
 pub fn has_second_factor(conn: &mut AnyConnection, user_id: &str) -> QueryResult<bool> {
-    Ok(TotpFactor::of(conn, user_id)?.is_some())
+    Ok(FactorKinds::of(conn, user_id)?.any())
 }
 
 /// The mail that tells an account's owner their second factors changed, with when,

@@ -44,7 +44,8 @@ pub use auth_event::{AuthEvent, MAX_USER_AGENT, Origin};
 pub use closing::close_account;
 pub use email_link::{EmailLink, LinkPurpose};
 pub use factors::{
-    FactorDates, FactorNotice, Factors, RecoveryCodes, TotpFactor, has_second_factor,
+    CHALLENGE_TTL, Challenge, ChallengePurpose, FactorDates, FactorKinds, FactorNotice, Factors,
+    PasskeyInfo, PasskeyRow, RecoveryCodes, TotpFactor, has_second_factor,
 };
 pub use fields::{EmailAddress, Username};
 pub use link_mail::LinkMail;

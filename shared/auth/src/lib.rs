@@ -53,6 +53,7 @@ pub mod factors;
 mod key_refresh;
 pub mod keys;
 mod origin;
+pub mod passkeys;
 mod password;
 pub mod password_check;
 mod revocation;
@@ -78,4 +79,4 @@ pub use password::{
     burn_time, default_workers, hash_password, verify_password,
 };
 pub use password_check::{CheckRefusal, PasswordChecks};
-pub use second_factor::{Code, CodeRefusal, CodeUsed, SecondFactors};
+pub use second_factor::{Code, CodeRefusal, FactorUsed, Proof, SecondFactors};

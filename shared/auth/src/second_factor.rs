@@ -15,7 +15,9 @@ use std::sync::Arc;
 use actix_web::web;
 use base64::Engine as _;
 use chrono::NaiveDateTime;
-use flotilla_accounts::{Origin, RecoveryCodes, TotpFactor, User};
+use flotilla_accounts::{
+    Challenge, ChallengePurpose, Origin, PasskeyRow, RecoveryCodes, TotpFactor, User,
+};
 use flotilla_contracts::{AuthEventKind, FactorChange};
 use flotilla_db::diesel::QueryResult;
 use flotilla_db::{AnyConnection, write_transaction};
@@ -23,6 +25,7 @@ use flotilla_kit::work::blocking;
 use flotilla_kit::{ConfigError, Env, Error, State};
 
 use crate::factors::{FactorKey, TotpSecret, normalise_recovery_code};
+use crate::passkeys::{PasskeyRefusal, Passkeys};
 use crate::throttle::{self, InFlight, ThrottleSettings};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -72,23 +75,64 @@ impl Code {
     }
 }
 
-/// A right code: which kind.
+/// What the person gave as their second factor: a code, or a passkey's answer to a
+/// challenge the same site gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    Code(Code),
+    Passkey {
+        /// The challenge's token ([`SecondFactors::passkey_challenge`]).
+        challenge: String,
+        /// The browser's `PublicKeyCredential`, as JSON.
+        answer: String,
+    },
+}
+
+impl Proof {
+    /// From a form's or JSON's `code`, or `passkey` with `passkey_challenge`: the proof,
+    /// or the field that is wrong and why.
+    pub fn read(
+        code: Option<&str>,
+        passkey: Option<&str>,
+        challenge: Option<&str>,
+    ) -> Result<Self, (&'static str, &'static str)> {
+        match passkey.map(str::trim).filter(|p| !p.is_empty()) {
+            Some(answer) => match challenge.map(str::trim).filter(|c| !c.is_empty()) {
+                Some(challenge) => Ok(Self::Passkey {
+                    challenge: challenge.to_owned(),
+                    answer: answer.to_owned(),
+                }),
+                None => Err(("passkey_challenge", "is required with a passkey")),
+            },
+            None => Code::parse(code.unwrap_or_default())
+                .map(Self::Code)
+                .map_err(|problem| ("code", problem)),
+        }
+    }
+}
+
+/// A second factor that was right: which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeUsed {
+pub enum FactorUsed {
     Totp,
     /// A recovery code: this many are left.
     RecoveryCode {
         left: i64,
     },
+    /// A passkey: `hwk` or `swk` ([`crate::passkeys::amr_of`]).
+    Passkey {
+        amr: &'static str,
+    },
 }
 
-impl CodeUsed {
-    /// The `amr` value (RFC 8176) of the factor: `otp` for an app's code; a recovery
-    /// code has no registered name, and says `rc`.
+impl FactorUsed {
+    /// The `amr` value (RFC 8176) of the factor: `otp` for an app's code, `hwk`/`swk`
+    /// for a passkey; a recovery code has no registered name, and says `rc`.
     pub fn amr(self) -> &'static str {
         match self {
             Self::Totp => "otp",
             Self::RecoveryCode { .. } => "rc",
+            Self::Passkey { amr } => amr,
         }
     }
 }
@@ -103,6 +147,11 @@ pub enum CodeRefusal {
     InFlight,
     /// 429: too many wrong codes; wait this long.
     TooMany { wait_secs: i64 },
+    /// 403 `passkey_refused`: the passkey's answer did not hold (or its challenge was
+    /// used, ended, or is another's).
+    PasskeyRefused,
+    /// 409 `passkeys_unavailable`: the site's address is no domain name.
+    PasskeysUnavailable,
 }
 
 impl CodeRefusal {
@@ -117,6 +166,10 @@ impl CodeRefusal {
             Self::TooMany { wait_secs } => format!(
                 "Too many wrong codes for this account: wait {wait_secs} seconds and try again."
             ),
+            Self::PasskeyRefused => "The passkey was not accepted: try again, or use another \
+                                     passkey, your authenticator app or a recovery code."
+                .into(),
+            Self::PasskeysUnavailable => "Passkeys are not available on this site.".into(),
         }
     }
 }
@@ -139,6 +192,14 @@ impl From<CodeRefusal> for Error {
                 message,
                 retry_after_secs: u32::try_from(wait_secs).unwrap_or(u32::MAX),
             },
+            CodeRefusal::PasskeyRefused => Error::Forbidden {
+                code: "passkey_refused",
+                message,
+            },
+            CodeRefusal::PasskeysUnavailable => Error::Refused {
+                code: "passkeys_unavailable",
+                message,
+            },
         }
     }
 }
@@ -149,6 +210,8 @@ pub struct Attempt {
     /// The throttle's key ([`SecondFactors::step_up_key`], or the sign-in's).
     pub key: String,
     pub failure: AuthEventKind,
+    /// What a passkey's challenge must have been made for.
+    pub purpose: ChallengePurpose,
     pub session_id: Option<String>,
     pub from: Origin,
 }
@@ -170,6 +233,8 @@ pub struct SecondFactors {
     in_flight: InFlight,
     settings: ThrottleSettings,
     public_url: String,
+    /// The relying party of `public_url` (off on an IP address).
+    pub passkeys: Passkeys,
 }
 
 impl std::fmt::Debug for SecondFactors {
@@ -195,11 +260,16 @@ impl SecondFactors {
     }
 
     pub fn new(key: FactorKey, public_url: &str, settings: ThrottleSettings) -> Self {
+        let (passkeys, off) = Passkeys::from_public_url(public_url);
+        if let Some(why) = off {
+            log::info!("{why}");
+        }
         Self {
             key: Arc::new(key),
             in_flight: InFlight::new(settings.max_failures),
             settings,
             public_url: public_url.to_owned(),
+            passkeys,
         }
     }
 
@@ -281,35 +351,110 @@ impl SecondFactors {
         Ok(codes)
     }
 
-    /// Checks `code` for `account` under `attempt`'s throttle: which factor it was, or
-    /// 403 `wrong_code` (recorded as `attempt.failure`), or 429 with `Retry-After`. A
-    /// recovery code used is recorded and mailed to the owner in the same transaction.
+    /// Checks `proof` for `account` under `attempt`'s throttle: which factor it was, or
+    /// 403 `wrong_code`/`passkey_refused` (recorded as `attempt.failure`), or 429 with
+    /// `Retry-After`. A recovery code used is recorded and mailed to the owner in the
+    /// same transaction; a passkey's use is written on it.
     pub async fn check(
         &self,
         state: &web::Data<State>,
         account: &User,
-        code: Code,
+        proof: Proof,
         attempt: Attempt,
-    ) -> Result<CodeUsed, Error> {
+    ) -> Result<FactorUsed, Error> {
         let Some((_in_flight, others)) = self.in_flight.begin(&attempt.key).await else {
             return Err(CodeRefusal::InFlight.into());
         };
         let (this, user) = (self.clone(), account.clone());
         let outcome = blocking(state, move |conn| {
-            this.check_in(conn, &user, &code, &attempt, others)
+            this.check_in(conn, &user, &proof, &attempt, others)
         })
         .await?;
         outcome.map_err(Error::from)
+    }
+
+    /// A challenge for one of the account's passkeys (`{"challenge","publicKey"}` for
+    /// the browser), kept for `purpose`; 409 when the site has no passkeys, or the
+    /// account none.
+    pub async fn passkey_challenge(
+        &self,
+        state: &web::Data<State>,
+        user_id: &str,
+        purpose: ChallengePurpose,
+    ) -> Result<serde_json::Value, Error> {
+        if !self.passkeys.enabled() {
+            return Err(CodeRefusal::PasskeysUnavailable.into());
+        }
+        let (this, user_id) = (self.clone(), user_id.to_owned());
+        blocking(state, move |conn| {
+            let keys: Vec<_> = PasskeyRow::of(conn, &user_id)?
+                .iter()
+                .filter_map(|row| crate::passkeys::read_passkey(&row.credential).ok())
+                .collect();
+            if keys.is_empty() {
+                return Err(Error::Refused {
+                    code: "no_passkeys",
+                    message: "This account has no passkey.".into(),
+                });
+            }
+            let (options, kept) = this
+                .passkeys
+                .start_authentication(&keys)
+                .map_err(|_| Error::from(CodeRefusal::PasskeysUnavailable))?;
+            let now = chrono::Utc::now().naive_utc();
+            let token = Challenge::create(conn, purpose, Some(&user_id), &kept, now)?;
+            Ok(challenge_json(token, options))
+        })
+        .await
+    }
+
+    /// Checks a passkey's answer to one of the account's challenges for `purpose`, and
+    /// writes its use (and counter) on it.
+    fn passkey_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        challenge: &str,
+        answer: &str,
+        purpose: ChallengePurpose,
+        now: NaiveDateTime,
+    ) -> Result<Option<FactorUsed>, Error> {
+        if !self.passkeys.enabled() {
+            return Err(CodeRefusal::PasskeysUnavailable.into());
+        }
+        let Some((_, kept)) = Challenge::take(conn, challenge, purpose, Some(user_id), now)? else {
+            return Ok(None);
+        };
+        let Ok(answer) = crate::passkeys::read_assertion(answer) else {
+            return Ok(None);
+        };
+        let result = match self.passkeys.finish_authentication(&kept, &answer) {
+            Ok(result) => result,
+            Err(PasskeyRefusal::Unavailable) => {
+                return Err(CodeRefusal::PasskeysUnavailable.into());
+            }
+            Err(_) => return Ok(None),
+        };
+        let used_id = crate::passkeys::credential_id_text(result.cred_id().as_ref());
+        let Some(row) =
+            PasskeyRow::by_credential_id(conn, &used_id)?.filter(|row| row.user_id == user_id)
+        else {
+            return Ok(None);
+        };
+        passkey_used(conn, &row, &result, now)?;
+        Ok(Some(FactorUsed::Passkey {
+            amr: crate::passkeys::amr_of(&result),
+        }))
     }
 
     fn check_in(
         &self,
         conn: &mut AnyConnection,
         account: &User,
-        code: &Code,
+        proof: &Proof,
         attempt: &Attempt,
         others: usize,
-    ) -> Result<Result<CodeUsed, CodeRefusal>, Error> {
+    ) -> Result<Result<FactorUsed, CodeRefusal>, Error> {
         let now = chrono::Utc::now().naive_utc();
         let attempts = throttle::Attempts {
             key: &attempt.key,
@@ -321,8 +466,12 @@ impl SecondFactors {
         }
         write_transaction(conn, |conn| {
             let user_id = account.id.as_str();
-            let used = match code {
-                Code::Totp(digits) => match TotpFactor::of(conn, user_id)? {
+            let used = match proof {
+                Proof::Passkey { challenge, answer } => {
+                    let purpose = attempt.purpose;
+                    self.passkey_in(conn, user_id, challenge, answer, purpose, now)?
+                }
+                Proof::Code(Code::Totp(digits)) => match TotpFactor::of(conn, user_id)? {
                     Some(row) => {
                         let secret = self.open_secret(&row)?;
                         let unix = u64::try_from(now.and_utc().timestamp()).unwrap_or(0);
@@ -331,19 +480,19 @@ impl SecondFactors {
                             Some(step) => {
                                 let step = i64::try_from(step).unwrap_or(i64::MAX);
                                 TotpFactor::spend_step(conn, user_id, step, now)?
-                                    .then_some(CodeUsed::Totp)
+                                    .then_some(FactorUsed::Totp)
                             }
                             None => None,
                         }
                     }
                     None => None,
                 },
-                Code::Recovery(normal) => {
+                Proof::Code(Code::Recovery(normal)) => {
                     let hash = recovery_code_hash(user_id, normal);
                     if RecoveryCodes::spend(conn, user_id, &hash)? {
                         let left = RecoveryCodes::left(conn, user_id)?;
                         self.recovery_code_used(conn, account, attempt, left, now)?;
-                        Some(CodeUsed::RecoveryCode { left })
+                        Some(FactorUsed::RecoveryCode { left })
                     } else {
                         None
                     }
@@ -358,7 +507,11 @@ impl SecondFactors {
                 );
                 event.record(conn, now)?;
             }
-            Ok::<_, Error>(used.ok_or(CodeRefusal::Wrong))
+            let refusal = match proof {
+                Proof::Passkey { .. } => CodeRefusal::PasskeyRefused,
+                Proof::Code(_) => CodeRefusal::Wrong,
+            };
+            Ok::<_, Error>(used.ok_or(refusal))
         })
     }
 
@@ -405,6 +558,33 @@ impl SecondFactors {
         };
         notice.queue(conn, from, now)
     }
+}
+
+/// A challenge as the browser's script takes it: the token to send back with the
+/// answer, and the options for `navigator.credentials`.
+pub fn challenge_json(token: String, options: serde_json::Value) -> serde_json::Value {
+    let mut body = options;
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("challenge".into(), serde_json::Value::String(token));
+    }
+    body
+}
+
+/// Writes a passkey's use on it: when, and its counter when the authenticator keeps one.
+pub fn passkey_used(
+    conn: &mut AnyConnection,
+    row: &PasskeyRow,
+    result: &webauthn_rs::prelude::AuthenticationResult,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let updated = crate::passkeys::read_passkey(&row.credential)
+        .ok()
+        .and_then(|mut key| {
+            (key.update_credential(result) == Some(true))
+                .then(|| crate::passkeys::passkey_text(&key).ok())
+                .flatten()
+        });
+    PasskeyRow::used(conn, &row.id, updated.as_deref(), now)
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ fn migrate_brings_an_empty_database_to_current_once() {
                 "20261202000010",
                 "20261202000011",
                 "20261202000012",
-                "20261202000013"
+                "20261202000013",
+                "20261203000014"
             ]
             .map(String::from)
         );
@@ -350,6 +351,33 @@ fn schema_matches_migrations() {
             .load(&mut conn)
             .unwrap();
         assert!(steps.is_empty());
+        type PasskeyRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            NaiveDateTime,
+            Option<NaiveDateTime>,
+        );
+        let keys: Vec<PasskeyRow> = crate::schema::passkeys::table
+            .select(crate::schema::passkeys::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(keys.is_empty());
+        type ChallengeRow = (
+            String,
+            String,
+            Option<String>,
+            String,
+            NaiveDateTime,
+            NaiveDateTime,
+        );
+        let challenges: Vec<ChallengeRow> = crate::schema::passkey_challenges::table
+            .select(crate::schema::passkey_challenges::all_columns)
+            .load(&mut conn)
+            .unwrap();
+        assert!(challenges.is_empty());
 
         // The unique indexes ignore case.
         let dup = diesel::insert_into(users::table)

@@ -38,3 +38,32 @@ CREATE TABLE second_steps (
 );
 CREATE INDEX second_steps_user_idx ON second_steps (user_id);
 CREATE INDEX second_steps_expires_idx ON second_steps (expires_at);
+
+-- Passkeys (WebAuthn), several per account, each named by its owner. credential is
+-- webauthn-rs's Passkey as JSON: a public key, the credential's id, its counter and
+-- flags, nothing secret. credential_id (base64url) is unique across accounts, as
+-- WebAuthn requires of a relying party.
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    credential_id TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    credential    TEXT NOT NULL,
+    created_at    TIMESTAMP NOT NULL,
+    last_used_at  TIMESTAMP
+);
+CREATE INDEX passkeys_user_idx ON passkeys (user_id);
+
+-- A WebAuthn ceremony between its challenge and its answer: webauthn-rs's state as
+-- JSON, by the hash of the token the browser holds. Taken once (deleted when used),
+-- for its purpose only (register, second_step, sign_in, confirm) and, but for a
+-- password-free sign-in, its account only; it ends after five minutes.
+CREATE TABLE passkey_challenges (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    purpose    TEXT NOT NULL,
+    user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
+    state      TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX passkey_challenges_expires_idx ON passkey_challenges (expires_at);
