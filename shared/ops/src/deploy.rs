@@ -641,8 +641,9 @@ mod tests {
         )
         .expect("the example works");
         let secrets = Secrets::parse(&format!(
-            "DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET={}\n",
-            "a".repeat(64)
+            "DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET={}\nFLOTILLA_FACTOR_KEY={}\n",
+            "a".repeat(64),
+            "b".repeat(64)
         ))
         .expect("parses");
         let plans = render::render(&placement, &secrets, &render::tests::server_only("s"))

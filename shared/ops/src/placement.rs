@@ -648,6 +648,9 @@ fn read_database(file: &DatabaseFile, hosts: &[Host], problems: &mut Vec<String>
     }
 }
 
+/// Secrets whose names do not end in `_PASSWORD`: the secrets file's, never `[env]`'s.
+const SECRETS: [&str; 2] = ["FLOTILLA_BUS_SECRET", "FLOTILLA_FACTOR_KEY"];
+
 fn check_env(env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
     for (key, value) in env {
         if !key.starts_with("FLOTILLA_") {
@@ -658,7 +661,7 @@ fn check_env(env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
             problems.push(format!(
                 "[env] {key}: deploy writes it from the placement; remove it here"
             ));
-        } else if key.ends_with("_PASSWORD") || key == "FLOTILLA_BUS_SECRET" {
+        } else if key.ends_with("_PASSWORD") || SECRETS.contains(&key.as_str()) {
             problems.push(format!(
                 "[env] {key}: a secret; put it in the secrets file instead"
             ));
@@ -836,19 +839,34 @@ run = ["nginx:8080", "pages", "signup:7101", "login:7102", "profile:7103", "admi
     #[test]
     fn env_may_not_set_what_deploy_derives_or_hold_secrets() {
         let text = format!(
-            "{}\n[env]\nDATABASE_URL = \"x\"\nFLOTILLA_SMTP_PASSWORD = \"p\"\nFLOTILLA_LOG = \"info\"\n",
-            spread("")
+            "{}\n[env]\nDATABASE_URL = \"x\"\nFLOTILLA_SMTP_PASSWORD = \"p\"\nFLOTILLA_LOG = \"info\"\n\
+             FLOTILLA_BUS_SECRET = \"{}\"\nFLOTILLA_FACTOR_KEY = \"{}\"\n",
+            spread(""),
+            "a".repeat(64),
+            "b".repeat(64)
         );
         let why = refused(&text);
         assert!(
             why.contains("[env] DATABASE_URL: only FLOTILLA_ variables"),
             "{why}"
         );
-        assert!(
-            why.contains("[env] FLOTILLA_SMTP_PASSWORD: a secret"),
-            "{why}"
-        );
+        for secret in [
+            "FLOTILLA_SMTP_PASSWORD",
+            "FLOTILLA_BUS_SECRET",
+            "FLOTILLA_FACTOR_KEY",
+        ] {
+            assert!(
+                why.contains(&format!(
+                    "[env] {secret}: a secret; put it in the secrets file instead"
+                )),
+                "{why}"
+            );
+        }
         assert!(!why.contains("FLOTILLA_LOG"), "{why}");
+        assert!(
+            !why.contains(&"b".repeat(64)),
+            "no secret in the message: {why}"
+        );
     }
 
     #[test]

@@ -107,24 +107,10 @@ pub fn render(
     nginx_files: &NginxFiles,
 ) -> Result<Vec<HostPlan>, String> {
     let database_url = database_url(placement, secrets)?;
-    let bus_secret = secrets.get("FLOTILLA_BUS_SECRET");
     if placement.is_spread() {
-        match bus_secret {
-            Some(s) if s.len() >= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-            Some(_) => {
-                return Err(
-                    "FLOTILLA_BUS_SECRET in the secrets file: expected 64 or more hex \
-                            digits (openssl rand -hex 32)"
-                        .to_owned(),
-                );
-            }
-            None => {
-                return Err(
-                    "the fleet spans several hosts: set FLOTILLA_BUS_SECRET in the \
-                            secrets file (openssl rand -hex 32), the same for every host"
-                        .to_owned(),
-                );
-            }
+        // A single host makes these in its data folder; several must share one.
+        for secret in SHARED_SECRETS {
+            secret.check(secrets)?;
         }
     }
     let instances = placement.instances();
@@ -203,6 +189,56 @@ pub fn render(
         });
     }
     Ok(plans)
+}
+
+/// A secret every host of a spread fleet must hold alike, so the secrets file's: 64 hex
+/// digits (`openssl rand -hex 32`), or more when `more` allows it.
+struct SharedSecret {
+    name: &'static str,
+    /// What it is, for the message that asks for it.
+    what: &'static str,
+    more: bool,
+}
+
+const SHARED_SECRETS: [SharedSecret; 2] = [
+    SharedSecret {
+        name: "FLOTILLA_BUS_SECRET",
+        what: "the secret every bus message is sealed with",
+        more: true,
+    },
+    SharedSecret {
+        name: "FLOTILLA_FACTOR_KEY",
+        what: "the key second factors' secrets are sealed with at rest (a fleet that ran \
+               on one host: the 64 digits of its /var/lib/flotilla/factor.key, or no \
+               authenticator app set up there opens)",
+        more: false,
+    },
+];
+
+impl SharedSecret {
+    fn check(&self, secrets: &Secrets) -> Result<(), String> {
+        let Some(value) = secrets.get(self.name) else {
+            return Err(format!(
+                "the fleet spans several hosts: set {} in the secrets file (openssl rand \
+                 -hex 32), the same for every host: {}",
+                self.name, self.what
+            ));
+        };
+        let length_ok = value.len() == 64 || (self.more && value.len() > 64);
+        if length_ok && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} in the secrets file: expected {} hex digits (openssl rand -hex 32)",
+                self.name,
+                if self.more {
+                    "64 or more"
+                } else {
+                    "exactly 64"
+                }
+            ))
+        }
+    }
 }
 
 /// `DATABASE_URL` for every host: the PostgreSQL server's private address, or the
@@ -430,8 +466,9 @@ pub(crate) mod tests {
     fn secrets() -> Secrets {
         Secrets::parse(&format!(
             "# comment\nDATABASE_PASSWORD=p@ss word\nFLOTILLA_BUS_SECRET={}\n\
-             FLOTILLA_SMTP_PASSWORD=smtp\n",
-            "ab".repeat(32)
+             FLOTILLA_FACTOR_KEY={}\nFLOTILLA_SMTP_PASSWORD=smtp\n",
+            "ab".repeat(32),
+            "cd".repeat(32)
         ))
         .expect("parses")
     }
@@ -468,6 +505,18 @@ pub(crate) mod tests {
         assert!(app2.contains("\nFLOTILLA_TRUSTED_PROXIES=127.0.0.1,::1,10.0.0.2\n"));
         assert!(app2.contains("\nFLOTILLA_ADMIN_FLEET=signup=http://10.0.0.3:7101 login=http://10.0.0.3:7102,http://10.0.0.4:7102 "));
         assert!(app2.contains("\nFLOTILLA_SMTP_PASSWORD=smtp\n"));
+        // The secrets every host shares, on each host that runs a service.
+        for host in ["app1", "app2"] {
+            let env = file(&plans, host, "/etc/flotilla/flotilla.env");
+            assert!(
+                env.contains(&format!("\nFLOTILLA_BUS_SECRET={}\n", "ab".repeat(32))),
+                "{host}"
+            );
+            assert!(
+                env.contains(&format!("\nFLOTILLA_FACTOR_KEY={}\n", "cd".repeat(32))),
+                "{host}"
+            );
+        }
         assert!(app2.contains("\nFLOTILLA_MAIL_TRANSPORT=smtp\n"));
         assert!(
             !app2.contains("FLOTILLA_PROXY_ADMIN_ALLOW"),
@@ -520,10 +569,79 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_spread_fleet_needs_the_factor_key_of_64_hex_digits() {
+        let with_key = |key: Option<&str>| {
+            let mut text = format!(
+                "DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET={}\n",
+                "a".repeat(64)
+            );
+            if let Some(key) = key {
+                text.push_str(&format!("FLOTILLA_FACTOR_KEY={key}\n"));
+            }
+            render(
+                &example(),
+                &Secrets::parse(&text).expect("parses"),
+                &server_only(""),
+            )
+        };
+        let why = with_key(None).expect_err("refused");
+        assert!(
+            why.contains("set FLOTILLA_FACTOR_KEY in the secrets file"),
+            "{why}"
+        );
+        assert!(
+            why.contains("factor.key"),
+            "says where a single host kept it: {why}"
+        );
+        let bad = [
+            "b".repeat(63),
+            "b".repeat(66),
+            format!("{}g", "b".repeat(63)),
+        ];
+        for key in &bad {
+            let why = with_key(Some(key)).expect_err("refused");
+            assert_eq!(
+                why,
+                "FLOTILLA_FACTOR_KEY in the secrets file: expected exactly 64 hex digits \
+                 (openssl rand -hex 32)"
+            );
+            assert!(
+                !why.contains(key.as_str()),
+                "the value stays out of the message"
+            );
+        }
+        assert!(with_key(Some(&"B7".repeat(32))).is_ok());
+        // One host makes its own factor.key: the secrets file need not hold one.
+        let single = Placement::parse(
+            r#"
+public_url = "http://127.0.0.1:8080"
+[database]
+backend = "sqlite"
+[hosts.solo]
+ssh = "root@localhost"
+address = "127.0.0.1"
+run = ["nginx:8080", "pages", "signup:7101", "login:7102", "profile:7103", "admin:7104", "worker:7105"]
+"#,
+            Path::new("/"),
+        )
+        .expect("one host");
+        let plans = render(
+            &single,
+            &Secrets::parse("").expect("parses"),
+            &server_only(""),
+        )
+        .expect("renders");
+        let env = file(&plans, "solo", "/etc/flotilla/flotilla.env");
+        assert!(!env.contains("FLOTILLA_FACTOR_KEY"), "{env}");
+    }
+
+    #[test]
     fn a_value_the_env_file_cannot_hold_is_refused_by_name_only() {
         let quoted = Secrets::parse(&format!(
-            "DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET={}\nFLOTILLA_SMTP_PASSWORD=a\"b\n",
-            "a".repeat(64)
+            "DATABASE_PASSWORD=x\nFLOTILLA_BUS_SECRET={}\nFLOTILLA_FACTOR_KEY={}\n\
+             FLOTILLA_SMTP_PASSWORD=a\"b\n",
+            "a".repeat(64),
+            "b".repeat(64)
         ))
         .expect("parses");
         let why = render(&example(), &quoted, &server_only("")).expect_err("refused");
@@ -532,7 +650,8 @@ pub(crate) mod tests {
         assert!(Secrets::parse("PATH=/bin\n").is_err());
         assert_eq!(
             format!("{:?}", secrets()),
-            "[\"DATABASE_PASSWORD\", \"FLOTILLA_BUS_SECRET\", \"FLOTILLA_SMTP_PASSWORD\"]"
+            "[\"DATABASE_PASSWORD\", \"FLOTILLA_BUS_SECRET\", \"FLOTILLA_FACTOR_KEY\", \
+             \"FLOTILLA_SMTP_PASSWORD\"]"
         );
     }
 

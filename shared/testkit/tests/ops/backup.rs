@@ -1,8 +1,10 @@
 //! `scripts/backup` and `scripts/restore`, run as a sysadmin runs them, with a host's env
 //! file: a backup taken while the fleet runs, restored into a fresh installation, signs
 //! in the account made before it, and the access token issued before it is still
-//! accepted (the keys came back). An altered archive, a database that holds accounts
-//! and one still in use are refused, and nothing changes.
+//! accepted (the keys came back), and the data folder's bus secret and second factors'
+//! key come back with them. An altered archive, a database that holds accounts and one
+//! still in use are refused, and nothing changes. A factor key set in the env file is
+//! not saved, and a restore onto a host whose key is not the backup's is warned about.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -297,12 +299,16 @@ on_both_databases! {
             assert!(manifest.lines().any(|l| l == line), "{line} in the MANIFEST:\n{manifest}");
         }
         assert!(manifest.contains("created_at=20") && manifest.contains("release="), "{manifest}");
+        for note in ["bus_secret=included (", "factor_key=included ("] {
+            assert!(manifest.lines().any(|l| l.starts_with(note)), "{note} in the MANIFEST:\n{manifest}");
+        }
+        assert!(stdout(&backup).contains("factors   included ("), "{}", text(&backup));
         let keys = fleet.data_dir().join("keys");
         let old_keys = contents(&keys);
         let listing = stdout(&tar(&["-tzf", archive.to_str().unwrap()]));
         let stem = name.trim_end_matches(".tar.gz");
         let database = if postgres { "database.pgdump" } else { "database.sqlite" };
-        for member in ["MANIFEST", "SHA256SUMS", database, "bus.secret"]
+        for member in ["MANIFEST", "SHA256SUMS", database, "bus.secret", "factor.key"]
             .into_iter()
             .map(str::to_owned)
             .chain(old_keys.keys().map(|k| format!("keys/{k}")))
@@ -310,6 +316,8 @@ on_both_databases! {
             assert!(listing.lines().any(|l| l == format!("{stem}/{member}")), "{member} in\n{listing}");
         }
         let old_bus_secret = fs::read(fleet.data_dir().join("bus.secret")).unwrap();
+        // Made by login at its start (no FLOTILLA_FACTOR_KEY): the second factors' key.
+        let old_factor_key = fs::read(fleet.data_dir().join("factor.key")).unwrap();
         // The old host is gone, its database with it.
         drop(fleet);
 
@@ -320,6 +328,8 @@ on_both_databases! {
         let fresh_keys = fresh.data_dir().join("keys");
         let before = contents(&fresh_keys);
         assert_eq!(before.len(), 1, "the fresh login made a key");
+        let fresh_factor_key = fs::read(fresh.data_dir().join("factor.key")).unwrap();
+        assert_ne!(fresh_factor_key, old_factor_key, "the fresh login made a factor key of its own");
         let in_use = script("restore", &fresh_env, &[], &[archive.to_str().unwrap()]);
         assert_eq!(in_use.status.code(), Some(1), "{}", text(&in_use));
         assert!(stderr(&in_use).contains("stop the services"), "{}", text(&in_use));
@@ -347,6 +357,14 @@ on_both_databases! {
         let bus_secret = fresh.data_dir().join("bus.secret");
         assert_eq!(fs::read(&bus_secret).unwrap(), old_bus_secret);
         assert_eq!(mode(&bus_secret), 0o600);
+        let factor_key = fresh.data_dir().join("factor.key");
+        assert_eq!(fs::read(&factor_key).unwrap(), old_factor_key, "the second factors' key came back");
+        assert_eq!(mode(&factor_key), 0o600);
+        assert!(said.contains(&format!("factor.key into {}", factor_key.display())), "{said}");
+        let aside: Vec<String> = names(&fresh.data_dir()).into_iter().filter(|n| n.starts_with("factor.key.replaced-")).collect();
+        assert_eq!(aside.len(), 1, "the fresh factor key was moved aside, not deleted");
+        assert_eq!(fs::read(fresh.data_dir().join(&aside[0])).unwrap(), fresh_factor_key);
+        assert!(!stderr(&restored).contains("FLOTILLA_FACTOR_KEY"), "no warning: {}", text(&restored));
         if !postgres {
             assert_eq!(mode(Path::new(fresh.db.url().trim_start_matches("sqlite://"))), 0o600);
         }
@@ -392,13 +410,14 @@ on_both_databases! {
         // nothing changed.
         let keys = fleet.data_dir().join("keys");
         let bus_secret = fleet.data_dir().join("bus.secret");
-        let before = (contents(&keys), fs::read(&bus_secret).unwrap(), user_emails(&fleet.db), names(&fleet.data_dir()));
+        let factor_key = fleet.data_dir().join("factor.key");
+        let before = (contents(&keys), fs::read(&bus_secret).unwrap(), user_emails(&fleet.db), names(&fleet.data_dir()), fs::read(&factor_key).unwrap());
         let refused = script("restore", &env, &[], &[archive_arg]);
         assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
         let said = stderr(&refused);
         assert!(said.contains("already holds 1 account(s)") && said.contains("fresh installation"), "{said}");
         assert!(said.contains(if postgres { "createdb" } else { "aside" }), "says how to start fresh: {said}");
-        let after = (contents(&keys), fs::read(&bus_secret).unwrap(), user_emails(&fleet.db), names(&fleet.data_dir()));
+        let after = (contents(&keys), fs::read(&bus_secret).unwrap(), user_emails(&fleet.db), names(&fleet.data_dir()), fs::read(&factor_key).unwrap());
         assert_eq!(after, before, "nothing changed");
 
         // Altered archives, into an empty database and data folder: refused, nothing written.
@@ -480,6 +499,8 @@ on_both_databases! {
         assert_eq!(newest_migration(&target_db), newest_migration(&fleet.db));
         assert_eq!(contents(&data_dir.join("keys")), before.0);
         assert_eq!(fs::read(data_dir.join("bus.secret")).unwrap(), before.1);
+        assert_eq!(fs::read(data_dir.join("factor.key")).unwrap(), before.4);
+        assert_eq!(mode(&data_dir.join("factor.key")), 0o600);
         assert!(!stdout(&restored).contains("replaced"), "nothing was there to move aside");
     }
 }
@@ -514,6 +535,8 @@ fn backup_keeps_the_newest_archives_and_refuses_bad_arguments_and_settings() {
     let work = TempDir::new("backup-keep");
     let data_dir = work.path().join("var");
     let env = env_file(work.path(), &installation(&data_dir));
+    // As login makes it at its start.
+    write_secret(&data_dir.join("factor.key"), &"5e".repeat(32));
     let out = data_dir.join("backups");
 
     // Older archives, and a file that is not one.
@@ -617,6 +640,7 @@ fn backup_keeps_the_newest_archives_and_refuses_bad_arguments_and_settings() {
             owned.join("flotilla.db"),
             owned.join("keys"),
             owned.join("bus.secret"),
+            owned.join("factor.key"),
             owned.join("backups"),
             archive.clone(),
             checksum_of(&archive),
@@ -651,6 +675,158 @@ fn backup_keeps_the_newest_archives_and_refuses_bad_arguments_and_settings() {
         );
         assert!(stderr(&output).contains("usage: "), "{}", text(&output));
     }
+}
+
+/// A secret of the data folder as the services make it: hex digits, mode 0600.
+fn write_secret(path: &Path, hex: &str) {
+    fs::write(path, hex).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_factor_key_set_in_the_env_file_is_not_saved_and_a_restore_with_another_is_warned_about() {
+    let work = TempDir::new("backup-factor");
+    let data_dir = work.path().join("var");
+    let vars = installation(&data_dir);
+    // As login makes it at its start when FLOTILLA_FACTOR_KEY is unset.
+    let file_key = "0f".repeat(32);
+    write_secret(&data_dir.join("factor.key"), &file_key);
+    let env_key = "a1".repeat(32);
+    let shows_no_key = |output: &Output| {
+        let all = text(output);
+        assert!(
+            !all.contains(&file_key) && !all.contains(&env_key),
+            "a factor key was shown:\n{all}"
+        );
+    };
+
+    // The host's own factor.key: saved.
+    let out = work.path().join("backups-file");
+    let backup = script(
+        "backup",
+        &env_file(work.path(), &vars),
+        &[],
+        &["--out", out.to_str().unwrap()],
+    );
+    assert!(backup.status.success(), "{}", text(&backup));
+    shows_no_key(&backup);
+    let file_archive = the_archive(&out);
+    let listing = stdout(&tar(&["-tzf", file_archive.to_str().unwrap()]));
+    assert!(
+        listing.lines().any(|l| l.ends_with("/factor.key")),
+        "{listing}"
+    );
+    assert!(
+        manifest(&file_archive).contains("\nfactor_key=included ("),
+        "{}",
+        manifest(&file_archive)
+    );
+
+    // FLOTILLA_FACTOR_KEY in the env file: that key is the one used, and no factor.key
+    // is saved (the data folder's is not the host's key then).
+    let mut keyed = vars.clone();
+    keyed.insert("FLOTILLA_FACTOR_KEY".to_owned(), env_key.clone());
+    let out = work.path().join("backups-keyed");
+    let backup = script(
+        "backup",
+        &env_file(work.path(), &keyed),
+        &[],
+        &["--out", out.to_str().unwrap()],
+    );
+    assert!(backup.status.success(), "{}", text(&backup));
+    shows_no_key(&backup);
+    assert!(
+        stdout(&backup).contains("factors   not saved: FLOTILLA_FACTOR_KEY is set in the env file"),
+        "{}",
+        text(&backup)
+    );
+    let keyed_archive = the_archive(&out);
+    let listing = stdout(&tar(&["-tzf", keyed_archive.to_str().unwrap()]));
+    assert!(!listing.contains("factor.key"), "{listing}");
+    assert!(
+        listing.lines().any(|l| l.ends_with("/bus.secret")),
+        "{listing}"
+    );
+    assert!(
+        manifest(&keyed_archive).contains("\nfactor_key=not saved: FLOTILLA_FACTOR_KEY is set"),
+        "{}",
+        manifest(&keyed_archive)
+    );
+
+    // Each restore into a fresh data folder (its own SQLite database).
+    let restore_into = |label: &str, key: Option<&str>, archive: &Path| -> (Output, PathBuf) {
+        let dir = work.path().join(label);
+        fs::DirBuilder::new().mode(0o711).create(&dir).unwrap();
+        let mut vars = BTreeMap::from([
+            ("FLOTILLA_DATA_DIR".to_owned(), dir.display().to_string()),
+            ("FLOTILLA_LOG_STYLE".to_owned(), "never".to_owned()),
+        ]);
+        if let Some(key) = key {
+            vars.insert("FLOTILLA_FACTOR_KEY".to_owned(), key.to_owned());
+        }
+        let output = script(
+            "restore",
+            &env_file(work.path(), &vars),
+            &[],
+            &[archive.to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{label}: {}", text(&output));
+        shows_no_key(&output);
+        (output, dir)
+    };
+    let warned = |output: &Output| stderr(output).contains("warning: ");
+
+    // The backup's factor.key onto a host without FLOTILLA_FACTOR_KEY: placed.
+    let (output, dir) = restore_into("plain", None, &file_archive);
+    assert_eq!(
+        fs::read_to_string(dir.join("factor.key")).unwrap(),
+        file_key
+    );
+    assert_eq!(mode(&dir.join("factor.key")), 0o600);
+    assert!(
+        stdout(&output).contains("factors   factor.key into "),
+        "{}",
+        text(&output)
+    );
+    assert!(!warned(&output), "{}", text(&output));
+    // Onto a host whose FLOTILLA_FACTOR_KEY is the same key (in capitals): not placed,
+    // nothing to warn about.
+    let (output, dir) = restore_into("same", Some(&file_key.to_uppercase()), &file_archive);
+    assert!(!dir.join("factor.key").exists());
+    assert!(
+        stdout(&output).contains("factors   not placed: FLOTILLA_FACTOR_KEY is set on this host"),
+        "{}",
+        text(&output)
+    );
+    assert!(!warned(&output), "{}", text(&output));
+    // Onto a host with another key: restored, and warned about, saying where the
+    // backup's key is.
+    let (output, dir) = restore_into("other", Some(&"77".repeat(32)), &file_archive);
+    assert!(!dir.join("factor.key").exists());
+    let said = stderr(&output);
+    assert!(
+        said.contains("warning: FLOTILLA_FACTOR_KEY on this host is not the backup's factor key"),
+        "{said}"
+    );
+    assert!(said.contains("/factor.key)"), "{said}");
+    // The backup of a host that set the key, onto a host that does not: warned about.
+    let (output, dir) = restore_into("unset", None, &keyed_archive);
+    assert!(!dir.join("factor.key").exists());
+    assert!(
+        stdout(&output)
+            .contains("factors   not in the backup: FLOTILLA_FACTOR_KEY was set on its host"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        stderr(&output)
+            .contains("warning: the backup's host set FLOTILLA_FACTOR_KEY and this one does not"),
+        "{}",
+        text(&output)
+    );
+    // ... and onto one that sets it: nothing to warn about.
+    let (output, _) = restore_into("keyed", Some(&env_key), &keyed_archive);
+    assert!(!warned(&output), "{}", text(&output));
 }
 
 /// Whether the tests run as root.

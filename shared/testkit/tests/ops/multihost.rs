@@ -772,7 +772,10 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
     std::fs::write(
         &secrets,
         format!(
-            "DATABASE_PASSWORD={password}\nFLOTILLA_BUS_SECRET={:032x}{:032x}\n",
+            "DATABASE_PASSWORD={password}\nFLOTILLA_BUS_SECRET={:032x}{:032x}\n\
+             FLOTILLA_FACTOR_KEY={:032x}{:032x}\n",
+            rand::random::<u128>(),
+            rand::random::<u128>(),
             rand::random::<u128>(),
             rand::random::<u128>()
         ),
@@ -809,6 +812,13 @@ fn a_fleet_across_four_hosts_deploys_moves_a_service_and_rolls_back_a_broken_rel
     for (service, port) in [("profile", 7103), ("admin", 7104)] {
         let ready = direct_status(hosts.address("app2"), port, &format!("/{service}/ready"));
         assert_eq!(ready, 200, "{service} on app2:{port}");
+    }
+    // The secrets file's bus secret and factor key, on every host: none made its own.
+    for host in ["app1", "app2"] {
+        for file in ["bus.secret", "factor.key"] {
+            let path = hosts.file(host, &format!("var-lib-flotilla/{file}"));
+            assert!(!path.exists(), "{host} made its own {file}");
+        }
     }
     // doctor: every host's checks and those across hosts, all ok.
     let (status, out) = doctor(&hosts, &placement_file);
