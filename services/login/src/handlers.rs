@@ -724,6 +724,7 @@ pub async fn confirm_form(
     req: HttpRequest,
     query: web::Query<ConfirmQuery>,
     state: web::Data<State>,
+    login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
     let next = safe_next(query.next.as_deref());
     let Some(who) = who else {
@@ -736,12 +737,12 @@ pub async fn confirm_form(
         };
         return Ok(see_other(&format!("/login?{}", query_pair("next", &here))));
     };
-    let (account, needs_code) = account_and_factor(&state, &who.claims.sub).await?;
+    let (account, factors) = account_and_factor(&state, &login, &who.claims.sub).await?;
     let page = pages::confirm_form(
         &account.email,
         next.as_deref(),
         &who.claims.csrf,
-        needs_code,
+        factors,
         None,
         &FieldErrors::new(),
     );
@@ -753,22 +754,25 @@ pub async fn confirm_form(
     Ok(response)
 }
 
-/// The session's open account, and whether it has a second factor (which a
-/// confirmation then asks for too).
+/// The session's open account, and its second factors (which a confirmation then
+/// asks for too).
 async fn account_and_factor(
     state: &web::Data<State>,
+    login: &Login,
     user_id: &str,
-) -> Result<(User, bool), Error> {
+) -> Result<(User, pages::Factors), Error> {
     let user_id = user_id.to_owned();
     let found = read(state, move |conn| {
         let Some(account) = User::find_active(conn, &user_id)? else {
             return Ok::<_, Error>(None);
         };
-        let has = flotilla_accounts::has_second_factor(conn, &user_id)?;
-        Ok(Some((account, has)))
+        let kinds = flotilla_accounts::FactorKinds::of(conn, &user_id)?;
+        Ok(Some((account, kinds)))
     })
     .await?;
-    Ok(found.ok_or(LoginError::SessionEnded)?)
+    let (account, kinds) = found.ok_or(LoginError::SessionEnded)?;
+    let passkeys_on = login.factors.passkeys.enabled();
+    Ok((account, pages::Factors { kinds, passkeys_on }))
 }
 
 /// Checks the password of the session's account (throttled per account, with
@@ -783,12 +787,12 @@ pub async fn confirm(
 ) -> Result<HttpResponse, Error> {
     let Submission { who, input } = sub;
     let user_id = who.claims.sub.clone();
-    let (account, needs_code) = account_and_factor(&state, &user_id).await?;
+    let (account, factors) = account_and_factor(&state, &login, &user_id).await?;
     let csrf = who.claims.csrf.clone();
     let again = |typed: &ConfirmInput, error: &Error| {
-        pages::confirm_again(&account.email, &csrf, needs_code, typed, error)
+        pages::confirm_again(&account.email, &csrf, factors, typed, error)
     };
-    let (password, code) = input.parse(|raw| raw.check(needs_code), again)?;
+    let (password, code) = input.parse(|raw| raw.check(factors.kinds.any()), again)?;
     let session_id = who.claims.sid.clone();
     let checked = login
         .checks

@@ -9,6 +9,14 @@ use crate::domain::{
     ConfirmInput, ForgotInput, LoginInput, ResetInput, SecondStepInput, safe_next,
 };
 
+/// The second factors a confirmation asks for: those the account has, and whether
+/// the site can use passkeys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factors {
+    pub kinds: flotilla_accounts::FactorKinds,
+    pub passkeys_on: bool,
+}
+
 /// A message above a form: an error (`role="alert"`) or a notice.
 pub enum Banner<'a> {
     None,
@@ -61,8 +69,11 @@ struct ConfirmForm<'a> {
     email: &'a str,
     next: Option<&'a str>,
     csrf_token: &'a str,
-    /// The account has a second factor: its code is asked for too.
+    /// The account's second factors, asked for too: a code, or (where `passkey`) a
+    /// passkey.
     needs_code: bool,
+    totp: bool,
+    passkey: bool,
     problem: Option<&'a str>,
     errors: &'a FieldErrors,
 }
@@ -85,7 +96,7 @@ pub fn confirm_form(
     email: &str,
     next: Option<&str>,
     csrf_token: &str,
-    needs_code: bool,
+    factors: Factors,
     problem: Option<&str>,
     errors: &FieldErrors,
 ) -> String {
@@ -93,7 +104,9 @@ pub fn confirm_form(
         email,
         next,
         csrf_token,
-        needs_code,
+        needs_code: factors.kinds.any(),
+        totp: factors.kinds.totp,
+        passkey: factors.kinds.passkeys && factors.passkeys_on,
         problem,
         errors,
     })
@@ -103,7 +116,7 @@ pub fn confirm_form(
 pub fn confirm_again(
     email: &str,
     csrf_token: &str,
-    needs_code: bool,
+    factors: Factors,
     typed: &ConfirmInput,
     error: &Error,
 ) -> String {
@@ -114,7 +127,7 @@ pub fn confirm_again(
         email,
         next.as_deref(),
         csrf_token,
-        needs_code,
+        factors,
         problem.as_deref(),
         &errors,
     )
@@ -238,7 +251,14 @@ mod tests {
     #[test]
     fn the_confirmation_form_escapes_the_address_and_where_to_go() {
         let errors = FieldErrors::new();
-        let html = confirm_form(TYPED, Some(TYPED), TYPED, false, Some(TYPED), &errors);
+        let html = confirm_form(
+            TYPED,
+            Some(TYPED),
+            TYPED,
+            Factors::default(),
+            Some(TYPED),
+            &errors,
+        );
         assert!(!html.contains("<script>"), "{html}");
         assert!(
             html.contains(&format!("<strong>{ESCAPED}</strong>")),
@@ -255,7 +275,14 @@ mod tests {
             "<input type=\"email\" value=\"{ESCAPED}\" autocomplete=\"username\" hidden>"
         )));
         // An account with a second factor is asked for its code as well.
-        let html = confirm_form(TYPED, None, TYPED, true, None, &errors);
+        let app = Factors {
+            kinds: flotilla_accounts::FactorKinds {
+                totp: true,
+                passkeys: false,
+            },
+            passkeys_on: true,
+        };
+        let html = confirm_form(TYPED, None, TYPED, app, None, &errors);
         assert!(html.contains("name=\"code\""), "{html}");
         assert!(html.contains("autocomplete=\"one-time-code\""), "{html}");
     }

@@ -300,6 +300,69 @@ impl CarriesCsrf for FactorChange {
     }
 }
 
+/// `POST /profile/passkeys`: a new passkey (the browser's answer to a registration
+/// challenge), its name, and who asks (the password, and the second factor when the
+/// account has one).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyAdd {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub credential: String,
+    #[serde(default)]
+    pub credential_challenge: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+impl CarriesCsrf for PasskeyAdd {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
+/// The longest name of a passkey.
+pub const MAX_PASSKEY_NAME: usize = 64;
+
+impl PasskeyAdd {
+    /// The passkey's name ("Passkey" when none is given), or what is wrong.
+    pub fn checked(&self) -> Result<String, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = self.name.trim();
+        if name.chars().count() > MAX_PASSKEY_NAME {
+            errors.insert(
+                "name".into(),
+                format!("must be at most {MAX_PASSKEY_NAME} characters"),
+            );
+        } else if name.chars().any(char::is_control) {
+            errors.insert("name".into(), "must be one line of text".into());
+        }
+        if self.password.is_empty() {
+            errors.insert("password".into(), "is required".into());
+        }
+        if self.credential.trim().is_empty() || self.credential_challenge.trim().is_empty() {
+            errors.insert(
+                "credential".into(),
+                "is required: the passkey your browser made (this needs JavaScript)".into(),
+            );
+        }
+        match errors.is_empty() {
+            true if name.is_empty() => Ok("Passkey".into()),
+            true => Ok(name.to_owned()),
+            false => Err(errors),
+        }
+    }
+}
+
 /// What a route that asks who it is reads: the password and (with a second factor)
 /// its code or a passkey's answer.
 pub trait Proof {
@@ -329,6 +392,7 @@ proof!(PasswordChange, current_password);
 proof!(EmailChange, password);
 proof!(Deletion, password);
 proof!(FactorChange, password);
+proof!(PasskeyAdd, password);
 
 #[cfg(test)]
 mod tests {

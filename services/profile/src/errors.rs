@@ -27,6 +27,8 @@ pub enum ProfileError {
     /// 400: an authenticator app's setup form older than half an hour, or another
     /// account's.
     SetupExpired,
+    /// 409: the new passkey is registered already (to this account or another).
+    PasskeyKnown,
 }
 
 impl ProfileError {
@@ -51,7 +53,8 @@ impl ProfileError {
             Self::TotpExists => "This account has an authenticator app already: remove it \
                                  first to set up another."
                 .into(),
-            Self::NoTotp => "This account has no authenticator app.".into(),
+            Self::NoTotp => "This account has no second factor to change.".into(),
+            Self::PasskeyKnown => "This passkey is registered already.".into(),
             Self::SetupExpired => "This setup form has expired (after half an hour): start \
                                    again, and scan the new code."
                 .into(),
@@ -95,6 +98,10 @@ impl From<ProfileError> for Error {
             },
             ProfileError::NoTotp => Error::Refused {
                 code: "no_totp",
+                message,
+            },
+            ProfileError::PasskeyKnown => Error::Refused {
+                code: "passkey_known",
                 message,
             },
             ProfileError::SetupExpired => Error::BadRequest {

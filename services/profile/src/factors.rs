@@ -10,8 +10,10 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use flotilla_accounts::{Challenge, ChallengePurpose, PasskeyRow, Session};
 use flotilla_auth::factors::qr_svg_data_url;
-use flotilla_auth::{Authenticated, ClientOrigin, Code, Submission};
+use flotilla_auth::second_factor::challenge_json;
+use flotilla_auth::{Authenticated, ClientOrigin, Code, CodeRefusal, Submission};
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{page_or_json, respond as html, see_other};
 use flotilla_kit::input::Input;
@@ -21,9 +23,9 @@ use flotilla_kit::{Error, FieldErrors, State};
 use serde_json::json;
 
 use crate::Profile;
-use crate::domain::{FactorChange, TotpSetup};
+use crate::domain::{Confirm, FactorChange, PasskeyAdd, TotpSetup};
 use crate::errors::ProfileError;
-use crate::handlers::{changed, check_identity, load, refused};
+use crate::handlers::{changed, check_identity, load, offer_for, refused};
 use crate::pages::{self, FactorAction, Setup};
 use crate::store::{self, Account};
 
@@ -38,10 +40,11 @@ fn signed_in_first(req: &HttpRequest, path: &'static str) -> Result<HttpResponse
 
 async fn has_totp(state: &web::Data<State>, account: &Account) -> Result<bool, Error> {
     let id = account.id.clone();
-    read(state, move |conn| {
-        flotilla_accounts::has_second_factor(conn, &id)
+    let kinds = read(state, move |conn| {
+        flotilla_accounts::FactorKinds::of(conn, &id)
     })
-    .await
+    .await?;
+    Ok(kinds.totp)
 }
 
 /// The setup page's parts for a new key, or for the key a refused form carried.
@@ -193,22 +196,25 @@ fn codes_shown<T>(
     }
 }
 
-/// `GET /profile/totp/remove` and `GET /profile/recovery-codes`: the page that asks
-/// for the password and a code first.
+/// `GET /profile/totp/remove`, `GET /profile/recovery-codes` and
+/// `GET /profile/passkeys/{id}/remove`: the page that asks for the password and the
+/// second factor first. Nothing to change: back to the account page.
 async fn change_page(
-    who: Option<Authenticated>,
-    req: HttpRequest,
-    state: web::Data<State>,
+    who: Authenticated,
+    state: &web::Data<State>,
     what: FactorAction,
 ) -> Result<HttpResponse, Error> {
-    let Some(who) = who else {
-        return signed_in_first(&req, what.action());
+    let account = load(state, &who).await?;
+    let offer = offer_for(state, &account).await?;
+    let possible = match &what {
+        FactorAction::RemoveTotp => offer.kinds.totp,
+        FactorAction::NewCodes => offer.any(),
+        FactorAction::RemovePasskey { .. } => offer.kinds.passkeys,
     };
-    let account = load(&state, &who).await?;
-    if !has_totp(&state, &account).await? {
+    if !possible {
         return Ok(see_other("/profile#two-step"));
     }
-    let page = pages::factor_change_page(&account, &who.claims.csrf, what, None);
+    let page = pages::factor_change_page(&account, &who.claims.csrf, what, offer, None);
     Ok(html(StatusCode::OK, page))
 }
 
@@ -217,7 +223,10 @@ pub async fn remove_page(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Error> {
-    change_page(who, req, state, FactorAction::RemoveTotp).await
+    let Some(who) = who else {
+        return signed_in_first(&req, "/profile/totp/remove");
+    };
+    change_page(who, &state, FactorAction::RemoveTotp).await
 }
 
 pub async fn codes_page(
@@ -225,7 +234,10 @@ pub async fn codes_page(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Error> {
-    change_page(who, req, state, FactorAction::NewCodes).await
+    let Some(who) = who else {
+        return signed_in_first(&req, "/profile/recovery-codes");
+    };
+    change_page(who, &state, FactorAction::NewCodes).await
 }
 
 /// Checks the password and the code of a change of the factors; the account, or the
@@ -239,7 +251,11 @@ async fn proven(
     section: &'static str,
 ) -> Result<Account, Error> {
     let account = load(state, who).await?;
-    if !has_totp(state, &account).await? {
+    let needed = match section {
+        "totp-remove" => has_totp(state, &account).await?,
+        _ => offer_for(state, &account).await?.any(),
+    };
+    if !needed {
         return Err(refused(state, who, input, section, ProfileError::NoTotp.into()).await);
     }
     if input.raw().password.is_empty() {
@@ -310,4 +326,229 @@ pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpRes
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(store::factors_json(&factors)))
+}
+
+/// `POST /profile/passkeys/options`: a registration's challenge for the browser
+/// (`{"challenge","publicKey"}`): a new discoverable passkey, none the account has.
+pub async fn passkey_options(
+    sub: Submission<Confirm>,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, .. } = sub;
+    let passkeys = profile.factors.passkeys.clone();
+    if !passkeys.enabled() {
+        return Err(CodeRefusal::PasskeysUnavailable.into());
+    }
+    let account = load(&state, &who).await?;
+    let body = blocking(&state, move |conn| {
+        let existing: Vec<_> = PasskeyRow::of(conn, &account.id)?
+            .iter()
+            .filter_map(|row| flotilla_auth::passkeys::read_passkey(&row.credential).ok())
+            .collect();
+        let display = account
+            .display_name
+            .clone()
+            .or_else(|| account.username.clone())
+            .unwrap_or_else(|| account.email.clone());
+        let (options, kept) = passkeys
+            .start_registration(&account.id, &account.email, &display, &existing)
+            .map_err(|_| Error::from(CodeRefusal::PasskeysUnavailable))?;
+        let now = flotilla_jobs::now();
+        let purpose = ChallengePurpose::Register;
+        let token = Challenge::create(conn, purpose, Some(&account.id), &kept, now)?;
+        Ok::<_, Error>(challenge_json(token, options))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+/// How recently a confirmation with the second factor lets a passkey be added without
+/// asking for the factor again (a passkey cannot answer in the form that makes one).
+const RECENT_PROOF: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Whether this session's owner proved who they are with two factors within
+/// [`RECENT_PROOF`] (signing in, or "Confirm it's you").
+async fn recently_proven(state: &web::Data<State>, who: &Authenticated) -> Result<bool, Error> {
+    let sid = who.claims.sid.clone();
+    let now = flotilla_jobs::now();
+    let session = read(state, move |conn| Session::find_live(conn, &sid, now)).await?;
+    Ok(
+        session
+            .is_some_and(|s| s.is_multi_factor() && s.last_authenticated() + RECENT_PROOF >= now),
+    )
+}
+
+/// `POST /profile/passkeys`: the browser's new passkey (`credential`, answering
+/// `credential_challenge`), its name, and the password (and, when the account has a
+/// second factor, a code, or a confirmation with it in the last ten minutes). The
+/// account's first second factor comes with ten recovery codes, shown once.
+pub async fn add_passkey(
+    sub: Submission<PasskeyAdd>,
+    ClientOrigin(who_from): ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, input } = sub;
+    let section = "passkeys";
+    let raw = input.raw();
+    let name = match raw.checked() {
+        Ok(name) => name,
+        Err(fields) => {
+            return Err(refused(&state, &who, &input, section, Error::Invalid(fields)).await);
+        }
+    };
+    let account = load(&state, &who).await?;
+    let offer = offer_for(&state, &account).await?;
+    let sid = who.claims.sid.clone();
+    let skip_factor = offer.any()
+        && raw.code.as_deref().is_none_or(|c| c.trim().is_empty())
+        && raw.passkey.as_deref().is_none_or(|p| p.trim().is_empty())
+        && recently_proven(&state, &who).await?;
+    let checked = match skip_factor {
+        true => {
+            let checks = &profile.checks;
+            checks
+                .check(&state, &account, Some(&sid), &raw.password, &who_from)
+                .await
+        }
+        false => check_identity(&state, &profile, &account, raw, &sid, &who_from).await,
+    };
+    if let Err(error) = checked {
+        return Err(refused(&state, &who, &input, section, error).await);
+    }
+    let passkeys = &profile.factors.passkeys;
+    let (challenge, answer) = (raw.credential_challenge.clone(), raw.credential.clone());
+    let user_id = account.id.clone();
+    let kept = blocking(&state, move |conn| {
+        let now = flotilla_jobs::now();
+        let purpose = ChallengePurpose::Register;
+        Challenge::take(conn, challenge.trim(), purpose, Some(&user_id), now)
+    })
+    .await?;
+    let made = kept.and_then(|(_, kept)| passkeys.finish_registration(&kept, &answer).ok());
+    let Some(key) = made else {
+        let error = Error::from(CodeRefusal::PasskeyRefused);
+        return Err(refused(&state, &who, &input, section, error).await);
+    };
+    let Ok(credential) = flotilla_auth::passkeys::passkey_text(&key) else {
+        let error = Error::from(CodeRefusal::PasskeyRefused);
+        return Err(refused(&state, &who, &input, section, error).await);
+    };
+    let now = flotilla_jobs::now();
+    let row = PasskeyRow {
+        id: flotilla_db::new_id(),
+        user_id: account.id.clone(),
+        credential_id: flotilla_auth::passkeys::credential_id_text(key.cred_id().as_ref()),
+        name,
+        credential,
+        created_at: now,
+        last_used_at: None,
+    };
+    let (factors, user) = (profile.factors.clone(), account.clone());
+    let added = blocking(&state, move |conn| {
+        store::add_passkey(conn, &factors, &user, &row, &sid, &who_from)
+    })
+    .await?;
+    let Some(codes) = added else {
+        let error = ProfileError::PasskeyKnown.into();
+        return Err(refused(&state, &who, &input, section, error).await);
+    };
+    profile.wake.wake("email");
+    match codes {
+        Some(codes) => Ok(codes_shown(&input, &account, &who, &codes, true)),
+        None => Ok(match input.format() {
+            Format::Json => HttpResponse::Created().finish(),
+            Format::Form => see_other("/profile?done=passkey-added#passkeys"),
+        }),
+    }
+}
+
+/// `GET /profile/passkeys/{id}/remove`: the page that asks before removing it.
+pub async fn remove_passkey_page(
+    who: Option<Authenticated>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, Error> {
+    let Some(who) = who else {
+        return signed_in_first(&req, "/profile#passkeys");
+    };
+    let Some(name) = passkey_name(&state, &who, &path).await? else {
+        return Ok(see_other("/profile#passkeys"));
+    };
+    let what = FactorAction::RemovePasskey {
+        id: path.into_inner(),
+        name,
+    };
+    change_page(who, &state, what).await
+}
+
+/// The name of one of the account's passkeys, if it is the account's.
+async fn passkey_name(
+    state: &web::Data<State>,
+    who: &Authenticated,
+    id: &str,
+) -> Result<Option<String>, Error> {
+    let (user_id, id) = (who.claims.sub.clone(), id.to_owned());
+    read(state, move |conn| {
+        let rows = PasskeyRow::of(conn, &user_id)?;
+        Ok::<_, Error>(rows.into_iter().find(|r| r.id == id).map(|r| r.name))
+    })
+    .await
+}
+
+/// `POST /profile/passkeys/{id}/remove` (a form) or `DELETE /profile/passkeys/{id}`:
+/// with the password and the second factor (this passkey may answer for itself).
+pub async fn remove_passkey(
+    sub: Submission<FactorChange>,
+    path: web::Path<String>,
+    ClientOrigin(who_from): ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    let Submission { who, input } = sub;
+    let id = path.into_inner();
+    let Some(name) = passkey_name(&state, &who, &id).await? else {
+        return Err(Error::NotFound);
+    };
+    let account = load(&state, &who).await?;
+    let again = |error: Error| async {
+        let offer = match offer_for(&state, &account).await {
+            Ok(offer) => offer,
+            Err(e) => return e,
+        };
+        let problem = pages::Problem {
+            section: "passkey-remove",
+            message: error.public_message(),
+            fields: error.fields().cloned().unwrap_or_default(),
+        };
+        let what = FactorAction::RemovePasskey {
+            id: id.clone(),
+            name: name.clone(),
+        };
+        let page =
+            pages::factor_change_page(&account, &who.claims.csrf, what, offer, Some(&problem));
+        input.refuse(error, |_, _| page)
+    };
+    if input.raw().password.is_empty() {
+        return Err(again(Error::invalid("password", "is required")).await);
+    }
+    let sid = who.claims.sid.clone();
+    let checked = check_identity(&state, &profile, &account, input.raw(), &sid, &who_from).await;
+    if let Err(error) = checked {
+        return Err(again(error).await);
+    }
+    let (factors, user, key) = (profile.factors.clone(), account.clone(), id.clone());
+    let removed = blocking(&state, move |conn| {
+        store::remove_passkey(conn, &factors, &user, &key, &sid, &who_from)
+    })
+    .await?;
+    if !removed {
+        return Err(Error::NotFound);
+    }
+    profile.wake.wake("email");
+    Ok(changed(&input, "passkey-removed"))
 }

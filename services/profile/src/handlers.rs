@@ -60,6 +60,22 @@ async fn check_password(
     checks.check(state, account, None, candidate, from).await
 }
 
+/// What a form that asks who it is offers for the account's second factor.
+pub(crate) async fn offer_for(
+    state: &web::Data<State>,
+    account: &Account,
+) -> Result<pages::Offer, Error> {
+    let id = account.id.clone();
+    let kinds = read(state, move |conn| {
+        flotilla_accounts::FactorKinds::of(conn, &id)
+    })
+    .await?;
+    Ok(pages::Offer {
+        kinds,
+        passkeys_on: flotilla_auth::passkeys::available(&state.config.public_url),
+    })
+}
+
 /// Checks who asks for a sensitive change: the account's password and, when it has a
 /// second factor, its code (TOTP or a recovery code), each throttled per account. A
 /// missing or malformed code is a 422 on `code` before anything is checked.
@@ -150,6 +166,7 @@ async fn page_view(state: &web::Data<State>, who: &Authenticated) -> Result<page
         sessions,
         activity,
         factors,
+        passkeys_on: flotilla_auth::passkeys::available(&state.config.public_url),
         current_session: who.claims.sid.clone(),
         csrf: who.claims.csrf.clone(),
     })
@@ -179,15 +196,19 @@ pub(crate) async fn refused<T>(
     let page = match section {
         // Closing is refused on its own page, where it was asked.
         "delete" => {
-            let needs_code = view.factors.any();
-            pages::close_account_page(&view.account, &view.csrf, needs_code, Some(&problem))
+            pages::close_account_page(&view.account, &view.csrf, view.offer(), Some(&problem))
         }
         "totp-remove" | "recovery-codes" => {
             let what = match section {
                 "totp-remove" => pages::FactorAction::RemoveTotp,
                 _ => pages::FactorAction::NewCodes,
             };
-            pages::factor_change_page(&view.account, &view.csrf, what, Some(&problem))
+            let offer = view.offer();
+            pages::factor_change_page(&view.account, &view.csrf, what, offer, Some(&problem))
+        }
+        "passkey-remove" => {
+            // The passkey's own page: its id is the route's, and not known here.
+            pages::account_page(&view, None, Some(&problem))
         }
         _ => pages::account_page(&view, None, Some(&problem)),
     };
@@ -203,14 +224,10 @@ pub async fn close_page(
         return Ok(see_other("/login?next=/profile/delete"));
     };
     let account = load(&state, &who).await?;
-    let id = account.id.clone();
-    let needs_code = read(&state, move |conn| {
-        flotilla_accounts::has_second_factor(conn, &id)
-    })
-    .await?;
+    let offer = offer_for(&state, &account).await?;
     Ok(html(
         StatusCode::OK,
-        pages::close_account_page(&account, &who.claims.csrf, needs_code, None),
+        pages::close_account_page(&account, &who.claims.csrf, offer, None),
     ))
 }
 

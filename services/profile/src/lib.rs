@@ -22,6 +22,10 @@
 //! | `GET /profile/totp/remove` | the page that asks before removing the app |
 //! | `DELETE /profile/totp` (form: `POST /profile/totp/remove`) | `{"password","code"}` removes the app and its codes |
 //! | `GET`/`POST /profile/recovery-codes` | `{"password","code"}`: ten new codes in place of the old (201) |
+//! | `POST /profile/passkeys/options` | a registration challenge for a new passkey (for the page's script) |
+//! | `POST /profile/passkeys` | `{"name","credential","credential_challenge","password"}` (and the second factor) adds it |
+//! | `GET /profile/passkeys/{id}/remove` | the page that asks before removing one |
+//! | `DELETE /profile/passkeys/{id}` (form: `POST …/remove`) | `{"password","code"}` (or a passkey) removes it |
 //! | `GET /profile/activity` | recent sign-ins and changes |
 //! | `GET /profile/export` | everything stored about the account, as a JSON download |
 //!
@@ -158,6 +162,17 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
                     .route(web::post().to(factors::regenerate)),
             )
             .route("/factors", web::get().to(factors::list))
+            .route(
+                "/passkeys/options",
+                web::post().to(factors::passkey_options),
+            )
+            .route("/passkeys", web::post().to(factors::add_passkey))
+            .service(
+                web::resource("/passkeys/{id}/remove")
+                    .route(web::get().to(factors::remove_passkey_page))
+                    .route(web::post().to(factors::remove_passkey)),
+            )
+            .route("/passkeys/{id}", web::delete().to(factors::remove_passkey))
             .route("/activity", web::get().to(handlers::activity))
             .route("/export", web::get().to(handlers::export));
     }))

@@ -5,7 +5,7 @@ use askama::Template;
 use flotilla_kit::FieldErrors;
 use flotilla_kit::html::{SignedIn, render};
 
-use flotilla_accounts::{Factors, summarise_user_agent};
+use flotilla_accounts::{FactorKinds, Factors, summarise_user_agent};
 
 use flotilla_contracts::AuthEventKind;
 
@@ -16,11 +16,24 @@ pub struct View {
     pub sessions: Vec<SessionRow>,
     pub activity: Vec<EventRow>,
     pub factors: Factors,
+    /// The site can use passkeys (its address is a domain name).
+    pub passkeys_on: bool,
     pub current_session: String,
     pub csrf: String,
 }
 
 impl View {
+    /// What the page's forms ask for as the second factor.
+    pub fn offer(&self) -> Offer {
+        Offer {
+            kinds: FactorKinds {
+                totp: self.factors.totp.is_some(),
+                passkeys: !self.factors.passkeys.is_empty(),
+            },
+            passkeys_on: self.passkeys_on,
+        }
+    }
+
     /// The header's reader.
     fn viewer(&self) -> SignedIn<'_> {
         viewer(&self.account, &self.csrf)
@@ -57,6 +70,8 @@ fn notice(done: Option<&str>) -> &'static str {
         Some("revoked-others") => {
             "You are signed out everywhere else; this device stays signed in."
         }
+        Some("passkey-added") => "The passkey is added: it signs you in from now on.",
+        Some("passkey-removed") => "The passkey is removed.",
         Some("two-step-off") => {
             "The authenticator app is removed: signing in asks only for your password."
         }
@@ -93,6 +108,8 @@ fn kind_label(kind: &str) -> &str {
         K::SecondFactorCheckFailed => "Wrong code for a change",
         K::TotpAdded => "Authenticator app set up",
         K::TotpRemoved => "Authenticator app removed",
+        K::PasskeyAdded => "Passkey added",
+        K::PasskeyRemoved => "Passkey removed",
         K::RecoveryCodeUsed => "Recovery code used",
         K::RecoveryCodesRegenerated => "New recovery codes made",
         K::FactorsReset => "Second factors reset by an administrator",
@@ -159,8 +176,8 @@ pub fn account_page(view: &View, done: Option<&str>, problem: Option<&Problem>) 
 struct CloseAccount<'a> {
     email: &'a str,
     viewer: SignedIn<'a>,
-    /// The account has a second factor: its code is asked for too.
-    needs_code: bool,
+    /// The second factors the form asks for (none: the password alone).
+    offer: Offer,
     message: &'a str,
     errors: &'a FieldErrors,
 }
@@ -168,14 +185,14 @@ struct CloseAccount<'a> {
 pub fn close_account_page(
     account: &Account,
     csrf: &str,
-    needs_code: bool,
+    offer: Offer,
     problem: Option<&Problem>,
 ) -> String {
     let none = FieldErrors::new();
     render(&CloseAccount {
         email: &account.email,
         viewer: viewer(account, csrf),
-        needs_code,
+        offer,
         message: problem_parts(problem, &none).0,
         errors: problem_parts(problem, &none).1,
     })
@@ -195,6 +212,26 @@ pub fn revoke_others_page(account: &Account, csrf: &str, others: usize) -> Strin
         others,
         viewer: viewer(account, csrf),
     })
+}
+
+/// What a form that asks for the second factor offers: a code field when the account
+/// has an app (or recovery codes stand in), a passkey button when it has passkeys and
+/// the site can use them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offer {
+    pub kinds: FactorKinds,
+    pub passkeys_on: bool,
+}
+
+impl Offer {
+    pub fn any(self) -> bool {
+        self.kinds.any()
+    }
+
+    /// A passkey may answer.
+    pub fn passkey(self) -> bool {
+        self.kinds.passkeys && self.passkeys_on
+    }
 }
 
 /// A problem's message (when it names no field) and its fields' errors.
@@ -269,51 +306,59 @@ pub fn recovery_codes_page(account: &Account, csrf: &str, codes: &[String], firs
 }
 
 /// A change of the second factors that asks who it is first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FactorAction {
     RemoveTotp,
     NewCodes,
+    RemovePasskey { id: String, name: String },
 }
 
 impl FactorAction {
-    pub fn title(self) -> &'static str {
+    pub fn title(&self) -> String {
         match self {
-            Self::RemoveTotp => "Remove the authenticator app",
-            Self::NewCodes => "Make new recovery codes",
+            Self::RemoveTotp => "Remove the authenticator app".into(),
+            Self::NewCodes => "Make new recovery codes".into(),
+            Self::RemovePasskey { name, .. } => format!("Remove the passkey “{name}”"),
         }
     }
 
-    pub fn explanation(self) -> &'static str {
+    pub fn explanation(&self) -> &'static str {
         match self {
             Self::RemoveTotp => {
-                "Signing in will ask only for your password again, and your recovery codes \
-                 stop working. Type your password and a code from the app (or a recovery \
-                 code) to go on."
+                "Signing in will no longer ask for the app's code; with no passkey either, it \
+                 asks only for your password again, and your recovery codes stop working. \
+                 Type your password and prove it is you with your second factor to go on."
             }
             Self::NewCodes => {
                 "You get ten new recovery codes, and the ones you have stop working. Type \
-                 your password and a code from your authenticator app (or a recovery code) \
-                 to go on."
+                 your password and prove it is you with your second factor to go on."
+            }
+            Self::RemovePasskey { .. } => {
+                "The passkey will no longer sign you in. Remove it from the device too (its \
+                 passwords or passkeys settings). Type your password and prove it is you with \
+                 your second factor to go on."
             }
         }
     }
 
-    pub fn action(self) -> &'static str {
+    pub fn action(&self) -> String {
         match self {
-            Self::RemoveTotp => "/profile/totp/remove",
-            Self::NewCodes => "/profile/recovery-codes",
+            Self::RemoveTotp => "/profile/totp/remove".into(),
+            Self::NewCodes => "/profile/recovery-codes".into(),
+            Self::RemovePasskey { id, .. } => format!("/profile/passkeys/{id}/remove"),
         }
     }
 
-    pub fn button(self) -> &'static str {
+    pub fn button(&self) -> &'static str {
         match self {
             Self::RemoveTotp => "Remove the app",
             Self::NewCodes => "Make new codes",
+            Self::RemovePasskey { .. } => "Remove the passkey",
         }
     }
 
-    pub fn is_destructive(self) -> bool {
-        self == Self::RemoveTotp
+    pub fn is_destructive(&self) -> bool {
+        *self != Self::NewCodes
     }
 }
 
@@ -323,6 +368,8 @@ struct FactorChangePage<'a> {
     email: &'a str,
     viewer: SignedIn<'a>,
     what: FactorAction,
+    /// Which second factors the form asks for.
+    offer: Offer,
     message: &'a str,
     errors: &'a FieldErrors,
 }
@@ -331,6 +378,7 @@ pub fn factor_change_page(
     account: &Account,
     csrf: &str,
     what: FactorAction,
+    offer: Offer,
     problem: Option<&Problem>,
 ) -> String {
     let none = FieldErrors::new();
@@ -339,6 +387,7 @@ pub fn factor_change_page(
         email: &account.email,
         viewer: viewer(account, csrf),
         what,
+        offer,
         message,
         errors,
     })
@@ -414,6 +463,7 @@ mod tests {
             current_session: "other".into(),
             csrf: TYPED.into(),
             factors: Factors::default(),
+            passkeys_on: false,
         }
     }
 
@@ -489,7 +539,7 @@ mod tests {
     #[test]
     fn closing_and_signing_out_elsewhere_ask_first() {
         let view = view();
-        let html = close_account_page(&view.account, TYPED, false, None);
+        let html = close_account_page(&view.account, TYPED, Offer::default(), None);
         assert!(html.contains("<form method=\"post\" action=\"/profile/delete\">"));
         assert!(html.contains(
             "<button type=\"submit\" class=\"danger\">Close my account for good</button>"
@@ -501,7 +551,7 @@ mod tests {
             message: "wrong password".into(),
             fields: FieldErrors::new(),
         };
-        let refused = close_account_page(&view.account, TYPED, false, Some(&problem));
+        let refused = close_account_page(&view.account, TYPED, Offer::default(), Some(&problem));
         assert!(refused.contains("There is a problem</h2>\n<p>wrong password</p>"));
         let one = revoke_others_page(&view.account, TYPED, 1);
         assert!(one.contains("Sign out 1 other session</button>"), "{one}");

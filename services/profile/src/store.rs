@@ -8,7 +8,7 @@ use flotilla_accounts::{
     EmailAddress, LinkPurpose, ProfileChanges, RevokeReason, Session, User, Username,
 };
 // The handlers and the account page call the user row an account.
-use flotilla_accounts::{Factors, RecoveryCodes, TotpFactor};
+use flotilla_accounts::{Factors, PasskeyRow, RecoveryCodes, TotpFactor};
 pub use flotilla_accounts::{Origin, User as Account};
 use flotilla_auth::SecondFactors;
 use flotilla_contracts::{AuthEventKind, FactorChange, Mail, Message};
@@ -173,6 +173,12 @@ pub fn factors_json(factors: &Factors) -> serde_json::Value {
             "created_at": iso(t.created_at),
             "last_used_at": t.last_used_at.map(iso),
         })),
+        "passkeys": factors.passkeys.iter().map(|p| serde_json::json!({
+            "id": p.id,
+            "name": p.name,
+            "created_at": iso(p.created_at),
+            "last_used_at": p.last_used_at.map(iso),
+        })).collect::<Vec<_>>(),
         "recovery_codes_left": factors.recovery_codes_left,
     })
 }
@@ -238,15 +244,70 @@ pub fn remove_totp(
         if !TotpFactor::remove(conn, &account.id)? {
             return Ok(false);
         }
-        RecoveryCodes::replace(conn, &account.id, &[], now)?;
+        if !flotilla_accounts::has_second_factor(conn, &account.id)? {
+            RecoveryCodes::replace(conn, &account.id, &[], now)?;
+        }
         let what = (AuthEventKind::TotpRemoved, FactorChange::TotpRemoved);
         factor_changed(conn, factors, account, what, session_id, origin, now)?;
         Ok(true)
     })
 }
 
-/// Ten new recovery codes in place of the old ones; `None` without an app (the codes
-/// stand in for it only).
+/// Adds a passkey, recorded and mailed; `None` when its credential is registered
+/// already. The account's first second factor comes with ten recovery codes (to show
+/// once): `Some(Some(codes))`.
+pub fn add_passkey(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    row: &PasskeyRow,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<Option<Option<Vec<String>>>> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        User::lock(conn, &account.id)?;
+        let first = !flotilla_accounts::has_second_factor(conn, &account.id)?;
+        if User::find_active(conn, &account.id)?.is_none() || !PasskeyRow::add(conn, row)? {
+            return Ok(None);
+        }
+        let codes = match first && RecoveryCodes::left(conn, &account.id)? == 0 {
+            true => Some(SecondFactors::new_recovery_codes(conn, &account.id, now)?),
+            false => None,
+        };
+        let what = (AuthEventKind::PasskeyAdded, FactorChange::PasskeyAdded);
+        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        Ok(Some(codes))
+    })
+}
+
+/// Removes one of the account's passkeys, recorded and mailed; `false` when it was not
+/// there. The last second factor gone, the recovery codes go too.
+pub fn remove_passkey(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    id: &str,
+    session_id: &str,
+    origin: &Origin,
+) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let now = flotilla_jobs::now();
+        User::lock(conn, &account.id)?;
+        if PasskeyRow::remove(conn, &account.id, id)?.is_none() {
+            return Ok(false);
+        }
+        if !flotilla_accounts::has_second_factor(conn, &account.id)? {
+            RecoveryCodes::replace(conn, &account.id, &[], now)?;
+        }
+        let what = (AuthEventKind::PasskeyRemoved, FactorChange::PasskeyRemoved);
+        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        Ok(true)
+    })
+}
+
+/// Ten new recovery codes in place of the old ones; `None` without a second factor
+/// (the codes stand in for one only).
 pub fn regenerate_codes(
     conn: &mut AnyConnection,
     factors: &SecondFactors,
@@ -257,7 +318,7 @@ pub fn regenerate_codes(
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
         User::lock(conn, &account.id)?;
-        if TotpFactor::of(conn, &account.id)?.is_none() {
+        if !flotilla_accounts::has_second_factor(conn, &account.id)? {
             return Ok(None);
         }
         let codes = SecondFactors::new_recovery_codes(conn, &account.id, now)?;

@@ -169,6 +169,8 @@ fn subject(message: &Message) -> &'static str {
         Message::SecondFactorChanged { change, .. } => match change {
             FactorChange::TotpAdded => "An authenticator app was set up for your account",
             FactorChange::TotpRemoved => "The authenticator app was removed from your account",
+            FactorChange::PasskeyAdded => "A passkey was added to your account",
+            FactorChange::PasskeyRemoved => "A passkey was removed from your account",
             FactorChange::RecoveryCodeUsed => "A recovery code of your account was used",
             FactorChange::RecoveryCodesRegenerated => "Your account has new recovery codes",
             FactorChange::Reset => "Your account's second factors were reset",

@@ -63,6 +63,11 @@ pub fn amr_of(result: &AuthenticationResult) -> &'static str {
     }
 }
 
+/// Whether a site at `public_url` can have passkeys (its host is a domain name).
+pub fn available(public_url: &str) -> bool {
+    Url::parse(public_url).is_ok_and(|url| url.domain().is_some())
+}
+
 /// A credential id as stored: base64url without padding.
 pub fn credential_id_text(id: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(id)
@@ -249,6 +254,7 @@ mod tests {
         assert!(on.enabled(), "{why:?}");
         let (on, _) = Passkeys::from_public_url("https://accounts.example.org");
         assert!(on.enabled());
+        assert!(available("http://localhost:8080") && !available("http://[::1]:8080"));
     }
 
     #[test]

@@ -28,6 +28,8 @@ stored_names! {
         SecondFactorCheckFailed = "second_factor.check_failed": "A wrong code on a route that asks for the second factor.",
         TotpAdded = "totp.added": "An authenticator app was set up.",
         TotpRemoved = "totp.removed": "The authenticator app was removed.",
+        PasskeyAdded = "passkey.added": "A passkey was added.",
+        PasskeyRemoved = "passkey.removed": "A passkey was removed.",
         RecoveryCodeUsed = "recovery_code.used": "A recovery code was used in place of the authenticator app.",
         RecoveryCodesRegenerated = "recovery_codes.regenerated": "New recovery codes were made; the old ones stopped working.",
         FactorsReset = "factors.reset": "An admin removed every second factor of the account.",

@@ -326,6 +326,8 @@ pub enum Message {
 pub enum FactorChange {
     TotpAdded,
     TotpRemoved,
+    PasskeyAdded,
+    PasskeyRemoved,
     RecoveryCodeUsed,
     RecoveryCodesRegenerated,
     /// An admin removed them all.

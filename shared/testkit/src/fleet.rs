@@ -48,6 +48,8 @@ pub struct Fleet {
     /// The example app (`examples/hello/app.py`) and its address, when asked for.
     example: Option<(Proc, SocketAddr)>,
     port: u16,
+    /// nginx's port, chosen before the services started (`on_localhost`).
+    fixed_port: Option<u16>,
     client: Client,
 }
 
@@ -56,6 +58,7 @@ pub struct FleetBuilder {
     env: BTreeMap<String, String>,
     instances: BTreeMap<&'static str, usize>,
     example: bool,
+    localhost: bool,
 }
 
 impl FleetBuilder {
@@ -82,6 +85,14 @@ impl FleetBuilder {
     /// as `make run` does.
     pub fn example_app(mut self) -> Self {
         self.example = true;
+        self
+    }
+
+    /// Serves the fleet as `http://localhost:<port>` (its `FLOTILLA_PUBLIC_URL`, and the
+    /// origin the tests send) instead of `127.0.0.1`: WebAuthn needs a domain name, so
+    /// passkeys are on.
+    pub fn on_localhost(mut self) -> Self {
+        self.localhost = true;
         self
     }
 
@@ -127,6 +138,15 @@ impl FleetBuilder {
             .map(|name| format!("{name}={}", instance_urls(&addrs, name).join(",")))
             .collect();
         env.insert("FLOTILLA_ADMIN_FLEET".to_owned(), fleet_var.join(" "));
+        // The public address must be known before the services start: nginx's port is
+        // chosen now.
+        let fixed_port = self.localhost.then(free_port);
+        if let Some(port) = fixed_port {
+            env.insert(
+                "FLOTILLA_PUBLIC_URL".to_owned(),
+                format!("http://localhost:{port}"),
+            );
+        }
         env.extend(self.env);
         let mut fleet = Fleet {
             db: self.db,
@@ -138,6 +158,7 @@ impl FleetBuilder {
             pages: None,
             example: None,
             port: 0,
+            fixed_port,
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(15))
@@ -178,6 +199,7 @@ impl Fleet {
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
             example: false,
+            localhost: false,
         }
     }
 
@@ -333,7 +355,7 @@ impl Fleet {
         let admin_allow = self.env.get("FLOTILLA_PROXY_ADMIN_ALLOW").cloned();
         let example = self.example.as_ref().map(|(_, addr)| addr.to_string());
         for _attempt in 0..3 {
-            let port = free_port();
+            let port = self.fixed_port.unwrap_or_else(free_port);
             let rendered = Command::new(root.join("scripts/render-proxy.sh"))
                 .arg(&prefix)
                 .arg(format!("127.0.0.1:{port}"))
@@ -380,7 +402,10 @@ impl Fleet {
 
     /// The fleet's public origin, as a browser sees it.
     pub fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.fixed_port {
+            Some(port) => format!("http://localhost:{port}"),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

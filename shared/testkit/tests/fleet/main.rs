@@ -21,6 +21,7 @@ mod lockout;
 mod login;
 mod make_run;
 mod pages;
+mod passkeys;
 mod profile;
 mod proxy;
 mod second_factor;

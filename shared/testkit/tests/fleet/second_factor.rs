@@ -381,7 +381,7 @@ on_both_databases! {
             .send()
             .unwrap();
         assert_eq!(removal.status(), StatusCode::NO_CONTENT);
-        assert_eq!(factors(&fleet, &access), json!({"totp": null, "recovery_codes_left": 0}));
+        assert_eq!(factors(&fleet, &access), json!({"totp": null, "passkeys": [], "recovery_codes_left": 0}));
         let (status, body) = login(&fleet, email, "a brand new passphrase");
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(amr(body["access_token"].as_str().unwrap()), json!(["pwd"]));
