@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::{Challenge, ChallengePurpose, PasskeyRow, User};
 use flotilla_auth::second_factor::{challenge_json, passkey_used};
 use flotilla_auth::{Authenticated, CodeRefusal};
-use flotilla_kit::body::{BodyFormat as Format, read_body};
+use flotilla_kit::body::read_body;
 use flotilla_kit::input::Input;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
@@ -222,9 +222,12 @@ pub async fn sign_in(
     };
     let devices = devices(&req, &login);
     let next = safe_next(raw.next.as_deref());
-    let format = match input.format() {
-        Format::Json => Format::Json,
-        Format::Form => Format::Form,
-    };
-    signed_in(&state, &login, &grant, &devices, format, next.as_deref())
+    signed_in(
+        &state,
+        &login,
+        &grant,
+        &devices,
+        input.format(),
+        next.as_deref(),
+    )
 }

@@ -4,7 +4,9 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use flotilla_contracts::PurgeUser;
 use flotilla_db::diesel::prelude::*;
-use flotilla_db::schema::{auth_events, email_tokens, sessions, users};
+use flotilla_db::schema::{
+    auth_events, email_tokens, passkey_challenges, second_steps, sessions, users,
+};
 use flotilla_db::{AnyConnection, diesel};
 
 /// Deletes a closed account: its row and, by cascade, its sessions, refresh tokens,
@@ -39,8 +41,9 @@ pub struct Cleaned {
 }
 
 /// Deletes spent email links (used, or expired), ended sessions (a day after they
-/// ended, once every service's deny-list is done with them) and auth events older
-/// than `events_days`.
+/// ended, once every service's deny-list is done with them), auth events older
+/// than `events_days`, and sign-ins' second steps and passkey challenges that ended
+/// unanswered (counted with the links).
 pub fn cleanup(
     conn: &mut AnyConnection,
     now: NaiveDateTime,
@@ -68,8 +71,13 @@ pub fn cleanup(
         ),
     )
     .execute(conn)?;
+    let steps = diesel::delete(second_steps::table.filter(second_steps::expires_at.le(now)))
+        .execute(conn)?;
+    let challenges =
+        diesel::delete(passkey_challenges::table.filter(passkey_challenges::expires_at.le(now)))
+            .execute(conn)?;
     Ok(Cleaned {
-        tokens,
+        tokens: tokens + steps + challenges,
         sessions,
         events,
     })

@@ -375,3 +375,42 @@ fn the_public_list_reads_in_chunks_by_username_without_the_reserved_name() {
         assert_eq!(listed, ["bo", "cy"]);
     });
 }
+
+#[test]
+fn a_challenge_is_taken_once_for_its_purpose_and_account_and_ends() {
+    each_backend(|db, conn| {
+        let user = ada(conn);
+        let now = flotilla_jobs::now();
+        let purpose = ChallengePurpose::Confirm;
+        let token = Challenge::create(conn, purpose, Some(&user.id), "{}", now).unwrap();
+        // Another purpose, another account: nothing, and it stays.
+        let other = ChallengePurpose::SecondStep;
+        assert_eq!(
+            Challenge::take(conn, &token, other, Some(&user.id), now).unwrap(),
+            None
+        );
+        assert_eq!(
+            Challenge::take(conn, &token, purpose, Some("u2"), now).unwrap(),
+            None
+        );
+        let taken = Challenge::take(conn, &token, purpose, Some(&user.id), now).unwrap();
+        assert_eq!(taken, Some((Some(user.id.clone()), "{}".to_owned())));
+        assert_eq!(
+            Challenge::take(conn, &token, purpose, Some(&user.id), now).unwrap(),
+            None
+        );
+        // One that ended is not taken, and the clean-up deletes it.
+        let old = Challenge::create(conn, purpose, None, "{}", now).unwrap();
+        let later = now + CHALLENGE_TTL + TimeDelta::seconds(1);
+        assert_eq!(
+            Challenge::take(conn, &old, purpose, None, later).unwrap(),
+            None
+        );
+        let cleaned = cleanup(conn, later, 30).unwrap();
+        assert_eq!(cleaned.tokens, 1, "{}", db.backend_name());
+        assert_eq!(
+            db.strings("SELECT token_hash AS v FROM passkey_challenges"),
+            Vec::<String>::new()
+        );
+    });
+}
