@@ -12,6 +12,7 @@ use reqwest::blocking::Response;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, ORIGIN, RETRY_AFTER};
 use serde_json::{Value, json};
 
+use super::admin::{admin_account, admin_call, role_command};
 use super::apps::{bearer_get, seen_by_app, with_example};
 use super::login::{
     PASSWORD, cookie_value, decode_part, login, set_cookies, sign_in, verified_account,
@@ -478,4 +479,83 @@ on_both_databases! {
         assert_eq!(away.status(), StatusCode::SEE_OTHER);
         assert_eq!(away.headers()[LOCATION], "/login");
     }
+
+    fn an_admin_resets_lost_factors_and_the_console_can_require_them(db: TestDb) {
+        let fleet = Fleet::builder(db).env("FLOTILLA_ADMIN_REQUIRE_MFA", "true").start();
+        let root = admin_account(&fleet, "root@example.org");
+        // An admin without a second factor: kept out of the console, told why.
+        let (status, body) = admin_call(&fleet, Method::GET, "/admin", &root, None);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"], "second_factor_required");
+        let page = fleet
+            .request(Method::GET, "/admin")
+            .bearer_auth(&root)
+            .header(ACCEPT, "text/html")
+            .send()
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        assert!(page.text().unwrap().contains("/profile#security"));
+        // With an app, and a sign-in through it: in.
+        let root_app = set_up_app(&fleet, &root);
+        let token = password_step(&fleet, "root@example.org");
+        let (_, body) = second_step(&fleet, &token, &root_app.code(1));
+        let root = body["access_token"].as_str().unwrap().to_owned();
+        let (status, body) = admin_call(&fleet, Method::GET, "/admin", &root, None);
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // Ada lost her phone and her recovery codes: the password alone does not sign in.
+        let email = "ada@example.org";
+        verified_account(&fleet, email);
+        let (access, _) = sign_in(&fleet, email);
+        set_up_app(&fleet, &access);
+        let ids = fleet.db.strings(&format!("SELECT id AS v FROM users WHERE email = '{email}'"));
+        let path = format!("/admin/users/{}", ids[0]);
+        let (status, body) = admin_call(&fleet, Method::GET, &path, &root, None);
+        assert_eq!(status, StatusCode::OK);
+        let seen = body["second_factors"].to_string();
+        assert!(body["second_factors"]["totp"].is_object(), "{seen}");
+        assert_eq!(body["second_factors"]["recovery_codes_left"], 10);
+        let sealed = fleet.db.strings("SELECT secret AS v FROM totp_factors");
+        assert!(sealed.iter().all(|s| !seen.contains(s.as_str())), "{seen}");
+        // The reset: everything goes, the sessions end, audited, mailed.
+        let reset = format!("{path}/reset-factors");
+        let (status, body) = admin_call(&fleet, Method::POST, &reset, &root, Some(json!({})));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Its sessions are refused everywhere within a moment (the bus).
+        let ended = wait_until(std::time::Duration::from_secs(3), || {
+            bearer_get_status(&fleet, &access).0 == StatusCode::UNAUTHORIZED
+        });
+        assert!(ended, "ada's session outlived the reset");
+        let (status, body) = admin_call(&fleet, Method::POST, &reset, &root, Some(json!({})));
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "no_second_factor");
+        let audit = fleet.db.strings("SELECT action AS v FROM audit_log WHERE action = 'account.factors_reset'");
+        assert_eq!(audit.len(), 1);
+        mailed(&fleet, email, "second factors of your flotilla account");
+        let (status, body) = login(&fleet, email, PASSWORD);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["access_token"].is_string(), "{body}");
+
+        // The command line does the same for an admin locked out of their own.
+        let (done, printed) = role_command(&fleet, "reset-factors", "root@example.org");
+        assert!(done, "{printed}");
+        // No bus from the command line: the services catch up from the database.
+        let ended = wait_until(std::time::Duration::from_secs(15), || {
+            admin_call(&fleet, Method::GET, "/admin", &root, None).0 == StatusCode::UNAUTHORIZED
+        });
+        assert!(ended, "root's session outlived the command line's reset");
+        let (status, body) = login(&fleet, "root@example.org", PASSWORD);
+        assert_eq!(status, StatusCode::OK);
+        let root = body["access_token"].as_str().unwrap().to_owned();
+        let (status, body) = admin_call(&fleet, Method::GET, "/admin", &root, None);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"], "second_factor_required");
+    }
+}
+
+/// What profile answers a token now.
+fn bearer_get_status(fleet: &Fleet, access: &str) -> (StatusCode, Value) {
+    let response = bearer_get(fleet, "/profile/me", access);
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
 }
