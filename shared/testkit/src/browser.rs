@@ -6,7 +6,8 @@
 //!
 //! What fantoccini has no method for goes through chromedriver's own endpoints
 //! ([`SessionCommand`]): the console (`se/log`) and the DevTools protocol
-//! (`goog/cdp/execute`: the viewport, the colour scheme, full-page screenshots).
+//! (`goog/cdp/execute`: the viewport, the colour scheme, full-page screenshots, and a
+//! virtual authenticator that answers the pages' passkey requests).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -298,6 +299,91 @@ impl Browser {
                 .is_ok_and(|v| v == true)
         });
         assert!(loaded, "browser: clicking {css} loaded no new page");
+    }
+
+    /// The text content of each element matching `css`, trimmed, in the page's order.
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        let found = self.execute(
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent.trim());",
+            vec![json!(css)],
+        );
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Whether an element matches `css` and is shown (not `hidden`, nor inside a hidden
+    /// one): a control the script reveals once it is ready.
+    pub fn shown(&self, css: &str) -> bool {
+        self.execute(
+            "const e = document.querySelector(arguments[0]); return !!e && e.checkVisibility();",
+            vec![json!(css)],
+        ) == true
+    }
+
+    /// Waits until the page's path starts with `prefix` (a page that moves on by itself,
+    /// such as a script's post); whether it did.
+    pub fn wait_for_path(&mut self, prefix: &str) -> bool {
+        wait_until(TIMEOUT, || {
+            self.runtime
+                .block_on(self.client().current_url())
+                .is_ok_and(|url| url.path().starts_with(prefix))
+        }) && wait_until(TIMEOUT, || {
+            self.runtime
+                .block_on(
+                    self.client()
+                        .execute("return document.readyState === 'complete';", vec![]),
+                )
+                .is_ok_and(|v| v == true)
+        })
+    }
+
+    /// Gives the tab a virtual authenticator (DevTools' WebAuthn domain): a platform
+    /// authenticator with resident keys whose user is always verified and present, as
+    /// a phone or laptop with its screen lock answers a site's passkey requests, with no
+    /// dialog to click. Its id, for [`Browser::passkeys`].
+    pub fn add_virtual_authenticator(&self) -> String {
+        self.cdp("WebAuthn.enable", json!({"enableUI": false}));
+        let added = self.cdp(
+            "WebAuthn.addVirtualAuthenticator",
+            json!({"options": {
+                "protocol": "ctap2", "transport": "internal",
+                "hasResidentKey": true, "hasUserVerification": true,
+                "isUserVerified": true, "automaticPresenceSimulation": true,
+            }}),
+        );
+        added["authenticatorId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("browser: no virtual authenticator: {added}"))
+            .to_owned()
+    }
+
+    /// The credentials (passkeys) the virtual authenticator `id` holds: DevTools'
+    /// `WebAuthn.Credential`s (`credentialId`, `rpId`, `userHandle`, `signCount`, …).
+    pub fn passkeys(&self, id: &str) -> Vec<Value> {
+        let held = self.cdp("WebAuthn.getCredentials", json!({"authenticatorId": id}));
+        held["credentials"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Whether the virtual authenticator `id` answers at once (`true`, as added) or
+    /// leaves every request waiting for a touch that never comes (`false`): a person
+    /// who lets the browser's passkey offer pass and types the password instead.
+    pub fn set_passkey_presence(&self, id: &str, present: bool) {
+        self.cdp(
+            "WebAuthn.setAutomaticPresenceSimulation",
+            json!({"authenticatorId": id, "enabled": present}),
+        );
+    }
+
+    /// Takes the virtual authenticator `id` away, with its passkeys.
+    pub fn remove_virtual_authenticator(&self, id: &str) {
+        self.cdp(
+            "WebAuthn.removeVirtualAuthenticator",
+            json!({"authenticatorId": id}),
+        );
     }
 
     /// The viewport's width in CSS pixels (a phone's below 600: touch, mobile layout).

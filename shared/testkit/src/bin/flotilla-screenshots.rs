@@ -1,7 +1,7 @@
 //! `flotilla-screenshots FOLDER`: walks every HTML flow in the browser (the walk of the
-//! browser tests) on a throwaway fleet and SQLite database, and saves each page at 360
-//! and 1280 px, light and dark, as `FOLDER/<NN>-<page>-<width>-<light|dark>.png`
-//! (the folder emptied first), for review. `make screenshots` runs it into
+//! browser tests) on a throwaway fleet at `localhost` (so with passkeys) and SQLite
+//! database, and saves each page at 360 and 1280 px, light and dark, as
+//! `FOLDER/<NN>-<page>-<width>-<light|dark>.png` (the folder emptied first), for review. `make screenshots` runs it into
 //! var/screenshots. Never part of a deployment: it lives in the test kit.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a tool of the tests: a failure is a panic
 
@@ -19,7 +19,7 @@ fn main() {
         std::fs::remove_dir_all(&out).expect("the folder can be emptied");
     }
     std::fs::create_dir_all(&out).expect("the folder can be made");
-    let fleet = Fleet::start(TestDb::sqlite());
+    let fleet = Fleet::builder(TestDb::sqlite()).on_localhost().start();
     let mut browser = Browser::start();
     let mut saved = Vec::new();
     let mut pages = 0;

@@ -36,6 +36,7 @@ pub fn walk(fleet: &Fleet, browser: &mut Browser, visit: &mut dyn FnMut(&mut Bro
     walk.signup_and_verify();
     walk.sign_in();
     walk.account();
+    walk.two_step();
     walk.site();
     walk.sign_out();
     walk.forgot_and_reset();
@@ -144,6 +145,121 @@ impl Walk<'_> {
                 .exists("form[action^='/profile/sessions/'][action$='/revoke']"),
             "only this device is left"
         );
+    }
+
+    /// Two-step sign-in with an authenticator app (the walk's app is [`totp`], fed the
+    /// key the setup page writes out): set up from the account page, its recovery codes
+    /// renewed, a sign-in through the second step, a confirmation that asks for the
+    /// code, a passkey added and removed, and the app removed again, so that the rest
+    /// of the walk signs in with the password alone.
+    fn two_step(&mut self) {
+        self.browser.click("a[href='/profile/totp']");
+        self.expect_path("/profile/totp");
+        self.visit("totp-setup");
+        let key = self.browser.texts(".secret-key code").join("");
+        assert!(!key.is_empty(), "the setup page writes the key out");
+        // A code the app does not show: refused, and the same key offered again.
+        self.fill("/profile/totp", "code", &wrong_code(&key));
+        self.fill("/profile/totp", "password", NEW_PASSWORD);
+        self.browser.submit("/profile/totp");
+        self.expect_path("/profile/totp");
+        self.visit("totp-refused");
+        assert_eq!(
+            self.browser.texts(".secret-key code").join(""),
+            key,
+            "the same key again"
+        );
+        self.fill("/profile/totp", "code", &totp(&key, 0));
+        self.fill("/profile/totp", "password", NEW_PASSWORD);
+        self.browser.submit("/profile/totp");
+        self.visit("recovery-codes");
+        let codes = self.recovery_codes();
+        self.browser.click("a[href='/profile#two-step']");
+        self.expect_path("/profile");
+        self.visit("account-two-step");
+        assert!(
+            self.browser.exists("a[href='/profile/totp/remove']"),
+            "the app is set up"
+        );
+
+        // New recovery codes, asked for with one of the old ones: the old stop working.
+        self.reach_form("/profile/recovery-codes", "new-recovery-codes");
+        self.fill("/profile/recovery-codes", "password", NEW_PASSWORD);
+        self.fill("/profile/recovery-codes", "code", &codes[0]);
+        self.browser.submit("/profile/recovery-codes");
+        self.visit("recovery-codes-renewed");
+        let renewed = self.recovery_codes();
+        assert!(
+            renewed.iter().all(|c| !codes.contains(c)),
+            "new codes: {renewed:?}, old: {codes:?}"
+        );
+
+        // Signing in again takes the password, then the app's code: a wrong one is
+        // refused on the same page, the app's next one signs in.
+        self.browser.goto(&self.fleet.url("/profile"));
+        self.browser.submit("/login/logout");
+        self.browser.goto(&self.fleet.url("/login"));
+        self.log_in(ADA_NEW, NEW_PASSWORD);
+        self.expect_path("/login/second-step");
+        self.visit("second-step");
+        self.fill("/login/second-step", "code", &wrong_code(&key));
+        self.browser.submit("/login/second-step");
+        self.expect_path("/login/second-step");
+        self.visit("second-step-refused");
+        self.fill("/login/second-step", "code", &totp(&key, 1));
+        self.browser.submit("/login/second-step");
+        self.expect_path("/profile");
+        assert_eq!(self.session_amr(ADA_NEW), "pwd otp mfa");
+
+        // "Confirm it's you" asks for the second factor as well (a recovery code: the
+        // app's next code is half a minute away).
+        self.open("/login/confirm?next=%2Fprofile", "confirm-with-code");
+        self.fill("/login/confirm", "password", NEW_PASSWORD);
+        self.fill("/login/confirm", "code", &renewed[0]);
+        self.browser.submit("/login/confirm");
+        self.expect_path("/profile");
+        assert_eq!(self.session_amr(ADA_NEW), "pwd rc mfa");
+
+        // A passkey beside the app, made by the browser's virtual authenticator (a
+        // laptop's screen lock): added with the password alone (the second factor
+        // proved it is ada minutes ago), then removed with the passkey itself. The
+        // authenticator goes with it, so no later sign-in page is answered by it.
+        let authenticator = self.browser.add_virtual_authenticator();
+        self.fill("/profile/passkeys", "name", "Laptop");
+        self.fill("/profile/passkeys", "password", NEW_PASSWORD);
+        self.browser.submit("/profile/passkeys");
+        self.expect_path("/profile?done=passkey-added");
+        self.visit("passkey-added");
+        assert_eq!(self.browser.passkeys(&authenticator).len(), 1);
+        let added = self.fleet.db.strings("SELECT name AS v FROM passkeys");
+        assert_eq!(added, ["Laptop"], "the passkey is added");
+        self.browser
+            .click("a[href^='/profile/passkeys/'][href$='/remove']");
+        self.expect_path("/profile/passkeys/");
+        self.visit("remove-passkey");
+        let removal = self.browser.path();
+        self.fill(&removal, "password", NEW_PASSWORD);
+        self.browser
+            .click(&format!("{} [data-passkey-get]", super::form(&removal)));
+        self.expect_path("/profile");
+        let left = self.fleet.db.strings("SELECT name AS v FROM passkeys");
+        assert!(left.is_empty(), "the passkey is removed: {left:?}");
+        self.browser.remove_virtual_authenticator(&authenticator);
+
+        self.reach_form("/profile/totp/remove", "remove-app");
+        self.fill("/profile/totp/remove", "password", NEW_PASSWORD);
+        self.fill("/profile/totp/remove", "code", &renewed[1]);
+        self.browser.submit("/profile/totp/remove");
+        self.expect_path("/profile");
+        assert!(
+            self.browser.exists("a[href='/profile/totp']"),
+            "the app is removed"
+        );
+        let left = self.fleet.db.strings(
+            "SELECT 'x' AS v FROM recovery_codes WHERE user_id IN \
+             (SELECT id FROM users WHERE username = 'ada')",
+        );
+        assert!(left.is_empty(), "the recovery codes went with the app");
     }
 
     /// The static site, rebuilt as `make pages` does now that ada's profile is public.
@@ -327,6 +443,22 @@ impl Walk<'_> {
         self.fleet.url(&format!("{path}?token={token}"))
     }
 
+    /// The recovery codes the page shows (ten, each once).
+    fn recovery_codes(&self) -> Vec<String> {
+        let codes = self.browser.texts(".recovery-codes code");
+        assert_eq!(codes.len(), 10, "{codes:?}");
+        codes
+    }
+
+    /// How the newest open session of `email` was proven (its `amr`: `pwd otp mfa`, …).
+    fn session_amr(&self, email: &str) -> String {
+        let amr = self.fleet.db.strings(&format!(
+            "SELECT amr AS v FROM sessions WHERE revoked_at IS NULL AND user_id IN \
+             (SELECT id FROM users WHERE email = '{email}') ORDER BY created_at DESC"
+        ));
+        amr.into_iter().next().unwrap_or_default()
+    }
+
     fn verified(&self, email: &str) -> Vec<String> {
         self.fleet.db.strings(&format!(
             "SELECT 'yes' AS v FROM users WHERE email = '{email}' AND email_verified_at IS NOT NULL"
@@ -367,4 +499,29 @@ impl Walk<'_> {
             .unwrap();
         assert!(response.status().is_success(), "sign-in of {email}");
     }
+}
+
+/// The code an authenticator app shows `steps` half-minutes from now for `key` (the
+/// base32 key the setup page writes out, spaces and all): RFC 6238's defaults, as
+/// flotilla's apps are told (SHA-1, six digits, 30 seconds).
+fn totp(key: &str, steps: i64) -> String {
+    let compact: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+    let secret = totp_rs::Secret::try_from_base32(compact)
+        .unwrap_or_else(|e| panic!("the key {key} is not base32: {e:?}"));
+    let app = totp_rs::Builder::new()
+        .with_secret(secret.as_ref().to_vec())
+        .build()
+        .unwrap_or_else(|e| panic!("no app for the key {key}: {e}"));
+    let at = chrono::Utc::now().timestamp() + steps * 30;
+    app.generate(u64::try_from(at).unwrap_or_default())
+        .to_string()
+}
+
+/// Six digits that are none of the codes of `key` around now.
+fn wrong_code(key: &str) -> String {
+    let near: Vec<String> = (-2..=2).map(|steps| totp(key, steps)).collect();
+    (0..)
+        .map(|n: u32| format!("{:06}", 123_456 + n))
+        .find(|c| !near.contains(c))
+        .unwrap_or_default()
 }
