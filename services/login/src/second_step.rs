@@ -125,7 +125,7 @@ pub async fn form(
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
     let next = safe_next(query.next.as_deref());
-    if step_of_cookie(&req, &state, &login).await?.is_none() {
+    let Some(step) = step_of_cookie(&req, &state, &login).await? else {
         let to = match &next {
             Some(next) => format!(
                 "/login?{}",
@@ -134,8 +134,8 @@ pub async fn form(
             None => "/login".to_owned(),
         };
         return Ok(see_other(&to));
-    }
-    let passkeys = login.factors.passkeys.enabled();
+    };
+    let passkeys = offers_passkeys(&state, &login, &step.user_id).await?;
     let page = pages::second_step_form(next.as_deref(), passkeys, None, &FieldErrors::new());
     let mut response = html(StatusCode::OK, page);
     response.headers_mut().insert(
@@ -143,6 +143,24 @@ pub async fn form(
         header::HeaderValue::from_static("no-store"),
     );
     Ok(response)
+}
+
+/// Whether the page offers "Use a passkey": the site can have passkeys, and the
+/// account has one.
+async fn offers_passkeys(
+    state: &web::Data<State>,
+    login: &Login,
+    user_id: &str,
+) -> Result<bool, Error> {
+    if !login.factors.passkeys.enabled() {
+        return Ok(false);
+    }
+    let id = user_id.to_owned();
+    let kinds = read(state, move |conn| {
+        flotilla_accounts::FactorKinds::of(conn, &id)
+    })
+    .await?;
+    Ok(kinds.passkeys)
 }
 
 /// The session's `amr` after the password and `used`.
@@ -159,10 +177,6 @@ pub async fn finish(
     login: web::Data<Login>,
 ) -> Result<HttpResponse, Error> {
     login.auth.check_same_origin_with(&req, false)?;
-    let passkeys = login.factors.passkeys.enabled();
-    let again =
-        |typed: &SecondStepInput, error: &Error| pages::second_step_again(typed, passkeys, error);
-    let refuse = |error: Error| input.refuse(error, again);
     // A step that ended is begun again at the sign-in form.
     let ended = || {
         let error: Error = LoginError::SecondStepEnded.into();
@@ -182,17 +196,6 @@ pub async fn finish(
     let Some(token) = token.filter(|t| plausible_token(t)) else {
         return Err(ended());
     };
-    let proof = input.parse(
-        |raw| {
-            Proof::read(
-                Some(&raw.code),
-                raw.passkey.as_deref(),
-                raw.passkey_challenge.as_deref(),
-            )
-            .map_err(|(field, problem)| Error::invalid(field, problem))
-        },
-        again,
-    )?;
     let hash = flotilla_auth::token_hash(&token);
     let lookup = hash.clone();
     let step = read(&state, move |conn| store::second_step(conn, &lookup)).await?;
@@ -205,6 +208,21 @@ pub async fn finish(
     let Some(account) = account.filter(|a| step.same_password(a) && refusal_of(a).is_none()) else {
         return Err(ended());
     };
+    let passkeys = offers_passkeys(&state, &login, &account.id).await?;
+    let again =
+        |typed: &SecondStepInput, error: &Error| pages::second_step_again(typed, passkeys, error);
+    let refuse = |error: Error| input.refuse(error, again);
+    let proof = input.parse(
+        |raw| {
+            Proof::read(
+                Some(&raw.code),
+                raw.passkey.as_deref(),
+                raw.passkey_challenge.as_deref(),
+            )
+            .map_err(|(field, problem)| Error::invalid(field, problem))
+        },
+        again,
+    )?;
     let who = origin(&req, &ctx);
     let devices = devices(&req, &login);
     let device = devices.iter().find(|d| d.user_id == account.id);

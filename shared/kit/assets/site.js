@@ -153,6 +153,15 @@
     var place = button.parentNode;
     place.hidden = false;
     button.addEventListener("click", function () {
+      // The form's other fields first (the password, where it asks for one): the
+      // passkey's answer is good once, for a few minutes.
+      var code = form.querySelector('input[name="code"]');
+      var required = code && code.required;
+      if (code) { code.required = false; }
+      if (!form.reportValidity()) {
+        if (code) { code.required = required; }
+        return;
+      }
       challenge(button.getAttribute("data-passkey-get"), form).then(function (options) {
         return navigator.credentials.get({ publicKey: requestOptions(options.publicKey) })
           .then(function (credential) {
@@ -162,6 +171,7 @@
             send(form);
           });
       }).catch(function () {
+        if (code) { code.required = required; }
         problem(place, "The passkey did not answer. Try again, or type a code.");
       });
     });

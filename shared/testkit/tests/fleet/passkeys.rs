@@ -94,6 +94,28 @@ fn assertion(
     (serde_json::to_string(&made).unwrap(), token)
 }
 
+/// The second step's page a browser reaches after the password.
+fn second_step_page(fleet: &Fleet, email: &str) -> String {
+    let first = fleet
+        .request(Method::POST, "/login")
+        .header("origin", fleet.origin())
+        .header("accept", "text/html")
+        .form(&[("email", email), ("password", PASSWORD)])
+        .send()
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let cookies = super::login::set_cookies(&first);
+    let step = super::login::cookie_value(&cookies, "flotilla_second_step").unwrap();
+    fleet
+        .request(Method::GET, "/login/second-step")
+        .header("accept", "text/html")
+        .header("cookie", format!("flotilla_second_step={step}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 fn factors(fleet: &Fleet, access: &str) -> Value {
     bearer_get(fleet, "/profile/factors", access)
         .json()
@@ -143,6 +165,17 @@ on_both_databases! {
         let stored = fleet.db.strings("SELECT credential AS v FROM passkeys");
         let export = bearer_get(&fleet, "/profile/export", &access).text().unwrap();
         assert!(!export.contains(&stored[0]) && export.contains("Laptop"));
+
+        // The second step's page offers the passkey to this account, and not to one
+        // with an app alone.
+        let grace = "grace@example.org";
+        verified_account(&fleet, grace);
+        let (grace_access, _) = sign_in(&fleet, grace);
+        super::second_factor::set_up_app(&fleet, &grace_access);
+        for (who, offered) in [(email, true), (grace, false)] {
+            let page = second_step_page(&fleet, who);
+            assert_eq!(page.contains("data-passkey-get"), offered, "{who}: {page}");
+        }
 
         // Signing in asks for it.
         let (status, body) = login(&fleet, email, PASSWORD);

@@ -21,7 +21,7 @@ use super::*;
 
 /// An account's authenticator app, as the test holds it: the key and what profile
 /// answered when it was set up.
-struct App {
+pub(super) struct App {
     secret: TotpSecret,
     key: String,
     pending: String,
@@ -54,7 +54,7 @@ fn error_of(response: Response) -> (StatusCode, Value) {
 
 /// Sets up an authenticator app for the account of `access`, checking the refusals on
 /// the way.
-fn set_up_app(fleet: &Fleet, access: &str) -> App {
+pub(super) fn set_up_app(fleet: &Fleet, access: &str) -> App {
     let offer = bearer_get(fleet, "/profile/totp", access);
     assert_eq!(offer.status(), StatusCode::OK);
     let offer: Value = offer.json().unwrap();
