@@ -49,15 +49,15 @@ impl AdminError {
                     .into()
             }
             Self::ReauthenticationRequired { with_code: true } => {
-                "Confirm your password and the code of your authenticator app first (your \
-                 account has a second factor, so changes need a sign-in or a confirmation \
-                 with its code within the last minutes): POST /login/confirm with the code, \
-                 then repeat the request."
+                "Confirm your password and your second factor first (your account has one, \
+                 so changes need a sign-in or a confirmation with it within the last \
+                 minutes): POST /login/confirm with a code or a passkey, then repeat the \
+                 request."
                     .into()
             }
             Self::SecondFactorRequired => {
-                "The console needs a second factor: set up an authenticator app on your \
-                 account page first (/profile#security)."
+                "The console needs a second factor: set up an authenticator app or a passkey \
+                 on your account page first (/profile#two-step)."
                     .into()
             }
             Self::UnknownAccount => "No account has this id.".into(),

@@ -443,15 +443,12 @@ mod tests {
     fn the_refusals_say_what_is_needed() {
         let code = Error::from(AdminError::ReauthenticationRequired { with_code: true });
         assert_eq!(code.code(), "reauthentication_required");
-        assert!(
-            code.public_message()
-                .contains("code of your authenticator app")
-        );
+        assert!(code.public_message().contains("your second factor"));
         let plain = Error::from(AdminError::ReauthenticationRequired { with_code: false });
         assert!(!plain.public_message().contains("code"));
         let none = Error::from(AdminError::SecondFactorRequired);
         assert_eq!(none.code(), "second_factor_required");
-        assert!(none.public_message().contains("/profile#security"));
+        assert!(none.public_message().contains("/profile#two-step"));
     }
 
     #[test]
@@ -464,8 +461,8 @@ mod tests {
                 admin: true,
             },
         });
-        assert!(page.contains("The console needs a second factor: set up an authenticator app on your account page first"), "{page}");
-        assert!(page.contains("href=\"/profile#security\""), "{page}");
+        assert!(page.contains("The console needs a second factor: set up an authenticator app or a passkey on your account page first"), "{page}");
+        assert!(page.contains("href=\"/profile#two-step\""), "{page}");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn confirm_again(
 #[template(path = "second_step.html")]
 struct SecondStepForm<'a> {
     next: Option<&'a str>,
-    /// The site has passkeys: the page's script offers them.
+    /// The account has a passkey, and the site can use it: the page's script offers it.
     passkeys: bool,
     problem: Option<&'a str>,
     errors: &'a FieldErrors,

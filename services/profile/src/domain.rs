@@ -267,6 +267,14 @@ pub struct TotpSetup {
     pub code: String,
     #[serde(default)]
     pub password: String,
+    /// When the account has a second factor already (passkeys): a recovery code, or a
+    /// passkey's answer, or else a confirmation with it in the last ten minutes.
+    #[serde(default)]
+    pub factor_code: Option<String>,
+    #[serde(default)]
+    pub passkey: Option<String>,
+    #[serde(default)]
+    pub passkey_challenge: Option<String>,
     #[serde(default)]
     pub csrf_token: Option<String>,
 }

@@ -12,8 +12,11 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::{Challenge, ChallengePurpose, PasskeyRow, Session};
 use flotilla_auth::factors::qr_svg_data_url;
-use flotilla_auth::second_factor::challenge_json;
-use flotilla_auth::{Authenticated, ClientOrigin, Code, CodeRefusal, Submission};
+use flotilla_auth::second_factor::{Attempt, challenge_json};
+use flotilla_auth::{
+    Authenticated, ClientOrigin, Code, CodeRefusal, Proof, SecondFactors, Submission,
+};
+use flotilla_contracts::AuthEventKind;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{page_or_json, respond as html, see_other};
 use flotilla_kit::input::Input;
@@ -91,8 +94,9 @@ pub async fn setup_page(
     let setup = setup_of(&profile, &account, None);
     let secret = setup.key.replace(' ', "");
     let body = json!({"secret": secret, "otpauth_url": setup.url, "pending": setup.pending});
+    let offer = offer_for(&state, &account).await?;
     Ok(page_or_json(&req, &body, || {
-        pages::totp_setup_page(&account, &who.claims.csrf, &setup, None)
+        pages::totp_setup_page(&account, &who.claims.csrf, &setup, offer, None)
     }))
 }
 
@@ -106,6 +110,7 @@ pub async fn setup(
 ) -> Result<HttpResponse, Error> {
     let Submission { who, input } = sub;
     let account = load(&state, &who).await?;
+    let offer = offer_for(&state, &account).await?;
     let again = |error: Error| {
         let problem = pages::Problem {
             section: "totp",
@@ -113,7 +118,8 @@ pub async fn setup(
             fields: error.fields().cloned().unwrap_or_default(),
         };
         let setup = setup_of(&profile, &account, Some(&input.raw().pending));
-        let page = pages::totp_setup_page(&account, &who.claims.csrf, &setup, Some(&problem));
+        let page =
+            pages::totp_setup_page(&account, &who.claims.csrf, &setup, offer, Some(&problem));
         input.refuse(error, |_, _| page)
     };
     let raw = input.raw();
@@ -158,6 +164,48 @@ pub async fn setup(
     {
         return Err(again(error));
     }
+    // An account with a second factor already (passkeys) proves it for this one too:
+    // else a stolen session and password would add a factor of their own.
+    if offer.any() {
+        let given = raw
+            .factor_code
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+            || raw.passkey.as_deref().is_some_and(|p| !p.trim().is_empty());
+        if given {
+            let proof = Proof::read(
+                raw.factor_code.as_deref(),
+                raw.passkey.as_deref(),
+                raw.passkey_challenge.as_deref(),
+            )
+            .map_err(|(field, problem)| {
+                let field = if field == "code" {
+                    "factor_code"
+                } else {
+                    field
+                };
+                again(Error::invalid(field, problem))
+            })?;
+            let attempt = Attempt {
+                key: SecondFactors::step_up_key(&account.id),
+                failure: AuthEventKind::SecondFactorCheckFailed,
+                purpose: ChallengePurpose::Confirm,
+                session_id: Some(who.claims.sid.clone()),
+                from: who_from.clone(),
+            };
+            let checked = profile
+                .factors
+                .check(&state, &account, proof, attempt)
+                .await;
+            if let Err(error) = checked {
+                return Err(again(error));
+            }
+        } else if !recently_proven(&state, &who).await? {
+            let problem = "is required: your account has a passkey, so prove it is you with \
+                           it (or type a recovery code) to add an app";
+            return Err(again(Error::invalid("factor_code", problem)));
+        }
+    }
     let sealed = profile.factors.seal_secret(&account.id, &secret);
     let (factors, user, sid) = (
         profile.factors.clone(),
@@ -173,7 +221,16 @@ pub async fn setup(
         return Err(again(ProfileError::TotpExists.into()));
     };
     profile.wake.wake("email");
-    Ok(codes_shown(&input, &account, &who, &codes, true))
+    match codes {
+        Some(codes) => Ok(codes_shown(&input, &account, &who, &codes, true)),
+        // The account's recovery codes stay as they were.
+        None => Ok(match input.format() {
+            Format::Json => HttpResponse::Created()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({"recovery_codes": null})),
+            Format::Form => see_other("/profile?done=totp-added#two-step"),
+        }),
+    }
 }
 
 /// New recovery codes, shown once: 201 `{"recovery_codes"}` to an API client, the

@@ -70,11 +70,10 @@ fn notice(done: Option<&str>) -> &'static str {
         Some("revoked-others") => {
             "You are signed out everywhere else; this device stays signed in."
         }
+        Some("totp-added") => "The authenticator app is set up: signing in asks for its code.",
         Some("passkey-added") => "The passkey is added: it signs you in from now on.",
         Some("passkey-removed") => "The passkey is removed.",
-        Some("two-step-off") => {
-            "The authenticator app is removed: signing in asks only for your password."
-        }
+        Some("two-step-off") => "The authenticator app is removed.",
         _ => "",
     }
 }
@@ -262,6 +261,8 @@ pub struct Setup {
 struct TotpSetupPage<'a> {
     email: &'a str,
     viewer: SignedIn<'a>,
+    /// The account's factors: with one already, it is asked for too.
+    offer: Offer,
     qr: &'a str,
     key: &'a str,
     pending: &'a str,
@@ -273,6 +274,7 @@ pub fn totp_setup_page(
     account: &Account,
     csrf: &str,
     setup: &Setup,
+    offer: Offer,
     problem: Option<&Problem>,
 ) -> String {
     let none = FieldErrors::new();
@@ -280,6 +282,7 @@ pub fn totp_setup_page(
     render(&TotpSetupPage {
         email: &account.email,
         viewer: viewer(account, csrf),
+        offer,
         qr: &setup.qr,
         key: &setup.key,
         pending: &setup.pending,

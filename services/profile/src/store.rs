@@ -203,9 +203,10 @@ fn factor_changed(
     factors.notify(conn, account, change, None, origin, now)
 }
 
-/// Sets up the account's authenticator app (its first code's `step` spent) with ten
-/// new recovery codes, which are returned to be shown once; `None` when it has an app
-/// already, or was closed meanwhile.
+/// Sets up the account's authenticator app (its first code's `step` spent); as the
+/// account's first second factor, with ten new recovery codes, returned to be shown
+/// once (`Some(Some(codes))`); `None` when it has an app already, or was closed
+/// meanwhile.
 pub fn add_totp(
     conn: &mut AnyConnection,
     factors: &SecondFactors,
@@ -214,20 +215,36 @@ pub fn add_totp(
     step: i64,
     session_id: &str,
     origin: &Origin,
-) -> QueryResult<Option<Vec<String>>> {
+) -> QueryResult<Option<Option<Vec<String>>>> {
     write_transaction(conn, |conn| {
         let now = flotilla_jobs::now();
         User::lock(conn, &account.id)?;
+        let first = !flotilla_accounts::has_second_factor(conn, &account.id)?;
         if User::find_active(conn, &account.id)?.is_none()
             || !TotpFactor::add(conn, &account.id, sealed, step, now)?
         {
             return Ok(None);
         }
-        let codes = SecondFactors::new_recovery_codes(conn, &account.id, now)?;
+        let codes = first_codes(conn, factors, &account.id, first, now)?;
         let what = (AuthEventKind::TotpAdded, FactorChange::TotpAdded);
         factor_changed(conn, factors, account, what, session_id, origin, now)?;
         Ok(Some(codes))
     })
+}
+
+/// The recovery codes that come with the account's first second factor (when it has
+/// none left from before): made, to show once.
+fn first_codes(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    user_id: &str,
+    first: bool,
+    now: NaiveDateTime,
+) -> QueryResult<Option<Vec<String>>> {
+    match first && RecoveryCodes::left(conn, user_id)? == 0 {
+        true => factors.new_recovery_codes(conn, user_id, now).map(Some),
+        false => Ok(None),
+    }
 }
 
 /// Removes the authenticator app and the recovery codes; `false` when there was none.
@@ -271,10 +288,7 @@ pub fn add_passkey(
         if User::find_active(conn, &account.id)?.is_none() || !PasskeyRow::add(conn, row)? {
             return Ok(None);
         }
-        let codes = match first && RecoveryCodes::left(conn, &account.id)? == 0 {
-            true => Some(SecondFactors::new_recovery_codes(conn, &account.id, now)?),
-            false => None,
-        };
+        let codes = first_codes(conn, factors, &account.id, first, now)?;
         let what = (AuthEventKind::PasskeyAdded, FactorChange::PasskeyAdded);
         factor_changed(conn, factors, account, what, session_id, origin, now)?;
         Ok(Some(codes))
@@ -321,7 +335,7 @@ pub fn regenerate_codes(
         if !flotilla_accounts::has_second_factor(conn, &account.id)? {
             return Ok(None);
         }
-        let codes = SecondFactors::new_recovery_codes(conn, &account.id, now)?;
+        let codes = factors.new_recovery_codes(conn, &account.id, now)?;
         let what = (
             AuthEventKind::RecoveryCodesRegenerated,
             FactorChange::RecoveryCodesRegenerated,

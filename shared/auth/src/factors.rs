@@ -13,7 +13,11 @@ use std::fmt;
 
 use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// The version byte that starts every sealed secret (the layout below; a later key
 /// scheme gets another).
@@ -29,7 +33,12 @@ pub struct Unsealable;
 /// The fleet's key for second-factor secrets at rest: 32 bytes, written as 64 hex digits
 /// (`openssl rand -hex 32`), the same on every instance that reads the factors. Its
 /// `Debug` shows nothing of it.
-pub struct FactorKey(ChaCha20Poly1305);
+pub struct FactorKey {
+    cipher: ChaCha20Poly1305,
+    /// HMAC-SHA256 key of the recovery codes' hashes, derived from the key (never the
+    /// key itself), so a database alone cannot test guesses at a code.
+    mac: [u8; 32],
+}
 
 impl fmt::Debug for FactorKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,7 +57,27 @@ impl FactorKey {
             .step_by(2)
             .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
             .collect::<Option<Vec<u8>>>()?;
-        ChaCha20Poly1305::new_from_slice(&bytes).ok().map(Self)
+        let cipher = ChaCha20Poly1305::new_from_slice(&bytes).ok()?;
+        let mut derive = <HmacSha256 as Mac>::new_from_slice(&bytes).ok()?;
+        derive.update(b"flotilla recovery codes v1");
+        let mac = derive.finalize().into_bytes().into();
+        Some(Self { cipher, mac })
+    }
+
+    /// How a recovery code (normalised) of `owner` is stored: HMAC-SHA256 under a key
+    /// derived from this one, in hex.
+    pub fn recovery_hash(&self, owner: &str, normal: &str) -> String {
+        let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(&self.mac) else {
+            return String::new();
+        };
+        mac.update(owner.as_bytes());
+        mac.update(b":");
+        mac.update(normal.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// `plaintext` sealed for `owner` (e.g. `totp:<account id>`): the version byte, a
@@ -60,7 +89,7 @@ impl FactorKey {
             aad: owner,
         };
         // Encryption fails only past the cipher's length limit (256 GiB).
-        let sealed = self.0.encrypt(&nonce, payload).unwrap_or_default();
+        let sealed = self.cipher.encrypt(&nonce, payload).unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_BYTES + sealed.len());
         out.push(SEALED_V1);
         out.extend_from_slice(nonce.as_slice());
@@ -78,7 +107,7 @@ impl FactorKey {
             msg: &sealed[1 + NONCE_BYTES..],
             aad: owner,
         };
-        self.0.decrypt(&nonce, payload).map_err(|_| Unsealable)
+        self.cipher.decrypt(&nonce, payload).map_err(|_| Unsealable)
     }
 }
 

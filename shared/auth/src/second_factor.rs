@@ -40,11 +40,6 @@ fn pending_owner(user_id: &str) -> Vec<u8> {
     format!("totp-pending:{user_id}").into_bytes()
 }
 
-/// How a recovery code is stored: its hash, bound to its account.
-pub fn recovery_code_hash(user_id: &str, normalised: &str) -> String {
-    crate::token_hash(&format!("recovery:{user_id}:{normalised}"))
-}
-
 /// How long an enrolment's form stays good: the time to open an app and scan.
 const PENDING_SECS: i64 = 30 * 60;
 
@@ -158,7 +153,7 @@ impl CodeRefusal {
     pub fn message(&self) -> String {
         match self {
             Self::Wrong => "The code is not right, or was used already. Type the code your \
-                            authenticator app shows now, or an unused recovery code."
+                            authenticator app shows now, or a recovery code you have not used."
                 .into(),
             Self::InFlight => {
                 "Too many codes for this account are being checked: try again in a moment.".into()
@@ -338,6 +333,7 @@ impl SecondFactors {
     /// Ten new recovery codes for the account, replacing its old ones (in the caller's
     /// transaction). The codes, to show once.
     pub fn new_recovery_codes(
+        &self,
         conn: &mut AnyConnection,
         user_id: &str,
         now: NaiveDateTime,
@@ -345,7 +341,7 @@ impl SecondFactors {
         let codes = crate::factors::recovery_codes();
         let hashes: Vec<String> = codes
             .iter()
-            .map(|c| recovery_code_hash(user_id, &normalise_recovery_code(c)))
+            .map(|c| self.key.recovery_hash(user_id, &normalise_recovery_code(c)))
             .collect();
         RecoveryCodes::replace(conn, user_id, &hashes, now)?;
         Ok(codes)
@@ -488,7 +484,7 @@ impl SecondFactors {
                     None => None,
                 },
                 Proof::Code(Code::Recovery(normal)) => {
-                    let hash = recovery_code_hash(user_id, normal);
+                    let hash = self.key.recovery_hash(user_id, normal);
                     if RecoveryCodes::spend(conn, user_id, &hash)? {
                         let left = RecoveryCodes::left(conn, user_id)?;
                         self.recovery_code_used(conn, account, attempt, left, now)?;

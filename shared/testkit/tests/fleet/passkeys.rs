@@ -289,4 +289,42 @@ on_both_databases! {
         assert!(page.contains("reached at an IP address"), "{page}");
         assert!(!page.contains("data-passkey-create"));
     }
+
+    fn an_app_added_beside_a_passkey_asks_for_the_passkey_first(db: TestDb) {
+        let fleet = Fleet::builder(db).on_localhost().start();
+        let email = "ada@example.org";
+        verified_account(&fleet, email);
+        let (access, _) = sign_in(&fleet, email);
+        let mut key = SoftPasskey::new(true);
+        let (added, _) = register(&fleet, &mut key, &access, "Laptop", json!({}));
+        assert_eq!(added.status(), StatusCode::CREATED);
+        let codes = added.json::<Value>().unwrap()["recovery_codes"].clone();
+        // This session signed in with the password alone: a stolen one must not add a
+        // factor of its own with the password.
+        let offer: Value = bearer_get(&fleet, "/profile/totp", &access).json().unwrap();
+        let secret = flotilla_auth::factors::TotpSecret::from_base32(offer["secret"].as_str().unwrap()).unwrap();
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+        let setup = |extra: Value| {
+            let mut body = json!({
+                "pending": offer["pending"],
+                "code": secret.code_at(now),
+                "password": PASSWORD,
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            answer(post(&fleet, "/profile/totp", Some(&access), &body))
+        };
+        let (status, body) = setup(json!({}));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["fields"]["factor_code"].is_string(), "{body}");
+        assert_eq!(factors(&fleet, &access)["totp"], Value::Null);
+        // With a recovery code it is added, and the account keeps its other codes.
+        let (status, body) = setup(json!({"factor_code": codes[0]}));
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["recovery_codes"], Value::Null);
+        let listed = factors(&fleet, &access);
+        assert!(listed["totp"].is_object(), "{listed}");
+        assert_eq!(listed["recovery_codes_left"], 9);
+    }
 }

@@ -494,7 +494,7 @@ on_both_databases! {
             .send()
             .unwrap();
         assert_eq!(page.status(), StatusCode::FORBIDDEN);
-        assert!(page.text().unwrap().contains("/profile#security"));
+        assert!(page.text().unwrap().contains("/profile#two-step"));
         // With an app, and a sign-in through it: in.
         let root_app = set_up_app(&fleet, &root);
         let token = password_step(&fleet, "root@example.org");

@@ -12,7 +12,8 @@ CREATE TABLE totp_factors (
     last_used_at TIMESTAMP
 );
 
--- Single-use recovery codes, by keyed SHA-256 (they are 50-bit randoms: no slow hash
+-- Single-use recovery codes, by HMAC-SHA256 under a key derived from FLOTILLA_FACTOR_KEY
+-- (they are 50-bit randoms: no slow hash
 -- is needed). Using one deletes its row; making new ones deletes the old.
 CREATE TABLE recovery_codes (
     user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
