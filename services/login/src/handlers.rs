@@ -746,12 +746,8 @@ pub async fn confirm_form(
         None,
         &FieldErrors::new(),
     );
-    let mut response = html(StatusCode::OK, page);
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    // `html` answers are never stored by a cache.
+    Ok(html(StatusCode::OK, page))
 }
 
 /// The session's open account, and its second factors (which a confirmation then

@@ -63,6 +63,19 @@ pub fn login_again(typed: &LoginInput, error: &Error) -> String {
     login_form(typed.email.trim(), next.as_deref(), &banner, &errors)
 }
 
+/// The sign-in form, empty, with `error` above it: a sign-in to begin again (a second
+/// step that ended, a passkey refused).
+pub fn sign_in_again(next: Option<&str>, error: &Error) -> String {
+    let next = safe_next(next);
+    let message = error.public_message();
+    login_form(
+        "",
+        next.as_deref(),
+        &Banner::Error(&message),
+        &FieldErrors::new(),
+    )
+}
+
 #[derive(Template)]
 #[template(path = "confirm_form.html")]
 struct ConfirmForm<'a> {

@@ -129,10 +129,7 @@ pub struct PasskeySignIn {
 
 /// The sign-in form again with `error` above it (a browser's refused passkey).
 fn sign_in_again(typed: &PasskeySignIn, error: &Error) -> String {
-    let next = safe_next(typed.next.as_deref());
-    let message = error.public_message();
-    let banner = pages::Banner::Error(&message);
-    pages::login_form("", next.as_deref(), &banner, &FieldErrors::new())
+    pages::sign_in_again(typed.next.as_deref(), error)
 }
 
 /// Whose passkey answered, checked: the account and how the check went.

@@ -137,12 +137,7 @@ pub async fn form(
     };
     let passkeys = offers_passkeys(&state, &login, &step.user_id).await?;
     let page = pages::second_step_form(next.as_deref(), passkeys, None, &FieldErrors::new());
-    let mut response = html(StatusCode::OK, page);
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    Ok(html(StatusCode::OK, page))
 }
 
 /// Whether the page offers "Use a passkey": the site can have passkeys, and the
@@ -181,10 +176,7 @@ pub async fn finish(
     let ended = || {
         let error: Error = LoginError::SecondStepEnded.into();
         input.refuse(error, |typed: &SecondStepInput, error: &Error| {
-            let next = safe_next(typed.next.as_deref());
-            let message = error.public_message();
-            let banner = pages::Banner::Error(&message);
-            pages::login_form("", next.as_deref(), &banner, &FieldErrors::new())
+            pages::sign_in_again(typed.next.as_deref(), error)
         })
     };
     let token = match input.raw().second_step_token.clone() {
