@@ -132,9 +132,7 @@ fn step_up(
     window: TimeDelta,
     now: NaiveDateTime,
 ) -> StepUp {
-    let passed = session.is_some_and(|s| {
-        s.last_authenticated() + window >= now && (!has_factor || s.is_multi_factor())
-    });
+    let passed = session.is_some_and(|s| s.proven_within(window, now, has_factor));
     match passed {
         true => StepUp::Passed,
         false => StepUp::Needed {

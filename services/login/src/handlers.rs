@@ -209,14 +209,19 @@ pub async fn login(
     }
     let next = safe_next(input.raw().next.as_deref());
     let id = account.id.clone();
-    if read(&state, move |conn| {
-        flotilla_accounts::has_second_factor(conn, &id)
+    let kinds = read(&state, move |conn| {
+        flotilla_accounts::FactorKinds::of(conn, &id)
     })
-    .await?
-    {
+    .await?;
+    if kinds.any() {
         // Not a success yet: the throttle's count at `key` goes on until the second
         // step is done.
-        return second_step::begin(&state, &login, &account, &key, input.format(), next).await;
+        let step = second_step::Step {
+            account: &account,
+            login_key: &key,
+            kinds,
+        };
+        return second_step::begin(&state, &login, step, input.format(), next).await;
     }
     let opening = store::Opening::password();
     let grant = open_session(&state, &login, account, key, opening, who).await?;

@@ -12,8 +12,8 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use flotilla_accounts::ChallengePurpose;
 use flotilla_accounts::User;
+use flotilla_accounts::{ChallengePurpose, FactorKinds};
 use flotilla_auth::second_factor::Attempt;
 use flotilla_auth::{FactorUsed, Proof, SecondFactors};
 use flotilla_contracts::AuthEventKind;
@@ -45,21 +45,27 @@ fn here(next: Option<&str>) -> String {
     }
 }
 
+/// A sign-in whose password was right, on an account with a second factor.
+pub struct Step<'a> {
+    pub account: &'a User,
+    /// Where the password step counted.
+    pub login_key: &'a str,
+    /// The account's factors, as the password step read them.
+    pub kinds: FactorKinds,
+}
+
 /// After a right password on an account with a second factor: the step's token, in a
 /// cookie and (for an API client) the answer, and a browser sent to type its code.
 pub async fn begin(
     state: &web::Data<State>,
     login: &Login,
-    account: &User,
-    login_key: &str,
+    step: Step<'_>,
     format: Format,
     next: Option<String>,
 ) -> Result<HttpResponse, Error> {
-    let (user, key) = (account.clone(), login_key.to_owned());
-    let (token, kinds) = blocking(state, move |conn| {
-        let token = store::begin_second_step(conn, &user, &key)?;
-        let kinds = flotilla_accounts::FactorKinds::of(conn, &user.id)?;
-        Ok::<_, Error>((token, kinds))
+    let (user, key, kinds) = (step.account.clone(), step.login_key.to_owned(), step.kinds);
+    let token = blocking(state, move |conn| {
+        store::begin_second_step(conn, &user, &key)
     })
     .await?;
     let mut methods = Vec::new();
@@ -151,10 +157,7 @@ async fn offers_passkeys(
         return Ok(false);
     }
     let id = user_id.to_owned();
-    let kinds = read(state, move |conn| {
-        flotilla_accounts::FactorKinds::of(conn, &id)
-    })
-    .await?;
+    let kinds = read(state, move |conn| FactorKinds::of(conn, &id)).await?;
     Ok(kinds.passkeys)
 }
 

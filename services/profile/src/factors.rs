@@ -41,15 +41,6 @@ fn signed_in_first(req: &HttpRequest, path: &'static str) -> Result<HttpResponse
     }
 }
 
-async fn has_totp(state: &web::Data<State>, account: &Account) -> Result<bool, Error> {
-    let id = account.id.clone();
-    let kinds = read(state, move |conn| {
-        flotilla_accounts::FactorKinds::of(conn, &id)
-    })
-    .await?;
-    Ok(kinds.totp)
-}
-
 /// The setup page's parts for a new key, or for the key a refused form carried.
 fn setup_of(profile: &Profile, account: &Account, pending: Option<&str>) -> Setup {
     let now = flotilla_jobs::now();
@@ -85,7 +76,8 @@ pub async fn setup_page(
         return signed_in_first(&req, "/profile/totp");
     };
     let account = load(&state, &who).await?;
-    if has_totp(&state, &account).await? {
+    let offer = offer_for(&state, &account).await?;
+    if offer.kinds.totp {
         return match wants_html(req.headers()) {
             true => Ok(see_other("/profile#two-step")),
             false => Err(ProfileError::TotpExists.into()),
@@ -94,7 +86,6 @@ pub async fn setup_page(
     let setup = setup_of(&profile, &account, None);
     let secret = setup.key.replace(' ', "");
     let body = json!({"secret": secret, "otpauth_url": setup.url, "pending": setup.pending});
-    let offer = offer_for(&state, &account).await?;
     Ok(page_or_json(&req, &body, || {
         pages::totp_setup_page(&account, &who.claims.csrf, &setup, offer, None)
     }))
@@ -173,19 +164,13 @@ pub async fn setup(
             .is_some_and(|c| !c.trim().is_empty())
             || raw.passkey.as_deref().is_some_and(|p| !p.trim().is_empty());
         if given {
-            let proof = Proof::read(
+            let proof = Proof::read_as(
+                "factor_code",
                 raw.factor_code.as_deref(),
                 raw.passkey.as_deref(),
                 raw.passkey_challenge.as_deref(),
             )
-            .map_err(|(field, problem)| {
-                let field = if field == "code" {
-                    "factor_code"
-                } else {
-                    field
-                };
-                again(Error::invalid(field, problem))
-            })?;
+            .map_err(|(field, problem)| again(Error::invalid(field, problem)))?;
             let attempt = Attempt {
                 key: SecondFactors::step_up_key(&account.id),
                 failure: AuthEventKind::SecondFactorCheckFailed,
@@ -308,9 +293,10 @@ async fn proven(
     section: &'static str,
 ) -> Result<Account, Error> {
     let account = load(state, who).await?;
+    let offer = offer_for(state, &account).await?;
     let needed = match section {
-        "totp-remove" => has_totp(state, &account).await?,
-        _ => offer_for(state, &account).await?.any(),
+        "totp-remove" => offer.kinds.totp,
+        _ => offer.any(),
     };
     if !needed {
         return Err(refused(state, who, input, section, ProfileError::NoTotp.into()).await);
@@ -399,10 +385,7 @@ pub async fn passkey_options(
     }
     let account = load(&state, &who).await?;
     let body = blocking(&state, move |conn| {
-        let existing: Vec<_> = PasskeyRow::of(conn, &account.id)?
-            .iter()
-            .filter_map(|row| flotilla_auth::passkeys::read_passkey(&row.credential).ok())
-            .collect();
+        let existing = flotilla_auth::passkeys::keys_of(&PasskeyRow::of(conn, &account.id)?);
         let display = account
             .display_name
             .clone()
@@ -432,10 +415,7 @@ async fn recently_proven(state: &web::Data<State>, who: &Authenticated) -> Resul
     let sid = who.claims.sid.clone();
     let now = flotilla_jobs::now();
     let session = read(state, move |conn| Session::find_live(conn, &sid, now)).await?;
-    Ok(
-        session
-            .is_some_and(|s| s.is_multi_factor() && s.last_authenticated() + RECENT_PROOF >= now),
-    )
+    Ok(session.is_some_and(|s| s.proven_within(RECENT_PROOF, now, true)))
 }
 
 /// `POST /profile/passkeys`: the browser's new passkey (`credential`, answering

@@ -203,6 +203,23 @@ fn factor_changed(
     factors.notify(conn, account, change, None, origin, now)
 }
 
+/// A factor removed: the recovery codes go with the last one (they stand in for a
+/// factor only), then it is recorded and mailed.
+fn factor_removed(
+    conn: &mut AnyConnection,
+    factors: &SecondFactors,
+    account: &Account,
+    what: (AuthEventKind, FactorChange),
+    session_id: &str,
+    origin: &Origin,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    if !flotilla_accounts::has_second_factor(conn, &account.id)? {
+        RecoveryCodes::replace(conn, &account.id, &[], now)?;
+    }
+    factor_changed(conn, factors, account, what, session_id, origin, now)
+}
+
 /// Sets up the account's authenticator app (its first code's `step` spent); as the
 /// account's first second factor, with ten new recovery codes, returned to be shown
 /// once (`Some(Some(codes))`); `None` when it has an app already, or was closed
@@ -261,11 +278,8 @@ pub fn remove_totp(
         if !TotpFactor::remove(conn, &account.id)? {
             return Ok(false);
         }
-        if !flotilla_accounts::has_second_factor(conn, &account.id)? {
-            RecoveryCodes::replace(conn, &account.id, &[], now)?;
-        }
         let what = (AuthEventKind::TotpRemoved, FactorChange::TotpRemoved);
-        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        factor_removed(conn, factors, account, what, session_id, origin, now)?;
         Ok(true)
     })
 }
@@ -311,11 +325,8 @@ pub fn remove_passkey(
         if PasskeyRow::remove(conn, &account.id, id)?.is_none() {
             return Ok(false);
         }
-        if !flotilla_accounts::has_second_factor(conn, &account.id)? {
-            RecoveryCodes::replace(conn, &account.id, &[], now)?;
-        }
         let what = (AuthEventKind::PasskeyRemoved, FactorChange::PasskeyRemoved);
-        factor_changed(conn, factors, account, what, session_id, origin, now)?;
+        factor_removed(conn, factors, account, what, session_id, origin, now)?;
         Ok(true)
     })
 }

@@ -2,7 +2,7 @@
 //! revoking them (login, profile, admin) and reading revocations (every service's
 //! deny-list).
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::sessions;
 use flotilla_db::{AnyConnection, diesel};
@@ -101,6 +101,17 @@ impl Session {
     /// says `mfa`), at sign-in or in a confirmation since.
     pub fn is_multi_factor(&self) -> bool {
         self.amr.split_whitespace().any(|m| m == "mfa")
+    }
+
+    /// Whether the owner proved who they are within `window` of `now` (a sign-in or a
+    /// confirmation), with two factors when `second_factor`: the step-up rules' test.
+    pub fn proven_within(
+        &self,
+        window: TimeDelta,
+        now: NaiveDateTime,
+        second_factor: bool,
+    ) -> bool {
+        self.last_authenticated() + window >= now && (!second_factor || self.is_multi_factor())
     }
 
     /// Records that the owner of a live session confirmed who they are in it now, with

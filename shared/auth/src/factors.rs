@@ -49,14 +49,7 @@ impl fmt::Debug for FactorKey {
 impl FactorKey {
     /// The key from exactly 64 hex digits (surrounding white space ignored).
     pub fn from_hex(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if text.len() != 64 {
-            return None;
-        }
-        let bytes = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
+        let bytes = flotilla_bus::decode_hex(text).filter(|b| b.len() == 32)?;
         let cipher = ChaCha20Poly1305::new_from_slice(&bytes).ok()?;
         let mut derive = <HmacSha256 as Mac>::new_from_slice(&bytes).ok()?;
         derive.update(b"flotilla recovery codes v1");

@@ -220,6 +220,14 @@ pub fn read_passkey(text: &str) -> Result<Passkey, PasskeyRefusal> {
     from_text(text)
 }
 
+/// An account's stored passkeys as webauthn-rs takes them (one this release cannot
+/// read is left out).
+pub fn keys_of(rows: &[flotilla_accounts::PasskeyRow]) -> Vec<Passkey> {
+    rows.iter()
+        .filter_map(|row| read_passkey(&row.credential).ok())
+        .collect()
+}
+
 /// A credential to store.
 pub fn passkey_text(key: &Passkey) -> Result<String, PasskeyRefusal> {
     to_text(key)

@@ -91,6 +91,16 @@ impl Proof {
         passkey: Option<&str>,
         challenge: Option<&str>,
     ) -> Result<Self, (&'static str, &'static str)> {
+        Self::read_as("code", code, passkey, challenge)
+    }
+
+    /// [`Proof::read`] of a form whose code field is named `code_field`.
+    pub fn read_as(
+        code_field: &'static str,
+        code: Option<&str>,
+        passkey: Option<&str>,
+        challenge: Option<&str>,
+    ) -> Result<Self, (&'static str, &'static str)> {
         match passkey.map(str::trim).filter(|p| !p.is_empty()) {
             Some(answer) => match challenge.map(str::trim).filter(|c| !c.is_empty()) {
                 Some(challenge) => Ok(Self::Passkey {
@@ -101,7 +111,7 @@ impl Proof {
             },
             None => Code::parse(code.unwrap_or_default())
                 .map(Self::Code)
-                .map_err(|problem| ("code", problem)),
+                .map_err(|problem| (code_field, problem)),
         }
     }
 }
@@ -383,10 +393,7 @@ impl SecondFactors {
         }
         let (this, user_id) = (self.clone(), user_id.to_owned());
         blocking(state, move |conn| {
-            let keys: Vec<_> = PasskeyRow::of(conn, &user_id)?
-                .iter()
-                .filter_map(|row| crate::passkeys::read_passkey(&row.credential).ok())
-                .collect();
+            let keys = crate::passkeys::keys_of(&PasskeyRow::of(conn, &user_id)?);
             if keys.is_empty() {
                 return Err(Error::Refused {
                     code: "no_passkeys",

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 pub use flotilla_contracts::{Event, EventTopic};
-pub use seal::{BusSecret, Kind, MAX_AGE, MIN_SECRET_BYTES, Reason, rejections};
+pub use seal::{BusSecret, Kind, MAX_AGE, MIN_SECRET_BYTES, Reason, decode_hex, rejections};
 use zeromq::prelude::*;
 use zeromq::{
     PullSocket, PushSocket, SocketEvent, SubSocket, XPubSocket, XSubSocket, ZmqError, ZmqMessage,

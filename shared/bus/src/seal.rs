@@ -35,19 +35,25 @@ impl fmt::Debug for BusSecret {
     }
 }
 
+/// The bytes a secret's hex digits stand for (surrounding white space ignored; either
+/// case): what `openssl rand -hex N` writes. `None` for anything else.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 impl BusSecret {
     /// A secret written as hex digits (`openssl rand -hex 32`): at least
     /// [`MIN_SECRET_BYTES`] bytes, so 64 digits.
     pub fn from_hex(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if !text.len().is_multiple_of(2) || text.len() < 2 * MIN_SECRET_BYTES {
-            return None;
-        }
-        let bytes = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        Some(Self(bytes.into()))
+        let bytes = decode_hex(text)?;
+        (bytes.len() >= MIN_SECRET_BYTES).then(|| Self(bytes.into()))
     }
 
     /// A secret from raw bytes, at least [`MIN_SECRET_BYTES`] of them.
