@@ -8,6 +8,7 @@
 //! type (pool timeout → 503, not found → 404, unique violation → 409/422).
 
 pub mod backup;
+mod fault;
 mod migrate;
 pub mod page_builds;
 pub mod schema;
@@ -21,6 +22,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 pub use diesel;
+pub use fault::{Fault, note_lost_connection, suspicious};
 pub use migrate::{SchemaStatus, migrate, migration_versions, newest_applied, schema_status};
 pub use page_builds::{PageBuild, PageUpdate};
 pub use url::{Backend, DatabaseUrl, LibpqTarget};
@@ -147,8 +149,11 @@ impl ManageConnection for Manager {
             .map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
+    /// Given back broken: by a panic, an unfinished transaction, or (while a lost
+    /// connection keeps the process [`suspicious`]) a ping that fails, so that the
+    /// connections a stopped server left behind are dropped rather than reused.
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        std::thread::panicking() || conn.is_broken() || (suspicious() && conn.ping().is_err())
     }
 }
 
@@ -164,8 +169,21 @@ pub fn connect(config: &PoolConfig) -> anyhow::Result<Pool> {
         .min_idle(Some(1))
         .connection_timeout(config.timeout)
         .test_on_check_out(false)
+        .error_handler(Box::new(QuietErrors))
         .build_unchecked(manager);
     Ok(pool)
+}
+
+/// r2d2 logs every failed connect as an error, several a second while a server is
+/// down; the services say once that it is unreachable (flotilla-kit's `database`),
+/// and its failed connects go to the debug log.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<ConnectionError> for QuietErrors {
+    fn handle_error(&self, error: ConnectionError) {
+        log::debug!("a database connection could not be opened: {error}");
+    }
 }
 
 /// Opens one connection outside any pool (for `migrate` and the pool's first check),
@@ -271,6 +289,20 @@ where
     // so commit and rollback below see the transaction begun above.
     let result = f(conn);
     finish(conn, result)
+}
+
+/// Whether a write could begin now: on SQLite, takes the write lock (waiting up to the
+/// busy timeout for another process's) and lets go at once; a PostgreSQL server that
+/// answers takes writes.
+pub fn check_writable(conn: &mut AnyConnection) -> QueryResult<()> {
+    use diesel::result::Error::RollbackTransaction;
+    if let AnyConnection::Postgresql(_) = conn {
+        return Ok(());
+    }
+    match write_transaction(conn, |_| Err::<(), _>(RollbackTransaction)) {
+        Ok(()) | Err(RollbackTransaction) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs `f` in a read-only transaction that sees one snapshot of the database for all

@@ -80,6 +80,8 @@ pub struct State {
     pub pool: Pool,
     pub metrics: Metrics,
     pub in_flight: InFlight,
+    /// Whether the database is reachable, as the requests found it.
+    pub database: crate::database::Health,
     pub started: Instant,
     ready_checks: std::sync::RwLock<Vec<ReadyCheck>>,
     draining: AtomicBool,
@@ -132,6 +134,7 @@ impl Application {
         let state = web::Data::new(State {
             service,
             in_flight: InFlight::new(config.max_in_flight),
+            database: Default::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
             ready_checks: Default::default(),
@@ -309,14 +312,16 @@ async fn health(state: web::Data<State>) -> HttpResponse {
     }))
 }
 
-/// Ready when a connection can be had and the schema is the binary's, and not stopping.
+/// Ready when the database answers and takes writes, the schema is the binary's, and
+/// the service is not stopping; else 503 saying which.
 async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
-    let pool = state.pool.clone();
-    let status = web::block(move || {
-        let mut conn = pool.get()?;
-        flotilla_db::schema_status(&mut conn).map_err(Error::Internal)
+    let status = crate::work::blocking(&state, |conn| {
+        let status = flotilla_db::schema_status(conn)?;
+        flotilla_db::check_writable(conn)?;
+        Ok::<_, Error>(status)
     })
-    .await??;
+    .await
+    .map_err(|e| unready_database(&state, e))?;
     // After the database: a stop may have begun while it answered.
     if state.is_draining() {
         return Err(Error::Unavailable {
@@ -353,6 +358,26 @@ async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
             ),
             retry_after_secs: 5,
         }),
+    }
+}
+
+/// A database fault as `/ready` tells it: what is wrong and since when.
+fn unready_database(state: &State, error: Error) -> Error {
+    let message = match (error.code(), state.database.outage()) {
+        ("database_unavailable", Some((reason, since))) => format!(
+            "Not ready: the database has been unreachable for {:.1} s ({reason}).",
+            since.as_secs_f64()
+        ),
+        ("database_locked", _) => format!(
+            "Not ready: another process holds the database's write lock (waited {} ms).",
+            state.config.database.busy_timeout.as_millis()
+        ),
+        _ => return error,
+    };
+    Error::Unavailable {
+        code: error.code(),
+        message,
+        retry_after_secs: 1,
     }
 }
 

@@ -225,7 +225,7 @@ pub fn database(env: &Env, data_dir: &std::path::Path) -> Result<PoolConfig, Con
         )?),
         busy_timeout: Duration::from_millis(env.number(
             "FLOTILLA_DB_BUSY_TIMEOUT_MS",
-            5000,
+            800,
             0..=600_000,
         )?),
     })

@@ -10,6 +10,7 @@ mod app;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod error;
 pub mod files;
 pub mod html;

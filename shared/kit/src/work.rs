@@ -1,5 +1,6 @@
 //! Database work from a request handler, off or (for short SQLite reads) on the
-//! request's thread.
+//! request's thread; a fault of the database itself is answered 503 (see
+//! [`crate::database`]).
 
 use actix_web::web;
 use anyhow::Context as _;
@@ -17,10 +18,12 @@ where
     T: Send + 'static,
     E: Into<Error> + Send + 'static,
 {
-    let pool = state.pool.clone();
+    state.database.admit()?;
+    let state = state.clone();
     web::block(move || -> Result<T, Error> {
-        let mut conn = pool.get()?;
-        work(&mut conn).map_err(Into::into)
+        let health = &state.database;
+        let mut conn = health.checkout(&state.pool)?;
+        health.judge_result(work(&mut conn).map_err(Into::into))
     })
     .await?
 }
@@ -57,7 +60,9 @@ where
     if state.config.database.url.backend() == Backend::Sqlite
         && let Some(mut conn) = state.pool.try_get()
     {
-        return work(&mut conn).map_err(Into::into);
+        return state
+            .database
+            .judge_result(work(&mut conn).map_err(Into::into));
     }
     blocking(state, work).await
 }

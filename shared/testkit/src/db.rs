@@ -27,19 +27,16 @@ impl TestDb {
     /// A new database in the cluster named by `FLOTILLA_TEST_POSTGRES_URL`. Without
     /// that variable: a failure in CI, a loud skip (`None`) elsewhere.
     pub fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("FLOTILLA_TEST_POSTGRES_URL") else {
-            assert!(
-                !in_ci(),
-                "CI is set but FLOTILLA_TEST_POSTGRES_URL is not: the PostgreSQL tests \
-                 cannot be skipped in CI. Run them with `make test`, which starts a \
-                 throwaway cluster."
-            );
-            eprintln!(
-                "SKIPPED (PostgreSQL): FLOTILLA_TEST_POSTGRES_URL is unset; `make test` \
-                 starts a throwaway cluster and sets it"
-            );
+        if !postgres_tests_on() {
             return None;
-        };
+        }
+        let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES_URL").ok()?;
+        Some(Self::postgres_in(&admin_url))
+    }
+
+    /// A new database in the cluster whose admin URL is `admin_url`.
+    pub fn postgres_in(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!(
             "flotilla_test_{}_{:08x}",
             std::process::id(),
@@ -58,12 +55,12 @@ impl TestDb {
             .rsplit_once('/')
             .expect("the admin URL names a database");
         let url = format!("{server}/{name}");
-        Some(Self {
+        Self {
             url,
             postgres_backend: true,
             _dir: None,
             postgres: Some((admin_url, name)),
-        })
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -82,6 +79,25 @@ impl TestDb {
             "sqlite"
         }
     }
+}
+
+/// Whether the PostgreSQL tests run: `FLOTILLA_TEST_POSTGRES_URL` is set (`make test`
+/// sets it, with a throwaway cluster). Unset: a failure in CI, a loud skip elsewhere.
+pub fn postgres_tests_on() -> bool {
+    if std::env::var_os("FLOTILLA_TEST_POSTGRES_URL").is_some() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "CI is set but FLOTILLA_TEST_POSTGRES_URL is not: the PostgreSQL tests \
+         cannot be skipped in CI. Run them with `make test`, which starts a \
+         throwaway cluster."
+    );
+    eprintln!(
+        "SKIPPED (PostgreSQL): FLOTILLA_TEST_POSTGRES_URL is unset; `make test` \
+         starts a throwaway cluster and sets it"
+    );
+    false
 }
 
 #[derive(QueryableByName)]
@@ -140,5 +156,66 @@ impl Drop for TestDb {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut admin);
         }
+    }
+}
+
+/// A PostgreSQL cluster of one test's own, for the tests that stop the server under a
+/// running fleet (`scripts/pg-test-cluster.sh`); removed when dropped. Needs the
+/// PostgreSQL programs, which `make test` installs when missing.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: TempDir,
+    admin_url: String,
+}
+
+impl PgCluster {
+    pub fn start() -> Self {
+        let dir = TempDir::new("pg");
+        let output = Self::script("start", dir.path());
+        let admin_url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            admin_url.starts_with("postgres://"),
+            "no URL from the cluster script"
+        );
+        Self { dir, admin_url }
+    }
+
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// Stops the server (a fast shutdown: open connections are cut), keeping the data.
+    pub fn halt(&self) {
+        Self::script("halt", self.dir.path());
+    }
+
+    /// Starts the server again on the same port; returns once it takes connections.
+    pub fn resume(&self) {
+        Self::script("resume", self.dir.path());
+    }
+
+    fn script(command: &str, dir: &std::path::Path) -> std::process::Output {
+        let script = crate::workspace_root().join("scripts/pg-test-cluster.sh");
+        let output = std::process::Command::new(script)
+            .arg(command)
+            .arg(dir)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg-test-cluster.sh {command}: {e}"));
+        assert!(
+            output.status.success(),
+            "pg-test-cluster.sh {command} failed"
+        );
+        output
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new(crate::workspace_root().join("scripts/pg-test-cluster.sh"))
+                .arg("stop")
+                .arg(self.dir.path())
+                .output();
     }
 }

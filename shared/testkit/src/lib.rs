@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use browser::Browser;
-pub use db::TestDb;
+pub use db::{PgCluster, TestDb, postgres_tests_on};
 pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary, python3, wrk};
 pub use process::{Proc, signal_group};
 pub use smtp::{Received, SmtpSink};

@@ -13,6 +13,7 @@ mod apps;
 mod binaries;
 mod browser;
 mod confirm;
+mod db_faults;
 mod enumeration;
 mod faults;
 mod internal;
