@@ -43,11 +43,13 @@ use actix_web::web;
 use chrono::TimeDelta;
 use flotilla_auth::{Auth, AuthConfig};
 use flotilla_bus::WakeSender;
-use flotilla_kit::{Command, ConfigError, Env, Routes, Service, State};
+use flotilla_kit::actix_web::http::Method;
+use flotilla_kit::{Api, Command, ConfigError, Env, Provide, Service, State};
 
 pub static SERVICE: Service = Service {
     name: "admin",
     default_port: 7104,
+    api,
     setup,
     background: None,
     commands: &[
@@ -120,7 +122,7 @@ pub struct Admin {
     pub fleet: fleet::FleetCheck,
 }
 
-fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     let env = Env::from_process();
     let config = AdminConfig::from_env(&env, &state.config)?;
     let auth = Auth::start_for(AuthConfig::from_env(&env, &state.config, false)?, state)?;
@@ -131,24 +133,22 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
         config,
     });
     let auth = web::Data::new(auth);
-    Ok(Arc::new(move |cfg| {
-        cfg.app_data(admin.clone())
-            .app_data(auth.clone())
-            .configure(routes);
+    Ok(Arc::new(move |data| {
+        data.app_data(admin.clone()).app_data(auth.clone());
     }))
 }
 
-/// Every route of the console, under the kit's `/admin` scope.
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("", web::get().to(overview::show))
-        .route("/", web::get().to(overview::show))
-        .route("/users", web::get().to(users::list))
-        .route("/users/{id}", web::get().to(account::show))
-        .route("/users/{id}/{action}", web::post().to(actions::act))
-        .route("/audit", web::get().to(audit::audit))
-        .route("/jobs", web::get().to(jobs::list))
-        .route("/jobs/{id}/retry", web::post().to(jobs::retry))
-        .route("/fleet", web::get().to(fleet::show));
+/// Routes not yet described by their handlers' attributes (issue 18, in progress).
+fn api(api: Api) -> Api {
+    api.undescribed(Method::GET, "", overview::show)
+        .undescribed(Method::GET, "/", overview::show)
+        .undescribed(Method::GET, "/users", users::list)
+        .undescribed(Method::GET, "/users/{id}", account::show)
+        .undescribed(Method::POST, "/users/{id}/{action}", actions::act)
+        .undescribed(Method::GET, "/audit", audit::audit)
+        .undescribed(Method::GET, "/jobs", jobs::list)
+        .undescribed(Method::POST, "/jobs/{id}/retry", jobs::retry)
+        .undescribed(Method::GET, "/fleet", fleet::show)
 }
 
 /// A time as the console shows and answers it: `2026-12-02T10:05:00Z` (UTC).

@@ -44,12 +44,14 @@ use flotilla_auth::keys::KeyRing;
 use flotilla_auth::throttle::{InFlight, ThrottleSettings};
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings, SecondFactors};
 use flotilla_bus::WakeSender;
+use flotilla_kit::actix_web::http::Method;
 use flotilla_kit::actix_web::web;
-use flotilla_kit::{Command, ConfigError, Env, Routes, Service, State};
+use flotilla_kit::{Api, Command, ConfigError, Env, Provide, Service, State};
 
 pub static SERVICE: Service = Service {
     name: "login",
     default_port: 7102,
+    api,
     setup,
     background: None,
     commands: &[Command {
@@ -197,7 +199,7 @@ impl Login {
     }
 }
 
-fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     let env = Env::from_process();
     let config = LoginConfig::from_env(&env, &state.config)?;
     let auth_config = AuthConfig::from_env(&env, &state.config, true)?;
@@ -256,55 +258,38 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
             }
         })?;
     let auth = web::Data::new(auth);
-    Ok(Arc::new(move |cfg| {
-        cfg.app_data(login.clone())
-            .app_data(auth.clone())
-            .service(
-                web::resource("")
-                    .route(web::get().to(handlers::form))
-                    .route(web::post().to(handlers::login)),
-            )
-            .service(
-                web::resource("/second-step")
-                    .route(web::get().to(second_step::form))
-                    .route(web::post().to(second_step::finish)),
-            )
-            .route(
-                "/second-step/passkey",
-                web::post().to(passkey::second_step_challenge),
-            )
-            .route(
-                "/confirm/passkey",
-                web::post().to(passkey::confirm_challenge),
-            )
-            .route(
-                "/passkey/options",
-                web::post().to(passkey::sign_in_challenge),
-            )
-            .route("/passkey", web::post().to(passkey::sign_in))
-            .route("/session", web::get().to(handlers::session))
-            .route("/refresh", web::post().to(handlers::refresh))
-            .route("/logout", web::post().to(handlers::logout))
-            .route("/logout-all", web::post().to(handlers::logout_all))
-            .service(
-                web::resource("/confirm")
-                    .route(web::get().to(handlers::confirm_form))
-                    .route(web::post().to(handlers::confirm)),
-            )
-            .service(
-                web::resource("/forgot")
-                    .route(web::get().to(handlers::forgot_form))
-                    .route(web::post().to(handlers::forgot)),
-            )
-            .service(
-                web::resource("/reset")
-                    .route(web::get().to(handlers::reset_form))
-                    .route(web::post().to(handlers::reset)),
-            )
-            .route("/.well-known/jwks.json", web::get().to(handlers::jwks))
-            .route("/auth", web::get().to(gate::check))
-            .route("/auth/refused", web::get().to(gate::refused));
+    Ok(Arc::new(move |data| {
+        data.app_data(login.clone()).app_data(auth.clone());
     }))
+}
+
+/// Routes not yet described by their handlers' attributes (issue 18, in progress).
+fn api(api: Api) -> Api {
+    api.undescribed(Method::GET, "", handlers::form)
+        .undescribed(Method::POST, "", handlers::login)
+        .undescribed(Method::GET, "/second-step", second_step::form)
+        .undescribed(Method::POST, "/second-step", second_step::finish)
+        .undescribed(
+            Method::POST,
+            "/second-step/passkey",
+            passkey::second_step_challenge,
+        )
+        .undescribed(Method::POST, "/confirm/passkey", passkey::confirm_challenge)
+        .undescribed(Method::POST, "/passkey/options", passkey::sign_in_challenge)
+        .undescribed(Method::POST, "/passkey", passkey::sign_in)
+        .undescribed(Method::GET, "/session", handlers::session)
+        .undescribed(Method::POST, "/refresh", handlers::refresh)
+        .undescribed(Method::POST, "/logout", handlers::logout)
+        .undescribed(Method::POST, "/logout-all", handlers::logout_all)
+        .undescribed(Method::GET, "/confirm", handlers::confirm_form)
+        .undescribed(Method::POST, "/confirm", handlers::confirm)
+        .undescribed(Method::GET, "/forgot", handlers::forgot_form)
+        .undescribed(Method::POST, "/forgot", handlers::forgot)
+        .undescribed(Method::GET, "/reset", handlers::reset_form)
+        .undescribed(Method::POST, "/reset", handlers::reset)
+        .undescribed(Method::GET, "/.well-known/jwks.json", handlers::jwks)
+        .undescribed(Method::GET, "/auth", gate::check)
+        .undescribed(Method::GET, "/auth/refused", gate::refused)
 }
 
 #[cfg(test)]

@@ -5,15 +5,21 @@ pub use flotilla_accounts::{EmailAddress, Username, plausible_token};
 use flotilla_auth::{Password, PasswordPolicy};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 /// What a signup form or JSON body carries.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupInput {
+    /// The address the verification link goes to.
     #[serde(default)]
+    #[schema(example = "ada@example.org")]
     pub email: String,
+    /// 12 to 256 characters, not a common password, not the address.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
+    /// Optional: 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit.
     #[serde(default)]
     pub username: Option<String>,
 }
@@ -63,10 +69,11 @@ impl NewAccount {
 }
 
 /// `{"email"}` of a resend request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendInput {
     #[serde(default)]
+    #[schema(example = "ada@example.org")]
     pub email: String,
 }
 
@@ -94,9 +101,10 @@ mod tests {
 }
 
 /// What the verification page's form or a JSON client posts: the link's token.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyInput {
+    /// The token of the verification mail's link.
     #[serde(default)]
     pub token: String,
 }

@@ -5,12 +5,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::{ClientOrigin, EvenTime};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::respond as html;
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, State};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{
     EmailAddress, NewAccount, ResendInput, SignupInput, VerifyInput, plausible_token,
@@ -23,13 +25,27 @@ use flotilla_accounts::email_link::Link;
 /// What is busy when the hashing pool is full.
 const BUSY: &str = "accounts are being created";
 
+/// What became of a request: `{"status": …}`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `verification_sent` (a signup or resend, whatever became of it), `valid` (a
+    /// link that can be used), `verified` (the link was used).
+    #[schema(example = "verification_sent")]
+    pub status: &'static str,
+}
+
 /// The answer to a signup or a resend, whatever became of it.
 fn sent<T>(input: &Input<T>) -> HttpResponse {
-    let status = json!({"status": "verification_sent"});
+    let status = Status {
+        status: "verification_sent",
+    };
     let then = || Then::SeeOther("/signup/check-email".into());
     input.reply(StatusCode::ACCEPTED, &status, then)
 }
 
+/// The signup form.
+#[utoipa::path(get, path = "/signup", tag = "signup",
+    responses((status = 200, description = "The signup form.", content_type = "text/html", body = String)))]
 pub async fn form() -> HttpResponse {
     html(
         StatusCode::OK,
@@ -37,10 +53,30 @@ pub async fn form() -> HttpResponse {
     )
 }
 
+/// "Check your email", where a signup's form post lands.
+#[utoipa::path(get, path = "/signup/check-email", tag = "signup",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)))]
 pub async fn check_email() -> HttpResponse {
     html(StatusCode::OK, pages::check_email())
 }
 
+/// Creates an account and mails its verification link. An address that already has
+/// an account gets the same answer, and its owner a mail saying someone tried.
+#[utoipa::path(post, path = "/signup", tag = "signup",
+    request_body(content(
+        (SignupInput = "application/json"),
+        (SignupInput = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "The link is on its way (or the address's owner is told).", body = Status),
+        (status = 303, description = "A form post: on to `/signup/check-email`.",
+            headers(("Location" = String))),
+        (status = 409, description = "`username_taken`.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: each wrong field named (a form \
+            post gets the form again).", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being hashed, or the \
+            database is unavailable.", body = ErrorBody),
+    ))]
 pub async fn create(
     input: Input<SignupInput>,
     state: web::Data<State>,
@@ -71,8 +107,10 @@ pub async fn create(
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
+    /// The token of the verification mail's link.
     token: Option<String>,
 }
 
@@ -85,6 +123,17 @@ fn link_refused(refusal: SignupError, browser: bool) -> Error {
 /// Opening a verification link: a page with a button that posts the token (or `200
 /// {"status":"valid"}`); nothing is spent, so a mail scanner that follows the link
 /// confirms nothing.
+#[utoipa::path(get, path = "/signup/verify", tag = "signup",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "A browser: the page whose button uses the link. \
+            An API client: `{\"status\":\"valid\"}`.", content(
+            (Status = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`token_invalid` or `token_expired` (a page for \
+            a browser).", body = ErrorBody),
+    ))]
 pub async fn verify_page(
     req: HttpRequest,
     query: web::Query<VerifyQuery>,
@@ -99,7 +148,7 @@ pub async fn verify_page(
         Link::Valid { .. } if browser => {
             return Ok(html(StatusCode::OK, pages::verify_form(token)));
         }
-        Link::Valid { .. } => return Ok(HttpResponse::Ok().json(json!({"status": "valid"}))),
+        Link::Valid { .. } => return Ok(HttpResponse::Ok().json(Status { status: "valid" })),
         Link::Invalid => SignupError::LinkInvalid,
         Link::Expired => SignupError::LinkExpired,
     };
@@ -107,6 +156,21 @@ pub async fn verify_page(
 }
 
 /// Uses a verification link's token: the page's form, or JSON `{"token"}`.
+#[utoipa::path(post, path = "/signup/verify", tag = "signup",
+    request_body(content(
+        (VerifyInput = "application/json"),
+        (VerifyInput = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The address is verified: `{\"status\":\"verified\"}`, \
+            or a page for the form.", content(
+            (Status = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`token_invalid` or `token_expired`.", body = ErrorBody),
+        (status = 403, description = "`cross_origin`: a browser's post from another site.",
+            body = ErrorBody),
+    ))]
 pub async fn verify(
     input: Input<VerifyInput>,
     req: HttpRequest,
@@ -124,7 +188,7 @@ pub async fn verify(
     };
     let refusal = match outcome {
         Verified::Done => {
-            let status = json!({"status": "verified"});
+            let status = Status { status: "verified" };
             return Ok(input.reply(StatusCode::OK, &status, || Then::Page(pages::verified())));
         }
         Verified::Invalid => SignupError::LinkInvalid,
@@ -134,10 +198,27 @@ pub async fn verify(
     Err(input.refuse(refusal.into(), page))
 }
 
+/// The form that asks for a new verification link.
+#[utoipa::path(get, path = "/signup/resend", tag = "signup",
+    responses((status = 200, description = "The form.", content_type = "text/html", body = String)))]
 pub async fn resend_form() -> HttpResponse {
     html(StatusCode::OK, pages::resend_form("", None))
 }
 
+/// A new verification link for an unverified address, at most one a minute; the same
+/// answer whether or not the address has an account.
+#[utoipa::path(post, path = "/signup/resend", tag = "signup",
+    request_body(content(
+        (ResendInput = "application/json"),
+        (ResendInput = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "A link is on its way if the address is waiting for one.",
+            body = Status),
+        (status = 303, description = "A form post: on to `/signup/check-email`.",
+            headers(("Location" = String))),
+        (status = 422, description = "`invalid_input`: the address.", body = ErrorBody),
+    ))]
 pub async fn resend(
     input: Input<ResendInput>,
     ClientOrigin(from): ClientOrigin,

@@ -25,13 +25,14 @@ use chrono::TimeDelta;
 use flotilla_auth::{HashPool, PasswordSettings};
 use flotilla_bus::WakeSender;
 use flotilla_kit::actix_web::web;
-use flotilla_kit::{ConfigError, Env, Routes, Service, State};
+use flotilla_kit::{Api, ConfigError, Env, Provide, Service, State};
 
 pub use domain::{EmailAddress, NewAccount, SignupInput, Username};
 
 pub static SERVICE: Service = Service {
     name: "signup",
     default_port: 7101,
+    api,
     setup,
     background: None,
     commands: &[],
@@ -72,30 +73,26 @@ pub struct Signup {
     pub wake: WakeSender,
 }
 
-fn setup(state: &web::Data<State>) -> anyhow::Result<Routes> {
+/// Signup's routes, each described by its handler's attribute.
+fn api(api: Api) -> Api {
+    use handlers::*;
+    api.route::<__path_form, _, _>(form)
+        .route::<__path_create, _, _>(create)
+        .route::<__path_check_email, _, _>(check_email)
+        .route::<__path_verify_page, _, _>(verify_page)
+        .route::<__path_verify, _, _>(verify)
+        .route::<__path_resend_form, _, _>(resend_form)
+        .route::<__path_resend, _, _>(resend)
+}
+
+fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     let config = SignupConfig::from_env(&Env::from_process(), &state.config.public_url)?;
     let signup = web::Data::new(Signup {
         hashes: config.passwords.pool(),
         wake: WakeSender::start(&config.wake)?,
         config,
     });
-    Ok(Arc::new(move |cfg| {
-        cfg.app_data(signup.clone())
-            .service(
-                web::resource("")
-                    .route(web::get().to(handlers::form))
-                    .route(web::post().to(handlers::create)),
-            )
-            .route("/check-email", web::get().to(handlers::check_email))
-            .service(
-                web::resource("/verify")
-                    .route(web::get().to(handlers::verify_page))
-                    .route(web::post().to(handlers::verify)),
-            )
-            .service(
-                web::resource("/resend")
-                    .route(web::get().to(handlers::resend_form))
-                    .route(web::post().to(handlers::resend)),
-            );
+    Ok(Arc::new(move |data| {
+        data.app_data(signup.clone());
     }))
 }

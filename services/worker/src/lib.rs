@@ -28,7 +28,8 @@ use flotilla_kit::{Command, ConfigError, Env, Service, State};
 pub static SERVICE: Service = Service {
     name: "worker",
     default_port: 7105,
-    setup: flotilla_kit::no_routes,
+    api: std::convert::identity,
+    setup: flotilla_kit::no_state,
     background: Some(background),
     commands: &[
         Command {

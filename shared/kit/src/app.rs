@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use flotilla_db::{Pool, SchemaStatus};
 use tokio::sync::watch;
 
+use crate::api::{Api, AppData};
 use crate::config::Config;
 use crate::error::{self, Error};
 use crate::metrics::{self, Metrics};
@@ -35,19 +36,21 @@ pub type Background = fn(
     watch::Receiver<bool>,
 ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 
-/// Registers a service's own routes (and their app data), under `/<name>`; called
-/// once per HTTP worker thread.
-pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+/// Adds a service's own state (app data) for its routes; called once per HTTP worker
+/// thread. Routes themselves are the service's [`Api`].
+pub type Provide = Arc<dyn Fn(&mut AppData) + Send + Sync>;
 
-/// Builds a service's routes once at start-up: reads its own configuration and makes
-/// its state. An `Err` stops the service before it listens.
-pub type Setup = fn(&web::Data<State>) -> anyhow::Result<Routes>;
+/// Makes a service's state once at start-up, reading its own configuration. An `Err`
+/// stops the service before it listens.
+pub type Setup = fn(&web::Data<State>) -> anyhow::Result<Provide>;
 
 /// What makes one service different from another.
 pub struct Service {
     /// Short name: the path prefix (`/signup`) and the `FLOTILLA_SIGNUP_LISTEN` variable.
     pub name: &'static str,
     pub default_port: u16,
+    /// The service's routes and their descriptions, added to the kit's own.
+    pub api: fn(Api) -> Api,
     pub setup: Setup,
     pub background: Option<Background>,
     /// Commands beyond `serve` and `migrate` (login's `keys`).
@@ -62,14 +65,24 @@ pub struct Command {
     pub run: fn(&[String]) -> anyhow::Result<()>,
 }
 
-/// The `setup` of a service with no routes beyond the kit's.
-pub fn no_routes(_: &web::Data<State>) -> anyhow::Result<Routes> {
+/// The `setup` of a service with no state beyond the kit's.
+pub fn no_state(_: &web::Data<State>) -> anyhow::Result<Provide> {
     Ok(Arc::new(|_| {}))
 }
 
 impl Service {
     pub fn binary(&self) -> String {
         format!("flotilla-{}", self.name)
+    }
+
+    /// Every route of the service, the kit's first, with its description.
+    pub fn api(&self) -> Api {
+        let kit = Api::new(self.name)
+            .kit_route::<__path_health, _, _>(health)
+            .kit_route::<__path_ready, _, _>(ready)
+            .kit_route::<__path_metrics_text, _, _>(metrics_text)
+            .kit_route::<__path_openapi_json, _, _>(openapi_json);
+        (self.api)(kit)
     }
 }
 
@@ -142,7 +155,9 @@ impl Application {
             pool,
             config: config.clone(),
         });
-        let routes = (service.setup)(&state)?;
+        let provide = (service.setup)(&state)?;
+        let api = Arc::new(service.api());
+        let document = web::Data::new(Document(serde_json::to_string(&api.document())?));
         let app_state = state.clone();
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -162,13 +177,11 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .wrap(from_fn(observe))
-                .service(
-                    web::scope(&format!("/{}", service.name))
-                        .route("/health", web::get().to(health))
-                        .route("/ready", web::get().to(ready))
-                        .route("/metrics", web::get().to(metrics_text))
-                        .configure(|cfg| routes(cfg)),
-                )
+                .app_data(document.clone())
+                .service(web::scope(&format!("/{}", service.name)).configure(|cfg| {
+                    provide(&mut AppData::new(cfg));
+                    api.configure(cfg);
+                }))
                 .default_service(web::to(not_found))
         })
         .workers(config.workers)
@@ -304,6 +317,32 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
     }
 }
 
+/// The service's OpenAPI document, serialised once at start-up.
+struct Document(String);
+
+/// What `/health` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: String,
+    service: String,
+    version: String,
+}
+
+/// What `/ready` answers when ready.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Ready {
+    /// Always `ready`.
+    status: String,
+    /// `sqlite` or `postgres`.
+    database: String,
+    /// `current`, or `newer, compatible` (migrated by a newer release, expand-only).
+    schema: String,
+}
+
+/// Whether the process runs (no dependency is asked).
+#[utoipa::path(get, path = "/health", tag = "kit",
+    responses((status = 200, description = "The process runs.", body = Health)))]
 async fn health(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ok",
@@ -314,6 +353,14 @@ async fn health(state: web::Data<State>) -> HttpResponse {
 
 /// Ready when the database answers and takes writes, the schema is the binary's, and
 /// the service is not stopping; else 503 saying which.
+#[utoipa::path(get, path = "/ready", tag = "kit",
+    responses(
+        (status = 200, description = "Ready for requests.", body = Ready),
+        (status = 503, description = "Not ready, and why: `database_unavailable`, \
+            `database_locked`, `schema_mismatch`, `draining`, `not_ready`.",
+            body = crate::api::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait."))),
+    ))]
 async fn ready(state: web::Data<State>) -> Result<HttpResponse, Error> {
     let status = crate::work::blocking(&state, |conn| {
         let status = flotilla_db::schema_status(conn)?;
@@ -381,6 +428,10 @@ fn unready_database(state: &State, error: Error) -> Error {
     }
 }
 
+/// Prometheus metrics of this process.
+#[utoipa::path(get, path = "/metrics", tag = "kit",
+    responses((status = 200, description = "Prometheus text format 0.0.4.",
+        content_type = "text/plain", body = String)))]
 async fn metrics_text(state: web::Data<State>) -> HttpResponse {
     let name = state.service.name;
     let mut out = String::with_capacity(4096);
@@ -433,6 +484,16 @@ async fn metrics_text(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
+}
+
+/// This service's OpenAPI 3.1 document (`make openapi` merges the fleet's).
+#[utoipa::path(get, path = "/openapi.json", tag = "kit",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this service.",
+        body = Object)))]
+async fn openapi_json(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.0.clone())
 }
 
 async fn not_found() -> Result<HttpResponse, Error> {

@@ -6,6 +6,7 @@
 // The kit's own templates name it as the services' do (`flotilla_kit::html::…`).
 extern crate self as flotilla_kit;
 
+pub mod api;
 mod app;
 pub mod body;
 pub mod cli;
@@ -20,12 +21,13 @@ pub mod metrics;
 pub mod middleware;
 pub mod work;
 
+pub use api::{Api, AppData};
 pub use app::{
-    Application, Background, Command, ReadyCheck, Routes, Service, Setup, State, no_routes,
+    Application, Background, Command, Provide, ReadyCheck, Service, Setup, State, no_state,
 };
 pub use config::{Config, ConfigError, Env};
 pub use error::{Error, FieldErrors};
 pub use middleware::RequestContext;
 
 /// The kit's own dependencies, for services that need the same versions.
-pub use {actix_web, anyhow, flotilla_db as db, log, tokio};
+pub use {actix_web, anyhow, flotilla_db as db, log, tokio, utoipa};

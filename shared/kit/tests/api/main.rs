@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpResponse, web};
-use flotilla_kit::{Application, Config, Env, Error, Service};
+use flotilla_kit::{Api, Application, Config, Env, Error, Service};
 use flotilla_testkit::{TestDb, wait_until};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
@@ -19,33 +19,41 @@ use serde_json::{Value, json};
 static SERVICE: Service = Service {
     name: "test",
     default_port: 0,
-    setup: |_| Ok(std::sync::Arc::new(routes)),
+    api,
+    setup: flotilla_kit::no_state,
     background: None,
     commands: &[],
 };
 
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/echo", web::post().to(echo))
-        .route("/slow", web::get().to(slow))
-        .route("/boom", web::get().to(boom));
+fn api(api: Api) -> Api {
+    api.route::<__path_echo, _, _>(echo)
+        .route::<__path_slow, _, _>(slow)
+        .route::<__path_boom, _, _>(boom)
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
+#[derive(serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 struct Echo {
     text: String,
 }
 
+/// Answers its body.
+#[utoipa::path(post, path = "/test/echo", request_body = Echo,
+    responses((status = 200, description = "The body.", body = Echo)))]
 async fn echo(body: web::Json<Echo>) -> HttpResponse {
     HttpResponse::Ok().json(body.into_inner())
 }
 
 /// Holds a request in flight for `ms` milliseconds, server side.
+#[utoipa::path(get, path = "/test/slow", params(("ms" = Option<u64>, Query, description = "How long")),
+    responses((status = 200, description = "Done.", content_type = "text/plain", body = String)))]
 async fn slow(query: web::Query<HashMap<String, u64>>) -> HttpResponse {
     let ms = query.get("ms").copied().unwrap_or(0);
     actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
     HttpResponse::Ok().body("done")
 }
 
+/// Fails on our side.
+#[utoipa::path(get, path = "/test/boom", responses((status = 500, description = "Always.")))]
 async fn boom() -> Result<HttpResponse, Error> {
     Err(anyhow::anyhow!("the disk at /srv/secret is full").into())
 }
@@ -268,4 +276,68 @@ fn stopping_gracefully_finishes_the_requests_in_flight() {
     stopping.join().unwrap();
     // Stopped: new connections are refused.
     assert!(app.client.get(app.url("/health")).send().is_err());
+}
+
+#[test]
+fn the_document_describes_exactly_the_routes_served() {
+    let app = TestApp::spawn(&[]);
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        paths,
+        // (sorted: serde_json's map here)
+        [
+            "/test/boom",
+            "/test/echo",
+            "/test/health",
+            "/test/metrics",
+            "/test/openapi.json",
+            "/test/ready",
+            "/test/slow",
+        ]
+    );
+    assert!(SERVICE.api().undescribed_routes().is_empty());
+    // The kit's own answers are added: 503 with Retry-After everywhere, the body
+    // errors where there is a body, each also as a page.
+    let echo = &doc["paths"]["/test/echo"]["post"]["responses"];
+    for status in ["200", "400", "413", "415", "422", "503"] {
+        assert!(echo.get(status).is_some(), "echo lacks {status}: {echo}");
+    }
+    assert!(echo["503"]["headers"].get("Retry-After").is_some());
+    assert_eq!(
+        echo["422"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(echo["422"]["content"].get("text/html").is_some());
+    assert!(
+        doc["paths"]["/test/slow"]["get"]["responses"]
+            .get("400")
+            .is_none(),
+        "no body, no 400"
+    );
+    for scheme in ["bearer", "cookie"] {
+        assert!(doc["components"]["securitySchemes"].get(scheme).is_some());
+    }
+    // Served where described, and only with the methods described.
+    let echoed = app
+        .client
+        .post(app.url("/echo"))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .unwrap();
+    assert_eq!(echoed.status(), StatusCode::OK);
+    let wrong = app.client.get(app.url("/echo")).send().unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -1,0 +1,348 @@
+//! Each service's routes and their OpenAPI 3.1 description, from one list.
+//!
+//! A handler carries its contract in a `#[utoipa::path(…)]` attribute: its method,
+//! its public path (`/signup/verify`), its parameters, its body types and every answer
+//! it gives. A service lists its handlers once, in `fn api() -> Api`, and that list is
+//! both what the kit registers with actix-web (under the service's `/<name>` scope, at
+//! the method and path the attribute names) and what `/<name>/openapi.json` serves. A
+//! service's own setup can add app data and nothing else ([`AppData`]), so a route
+//! cannot exist without its description, nor a description without its route.
+//!
+//! Around each operation the kit adds the answers it gives itself, whatever the route:
+//! `503` (database unreachable or locked, overloaded) with `Retry-After`; for a route
+//! that takes a body, `400`, `413`, `415` and `422`; for a path with parameters, `404`.
+//! Every error has one shape ([`ErrorBody`]) in JSON, or is a page for a browser
+//! (chosen by `Accept`).
+
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, Route, web};
+use serde::Serialize;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths,
+    RefOr, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+/// Every error a flotilla service answers to an API client (a browser gets a page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable snake_case code to match on (`invalid_input`, `database_unavailable`, …).
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// For `invalid_input` and some conflicts: each field that is wrong, and how.
+    #[schema(required = false)]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The security scheme of a bearer access token (`Authorization: Bearer …`).
+pub const BEARER: &str = "bearer";
+/// The security scheme of the access cookie a browser carries (writes with it also
+/// need the CSRF token: the `x-csrf-token` header or a `csrf_token` field).
+pub const COOKIE: &str = "cookie";
+
+type RouteFactory = Arc<dyn Fn() -> Route + Send + Sync>;
+
+struct Entry {
+    /// Under the service's scope: `/verify` for `/signup/verify`, `` for `/signup`.
+    path: String,
+    method: Method,
+    route: RouteFactory,
+}
+
+/// A service's routes with their descriptions. Cheap to build: no state, no I/O.
+pub struct Api {
+    service: &'static str,
+    entries: Vec<Entry>,
+    paths: Paths,
+    schemas: Vec<(String, RefOr<Schema>)>,
+    undescribed: Vec<String>,
+}
+
+impl Api {
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            service,
+            entries: Vec::new(),
+            paths: Paths::new(),
+            schemas: Vec::new(),
+            undescribed: Vec::new(),
+        }
+    }
+
+    /// Serves `handler` at the method(s) and path of its `#[utoipa::path]` attribute
+    /// (`P` is the struct the attribute makes: `handlers::__path_create`).
+    ///
+    /// # Panics
+    /// At start-up, when the path is not under the service's own prefix.
+    pub fn route<P, F, Args>(self, handler: F) -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        F: Handler<Args> + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let path = P::path();
+        let prefix = format!("/{}", self.service);
+        let relative = match path.strip_prefix(&prefix) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.to_owned(),
+            _ => panic!("{path} is not under {prefix}"),
+        };
+        self.add::<P, F, Args>(path, relative, handler)
+    }
+
+    /// A route without its description yet, at `path` under the service's scope. Only
+    /// while the services move to described routes: the coverage test refuses any.
+    pub fn undescribed<F, Args>(mut self, method: Method, path: &str, handler: F) -> Self
+    where
+        F: Handler<Args> + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.undescribed
+            .push(format!("{method} /{}{path}", self.service));
+        self.entries.push(Entry {
+            path: path.to_owned(),
+            method,
+            route: Arc::new(move || web::route().to(handler.clone())),
+        });
+        self
+    }
+
+    /// The routes served without a description (`METHOD /path`).
+    pub fn undescribed_routes(&self) -> &[String] {
+        &self.undescribed
+    }
+
+    /// The kit's own routes, whose attributes name the path under any service's
+    /// scope (`/health`).
+    pub(crate) fn kit_route<P, F, Args>(self, handler: F) -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        F: Handler<Args> + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let relative = P::path();
+        let path = format!("/{}{relative}", self.service);
+        self.add::<P, F, Args>(path, relative, handler)
+    }
+
+    fn add<P, F, Args>(mut self, path: String, relative: String, handler: F) -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        F: Handler<Args> + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let mut operation = P::operation();
+        add_kit_answers(&mut operation, path.contains('{'));
+        for method in P::methods() {
+            self.paths
+                .add_path_operation(&path, vec![method.clone()], operation.clone());
+            let handler = handler.clone();
+            self.entries.push(Entry {
+                path: relative.clone(),
+                method: actix_method(&method),
+                route: Arc::new(move || web::route().to(handler.clone())),
+            });
+        }
+        P::schemas(&mut self.schemas);
+        self
+    }
+
+    /// Registers the routes on a service's scope: one resource per path (so that a
+    /// path served for some methods answers `405` for the others).
+    pub(crate) fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let mut paths: Vec<&str> = Vec::new();
+        for entry in &self.entries {
+            if !paths.contains(&entry.path.as_str()) {
+                paths.push(&entry.path);
+            }
+        }
+        for path in paths {
+            let mut resource = web::resource(path);
+            for entry in self.entries.iter().filter(|e| e.path == path) {
+                resource = resource.route((entry.route)().method(entry.method.clone()));
+            }
+            cfg.service(resource);
+        }
+    }
+
+    /// The `(method, public path)` of every route, in the order listed.
+    pub fn operations(&self) -> Vec<(Method, String)> {
+        self.entries
+            .iter()
+            .map(|e| (e.method.clone(), format!("/{}{}", self.service, e.path)))
+            .collect()
+    }
+
+    /// The service's OpenAPI 3.1 document.
+    pub fn document(&self) -> OpenApi {
+        let mut schemas = self.schemas.clone();
+        schemas.push(("ErrorBody".into(), ErrorBody::schema()));
+        let components = ComponentsBuilder::new()
+            .schemas_from_iter(schemas)
+            .security_scheme(
+                BEARER,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "An access token from `POST /login` (EdDSA JWT, 15 minutes).",
+                        ))
+                        .build(),
+                ),
+            )
+            .security_scheme(
+                COOKIE,
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    "flotilla_access",
+                    "The access cookie a browser gets at sign-in (`__Host-flotilla_access` \
+                     over https). A change made with it also needs the CSRF token, in the \
+                     `x-csrf-token` header or the form's `csrf_token` field.",
+                ))),
+            )
+            .build();
+        OpenApiBuilder::new()
+            .info(
+                InfoBuilder::new()
+                    .title(format!("flotilla-{}", self.service))
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .description(Some(
+                        "Errors have one shape (`ErrorBody`) for API clients; browsers \
+                         (`Accept: text/html`) get pages. `503` always comes with \
+                         `Retry-After`.",
+                    ))
+                    .build(),
+            )
+            .paths(self.paths.clone())
+            .components(Some(components))
+            .build()
+    }
+}
+
+fn actix_method(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// An error answer: [`ErrorBody`] in JSON, or a page.
+pub fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                ))))
+                .build(),
+        )
+        .content(
+            "text/html",
+            ContentBuilder::new().schema(Some(String::schema())).build(),
+        )
+        .build()
+}
+
+/// An error answer with `Retry-After`.
+fn retry_response(description: &str) -> Response {
+    let mut response = error_response(description);
+    response.headers.insert("Retry-After".into(), retry_after());
+    response
+}
+
+fn retry_after() -> RefOr<utoipa::openapi::Header> {
+    RefOr::T(
+        HeaderBuilder::new()
+            .schema(Some(u32::schema()))
+            .description(Some("Seconds to wait before trying again."))
+            .build(),
+    )
+}
+
+/// The answers the kit gives on any route, added where the route does not say them;
+/// and on the route's own errors, the page a browser gets and the `Retry-After` of a
+/// `429` or `503`.
+fn add_kit_answers(operation: &mut Operation, has_parameters: bool) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if status.starts_with('4') || status.starts_with('5') {
+            response
+                .content
+                .entry("text/html".into())
+                .or_insert_with(|| {
+                    RefOr::T(ContentBuilder::new().schema(Some(String::schema())).build())
+                });
+        }
+        if status == "429" || status == "503" {
+            response
+                .headers
+                .entry("Retry-After".into())
+                .or_insert_with(retry_after);
+        }
+    }
+    let mut add = |status: &str, response: Response| {
+        operation
+            .responses
+            .responses
+            .entry(status.into())
+            .or_insert(RefOr::T(response));
+    };
+    add(
+        "503",
+        retry_response(
+            "The database is unreachable or locked by another process, or the service \
+             is overloaded; try again after `Retry-After` seconds.",
+        ),
+    );
+    if operation.request_body.is_some() {
+        add("400", error_response("The body does not parse."));
+        add(
+            "413",
+            error_response("The body is larger than the limit (64 KiB by default)."),
+        );
+        add(
+            "415",
+            error_response("The body is not in a content type the route takes."),
+        );
+        add(
+            "422",
+            error_response("A field is invalid or not one the route takes; each is named."),
+        );
+    }
+    if has_parameters {
+        add("404", error_response("Nothing has that identifier."));
+    }
+}
+
+/// Lets a service's own setup add app data and nothing else: routes are [`Api`]'s.
+pub struct AppData<'a>(&'a mut web::ServiceConfig);
+
+impl<'a> AppData<'a> {
+    pub(crate) fn new(cfg: &'a mut web::ServiceConfig) -> Self {
+        Self(cfg)
+    }
+
+    pub fn app_data<U: 'static>(&mut self, data: U) -> &mut Self {
+        self.0.app_data(data);
+        self
+    }
+}
