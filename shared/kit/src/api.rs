@@ -141,6 +141,10 @@ impl Api {
         F::Output: Responder + 'static,
     {
         let mut operation = P::operation();
+        // Unique across the fleet's merged document: `signup_form`, `login_form`.
+        operation.operation_id = operation
+            .operation_id
+            .map(|id| format!("{}_{id}", self.service));
         add_kit_answers(&mut operation, path.contains('{'));
         for method in P::methods() {
             self.paths
