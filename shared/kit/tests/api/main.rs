@@ -26,6 +26,7 @@ static SERVICE: Service = Service {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/echo", web::post().to(echo))
+        .route("/either", web::post().to(either))
         .route("/slow", web::get().to(slow))
         .route("/boom", web::get().to(boom));
 }
@@ -37,6 +38,11 @@ struct Echo {
 
 async fn echo(body: web::Json<Echo>) -> HttpResponse {
     HttpResponse::Ok().json(body.into_inner())
+}
+
+/// The same as JSON or as a form (`flotilla_kit::input::Input`).
+async fn either(body: flotilla_kit::input::Input<Echo>) -> HttpResponse {
+    HttpResponse::Ok().json(body.raw())
 }
 
 /// Holds a request in flight for `ms` milliseconds, server side.
@@ -135,6 +141,18 @@ fn json_bodies_are_checked_with_clear_errors() {
         .client
         .post(app.url("/echo"))
         .json(&json!({"text": "x".repeat(2000)}))
+        .send()
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = big.json().unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    assert!(body["message"].as_str().unwrap().contains("1024 bytes"));
+    // The same from a route that takes JSON or a form.
+    let big = app
+        .client
+        .post(app.url("/either"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("text={}", "x".repeat(2000)))
         .send()
         .unwrap();
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
