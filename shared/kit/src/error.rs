@@ -120,11 +120,18 @@ impl Error {
         })
     }
 
-    /// serde's "unknown field `x`, expected …" as a 422 naming `x`.
+    /// serde's "unknown field `x`, expected …" (or "…, there are no fields") as a 422
+    /// naming `x`, whatever `x` holds: a backtick in it does not end it.
     fn unknown_field(cause: &str) -> Option<Self> {
         let rest = cause.strip_prefix("unknown field `")?;
-        let (name, _) = rest.split_once('`')?;
-        Some(Self::invalid(name, "is not a field of this request"))
+        let end = ["`, expected ", "`, there are no fields"]
+            .into_iter()
+            .filter_map(|after| rest.rfind(after))
+            .max()?;
+        Some(Self::invalid(
+            &rest[..end],
+            "is not a field of this request",
+        ))
     }
 
     /// The seconds to wait before trying again, for the answers that have one.
