@@ -11,7 +11,7 @@ use actix_web::test::TestRequest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 use crate::access_token::{self, Claims, TokenError, TokenSettings};
 use crate::device::{self, DeviceEntry, MAX_ENTRIES};
@@ -71,8 +71,15 @@ impl Drop for Ring {
     }
 }
 
-fn runner() -> TestRunner {
-    TestRunner::new(ProptestConfig::with_cases(CASES))
+/// A runner for the properties that share a key folder, keeping its failures beside
+/// the others (the `proptest!` ones find their file by their source's name).
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/proptests-device.txt",
+        ))),
+        ..ProptestConfig::with_cases(cases)
+    })
 }
 
 // ---------------------------------------------------------------- passwords
@@ -600,7 +607,7 @@ fn user_id() -> impl Strategy<Value = String> {
 fn a_device_cookie_from_a_client_reads_as_no_entry_or_valid_ones() {
     let ring = Ring::new("device-junk");
     let now = 1_800_000_000;
-    let mut runner = runner();
+    let mut runner = runner(CASES);
     let result = runner.run(&raw_text(), |value| {
         // Only a signature of the ring makes an entry; junk has none.
         let entries = device::read(&value, &ring.ring, now);
@@ -621,7 +628,7 @@ fn a_browser_keeps_its_newest_accounts_and_a_changed_cookie_forges_none() {
         prop::sample::select("~.-_0aZ".chars().collect::<Vec<_>>()),
     );
     // Each case signs and verifies dozens of entries (Ed25519, slow unoptimised).
-    let mut runner = TestRunner::new(ProptestConfig::with_cases(24));
+    let mut runner = runner(24);
     let result = runner.run(&strategy, |(sign_ins, at, with)| {
         let mut entries: Vec<DeviceEntry> = Vec::new();
         let mut value = String::new();
