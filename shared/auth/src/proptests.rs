@@ -560,6 +560,12 @@ proptest! {
         }
     }
 
+}
+
+proptest! {
+    // Each case signs and verifies (Ed25519, slow unoptimised): fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
     #[test]
     fn a_signed_token_verifies_to_its_claims_and_any_change_is_refused(
         claims in claims(),
@@ -628,7 +634,7 @@ fn a_browser_keeps_its_newest_accounts_and_a_changed_cookie_forges_none() {
         prop::sample::select("~.-_0aZ".chars().collect::<Vec<_>>()),
     );
     // Each case signs and verifies dozens of entries (Ed25519, slow unoptimised).
-    let mut runner = runner(24);
+    let mut runner = runner(16);
     let result = runner.run(&strategy, |(sign_ins, at, with)| {
         let mut entries: Vec<DeviceEntry> = Vec::new();
         let mut value = String::new();
