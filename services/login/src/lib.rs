@@ -33,6 +33,8 @@ mod handlers;
 mod keys_command;
 mod pages;
 mod passkey;
+#[cfg(test)]
+mod proptests;
 mod second_step;
 mod store;
 

@@ -37,6 +37,8 @@ mod errors;
 mod factors;
 mod handlers;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod store;
 
 use std::sync::Arc;

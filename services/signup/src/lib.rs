@@ -17,6 +17,8 @@ mod domain;
 mod errors;
 mod handlers;
 mod pages;
+#[cfg(test)]
+mod proptests;
 mod store;
 
 use std::sync::Arc;

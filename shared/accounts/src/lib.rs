@@ -64,4 +64,6 @@ pub use user::{
 pub(crate) const REDACTED: &str = "[redacted]";
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -52,8 +52,13 @@ impl Auth {
 /// come from a browser's form or script, and `strict` says whether to refuse those too.
 pub fn same_origin(public_url: &str, req: &HttpRequest, strict: bool) -> Result<(), Error> {
     let headers = req.headers();
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    // A header sent that is not text is sent all the same, and wrong ("" matches none).
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or(""));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or(""));
     let site_ok = site.is_none_or(|s| s == "same-origin");
     let origin_ok = origin.is_none_or(|o| is_own_origin(public_url, o, headers));
     let anything = site.is_some() || origin.is_some();

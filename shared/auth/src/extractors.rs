@@ -167,7 +167,7 @@ impl<T: DeserializeOwned + CarriesCsrf + 'static> FromRequest for Submission<T> 
         Box::pin(async move {
             let auth = auth_of(&req)?;
             let who = auth.authenticate(&req).await?;
-            let body = body.await.map_err(Error::unreadable_body)?;
+            let body = body.await.map_err(|e| Error::unread_body(e, &req))?;
             let (format, input): (BodyFormat, T) = if body.is_empty() {
                 let input = serde_json::from_str("{}").map_err(Error::malformed_json)?;
                 (BodyFormat::Json, input)

@@ -56,6 +56,8 @@ mod origin;
 pub mod passkeys;
 mod password;
 pub mod password_check;
+#[cfg(test)]
+mod proptests;
 mod revocation;
 pub mod second_factor;
 pub mod throttle;

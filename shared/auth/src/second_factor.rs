@@ -62,8 +62,15 @@ impl Code {
         if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(Self::Totp(compact));
         }
+        // Only the form codes are issued in (`xxxxx-xxxxx`, lower-case letters and
+        // digits): any other 11 bytes are no recovery code.
         let recovery = normalise_recovery_code(&compact);
-        if recovery.len() == 11 {
+        let issued_form = recovery.len() == 11
+            && recovery.bytes().enumerate().all(|(i, b)| match i {
+                5 => b == b'-',
+                _ => b.is_ascii_lowercase() || b.is_ascii_digit(),
+            });
+        if issued_form {
             return Ok(Self::Recovery(recovery));
         }
         Err("is not a 6-digit code from your authenticator app or a recovery code")

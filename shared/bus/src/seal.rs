@@ -39,7 +39,8 @@ impl fmt::Debug for BusSecret {
 /// case): what `openssl rand -hex N` writes. `None` for anything else.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if !text.len().is_multiple_of(2) {
+    // Digits only: `from_str_radix` alone would take a sign ("+f").
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())

@@ -97,6 +97,19 @@ impl Error {
         }
     }
 
+    /// Why actix could not read a request's body (its `Bytes` extractor): a 413 when
+    /// the body is over the limit (the service's `max_body_bytes`; actix's own default
+    /// in an app without the kit's state), else [`Error::unreadable_body`].
+    pub fn unread_body(cause: actix_web::Error, req: &HttpRequest) -> Self {
+        if cause.as_response_error().status_code() != StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::unreadable_body(cause);
+        }
+        let limit = req
+            .app_data::<actix_web::web::Data<crate::State>>()
+            .map_or(262_144, |state| state.config.max_body_bytes);
+        Error::PayloadTooLarge { limit }
+    }
+
     /// A form body that cannot be read into the route's fields; a field the route does
     /// not take is named in a 422 instead.
     pub fn malformed_form(cause: impl fmt::Display) -> Self {
@@ -107,11 +120,18 @@ impl Error {
         })
     }
 
-    /// serde's "unknown field `x`, expected …" as a 422 naming `x`.
+    /// serde's "unknown field `x`, expected …" (or "…, there are no fields") as a 422
+    /// naming `x`, whatever `x` holds: a backtick in it does not end it.
     fn unknown_field(cause: &str) -> Option<Self> {
         let rest = cause.strip_prefix("unknown field `")?;
-        let (name, _) = rest.split_once('`')?;
-        Some(Self::invalid(name, "is not a field of this request"))
+        let end = ["`, expected ", "`, there are no fields"]
+            .into_iter()
+            .filter_map(|after| rest.rfind(after))
+            .max()?;
+        Some(Self::invalid(
+            &rest[..end],
+            "is not a field of this request",
+        ))
     }
 
     /// The seconds to wait before trying again, for the answers that have one.

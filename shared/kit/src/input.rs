@@ -112,7 +112,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Input<T> {
         let req = req.clone();
         let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(Error::unreadable_body)?;
+            let body = body.await.map_err(|e| Error::unread_body(e, &req))?;
             let (format, raw) = read_body(&req, &body)?;
             Ok(Self { format, raw })
         })

@@ -19,6 +19,8 @@ pub mod input;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+#[cfg(test)]
+mod proptests;
 pub mod work;
 
 pub use api::{Api, AppData};

@@ -27,6 +27,7 @@ static SERVICE: Service = Service {
 
 fn api(api: Api) -> Api {
     api.route::<__path_echo, _, _>(echo)
+        .route::<__path_either, _, _>(either)
         .route::<__path_slow, _, _>(slow)
         .route::<__path_boom, _, _>(boom)
 }
@@ -41,6 +42,14 @@ struct Echo {
     responses((status = 200, description = "The body.", body = Echo)))]
 async fn echo(body: web::Json<Echo>) -> HttpResponse {
     HttpResponse::Ok().json(body.into_inner())
+}
+
+/// The same as JSON or as a form (`flotilla_kit::input::Input`).
+#[utoipa::path(post, path = "/test/either",
+    request_body(content((Echo = "application/json"), (Echo = "application/x-www-form-urlencoded"))),
+    responses((status = 200, description = "The body.", body = Echo)))]
+async fn either(body: flotilla_kit::input::Input<Echo>) -> HttpResponse {
+    HttpResponse::Ok().json(body.raw())
 }
 
 /// Holds a request in flight for `ms` milliseconds, server side.
@@ -143,6 +152,18 @@ fn json_bodies_are_checked_with_clear_errors() {
         .client
         .post(app.url("/echo"))
         .json(&json!({"text": "x".repeat(2000)}))
+        .send()
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = big.json().unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    assert!(body["message"].as_str().unwrap().contains("1024 bytes"));
+    // The same from a route that takes JSON or a form.
+    let big = app
+        .client
+        .post(app.url("/either"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("text={}", "x".repeat(2000)))
         .send()
         .unwrap();
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -301,6 +322,7 @@ fn the_document_describes_exactly_the_routes_served() {
         [
             "/test/boom",
             "/test/echo",
+            "/test/either",
             "/test/health",
             "/test/metrics",
             "/test/openapi.json",
