@@ -13,6 +13,7 @@ mod builds;
 mod names;
 mod output;
 mod people;
+pub mod reference;
 mod site;
 
 use std::collections::BTreeSet;
@@ -407,16 +408,18 @@ struct NotFound;
 /// under its fingerprinted name (the fleet's pages), and as `assets/site.css` (nginx's
 /// own 429 page, the site's other apps: cached for an hour), the script (fingerprinted),
 /// the icon (fingerprinted,
-/// and as `favicon.ico`), the 404 page, robots.txt;
+/// and as `favicon.ico`), the 404 page, robots.txt, the API reference (`/api/`) and
+/// the fleet's OpenAPI document (`/api/openapi.json`);
 /// returns them, relative to it. (The home page shows the members: [`People`] writes
 /// it.)
 fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'static str>> {
     let not_found = render(&NotFound);
     let robots = site::robots(public_url);
+    let reference = reference::render(reference::DOCUMENT)?;
     use flotilla_kit::html::{
         FAVICON_ICO, ICON_SVG, SCRIPT, STYLESHEET, icon_href, script_href, stylesheet_href,
     };
-    let files: [(&'static str, &[u8]); 7] = [
+    let files: [(&'static str, &[u8]); 9] = [
         (&stylesheet_href()[1..], STYLESHEET.as_bytes()),
         ("assets/site.css", STYLESHEET.as_bytes()),
         (&script_href()[1..], SCRIPT.as_bytes()),
@@ -424,6 +427,8 @@ fn write_fixed_pages(out: &Output, public_url: &str) -> anyhow::Result<Vec<&'sta
         ("favicon.ico", FAVICON_ICO),
         ("404.html", not_found.as_bytes()),
         ("robots.txt", robots.as_bytes()),
+        ("api/index.html", reference.as_bytes()),
+        ("api/openapi.json", reference::DOCUMENT.as_bytes()),
     ];
     for (relative, content) in files {
         out.write(relative, content)?;
@@ -492,6 +497,20 @@ impl Lock {
     }
 }
 
+/// `flotilla-pages openapi FILE…`: the services' OpenAPI documents (each printed by
+/// `flotilla-<service> openapi`) merged into the fleet's, as JSON.
+pub fn merge_documents(files: &[String]) -> anyhow::Result<String> {
+    let mut documents = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+        let document: flotilla_kit::utoipa::openapi::OpenApi = serde_json::from_str(&text)
+            .with_context(|| format!("{file} is no OpenAPI document"))?;
+        documents.push(document);
+    }
+    let fleet = flotilla_kit::api::merge(documents).map_err(anyhow::Error::msg)?;
+    Ok(serde_json::to_string_pretty(&fleet)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,7 +567,9 @@ mod tests {
                 icon,
                 "favicon.ico",
                 "404.html",
-                "robots.txt"
+                "robots.txt",
+                "api/index.html",
+                "api/openapi.json",
             ]
         );
         assert_eq!(
@@ -595,9 +616,9 @@ mod tests {
             "SELECT CAST(pages AS TEXT) || ' ' || version AS v FROM page_builds ORDER BY id",
         );
         let v = env!("CARGO_PKG_VERSION");
-        // One row per build: 7 fixed files, the home page, the directory, the sitemap,
+        // One row per build: 9 fixed files, the home page, the directory, the sitemap,
         // the feed, the profiles.
-        assert_eq!(builds, [format!("11 {v}"), format!("12 {v}")]);
+        assert_eq!(builds, [format!("13 {v}"), format!("14 {v}")]);
         let ada = std::fs::read_to_string(people.join("ada.html")).unwrap();
         assert!(ada.contains("<h1>The &lt;ada&gt;</h1>"), "{ada}");
         assert!(!people.join("bob.html").exists(), "private");
@@ -673,9 +694,10 @@ mod tests {
             serde_json::from_slice(&std::fs::read(tmp.path().join("www.status.json")).unwrap())
                 .unwrap();
         let last = &status["last_build"];
-        // The stylesheet and the icon (twice each), the script, 404 page and robots.txt;
-        // three profiles, the directory, the home page, the sitemap and the feed.
-        assert_eq!(last["pages"], 14, "{status}");
+        // The stylesheet and the icon (twice each), the script, 404 page, robots.txt,
+        // the API reference and its document; three profiles, the directory, the home
+        // page, the sitemap and the feed.
+        assert_eq!(last["pages"], 16, "{status}");
         assert_eq!(
             last["folder"],
             builds.join("0000000002").display().to_string()
@@ -765,8 +787,8 @@ mod tests {
         let folder = builds::builds_dir(&out).join("0000000003");
         assert_eq!(
             status.last_build.map(|b| (b.pages, b.folder)),
-            // Seven fixed files, two profiles, the directory, home, sitemap and feed.
-            Some((13, folder))
+            // Nine fixed files, two profiles, the directory, home, sitemap and feed.
+            Some((15, folder))
         );
         assert_eq!(status.last_update.map(|u| u.changed), Some(1));
     }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use flotilla_kit::Env;
 use flotilla_kit::cli::{EXIT_CONFIG, EXIT_USAGE};
 
-const HELP: &str = "usage: flotilla-pages [build|watch|migrate|version|help]
+const HELP: &str = "usage: flotilla-pages [build|watch|migrate|openapi FILE...|version|help]
 
   build     write the static site, public profiles included, into a fresh folder
             under FLOTILLA_PAGES_OUT.builds/ and point the symlink FLOTILLA_PAGES_OUT
@@ -11,6 +11,9 @@ const HELP: &str = "usage: flotilla-pages [build|watch|migrate|version|help]
   watch     build, then keep the public profiles current as accounts change (events
             on FLOTILLA_BUS_EVENTS_OUT, and a catch-up every FLOTILLA_PAGES_CATCHUP_SECS)
   migrate   apply pending database migrations, then exit
+  openapi FILE...
+            merge the services' OpenAPI documents (`flotilla-<service> openapi`)
+            into the fleet's, printed (`make openapi` writes docs/openapi.json)
   version   print the version
 ";
 
@@ -62,6 +65,16 @@ fn main() -> ExitCode {
                 },
             }
         }
+        ("openapi", true) => match flotilla_pages::merge_documents(&args[1..]) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         ("version" | "--version" | "-V", false) => {
             println!("flotilla-pages {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

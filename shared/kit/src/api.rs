@@ -350,3 +350,47 @@ impl<'a> AppData<'a> {
         self
     }
 }
+
+/// The fleet's one document: every service's paths, schemas and tags together. A
+/// schema name two services define differently is an error (rename one with
+/// `#[schema(as = …)]`), as is a path two services both claim.
+pub fn merge(documents: Vec<OpenApi>) -> Result<OpenApi, String> {
+    let mut fleet = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("flotilla")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Every HTTP service of the fleet, as nginx serves them under one \
+                     origin. Each service serves its own part at `/<service>/openapi.json`.",
+                ))
+                .build(),
+        )
+        .build();
+    let mut schemas: std::collections::BTreeMap<String, (String, RefOr<Schema>)> =
+        Default::default();
+    for document in documents {
+        let from = document.info.title.clone();
+        if let Some(components) = &document.components {
+            for (name, schema) in &components.schemas {
+                match schemas.get(name) {
+                    Some((other, known)) if known != schema => {
+                        return Err(format!(
+                            "the schema {name} differs between {other} and {from}"
+                        ));
+                    }
+                    _ => {
+                        schemas.insert(name.clone(), (from.clone(), schema.clone()));
+                    }
+                }
+            }
+        }
+        for path in document.paths.paths.keys() {
+            if fleet.paths.paths.contains_key(path) {
+                return Err(format!("{path} is claimed twice ({from})"));
+            }
+        }
+        fleet.merge(document);
+    }
+    Ok(fleet)
+}

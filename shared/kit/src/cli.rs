@@ -3,6 +3,7 @@
 //! ```text
 //! flotilla-<service> [serve]   run the service (the default)
 //! flotilla-<service> migrate   apply pending database migrations, then exit
+//! flotilla-<service> openapi   print the service's OpenAPI 3.1 document
 //! flotilla-<service> version   print the version
 //! ```
 
@@ -43,6 +44,7 @@ pub fn main(service: &'static Service) -> ExitCode {
             };
             report(migrate(&config.database))
         }
+        "openapi" => openapi(service),
         "version" | "--version" | "-V" => {
             println!("{} {}", service.binary(), env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -52,6 +54,26 @@ pub fn main(service: &'static Service) -> ExitCode {
             ExitCode::SUCCESS
         }
         other => usage(service, &format!("unknown command {other:?}")),
+    }
+}
+
+/// Prints the service's document; refuses (naming them) routes served without one.
+fn openapi(service: &Service) -> ExitCode {
+    let api = service.api();
+    if !api.undescribed_routes().is_empty() {
+        eprintln!(
+            "{}: routes without an OpenAPI description: {}",
+            service.binary(),
+            api.undescribed_routes().join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    match serde_json::to_string_pretty(&api.document()) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(Err(e.into())),
     }
 }
 
@@ -67,9 +89,10 @@ fn help(service: &Service) -> String {
         .map(|c| format!("|{}", c.name))
         .collect();
     format!(
-        "usage: {0} [serve|migrate{names}|version|help]\n\n  \
+        "usage: {0} [serve|migrate{names}|openapi|version|help]\n\n  \
          serve     run the service on FLOTILLA_{1}_LISTEN (default 127.0.0.1:{2})\n  \
          migrate   apply pending database migrations, then exit\n{own}  \
+         openapi   print the service's OpenAPI 3.1 document\n  \
          version   print the version\n\n\
          Configuration comes from FLOTILLA_* variables and DATABASE_URL; see the README.\n",
         service.binary(),

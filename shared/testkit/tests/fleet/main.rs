@@ -21,6 +21,7 @@ mod links;
 mod lockout;
 mod login;
 mod make_run;
+mod openapi;
 mod pages;
 mod passkeys;
 mod profile;
