@@ -16,13 +16,16 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::schema::{auth_events, jobs, sessions};
 use flotilla_db::{AnyConnection, diesel};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::actions::{self, Action};
+use crate::docs::{self, RoleName};
 use crate::errors::AdminError;
 use crate::operator::Operator;
 
@@ -214,26 +217,39 @@ pub fn has_any_factor(factors: &Factors) -> bool {
     factors.any() || factors.recovery_codes_left > 0
 }
 
-/// An account's second factors as the JSON answers show them: dates and a count.
-#[derive(Debug, Serialize)]
+// The JSON answers below keep the order of their fields as it always was (the
+// alphabetical order of the `json!()` values they replace), so that they are the same
+// bytes as before.
+
+/// An account's second factors as the JSON answers show them: dates and a count, never
+/// a secret, a credential or a code.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FactorsJson<'a> {
-    totp: Option<TotpJson>,
+    /// Each passkey, by name.
     passkeys: Vec<PasskeyJson<'a>>,
+    /// How many unused recovery codes are left.
     recovery_codes_left: i64,
+    /// The authenticator app, if one is set up.
+    totp: Option<TotpJson>,
 }
 
-#[derive(Debug, Serialize)]
+/// The authenticator app: when it was set up and last used.
+#[derive(Debug, Serialize, ToSchema)]
 struct TotpJson {
+    /// `2026-12-02T10:05:00Z`.
     created_at: String,
+    /// `null`: never used.
     last_used_at: Option<String>,
 }
 
 /// A passkey: its name and dates, never its credential.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct PasskeyJson<'a> {
-    name: &'a str,
     created_at: String,
+    /// `null`: never used.
     last_used_at: Option<String>,
+    /// The name its owner gave it.
+    name: &'a str,
 }
 
 impl<'a> FactorsJson<'a> {
@@ -258,25 +274,35 @@ impl<'a> FactorsJson<'a> {
 }
 
 /// An account's fields as the JSON answers show them: never the password hash (only
-/// whether there is one).
-#[derive(Serialize)]
+/// whether there is one). Times are RFC 3339, UTC (`2026-12-02T10:05:00Z`).
+#[derive(Serialize, ToSchema)]
 pub struct AccountJson<'a> {
-    id: &'a str,
-    email: &'a str,
-    username: Option<&'a str>,
-    display_name: Option<&'a str>,
     bio: Option<&'a str>,
-    public: bool,
-    role: &'static str,
-    has_password: bool,
-    email_verified: bool,
-    email_verified_at: Option<String>,
+    /// Closed (by its owner or an admin) and waiting for its purge.
+    closed: bool,
+    created_at: String,
+    /// When it was closed.
+    deleted_at: Option<String>,
     disabled: bool,
     disabled_at: Option<String>,
-    closed: bool,
-    deleted_at: Option<String>,
-    created_at: String,
+    display_name: Option<&'a str>,
+    email: &'a str,
+    email_verified: bool,
+    email_verified_at: Option<String>,
+    /// Whether it has a password (never the password or its hash).
+    has_password: bool,
+    id: &'a str,
+    /// Only in the answer of `GET /admin/users/{id}`: the account's last successful
+    /// sign-in (`login.success`) its auth events still hold, `null` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    last_sign_in_at: Option<Option<String>>,
+    /// Whether its profile page is public.
+    public: bool,
+    #[schema(value_type = RoleName)]
+    role: &'static str,
     updated_at: String,
+    username: Option<&'a str>,
 }
 
 impl<'a> AccountJson<'a> {
@@ -298,53 +324,140 @@ impl<'a> AccountJson<'a> {
             deleted_at: account.deleted_at.map(iso),
             created_at: iso(account.created_at),
             updated_at: iso(account.updated_at),
+            last_sign_in_at: None,
         }
     }
 }
 
+/// A live session of the account.
+#[derive(Serialize, ToSchema)]
+struct SessionJson {
+    /// Its last sign-in or password confirmation.
+    authenticated_at: Option<String>,
+    client_addr: String,
+    created_at: String,
+    /// The browser and system, from its user agent (`Firefox on Linux`).
+    device: String,
+    last_used_at: String,
+}
+
+/// An auth event of the account.
+#[derive(Serialize, ToSchema)]
+struct EventJson<'a> {
+    at: String,
+    client_addr: &'a str,
+    device: String,
+    /// `login.success`, `login.failure`, `password.changed`, …
+    kind: &'a str,
+}
+
+/// A job about the account, without its payload.
+#[derive(Serialize, ToSchema)]
+struct AccountJobJson<'a> {
+    attempts: i32,
+    created_at: String,
+    id: i64,
+    /// `email`, `purge_user`, …
+    kind: &'a str,
+    last_error: Option<&'a str>,
+    max_attempts: i32,
+    run_after: String,
+    /// `pending`, `running` (leased by a worker), `done` or `dead`.
+    #[schema(example = "pending")]
+    state: &'static str,
+}
+
+/// An audit entry about the account.
+#[derive(Serialize, ToSchema)]
+struct AuditJson<'a> {
+    /// An audit action: `account.disabled`, `account.promoted`, …
+    action: &'a str,
+    /// The admin's address then, or `command line (<unix user>)`.
+    actor: &'a str,
+    at: String,
+    client_addr: &'a str,
+    detail: &'a str,
+    id: i64,
+    request_id: &'a str,
+}
+
+/// The answer of `GET /admin/users/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct DossierJson<'a> {
+    account: AccountJson<'a>,
+    /// The actions that apply to the account now (none once it is closed).
+    actions: Vec<Action>,
+    /// Its newest 50 audit entries.
+    audit: Vec<AuditJson<'a>>,
+    /// Its newest 50 auth events.
+    auth_events: Vec<EventJson<'a>>,
+    /// Its newest 50 jobs: mails to its address, its closing's mail and purge.
+    jobs: Vec<AccountJobJson<'a>>,
+    second_factors: FactorsJson<'a>,
+    /// Its live sessions, the most recently used first.
+    sessions: Vec<SessionJson>,
+}
+
 impl Dossier {
-    fn json(&self) -> serde_json::Value {
+    fn json(&self) -> DossierJson<'_> {
         let now = self.read_at;
-        let mut account =
-            serde_json::to_value(AccountJson::of(&self.account)).unwrap_or(serde_json::Value::Null);
-        account["last_sign_in_at"] = self.last_sign_in_at.map(iso).into();
-        serde_json::json!({
-            "account": account,
-            "second_factors": FactorsJson::of(&self.factors),
-            "sessions": self.sessions.iter().map(|s| serde_json::json!({
-                "device": summarise_user_agent(&s.user_agent),
-                "client_addr": s.client_addr,
-                "created_at": iso(s.created_at),
-                "last_used_at": iso(s.last_used_at),
-                "authenticated_at": s.authenticated_at.map(iso),
-            })).collect::<Vec<_>>(),
-            "auth_events": self.events.iter().map(|e| serde_json::json!({
-                "kind": e.kind,
-                "at": iso(e.created_at),
-                "client_addr": e.client_addr,
-                "device": summarise_user_agent(&e.user_agent),
-            })).collect::<Vec<_>>(),
-            "jobs": self.jobs.iter().map(|j| serde_json::json!({
-                "id": j.id,
-                "kind": j.kind,
-                "state": j.state(now),
-                "attempts": j.attempts,
-                "max_attempts": j.max_attempts,
-                "last_error": j.last_error,
-                "created_at": iso(j.created_at),
-                "run_after": iso(j.run_after),
-            })).collect::<Vec<_>>(),
-            "audit": self.audit.iter().map(|a| serde_json::json!({
-                "id": a.id,
-                "at": iso(a.created_at),
-                "actor": a.actor,
-                "action": a.action,
-                "client_addr": a.client_addr,
-                "request_id": a.request_id,
-                "detail": a.detail,
-            })).collect::<Vec<_>>(),
-            "actions": self.actions().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        })
+        let account = AccountJson {
+            last_sign_in_at: Some(self.last_sign_in_at.map(iso)),
+            ..AccountJson::of(&self.account)
+        };
+        DossierJson {
+            account,
+            second_factors: FactorsJson::of(&self.factors),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|s| SessionJson {
+                    device: summarise_user_agent(&s.user_agent),
+                    client_addr: s.client_addr.clone(),
+                    created_at: iso(s.created_at),
+                    last_used_at: iso(s.last_used_at),
+                    authenticated_at: s.authenticated_at.map(iso),
+                })
+                .collect(),
+            auth_events: self
+                .events
+                .iter()
+                .map(|e| EventJson {
+                    kind: &e.kind,
+                    at: iso(e.created_at),
+                    client_addr: &e.client_addr,
+                    device: summarise_user_agent(&e.user_agent),
+                })
+                .collect(),
+            jobs: self
+                .jobs
+                .iter()
+                .map(|j| AccountJobJson {
+                    id: j.id,
+                    kind: &j.kind,
+                    state: j.state(now),
+                    attempts: j.attempts,
+                    max_attempts: j.max_attempts,
+                    last_error: j.last_error.as_deref(),
+                    created_at: iso(j.created_at),
+                    run_after: iso(j.run_after),
+                })
+                .collect(),
+            audit: self
+                .audit
+                .iter()
+                .map(|a| AuditJson {
+                    id: a.id,
+                    at: iso(a.created_at),
+                    actor: &a.actor,
+                    action: &a.action,
+                    client_addr: &a.client_addr,
+                    request_id: &a.request_id,
+                    detail: &a.detail,
+                })
+                .collect(),
+            actions: self.actions(),
+        }
     }
 }
 
@@ -431,13 +544,38 @@ pub async fn dossier(state: &web::Data<State>, id: String) -> Result<Dossier, Er
         .ok_or_else(|| AdminError::UnknownAccount.into())
 }
 
-#[derive(Deserialize)]
+/// The account page's query string.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Shown {
-    /// The action a form post just did (after its redirect).
+    /// The action a form post just did (after its redirect), or `unchanged`: the page
+    /// shows a notice saying so.
     #[serde(default)]
+    #[param(example = "disable")]
     done: Option<String>,
 }
 
+/// One account: its fields, second factors, sessions, auth events, jobs and audit
+/// entries, and the actions that apply to it now.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", operation_id = "account",
+    params(
+        ("id" = String, Path, description = "The account's id."),
+        Shown,
+    ),
+    responses(
+        (status = 200, description = "The account: JSON for an API client, the page (a \
+            form per action) for a browser.", content(
+            (DossierJson = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 400, description = docs::MALFORMED_QUERY, body = ErrorBody),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no account has this id (or it was \
+            purged).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn show(
     operator: Operator,
     path: web::Path<String>,
@@ -485,7 +623,7 @@ mod tests {
             let set_up = dossier.factors.totp.unwrap().created_at;
             let key_set_up = key.created_at.format("%Y-%m-%d %H:%M:%S UTC");
 
-            let json = dossier.json();
+            let json = serde_json::to_value(dossier.json()).unwrap();
             let factors = &json["second_factors"];
             assert_eq!(factors["recovery_codes_left"], 7, "{name}: {json}");
             assert_eq!(factors["totp"]["created_at"], iso(set_up), "{name}: {json}");
@@ -531,7 +669,7 @@ mod tests {
             let name = db.backend_name();
             account(conn, "u1", "ada@example.org");
             let dossier = Dossier::load(conn, "u1").unwrap().unwrap();
-            let json = dossier.json();
+            let json = serde_json::to_value(dossier.json()).unwrap();
             assert_eq!(
                 json["second_factors"],
                 serde_json::json!({"totp": null, "passkeys": [], "recovery_codes_left": 0}),

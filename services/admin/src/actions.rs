@@ -38,19 +38,28 @@ use flotilla_auth::{CarriesCsrf, ClientOrigin};
 use flotilla_contracts::{AuditAction, AuthEventKind, Event, FactorChange};
 use flotilla_db::diesel::QueryResult;
 use flotilla_db::{AnyConnection, write_transaction};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::RequestContext;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Admin;
 use crate::account::{AccountJson, account_id, account_page, dossier};
+use crate::docs;
 use crate::errors::AdminError;
 use crate::operator::{Operator, OperatorSubmission};
 
-/// What an admin can do to an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an admin can do to an account: `disable` (ends every session; sign-in refused
+/// until enabled), `enable`, `promote` (the admin role), `demote`, `revoke-sessions`,
+/// `force-password-reset` (ends every session, removes the password, mails a reset
+/// link), `resend-verification` (a new confirmation link), `reset-factors` (removes the
+/// authenticator app, passkeys and recovery codes, ends every session, mails the owner),
+/// `delete` (closes the account as its owner would; purged after the revocation hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
 pub enum Action {
     Disable,
     Enable,
@@ -191,14 +200,31 @@ pub fn notice(done: &str) -> &'static str {
 
 /// The body of an action: nothing for an API client (`{}` or empty); a form sends its
 /// token, and for a destructive action its ticked box.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
+    /// The session's form token (a form; or the `x-csrf-token` header). Not needed with
+    /// a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
-    /// `yes` when the form's box is ticked.
+    /// `yes` when the form's box is ticked: a form for `disable`, `force-password-reset`,
+    /// `reset-factors` or `delete` needs it. An API client's request is explicit already.
     #[serde(default)]
+    #[schema(example = "yes")]
     pub confirm: Option<String>,
+}
+
+/// The answer of an action.
+#[derive(Serialize, ToSchema)]
+pub struct ActionDone<'a> {
+    /// The account after the action.
+    account: AccountJson<'a>,
+    action: Action,
+    /// `false`: the account was so already (enable an enabled account, say); nothing
+    /// was recorded.
+    changed: bool,
+    /// How many sessions the action ended.
+    sessions_ended: usize,
 }
 
 impl CarriesCsrf for ActionBody {
@@ -427,6 +453,44 @@ async fn refused(
     }
 }
 
+/// Acts on an account, with an audit entry in the same transaction; needs a recent
+/// sign-in or password confirmation (with the second factor when the admin has one).
+#[utoipa::path(post, path = "/admin/users/{id}/{action}", tag = "admin", operation_id = "act",
+    params(
+        ("id" = String, Path, description = "The account's id."),
+        ("action" = inline(Action), Path, description = "What to do to the account."),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's form token, \
+            for a change made with the cookie (or the body's `csrf_token`)."),
+    ),
+    request_body(description = "`{}` or nothing for an API client; the account page's \
+        form for a browser.", content(
+        (ActionBody = "application/json"),
+        (ActionBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Done, or nothing to change (`\"changed\": false`, \
+            nothing recorded).", body = ActionDone),
+        (status = 303, description = "A form post: done, on to the account's page \
+            `/admin/users/{id}?done=<action>` (`?done=unchanged` when nothing changed), \
+            which shows a notice. Without a recent sign-in or confirmation (or, with \
+            `FLOTILLA_ADMIN_REQUIRE_MFA`, in a session not confirmed with the second \
+            factor): to `/login/confirm?next=/admin/users/{id}`.",
+            headers(("Location" = String))),
+        (status = 401, description = docs::CHANGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::CHANGE_FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such action, or no account has this \
+            id (or it was purged).", body = ErrorBody),
+        (status = 409, description = "`account_closed` (closed, waiting for its purge: no \
+            action applies), `last_admin` (demote, disable or delete the last admin who can \
+            act), `account_disabled` (promote a disabled account), `already_verified` \
+            (resend-verification to a confirmed address), `no_second_factor` (reset-factors \
+            of an account without any). A form gets the account's page saying why.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: a form for `disable`, \
+            `force-password-reset`, `reset-factors` or `delete` without `confirm=yes` (the \
+            account's page says so), or a field the body does not take.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn act(
     submission: OperatorSubmission<ActionBody>,
     path: web::Path<(String, String)>,
@@ -477,12 +541,12 @@ pub async fn act(
             _ => {}
         }
     }
-    let json = serde_json::json!({
-        "account": AccountJson::of(&done.account),
-        "action": action.as_str(),
-        "changed": done.changed,
-        "sessions_ended": done.ended.len(),
-    });
+    let json = ActionDone {
+        account: AccountJson::of(&done.account),
+        action,
+        changed: done.changed,
+        sessions_ended: done.ended.len(),
+    };
     let done_as = if done.changed {
         action.as_str()
     } else {
@@ -501,6 +565,8 @@ mod tests {
     fn every_action_reads_back_from_its_name() {
         for action in Action::ALL {
             assert_eq!(Action::parse(action.as_str()), Some(*action));
+            // The answers and the description name it as the route does.
+            assert_eq!(serde_json::json!(action), action.as_str());
             assert!(!notice(action.as_str()).is_empty(), "{action:?}");
         }
         assert_eq!(Action::parse("reset-factors"), Some(Action::ResetFactors));

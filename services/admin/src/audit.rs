@@ -15,12 +15,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use flotilla_accounts::{AuditEntry, AuditSearch};
 use flotilla_contracts::AuditAction;
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::work::read;
 use flotilla_kit::{Error, FieldErrors, State};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
+use crate::docs::{self, AuditFormat};
 use crate::operator::Operator;
 
 /// The default page size, and the largest.
@@ -34,13 +37,29 @@ const MAX_PARTY: usize = 320;
 const NDJSON: &str = "application/x-ndjson";
 
 /// The query string as sent; an empty value (a filter form left blank) is no filter.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Who acted: an account id, or the address stored with the entry (as it was then,
+    /// any case; the command line's actor is `command line (<unix user>)`).
+    #[param(max_length = 320)]
     actor: Option<String>,
+    /// The account acted on: an id or the address stored with the entry.
+    #[param(max_length = 320)]
     target: Option<String>,
+    /// One of the audit actions: `account.promoted`, `account.demoted`,
+    /// `account.disabled`, …
+    #[param(example = "account.promoted")]
     action: Option<String>,
+    /// Only entries older than this entry id: the answer's `next` (keyset paging).
+    #[param(value_type = Option<i64>, minimum = 1)]
     before: Option<String>,
+    /// Entries per page, 1 to 200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `jsonl`: the whole filtered log as JSON lines, a download (as `Accept:
+    /// application/x-ndjson`).
+    #[param(inline, value_type = Option<AuditFormat>)]
     format: Option<String>,
 }
 
@@ -132,13 +151,18 @@ impl AuditQuery {
 }
 
 /// One entry as the JSON answer and the export show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EntryView {
     id: i64,
+    /// RFC 3339, UTC.
     at: String,
+    /// The admin's address then, or `command line (<unix user>)`.
     actor: String,
+    /// The admin's account id; `null` for the command line.
     actor_id: Option<String>,
+    /// The audit action (`account.disabled`, `job.retried`, …).
     action: String,
+    /// The account's address then (empty when the action had no account).
     target: String,
     target_id: Option<String>,
     client_addr: String,
@@ -163,9 +187,11 @@ impl From<AuditEntry> for EntryView {
     }
 }
 
-#[derive(Serialize)]
+/// A page of the audit log, newest first.
+#[derive(Serialize, ToSchema)]
 struct Listing {
     entries: Vec<EntryView>,
+    /// The `before` of the next (older) page; `null` on the last one.
     next: Option<i64>,
 }
 
@@ -186,6 +212,34 @@ async fn page_of(
     Ok((entries, next))
 }
 
+/// The audit log, newest first, filtered and a page at a time, or whole as JSON lines.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", operation_id = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of the log: JSON for an API client, a table \
+            with filters and older/newest links for a browser. The export (`format=jsonl` \
+            or `Accept: application/x-ndjson`): the whole filtered log, one `EntryView` a \
+            line, newest first, streamed as a download.", content(
+            (Listing = "application/json"),
+            (String = "text/html"),
+            (String = "application/x-ndjson"),
+        ), headers(
+            ("Content-Disposition" = String, description = "The export only: \
+                `attachment; filename=\"flotilla-audit.jsonl\"`."),
+        ), links(
+            ("older_page" = (operation_id = "admin_audit",
+                parameters(("before" = "$response.body#/next")),
+                description = "The older page: `next` as `before`, with the same filters \
+                    and `limit`.")),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 400, description = docs::MALFORMED_QUERY, body = ErrorBody),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+        (status = 422, description = "`invalid_input`, naming each filter that is wrong \
+            (`actor`, `target`, `action`, `before`, `limit`, `format`).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn audit(
     operator: Operator,
     req: HttpRequest,

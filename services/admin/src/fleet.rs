@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use flotilla_db::{PageBuild, PageUpdate};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::read;
 use flotilla_kit::{ConfigError, Env, Error, State};
 use http_body_util::BodyExt;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Admin;
+use crate::docs;
 use crate::operator::Operator;
 
 /// The services that answer HTTP, with their default ports.
@@ -138,8 +141,9 @@ pub struct FleetCheck {
     client: Client,
 }
 
-/// How an instance answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How an instance answered: `up` (alive and ready), `not_ready` (alive, but its
+/// database or keys are not usable), `down` (no answer, or a failed one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Alive and ready.
@@ -170,9 +174,11 @@ impl InstanceState {
 }
 
 /// One instance's answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InstanceReport {
+    /// The service: `signup`, `login`, `profile`, `admin` or `worker`.
     pub name: &'static str,
+    /// `http://host:port`, as `FLOTILLA_ADMIN_FLEET` lists it.
     pub url: String,
     pub state: InstanceState,
     /// From `/health`'s JSON.
@@ -183,8 +189,8 @@ pub struct InstanceReport {
     pub reason: Option<String>,
 }
 
-/// The page generator's last full build.
-#[derive(Debug, Clone, Serialize)]
+/// The page generator's last full build (`flotilla-pages build`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PagesReport {
     pub host: String,
     pub version: String,
@@ -208,7 +214,7 @@ impl PagesReport {
 }
 
 /// The page generator's last incremental update (`flotilla-pages watch`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PagesUpdateReport {
     pub host: String,
     pub version: String,
@@ -231,10 +237,13 @@ impl PagesUpdateReport {
 }
 
 /// The fleet page's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FleetReport {
+    /// Every instance of `FLOTILLA_ADMIN_FLEET`, in its order.
     pub services: Vec<InstanceReport>,
+    /// `null`: no build recorded yet.
     pub pages: Option<PagesReport>,
+    /// `null`: no update recorded yet.
     pub pages_update: Option<PagesUpdateReport>,
 }
 
@@ -382,7 +391,20 @@ struct FleetPage<'a> {
     fleet: &'a FleetReport,
 }
 
-/// `GET /admin/fleet`.
+/// Every service's health and readiness, each instance asked at once (within
+/// `FLOTILLA_ADMIN_FLEET_TIMEOUT_MS`), and the page generator's last build and update.
+#[utoipa::path(get, path = "/admin/fleet", tag = "admin", operation_id = "fleet",
+    responses(
+        (status = 200, description = "The fleet (a stopped service is `down`): JSON for an \
+            API client, the page for a browser.", content(
+            (FleetReport = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn show(
     operator: Operator,
     req: HttpRequest,

@@ -17,12 +17,15 @@ use flotilla_accounts::NewAuditEntry;
 use flotilla_contracts::AuditAction;
 use flotilla_jobs::JobKind;
 use flotilla_jobs::inspect::{self, Count, JobState, JobSummary, Requeue};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::input::Then;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, RequestContext, State};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use crate::docs::{self, JobKindName, JobStateName};
 use crate::errors::AdminError;
 use crate::operator::{Operator, OperatorSubmission};
 use crate::{Admin, utc};
@@ -30,13 +33,18 @@ use crate::{Admin, utc};
 /// Jobs listed at most.
 const LIST_LIMIT: i64 = 100;
 
-/// The query string as sent.
-#[derive(Debug, Default, Deserialize)]
+/// The query string as sent; an empty value is none.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
+    /// The jobs listed: those in this state (default `dead`).
     #[serde(default)]
+    #[param(inline, value_type = Option<JobStateName>)]
     state: Option<String>,
+    /// Only jobs of this kind (default: every kind).
     #[serde(default)]
+    #[param(inline, value_type = Option<JobKindName>)]
     kind: Option<String>,
 }
 
@@ -74,7 +82,7 @@ impl TryFrom<&JobsQuery> for JobFilter {
 }
 
 /// Jobs by state, every kind together.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct StateCounts {
     pub queued: i64,
     pub running: i64,
@@ -97,15 +105,18 @@ impl StateCounts {
     }
 }
 
-/// A job as the console shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A job as the console shows it, never its payload. Times are RFC 3339, UTC.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobView {
     pub id: i64,
+    /// `email`, `purge_user`, `cleanup`, `noop` (or a newer release's kind).
     pub kind: String,
+    #[schema(value_type = JobStateName)]
     pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
+    /// A mail's address, until it is done.
     pub recipient: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -134,7 +145,7 @@ impl JobView {
 }
 
 /// Counts by kind and state, one row per kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KindCounts {
     pub kind: String,
     #[serde(flatten)]
@@ -156,12 +167,18 @@ fn by_kind(counts: &[Count]) -> Vec<KindCounts> {
 }
 
 /// The answer of `GET /admin/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct JobsAnswer {
+    /// Every job, by state.
     counts: StateCounts,
     by_kind: Vec<KindCounts>,
+    /// The state of the jobs listed.
+    #[schema(value_type = JobStateName)]
     state: JobState,
+    /// The kind of the jobs listed, `null` for every kind.
+    #[schema(value_type = Option<JobKindName>)]
     kind: Option<&'static str>,
+    /// The newest 100 jobs of `state` (and `kind`).
     jobs: Vec<JobView>,
 }
 
@@ -176,7 +193,25 @@ struct JobsPage<'a> {
     csrf: &'a str,
 }
 
-/// `GET /admin/jobs?state=&kind=`.
+/// The jobs by state and kind, and the newest 100 of one state (dead by default) with
+/// their last error, never their payload.
+#[utoipa::path(get, path = "/admin/jobs", tag = "admin", operation_id = "jobs",
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "The jobs: JSON for an API client, the page (a retry \
+            form per dead job) for a browser.", content(
+            (JobsAnswer = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 400, description = "`malformed_query`: a parameter other than `state` and \
+            `kind`, or one given twice.", body = ErrorBody),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `state` or `kind` is not one of \
+            its values.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn list(
     operator: Operator,
     req: HttpRequest,
@@ -213,10 +248,12 @@ pub async fn list(
     }))
 }
 
-/// The retry form's body: only its form token.
-#[derive(Debug, Default, Deserialize)]
+/// The retry form's body: only its form token (`{}` or nothing for an API client).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryForm {
+    /// The session's form token (a form; or the `x-csrf-token` header). Not needed with
+    /// a bearer token.
     #[serde(default)]
     csrf_token: Option<String>,
 }
@@ -228,14 +265,43 @@ impl flotilla_auth::CarriesCsrf for RetryForm {
 }
 
 /// The answer of a retry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Retried<'a> {
     id: i64,
     kind: &'a str,
+    /// Always `queued`.
+    #[schema(value_type = JobStateName)]
     state: JobState,
 }
 
-/// `POST /admin/jobs/{id}/retry`.
+/// Queues a dead job again (attempts from zero, due now) and wakes the worker, audited
+/// as `job.retried`; needs a recent sign-in or password confirmation.
+#[utoipa::path(post, path = "/admin/jobs/{id}/retry", tag = "admin", operation_id = "retry_job",
+    params(
+        ("id" = i64, Path, description = "The job's id."),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's form token, \
+            for a change made with the cookie (or the body's `csrf_token`)."),
+    ),
+    request_body(description = "`{}` or nothing for an API client; the jobs page's form \
+        for a browser.", content(
+        (RetryForm = "application/json"),
+        (RetryForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Queued again.", body = Retried),
+        (status = 303, description = "A form post: queued, on to `/admin/jobs?state=queued`. \
+            Without a recent sign-in or confirmation (or, with `FLOTILLA_ADMIN_REQUIRE_MFA`, \
+            in a session not confirmed with the second factor): to \
+            `/login/confirm?next=/admin/jobs`.", headers(("Location" = String))),
+        (status = 401, description = docs::CHANGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::CHANGE_FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no job has this id (or it is no \
+            number).", body = ErrorBody),
+        (status = 409, description = "`not_dead`: only a dead job can be retried; \
+            `link_erased`: a dead mail whose link lost its token when it died (sent again \
+            it would not work: have a new link sent instead).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn retry(
     submission: OperatorSubmission<RetryForm>,
     path: web::Path<i64>,

@@ -27,6 +27,7 @@ mod account;
 mod actions;
 mod audit;
 mod cli;
+mod docs;
 mod errors;
 pub mod fleet;
 pub mod jobs;
@@ -43,7 +44,6 @@ use actix_web::web;
 use chrono::TimeDelta;
 use flotilla_auth::{Auth, AuthConfig};
 use flotilla_bus::WakeSender;
-use flotilla_kit::actix_web::http::Method;
 use flotilla_kit::{Api, Command, ConfigError, Env, Provide, Service, State};
 
 pub static SERVICE: Service = Service {
@@ -138,20 +138,128 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     }))
 }
 
-/// Routes not yet described by their handlers' attributes (issue 18, in progress).
+/// The console's routes, each described by its handler's attribute.
 fn api(api: Api) -> Api {
-    api.undescribed(Method::GET, "", overview::show)
-        .undescribed(Method::GET, "/", overview::show)
-        .undescribed(Method::GET, "/users", users::list)
-        .undescribed(Method::GET, "/users/{id}", account::show)
-        .undescribed(Method::POST, "/users/{id}/{action}", actions::act)
-        .undescribed(Method::GET, "/audit", audit::audit)
-        .undescribed(Method::GET, "/jobs", jobs::list)
-        .undescribed(Method::POST, "/jobs/{id}/retry", jobs::retry)
-        .undescribed(Method::GET, "/fleet", fleet::show)
+    api.route::<overview::__path_show, _, _>(overview::show)
+        .route::<overview::__path_show_slash, _, _>(overview::show_slash)
+        .route::<users::__path_list, _, _>(users::list)
+        .route::<account::__path_show, _, _>(account::show)
+        .route::<actions::__path_act, _, _>(actions::act)
+        .route::<audit::__path_audit, _, _>(audit::audit)
+        .route::<jobs::__path_list, _, _>(jobs::list)
+        .route::<jobs::__path_retry, _, _>(jobs::retry)
+        .route::<fleet::__path_show, _, _>(fleet::show)
 }
 
 /// A time as the console shows and answers it: `2026-12-02T10:05:00Z` (UTC).
 pub fn utc(at: chrono::NaiveDateTime) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::SERVICE;
+
+    /// Every `$ref` in `value`, wherever it is.
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(target)) => found.push(target),
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_route_is_described_once_and_every_reference_resolves() {
+        let api = SERVICE.api();
+        assert!(
+            api.undescribed_routes().is_empty(),
+            "{:?}",
+            api.undescribed_routes()
+        );
+        let text = serde_json::to_string(&api.document()).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+
+        // One operation per route, at its method and path.
+        let routes = api.operations();
+        let mut described = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                assert!(
+                    [
+                        "get", "post", "put", "patch", "delete", "head", "options", "trace"
+                    ]
+                    .contains(&method.as_str()),
+                    "{path}: {method}"
+                );
+                described.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let served: BTreeSet<(String, String)> = routes
+            .iter()
+            .map(|(method, path)| (method.to_string(), path.clone()))
+            .collect();
+        assert_eq!(served.len(), routes.len(), "a route is served twice");
+        assert_eq!(described, served);
+
+        // Operation ids are unique; the console's own routes are tagged and need a session.
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap();
+                assert!(ids.insert(id.to_owned()), "{id} twice");
+                if operation["tags"][0] == "admin" {
+                    let security = operation["security"].as_array().unwrap();
+                    assert_eq!(security.len(), 2, "{method} {path}");
+                    assert!(
+                        operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            doc["paths"].as_object().unwrap().len(),
+            9 + 4,
+            "the console's nine paths and the kit's four"
+        );
+
+        // Every reference names a schema of the document.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{target} is no schema of the document"));
+            assert!(schemas.contains_key(name), "{target} does not resolve");
+        }
+
+        // The action is one of a fixed set, named as the route takes it.
+        let act = &doc["paths"]["/admin/users/{id}/{action}"]["post"];
+        let action = act["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "action")
+            .unwrap();
+        let names: Vec<&str> = super::actions::Action::ALL
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(action["in"], "path");
+        assert_eq!(action["schema"]["enum"], serde_json::json!(names));
+    }
 }

@@ -12,14 +12,17 @@ use flotilla_contracts::AuthEventKind;
 use flotilla_db::diesel::prelude::*;
 use flotilla_db::diesel::sql_types::{BigInt, Text, Timestamp};
 use flotilla_db::{AnyConnection, diesel, portable_sql};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{page_or_json, render};
 use flotilla_kit::tokio;
 use flotilla_kit::work::blocking;
 use flotilla_kit::{Error, State};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Admin;
+use crate::docs;
 use crate::fleet::FleetReport;
 use crate::jobs::StateCounts;
 use crate::operator::Operator;
@@ -28,13 +31,15 @@ use crate::operator::Operator;
 pub const DAYS: usize = 30;
 
 /// The accounts, closed ones apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName, ToSchema)]
 pub struct AccountCounts {
     /// Open accounts (not closed by their owner or an admin).
     #[diesel(sql_type = BigInt)]
     pub total: i64,
+    /// Open accounts whose address is confirmed.
     #[diesel(sql_type = BigInt)]
     pub verified: i64,
+    /// Open accounts disabled by an admin.
     #[diesel(sql_type = BigInt)]
     pub disabled: i64,
     /// Open accounts made in the last 7 days.
@@ -70,11 +75,13 @@ impl AccountCounts {
 }
 
 /// One day of the chart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Day {
     /// `2026-12-01` (UTC).
     pub day: String,
+    /// Sign-ins (`login.success`).
     pub sign_ins: i64,
+    /// Failed sign-ins (`login.failure`).
     pub failed: i64,
 }
 
@@ -210,10 +217,13 @@ impl Chart {
 }
 
 /// The answer of `GET /admin`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub accounts: AccountCounts,
+    /// The last 30 days (UTC), oldest first, today included; a day without any is
+    /// there with zeros.
     pub sign_ins: Vec<Day>,
+    /// Every job, by state.
     pub jobs: StateCounts,
     pub fleet: FleetReport,
 }
@@ -228,7 +238,19 @@ struct OverviewPage<'a> {
     fleet: &'a FleetReport,
 }
 
-/// `GET /admin`.
+/// The overview: accounts, sign-ins per day for 30 days, jobs by state, the fleet.
+#[utoipa::path(get, path = "/admin", tag = "admin", operation_id = "overview",
+    responses(
+        (status = 200, description = "The overview: JSON for an API client, the page (the \
+            sign-ins as an SVG chart and a table) for a browser.", content(
+            (Overview = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn show(
     operator: Operator,
     req: HttpRequest,
@@ -260,6 +282,27 @@ pub async fn show(
             fleet: &overview.fleet,
         })
     }))
+}
+
+/// The overview, at `/admin/` too.
+#[utoipa::path(get, path = "/admin/", tag = "admin", operation_id = "overview_slash",
+    responses(
+        (status = 200, description = "As `GET /admin`.", content(
+            (Overview = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
+pub async fn show_slash(
+    operator: Operator,
+    req: HttpRequest,
+    state: web::Data<State>,
+    admin: web::Data<Admin>,
+) -> Result<HttpResponse, Error> {
+    show(operator, req, state, admin).await
 }
 
 #[cfg(test)]

@@ -12,13 +12,16 @@ use flotilla_accounts::Role;
 use flotilla_accounts::directory::{
     Cursor, ListedUser, MAX_PAGE, MAX_PREFIX, StatusFilter, UserPage, UserQuery,
 };
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::html::SignedIn;
 use flotilla_kit::html::{render, respond};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::read;
 use flotilla_kit::{Error, FieldErrors, State};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::docs::{self, RoleName, UserStatus};
 use crate::operator::Operator;
 
 /// Rows per page when `limit` is not given.
@@ -151,15 +154,18 @@ fn iso(at: NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-#[derive(Serialize)]
+/// An account in the list. Times are RFC 3339, UTC.
+#[derive(Serialize, ToSchema)]
 struct UserJson<'a> {
     id: &'a str,
     email: &'a str,
     username: Option<&'a str>,
     email_verified: bool,
     disabled: bool,
+    #[schema(value_type = RoleName)]
     role: &'static str,
     created_at: String,
+    /// Its latest `login.success`, `null` for none.
     last_sign_in_at: Option<String>,
 }
 
@@ -178,9 +184,11 @@ impl<'a> From<&'a ListedUser> for UserJson<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct PageJson<'a> {
+/// A page of the accounts.
+#[derive(Serialize, ToSchema)]
+struct UserList<'a> {
     users: Vec<UserJson<'a>>,
+    /// The `after` of the next page; `null` on the last one.
     next: Option<String>,
 }
 
@@ -218,6 +226,46 @@ impl UsersPage<'_> {
     }
 }
 
+/// The accounts, searched by a prefix of the address or username and filtered by state
+/// and role, a page at a time (keyset-paginated).
+#[utoipa::path(get, path = "/admin/users", tag = "admin", operation_id = "users",
+    params(
+        ("q" = Option<String>, Query, max_length = 254, description = "The accounts whose \
+            address starts with it (any case), in address order, then those whose username \
+            does, in username order; trimmed. Without it, newest first."),
+        ("status" = inline(Option<UserStatus>), Query, description = "Only the accounts in \
+            this state; an empty value is no filter."),
+        ("role" = inline(Option<RoleName>), Query, description = "Only the accounts with \
+            this role; an empty value is no filter."),
+        ("after" = Option<String>, Query, description = "The `next` of the page before \
+            (a cursor of the same search)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Rows per \
+            page (default 50)."),
+        ("trail" = Option<String>, Query, description = "The pages' pager: the cursors of \
+            the pages before this one, dot-separated (at most 30), for the page's \
+            \"previous\" link."),
+    ),
+    responses(
+        (status = 200, description = "A page of accounts: JSON for an API client, a table \
+            with a search form and first/previous/next links for a browser.", content(
+            (UserList = "application/json"),
+            (String = "text/html"),
+        ), links(
+            ("next_page" = (operation_id = "admin_users",
+                parameters(("after" = "$response.body#/next")),
+                description = "The next page: `next` as `after`, with the same `q`, \
+                    `status`, `role` and `limit`.")),
+        )),
+        (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
+        (status = 400, description = "`malformed_query`: the query string does not parse.",
+            body = ErrorBody),
+        (status = 401, description = docs::PAGE_UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = docs::PAGE_FORBIDDEN, body = ErrorBody),
+        (status = 422, description = "`invalid_input`, naming each parameter that is wrong: \
+            a bad value, an `after` from another search, or a parameter unknown or given \
+            twice.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
 pub async fn list(
     operator: Operator,
     req: HttpRequest,
@@ -238,7 +286,7 @@ pub async fn list(
     if !wants_html(req.headers()) {
         return Ok(HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
-            .json(PageJson {
+            .json(UserList {
                 users: page.users.iter().map(UserJson::from).collect(),
                 next,
             }));
