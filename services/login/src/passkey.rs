@@ -32,8 +32,9 @@ use crate::store::{self, Opening};
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeInput {
-    /// `POST /login/confirm/passkey`: the session's form token, for a post with the
-    /// access cookie (or the `x-csrf-token` header instead).
+    /// `POST /login/confirm/passkey`: the session's form token. Taken, but with the
+    /// access cookie the `x-csrf-token` header is needed anyway (the session's
+    /// extractor checks it before the body is read).
     #[serde(default)]
     pub csrf_token: Option<String>,
     /// `POST /login/second-step/passkey`: an API client's step (`POST /login`'s
@@ -108,7 +109,7 @@ pub async fn second_step_challenge(
 /// `POST /login/confirm/passkey`: for "Confirm it's you" (and profile's changes, which
 /// ask the same).
 #[utoipa::path(post, path = "/login/confirm/passkey", tag = "login",
-    request_body(description = "Optional: a form's `csrf_token`.", content(
+    request_body(description = "Optional (the pages' script sends `{}`).", content(
         (Option<ChallengeInput> = "application/json"),
         (Option<ChallengeInput> = "application/x-www-form-urlencoded"),
     )),
@@ -120,7 +121,8 @@ pub async fn second_step_challenge(
         (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid` \
             or `session_revoked`: no live access token.", body = ErrorBody),
         (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: the \
-            access cookie without the form token, or from another site.", body = ErrorBody),
+            access cookie without the form token in the `x-csrf-token` header, or from \
+            another site.", body = ErrorBody),
         (status = 409, description = "`passkeys_unavailable` (the site's address is no \
             domain name) or `no_passkeys` (the account has none).", body = ErrorBody),
     ))]
