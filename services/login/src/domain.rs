@@ -5,21 +5,28 @@ use flotilla_auth::Code;
 use flotilla_auth::{CarriesCsrf, Proof};
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 /// Longest address accepted (RFC 5321).
 const MAX_EMAIL: usize = 254;
 /// Longer passwords are refused before hashing (the policy's ceiling is lower).
 const MAX_PASSWORD: usize = 1024;
 
-#[derive(Default, Deserialize)]
+/// A sign-in with a password: the form's fields or a JSON body.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
+    /// The account's address (any case).
     #[serde(default)]
+    #[schema(example = "ada@example.org")]
     pub email: String,
+    /// At most 1024 characters.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
-    /// Where a browser goes afterwards (same site only).
+    /// Where a browser goes afterwards (a path of this site; default `/profile`).
     #[serde(default)]
+    #[schema(example = "/profile")]
     pub next: Option<String>,
 }
 
@@ -77,22 +84,29 @@ pub fn landing(next: Option<&str>) -> String {
 }
 
 /// `POST /login/confirm`: the signed-in person's password again.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmInput {
+    /// The account's password (at most 1024 characters).
     #[serde(default)]
     pub password: String,
-    /// The second factor's code, asked for when the account has one; or a passkey's
-    /// answer to `passkey_challenge`.
+    /// The second factor's code, asked for when the account has one (six digits from
+    /// the authenticator app, or a recovery code); or a passkey's answer to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub code: Option<String>,
+    /// A passkey's answer (`PublicKeyCredential` JSON) to `passkey_challenge`, instead
+    /// of `code`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The `challenge` of `POST /login/confirm/passkey`'s answer.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
     /// Where a browser goes afterwards (same site only; default `/profile`).
     #[serde(default)]
     pub next: Option<String>,
+    /// The session's form token (the `csrf` claim), for a post with the access cookie
+    /// (or the `x-csrf-token` header instead).
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -138,38 +152,48 @@ impl ConfirmInput {
 }
 
 /// `POST /login/second-step`: a code for the sign-in begun with a password.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondStepInput {
     /// Six digits from the authenticator app, or a recovery code.
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: String,
     /// Or a passkey's answer (`PublicKeyCredential` JSON) to `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The `challenge` of `POST /login/second-step/passkey`'s answer.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
-    /// An API client's step; a browser's is its cookie.
+    /// An API client's step (`POST /login`'s `second_step_token`); a browser's is its
+    /// cookie.
     #[serde(default)]
     pub second_step_token: Option<String>,
+    /// Where a browser goes afterwards (a path of this site; default `/profile`).
     #[serde(default)]
     pub next: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+/// `POST /login/refresh`: the refresh token, when it does not come as its cookie.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshInput {
+    /// The refresh token of the last sign-in or refresh (used once).
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
 
 /// Logout and logout-all: a form sends its token; an API client may name the
 /// session by its refresh token.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutInput {
+    /// The session's form token (the `csrf` claim), for a post with the access cookie
+    /// (or the `x-csrf-token` header instead).
     #[serde(default)]
     pub csrf_token: Option<String>,
+    /// `POST /login/logout` without a live access token: the session of this refresh
+    /// token (else of the refresh cookie) ends.
     #[serde(default)]
     pub refresh_token: Option<String>,
     /// Where a form goes afterwards (a path of this site; else the sign-in page with
@@ -184,10 +208,12 @@ impl CarriesCsrf for LogoutInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /login/forgot`: the address to mail a reset link to.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotInput {
     #[serde(default)]
+    #[schema(example = "ada@example.org")]
     pub email: String,
 }
 
@@ -205,12 +231,17 @@ impl ForgotInput {
     }
 }
 
-#[derive(Default, Deserialize)]
+/// `POST /login/reset`: a reset link's token and the new password.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetInput {
+    /// The token of the reset mail's link.
     #[serde(default)]
     pub token: String,
+    /// The new password, by the signup rules: long enough (12 characters by default),
+    /// not a common password, not containing the address's first part.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
 }
 

@@ -19,6 +19,7 @@
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_auth::{Auth, AuthError, Claims, TokenError};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::{Error, State};
 
@@ -148,7 +149,42 @@ fn count(state: &State, outcome: &'static str) {
     );
 }
 
-/// `GET /login/auth`: may this request pass, and as whom.
+/// May this request pass, and as whom (`GET /login/auth`, for nginx).
+#[utoipa::path(get, path = "/login/auth", tag = "login",
+    operation_id = "auth",
+    description = "nginx's `auth_request` for the site's other apps (never routed from \
+        outside). Reads no database: the verified-token cache and the deny-list answer.",
+    params(
+        ("X-Flotilla-Require" = Option<String>, Header, description = "What the location \
+            asks: `user` (the default), `verified`, `role=NAME`, `optional`, \
+            comma-separated."),
+    ),
+    security(("bearer" = []), ("cookie" = []), ()),
+    responses(
+        (status = 204, description = "Admitted, with the person in headers (empty ones left \
+            out). `optional` admits anyone, with the headers only for a live session.",
+            headers(
+                ("x-flotilla-user-id" = String),
+                ("x-flotilla-role" = String),
+                ("x-flotilla-email-verified" = String, description = "`true` or `false`."),
+                ("x-flotilla-session-id" = String),
+                ("x-flotilla-csrf-token" = String, description = "The session's form token."),
+                ("x-flotilla-amr" = String, description = "How the person signed in \
+                    (RFC 8176 names, space-separated)."),
+                ("x-flotilla-email" = String, description = "Percent-encoded beyond \
+                    printable ASCII."),
+                ("x-flotilla-username" = String, description = "Percent-encoded beyond \
+                    printable ASCII."),
+                ("x-flotilla-display-name" = String, description = "Percent-encoded \
+                    beyond printable ASCII."),
+            )),
+        (status = 401, description = "No live session (no body): `X-Flotilla-Auth-Error` \
+            says `not_authenticated`, `token_expired`, `token_invalid` or `session_revoked`.",
+            headers(("x-flotilla-auth-error" = String))),
+        (status = 403, description = "A person the location does not admit (no body): \
+            `email_not_verified` or `role_required`; `requirement_invalid` (logged) for an \
+            `X-Flotilla-Require` it cannot read.", headers(("x-flotilla-auth-error" = String))),
+    ))]
 pub async fn check(
     req: HttpRequest,
     state: web::Data<State>,
@@ -252,7 +288,26 @@ fn header_text(text: &str) -> String {
     out
 }
 
-/// `/login/auth/refused`: the answer to a request the door refused.
+/// The answer to a request the door refused (`/login/auth/refused`, for nginx).
+#[utoipa::path(get, path = "/login/auth/refused", tag = "login",
+    operation_id = "auth_refused",
+    description = "What nginx answers a request `/login/auth` refused (never routed from \
+        outside).",
+    params(
+        ("X-Flotilla-Auth-Error" = Option<String>, Header, description = "The refusal's \
+            code, from `/login/auth` (default `not_authenticated`)."),
+        ("X-Flotilla-Original-Uri" = Option<String>, Header, description = "The address \
+            the refused request asked for (`$request_uri`)."),
+    ),
+    responses(
+        (status = 303, description = "A browser without a session: to `/login?next=<the \
+            address it asked for>`, which renews the session from the refresh cookie when \
+            it can.", headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid` \
+            or `session_revoked`, for an API client.", body = ErrorBody),
+        (status = 403, description = "`email_not_verified`, `role_required` or \
+            `requirement_invalid`: the page or JSON.", body = ErrorBody),
+    ))]
 pub async fn refused(req: HttpRequest) -> Result<HttpResponse, Error> {
     let code = req
         .headers()

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use flotilla_auth::second_factor::Attempt;
 use flotilla_auth::{Auth, Authenticated, Claims, Credential, SecondFactors, Submission};
 use flotilla_contracts::AuthEventKind;
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::body::{BodyFormat as Format, read_body};
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::input::{Input, Then};
@@ -15,8 +16,9 @@ use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
+use crate::answers::{Jwks, ResetSent, ResetStatus, SessionInfo, SignIn, Tokens};
 use crate::domain::{
     ConfirmInput, ForgotInput, LoginInput, LogoutInput, RefreshInput, ResetInput, landing,
     plausible_token, safe_next,
@@ -94,26 +96,49 @@ fn issue(
         .cookie(login.auth.access_cookie(&token))
         .cookie(login.auth.refresh_cookie(&grant.refresh_token, refresh_age));
     Ok(match format {
-        Format::Json => response.json(serde_json::json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": settings.ttl_secs,
-            "refresh_token": grant.refresh_token,
+        Format::Json => response.json(SignIn::Tokens(Tokens {
+            access_token: token,
+            expires_in: settings.ttl_secs,
+            refresh_token: grant.refresh_token.clone(),
+            token_type: "Bearer",
         })),
         Format::Form => response.finish(),
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormQuery {
+    /// Where to go after signing in: a path of this site (default `/profile`).
     next: Option<String>,
-    /// `prompt=login` shows the form even with a live session (switching accounts).
+    /// `prompt=login` (any value) shows the form even with a live session (switching
+    /// accounts).
     prompt: Option<String>,
-    /// Set after a password reset, a sign-out or a closed account, for the notice.
+    /// `reset`, `signed-out` or `closed`: the notice of what was just done.
     done: Option<String>,
 }
 
-/// The form. A browser with a live refresh cookie goes straight on to `next`.
+/// The sign-in form, or straight on to `next` with a live refresh cookie.
+#[utoipa::path(get, path = "/login", tag = "login",
+    params(
+        FormQuery,
+        ("flotilla_refresh" = Option<String>, Cookie, description = "The refresh cookie \
+            (`__Secure-flotilla_refresh` over https): a live one renews the session without \
+            the form."),
+    ),
+    responses(
+        (status = 200, description = "The form (with the cookies cleared when the refresh \
+            cookie no longer works).", content_type = "text/html", body = String,
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh \
+                cookies, when the refresh cookie no longer works."))),
+        (status = 303, description = "A live refresh cookie, without `prompt`: the session \
+            renewed, on to `next` (default `/profile`) with new cookies.",
+            headers(
+                ("Location" = String),
+                ("Set-Cookie" = String, description = "The new access and refresh cookies."),
+            )),
+        (status = 400, description = "`malformed_query`.", body = ErrorBody),
+    ))]
 pub async fn form(
     req: HttpRequest,
     query: web::Query<FormQuery>,
@@ -159,6 +184,43 @@ pub async fn form(
     ))
 }
 
+/// Signs in with an address and a password.
+#[utoipa::path(post, path = "/login", tag = "login",
+    request_body(content(
+        (LoginInput = "application/json"),
+        (LoginInput = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_device" = Option<String>, Cookie, description = "The device cookie \
+            (`__Secure-flotilla_device` over https): a browser that signed in to the \
+            account before counts its failures apart."),
+    ),
+    responses(
+        (status = 200, description = "Signed in: the tokens, and the access, refresh and \
+            device cookies. For an account with a second factor, `second_factor_required` \
+            instead: no session yet, but a step to finish at `POST /login/second-step` (its \
+            token, and its cookie).", body = SignIn,
+            headers(("Set-Cookie" = String, description = "The access, refresh and device \
+                cookies; or the second step's cookie (path `/login`)."))),
+        (status = 303, description = "A form post: on to a same-site `next` (default \
+            `/profile`) with the cookies; for an account with a second factor, to \
+            `/login/second-step?next=…` with the step's cookie.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`invalid_credentials`: a wrong password, or an \
+            address without an account (the same answer). A form post gets the form again.",
+            body = ErrorBody),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site. With the right password: `email_not_verified` (the way to a new link) or \
+            `account_disabled`.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `email` missing or not an address, \
+            `password` missing or longer than 1024 characters (a form gets the form again).",
+            body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many failures at this \
+            address (counted apart for a browser that signed in to the account before), or \
+            too many of its sign-ins being checked at once.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable.", body = ErrorBody),
+    ))]
 pub async fn login(
     input: Input<LoginInput>,
     req: HttpRequest,
@@ -437,6 +499,38 @@ async fn renew(
     Ok(outcome)
 }
 
+/// Exchanges a refresh token (its cookie, or `refresh_token`) for a new pair.
+#[utoipa::path(post, path = "/login/refresh", tag = "login",
+    request_body(description = "Optional: without a body (or without `refresh_token`), \
+        the refresh cookie is used.", content(
+        (Option<RefreshInput> = "application/json"),
+        (Option<RefreshInput> = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_refresh" = Option<String>, Cookie, description = "The refresh cookie \
+            (`__Secure-flotilla_refresh` over https), when the body has no token."),
+        ("flotilla_device" = Option<String>, Cookie, description = "The device cookie: a \
+            spent token that comes back with the cookie of the browser that spent it, \
+            within 10 s, is a race of its tabs (`409`), not a theft."),
+    ),
+    responses(
+        (status = 200, description = "A new pair (the refresh token sent is spent), also \
+            as cookies.", body = Tokens,
+            headers(("Set-Cookie" = String, description = "The new access and refresh cookies."))),
+        (status = 401, description = "`not_authenticated`: no refresh token. The others \
+            also clear the cookies: `token_invalid` (unknown or revoked), \
+            `refresh_token_reused` (spent already: the session has ended), \
+            `session_expired`, `account_disabled` (the session ends).", body = ErrorBody,
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh \
+                cookies."))),
+        (status = 403, description = "`cross_origin_request`: the refresh cookie, sent from \
+            another site.", body = ErrorBody),
+        (status = 409, description = "`refresh_conflict`: another request of this browser \
+            exchanged the token a moment ago; its answer has the new cookies (none touched \
+            here, the session kept).", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `refresh_token` is not a refresh \
+            token.", body = ErrorBody),
+    ))]
 pub async fn refresh(
     req: HttpRequest,
     body: web::Bytes,
@@ -503,8 +597,35 @@ fn signed_out(auth: &Auth, format: Format, next: Option<&str>) -> HttpResponse {
     response
 }
 
-/// Ends the session of the request: the access token's `sid` (Bearer or cookie), or,
-/// when the access token has expired, the session of the refresh token.
+/// Ends the session of the request.
+///
+/// The access token's `sid` (Bearer or cookie), or, when the access token has expired,
+/// the session of the refresh token.
+#[utoipa::path(post, path = "/login/logout", tag = "login",
+    request_body(description = "Optional: a form sends its `csrf_token` (and `next`); an \
+        API client may name the session by its `refresh_token`.", content(
+        (Option<LogoutInput> = "application/json"),
+        (Option<LogoutInput> = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_refresh" = Option<String>, Cookie, description = "The refresh cookie: \
+            names the session once the access token expired."),
+    ),
+    security(("bearer" = []), ("cookie" = []), ()),
+    responses(
+        (status = 204, description = "Signed out (JSON, or an empty body from a client that \
+            is no browser): the session ended, the cookies cleared.",
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh \
+                cookies."))),
+        (status = 303, description = "A form (or an empty post from a browser): on to a \
+            same-site `next`, else `/login?done=signed-out`; the cookies cleared.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`not_authenticated`: no session to end (no live \
+            access token, and no refresh token naming one).", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: the \
+            access cookie without the form token, or a cookie sent from another site.",
+            body = ErrorBody),
+    ))]
 pub async fn logout(
     req: HttpRequest,
     body: web::Bytes,
@@ -554,6 +675,27 @@ pub async fn logout(
     Ok(signed_out(auth, format, input.next.as_deref()))
 }
 
+/// Ends every session of the access token's user.
+#[utoipa::path(post, path = "/login/logout-all", tag = "login",
+    request_body(description = "Optional: a form sends its `csrf_token` (and `next`).",
+        content(
+            (Option<LogoutInput> = "application/json"),
+            (Option<LogoutInput> = "application/x-www-form-urlencoded"),
+        )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Every session of the user ended (JSON, an empty body \
+            from a client that is no browser, or any request with a bearer token); the \
+            cookies cleared.",
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh \
+                cookies."))),
+        (status = 303, description = "A form with the access cookie: as `POST \
+            /login/logout`.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid` \
+            or `session_revoked`: no live access token.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: the \
+            access cookie without the form token, or from another site.", body = ErrorBody),
+    ))]
 pub async fn logout_all(
     req: HttpRequest,
     body: web::Bytes,
@@ -580,10 +722,31 @@ pub async fn logout_all(
     Ok(signed_out(auth, format, input.next.as_deref()))
 }
 
+/// The form that asks for a reset link.
+#[utoipa::path(get, path = "/login/forgot", tag = "login",
+    responses((status = 200, description = "The form.", content_type = "text/html", body = String)))]
 pub async fn forgot_form() -> HttpResponse {
     html(StatusCode::OK, pages::forgot_form("", None))
 }
 
+/// Mails a reset link, if an account uses the address (the same answer either way).
+#[utoipa::path(post, path = "/login/forgot", tag = "login",
+    request_body(content(
+        (ForgotInput = "application/json"),
+        (ForgotInput = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "The same whether or not the address has an account, \
+            and no sooner: a link valid an hour is mailed when it has one (at most one a \
+            minute). A form gets the \"check your email\" page.", content(
+            (ResetSent = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `email` missing or not an address \
+            (a form gets the form again).", body = ErrorBody),
+    ))]
 pub async fn forgot(
     input: Input<ForgotInput>,
     req: HttpRequest,
@@ -610,17 +773,19 @@ pub async fn forgot(
     login.wake.wake("email");
     // The same answer whether or not the address has an account, no sooner either.
     even.finish().await;
-    let status = json!({
-        "status": "reset_sent",
-        "message": "If an account uses this address, a reset link is on its way.",
-    });
+    let status = ResetSent {
+        message: "If an account uses this address, a reset link is on its way.",
+        status: "reset_sent",
+    };
     let minutes = login.config.reset_ttl.num_minutes();
     let page = || Then::Page(pages::forgot_sent(minutes));
     Ok(input.reply(StatusCode::ACCEPTED, &status, page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResetQuery {
+    /// The token of the reset mail's link.
     token: Option<String>,
 }
 
@@ -632,6 +797,18 @@ fn link_refusal(expired: bool) -> LoginError {
     }
 }
 
+/// Opening a reset link: the new-password form (or `{"status":"valid"}`), spending nothing.
+#[utoipa::path(get, path = "/login/reset", tag = "login",
+    params(ResetQuery),
+    responses(
+        (status = 200, description = "The link works: a browser gets the new-password form, \
+            an API client `{\"status\":\"valid\"}`. Nothing is spent.", content(
+            (ResetStatus = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`token_invalid` (used, unknown or mistyped) or \
+            `token_expired`, a page for a browser; `malformed_query`.", body = ErrorBody),
+    ))]
 pub async fn reset_form(
     req: HttpRequest,
     query: web::Query<ResetQuery>,
@@ -646,7 +823,9 @@ pub async fn reset_form(
                 let page = pages::reset_form(&token, &FieldErrors::new());
                 return Ok(html(StatusCode::OK, page));
             }
-            Link::Valid { .. } => return Ok(HttpResponse::Ok().json(json!({"status": "valid"}))),
+            Link::Valid { .. } => {
+                return Ok(HttpResponse::Ok().json(ResetStatus { status: "valid" }));
+            }
             Link::Invalid => link_refusal(false),
             Link::Expired => link_refusal(true),
         }
@@ -657,6 +836,29 @@ pub async fn reset_form(
     Err(Error::from(refusal).for_browser(browser, page))
 }
 
+/// Sets a new password with a reset link's token; every session ends.
+#[utoipa::path(post, path = "/login/reset", tag = "login",
+    request_body(content(
+        (ResetInput = "application/json"),
+        (ResetInput = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"status\":\"password_changed\"}`: the link spent, \
+            the account's other links void, every session ended, the address confirmed, a \
+            notice mailed; the cookies cleared.", body = ResetStatus,
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh \
+                cookies."))),
+        (status = 303, description = "A form: to `/login?done=reset`, the cookies cleared.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 400, description = "`token_invalid` (used, unknown or mistyped) or \
+            `token_expired` (a form gets the form again).", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the password does not follow the \
+            signup rules.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being hashed; or the \
+            database is unavailable.", body = ErrorBody),
+    ))]
 pub async fn reset(
     input: Input<ResetInput>,
     req: HttpRequest,
@@ -704,15 +906,19 @@ pub async fn reset(
     login.auth.announce_revoked(&revoked);
     login.wake.wake("email");
     let mut response = match input.format() {
-        Format::Json => no_store(HttpResponse::Ok()).json(json!({"status": "password_changed"})),
+        Format::Json => no_store(HttpResponse::Ok()).json(ResetStatus {
+            status: "password_changed",
+        }),
         Format::Form => see_other("/login?done=reset"),
     };
     login.auth.clear_cookies(&mut response);
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
+    /// Where to go once confirmed: a path of this site (default `/profile`).
     next: Option<String>,
 }
 
@@ -721,9 +927,25 @@ fn query_pair(key: &str, value: &str) -> String {
     serde_urlencoded::to_string([(key, value)]).unwrap_or_default()
 }
 
-/// "Confirm it's you": the signed-in person's password again, as GitHub's sudo mode.
-/// An anonymous browser signs in first (or has its session renewed from the refresh
-/// cookie) and comes back here.
+/// "Confirm it's you": the form that asks the signed-in person's password again.
+///
+/// As GitHub's sudo mode. An anonymous browser signs in first (or has its session
+/// renewed from the refresh cookie) and comes back here.
+#[utoipa::path(get, path = "/login/confirm", tag = "login",
+    params(ConfirmQuery),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The form: the account's address, a password field \
+            and, when the account has a second factor, its code (and \"Use a passkey\"), \
+            with the form token and `next`.", content_type = "text/html", body = String),
+        (status = 303, description = "An anonymous browser: to \
+            `/login?next=/login/confirm%3Fnext%3D…`, which renews the session from the \
+            refresh cookie when it can, and comes back.", headers(("Location" = String))),
+        (status = 400, description = "`malformed_query`.", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`: an API client without a live \
+            access token; `session_revoked`: the session's account was closed or disabled.",
+            body = ErrorBody),
+    ))]
 pub async fn confirm_form(
     who: Option<Authenticated>,
     req: HttpRequest,
@@ -776,10 +998,41 @@ async fn account_and_factor(
     Ok((account, pages::Factors { kinds, passkeys_on }))
 }
 
+/// Confirms the signed-in person's password (and second factor) again.
+///
 /// Checks the password of the session's account (throttled per account, with
 /// profile's checks), and its second factor's code when it has one, and records the
 /// confirmation: the session's `authenticated_at` becomes now and its `amr` the
 /// methods used. A form goes on to `next` (default `/profile`); JSON gets 204.
+#[utoipa::path(post, path = "/login/confirm", tag = "login",
+    request_body(content(
+        (ConfirmInput = "application/json"),
+        (ConfirmInput = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Confirmed: the session's `authenticated_at` is now, \
+            its `amr` what was given (`pwd`, or e.g. `pwd otp mfa`)."),
+        (status = 303, description = "A form: on to a same-site `next` (default \
+            `/profile`).", headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid` \
+            or `session_revoked`: no live session, or its account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid` (the \
+            access cookie without the form token); `wrong_password`; `wrong_code` or \
+            `passkey_refused` (the second factor). A form gets the form again.",
+            body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable`: a passkey's answer on a site \
+            without passkeys.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing or too long; for \
+            an account with a second factor, `code` (or `passkey` with \
+            `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords \
+            (counted with profile's checks) or wrong codes for this account, or too many \
+            being checked at once.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable.", body = ErrorBody),
+    ))]
 pub async fn confirm(
     sub: Submission<ConfirmInput>,
     ClientOrigin(who_from): ClientOrigin,
@@ -829,21 +1082,37 @@ pub async fn confirm(
     })
 }
 
+/// The session of an access token.
+///
 /// Who the access token is, for clients that cannot read it: `401` once the session
 /// ended (the deny-list), like every other service would answer.
+#[utoipa::path(get, path = "/login/session", tag = "login",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The access token's session.", body = SessionInfo),
+        (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid`, \
+            or `session_revoked` once the session ended.", body = ErrorBody),
+    ))]
 pub async fn session(who: Authenticated) -> HttpResponse {
     let claims = &who.claims;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "session_id": claims.sid,
-            "user_id": claims.sub,
-            "role": claims.role,
-            "email_verified": claims.email_verified,
-            "expires_at": chrono::DateTime::from_timestamp(claims.exp, 0).map(|t| t.to_rfc3339()),
-        }))
+        .json(SessionInfo {
+            email_verified: claims.email_verified,
+            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).map(|t| t.to_rfc3339()),
+            role: claims.role.clone(),
+            session_id: claims.sid.clone(),
+            user_id: claims.sub.clone(),
+        })
 }
 
+/// The public keys that check login's access tokens (JWKS).
+#[utoipa::path(get, path = "/login/.well-known/jwks.json", tag = "login",
+    responses(
+        (status = 200, description = "The public keys (`kty` OKP, `crv` Ed25519, `kid`); \
+            cached up to five minutes.", body = Jwks,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
+    ))]
 pub async fn jwks(login: web::Data<Login>) -> Result<HttpResponse, Error> {
     let jwks = login
         .keys
@@ -852,5 +1121,5 @@ pub async fn jwks(login: web::Data<Login>) -> Result<HttpResponse, Error> {
         .jwks();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(jwks))
+        .json(Jwks(jwks)))
 }

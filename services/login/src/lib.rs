@@ -26,6 +26,7 @@
 //! cookie set at each sign-in, `flotilla_auth::device`); nginx limits each client
 //! address as well.
 
+mod answers;
 mod domain;
 mod errors;
 mod gate;
@@ -46,7 +47,6 @@ use flotilla_auth::keys::KeyRing;
 use flotilla_auth::throttle::{InFlight, ThrottleSettings};
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings, SecondFactors};
 use flotilla_bus::WakeSender;
-use flotilla_kit::actix_web::http::Method;
 use flotilla_kit::actix_web::web;
 use flotilla_kit::{Api, Command, ConfigError, Env, Provide, Service, State};
 
@@ -265,33 +265,36 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     }))
 }
 
-/// Routes not yet described by their handlers' attributes (issue 18, in progress).
+/// Login's routes, each described by its handler's attribute.
 fn api(api: Api) -> Api {
-    api.undescribed(Method::GET, "", handlers::form)
-        .undescribed(Method::POST, "", handlers::login)
-        .undescribed(Method::GET, "/second-step", second_step::form)
-        .undescribed(Method::POST, "/second-step", second_step::finish)
-        .undescribed(
-            Method::POST,
-            "/second-step/passkey",
-            passkey::second_step_challenge,
-        )
-        .undescribed(Method::POST, "/confirm/passkey", passkey::confirm_challenge)
-        .undescribed(Method::POST, "/passkey/options", passkey::sign_in_challenge)
-        .undescribed(Method::POST, "/passkey", passkey::sign_in)
-        .undescribed(Method::GET, "/session", handlers::session)
-        .undescribed(Method::POST, "/refresh", handlers::refresh)
-        .undescribed(Method::POST, "/logout", handlers::logout)
-        .undescribed(Method::POST, "/logout-all", handlers::logout_all)
-        .undescribed(Method::GET, "/confirm", handlers::confirm_form)
-        .undescribed(Method::POST, "/confirm", handlers::confirm)
-        .undescribed(Method::GET, "/forgot", handlers::forgot_form)
-        .undescribed(Method::POST, "/forgot", handlers::forgot)
-        .undescribed(Method::GET, "/reset", handlers::reset_form)
-        .undescribed(Method::POST, "/reset", handlers::reset)
-        .undescribed(Method::GET, "/.well-known/jwks.json", handlers::jwks)
-        .undescribed(Method::GET, "/auth", gate::check)
-        .undescribed(Method::GET, "/auth/refused", gate::refused)
+    use gate::{__path_check, __path_refused};
+    use handlers::*;
+    use passkey::{
+        __path_confirm_challenge, __path_second_step_challenge, __path_sign_in,
+        __path_sign_in_challenge,
+    };
+    use second_step::{__path_finish, __path_form as __path_second_step_form};
+    api.route::<__path_form, _, _>(form)
+        .route::<__path_login, _, _>(login)
+        .route::<__path_second_step_form, _, _>(second_step::form)
+        .route::<__path_finish, _, _>(second_step::finish)
+        .route::<__path_second_step_challenge, _, _>(passkey::second_step_challenge)
+        .route::<__path_confirm_challenge, _, _>(passkey::confirm_challenge)
+        .route::<__path_sign_in_challenge, _, _>(passkey::sign_in_challenge)
+        .route::<__path_sign_in, _, _>(passkey::sign_in)
+        .route::<__path_session, _, _>(session)
+        .route::<__path_refresh, _, _>(refresh)
+        .route::<__path_logout, _, _>(logout)
+        .route::<__path_logout_all, _, _>(logout_all)
+        .route::<__path_confirm_form, _, _>(confirm_form)
+        .route::<__path_confirm, _, _>(confirm)
+        .route::<__path_forgot_form, _, _>(forgot_form)
+        .route::<__path_forgot, _, _>(forgot)
+        .route::<__path_reset_form, _, _>(reset_form)
+        .route::<__path_reset, _, _>(reset)
+        .route::<__path_jwks, _, _>(jwks)
+        .route::<__path_check, _, _>(gate::check)
+        .route::<__path_refused, _, _>(gate::refused)
 }
 
 #[cfg(test)]
@@ -328,5 +331,87 @@ mod tests {
             ("FLOTILLA_KEYS_RELOAD_SECS", "120"),
         ]);
         assert!(slow_reload.publish_warning().is_some());
+    }
+
+    /// Every `$ref` in `value`.
+    fn references<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (key, field) in fields {
+                    match (key.as_str(), field) {
+                        ("$ref", serde_json::Value::String(target)) => found.push(target),
+                        _ => references(field, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| references(i, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_route_is_described_and_the_document_holds_together() {
+        let api = SERVICE.api();
+        assert!(
+            api.undescribed_routes().is_empty(),
+            "{:?}",
+            api.undescribed_routes()
+        );
+        let text = serde_json::to_string(&api.document()).unwrap();
+        let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // One operation per route served, at its method and path.
+        let paths = document["paths"].as_object().unwrap();
+        let methods = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let described: usize = paths
+            .values()
+            .map(|item| {
+                let item = item.as_object().unwrap();
+                item.keys()
+                    .filter(|k| methods.contains(&k.as_str()))
+                    .count()
+            })
+            .sum();
+        let served = api.operations();
+        assert_eq!(described, served.len());
+        let mut ids = std::collections::BTreeSet::new();
+        for (method, path) in &served {
+            let method = method.as_str().to_ascii_lowercase();
+            let operation = &paths[path.as_str()][&method];
+            assert!(operation.is_object(), "{method} {path} is not described");
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "operation id {id} twice");
+            assert!(
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no summary"
+            );
+        }
+        assert_eq!(served.len(), 4 + 21, "the kit's four and login's 21");
+        // Every reference names a schema of the document.
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/");
+            assert!(
+                name.is_some_and(|name| schemas.contains_key(name)),
+                "{target} names no schema"
+            );
+        }
+        // Security names only the kit's schemes.
+        let schemes = document["components"]["securitySchemes"]
+            .as_object()
+            .unwrap();
+        for (method, path) in &served {
+            let method = method.as_str().to_ascii_lowercase();
+            let security = paths[path.as_str()][&method]["security"].as_array();
+            for requirement in security.into_iter().flatten() {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(schemes.contains_key(scheme), "{path}: {scheme}");
+                }
+            }
+        }
     }
 }

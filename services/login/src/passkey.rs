@@ -11,13 +11,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::{Challenge, ChallengePurpose, PasskeyRow, User};
 use flotilla_auth::second_factor::{challenge_json, passkey_used};
 use flotilla_auth::{Authenticated, CodeRefusal};
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::body::read_body;
 use flotilla_kit::input::Input;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::Login;
+use crate::answers::{PasskeyChallenge, Tokens};
 use crate::domain::{plausible_token, safe_next};
 use crate::errors::LoginError;
 use crate::handlers::{count, devices, no_store, open_session, origin, refusal_of, signed_in};
@@ -26,11 +29,16 @@ use crate::store::{self, Opening};
 
 /// What a challenge's request may carry: the form token (a signed-in page's), or an
 /// API client's second step.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeInput {
+    /// `POST /login/confirm/passkey`: the session's form token. Taken, but with the
+    /// access cookie the `x-csrf-token` header is needed anyway (the session's
+    /// extractor checks it before the body is read).
     #[serde(default)]
     pub csrf_token: Option<String>,
+    /// `POST /login/second-step/passkey`: an API client's step (`POST /login`'s
+    /// `second_step_token`); a browser's is its cookie.
     #[serde(default)]
     pub second_step_token: Option<String>,
 }
@@ -43,11 +51,33 @@ fn challenge_input(req: &HttpRequest, body: &web::Bytes) -> Result<ChallengeInpu
 }
 
 fn answer(body: serde_json::Value) -> HttpResponse {
-    no_store(HttpResponse::Ok()).json(body)
+    no_store(HttpResponse::Ok()).json(PasskeyChallenge(body))
 }
 
-/// `POST /login/second-step/passkey`: a challenge for the passkeys of the account whose
-/// sign-in is at its second step (the browser's cookie, or `second_step_token`).
+/// A challenge for the passkeys of the account at its second step.
+///
+/// `POST /login/second-step/passkey`: the account whose sign-in is at its second step
+/// (the browser's cookie, or `second_step_token`).
+#[utoipa::path(post, path = "/login/second-step/passkey", tag = "login",
+    request_body(description = "Optional: an API client's `second_step_token`.", content(
+        (Option<ChallengeInput> = "application/json"),
+        (Option<ChallengeInput> = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_second_step" = Option<String>, Cookie, description = "The step's cookie \
+            (`__Secure-flotilla_second_step` over https), when the body has no \
+            `second_step_token`."),
+    ),
+    responses(
+        (status = 200, description = "A challenge for the account's passkeys, for \
+            `POST /login/second-step`'s `passkey_challenge`.", body = PasskeyChallenge),
+        (status = 401, description = "`second_step_ended`: no live step: sign in again.",
+            body = ErrorBody),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site.", body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable` (the site's address is no \
+            domain name) or `no_passkeys` (the account has none).", body = ErrorBody),
+    ))]
 pub async fn second_step_challenge(
     req: HttpRequest,
     body: web::Bytes,
@@ -74,8 +104,28 @@ pub async fn second_step_challenge(
     Ok(answer(body))
 }
 
-/// `POST /login/confirm/passkey`: a challenge for the signed-in person's passkeys, for
-/// "Confirm it's you" (and profile's changes, which ask the same).
+/// A challenge for the signed-in person's passkeys.
+///
+/// `POST /login/confirm/passkey`: for "Confirm it's you" (and profile's changes, which
+/// ask the same).
+#[utoipa::path(post, path = "/login/confirm/passkey", tag = "login",
+    request_body(description = "Optional (the pages' script sends `{}`).", content(
+        (Option<ChallengeInput> = "application/json"),
+        (Option<ChallengeInput> = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A challenge for the signed-in person's passkeys, for \
+            the `passkey_challenge` of `POST /login/confirm` (or of profile's changes).",
+            body = PasskeyChallenge),
+        (status = 401, description = "`not_authenticated`, `token_expired`, `token_invalid` \
+            or `session_revoked`: no live access token.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: the \
+            access cookie without the form token in the `x-csrf-token` header, or from \
+            another site.", body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable` (the site's address is no \
+            domain name) or `no_passkeys` (the account has none).", body = ErrorBody),
+    ))]
 pub async fn confirm_challenge(
     who: Authenticated,
     req: HttpRequest,
@@ -95,8 +145,19 @@ pub async fn confirm_challenge(
     Ok(answer(body))
 }
 
-/// `POST /login/passkey/options`: a challenge any of this site's passkeys may answer,
-/// for signing in without a password.
+/// A challenge for signing in with a passkey, without a password.
+///
+/// `POST /login/passkey/options`: a challenge any of this site's passkeys may answer.
+#[utoipa::path(post, path = "/login/passkey/options", tag = "login",
+    responses(
+        (status = 200, description = "A challenge any of the site's passkeys may answer \
+            (`mediation` `conditional`: the address field's autofill), for `POST \
+            /login/passkey`'s `passkey_challenge`.", body = PasskeyChallenge),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site.", body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable`: the site's address is no \
+            domain name.", body = ErrorBody),
+    ))]
 pub async fn sign_in_challenge(
     req: HttpRequest,
     state: web::Data<State>,
@@ -116,13 +177,16 @@ pub async fn sign_in_challenge(
 }
 
 /// `POST /login/passkey`: a passkey's answer signs in without a password.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeySignIn {
+    /// The passkey's answer (`PublicKeyCredential` JSON).
     #[serde(default)]
     pub passkey: String,
+    /// The `challenge` of `POST /login/passkey/options`'s answer.
     #[serde(default)]
     pub passkey_challenge: String,
+    /// Where a browser goes afterwards (a path of this site; default `/profile`).
     #[serde(default)]
     pub next: Option<String>,
 }
@@ -138,6 +202,33 @@ enum Checked {
     No,
 }
 
+/// Signs in with a passkey alone (its PIN or biometric is the second factor).
+#[utoipa::path(post, path = "/login/passkey", tag = "login",
+    request_body(content(
+        (PasskeySignIn = "application/json"),
+        (PasskeySignIn = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_device" = Option<String>, Cookie, description = "The device cookie, \
+            renewed with this account in it."),
+    ),
+    responses(
+        (status = 200, description = "Signed in, as `POST /login` answers: the tokens and \
+            the cookies; the session's `amr` `hwk mfa` (or `swk mfa`, a synced passkey).",
+            body = Tokens,
+            headers(("Set-Cookie" = String, description = "The access, refresh and device \
+                cookies."))),
+        (status = 303, description = "A form post: on to a same-site `next` (default \
+            `/profile`) with the cookies.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site; `passkey_refused`: an answer that does not hold, or a challenge used or \
+            ended; `email_not_verified` or `account_disabled`: an account that may not sign \
+            in. A form gets the sign-in page.", body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable`: the site's address is no \
+            domain name.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `passkey` or `passkey_challenge` \
+            missing.", body = ErrorBody),
+    ))]
 pub async fn sign_in(
     input: Input<PasskeySignIn>,
     req: HttpRequest,

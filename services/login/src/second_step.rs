@@ -17,15 +17,17 @@ use flotilla_accounts::{ChallengePurpose, FactorKinds};
 use flotilla_auth::second_factor::Attempt;
 use flotilla_auth::{FactorUsed, Proof, SecondFactors};
 use flotilla_contracts::AuthEventKind;
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::input::Input;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
 use crate::Login;
+use crate::answers::{SecondFactorRequired, SignIn, Tokens};
 use crate::domain::{SecondStepInput, plausible_token, safe_next};
 use crate::errors::LoginError;
 use crate::handlers::{count, devices, no_store, open_session, origin, refusal_of, signed_in};
@@ -79,17 +81,18 @@ pub async fn begin(
     count(state, "second_step");
     let ttl = store::SECOND_STEP_TTL.num_seconds();
     let cookie = login.auth.second_step_cookie(&token, ttl);
-    let mut response = match format {
-        Format::Json => no_store(HttpResponse::Ok())
-            .cookie(cookie.clone())
-            .json(json!({
-                "status": "second_factor_required",
-                "second_step_token": token,
-                "methods": methods,
-                "expires_in": ttl,
-            })),
-        Format::Form => see_other(&here(next.as_deref())),
-    };
+    let mut response =
+        match format {
+            Format::Json => no_store(HttpResponse::Ok()).cookie(cookie.clone()).json(
+                SignIn::SecondFactorRequired(SecondFactorRequired {
+                    expires_in: ttl,
+                    methods,
+                    second_step_token: token,
+                    status: "second_factor_required",
+                }),
+            ),
+            Format::Form => see_other(&here(next.as_deref())),
+        };
     if format == Format::Form {
         // A cookie built here always has a valid header form.
         let _ = response.add_cookie(&cookie);
@@ -101,8 +104,10 @@ pub async fn begin(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormQuery {
+    /// Where to go after signing in: a path of this site (default `/profile`).
     next: Option<String>,
 }
 
@@ -124,6 +129,21 @@ async fn step_of_cookie(
 }
 
 /// The code form, while the browser has a live step; else back to the sign-in form.
+#[utoipa::path(get, path = "/login/second-step", tag = "login",
+    operation_id = "second_step_form",
+    params(
+        FormQuery,
+        ("flotilla_second_step" = Option<String>, Cookie, description = "The step's cookie \
+            (`__Secure-flotilla_second_step` over https), set by `POST /login`."),
+    ),
+    responses(
+        (status = 200, description = "The code form (the authenticator app's six digits or \
+            a recovery code) and, where the account has a passkey, \"Use a passkey\".",
+            content_type = "text/html", body = String),
+        (status = 303, description = "No live step: back to `/login` (with `next`).",
+            headers(("Location" = String))),
+        (status = 400, description = "`malformed_query`.", body = ErrorBody),
+    ))]
 pub async fn form(
     req: HttpRequest,
     query: web::Query<FormQuery>,
@@ -167,6 +187,42 @@ fn amr_after(used: FactorUsed) -> String {
 }
 
 /// Finishes a sign-in with a code: the tokens (and the step spent), or the refusal.
+#[utoipa::path(post, path = "/login/second-step", tag = "login",
+    operation_id = "second_step",
+    request_body(content(
+        (SecondStepInput = "application/json"),
+        (SecondStepInput = "application/x-www-form-urlencoded"),
+    )),
+    params(
+        ("flotilla_second_step" = Option<String>, Cookie, description = "The step's cookie \
+            (`__Secure-flotilla_second_step` over https), when the body has no \
+            `second_step_token`."),
+        ("flotilla_device" = Option<String>, Cookie, description = "The device cookie: a \
+            browser that signed in to the account before counts its wrong codes apart."),
+    ),
+    responses(
+        (status = 200, description = "Signed in, as `POST /login` answers: the tokens and \
+            the cookies (the step's cleared); the session's `amr` `pwd otp mfa`, `pwd rc \
+            mfa` (a recovery code) or `pwd hwk mfa`/`pwd swk mfa` (a passkey).",
+            body = Tokens,
+            headers(("Set-Cookie" = String, description = "The access, refresh and device \
+                cookies; clears the step's."))),
+        (status = 303, description = "A form post: on to a same-site `next` (default \
+            `/profile`) with the cookies.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`second_step_ended`: no step, or one older than five \
+            minutes, used, at its fifth wrong code, or whose account changed its password or \
+            was disabled: sign in again (a form gets the sign-in page).", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request`: a browser's post from another \
+            site; `wrong_code`; `passkey_refused`: a passkey's answer that does not hold. A \
+            form gets the form again.", body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable`: a passkey's answer on a site \
+            without passkeys.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the code missing or malformed (or \
+            `passkey` without `passkey_challenge`).", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong codes for the \
+            account (apart for a browser that signed in to it before), or too many being \
+            checked at once; before any check.", body = ErrorBody),
+    ))]
 pub async fn finish(
     input: Input<SecondStepInput>,
     req: HttpRequest,
