@@ -6,6 +6,7 @@ use flotilla_accounts::{EmailAddress, Username, plausible_token};
 use flotilla_auth::CarriesCsrf;
 use flotilla_kit::FieldErrors;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 pub const MAX_DISPLAY_NAME: usize = 64;
 pub const MAX_BIO: usize = 2000;
@@ -136,21 +137,33 @@ fn free_text(value: Option<&str>, max: usize, multiline: bool) -> Result<Option<
     Ok(Some(value.to_owned()))
 }
 
-#[derive(Default, Deserialize)]
+/// `POST /profile/password`: the current password, the new one, and the second factor
+/// when the account has one.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    /// Required.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub current_password: String,
+    /// Required: 12 to 256 characters, not a common password, not the address.
     #[serde(default)]
+    #[schema(example = "a new horse battery staple")]
     pub new_password: String,
-    /// The second factor's code, when the account has one; or a passkey's answer
-    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
+    /// The second factor's code, when the account has one: the authenticator app's six
+    /// digits or an unused recovery code (`xxxxx-xxxxx`).
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: Option<String>,
+    /// Instead of `code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -161,21 +174,33 @@ impl CarriesCsrf for PasswordChange {
     }
 }
 
-#[derive(Default, Deserialize)]
+/// `POST /profile/email`: the new address, the password, and the second factor when
+/// the account has one.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChange {
+    /// Required: where the confirmation link goes (not the account's address now).
     #[serde(default)]
+    #[schema(example = "ada@example.net")]
     pub new_email: String,
+    /// Required: the account's password.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
-    /// The second factor's code, when the account has one; or a passkey's answer
-    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
+    /// The second factor's code, when the account has one: the authenticator app's six
+    /// digits or an unused recovery code (`xxxxx-xxxxx`).
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: Option<String>,
+    /// Instead of `code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -202,10 +227,13 @@ impl EmailChange {
     }
 }
 
-/// A request that only needs the form token (revoke, revoke-others).
-#[derive(Default, Deserialize)]
+/// A request that only needs the form token (revoke, revoke-others). The body may be
+/// empty.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -218,9 +246,10 @@ impl CarriesCsrf for Confirm {
 
 /// What the change-of-address page's form or a JSON client posts: the link's token.
 /// No session is needed: the link proves the address.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkToken {
+    /// The token of the confirmation mail's link.
     #[serde(default)]
     pub token: String,
 }
@@ -232,20 +261,29 @@ impl LinkToken {
     }
 }
 
-/// Closing the account: the password again.
-#[derive(Default, Deserialize)]
+/// Closing the account: the password again (and the second factor when the account has
+/// one).
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deletion {
+    /// Required: the account's password.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
-    /// The second factor's code, when the account has one; or a passkey's answer
-    /// (`PublicKeyCredential` JSON) to `passkey_challenge`.
+    /// The second factor's code, when the account has one: the authenticator app's six
+    /// digits or an unused recovery code (`xxxxx-xxxxx`).
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: Option<String>,
+    /// Instead of `code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -258,23 +296,34 @@ impl CarriesCsrf for Deletion {
 
 /// `POST /profile/totp`: the first code of a new authenticator app, its setup form's
 /// sealed secret, and the password.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpSetup {
+    /// Required: `pending` of `GET /profile/totp` (the new key sealed for this account,
+    /// good for 30 minutes).
     #[serde(default)]
     pub pending: String,
+    /// Required: the six digits the app shows now for the new key.
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: String,
+    /// Required: the account's password.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
     /// When the account has a second factor already (passkeys): a recovery code, or a
     /// passkey's answer, or else a confirmation with it in the last ten minutes.
     #[serde(default)]
     pub factor_code: Option<String>,
+    /// Instead of `factor_code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -285,19 +334,29 @@ impl CarriesCsrf for TotpSetup {
     }
 }
 
-/// A change of the second factors themselves (removing the app, new recovery codes):
-/// the password and a code.
-#[derive(Default, Deserialize)]
+/// A change of the second factors themselves (removing the app or a passkey, new
+/// recovery codes): the password and a code (or a passkey's answer).
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FactorChange {
+    /// Required: the account's password.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
+    /// The second factor's code, when the account has one: the authenticator app's six
+    /// digits or an unused recovery code (`xxxxx-xxxxx`).
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: Option<String>,
+    /// Instead of `code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -311,23 +370,40 @@ impl CarriesCsrf for FactorChange {
 /// `POST /profile/passkeys`: a new passkey (the browser's answer to a registration
 /// challenge), its name, and who asks (the password, and the second factor when the
 /// account has one).
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyAdd {
+    /// At most 64 characters on one line; "Passkey" when empty.
     #[serde(default)]
+    #[schema(example = "Laptop")]
     pub name: String,
+    /// Required: the browser's new credential (`PublicKeyCredential` JSON from
+    /// `navigator.credentials.create`).
     #[serde(default)]
     pub credential: String,
+    /// Required: `challenge` of `POST /profile/passkeys/options`, which `credential`
+    /// answers.
     #[serde(default)]
     pub credential_challenge: String,
+    /// Required: the account's password.
     #[serde(default)]
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
+    /// The second factor's code, when the account has one (unless this session signed
+    /// in or confirmed with it in the last ten minutes): the authenticator app's six
+    /// digits or an unused recovery code (`xxxxx-xxxxx`).
     #[serde(default)]
+    #[schema(example = "123456")]
     pub code: Option<String>,
+    /// Instead of `code`: a passkey's answer (`PublicKeyCredential` JSON) to
+    /// `passkey_challenge`.
     #[serde(default)]
     pub passkey: Option<String>,
+    /// The challenge token (`POST /login/confirm/passkey`) that `passkey` answers.
     #[serde(default)]
     pub passkey_challenge: Option<String>,
+    /// The session's form token (a form post with the cookie; or the `x-csrf-token`
+    /// header). Not needed with a bearer token.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }

@@ -17,20 +17,63 @@ use flotilla_auth::{
     Authenticated, ClientOrigin, Code, CodeRefusal, Proof, SecondFactors, Submission,
 };
 use flotilla_contracts::AuthEventKind;
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{page_or_json, respond as html, see_other};
 use flotilla_kit::input::Input;
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, State};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Profile;
 use crate::domain::{Confirm, FactorChange, PasskeyAdd, TotpSetup};
 use crate::errors::ProfileError;
 use crate::handlers::{changed, check_identity, load, offer_for, refused};
 use crate::pages::{self, FactorAction, Setup};
-use crate::store::{self, Account};
+use crate::store::{self, Account, FactorsView};
+
+// The typed answers below keep their fields in alphabetical order: the JSON is what
+// `json!()` made before them (serde_json's map sorts its keys), byte for byte.
+
+/// A new authenticator key, for an API client: `{"otpauth_url","pending","secret"}`.
+#[derive(Serialize, ToSchema)]
+pub struct TotpSetupView {
+    /// The key as an `otpauth://totp/…` address (what the QR code holds).
+    #[schema(
+        example = "otpauth://totp/flotilla:ada%40example.org?secret=JBSWY3DPEHPK3PXP&issuer=flotilla"
+    )]
+    pub otpauth_url: String,
+    /// The key sealed for this account, good for 30 minutes: what `POST /profile/totp`
+    /// takes back. Nothing is stored yet.
+    pub pending: String,
+    /// The key in base32, for typing into the app.
+    #[schema(example = "JBSWY3DPEHPK3PXP")]
+    pub secret: String,
+}
+
+/// New recovery codes, shown once: `{"recovery_codes": […]}`, or `null` when the
+/// account's codes stay as they were.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten codes (`xxxxx-xxxxx`), each good once.
+    #[schema(required = true, example = json!(["abcde-12345"]))]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+/// A passkey registration's challenge, for the page's script: the token to send back
+/// as `credential_challenge`, and the options of `navigator.credentials.create`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described only: the answer is flotilla-auth's `challenge_json`.
+pub struct PasskeyChallenge {
+    /// What `POST /profile/passkeys` takes back as `credential_challenge`.
+    challenge: String,
+    /// WebAuthn's `PublicKeyCredentialCreationOptions` (binary fields in base64url):
+    /// a discoverable passkey that asks for user verification, none the account has.
+    #[schema(value_type = Object, rename = "publicKey")]
+    public_key: serde_json::Value,
+}
 
 /// A signed-in browser's page, or 401 to an API client; an anonymous browser signs in
 /// first and comes back to `path` (one of this module's, which need no encoding).
@@ -63,9 +106,27 @@ fn setup_of(profile: &Profile, account: &Account, pending: Option<&str>) -> Setu
     }
 }
 
-/// `GET /profile/totp`: a new key as a QR code and as text, and the form that turns it
-/// on; JSON `{"secret","otpauth_url","pending"}` for an API client. An account that
-/// has an app is sent back to its page (409 `totp_exists` to a client).
+/// A new authenticator key: its QR code, the key as text, and the form that turns it on.
+///
+/// JSON `{"otpauth_url","pending","secret"}` for an API client. Nothing is stored
+/// until `POST /profile/totp` confirms the app's first code.
+#[utoipa::path(get, path = "/profile/totp", tag = "profile",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A browser: the page (the QR code is an SVG drawn on \
+            the server). An API client: the key.", content(
+            (TotpSetupView = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 303, description = "A browser without a valid session: on to \
+            `/login?next=/profile/totp`; an account with an app already: back to \
+            `/profile#two-step`.", headers(("Location" = String))),
+        (status = 401, description = "An API client without a valid token: \
+            `not_authenticated`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 409, description = "`totp_exists`: the account has an app already \
+            (remove it first).", body = ErrorBody),
+    ))]
 pub async fn setup_page(
     who: Option<Authenticated>,
     req: HttpRequest,
@@ -84,15 +145,59 @@ pub async fn setup_page(
         };
     }
     let setup = setup_of(&profile, &account, None);
-    let secret = setup.key.replace(' ', "");
-    let body = json!({"secret": secret, "otpauth_url": setup.url, "pending": setup.pending});
+    let body = TotpSetupView {
+        otpauth_url: setup.url.clone(),
+        pending: setup.pending.clone(),
+        secret: setup.key.replace(' ', ""),
+    };
     Ok(page_or_json(&req, &body, || {
         pages::totp_setup_page(&account, &who.claims.csrf, &setup, offer, None)
     }))
 }
 
-/// `POST /profile/totp`: the app's first code, the setup form's key and the password.
-/// The recovery codes, shown once (a page, or 201 `{"recovery_codes"}`).
+/// Turns an authenticator app on, with its first code and the password.
+///
+/// The app's first code against the setup form's key (the drift is one step either
+/// way; the step is spent), the password, and, when the account has passkeys already,
+/// a recovery code or a passkey unless this session proved its second factor in the
+/// last ten minutes. As the account's first second factor it comes with ten recovery
+/// codes, shown once. Recorded (`totp.added`) and mailed.
+#[utoipa::path(post, path = "/profile/totp", tag = "profile",
+    request_body(content(
+        (TotpSetup = "application/json"),
+        (TotpSetup = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A form post, the account's first second factor: the \
+            page that shows the recovery codes, once.", content_type = "text/html",
+            body = String),
+        (status = 201, description = "On: `{\"recovery_codes\":[…]}` as the account's \
+            first second factor, else `{\"recovery_codes\":null}` (its codes kept). Never \
+            stored by a cache.", body = RecoveryCodes),
+        (status = 303, description = "A form post, the account's codes kept: on to \
+            `/profile?done=totp-added#two-step`.", headers(("Location" = String))),
+        (status = 400, description = "`setup_expired`: a setup form older than 30 minutes, \
+            or another account's (a form post gets the setup page again, with a new key).",
+            body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`; `wrong_code` or `passkey_refused` \
+            (the account's passkey or recovery code); `cross_origin_request` or \
+            `csrf_token_invalid` (a change made with the cookie). A form post gets the setup \
+            page again.", body = ErrorBody),
+        (status = 409, description = "`totp_exists`: the account has an app already.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `code` missing or not the app's code \
+            now, `password` missing, or `factor_code` (or `passkey_challenge`) needed or \
+            malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn setup(
     sub: Submission<TotpSetup>,
     ClientOrigin(who_from): ClientOrigin,
@@ -212,7 +317,9 @@ pub async fn setup(
         None => Ok(match input.format() {
             Format::Json => HttpResponse::Created()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(json!({"recovery_codes": null})),
+                .json(RecoveryCodes {
+                    recovery_codes: None,
+                }),
             Format::Form => see_other("/profile?done=totp-added#two-step"),
         }),
     }
@@ -230,7 +337,9 @@ fn codes_shown<T>(
     match input.format() {
         Format::Json => HttpResponse::Created()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({"recovery_codes": codes})),
+            .json(RecoveryCodes {
+                recovery_codes: Some(codes.to_vec()),
+            }),
         Format::Form => {
             let page = pages::recovery_codes_page(account, &who.claims.csrf, codes, first);
             html(StatusCode::OK, page)
@@ -260,6 +369,18 @@ async fn change_page(
     Ok(html(StatusCode::OK, page))
 }
 
+/// The page that asks for the password and the second factor before removing the app.
+#[utoipa::path(get, path = "/profile/totp/remove", tag = "profile",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 303, description = "A browser without a valid session: on to \
+            `/login?next=/profile/totp/remove`; an account without an app: back to \
+            `/profile#two-step`.", headers(("Location" = String))),
+        (status = 401, description = "An API client without a valid token: \
+            `not_authenticated`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+    ))]
 pub async fn remove_page(
     who: Option<Authenticated>,
     req: HttpRequest,
@@ -271,6 +392,18 @@ pub async fn remove_page(
     change_page(who, &state, FactorAction::RemoveTotp).await
 }
 
+/// The page that asks for the password and the second factor before new recovery codes.
+#[utoipa::path(get, path = "/profile/recovery-codes", tag = "profile",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 303, description = "A browser without a valid session: on to \
+            `/login?next=/profile/recovery-codes`; an account without a second factor: back \
+            to `/profile#two-step`.", headers(("Location" = String))),
+        (status = 401, description = "An API client without a valid token: \
+            `not_authenticated`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+    ))]
 pub async fn codes_page(
     who: Option<Authenticated>,
     req: HttpRequest,
@@ -313,8 +446,35 @@ async fn proven(
     Ok(account)
 }
 
-/// `POST /profile/totp/remove` (a form) or `DELETE /profile/totp`: removes the app and
-/// its recovery codes.
+/// Removes the authenticator app, with the password and a code (or a passkey).
+///
+/// The recovery codes go with the last second factor. Recorded and mailed.
+#[utoipa::path(delete, path = "/profile/totp", tag = "profile",
+    request_body(content(
+        (FactorChange = "application/json"),
+        (FactorChange = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 303, description = "A form post: on to `/profile?done=two-step-off`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the page that asked again.", body = ErrorBody),
+        (status = 409, description = "`no_totp`: the account has no authenticator app.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
+            `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn remove(
     sub: Submission<FactorChange>,
     ClientOrigin(who_from): ClientOrigin,
@@ -336,7 +496,36 @@ pub async fn remove(
     Ok(changed(&input, "two-step-off"))
 }
 
-/// `POST /profile/recovery-codes`: ten new codes in place of the old ones, shown once.
+/// Ten new recovery codes in place of the old ones, shown once.
+///
+/// With the password and a code (or a passkey). Recorded and mailed.
+#[utoipa::path(post, path = "/profile/recovery-codes", tag = "profile",
+    request_body(content(
+        (FactorChange = "application/json"),
+        (FactorChange = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A form post: the page that shows the new codes, once.",
+            content_type = "text/html", body = String),
+        (status = 201, description = "The new codes (the old ones are void); never stored by \
+            a cache.", body = RecoveryCodes),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the page that asked again.", body = ErrorBody),
+        (status = 409, description = "`no_totp`: the account has no second factor.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
+            `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn regenerate(
     sub: Submission<FactorChange>,
     ClientOrigin(who_from): ClientOrigin,
@@ -362,17 +551,51 @@ pub async fn regenerate(
     Ok(codes_shown(&input, &account, &who, &codes, false))
 }
 
-/// `GET /profile/factors`: which second factors the account has (never a secret).
+/// The account's second factors: the authenticator app's dates, passkeys, codes left.
+///
+/// Never a secret, a code or a credential.
+#[utoipa::path(get, path = "/profile/factors", tag = "profile",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Which second factors the account has, and when.",
+            body = FactorsView, links(
+                ("remove_passkey" = (operation_id = "profile_remove_passkey",
+                    parameters(("id" = "$response.body#/passkeys/0/id")),
+                    description = "Removes a passkey (here the first).")),
+            )),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+    ))]
 pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
     let factors = read(&state, move |conn| store::factors(conn, &user_id)).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(store::factors_json(&factors)))
+        .json(FactorsView::of(&factors)))
 }
 
-/// `POST /profile/passkeys/options`: a registration's challenge for the browser
-/// (`{"challenge","publicKey"}`): a new discoverable passkey, none the account has.
+/// A registration challenge for a new passkey, for the page's script.
+///
+/// `{"challenge","publicKey"}` for `navigator.credentials.create`: a discoverable
+/// passkey that asks for user verification, none the account has.
+#[utoipa::path(post, path = "/profile/passkeys/options", tag = "profile",
+    request_body(description = "May be empty (read as `{}`).", content(
+        (Confirm = "application/json"),
+        (Confirm = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The challenge (never stored by a cache).",
+            body = PasskeyChallenge),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+        (status = 409, description = "`passkeys_unavailable`: the site's address is no \
+            domain name.", body = ErrorBody),
+    ))]
 pub async fn passkey_options(
     sub: Submission<Confirm>,
     state: web::Data<State>,
@@ -418,10 +641,46 @@ async fn recently_proven(state: &web::Data<State>, who: &Authenticated) -> Resul
     Ok(session.is_some_and(|s| s.proven_within(RECENT_PROOF, now, true)))
 }
 
-/// `POST /profile/passkeys`: the browser's new passkey (`credential`, answering
-/// `credential_challenge`), its name, and the password (and, when the account has a
-/// second factor, a code, or a confirmation with it in the last ten minutes). The
-/// account's first second factor comes with ten recovery codes, shown once.
+/// Adds a passkey: the browser's new credential, its name, and the password.
+///
+/// The browser's `credential` answers `credential_challenge`; when the account has a
+/// second factor, a code too (or a sign-in or confirmation with it in the last ten
+/// minutes). The account's first second factor comes with ten recovery codes, shown
+/// once. Recorded (`passkey.added`) and mailed.
+#[utoipa::path(post, path = "/profile/passkeys", tag = "profile",
+    request_body(content(
+        (PasskeyAdd = "application/json"),
+        (PasskeyAdd = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A form post, the account's first second factor: the \
+            page that shows the recovery codes, once.", content_type = "text/html",
+            body = String),
+        (status = 201, description = "Added. As the account's first second factor with \
+            `{\"recovery_codes\":[…]}` (never stored by a cache); else no body.",
+            body = RecoveryCodes),
+        (status = 303, description = "A form post: on to \
+            `/profile?done=passkey-added#passkeys`.", headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`passkey_refused`: the new credential does not hold \
+            or its challenge was used (or the passkey given as second factor was refused); \
+            `wrong_password`, `wrong_code`; `cross_origin_request` or `csrf_token_invalid` \
+            (a change made with the cookie). A form post gets the account page again.",
+            body = ErrorBody),
+        (status = 409, description = "`passkey_known`: the passkey is registered already \
+            (to this account or another).", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `name` too long or not one line, \
+            `password` or `credential` missing, or the second factor's `code` (or \
+            `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn add_passkey(
     sub: Submission<PasskeyAdd>,
     ClientOrigin(who_from): ClientOrigin,
@@ -503,7 +762,19 @@ pub async fn add_passkey(
     }
 }
 
-/// `GET /profile/passkeys/{id}/remove`: the page that asks before removing it.
+/// The page that asks for the password and the second factor before removing a passkey.
+#[utoipa::path(get, path = "/profile/passkeys/{id}/remove", tag = "profile",
+    params(("id" = String, Path, description = "The passkey's `id` (`GET /profile/factors`).")),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 303, description = "A browser without a valid session: on to \
+            `/login?next=/profile#passkeys`; a passkey that is not the account's: back to \
+            `/profile#passkeys`.", headers(("Location" = String))),
+        (status = 401, description = "An API client without a valid token: \
+            `not_authenticated`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+    ))]
 pub async fn remove_passkey_page(
     who: Option<Authenticated>,
     path: web::Path<String>,
@@ -537,8 +808,36 @@ async fn passkey_name(
     .await
 }
 
-/// `POST /profile/passkeys/{id}/remove` (a form) or `DELETE /profile/passkeys/{id}`:
-/// with the password and the second factor (this passkey may answer for itself).
+/// Removes one of the account's passkeys, with the password and the second factor.
+///
+/// This passkey may answer for itself. Recorded and mailed.
+#[utoipa::path(delete, path = "/profile/passkeys/{id}", tag = "profile",
+    params(("id" = String, Path, description = "The passkey's `id` (`GET /profile/factors`).")),
+    request_body(content(
+        (FactorChange = "application/json"),
+        (FactorChange = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 303, description = "A form post: on to `/profile?done=passkey-removed`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the page that asked again.", body = ErrorBody),
+        (status = 404, description = "`not_found`: not one of the account's passkeys.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
+            `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn remove_passkey(
     sub: Submission<FactorChange>,
     path: web::Path<String>,
@@ -588,4 +887,79 @@ pub async fn remove_passkey(
     }
     profile.wake.wake("email");
     Ok(changed(&input, "passkey-removed"))
+}
+
+/// The page's form that removes the authenticator app (`DELETE /profile/totp`).
+#[utoipa::path(post, path = "/profile/totp/remove", tag = "profile",
+    request_body(content(
+        (FactorChange = "application/x-www-form-urlencoded"),
+        (FactorChange = "application/json"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "JSON: removed."),
+        (status = 303, description = "Removed: on to `/profile?done=two-step-off`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid`: the page that asked, again.",
+            body = ErrorBody),
+        (status = 409, description = "`no_totp`: the account has no authenticator app.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or `code` missing \
+            or malformed: the page that asked, again.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
+pub async fn remove_form(
+    sub: Submission<FactorChange>,
+    from: ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    remove(sub, from, state, profile).await
+}
+
+/// The page's form that removes a passkey (`DELETE /profile/passkeys/{id}`).
+#[utoipa::path(post, path = "/profile/passkeys/{id}/remove", tag = "profile",
+    params(("id" = String, Path, description = "The passkey's `id`.")),
+    request_body(content(
+        (FactorChange = "application/x-www-form-urlencoded"),
+        (FactorChange = "application/json"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "JSON: removed."),
+        (status = 303, description = "Removed: on to `/profile?done=passkey-removed`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid`: the page that asked, again.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: not one of the account's passkeys.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
+            `passkey_challenge`) missing or malformed: the page that asked, again.",
+            body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
+pub async fn remove_passkey_form(
+    sub: Submission<FactorChange>,
+    path: web::Path<String>,
+    from: ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    remove_passkey(sub, path, from, state, profile).await
 }

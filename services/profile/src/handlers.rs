@@ -9,13 +9,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use flotilla_accounts::{plausible_token, summarise_user_agent};
 use flotilla_auth::{Authenticated, CarriesCsrf, ClientOrigin, RequestOrigin, Submission};
 use flotilla_contracts::Event;
+use flotilla_kit::api::ErrorBody;
 use flotilla_kit::body::BodyFormat as Format;
 use flotilla_kit::html::{respond as html, see_other};
 use flotilla_kit::input::{Input, Then};
 use flotilla_kit::middleware::wants_html;
 use flotilla_kit::work::{blocking, read};
 use flotilla_kit::{Error, FieldErrors, RequestContext, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{
     Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch, Proof,
@@ -128,13 +130,31 @@ pub(crate) fn changed<T>(input: &Input<T>, notice: &str) -> HttpResponse {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The change just made, whose notice the page shows: `saved`, `password`, `email`,
+    /// `revoked`, `revoked-others`, `totp-added`, `two-step-off`, `passkey-added`,
+    /// `passkey-removed` (anything else shows none).
     done: Option<String>,
 }
 
-/// The account page; anonymous browsers are sent to sign in (which renews a session
-/// from its refresh cookie without the password when it can).
+/// The account page.
+///
+/// Anonymous browsers are sent to sign in (which renews a session from its refresh
+/// cookie without the password when it can).
+#[utoipa::path(get, path = "/profile", tag = "profile",
+    params(PageQuery),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The account page (works without JavaScript).",
+            content_type = "text/html", body = String),
+        (status = 303, description = "No valid session: on to `/login?next=/profile`.",
+            headers(("Location" = String))),
+        (status = 400, description = "`malformed_query`.", body = ErrorBody),
+        (status = 401, description = "`account_gone`: the token holds, but its account \
+            was closed or disabled meanwhile.", body = ErrorBody),
+    ))]
 pub async fn page(
     who: Option<Authenticated>,
     query: web::Query<PageQuery>,
@@ -215,7 +235,18 @@ pub(crate) async fn refused<T>(
     input.refuse(error, |_, _| page)
 }
 
-/// `GET /profile/delete`: what closing the account does, and the form that does it.
+/// "Close your account": what closing does, and the form that does it.
+///
+/// The form posts to `POST /profile/delete`; a refused attempt comes back here.
+#[utoipa::path(get, path = "/profile/delete", tag = "profile",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 303, description = "No valid session: on to `/login?next=/profile/delete`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`account_gone`: the token holds, but its account \
+            was closed or disabled meanwhile.", body = ErrorBody),
+    ))]
 pub async fn close_page(
     who: Option<Authenticated>,
     state: web::Data<State>,
@@ -231,8 +262,19 @@ pub async fn close_page(
     ))
 }
 
-/// `GET /profile/sessions/revoke-others`: how many sessions would end, and the button
-/// that ends them.
+/// The page that asks before signing out everywhere else.
+///
+/// How many sessions would end, the button that ends them
+/// (`POST /profile/sessions/revoke-others`), and the way back.
+#[utoipa::path(get, path = "/profile/sessions/revoke-others", tag = "profile",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 303, description = "No valid session: on to \
+            `/login?next=/profile/sessions/revoke-others`.", headers(("Location" = String))),
+        (status = 401, description = "`account_gone`: the token holds, but its account \
+            was closed or disabled meanwhile.", body = ErrorBody),
+    ))]
 pub async fn revoke_others_page(
     who: Option<Authenticated>,
     state: web::Data<State>,
@@ -255,6 +297,16 @@ pub async fn revoke_others_page(
     ))
 }
 
+/// The signed-in account.
+#[utoipa::path(get, path = "/profile/me", tag = "profile",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The account as its owner sees it (never stored by a \
+            cache).", body = Me),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+    ))]
 pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let account = load(&state, &who).await?;
     Ok(HttpResponse::Ok()
@@ -263,9 +315,55 @@ pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpRespo
 }
 
 /// A patch body: any JSON object (unknown fields are named in the 422) or the form.
+/// Described as [`ProfileEdit`] (JSON) and [`ProfileEditForm`].
 #[derive(Deserialize)]
 #[serde(transparent)]
 pub struct PatchBody(serde_json::Map<String, serde_json::Value>);
+
+/// A change of the profile in JSON: each field present is set, `null` or `""` clears
+/// it; any other field is named in the 422.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Described only: the body is read as a `PatchBody`.
+pub struct ProfileEdit {
+    /// 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit; unique whatever
+    /// the case (an account whose address is not confirmed does not keep one).
+    #[schema(example = "ada")]
+    username: Option<String>,
+    /// At most 64 characters on one line, any Unicode.
+    #[schema(example = "Ada Lovelace")]
+    display_name: Option<String>,
+    /// At most 2,000 characters; line breaks and tabs allowed.
+    bio: Option<String>,
+    /// Whether the static site publishes the profile at `/people/<username>`.
+    #[schema(required = false)]
+    public: bool,
+    /// The session's form token, with the cookie (or the `x-csrf-token` header).
+    csrf_token: Option<String>,
+}
+
+/// The account page's profile form: every field is sent; empty clears; an unticked
+/// `public` is off.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Described only: the body is read as a `PatchBody`.
+pub struct ProfileEditForm {
+    /// 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit.
+    #[schema(required = false)]
+    username: String,
+    /// At most 64 characters on one line.
+    #[schema(required = false)]
+    display_name: String,
+    /// At most 2,000 characters (a line break counts once).
+    #[schema(required = false)]
+    bio: String,
+    /// `on` when ticked (absent: off).
+    #[schema(required = false, example = "on")]
+    public: String,
+    /// The session's form token.
+    #[schema(required = false)]
+    csrf_token: String,
+}
 
 impl CarriesCsrf for PatchBody {
     fn csrf_token(&self) -> Option<&str> {
@@ -273,6 +371,30 @@ impl CarriesCsrf for PatchBody {
     }
 }
 
+/// Changes the profile: username, display name, bio, public.
+///
+/// Publishes `user.updated`.
+#[utoipa::path(patch, path = "/profile/me", tag = "profile",
+    request_body(content(
+        (ProfileEdit = "application/json"),
+        (ProfileEditForm = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Saved: the account as it is now.", body = Me),
+        (status = 303, description = "A form post: on to `/profile?done=saved`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+        (status = 409, description = "`username_taken` (whatever its case; also when two \
+            changes race). A form post gets the account page again.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: each bad value and each unknown \
+            field named (a form post gets the account page again).", body = ErrorBody),
+    ))]
 pub async fn update(
     sub: Submission<PatchBody>,
     state: web::Data<State>,
@@ -329,6 +451,65 @@ pub async fn update(
     }
 }
 
+/// The account page's profile form (`PATCH /profile/me` for a browser without script).
+#[utoipa::path(post, path = "/profile/me", tag = "profile",
+    request_body(content(
+        (ProfileEditForm = "application/x-www-form-urlencoded"),
+        (ProfileEdit = "application/json"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "JSON: saved, the account as it is now.", body = Me),
+        (status = 303, description = "Saved: on to `/profile?done=saved`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+        (status = 409, description = "`username_taken`: the account page again.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the account page again, each bad \
+            value named beside its field.", body = ErrorBody),
+    ))]
+pub async fn update_form(
+    sub: Submission<PatchBody>,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    update(sub, state, profile).await
+}
+
+/// Changes the password; every other session ends.
+///
+/// Pending reset and change-of-address links are voided, and a notice is mailed.
+#[utoipa::path(post, path = "/profile/password", tag = "profile",
+    request_body(content(
+        (PasswordChange = "application/json"),
+        (PasswordChange = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Changed; every other session is ended."),
+        (status = 303, description = "A form post: on to `/profile?done=password`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password` (the current password, recorded as \
+            `password.check_failed`), `wrong_code` or `passkey_refused` (the second factor); \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the account page again.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `current_password` or `new_password` \
+            missing, the new password against the policy, or the second factor's `code` \
+            (or `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being hashed; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn password(
     sub: Submission<PasswordChange>,
     ClientOrigin(who_from): ClientOrigin,
@@ -380,6 +561,37 @@ pub async fn password(
     Ok(changed(&input, "password"))
 }
 
+/// Asks to change the address: a link to the new one confirms it.
+///
+/// A notice (the new address masked) goes to the old one; the address changes only
+/// when the link is used. A new request voids the links of earlier ones.
+#[utoipa::path(post, path = "/profile/email", tag = "profile",
+    request_body(content(
+        (EmailChange = "application/json"),
+        (EmailChange = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "The link is on its way (if the address is another \
+            account's, its owner is told instead).", body = EmailChangeSent),
+        (status = 303, description = "A form post: on to `/profile?done=email`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the account page again.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `new_email` (malformed, or the \
+            account's address already), `password` missing, or the second factor's `code` \
+            missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_requests`: a change was asked for less than \
+            a minute ago (checked before the password); `too_many_attempts`: too many wrong \
+            passwords or codes.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn email(
     sub: Submission<EmailChange>,
     ClientOrigin(who_from): ClientOrigin,
@@ -420,16 +632,39 @@ pub async fn email(
     }
     profile.wake.wake("email");
     Ok(match input.format() {
-        Format::Json => HttpResponse::Accepted().json(serde_json::json!({
-            "status": "verification_sent",
-            "message": "Follow the link sent to the new address to confirm it; until then the address does not change.",
-        })),
+        Format::Json => HttpResponse::Accepted().json(EmailChangeSent {
+            message: "Follow the link sent to the new address to confirm it; until then the \
+                      address does not change.",
+            status: "verification_sent",
+        }),
         Format::Form => done("email"),
     })
 }
 
-#[derive(Deserialize)]
+// The typed answers below keep their fields in alphabetical order: the JSON is what
+// `json!()` made before them (serde_json's map sorts its keys), byte for byte.
+
+/// A change of address asked for: `{"message","status":"verification_sent"}`.
+#[derive(Serialize, ToSchema)]
+pub struct EmailChangeSent {
+    /// What happens next, for a person.
+    pub message: &'static str,
+    #[schema(example = "verification_sent")]
+    pub status: &'static str,
+}
+
+/// A change-of-address link: `{"status": …}`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `valid` (a link that can be used), `email_changed` (it was used).
+    #[schema(example = "valid")]
+    pub status: &'static str,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
+    /// The token of the confirmation mail's link.
     token: Option<String>,
 }
 
@@ -439,9 +674,21 @@ fn link_refused(refusal: ProfileError, browser: bool) -> Error {
     Error::from(refusal).for_browser(browser, page)
 }
 
-/// Opening a change-of-address link: a page with a button that posts the token (or
-/// `200 {"status":"valid"}`); nothing changes, so a mail scanner that follows the
-/// link confirms nothing.
+/// Opens a change-of-address link: a page whose button uses it.
+///
+/// Or `200 {"status":"valid"}` to an API client. Nothing changes, so a mail scanner
+/// that follows the link confirms nothing. No session is needed.
+#[utoipa::path(get, path = "/profile/email/confirm", tag = "profile",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "A browser: the page whose button posts the token. \
+            An API client: `{\"status\":\"valid\"}`.", content(
+            (Status = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`token_invalid` (used, unknown or missing) or \
+            `token_expired` (a page for a browser); `malformed_query`.", body = ErrorBody),
+    ))]
 pub async fn confirm_email_page(
     req: HttpRequest,
     query: web::Query<TokenQuery>,
@@ -461,7 +708,7 @@ pub async fn confirm_email_page(
             return Ok(html(StatusCode::OK, pages::email_confirm_form(token)));
         }
         Link::Valid { .. } => {
-            return Ok(HttpResponse::Ok().json(serde_json::json!({"status": "valid"})));
+            return Ok(HttpResponse::Ok().json(Status { status: "valid" }));
         }
         Link::Invalid => ProfileError::LinkInvalid,
         Link::Expired => ProfileError::LinkExpired,
@@ -469,7 +716,28 @@ pub async fn confirm_email_page(
     Err(link_refused(refusal, browser))
 }
 
-/// Uses a change-of-address link's token: the page's form, or JSON `{"token"}`.
+/// Uses a change-of-address link: the account's address becomes the new one.
+///
+/// The link's page posts its form here, or an API client `{"token"}`; only from this
+/// site's pages (or a client that is no browser). Publishes `user.updated`.
+#[utoipa::path(post, path = "/profile/email/confirm", tag = "profile",
+    request_body(content(
+        (LinkToken = "application/json"),
+        (LinkToken = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The address is changed: \
+            `{\"status\":\"email_changed\"}`, or a page for the form.", content(
+            (Status = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`token_invalid` (used, unknown or missing) or \
+            `token_expired`.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request`: a browser's post from \
+            another site.", body = ErrorBody),
+        (status = 409, description = "`email_taken`: the address became another account's \
+            before the link was used.", body = ErrorBody),
+    ))]
 pub async fn confirm_email(
     input: Input<LinkToken>,
     req: HttpRequest,
@@ -493,7 +761,9 @@ pub async fn confirm_email(
     let refusal = match outcome {
         Confirmed::Done { user_id } => {
             profile.auth.publish(&Event::UserUpdated { id: user_id });
-            let status = serde_json::json!({"status": "email_changed"});
+            let status = Status {
+                status: "email_changed",
+            };
             return Ok(input.reply(StatusCode::OK, &status, || {
                 Then::Page(pages::email_confirmed())
             }));
@@ -506,27 +776,88 @@ pub async fn confirm_email(
     Err(input.refuse(refusal.into(), page))
 }
 
+/// The account's live sessions: `{"sessions":[…]}`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    /// Most recently used first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// One live session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    /// The address it was opened from.
+    #[schema(example = "192.0.2.7")]
+    pub client_addr: String,
+    /// RFC 3339.
+    #[schema(example = "2026-12-03T04:27:08+00:00")]
+    pub created_at: String,
+    /// Whether it is the session of this request.
+    pub current: bool,
+    /// What `DELETE /profile/sessions/{id}` takes.
+    pub id: String,
+    /// RFC 3339.
+    #[schema(example = "2026-12-03T04:27:08+00:00")]
+    pub last_used_at: String,
+    /// The browser and system, summarised.
+    #[schema(example = "Firefox on Linux")]
+    pub user_agent: String,
+}
+
+/// The account's live sessions.
+#[utoipa::path(get, path = "/profile/sessions", tag = "profile",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The live sessions, most recently used first.",
+            body = SessionList, links(
+                ("revoke" = (operation_id = "profile_revoke",
+                    parameters(("id" = "$response.body#/sessions/0/id")),
+                    description = "Ends one of them (here the first).")),
+            )),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+    ))]
 pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
     let rows = read(&state, move |conn| store::live_sessions(conn, &user_id)).await?;
-    let list: Vec<_> = rows
+    let sessions = rows
         .into_iter()
-        .map(|s| {
-            serde_json::json!({
-                "id": s.id,
-                "created_at": s.created_at.and_utc().to_rfc3339(),
-                "last_used_at": s.last_used_at.and_utc().to_rfc3339(),
-                "client_addr": s.client_addr,
-                "user_agent": summarise_user_agent(&s.user_agent),
-                "current": s.id == who.claims.sid,
-            })
+        .map(|s| SessionView {
+            current: s.id == who.claims.sid,
+            created_at: s.created_at.and_utc().to_rfc3339(),
+            last_used_at: s.last_used_at.and_utc().to_rfc3339(),
+            user_agent: summarise_user_agent(&s.user_agent),
+            client_addr: s.client_addr,
+            id: s.id,
         })
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "sessions": list })))
+        .json(SessionList { sessions }))
 }
 
+/// Ends one of the account's own sessions.
+///
+/// Refused everywhere within a second.
+#[utoipa::path(delete, path = "/profile/sessions/{id}", tag = "profile",
+    params(("id" = String, Path, description = "The session's `id` (`GET /profile/sessions`).")),
+    request_body(description = "May be empty (read as `{}`).", content(
+        (Confirm = "application/json"),
+        (Confirm = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Ended."),
+        (status = 303, description = "A form post: on to `/profile?done=revoked`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: another person's session, or one ended \
+            already.", body = ErrorBody),
+    ))]
 pub async fn revoke(
     sub: Submission<Confirm>,
     path: web::Path<String>,
@@ -551,6 +882,54 @@ pub async fn revoke(
     Ok(changed(&input, "revoked"))
 }
 
+/// The account page's "Sign out" of one session (`DELETE /profile/sessions/{id}`).
+#[utoipa::path(post, path = "/profile/sessions/{id}/revoke", tag = "profile",
+    params(("id" = String, Path, description = "The session's `id`.")),
+    request_body(description = "May be empty (read as `{}`).", content(
+        (Confirm = "application/x-www-form-urlencoded"),
+        (Confirm = "application/json"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "JSON: ended."),
+        (status = 303, description = "Ended: on to `/profile?done=revoked`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: another person's session, or one ended \
+            already.", body = ErrorBody),
+    ))]
+pub async fn revoke_form(
+    sub: Submission<Confirm>,
+    path: web::Path<String>,
+    from: ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    revoke(sub, path, from, state, profile).await
+}
+
+/// Ends every session of the account but this one.
+#[utoipa::path(post, path = "/profile/sessions/revoke-others", tag = "profile",
+    request_body(description = "May be empty (read as `{}`).", content(
+        (Confirm = "application/json"),
+        (Confirm = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Every other session is ended (fleet-wide within a \
+            second)."),
+        (status = 303, description = "A form post: on to `/profile?done=revoked-others`.",
+            headers(("Location" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
+            change made with the cookie from another site, or without the form token.",
+            body = ErrorBody),
+    ))]
 pub async fn revoke_others(
     sub: Submission<Confirm>,
     ClientOrigin(who_from): ClientOrigin,
@@ -567,25 +946,70 @@ pub async fn revoke_others(
     Ok(changed(&input, "revoked-others"))
 }
 
+/// The account's recent activity: `{"events":[…]}`.
+#[derive(Serialize, ToSchema)]
+pub struct ActivityList {
+    /// The last 100, newest first.
+    pub events: Vec<ActivityEvent>,
+}
+
+/// A sign-in, a failure, a sign-out, a change.
+#[derive(Serialize, ToSchema)]
+pub struct ActivityEvent {
+    /// RFC 3339.
+    #[schema(example = "2026-12-03T04:27:08+00:00")]
+    pub at: String,
+    #[schema(example = "192.0.2.7")]
+    pub client_addr: String,
+    /// The event's kind, as stored (`login.succeeded`, `password.changed`, …).
+    #[schema(example = "login.succeeded")]
+    pub kind: String,
+    /// The browser and system, summarised.
+    #[schema(example = "Firefox on Linux")]
+    pub user_agent: String,
+}
+
+/// The account's recent sign-ins, failures, sign-outs and changes.
+#[utoipa::path(get, path = "/profile/activity", tag = "profile",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The last 100 events, newest first.", body = ActivityList),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`.", body = ErrorBody),
+    ))]
 pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
     let rows = read(&state, move |conn| store::activity(conn, &user_id, 100)).await?;
-    let list: Vec<_> = rows
+    let events = rows
         .into_iter()
-        .map(|e| {
-            serde_json::json!({
-                "kind": e.kind,
-                "at": e.created_at.and_utc().to_rfc3339(),
-                "client_addr": e.client_addr,
-                "user_agent": summarise_user_agent(&e.user_agent),
-            })
+        .map(|e| ActivityEvent {
+            at: e.created_at.and_utc().to_rfc3339(),
+            user_agent: summarise_user_agent(&e.user_agent),
+            client_addr: e.client_addr,
+            kind: e.kind,
         })
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "events": list })))
+        .json(ActivityList { events }))
 }
 
+/// Everything stored about the account, as a JSON download.
+///
+/// Without any password hash, factor secret, recovery code, passkey credential, token
+/// or token hash.
+#[utoipa::path(get, path = "/profile/export", tag = "profile",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The export (indented JSON), as a download.",
+            body = store::Export, headers(
+                ("Content-Disposition" = String,
+                    description = "`attachment; filename=\"flotilla-account.json\"`"),
+            )),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+    ))]
 pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
     // One snapshot of everything, on either backend.
@@ -605,6 +1029,38 @@ pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpR
         .body(body))
 }
 
+/// Closes the account, at once.
+///
+/// Every session ends; the account is closed in the same transaction (address freed,
+/// personal fields emptied, public flag off), a confirmation is mailed, and the row is
+/// purged once the access tokens it ended could no longer be live. Publishes
+/// `user.deleted`.
+#[utoipa::path(delete, path = "/profile/me", tag = "profile",
+    request_body(content(
+        (Deletion = "application/json"),
+        (Deletion = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Closed; the session cookies are cleared.",
+            headers(("Set-Cookie" = String, description = "The access and refresh cookies, \
+                emptied."))),
+        (status = 303, description = "A form post: on to `/login?done=closed`, the cookies \
+            cleared.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
+            A form post gets the closing page again.", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or the second \
+            factor's `code` (or `passkey_challenge`) missing or malformed.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account, or too many being checked.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
 pub async fn delete(
     sub: Submission<Deletion>,
     ClientOrigin(who_from): ClientOrigin,
@@ -639,4 +1095,39 @@ pub async fn delete(
     };
     profile.auth.clear_cookies(&mut response);
     Ok(response)
+}
+
+/// The closing page's form (`DELETE /profile/me` for a browser without script).
+#[utoipa::path(post, path = "/profile/delete", tag = "profile",
+    request_body(content(
+        (Deletion = "application/x-www-form-urlencoded"),
+        (Deletion = "application/json"),
+    )),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "JSON: closed; the session cookies are cleared.",
+            headers(("Set-Cookie" = String))),
+        (status = 303, description = "Closed: on to `/login?done=closed`, the cookies \
+            cleared.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
+            or `session_revoked`; `account_gone` when the account was closed or disabled \
+            meanwhile.", body = ErrorBody),
+        (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
+            `cross_origin_request` or `csrf_token_invalid`: the closing page again.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_input`: `password` missing, or the second \
+            factor's `code` missing or malformed: the closing page again.", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
+            for this account: the closing page again.", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being checked; or the \
+            database is unavailable (`database_unavailable`) or the service overloaded \
+            (`overloaded`).", body = ErrorBody),
+    ))]
+pub async fn delete_form(
+    sub: Submission<Deletion>,
+    from: ClientOrigin,
+    state: web::Data<State>,
+    profile: web::Data<Profile>,
+) -> Result<HttpResponse, Error> {
+    delete(sub, from, state, profile).await
 }

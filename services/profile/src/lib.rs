@@ -48,7 +48,6 @@ use chrono::TimeDelta;
 use flotilla_auth::throttle::ThrottleSettings;
 use flotilla_auth::{Auth, AuthConfig, HashPool, PasswordChecks, PasswordSettings, SecondFactors};
 use flotilla_bus::WakeSender;
-use flotilla_kit::actix_web::http::Method;
 use flotilla_kit::{Api, ConfigError, Env, Provide, Service, State};
 
 pub static SERVICE: Service = Service {
@@ -123,53 +122,321 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
     }))
 }
 
-/// Routes not yet described by their handlers' attributes (issue 18, in progress).
+/// Profile's routes, each described by its handler's attribute.
 fn api(api: Api) -> Api {
-    api.undescribed(Method::GET, "", handlers::page)
-        .undescribed(Method::GET, "/me", handlers::me)
-        .undescribed(Method::PATCH, "/me", handlers::update)
-        .undescribed(Method::POST, "/me", handlers::update)
-        .undescribed(Method::DELETE, "/me", handlers::delete)
-        .undescribed(Method::GET, "/delete", handlers::close_page)
-        .undescribed(Method::POST, "/delete", handlers::delete)
-        .undescribed(Method::POST, "/password", handlers::password)
-        .undescribed(Method::POST, "/email", handlers::email)
-        .undescribed(Method::GET, "/email/confirm", handlers::confirm_email_page)
-        .undescribed(Method::POST, "/email/confirm", handlers::confirm_email)
-        .undescribed(Method::GET, "/sessions", handlers::sessions)
-        .undescribed(
-            Method::GET,
-            "/sessions/revoke-others",
-            handlers::revoke_others_page,
-        )
-        .undescribed(
-            Method::POST,
-            "/sessions/revoke-others",
-            handlers::revoke_others,
-        )
-        .undescribed(Method::DELETE, "/sessions/{id}", handlers::revoke)
-        .undescribed(Method::POST, "/sessions/{id}/revoke", handlers::revoke)
-        .undescribed(Method::GET, "/totp", factors::setup_page)
-        .undescribed(Method::POST, "/totp", factors::setup)
-        .undescribed(Method::DELETE, "/totp", factors::remove)
-        .undescribed(Method::GET, "/totp/remove", factors::remove_page)
-        .undescribed(Method::POST, "/totp/remove", factors::remove)
-        .undescribed(Method::GET, "/recovery-codes", factors::codes_page)
-        .undescribed(Method::POST, "/recovery-codes", factors::regenerate)
-        .undescribed(Method::GET, "/factors", factors::list)
-        .undescribed(Method::POST, "/passkeys/options", factors::passkey_options)
-        .undescribed(Method::POST, "/passkeys", factors::add_passkey)
-        .undescribed(
-            Method::GET,
-            "/passkeys/{id}/remove",
-            factors::remove_passkey_page,
-        )
-        .undescribed(
-            Method::POST,
-            "/passkeys/{id}/remove",
-            factors::remove_passkey,
-        )
-        .undescribed(Method::DELETE, "/passkeys/{id}", factors::remove_passkey)
-        .undescribed(Method::GET, "/activity", handlers::activity)
-        .undescribed(Method::GET, "/export", handlers::export)
+    use factors as f;
+    use handlers as h;
+    api.route::<h::__path_page, _, _>(h::page)
+        .route::<h::__path_me, _, _>(h::me)
+        .route::<h::__path_update, _, _>(h::update)
+        .route::<h::__path_update_form, _, _>(h::update_form)
+        .route::<h::__path_delete, _, _>(h::delete)
+        .route::<h::__path_close_page, _, _>(h::close_page)
+        .route::<h::__path_delete_form, _, _>(h::delete_form)
+        .route::<h::__path_password, _, _>(h::password)
+        .route::<h::__path_email, _, _>(h::email)
+        .route::<h::__path_confirm_email_page, _, _>(h::confirm_email_page)
+        .route::<h::__path_confirm_email, _, _>(h::confirm_email)
+        .route::<h::__path_sessions, _, _>(h::sessions)
+        .route::<h::__path_revoke_others_page, _, _>(h::revoke_others_page)
+        .route::<h::__path_revoke_others, _, _>(h::revoke_others)
+        .route::<h::__path_revoke, _, _>(h::revoke)
+        .route::<h::__path_revoke_form, _, _>(h::revoke_form)
+        .route::<f::__path_setup_page, _, _>(f::setup_page)
+        .route::<f::__path_setup, _, _>(f::setup)
+        .route::<f::__path_remove, _, _>(f::remove)
+        .route::<f::__path_remove_page, _, _>(f::remove_page)
+        .route::<f::__path_remove_form, _, _>(f::remove_form)
+        .route::<f::__path_codes_page, _, _>(f::codes_page)
+        .route::<f::__path_regenerate, _, _>(f::regenerate)
+        .route::<f::__path_list, _, _>(f::list)
+        .route::<f::__path_passkey_options, _, _>(f::passkey_options)
+        .route::<f::__path_add_passkey, _, _>(f::add_passkey)
+        .route::<f::__path_remove_passkey_page, _, _>(f::remove_passkey_page)
+        .route::<f::__path_remove_passkey_form, _, _>(f::remove_passkey_form)
+        .route::<f::__path_remove_passkey, _, _>(f::remove_passkey)
+        .route::<h::__path_activity, _, _>(h::activity)
+        .route::<h::__path_export, _, _>(h::export)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::SERVICE;
+
+    /// Every `$ref` in `value`.
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(target)) => found.push(target),
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|inner| refs(inner, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_route_is_described_once_and_its_references_resolve() {
+        let api = SERVICE.api();
+        assert!(
+            api.undescribed_routes().is_empty(),
+            "undescribed: {:?}",
+            api.undescribed_routes()
+        );
+        let document = serde_json::to_value(api.document()).unwrap_or_default();
+        assert_eq!(document["openapi"], "3.1.0");
+
+        // One operation per route, at the route's method and path.
+        let methods = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let Some(paths) = document["paths"].as_object() else {
+            panic!("no paths: {document}");
+        };
+        let described: BTreeSet<(String, String)> = paths
+            .iter()
+            .flat_map(|(path, item)| {
+                methods
+                    .iter()
+                    .filter(|m| item.get(**m).is_some())
+                    .map(move |m| (m.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let served: Vec<(String, String)> = api
+            .operations()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path))
+            .collect();
+        let unique: BTreeSet<_> = served.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            served.len(),
+            "a route listed twice: {served:?}"
+        );
+        assert_eq!(described, unique);
+        let ours = served
+            .iter()
+            .filter(|(_, p)| p.starts_with("/profile"))
+            .count();
+        assert_eq!(ours, 31 + 4, "profile's 31 routes and the kit's 4");
+
+        // Every operation has its own id, and profile's a one-line summary. (The tags of
+        // the attributes are not in the document: the kit's `Api` takes the operation
+        // alone, and utoipa keeps tags apart, in `__dev::Tags`.)
+        let kit = [
+            "/profile/health",
+            "/profile/ready",
+            "/profile/metrics",
+            "/profile/openapi.json",
+        ];
+        let mut ids = BTreeSet::new();
+        for (method, path) in &described {
+            let operation = &paths[path][method.to_lowercase()];
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(id.starts_with("profile_"), "{method} {path}: {id}");
+            assert!(ids.insert(id.to_owned()), "{id} twice");
+            if !kit.contains(&path.as_str()) {
+                let summary = operation["summary"].as_str().unwrap_or_default();
+                assert!(
+                    !summary.is_empty() && !summary.contains('\n'),
+                    "{method} {path}: a one-line summary"
+                );
+            }
+        }
+
+        // Every reference resolves to a schema of the document.
+        let schemas = &document["components"]["schemas"];
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/");
+            assert!(
+                name.is_some_and(|name| schemas.get(name).is_some()),
+                "{target} does not resolve"
+            );
+        }
+    }
+
+    /// The answer `typed` gives is byte for byte the `json!()` one it replaced (whose
+    /// keys serde_json's map sorted), compact and indented.
+    fn same_as_before(typed: &impl serde::Serialize, before: &Value) {
+        let compact = serde_json::to_string(typed).unwrap_or_default();
+        assert_eq!(compact, before.to_string());
+        let pretty = serde_json::to_string_pretty(typed).unwrap_or_default();
+        assert_eq!(
+            pretty,
+            serde_json::to_string_pretty(before).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn typed_answers_are_the_json_they_replace() {
+        use serde_json::json;
+
+        use crate::factors::{RecoveryCodes, TotpSetupView};
+        use crate::handlers::{
+            ActivityEvent, ActivityList, EmailChangeSent, SessionList, SessionView, Status,
+        };
+        use crate::store::{
+            Export, ExportAccount, ExportEvent, ExportLink, ExportSession, FactorDatesView,
+            FactorsView, PasskeyView,
+        };
+
+        let message = "Follow the link sent to the new address to confirm it; until then the \
+                       address does not change.";
+        same_as_before(
+            &EmailChangeSent {
+                message,
+                status: "verification_sent",
+            },
+            &json!({"status": "verification_sent", "message": message}),
+        );
+        same_as_before(&Status { status: "valid" }, &json!({"status": "valid"}));
+        let session = SessionView {
+            client_addr: "192.0.2.7".into(),
+            created_at: "2026-12-03T04:27:08+00:00".into(),
+            current: true,
+            id: "s1".into(),
+            last_used_at: "2026-12-03T04:28:08+00:00".into(),
+            user_agent: "Firefox on Linux".into(),
+        };
+        same_as_before(
+            &SessionList {
+                sessions: vec![session],
+            },
+            &json!({"sessions": [{
+                "id": "s1",
+                "created_at": "2026-12-03T04:27:08+00:00",
+                "last_used_at": "2026-12-03T04:28:08+00:00",
+                "client_addr": "192.0.2.7",
+                "user_agent": "Firefox on Linux",
+                "current": true,
+            }]}),
+        );
+        let event = ActivityEvent {
+            at: "2026-12-03T04:27:08+00:00".into(),
+            client_addr: "192.0.2.7".into(),
+            kind: "login.succeeded".into(),
+            user_agent: "Firefox on Linux".into(),
+        };
+        same_as_before(
+            &ActivityList {
+                events: vec![event],
+            },
+            &json!({"events": [{
+                "kind": "login.succeeded",
+                "at": "2026-12-03T04:27:08+00:00",
+                "client_addr": "192.0.2.7",
+                "user_agent": "Firefox on Linux",
+            }]}),
+        );
+        same_as_before(
+            &TotpSetupView {
+                otpauth_url: "otpauth://totp/x".into(),
+                pending: "p".into(),
+                secret: "JBSWY3DP".into(),
+            },
+            &json!({"secret": "JBSWY3DP", "otpauth_url": "otpauth://totp/x", "pending": "p"}),
+        );
+        same_as_before(
+            &RecoveryCodes {
+                recovery_codes: None,
+            },
+            &json!({"recovery_codes": null}),
+        );
+        let codes = vec!["abcde-12345".to_owned()];
+        same_as_before(
+            &RecoveryCodes {
+                recovery_codes: Some(codes.clone()),
+            },
+            &json!({"recovery_codes": codes}),
+        );
+        let factors = || FactorsView {
+            passkeys: vec![PasskeyView {
+                created_at: "2026-12-03T04:27:08Z".into(),
+                id: "k1".into(),
+                last_used_at: None,
+                name: "Laptop".into(),
+            }],
+            recovery_codes_left: 10,
+            totp: Some(FactorDatesView {
+                created_at: "2026-12-03T04:27:08Z".into(),
+                last_used_at: Some("2026-12-03T04:28:08Z".into()),
+            }),
+        };
+        let factors_before = json!({
+            "totp": {"created_at": "2026-12-03T04:27:08Z", "last_used_at": "2026-12-03T04:28:08Z"},
+            "passkeys": [{
+                "id": "k1",
+                "name": "Laptop",
+                "created_at": "2026-12-03T04:27:08Z",
+                "last_used_at": null,
+            }],
+            "recovery_codes_left": 10,
+        });
+        same_as_before(&factors(), &factors_before);
+        let none = FactorsView {
+            passkeys: Vec::new(),
+            recovery_codes_left: 0,
+            totp: None,
+        };
+        same_as_before(
+            &none,
+            &json!({"totp": null, "passkeys": [], "recovery_codes_left": 0}),
+        );
+        // The export: every object's keys in the order serde_json's map gives them.
+        let export = Export {
+            account: ExportAccount {
+                bio: None,
+                created_at: "2026-12-03T04:27:08Z".into(),
+                display_name: Some("Ada".into()),
+                email: "ada@example.org".into(),
+                email_verified: true,
+                email_verified_at: Some("2026-12-03T04:27:09Z".into()),
+                id: "u1".into(),
+                public: false,
+                role: "user".into(),
+                updated_at: "2026-12-03T04:27:10Z".into(),
+                username: Some("ada".into()),
+            },
+            activity: vec![ExportEvent {
+                at: "2026-12-03T04:27:08Z".into(),
+                client_addr: "192.0.2.7".into(),
+                kind: "login.succeeded".into(),
+                user_agent: "Mozilla/5.0".into(),
+            }],
+            email_links: vec![ExportLink {
+                created_at: "2026-12-03T04:27:08Z".into(),
+                email: "ada@example.org".into(),
+                expires_at: "2026-12-05T04:27:08Z".into(),
+                purpose: "verify_email".into(),
+                used_at: None,
+            }],
+            exported_at: "2026-12-03T05:00:00Z".into(),
+            second_factors: factors(),
+            sessions: vec![ExportSession {
+                client_addr: "192.0.2.7".into(),
+                created_at: "2026-12-03T04:27:08Z".into(),
+                expires_at: "2027-01-03T04:27:08Z".into(),
+                id: "s1".into(),
+                last_used_at: "2026-12-03T04:28:08Z".into(),
+                revoked_at: None,
+                revoked_reason: None,
+                user_agent: "Mozilla/5.0".into(),
+            }],
+        };
+        let sorted = serde_json::to_value(&export).unwrap_or_default();
+        same_as_before(&export, &sorted);
+        assert_eq!(sorted["second_factors"], factors_before);
+        assert!(sorted["account"]["bio"].is_null());
+    }
 }

@@ -15,6 +15,8 @@ use flotilla_contracts::{AuthEventKind, FactorChange, Mail, Message};
 use flotilla_db::schema::{auth_events, email_tokens, sessions as sessions_t};
 use flotilla_db::{AnyConnection, diesel, write_transaction};
 use flotilla_jobs::NewJob;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::ProfileConfig;
 use crate::domain::ProfilePatch;
@@ -27,16 +29,27 @@ fn iso(at: NaiveDateTime) -> String {
 }
 
 /// `GET /profile/me`: the account as its owner sees it, never the password hash.
-#[derive(serde::Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Me<'a> {
+    #[schema(example = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]
     id: &'a str,
+    #[schema(example = "ada@example.org")]
     email: &'a str,
+    /// Whether the address is confirmed.
     email_verified: bool,
+    #[schema(required = true, example = "ada")]
     username: Option<&'a str>,
+    #[schema(required = true, example = "Ada Lovelace")]
     display_name: Option<&'a str>,
+    #[schema(required = true)]
     bio: Option<&'a str>,
+    /// Whether the static site publishes the profile (once it has a username).
     public: bool,
+    /// `user` or `admin`.
+    #[schema(example = "user")]
     role: &'a str,
+    /// RFC 3339, to the second.
+    #[schema(example = "2026-12-03T04:27:08Z")]
     created_at: String,
 }
 
@@ -165,22 +178,68 @@ pub fn change_password(
     })
 }
 
-/// The account's second factors as JSON (`GET /profile/factors`, the export): which,
-/// and when, never a secret.
-pub fn factors_json(factors: &Factors) -> serde_json::Value {
-    serde_json::json!({
-        "totp": factors.totp.map(|t| serde_json::json!({
-            "created_at": iso(t.created_at),
-            "last_used_at": t.last_used_at.map(iso),
-        })),
-        "passkeys": factors.passkeys.iter().map(|p| serde_json::json!({
-            "id": p.id,
-            "name": p.name,
-            "created_at": iso(p.created_at),
-            "last_used_at": p.last_used_at.map(iso),
-        })).collect::<Vec<_>>(),
-        "recovery_codes_left": factors.recovery_codes_left,
-    })
+// The typed answers below keep their fields in alphabetical order: the JSON is what
+// `json!()` made before them (serde_json's map sorts its keys), byte for byte.
+
+/// The account's second factors (`GET /profile/factors`, the export): which, and when;
+/// never a secret, a code or a credential.
+#[derive(Serialize, ToSchema)]
+pub struct FactorsView {
+    /// Oldest first.
+    pub passkeys: Vec<PasskeyView>,
+    /// Unused recovery codes.
+    #[schema(example = 10)]
+    pub recovery_codes_left: i64,
+    /// The authenticator app, or `null`.
+    #[schema(required = true)]
+    pub totp: Option<FactorDatesView>,
+}
+
+/// When the authenticator app was set up and last used.
+#[derive(Serialize, ToSchema)]
+pub struct FactorDatesView {
+    /// RFC 3339, to the second.
+    #[schema(example = "2026-12-03T04:27:08Z")]
+    pub created_at: String,
+    /// `null` when never used.
+    #[schema(required = true)]
+    pub last_used_at: Option<String>,
+}
+
+/// One of the account's passkeys.
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyView {
+    #[schema(example = "2026-12-03T04:27:08Z")]
+    pub created_at: String,
+    /// What `DELETE /profile/passkeys/{id}` takes.
+    pub id: String,
+    /// `null` when never used.
+    #[schema(required = true)]
+    pub last_used_at: Option<String>,
+    #[schema(example = "Laptop")]
+    pub name: String,
+}
+
+impl FactorsView {
+    pub fn of(factors: &Factors) -> Self {
+        Self {
+            passkeys: factors
+                .passkeys
+                .iter()
+                .map(|p| PasskeyView {
+                    created_at: iso(p.created_at),
+                    id: p.id.clone(),
+                    last_used_at: p.last_used_at.map(iso),
+                    name: p.name.clone(),
+                })
+                .collect(),
+            recovery_codes_left: factors.recovery_codes_left,
+            totp: factors.totp.map(|t| FactorDatesView {
+                created_at: iso(t.created_at),
+                last_used_at: t.last_used_at.map(iso),
+            }),
+        }
+    }
 }
 
 pub fn factors(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Factors> {
@@ -673,9 +732,88 @@ pub fn activity(conn: &mut AnyConnection, user_id: &str, limit: i64) -> QueryRes
         .load(conn)
 }
 
+/// `GET /profile/export`: everything stored about the account, without secrets.
+#[derive(Serialize, ToSchema)]
+pub struct Export {
+    pub account: ExportAccount,
+    /// Every auth event of the account, newest first.
+    pub activity: Vec<ExportEvent>,
+    /// The links mailed for the account (their tokens never), newest first.
+    pub email_links: Vec<ExportLink>,
+    /// RFC 3339, to the second.
+    #[schema(example = "2026-12-03T04:27:08Z")]
+    pub exported_at: String,
+    /// Which factors, never their secrets or codes.
+    pub second_factors: FactorsView,
+    /// Every session, ended ones too, newest first (the form token stays out, as every
+    /// secret).
+    pub sessions: Vec<ExportSession>,
+}
+
+/// The account as `GET /profile/me` shows it, with two dates more.
+#[derive(Serialize, ToSchema)]
+pub struct ExportAccount {
+    #[schema(required = true)]
+    pub bio: Option<String>,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub display_name: Option<String>,
+    pub email: String,
+    pub email_verified: bool,
+    /// `null` while the address is not confirmed.
+    #[schema(required = true)]
+    pub email_verified_at: Option<String>,
+    pub id: String,
+    pub public: bool,
+    pub role: String,
+    pub updated_at: String,
+    #[schema(required = true)]
+    pub username: Option<String>,
+}
+
+/// An auth event, with the browser's whole `User-Agent`.
+#[derive(Serialize, ToSchema)]
+pub struct ExportEvent {
+    pub at: String,
+    pub client_addr: String,
+    #[schema(example = "login.succeeded")]
+    pub kind: String,
+    pub user_agent: String,
+}
+
+/// A link mailed for the account.
+#[derive(Serialize, ToSchema)]
+pub struct ExportLink {
+    pub created_at: String,
+    /// Where it went.
+    pub email: String,
+    pub expires_at: String,
+    /// `verify_email`, `password_reset`, `change_email`.
+    pub purpose: String,
+    /// `null` when not used.
+    #[schema(required = true)]
+    pub used_at: Option<String>,
+}
+
+/// A session, live or ended.
+#[derive(Serialize, ToSchema)]
+pub struct ExportSession {
+    pub client_addr: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub id: String,
+    pub last_used_at: String,
+    #[schema(required = true)]
+    pub revoked_at: Option<String>,
+    /// Why it ended, when it was signed out.
+    #[schema(required = true)]
+    pub revoked_reason: Option<String>,
+    pub user_agent: String,
+}
+
 /// Everything stored about the account, without secrets: no password hash, no token
 /// or token hash, no form token.
-pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<serde_json::Value>> {
+pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<Export>> {
     let Some(account) = account(conn, user_id)? else {
         return Ok(None);
     };
@@ -711,39 +849,57 @@ pub fn export(conn: &mut AnyConnection, user_id: &str) -> QueryResult<Option<ser
         ))
         .load(conn)?;
     let factors = Factors::of(conn, user_id)?;
-    let mut profile = serde_json::to_value(Me::of(&account)).unwrap_or_default();
-    profile["updated_at"] = iso(account.updated_at).into();
-    profile["email_verified_at"] = account.email_verified_at.map(iso).into();
-    Ok(Some(serde_json::json!({
-        "exported_at": iso(flotilla_jobs::now()),
-        "account": profile,
-        // Which factors, never their secrets or codes.
-        "second_factors": factors_json(&factors),
-        // The form token stays out, as every secret.
-        "sessions": sessions.into_iter().map(|s| serde_json::json!({
-            "id": s.id,
-            "created_at": iso(s.created_at),
-            "last_used_at": iso(s.last_used_at),
-            "expires_at": iso(s.expires_at),
-            "revoked_at": s.revoked_at.map(iso),
-            "revoked_reason": s.revoked_reason,
-            "client_addr": s.client_addr,
-            "user_agent": s.user_agent,
-        })).collect::<Vec<_>>(),
-        "activity": events.into_iter().map(|e| serde_json::json!({
-            "kind": e.kind,
-            "at": iso(e.created_at),
-            "client_addr": e.client_addr,
-            "user_agent": e.user_agent,
-        })).collect::<Vec<_>>(),
-        "email_links": links.into_iter().map(|(purpose, email, created, expires, used)| serde_json::json!({
-            "purpose": purpose,
-            "email": email,
-            "created_at": iso(created),
-            "expires_at": iso(expires),
-            "used_at": used.map(iso),
-        })).collect::<Vec<_>>(),
-    })))
+    let me = Me::of(&account);
+    let account = ExportAccount {
+        bio: me.bio.map(str::to_owned),
+        created_at: me.created_at.clone(),
+        display_name: me.display_name.map(str::to_owned),
+        email: me.email.to_owned(),
+        email_verified: me.email_verified,
+        email_verified_at: account.email_verified_at.map(iso),
+        id: me.id.to_owned(),
+        public: me.public,
+        role: me.role.to_owned(),
+        updated_at: iso(account.updated_at),
+        username: me.username.map(str::to_owned),
+    };
+    Ok(Some(Export {
+        account,
+        activity: events
+            .into_iter()
+            .map(|e| ExportEvent {
+                at: iso(e.created_at),
+                client_addr: e.client_addr,
+                kind: e.kind,
+                user_agent: e.user_agent,
+            })
+            .collect(),
+        email_links: links
+            .into_iter()
+            .map(|(purpose, email, created, expires, used)| ExportLink {
+                created_at: iso(created),
+                email,
+                expires_at: iso(expires),
+                purpose,
+                used_at: used.map(iso),
+            })
+            .collect(),
+        exported_at: iso(flotilla_jobs::now()),
+        second_factors: FactorsView::of(&factors),
+        sessions: sessions
+            .into_iter()
+            .map(|s| ExportSession {
+                client_addr: s.client_addr,
+                created_at: iso(s.created_at),
+                expires_at: iso(s.expires_at),
+                id: s.id,
+                last_used_at: iso(s.last_used_at),
+                revoked_at: s.revoked_at.map(iso),
+                revoked_reason: s.revoked_reason,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    }))
 }
 
 /// Closes the account at once ([`flotilla_accounts::close_account`], which an admin's
