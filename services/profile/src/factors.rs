@@ -66,7 +66,7 @@ pub struct RecoveryCodes {
 /// as `credential_challenge`, and the options of `navigator.credentials.create`.
 #[derive(ToSchema)]
 #[allow(dead_code)] // Described only: the answer is flotilla-auth's `challenge_json`.
-pub struct PasskeyChallenge {
+pub struct PasskeyRegistrationChallenge {
     /// What `POST /profile/passkeys` takes back as `credential_challenge`.
     challenge: String,
     /// WebAuthn's `PublicKeyCredentialCreationOptions` (binary fields in base64url):
@@ -586,7 +586,7 @@ pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpRes
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The challenge (never stored by a cache).",
-            body = PasskeyChallenge),
+            body = PasskeyRegistrationChallenge),
         (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
             or `session_revoked`; `account_gone` when the account was closed or disabled \
             meanwhile.", body = ErrorBody),

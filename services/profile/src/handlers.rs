@@ -655,7 +655,7 @@ pub struct EmailChangeSent {
 
 /// A change-of-address link: `{"status": …}`.
 #[derive(Serialize, ToSchema)]
-pub struct Status {
+pub struct EmailLinkStatus {
     /// `valid` (a link that can be used), `email_changed` (it was used).
     #[schema(example = "valid")]
     pub status: &'static str,
@@ -683,7 +683,7 @@ fn link_refused(refusal: ProfileError, browser: bool) -> Error {
     responses(
         (status = 200, description = "A browser: the page whose button posts the token. \
             An API client: `{\"status\":\"valid\"}`.", content(
-            (Status = "application/json"),
+            (EmailLinkStatus = "application/json"),
             (String = "text/html"),
         )),
         (status = 400, description = "`token_invalid` (used, unknown or missing) or \
@@ -708,7 +708,7 @@ pub async fn confirm_email_page(
             return Ok(html(StatusCode::OK, pages::email_confirm_form(token)));
         }
         Link::Valid { .. } => {
-            return Ok(HttpResponse::Ok().json(Status { status: "valid" }));
+            return Ok(HttpResponse::Ok().json(EmailLinkStatus { status: "valid" }));
         }
         Link::Invalid => ProfileError::LinkInvalid,
         Link::Expired => ProfileError::LinkExpired,
@@ -728,7 +728,7 @@ pub async fn confirm_email_page(
     responses(
         (status = 200, description = "The address is changed: \
             `{\"status\":\"email_changed\"}`, or a page for the form.", content(
-            (Status = "application/json"),
+            (EmailLinkStatus = "application/json"),
             (String = "text/html"),
         )),
         (status = 400, description = "`token_invalid` (used, unknown or missing) or \
@@ -761,7 +761,7 @@ pub async fn confirm_email(
     let refusal = match outcome {
         Confirmed::Done { user_id } => {
             profile.auth.publish(&Event::UserUpdated { id: user_id });
-            let status = Status {
+            let status = EmailLinkStatus {
                 status: "email_changed",
             };
             return Ok(input.reply(StatusCode::OK, &status, || {

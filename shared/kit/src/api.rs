@@ -61,7 +61,6 @@ pub struct Api {
     entries: Vec<Entry>,
     paths: Paths,
     schemas: Vec<(String, RefOr<Schema>)>,
-    undescribed: Vec<String>,
 }
 
 impl Api {
@@ -71,7 +70,6 @@ impl Api {
             entries: Vec::new(),
             paths: Paths::new(),
             schemas: Vec::new(),
-            undescribed: Vec::new(),
         }
     }
 
@@ -82,7 +80,7 @@ impl Api {
     /// At start-up, when the path is not under the service's own prefix.
     pub fn route<P, F, Args>(self, handler: F) -> Self
     where
-        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
@@ -96,34 +94,11 @@ impl Api {
         self.add::<P, F, Args>(path, relative, handler)
     }
 
-    /// A route without its description yet, at `path` under the service's scope. Only
-    /// while the services move to described routes: the coverage test refuses any.
-    pub fn undescribed<F, Args>(mut self, method: Method, path: &str, handler: F) -> Self
-    where
-        F: Handler<Args> + Send + Sync,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.undescribed
-            .push(format!("{method} /{}{path}", self.service));
-        self.entries.push(Entry {
-            path: path.to_owned(),
-            method,
-            route: Arc::new(move || web::route().to(handler.clone())),
-        });
-        self
-    }
-
-    /// The routes served without a description (`METHOD /path`).
-    pub fn undescribed_routes(&self) -> &[String] {
-        &self.undescribed
-    }
-
     /// The kit's own routes, whose attributes name the path under any service's
     /// scope (`/health`).
     pub(crate) fn kit_route<P, F, Args>(self, handler: F) -> Self
     where
-        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
@@ -135,12 +110,18 @@ impl Api {
 
     fn add<P, F, Args>(mut self, path: String, relative: String, handler: F) -> Self
     where
-        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         F: Handler<Args> + Send + Sync,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
         let mut operation = P::operation();
+        // The attribute's `tag` is kept apart from the operation (utoipa collects it
+        // in its own derive): here it goes on the operation.
+        let tags = P::tags();
+        if !tags.is_empty() {
+            operation.tags = Some(tags.iter().map(|t| t.to_string()).collect());
+        }
         // Unique across the fleet's merged document: `signup_form`, `login_form`.
         operation.operation_id = operation
             .operation_id

@@ -1,5 +1,5 @@
 //! The OpenAPI documents against the routes really served: every service describes
-//! every route it serves (its `openapi` command refuses otherwise), serves the same
+//! every route it serves (the kit registers routes only from their descriptions), serves the same
 //! document at `/<svc>/openapi.json`, routes every operation it describes, and the
 //! fleet's merged document (`docs/openapi.json`, the site's `/api/`) is current.
 
@@ -13,7 +13,7 @@ use super::*;
 
 const DESCRIBED: [&str; 5] = ["signup", "login", "profile", "admin", "worker"];
 
-/// `flotilla-<svc> openapi`: the document, or a failure naming undescribed routes.
+/// `flotilla-<svc> openapi`: the document it serves.
 fn printed_document(service: &str) -> Value {
     let output = std::process::Command::new(binary(&format!("flotilla-{service}")))
         .arg("openapi")
