@@ -158,91 +158,16 @@ pub fn utc(at: chrono::NaiveDateTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use serde_json::Value;
-
     use super::SERVICE;
 
-    /// Every `$ref` in `value`, wherever it is.
-    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
-        match value {
-            Value::Object(map) => {
-                for (key, inner) in map {
-                    match (key.as_str(), inner) {
-                        ("$ref", Value::String(target)) => found.push(target),
-                        _ => refs(inner, found),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
-            _ => {}
-        }
+    #[test]
+    fn every_route_is_described_once_and_the_document_holds_together() {
+        assert_eq!(SERVICE.api().problems(), Vec::<String>::new());
     }
 
     #[test]
-    fn every_route_is_described_once_and_every_reference_resolves() {
-        let api = SERVICE.api();
-        let text = serde_json::to_string(&api.document()).unwrap();
-        let doc: Value = serde_json::from_str(&text).unwrap();
-
-        // One operation per route, at its method and path.
-        let routes = api.operations();
-        let mut described = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                assert!(
-                    [
-                        "get", "post", "put", "patch", "delete", "head", "options", "trace"
-                    ]
-                    .contains(&method.as_str()),
-                    "{path}: {method}"
-                );
-                described.insert((method.to_uppercase(), path.clone()));
-            }
-        }
-        let served: BTreeSet<(String, String)> = routes
-            .iter()
-            .map(|(method, path)| (method.to_string(), path.clone()))
-            .collect();
-        assert_eq!(served.len(), routes.len(), "a route is served twice");
-        assert_eq!(described, served);
-
-        // Operation ids are unique; the console's own routes are tagged and need a session.
-        let mut ids = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
-                let id = operation["operationId"].as_str().unwrap();
-                assert!(ids.insert(id.to_owned()), "{id} twice");
-                if operation["tags"][0] == "admin" {
-                    let security = operation["security"].as_array().unwrap();
-                    assert_eq!(security.len(), 2, "{method} {path}");
-                    assert!(
-                        operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                        "{method} {path}"
-                    );
-                }
-            }
-        }
-        assert_eq!(
-            doc["paths"].as_object().unwrap().len(),
-            9 + 4,
-            "the console's nine paths and the kit's four"
-        );
-
-        // Every reference names a schema of the document.
-        let schemas = doc["components"]["schemas"].as_object().unwrap();
-        let mut found = Vec::new();
-        refs(&doc, &mut found);
-        assert!(found.len() > 20, "{found:?}");
-        for target in found {
-            let name = target
-                .strip_prefix("#/components/schemas/")
-                .unwrap_or_else(|| panic!("{target} is no schema of the document"));
-            assert!(schemas.contains_key(name), "{target} does not resolve");
-        }
-
-        // The action is one of a fixed set, named as the route takes it.
+    fn the_action_is_one_of_a_fixed_set_named_as_the_route_takes_it() {
+        let doc = serde_json::to_value(SERVICE.api().document()).unwrap();
         let act = &doc["paths"]["/admin/users/{id}/{action}"]["post"];
         let action = act["parameters"]
             .as_array()

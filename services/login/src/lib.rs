@@ -333,80 +333,8 @@ mod tests {
         assert!(slow_reload.publish_warning().is_some());
     }
 
-    /// Every `$ref` in `value`.
-    fn references<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
-        match value {
-            serde_json::Value::Object(fields) => {
-                for (key, field) in fields {
-                    match (key.as_str(), field) {
-                        ("$ref", serde_json::Value::String(target)) => found.push(target),
-                        _ => references(field, found),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| references(i, found)),
-            _ => {}
-        }
-    }
-
     #[test]
-    fn every_route_is_described_and_the_document_holds_together() {
-        let api = SERVICE.api();
-        let text = serde_json::to_string(&api.document()).unwrap();
-        let document: serde_json::Value = serde_json::from_str(&text).unwrap();
-        // One operation per route served, at its method and path.
-        let paths = document["paths"].as_object().unwrap();
-        let methods = [
-            "get", "put", "post", "delete", "options", "head", "patch", "trace",
-        ];
-        let described: usize = paths
-            .values()
-            .map(|item| {
-                let item = item.as_object().unwrap();
-                item.keys()
-                    .filter(|k| methods.contains(&k.as_str()))
-                    .count()
-            })
-            .sum();
-        let served = api.operations();
-        assert_eq!(described, served.len());
-        let mut ids = std::collections::BTreeSet::new();
-        for (method, path) in &served {
-            let method = method.as_str().to_ascii_lowercase();
-            let operation = &paths[path.as_str()][&method];
-            assert!(operation.is_object(), "{method} {path} is not described");
-            let id = operation["operationId"].as_str().unwrap();
-            assert!(ids.insert(id.to_owned()), "operation id {id} twice");
-            assert!(
-                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{method} {path} has no summary"
-            );
-        }
-        assert_eq!(served.len(), 4 + 21, "the kit's four and login's 21");
-        // Every reference names a schema of the document.
-        let schemas = document["components"]["schemas"].as_object().unwrap();
-        let mut found = Vec::new();
-        references(&document, &mut found);
-        assert!(found.len() > 20, "{found:?}");
-        for target in found {
-            let name = target.strip_prefix("#/components/schemas/");
-            assert!(
-                name.is_some_and(|name| schemas.contains_key(name)),
-                "{target} names no schema"
-            );
-        }
-        // Security names only the kit's schemes.
-        let schemes = document["components"]["securitySchemes"]
-            .as_object()
-            .unwrap();
-        for (method, path) in &served {
-            let method = method.as_str().to_ascii_lowercase();
-            let security = paths[path.as_str()][&method]["security"].as_array();
-            for requirement in security.into_iter().flatten() {
-                for scheme in requirement.as_object().unwrap().keys() {
-                    assert!(schemes.contains_key(scheme), "{path}: {scheme}");
-                }
-            }
-        }
+    fn every_route_is_described_once_and_the_document_holds_together() {
+        assert_eq!(SERVICE.api().problems(), Vec::<String>::new());
     }
 }

@@ -98,3 +98,11 @@ fn setup(state: &web::Data<State>) -> anyhow::Result<Provide> {
         data.app_data(signup.clone());
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_described_once_and_the_document_holds_together() {
+        assert_eq!(super::SERVICE.api().problems(), Vec::<String>::new());
+    }
+}

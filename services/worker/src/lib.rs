@@ -350,6 +350,11 @@ fn cleanup(conn: &mut flotilla_db::AnyConnection, events_days: i64) -> anyhow::R
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn its_routes_the_kit_s_are_described_once() {
+        assert_eq!(super::SERVICE.api().problems(), Vec::<String>::new());
+    }
+
     use std::collections::HashMap;
 
     use super::*;

@@ -118,10 +118,12 @@ impl Api {
         let mut operation = P::operation();
         // The attribute's `tag` is kept apart from the operation (utoipa collects it
         // in its own derive): here it goes on the operation.
+        // No tag: the service's name.
         let tags = P::tags();
-        if !tags.is_empty() {
-            operation.tags = Some(tags.iter().map(|t| t.to_string()).collect());
-        }
+        operation.tags = Some(match tags.is_empty() {
+            true => vec![self.service.to_owned()],
+            false => tags.iter().map(|t| t.to_string()).collect(),
+        });
         // Unique across the fleet's merged document: `signup_form`, `login_form`.
         operation.operation_id = operation
             .operation_id
@@ -374,4 +376,83 @@ pub fn merge(documents: Vec<OpenApi>) -> Result<OpenApi, String> {
         fleet.merge(document);
     }
     Ok(fleet)
+}
+
+impl Api {
+    /// What is wrong with the document, if anything: a route served without its
+    /// operation or twice, an operation id used twice, an operation without a summary
+    /// (its handler's doc comment), a security scheme the document does not define, a
+    /// `$ref` to no schema.
+    /// Each service's tests require none.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let document = match serde_json::to_value(self.document()) {
+            Ok(document) => document,
+            Err(e) => return vec![format!("the document does not serialise: {e}")],
+        };
+        let empty = serde_json::Map::new();
+        let paths = document["paths"].as_object().unwrap_or(&empty);
+        let mut described = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap_or(&empty) {
+                let at = format!("{} {path}", method.to_ascii_uppercase());
+                let id = operation["operationId"].as_str().unwrap_or_default();
+                if !ids.insert(id.to_owned()) {
+                    problems.push(format!("{at}: operation id {id:?} is used twice"));
+                }
+                if operation["summary"].as_str().is_none_or(str::is_empty) {
+                    problems.push(format!("{at}: no summary (the handler's doc comment)"));
+                }
+                for requirement in operation["security"].as_array().into_iter().flatten() {
+                    for scheme in requirement.as_object().unwrap_or(&empty).keys() {
+                        if ![BEARER, COOKIE].contains(&scheme.as_str()) {
+                            problems.push(format!("{at}: unknown security scheme {scheme}"));
+                        }
+                    }
+                }
+                described.insert(at);
+            }
+        }
+        let mut served = std::collections::BTreeSet::new();
+        for (method, path) in self.operations() {
+            let at = format!("{method} {path}");
+            if !described.contains(&at) {
+                problems.push(format!("{at}: served without its operation"));
+            }
+            if !served.insert(at.clone()) {
+                problems.push(format!("{at}: served twice"));
+            }
+        }
+        let schemas = document["components"]["schemas"]
+            .as_object()
+            .unwrap_or(&empty);
+        let mut references = Vec::new();
+        collect_refs(&document, &mut references);
+        for reference in references {
+            let resolves = reference
+                .strip_prefix("#/components/schemas/")
+                .is_some_and(|name| schemas.contains_key(name));
+            if !resolves {
+                problems.push(format!("{reference} resolves to no schema"));
+            }
+        }
+        problems
+    }
+}
+
+/// Every `$ref` in `value`.
+fn collect_refs(value: &serde_json::Value, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", serde_json::Value::String(target)) => found.push(target.clone()),
+                    _ => collect_refs(inner, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_refs(item, found)),
+        _ => {}
+    }
 }

@@ -330,6 +330,7 @@ fn the_document_describes_exactly_the_routes_served() {
             "/test/slow",
         ]
     );
+    assert_eq!(SERVICE.api().problems(), Vec::<String>::new());
     // The kit's own answers are added: 503 with Retry-After everywhere, the body
     // errors where there is a body, each also as a page.
     let echo = &doc["paths"]["/test/echo"]["post"]["responses"];
