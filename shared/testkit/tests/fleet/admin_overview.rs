@@ -196,7 +196,7 @@ on_both_databases! {
         // The page generator: the build just run (the fleet's start ran one too).
         let pages = &report["pages"];
         assert_eq!(pages["version"], env!("CARGO_PKG_VERSION"), "{report}");
-        assert_eq!(pages["pages"], 11, "the stylesheet and the icon (twice each), the script, 404 page and robots.txt; the home page, the empty directory, the sitemap and the feed");
+        assert_eq!(pages["pages"], 13, "the stylesheet and the icon (twice each), the script, 404 page, robots.txt, the API reference and its document; the home page, the empty directory, the sitemap and the feed");
         assert_eq!(count(&fleet, "SELECT COUNT(*) FROM page_builds"), 2);
         assert_eq!(report["pages_update"], Value::Null, "{report}");
         // The watcher's updates show too: root's profile made public.
