@@ -284,8 +284,8 @@ struct Retried<'a> {
     ),
     request_body(description = "`{}` or nothing for an API client; the jobs page's form \
         for a browser.", content(
-        (RetryForm = "application/json"),
-        (RetryForm = "application/x-www-form-urlencoded"),
+        (Option<RetryForm> = "application/json"),
+        (Option<RetryForm> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Queued again.", body = Retried),
