@@ -260,6 +260,12 @@ impl UsersPage<'_> {
                 parameters(("after" = "$response.body#/next")),
                 description = "The next page: `next` as `after`, with the same `q`, \
                     `status`, `role` and `limit`.")),
+            ("first_account" = (operation_id = "admin_account",
+                parameters(("id" = "$response.body#/users/0/id")),
+                description = "The first account listed, whole.")),
+            ("act_on_first" = (operation_id = "admin_act",
+                parameters(("id" = "$response.body#/users/0/id")),
+                description = "An action on the first account listed.")),
         )),
         (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
         (status = 400, description = "`malformed_query`: the query string does not parse.",
