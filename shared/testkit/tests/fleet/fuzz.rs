@@ -80,21 +80,20 @@ struct Tried {
     errors: u64,
 }
 
-fn tried(report: &Path) -> Tried {
-    let text =
-        std::fs::read_to_string(report).unwrap_or_else(|e| panic!("{}: {e}", report.display()));
-    let report: Value = serde_json::from_str(&text).unwrap();
+/// `None` when schemathesis wrote none (it stopped before it ran).
+fn tried(report: &Path) -> Option<Tried> {
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report).ok()?).ok()?;
     let count = |items: &Value| {
         items.as_array().map_or(0, |items| {
             items.iter().filter_map(|i| i["count"].as_u64()).sum()
         })
     };
-    Tried {
+    Some(Tried {
         operations: report["operations"]["tested"].as_u64().unwrap_or(0),
         cases: report["test_cases"]["generated"].as_u64().unwrap_or(0),
         failures: count(&report["failures"]),
         errors: count(&report["errors"]),
-    }
+    })
 }
 
 /// One schemathesis run against one service's document.
@@ -150,7 +149,12 @@ impl Pass<'_> {
         );
         // Beside the report (FLOTILLA_KEEP_TEST_DIRS keeps both): warnings, links followed.
         std::fs::write(fleet.dir().join(format!("{name}.txt")), &printed).unwrap();
-        let tried = tried(&report);
+        let tried = tried(&report).unwrap_or(Tried {
+            operations: 0,
+            cases: 0,
+            failures: 0,
+            errors: 1,
+        });
         let failed = !output.status.success() || tried.failures > 0 || tried.errors > 0;
         (tried, failed.then_some(printed))
     }
