@@ -13,7 +13,7 @@ run: binaries ## Build and run the whole fleet behind nginx on http://127.0.0.1:
 test: build-deps ## Unit and end-to-end tests, on SQLite and PostgreSQL
 	@scripts/test.sh
 
-fuzz: build-deps ## schemathesis against every service, on both databases, deeply (FUZZ_EXAMPLES=500)
+fuzz: build-deps ## Fuzz every service with schemathesis, on both databases, deeply (FUZZ_EXAMPLES=500)
 	@scripts/fuzz.sh
 
 screenshots: build-deps ## Every page at 360 and 1280 px, light and dark, into var/screenshots

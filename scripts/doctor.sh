@@ -16,7 +16,7 @@ pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 command -v python3 >/dev/null && ok "python3 (make run's example app): $(python3 --version 2>&1)" || missing "python3: make run installs it as root, or: apt-get install python3"
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null && ok "PyJWT (make test)" || ok "PyJWT absent (make test installs it as root, or: apt-get install python3-jwt python3-cryptography)"
 if st=$("$root/scripts/ensure-schemathesis.sh" --check); then
-    ok "schemathesis (the fuzz test, make fuzz): $("$st" --version 2>&1 | tail -n 1)"
+    ok "schemathesis $("$st" --version 2>&1 | sed -n 's/.*version //p') (the fuzz test, make fuzz)"
 else
     ok "schemathesis absent (make test and make fuzz install it from PyPI into ~/.cache/flotilla)"
 fi
