@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test screenshots bench openapi lint fmt binaries release migrate pages doctor clean build-deps
+.PHONY: help run test fuzz screenshots bench openapi lint fmt binaries release migrate pages doctor clean build-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ run: binaries ## Build and run the whole fleet behind nginx on http://127.0.0.1:
 
 test: build-deps ## Unit and end-to-end tests, on SQLite and PostgreSQL
 	@scripts/test.sh
+
+fuzz: build-deps ## Fuzz every service with schemathesis, on both databases, deeply (FUZZ_EXAMPLES=500)
+	@scripts/fuzz.sh
 
 screenshots: build-deps ## Every page at 360 and 1280 px, light and dark, into var/screenshots
 	@scripts/screenshots.sh

@@ -15,6 +15,11 @@ pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -n "$pg" ] && ok "PostgreSQL: $("$pg/postgres" --version)" || missing "PostgreSQL: make test installs it as root, or: apt-get install postgresql"
 command -v python3 >/dev/null && ok "python3 (make run's example app): $(python3 --version 2>&1)" || missing "python3: make run installs it as root, or: apt-get install python3"
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null && ok "PyJWT (make test)" || ok "PyJWT absent (make test installs it as root, or: apt-get install python3-jwt python3-cryptography)"
+if st=$("$root/scripts/ensure-schemathesis.sh" --check); then
+    ok "schemathesis $("$st" --version 2>&1 | sed -n 's/.*version //p') (the fuzz test, make fuzz)"
+else
+    ok "schemathesis absent (make test and make fuzz install it from PyPI into ~/.cache/flotilla)"
+fi
 command -v wrk >/dev/null && ok "wrk (make bench)" || ok "wrk absent (make bench installs it as root, or: apt-get install wrk)"
 if command -v chromedriver >/dev/null || [ -x /usr/bin/chromedriver ]; then
     ok "chromedriver (browser tests, make screenshots): $(chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"

@@ -16,6 +16,11 @@ find_nginx >/dev/null
 # python3 with its packages, which the tests prefer to any other python3.
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null ||
     apt_install python3 python3-jwt python3-cryptography
+# schemathesis: the fuzz test's fuzzer (scripts/ensure-schemathesis.sh).
+if ! "$root/scripts/ensure-schemathesis.sh" >/dev/null; then
+    case ${CI:-} in true | 1 | yes) die "schemathesis could not be installed" ;; esac
+    say "schemathesis could not be installed: the fuzz test will skip"
+fi
 # wrk: load while instances restart and while full builds switch in.
 command -v wrk >/dev/null || apt_install wrk
 # The browser tests: Debian's Chromium and chromedriver (without them those tests fail).

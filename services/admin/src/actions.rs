@@ -464,8 +464,8 @@ async fn refused(
     ),
     request_body(description = "`{}` or nothing for an API client; the account page's \
         form for a browser.", content(
-        (ActionBody = "application/json"),
-        (ActionBody = "application/x-www-form-urlencoded"),
+        (Option<ActionBody> = "application/json"),
+        (Option<ActionBody> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Done, or nothing to change (`\"changed\": false`, \

@@ -202,6 +202,10 @@ struct JobsPage<'a> {
             form per dead job) for a browser.", content(
             (JobsAnswer = "application/json"),
             (String = "text/html"),
+        ), links(
+            ("retry_first" = (operation_id = "admin_retry_job",
+                parameters(("id" = "$response.body#/jobs/0/id")),
+                description = "Queue the first job listed again (a dead one by default).")),
         )),
         (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
         (status = 400, description = "`malformed_query`: a parameter other than `state` and \
@@ -284,8 +288,8 @@ struct Retried<'a> {
     ),
     request_body(description = "`{}` or nothing for an API client; the jobs page's form \
         for a browser.", content(
-        (RetryForm = "application/json"),
-        (RetryForm = "application/x-www-form-urlencoded"),
+        (Option<RetryForm> = "application/json"),
+        (Option<RetryForm> = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Queued again.", body = Retried),

@@ -168,7 +168,7 @@ impl Caller {
             back: req
                 .uri()
                 .path_and_query()
-                .map_or_else(|| "/admin".to_owned(), |p| p.as_str().to_owned()),
+                .map_or_else(|| "/admin".to_owned(), back_to),
         }
     }
 
@@ -179,6 +179,22 @@ impl Caller {
             back: form_page(req.path()),
         }
     }
+}
+
+/// The longest address of a page that a browser is sent back to after signing in. In
+/// `Location`, encoded once more, it grows up to threefold, and nginx takes at most
+/// 4 KiB of an answer's headers: a longer one (a search for a very long text) was a
+/// 502 from nginx.
+const MAX_BACK: usize = 1024;
+
+/// Where a browser comes back to from a page's address: the page with its query, or
+/// without it when that is too long, or the console's first page.
+fn back_to(page: &actix_web::http::uri::PathAndQuery) -> String {
+    [page.as_str(), page.path()]
+        .into_iter()
+        .find(|back| back.len() <= MAX_BACK)
+        .unwrap_or("/admin")
+        .to_owned()
 }
 
 /// The console page whose form posts to `path` (where to come back after confirming):
@@ -289,9 +305,12 @@ async fn admit(req: &HttpRequest, who: Authenticated, caller: Caller) -> Result<
 fn sign_in_first(req: &HttpRequest, refused: Error) -> Error {
     let is_401 = matches!(refused, Error::Unauthorized { .. });
     if is_401 && req.method() == Method::GET && wants_html(req.headers()) {
-        let page = req.uri().path_and_query().map_or("/admin", |p| p.as_str());
+        let page = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/admin".to_owned(), back_to);
         return Error::SeeOther {
-            location: format!("/login?{}", next_query(page)),
+            location: format!("/login?{}", next_query(&page)),
         };
     }
     refused
@@ -461,6 +480,19 @@ mod tests {
         });
         assert!(page.contains("The console needs a second factor: set up an authenticator app or a passkey on your account page first"), "{page}");
         assert!(page.contains("href=\"/profile#two-step\""), "{page}");
+    }
+
+    #[test]
+    fn a_page_too_long_to_come_back_to_loses_its_query_then_its_path() {
+        let page = |s: &str| back_to(&s.parse().unwrap());
+        assert_eq!(page("/admin/users?q=ada"), "/admin/users?q=ada");
+        let long_query = format!("/admin/users?q={}", "%F0%A7%A0%86".repeat(250));
+        assert_eq!(page(&long_query), "/admin/users");
+        assert_eq!(
+            page(&format!("/admin/users/{}", "a".repeat(2000))),
+            "/admin"
+        );
+        assert!(next_query(&page(&long_query)).len() < 4096);
     }
 
     #[test]

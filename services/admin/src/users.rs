@@ -68,6 +68,10 @@ impl ListRequest {
                 "q" if value.chars().count() > MAX_PREFIX => {
                     Some(format!("must be at most {MAX_PREFIX} characters"))
                 }
+                // No address or username has one, and PostgreSQL takes no NUL in text.
+                "q" if value.chars().any(char::is_control) => {
+                    Some("must not contain control characters".into())
+                }
                 "q" => {
                     query.prefix = (!value.is_empty()).then(|| value.to_owned());
                     None
@@ -232,7 +236,8 @@ impl UsersPage<'_> {
     params(
         ("q" = Option<String>, Query, max_length = 254, description = "The accounts whose \
             address starts with it (any case), in address order, then those whose username \
-            does, in username order; trimmed. Without it, newest first."),
+            does, in username order; trimmed, without control characters. Without it, \
+            newest first."),
         ("status" = inline(Option<UserStatus>), Query, description = "Only the accounts in \
             this state; an empty value is no filter."),
         ("role" = inline(Option<RoleName>), Query, description = "Only the accounts with \
@@ -255,6 +260,12 @@ impl UsersPage<'_> {
                 parameters(("after" = "$response.body#/next")),
                 description = "The next page: `next` as `after`, with the same `q`, \
                     `status`, `role` and `limit`.")),
+            ("first_account" = (operation_id = "admin_account",
+                parameters(("id" = "$response.body#/users/0/id")),
+                description = "The first account listed, whole.")),
+            ("act_on_first" = (operation_id = "admin_act",
+                parameters(("id" = "$response.body#/users/0/id")),
+                description = "An action on the first account listed.")),
         )),
         (status = 303, description = docs::PAGE_SEE_OTHER, headers(("Location" = String))),
         (status = 400, description = "`malformed_query`: the query string does not parse.",
@@ -345,6 +356,8 @@ mod tests {
         assert!(field_error("page=2").contains_key("page"));
         assert!(field_error("q=a&q=b").contains_key("q"));
         assert!(field_error(&format!("q={}", "a".repeat(255))).contains_key("q"));
+        assert!(field_error("q=a%00b").contains_key("q"));
+        assert!(field_error("q=a%0Ab").contains_key("q"));
     }
 
     #[test]

@@ -13,11 +13,16 @@ use utoipa::ToSchema;
 pub struct SignupInput {
     /// The address the verification link goes to.
     #[serde(default)]
-    #[schema(example = "ada@example.org")]
+    #[schema(required, format = Email, max_length = 254, example = "ada@example.org")]
     pub email: String,
     /// 12 to 256 characters, not a common password, not the address.
     #[serde(default)]
-    #[schema(example = "correct horse battery staple")]
+    #[schema(
+        required,
+        min_length = 12,
+        max_length = 256,
+        example = "correct horse battery staple"
+    )]
     pub password: String,
     /// Optional: 3 to 32 of `a-z 0-9 _ . -`, starting with a letter or digit.
     #[serde(default)]
@@ -73,7 +78,7 @@ impl NewAccount {
 #[serde(deny_unknown_fields)]
 pub struct ResendInput {
     #[serde(default)]
-    #[schema(example = "ada@example.org")]
+    #[schema(required, format = Email, max_length = 254, example = "ada@example.org")]
     pub email: String,
 }
 
@@ -106,6 +111,7 @@ mod tests {
 pub struct VerifyInput {
     /// The token of the verification mail's link.
     #[serde(default)]
+    #[schema(required)]
     pub token: String,
 }
 

@@ -74,6 +74,9 @@ pub async fn check_email() -> HttpResponse {
         (status = 409, description = "`username_taken`.", body = ErrorBody),
         (status = 422, description = "`invalid_input`: each wrong field named (a form \
             post gets the form again).", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, from nginx: too many signups and \
+            sign-in attempts from this address (`FLOTILLA_PROXY_AUTH_RATE`).",
+            body = ErrorBody),
         (status = 503, description = "`busy`: too many passwords being hashed, or the \
             database is unavailable.", body = ErrorBody),
     ))]

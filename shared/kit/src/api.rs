@@ -10,7 +10,8 @@
 //!
 //! Around each operation the kit adds the answers it gives itself, whatever the route:
 //! `503` (database unreachable or locked, overloaded) with `Retry-After`; for a route
-//! that takes a body, `400`, `413`, `415` and `422`; for a path with parameters, `404`.
+//! that takes a body, `400`, `413`, `415` and `422`; for a path with parameters, `404`;
+//! for parameters in the address, nginx's `414`.
 //! Every error has one shape ([`ErrorBody`]) in JSON, or is a page for a browser
 //! (chosen by `Accept`).
 
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, Responder, Route, web};
 use serde::Serialize;
-use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths,
@@ -129,6 +131,7 @@ impl Api {
             .operation_id
             .map(|id| format!("{}_{id}", self.service));
         add_kit_answers(&mut operation, path.contains('{'));
+        body_may_be_left_out(&mut operation);
         for method in P::methods() {
             self.paths
                 .add_path_operation(&path, vec![method.clone()], operation.clone());
@@ -318,6 +321,51 @@ fn add_kit_answers(operation: &mut Operation, has_parameters: bool) {
     if has_parameters {
         add("404", error_response("Nothing has that identifier."));
     }
+    let in_url = |p: &RefOr<Parameter>| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query | ParameterIn::Path));
+    if operation.parameters.iter().flatten().any(in_url) {
+        add(
+            "414",
+            ResponseBuilder::new()
+                .description(
+                    "The address is longer than nginx takes (a request line over 8 KiB): \
+                     nginx's page.",
+                )
+                .content(
+                    "text/html",
+                    ContentBuilder::new().schema(Some(String::schema())).build(),
+                )
+                .build(),
+        );
+    }
+}
+
+/// A body declared `Option<T>` (`request_body(content((Option<T> = "…")))`) is `T` or
+/// no body at all, never JSON `null`, which no extractor reads as "nothing": utoipa
+/// writes `oneOf: [T, null]` and leaves the body not required; the document keeps the
+/// second and says `T`.
+fn body_may_be_left_out(operation: &mut Operation) {
+    let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+        return;
+    };
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let mut others = one_of.items.iter().filter(|item| !is_null(item));
+        if let (Some(body), None) = (others.next(), others.next())
+            && one_of.items.len() == 2
+        {
+            content.schema = Some(body.clone());
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(object))
+        if object.schema_type == SchemaType::Type(Type::Null))
 }
 
 /// Lets a service's own setup add app data and nothing else: routes are [`Api`]'s.

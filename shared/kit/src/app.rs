@@ -430,8 +430,13 @@ fn unready_database(state: &State, error: Error) -> Error {
 
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "kit",
-    responses((status = 200, description = "Prometheus text format 0.0.4.",
-        content_type = "text/plain", body = String)))]
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.",
+            content_type = "text/plain", body = String),
+        (status = 403, description = "Through nginx, always: metrics are scraped from each \
+            instance's own port, never through the public origin.",
+            content_type = "text/html", body = String),
+    ))]
 async fn metrics_text(state: web::Data<State>) -> HttpResponse {
     let name = state.service.name;
     let mut out = String::with_capacity(4096);

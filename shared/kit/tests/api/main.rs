@@ -30,6 +30,7 @@ fn api(api: Api) -> Api {
         .route::<__path_either, _, _>(either)
         .route::<__path_slow, _, _>(slow)
         .route::<__path_boom, _, _>(boom)
+        .route::<__path_optional, _, _>(optional)
 }
 
 #[derive(serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -59,6 +60,17 @@ async fn slow(query: web::Query<HashMap<String, u64>>) -> HttpResponse {
     let ms = query.get("ms").copied().unwrap_or(0);
     actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
     HttpResponse::Ok().body("done")
+}
+
+/// `{"text"}`, or no body at all.
+#[utoipa::path(post, path = "/test/optional",
+    request_body(content((Option<Echo> = "application/json"))),
+    responses((status = 204, description = "Read.")))]
+async fn optional(body: web::Bytes) -> Result<HttpResponse, Error> {
+    if !body.is_empty() {
+        serde_json::from_slice::<Echo>(&body).map_err(Error::malformed_json)?;
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Fails on our side.
@@ -326,6 +338,7 @@ fn the_document_describes_exactly_the_routes_served() {
             "/test/health",
             "/test/metrics",
             "/test/openapi.json",
+            "/test/optional",
             "/test/ready",
             "/test/slow",
         ]
@@ -349,6 +362,24 @@ fn the_document_describes_exactly_the_routes_served() {
             .is_none(),
         "no body, no 400"
     );
+    // nginx's 414 where parameters are in the address; none where there are none.
+    let slow = &doc["paths"]["/test/slow"]["get"]["responses"];
+    assert!(slow["414"]["content"].get("text/html").is_some(), "{slow}");
+    assert!(echo.get("414").is_none(), "{echo}");
+    // An Option<T> body is T or nothing, never null.
+    let optional = &doc["paths"]["/test/optional"]["post"]["requestBody"];
+    assert_eq!(
+        optional["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Echo",
+        "{optional}"
+    );
+    assert!(optional.get("required").is_none(), "{optional}");
+    for body in [None, Some(json!({"text": "hi"}))] {
+        let mut request = app.client.post(app.url("/optional"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        assert_eq!(request.send().unwrap().status(), StatusCode::NO_CONTENT);
+    }
     for scheme in ["bearer", "cookie"] {
         assert!(doc["components"]["securitySchemes"].get(scheme).is_some());
     }

@@ -20,9 +20,14 @@ pub(super) const PASSWORD: &str = "correct horse battery staple";
 
 /// Signs up `email` and follows the link of the verification mail.
 pub(super) fn verified_account(fleet: &Fleet, email: &str) {
+    verified_account_with(fleet, email, PASSWORD);
+}
+
+/// [`verified_account`] with a password of its own.
+pub(super) fn verified_account_with(fleet: &Fleet, email: &str, password: &str) {
     let response = fleet
         .request(Method::POST, "/signup")
-        .json(&json!({"email": email, "password": PASSWORD}))
+        .json(&json!({"email": email, "password": password}))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);

@@ -16,6 +16,7 @@ mod confirm;
 mod db_faults;
 mod enumeration;
 mod faults;
+mod fuzz;
 mod internal;
 mod links;
 mod lockout;
