@@ -161,6 +161,8 @@ fn count(state: &State, outcome: &'static str) {
     ),
     security(("bearer" = []), ("cookie" = []), ()),
     responses(
+        (status = 404, description = "From outside, through nginx: refused. nginx asks it \
+            only through its internal `/_flotilla/auth`.", content_type = "text/html", body = String),
         (status = 204, description = "Admitted, with the person in headers (empty ones left \
             out). `optional` admits anyone, with the headers only for a live session.",
             headers(
@@ -300,6 +302,8 @@ fn header_text(text: &str) -> String {
             the refused request asked for (`$request_uri`)."),
     ),
     responses(
+        (status = 404, description = "From outside, through nginx: refused. nginx asks it \
+            only through its internal `/_flotilla/refused`.", content_type = "text/html", body = String),
         (status = 303, description = "A browser without a session: to `/login?next=<the \
             address it asked for>`, which renews the session from the refresh cookie when \
             it can.", headers(("Location" = String))),
