@@ -12,6 +12,7 @@
 //! - `/ready` says which of the two it is, and since when.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use flotilla_db::{Fault, Pool, PooledConnection};
@@ -36,6 +37,9 @@ struct Outage {
 /// The database's health as this process has seen it.
 #[derive(Debug, Default)]
 pub struct Health {
+    /// Whether `outage` holds one: read without the lock on every request, which
+    /// takes the lock only during an outage.
+    down: AtomicBool,
     outage: Mutex<Option<Outage>>,
 }
 
@@ -43,6 +47,9 @@ impl Health {
     /// `Err` (503) while the database is known to be unreachable, unless it is this
     /// request's turn to try it.
     pub fn admit(&self) -> Result<(), Error> {
+        if !self.down.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let Ok(mut outage) = self.outage.lock() else {
             return Ok(());
         };
@@ -68,14 +75,19 @@ impl Health {
                 reason: reason.to_owned(),
                 last_trial: Instant::now(),
             });
+            self.down.store(true, Ordering::Release);
         }
     }
 
     /// A piece of work reached the database: any outage is over.
     pub fn reached(&self) {
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut outage) = self.outage.lock()
             && let Some(ended) = outage.take()
         {
+            self.down.store(false, Ordering::Release);
             log::warn!(
                 "the database is reachable again, after {:.1} s",
                 ended.since.elapsed().as_secs_f64()
