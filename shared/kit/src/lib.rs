@@ -15,6 +15,7 @@ pub mod files;
 pub mod html;
 pub mod input;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod work;
