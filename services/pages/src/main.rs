@@ -15,6 +15,7 @@ const HELP: &str = "usage: flotilla-pages [build|watch|migrate|version|help]
 ";
 
 fn main() -> ExitCode {
+    flotilla_kit::memory::tune_allocator();
     flotilla_kit::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env = Env::from_process();

@@ -20,6 +20,8 @@ fn var(name: &str, default: u32) -> u32 {
 }
 
 fn main() {
+    // As the services do: Argon2's memory is then a mapping of its own.
+    flotilla_kit::memory::tune_allocator();
     let defaults = HashParams::default();
     let params = HashParams {
         memory_kib: var("FLOTILLA_ARGON2_MEMORY_KIB", defaults.memory_kib),

@@ -207,6 +207,8 @@ impl Application {
             self.addr,
             self.state.config.database.url.redacted()
         );
+        // Ends with the server's runtime.
+        actix_web::rt::spawn(give_back_when_quiet(self.state.clone()));
         let Some(background) = service.background else {
             self.server.await?;
             log::info!("{} stopped", service.binary());
@@ -233,6 +235,27 @@ impl Application {
         };
         log::info!("{} stopped", service.binary());
         outcome
+    }
+}
+
+/// How long without a request before the allocator's free memory is given back.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// Once requests stop for [`QUIET`] after some came, gives the allocator's free
+/// memory back (see `crate::memory`), so that the process returns near its idle size
+/// after a flood; not during one, when the memory is about to be used again.
+async fn give_back_when_quiet(state: web::Data<State>) {
+    let mut seen = state.in_flight.admitted();
+    let mut given_back_at = seen;
+    let mut ticks = tokio::time::interval(QUIET);
+    loop {
+        ticks.tick().await;
+        let admitted = state.in_flight.admitted();
+        if admitted == seen && admitted != given_back_at && state.in_flight.current() == 0 {
+            crate::memory::give_back_free_memory();
+            given_back_at = admitted;
+        }
+        seen = admitted;
     }
 }
 
