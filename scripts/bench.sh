@@ -402,17 +402,24 @@ for name in "${fleet[@]}"; do after[$name]=$(rss_kb "$name"); done
 memory_back "$flood_ended"
 after_flood
 read -r warm_ms cold_ms < <(target/release/examples/hash_time cold)
+# Each rate is also taken against the machine's Argon2 ceiling measured around its
+# own flood, as the first floods' are: the machine is shared, and its share moves
+# more between two floods than a fresh 19 MiB costs. The target is on those.
 signup_again_ratio=$(awk -v a="$signups_again" -v b="$signups" 'BEGIN {printf "%.2f", a / b}')
 login_again_ratio=$(awk -v a="$logins_again" -v b="$logins" 'BEGIN {printf "%.2f", a / b}')
+signup_again_fair=$(awk -v a="$signups_again" -v c="$parallel" -v first="$parallel_ratio" 'BEGIN {printf "%.2f", a / c / first}')
+login_again_fair=$(awk -v a="$logins_again" -v c="$parallel" -v first="$login_parallel_ratio" 'BEGIN {printf "%.2f", a / c / first}')
 echo
-echo "the floods again, ${again}s each, after the memory was given back (ratio: to the first flood)"
-printf '%-48s %12s %8s\n' "signups accepted through nginx" "$signups_again/s" "$signup_again_ratio"
-printf '%-48s %12s %8s\n' "logins through nginx" "$logins_again/s" "$login_again_ratio"
+echo "the floods again, ${again}s each, after the memory was given back (against the first flood:"
+echo "the rates, and the rates each against the Argon2 ceiling measured around it)"
+printf '%-48s %12s %8s %8s\n' "" "" rates ceiling
+printf '%-48s %12s %8s %8s\n' "signups accepted through nginx" "$signups_again/s" "$signup_again_ratio" "$signup_again_fair"
+printf '%-48s %12s %8s %8s\n' "logins through nginx" "$logins_again/s" "$login_again_ratio" "$login_again_fair"
 printf '%-48s %12s\n' "  refused (503 while the pool is full)" "${logins_again_refused:-0}"
 printf '%-48s %12s\n' "machine's Argon2 ceiling (before / after)" "$parallel_before / $parallel_after/s"
 printf '%-48s %12s\n' "one hash on reused / on fresh memory (median)" "$warm_ms / $cold_ms ms"
-awk -v r="$signup_again_ratio" 'BEGIN {exit !(r < 0.9)}' && { say "  signups again below 0.9 of the first flood"; status=1; }
-awk -v r="$login_again_ratio" 'BEGIN {exit !(r < 0.9)}' && { say "  logins again below 0.9 of the first flood"; status=1; }
+awk -v r="$signup_again_fair" 'BEGIN {exit !(r < 0.9)}' && { say "  signups again below 0.9 of the first flood"; status=1; }
+awk -v r="$login_again_fair" 'BEGIN {exit !(r < 0.9)}' && { say "  logins again below 0.9 of the first flood"; status=1; }
 printf '%-10s %8s %12s %10s %10s\n' service idle "after floods" "back (s)" then
 for name in "${fleet[@]}"; do
     printf '%-10s %8s %12s %10s %10s\n' "$name" "$(mb_of "${idle[$name]}")" "$(mb_of "${after[$name]}")" \
