@@ -73,7 +73,7 @@ fn argon2_into(
 
 /// Drops the spare Argon2 memory (hashes running keep theirs) and has the allocator
 /// give its free pages back to the system; returns the bytes dropped. The next hash
-/// makes its memory anew: about a millisecond per 19 MiB (`make bench` measures it).
+/// makes its memory anew: about 4 ms more for 19 MiB here (`make bench` measures it).
 pub fn release_spare_memory() -> usize {
     let dropped = std::mem::take(&mut *spare());
     let bytes = dropped
