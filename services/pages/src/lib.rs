@@ -316,7 +316,10 @@ impl<'a> Watcher<'a> {
             }
             Ok(())
         });
-        release_free_memory();
+        // A pass reads the list a chunk at a time; without this the watcher's resident
+        // size would track the largest pass rather than what it holds (the names it
+        // published).
+        flotilla_kit::memory::give_back_free_memory();
         match result {
             Ok(()) => {
                 log::debug!(
@@ -360,18 +363,6 @@ impl<'a> Watcher<'a> {
                 self.retry_at = now + wait;
             }
         }
-    }
-}
-
-/// Hands the heap's free pages back to the system. A pass reads the list a chunk at a
-/// time; glibc would keep the chunks' freed memory, and the watcher's resident size
-/// would track the largest pass rather than what it holds (the names it published).
-#[allow(unsafe_code)]
-fn release_free_memory() {
-    // SAFETY: malloc_trim(3) only returns free memory of the allocator's own heaps; it
-    // takes no pointer and is safe to call at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

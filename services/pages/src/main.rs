@@ -18,6 +18,7 @@ const HELP: &str = "usage: flotilla-pages [build|watch|migrate|openapi FILE...|v
 ";
 
 fn main() -> ExitCode {
+    flotilla_kit::memory::tune_allocator();
     flotilla_kit::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env = Env::from_process();

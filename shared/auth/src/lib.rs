@@ -78,7 +78,7 @@ pub use key_refresh::{KEY_REFRESH, parse_jwks};
 pub use origin::{ClientOrigin, RequestOrigin};
 pub use password::{
     HashError, HashParams, HashPool, Password, PasswordPolicy, PasswordSettings, PoolError,
-    burn_time, default_workers, hash_password, verify_password,
+    burn_time, default_workers, hash_password, release_spare_memory, verify_password,
 };
 pub use password_check::{CheckRefusal, PasswordChecks};
 pub use second_factor::{Code, CodeRefusal, FactorUsed, Proof, SecondFactors};

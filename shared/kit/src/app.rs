@@ -223,6 +223,8 @@ impl Application {
             self.addr,
             self.state.config.database.url.redacted()
         );
+        // Ends with the server's runtime.
+        actix_web::rt::spawn(give_back_when_quiet(self.state.clone()));
         let Some(background) = service.background else {
             self.server.await?;
             log::info!("{} stopped", service.binary());
@@ -249,6 +251,34 @@ impl Application {
         };
         log::info!("{} stopped", service.binary());
         outcome
+    }
+}
+
+/// How often the memory is looked after, and how long without a request is quiet.
+const QUIET: Duration = Duration::from_secs(5);
+/// For how many quiet ticks after the last request the free memory is given back: a
+/// minute, which sees the blocking threads end (10 s) and the database pool close its
+/// idle connections (15 s idle, checked every 30 s), each freeing memory of its own.
+const GIVE_BACK_TICKS: u32 = 12;
+
+/// Once requests stop, gives the allocator's free memory back (see `crate::memory`)
+/// every [`QUIET`] for a minute, so that the process returns near its idle size after
+/// a flood; not during one, when the memory is about to be used again.
+async fn give_back_when_quiet(state: web::Data<State>) {
+    let mut seen = state.in_flight.admitted();
+    // Nothing to give back before the first request.
+    let mut quiet_ticks = GIVE_BACK_TICKS;
+    let mut ticks = tokio::time::interval(QUIET);
+    loop {
+        ticks.tick().await;
+        let admitted = state.in_flight.admitted();
+        if admitted != seen || state.in_flight.current() > 0 {
+            quiet_ticks = 0;
+        } else if quiet_ticks < GIVE_BACK_TICKS {
+            quiet_ticks += 1;
+            crate::memory::give_back_free_memory();
+        }
+        seen = admitted;
     }
 }
 

@@ -20,6 +20,7 @@ pub const EXIT_USAGE: u8 = 64;
 
 /// The whole `main` of a service binary.
 pub fn main(service: &'static Service) -> ExitCode {
+    crate::memory::tune_allocator();
     crate::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str).unwrap_or("serve");

@@ -17,6 +17,7 @@ pub mod files;
 pub mod html;
 pub mod input;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! HTML for browsers, logs one line per request and records the metrics.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -49,10 +49,12 @@ impl FromRequest for RequestContext {
     }
 }
 
-/// Counts requests in flight; a permit is given back when dropped.
+/// Counts requests in flight (and those ever admitted); a permit is given back when
+/// dropped.
 #[derive(Debug)]
 pub struct InFlight {
     current: AtomicUsize,
+    admitted: AtomicU64,
     max: usize,
 }
 
@@ -62,6 +64,7 @@ impl InFlight {
     pub fn new(max: usize) -> Self {
         Self {
             current: AtomicUsize::new(0),
+            admitted: AtomicU64::new(0),
             max,
         }
     }
@@ -72,11 +75,17 @@ impl InFlight {
             self.current.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        self.admitted.fetch_add(1, Ordering::Relaxed);
         Some(Permit(self))
     }
 
     pub fn current(&self) -> usize {
         self.current.load(Ordering::Acquire)
+    }
+
+    /// Requests admitted since start (health and metrics are not).
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
     }
 }
 

@@ -426,7 +426,8 @@ pub fn upstreams(placement: &Placement) -> String {
          # service runs. A request that cannot reach an instance is retried on the next\n\
          # when it is idempotent (server.conf's proxy_next_upstream). max_fails=0: an\n\
          # instance is never set aside for failing, so one restarted a moment ago takes\n\
-         # requests again at once (proxy/upstreams.conf says why).\n",
+         # requests again at once; idle connections are closed after 20 s, each holding\n\
+         # the service's buffers for it (proxy/upstreams.conf says why).\n",
     );
     for service in Service::ALL {
         if service == Service::Worker {
@@ -436,7 +437,7 @@ pub fn upstreams(placement: &Placement) -> String {
         for instance in placement.instances_of(service) {
             let _ = writeln!(out, "    server {} max_fails=0;", instance.socket());
         }
-        out.push_str("    keepalive 32;\n    keepalive_timeout 60s;\n}\n");
+        out.push_str("    keepalive 32;\n    keepalive_timeout 20s;\n}\n");
     }
     out
 }

@@ -7,7 +7,9 @@ mod policy;
 mod pool;
 mod settings;
 
-pub use hashing::{HashError, HashParams, burn_time, hash_password, verify_password};
+pub use hashing::{
+    HashError, HashParams, burn_time, hash_password, release_spare_memory, verify_password,
+};
 pub use policy::{Password, PasswordPolicy};
 pub use pool::{HashPool, PoolError, default_workers};
 pub use settings::PasswordSettings;

@@ -10,13 +10,21 @@
 //! by default) per hash, and the allocator keeps a freed block in the arena of the
 //! thread that used it. Spread over the many short-lived threads of the blocking pools
 //! of every actix worker, that kept hundreds of MB after a signup flood; with a fixed
-//! set of threads it stays near `workers` × the Argon2 memory.
+//! set of threads it stays near `workers` × the Argon2 memory while hashes come.
+//!
+//! When no job has come for [`RELEASE_AFTER`], that memory is given back (and the
+//! allocator's free pages with it: see `flotilla_kit::memory`), so that the process
+//! returns to its idle size after a flood; the next hash makes its memory anew.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::password::hashing::release_spare_memory;
 use crate::{HashParams, Password, burn_time, hash_password, verify_password};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +59,11 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
+/// How long the pool waits without a job before it gives Argon2's memory back. Long
+/// enough that a steady trickle of sign-ins keeps it (re-making 19 MiB costs a few
+/// milliseconds), short enough to be back near the idle size well within a minute.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(10);
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Cheap to clone: clones share the same limits and threads. The threads end when the
@@ -62,6 +75,7 @@ pub struct HashPool {
     admission: Arc<Semaphore>,
     running: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
+    releases: Arc<AtomicUsize>,
 }
 
 /// Hashing threads yield to everything else of the process: a request that is not
@@ -76,25 +90,38 @@ fn lower_priority() {
     }
 }
 
-/// Starts the threads that run the jobs; `None` if the system refuses a thread.
-fn start_threads(workers: usize) -> Option<mpsc::Sender<Job>> {
+/// Starts the threads that run the jobs; `None` if the system refuses a thread. After
+/// `idle` without a job they give the spare Argon2 memory back, counted in `releases`.
+fn start_threads(
+    workers: usize,
+    idle: Duration,
+    releases: &Arc<AtomicUsize>,
+) -> Option<mpsc::Sender<Job>> {
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Arc::new(Mutex::new(queue));
     for n in 0..workers {
         let queue = Arc::clone(&queue);
+        let releases = Arc::clone(releases);
         std::thread::Builder::new()
             .name(format!("flotilla-hash-{n}"))
             .spawn(move || {
                 lower_priority();
                 loop {
-                    // The lock is held only to take the next job, not to run it.
+                    // The lock is held only to take the next job, not to run it. So
+                    // one thread at a time waits for a job: when it waited `idle` for
+                    // none, the pool was idle that long, whichever thread notices.
                     let next = match queue.lock() {
-                        Ok(queue) => queue.recv(),
+                        Ok(queue) => queue.recv_timeout(idle),
                         Err(_) => return,
                     };
                     match next {
                         Ok(job) => job(),
-                        Err(_) => return,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if release_spare_memory() > 0 {
+                                releases.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
             })
@@ -105,20 +132,36 @@ fn start_threads(workers: usize) -> Option<mpsc::Sender<Job>> {
 
 impl HashPool {
     /// At most `workers` hashes run at once (on as many threads, started here) and
-    /// `queue` more wait; `workers` is at least 1 and at most 1024.
+    /// `queue` more wait; `workers` is at least 1 and at most 1024. Argon2's memory is
+    /// given back after [`RELEASE_AFTER`] without a job.
+    ///
+    /// # Panics
+    /// At start-up only, if the system cannot start the threads.
+    pub fn new(params: HashParams, workers: usize, queue: usize) -> Self {
+        Self::releasing_after(params, workers, queue, RELEASE_AFTER)
+    }
+
+    /// [`HashPool::new`], giving Argon2's memory back after `idle` without a job.
     ///
     /// # Panics
     /// At start-up only, if the system cannot start the threads.
     #[allow(clippy::expect_used)]
-    pub fn new(params: HashParams, workers: usize, queue: usize) -> Self {
+    pub fn releasing_after(
+        params: HashParams,
+        workers: usize,
+        queue: usize,
+        idle: Duration,
+    ) -> Self {
         let workers = workers.clamp(1, 1024);
         let capacity = workers.saturating_add(queue).min(Semaphore::MAX_PERMITS);
+        let releases = Arc::new(AtomicUsize::new(0));
         Self {
             params,
             capacity,
             admission: Arc::new(Semaphore::new(capacity)),
             running: Arc::new(Semaphore::new(workers)),
-            jobs: start_threads(workers).expect("the hashing threads can start"),
+            jobs: start_threads(workers, idle, &releases).expect("the hashing threads can start"),
+            releases,
         }
     }
 
@@ -134,6 +177,11 @@ impl HashPool {
     /// Jobs admitted now, waiting or running.
     pub fn in_use(&self) -> usize {
         self.capacity - self.admission.available_permits()
+    }
+
+    /// How many times the idle pool gave spare Argon2 memory back.
+    pub fn releases(&self) -> usize {
+        self.releases.load(Ordering::Relaxed)
     }
 
     /// Hashes `password` with the pool's parameters.
@@ -263,6 +311,24 @@ mod tests {
             assert!(verify_password(&result.unwrap().unwrap(), PW));
         }
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_pool_gives_its_memory_back() {
+        let pool = HashPool::releasing_after(FAST, 2, 0, Duration::from_millis(20));
+        pool.hash(password(PW)).await.unwrap();
+        // Waits for the idle thread's release (the condition), not for a guessed time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while pool.releases() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle pool kept its memory"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The next hash makes its memory anew.
+        let phc = pool.hash(password(PW)).await.unwrap();
+        assert!(verify_password(&phc, PW));
     }
 
     #[test]
