@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test screenshots bench lint fmt binaries release migrate pages doctor clean build-deps
+.PHONY: help run test screenshots bench soak lint fmt binaries release migrate pages doctor clean build-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ screenshots: build-deps ## Every page at 360 and 1280 px, light and dark, into v
 
 bench: build-deps ## Throughput through nginx next to nginx's own floor, and idle memory
 	@scripts/bench.sh
+
+soak: build-deps ## People signing up, in and out for SOAK_MINUTES (10): errors, p99s, memory
+	@scripts/soak.sh
 
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all -- --check
