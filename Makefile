@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test fuzz screenshots bench openapi lint fmt binaries release migrate pages doctor clean build-deps
+.PHONY: help run test fuzz screenshots bench soak openapi lint fmt binaries release migrate pages doctor clean build-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ screenshots: build-deps ## Every page at 360 and 1280 px, light and dark, into v
 
 bench: build-deps ## Throughput through nginx next to nginx's own floor, and idle memory
 	@scripts/bench.sh
+
+soak: build-deps ## People signing up, in and out for SOAK_MINUTES (10): errors, p99s, memory
+	@scripts/soak.sh
 
 openapi: build-deps ## Merge the services' OpenAPI documents into docs/openapi.json (the site's /api/)
 	@scripts/openapi.sh

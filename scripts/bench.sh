@@ -12,6 +12,7 @@
 #   BENCH_SITE_ACCOUNTS (default 141000): accounts seeded for the static site
 #   BENCH_EDIT_RATE (default 20) edits per second for BENCH_EDIT_SECONDS (default 30),
 #   over BENCH_EDIT_ACCOUNTS (default 60) accounts: the site's edit-to-page latency
+#   OVERLOAD_*: the overload section, on a fleet of its own (scripts/bench-overload.sh)
 #
 # Uses the fleet's default service ports (7101-7112): stop `make run` first.
 set -euo pipefail
@@ -587,4 +588,8 @@ awk -v p="$(edit_field p99_ms)" 'BEGIN {exit !(p == "-" || p > 1000)}' &&
     { say "  the edit-to-page p99 over 1 s"; status=1; }
 [ "$(edit_field missed)" = 0 ] || { say "  edits whose page was not served within 10 s"; status=1; }
 [ "$(edit_field errors)" = 0 ] || { say "  edits that failed"; status=1; }
+
+# Overload: twice the sustainable rate of sign-ins for a minute, in an open loop, on a
+# fleet of its own (scripts/bench-overload.sh).
+scripts/bench-overload.sh || status=1
 exit $status

@@ -9,6 +9,9 @@
 #   FLOTILLA_FLEET_LOG_DIR  when set, each process logs to DIR/NAME.log instead of the
 #                        terminal (make bench: the prefixing sed costs more CPU than a
 #                        health request does)
+#   FLOTILLA_FLEET_UPSTREAMS  the placement file nginx is given (default
+#                        proxy/upstreams.conf); with fleet_on_free_ports (scripts/lib.sh)
+#                        a bench or soak runs beside another fleet
 #   FLOTILLA_EXAMPLE_ADDR  where the example app listens (default 127.0.0.1:7190); nginx
 #                        serves it at /hello/
 #   FLOTILLA_LOG         default here info,mail_link=debug: the mails' links are shown
@@ -45,7 +48,8 @@ export FLOTILLA_EXAMPLE_ADDR=${FLOTILLA_EXAMPLE_ADDR:-127.0.0.1:7190}
 "$bin/flotilla-worker" migrate || die "migration failed"
 "$bin/flotilla-pages" build || die "building the static site failed"
 "$root/scripts/render-proxy.sh" "$FLOTILLA_DATA_DIR/nginx" "127.0.0.1:$port" \
-    "${FLOTILLA_PAGES_OUT:-$FLOTILLA_DATA_DIR/www}" || die "rendering the nginx configuration failed"
+    "${FLOTILLA_PAGES_OUT:-$FLOTILLA_DATA_DIR/www}" ${FLOTILLA_FLEET_UPSTREAMS:+"$FLOTILLA_FLEET_UPSTREAMS"} ||
+    die "rendering the nginx configuration failed"
 "$nginx" -t -q -p "$FLOTILLA_DATA_DIR/nginx" -c "$FLOTILLA_DATA_DIR/nginx/nginx.conf" -e stderr ||
     die "the nginx configuration is invalid"
 

@@ -191,3 +191,76 @@ flotilla_bin_dir() {
         printf '%s\n' "$top/target/release"
     fi
 }
+
+# --- The release fleet for load runs (scripts/bench-overload.sh, scripts/soak.sh) ---
+
+# fleet_on_free_ports DIR: the fleet's processes on free ports instead of 7101-7112,
+# so that a load run goes on beside another fleet (`make run`, another bench): writes
+# DIR/upstreams.conf (proxy/upstreams.conf with those ports) and exports what places
+# each process: FLOTILLA_<SERVICE>_LISTEN, the bus's endpoints, the keys' URL, admin's
+# list of the fleet, and FLOTILLA_FLEET_UPSTREAMS for scripts/dev-fleet.sh.
+fleet_on_free_ports() {
+    local dir=$1 name default port sed_args=() fleet=""
+    local -A defaults=([signup]=7101 [login]=7102 [profile]=7103 [admin]=7104 [worker]=7105)
+    for name in signup login profile admin worker; do
+        default=${defaults[$name]}
+        port=$(free_port)
+        export "FLOTILLA_${name^^}_LISTEN=127.0.0.1:$port"
+        sed_args+=(-e "s/127\.0\.0\.1:$default\b/127.0.0.1:$port/")
+        fleet+="${fleet:+ }$name=http://127.0.0.1:$port"
+    done
+    sed "${sed_args[@]}" "$(dirname "${BASH_SOURCE[0]}")/../proxy/upstreams.conf" >"$dir/upstreams.conf"
+    export FLOTILLA_FLEET_UPSTREAMS=$dir/upstreams.conf
+    export FLOTILLA_ADMIN_FLEET=$fleet
+    export FLOTILLA_JWKS_URL="http://$FLOTILLA_LOGIN_LISTEN/login/.well-known/jwks.json"
+    export FLOTILLA_BUS_WAKE=tcp://127.0.0.1:$(free_port)
+    export FLOTILLA_BUS_EVENTS_IN=tcp://127.0.0.1:$(free_port)
+    export FLOTILLA_BUS_EVENTS_OUT=tcp://127.0.0.1:$(free_port)
+}
+
+# start_load_fleet DIR PORT: the release fleet (scripts/dev-fleet.sh) on DIR, nginx on
+# PORT and the services on free ports, each process logging to DIR/logs/NAME.log,
+# with nginx's per-client limit on sign-ins and signups raised far above what one
+# address (127.0.0.1) sends; waits until each service is ready. Sets fleet_pid.
+start_load_fleet() {
+    local dir=$1 port=$2 name root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    mkdir -p "$dir/logs"
+    chmod 711 "$dir" # nginx's workers (nobody) pass through to the site
+    fleet_on_free_ports "$dir"
+    FLOTILLA_BUS_SECRET=${FLOTILLA_BUS_SECRET:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}
+    export FLOTILLA_BUS_SECRET
+    FLOTILLA_DATA_DIR=$dir FLOTILLA_HTTP_PORT=$port FLOTILLA_EXAMPLE_ADDR=127.0.0.1:$(free_port) \
+        FLOTILLA_FLEET_LOG_DIR=$dir/logs FLOTILLA_PROXY_AUTH_RATE=10000r/s FLOTILLA_PROXY_AUTH_BURST=10000 \
+        "$root/scripts/dev-fleet.sh" >"$dir/fleet.log" 2>&1 &
+    fleet_pid=$!
+    for name in signup login profile admin; do
+        wait_for_status "http://127.0.0.1:$port/$name/ready" 200 60 ||
+            { cat "$dir/fleet.log" "$dir"/logs/*.log >&2; die "the fleet did not start"; }
+    done
+}
+
+# fleet_rss_kb DIR NAME: the resident memory of a process of the fleet on DIR, in kB.
+fleet_rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$1/run/$2.pid")/status"; }
+
+# signed_in_account ORIGIN MAIL_DIR EMAIL PASSWORD: signs up, follows the mailed link,
+# signs in; prints the access token.
+signed_in_account() {
+    local origin=$1 mail_dir=$2 email=$3 password=$4 token="" access
+    curl -sS -o /dev/null -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$email\",\"password\":\"$password\"}" "$origin/signup"
+    for _ in $(seq 100); do
+        token=$(grep -l "^To: $email" "$mail_dir"/*.eml 2>/dev/null | head -1 | xargs -r cat |
+            tr -d '\r' | sed -e ':a' -e '/=$/{N;s/=\n//;ba}' -e 's/=3D/=/g' |
+            grep -o 'token=[A-Za-z0-9_-]*' | head -1 | cut -d= -f2)
+        [ -n "$token" ] && break
+        sleep 0.1
+    done
+    [ -n "$token" ] || die "no verification mail to $email in $mail_dir"
+    curl -sS -o /dev/null -H 'Content-Type: application/json' -d "{\"token\":\"$token\"}" "$origin/signup/verify"
+    access=$(curl -sS -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$email\",\"password\":\"$password\"}" "$origin/login" |
+        sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    [ -n "$access" ] || die "$email cannot sign in"
+    printf '%s\n' "$access"
+}

@@ -232,6 +232,9 @@ pub async fn login(
     // another site's form.
     login.auth.check_same_origin_with(&req, false)?;
     let attempt = input.parse(LoginInput::check, pages::login_again)?;
+    // Refused at once while the hashing threads are flooded, before the reads and the
+    // wait for the account's turn that would come before the hash.
+    login.hashes.check().map_err(|e| e.answer(BUSY))?;
     let refuse = |refusal: LoginError| input.refuse(refusal.into(), pages::login_again);
     let who = origin(&req, &ctx);
     let devices = devices(&req, &login);

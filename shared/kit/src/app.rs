@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use flotilla_db::{Pool, SchemaStatus};
 use tokio::sync::watch;
 
+use crate::admission::QueueDelay;
 use crate::api::{Api, AppData};
 use crate::config::Config;
 use crate::error::{self, Error};
@@ -93,6 +94,8 @@ pub struct State {
     pub pool: Pool,
     pub metrics: Metrics,
     pub in_flight: InFlight,
+    /// The queue in front of the middleware, by the proxy's stamps (`None`: off).
+    pub queue_delay: Option<QueueDelay>,
     /// Whether the database is reachable, as the requests found it.
     pub database: crate::database::Health,
     pub started: Instant,
@@ -147,6 +150,7 @@ impl Application {
         let state = web::Data::new(State {
             service,
             in_flight: InFlight::new(config.max_in_flight),
+            queue_delay: config.queue_target.map(QueueDelay::new),
             database: Default::default(),
             metrics: Metrics::default(),
             started: Instant::now(),

@@ -360,8 +360,18 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// `FLOTILLA_MAX_BODY_BYTES` (default 64 KiB).
     pub max_body_bytes: usize,
-    /// `FLOTILLA_MAX_IN_FLIGHT` (default 512): beyond it, 503 with `Retry-After`.
+    /// `FLOTILLA_MAX_IN_FLIGHT` (default 32 per HTTP worker): requests handled at
+    /// once; beyond, 503 `overloaded` with `Retry-After`. Requests in flight are those
+    /// past the middleware: waiting for the database, a hashing thread or a lock.
+    /// Each worker keeps its cores busy with a few; more only wait, and a request
+    /// that waited its whole timeout is worse than one refused at once.
     pub max_in_flight: usize,
+    /// `FLOTILLA_QUEUE_TARGET_MS` (default 10; 0 turns it off): a request that waited
+    /// in front of the service longer than this, by the trusted proxy's
+    /// `X-Request-Start`, is refused with 503 `overloaded` while the queue stands (has
+    /// not been empty for ten times this long); while it does not, one that waited
+    /// over ten times this long. See [`crate::admission`].
+    pub queue_target: Option<Duration>,
     /// `FLOTILLA_HTTP_WORKERS` (default: the number of cores).
     pub workers: usize,
     /// `FLOTILLA_SHUTDOWN_TIMEOUT_SECS` (default 10): how long SIGTERM waits for
@@ -408,6 +418,8 @@ impl Config {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let workers = env.number("FLOTILLA_HTTP_WORKERS", cores, 1..=256)?;
+        let queue_target_ms: u64 = env.number("FLOTILLA_QUEUE_TARGET_MS", 10, 0..=60_000)?;
         Ok(Self {
             listen,
             data_dir,
@@ -419,8 +431,9 @@ impl Config {
                 64 * 1024,
                 1024..=64 * 1024 * 1024,
             )?,
-            max_in_flight: env.number("FLOTILLA_MAX_IN_FLIGHT", 512, 1..=1_000_000)?,
-            workers: env.number("FLOTILLA_HTTP_WORKERS", cores, 1..=256)?,
+            max_in_flight: env.number("FLOTILLA_MAX_IN_FLIGHT", 32 * workers, 1..=1_000_000)?,
+            queue_target: (queue_target_ms > 0).then(|| Duration::from_millis(queue_target_ms)),
+            workers,
             shutdown_timeout: Duration::from_secs(env.number(
                 "FLOTILLA_SHUTDOWN_TIMEOUT_SECS",
                 10,
@@ -485,6 +498,28 @@ mod tests {
                 .contains("::ffff:127.0.0.1".parse().unwrap())
         );
         assert!(!config.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(config.max_in_flight, 32 * config.workers);
+        assert_eq!(config.queue_target, Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn admission_control_is_set_by_its_variables() {
+        let config = load(&[
+            ("FLOTILLA_HTTP_WORKERS", "3"),
+            ("FLOTILLA_QUEUE_TARGET_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_in_flight, 96);
+        assert_eq!(config.queue_target, None);
+        let config = load(&[
+            ("FLOTILLA_MAX_IN_FLIGHT", "7"),
+            ("FLOTILLA_QUEUE_TARGET_MS", "25"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_in_flight, 7);
+        assert_eq!(config.queue_target, Some(Duration::from_millis(25)));
+        let err = load(&[("FLOTILLA_QUEUE_TARGET_MS", "soon")]).unwrap_err();
+        assert_eq!(err.variable, "FLOTILLA_QUEUE_TARGET_MS");
     }
 
     #[test]

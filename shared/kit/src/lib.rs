@@ -1,11 +1,12 @@
 //! The service kit: what every flotilla HTTP service shares, so that each `main.rs` is
 //! a few lines. Configuration, logging, errors, the request middleware (request id,
-//! client address, in-flight cap, access log, metrics), health/ready/metrics routes,
+//! client address, admission control, access log, metrics), health/ready/metrics routes,
 //! and the command line (`serve`, `migrate`).
 
 // The kit's own templates name it as the services' do (`flotilla_kit::html::…`).
 extern crate self as flotilla_kit;
 
+pub mod admission;
 pub mod api;
 mod app;
 pub mod body;

@@ -24,10 +24,31 @@ type Key = (&'static str, String, u16);
 /// (name, kind label) → (help, count).
 type Counters = BTreeMap<(&'static str, &'static str), (&'static str, u64)>;
 
+/// Why a request was refused with `503 overloaded` before its handler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// It waited longer than the queue allows ([`crate::admission`]).
+    Queue,
+    /// `FLOTILLA_MAX_IN_FLIGHT` requests were in flight.
+    InFlight,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 2] = [Rejection::Queue, Rejection::InFlight];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Queue => "queue",
+            Rejection::InFlight => "in_flight",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<HashMap<Key, Series>>,
-    rejected: AtomicU64,
+    /// By [`Rejection`], in the order of `Rejection::ALL`.
+    rejected: [AtomicU64; 2],
     /// A service's own counters.
     counters: Mutex<Counters>,
 }
@@ -61,9 +82,11 @@ impl Metrics {
         }
     }
 
-    /// A request turned away because too many were in flight.
-    pub fn reject(&self) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+    /// A request turned away before its handler ran.
+    pub fn reject(&self, why: Rejection) {
+        if let Some(i) = Rejection::ALL.iter().position(|r| *r == why) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Adds one to a service counter `name{kind="<kind>"}`.
@@ -78,13 +101,16 @@ impl Metrics {
         let series = self.snapshot();
         render_counts(&service, &series, out);
         render_durations(&service, &series, out);
-        out.push_str("# HELP flotilla_http_requests_rejected_total Requests refused with 503 because too many were in flight.\n");
+        out.push_str("# HELP flotilla_http_requests_rejected_total Requests refused with 503 overloaded before their handler ran, by reason: waited too long in the queue, or too many in flight.\n");
         out.push_str("# TYPE flotilla_http_requests_rejected_total counter\n");
-        let _ = writeln!(
-            out,
-            "flotilla_http_requests_rejected_total{{service=\"{service}\"}} {}",
-            self.rejected.load(Ordering::Relaxed)
-        );
+        for (why, n) in Rejection::ALL.iter().zip(&self.rejected) {
+            let _ = writeln!(
+                out,
+                "flotilla_http_requests_rejected_total{{service=\"{service}\",reason=\"{}\"}} {}",
+                why.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP flotilla_bus_messages_rejected_total Bus messages dropped because their seal (the shared secret's HMAC and time) failed, by kind and reason.\n");
         out.push_str("# TYPE flotilla_bus_messages_rejected_total counter\n");
         for (kind, reason, n) in flotilla_bus::rejections() {
@@ -233,7 +259,7 @@ mod tests {
             Duration::from_millis(20),
         );
         metrics.observe("POST", "/signup".into(), 422, Duration::from_millis(2));
-        metrics.reject();
+        metrics.reject(Rejection::InFlight);
         metrics.count("flotilla_worker_passes_total", "Passes.", "poll");
         metrics.count("flotilla_worker_passes_total", "Passes.", "poll");
         metrics.count("flotilla_worker_passes_total", "Passes.", "wake");
@@ -246,7 +272,12 @@ mod tests {
         assert!(out.contains("route=\"/signup/health\",status=\"200\",le=\"0.025\"} 2"));
         assert!(out.contains("route=\"/signup/health\",status=\"200\",le=\"+Inf\"} 2"));
         assert!(out.contains("status=\"422\"} 1"));
-        assert!(out.contains("flotilla_http_requests_rejected_total{service=\"signup\"} 1"));
+        assert!(out.contains(
+            "flotilla_http_requests_rejected_total{service=\"signup\",reason=\"in_flight\"} 1"
+        ));
+        assert!(out.contains(
+            "flotilla_http_requests_rejected_total{service=\"signup\",reason=\"queue\"} 0"
+        ));
         assert!(out.contains("flotilla_worker_passes_total{service=\"signup\",kind=\"poll\"} 2"));
         assert!(out.contains("flotilla_worker_passes_total{service=\"signup\",kind=\"wake\"} 1"));
         assert_eq!(

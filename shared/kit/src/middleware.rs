@@ -1,5 +1,6 @@
 //! The one middleware every service runs: it gives each request an id and its real
-//! client address, turns requests away when too many are in flight, renders errors as
+//! client address, turns requests away when they waited too long or too many are in
+//! flight (see [`crate::admission`]), renders errors as
 //! HTML for browsers, logs one line per request and records the metrics.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,11 +14,14 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 
 use crate::State;
+use crate::admission::{self, Verdict};
 use crate::config::{TrustedProxies, canonical};
 use crate::error::Error;
-use crate::metrics::method_label;
+use crate::metrics::{Rejection, method_label};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// When the proxy received the request (`t=<seconds.milliseconds>`): nginx's `$msec`.
+pub static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 
 /// Sent on every answer when the public URL is https: browsers then use https alone
 /// for a year. Without `includeSubDomains`: the fleet often lives on one name of an
@@ -160,9 +164,9 @@ fn code_for(status: actix_web::http::StatusCode) -> &'static str {
     }
 }
 
-/// Health and metrics stay answerable when the service is saturated.
+/// Health, readiness and metrics stay answerable when the service is saturated.
 fn exempt_from_cap(path: &str) -> bool {
-    path.ends_with("/health") || path.ends_with("/metrics")
+    path.ends_with("/health") || path.ends_with("/ready") || path.ends_with("/metrics")
 }
 
 /// Every request: its context (id, client address), the in-flight cap, error pages or
@@ -249,34 +253,58 @@ fn context_of(req: &ServiceRequest, state: &State) -> RequestContext {
     }
 }
 
-/// Runs the request unless too many are in flight (503 then; health and metrics are
-/// always answered).
+/// Runs the request unless it waited too long before reaching us, or too many are in
+/// flight (503 `overloaded` then, see [`crate::admission`]; health, readiness and
+/// metrics are always answered).
 async fn within_cap(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
     state: &State,
     path: &str,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let _permit = if exempt_from_cap(path) {
-        None
-    } else {
-        match state.in_flight.try_acquire() {
-            Some(permit) => Some(permit),
-            None => {
-                state.metrics.reject();
-                let overloaded = Error::Unavailable {
-                    code: "overloaded",
-                    message: "The service is handling too many requests; please retry shortly."
-                        .into(),
-                    retry_after_secs: 1,
-                };
-                return Ok(req.error_response(overloaded));
-            }
-        }
+    if exempt_from_cap(path) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    if let Some(delay) = &state.queue_delay
+        && let Some(stamp) = proxy_stamp(&req, state)
+        && let Verdict::TooLate(waited) = delay.judge(stamp, admission::now_us())
+    {
+        log::debug!(
+            "refused after waiting {:.1} ms in the queue (target {} ms)",
+            waited.as_secs_f64() * 1000.0,
+            delay.target().as_millis()
+        );
+        state.metrics.reject(Rejection::Queue);
+        return Ok(req.error_response(overloaded()));
+    }
+    let Some(_permit) = state.in_flight.try_acquire() else {
+        state.metrics.reject(Rejection::InFlight);
+        return Ok(req.error_response(overloaded()));
     };
     next.call(req)
         .await
         .map(ServiceResponse::map_into_boxed_body)
+}
+
+fn overloaded() -> Error {
+    Error::Unavailable {
+        code: "overloaded",
+        message: "The service is handling too many requests; please retry shortly.".into(),
+        retry_after_secs: 1,
+    }
+}
+
+/// When the trusted proxy in front of us received the request (`X-Request-Start`).
+fn proxy_stamp(req: &ServiceRequest, state: &State) -> Option<i64> {
+    let peer = canonical(req.peer_addr()?.ip());
+    if !state.config.trusted_proxies.contains(peer) {
+        return None;
+    }
+    let value = req.headers().get(&X_REQUEST_START)?.to_str().ok()?;
+    admission::parse_request_start(value)
 }
 
 /// An error's answer, its headers kept: for a browser, our page for it or a generic

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)] // one pre_exec hook: children die with the test that made them
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is a panic
 
+mod accounts;
 pub mod browser;
 mod db;
 mod fleet;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use accounts::accounts_like;
 pub use browser::Browser;
 pub use db::{PgCluster, TestDb, postgres_tests_on};
 pub use fleet::{Fleet, FleetBuilder, Restart, SERVICES, nginx_binary, python3, wrk};

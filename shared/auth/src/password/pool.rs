@@ -6,6 +6,15 @@
 //! `workers` threads. Both permits move into the job: if the caller goes away, the slot
 //! stays taken until the hash really ends.
 //!
+//! With a wait target (`FLOTILLA_HASH_WAIT_MS`), admission also looks at time: the
+//! wait of a new job is predicted from the jobs ahead of it and the recent time of a
+//! hash, and while the queue stands (for four targets' time no job has found a free
+//! thread: sign-ins arrive faster than they are hashed) a job that would wait longer
+//! than the target is refused at once. A burst after a quiet moment still queues up to
+//! `queue`. So under a flood the sign-ins that are taken keep nearly their usual
+//! time, and the others are told to retry at once instead of after seconds in a queue
+//! ([`flotilla_kit::admission`] says more).
+//!
 //! Own threads rather than tokio's blocking pool: Argon2 allocates its memory (19 MiB
 //! by default) per hash, and the allocator keeps a freed block in the arena of the
 //! thread that used it. Spread over the many short-lived threads of the blocking pools
@@ -17,10 +26,12 @@
 //! returns to its idle size after a flood; the next hash makes its memory anew.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use flotilla_kit::admission::AdaptiveTimeout;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -71,11 +82,16 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone)]
 pub struct HashPool {
     params: HashParams,
+    workers: usize,
     capacity: usize,
     admission: Arc<Semaphore>,
     running: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
     releases: Arc<AtomicUsize>,
+    /// The wait target, when admission looks at time.
+    timeout: Option<Arc<AdaptiveTimeout>>,
+    /// The recent time of a job, in microseconds (a moving average).
+    job_us: Arc<AtomicU64>,
 }
 
 /// Hashing threads yield to everything else of the process: a request that is not
@@ -157,12 +173,30 @@ impl HashPool {
         let releases = Arc::new(AtomicUsize::new(0));
         Self {
             params,
+            workers,
             capacity,
             admission: Arc::new(Semaphore::new(capacity)),
             running: Arc::new(Semaphore::new(workers)),
             jobs: start_threads(workers, idle, &releases).expect("the hashing threads can start"),
             releases,
+            timeout: None,
+            job_us: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Refuses, while the queue stands, a job predicted to wait longer than `target`
+    /// (`None`: the length of the queue alone bounds it).
+    pub fn with_wait_target(mut self, target: Option<Duration>) -> Self {
+        self.timeout = target.map(|t| Arc::new(AdaptiveTimeout::new(t, t * 4)));
+        self
+    }
+
+    /// How long a job admitted now would wait for a thread: the jobs ahead of it that
+    /// must end first, `workers` at a time, each taking the recent time of a job.
+    fn predicted_wait(&self, ahead: usize) -> Duration {
+        let must_end = (ahead + 1).saturating_sub(self.workers);
+        let rounds = must_end.div_ceil(self.workers) as u64;
+        Duration::from_micros(rounds.saturating_mul(self.job_us.load(Ordering::Relaxed)))
     }
 
     pub fn params(&self) -> &HashParams {
@@ -204,7 +238,24 @@ impl HashPool {
         self.run(move || burn_time(&params, &candidate)).await
     }
 
+    /// Whether a job would be admitted now: for a request to be refused before the
+    /// work that leads to its hash (reading the account, waiting for its turn).
+    pub fn check(&self) -> Result<(), PoolError> {
+        let ahead = self.in_use();
+        if ahead >= self.capacity {
+            return Err(PoolError::Busy);
+        }
+        if let Some(timeout) = &self.timeout {
+            timeout.observe(ahead < self.workers);
+            if !timeout.admits(self.predicted_wait(ahead)) {
+                return Err(PoolError::Busy);
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn try_admit(&self) -> Result<OwnedSemaphorePermit, PoolError> {
+        self.check()?;
         Arc::clone(&self.admission)
             .try_acquire_owned()
             .map_err(|_| PoolError::Busy)
@@ -221,8 +272,20 @@ impl HashPool {
             .await
             .map_err(|_| PoolError::Failed("hash pool closed".to_owned()))?;
         let (done, result) = tokio::sync::oneshot::channel();
+        let job_us = Arc::clone(&self.job_us);
         let task: Job = Box::new(move || {
+            let started = Instant::now();
             let value = job();
+            // An average over the last eight or so: hashes take the same time, but the
+            // machine's other work changes it.
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let before = job_us.load(Ordering::Relaxed);
+            let mean = if before == 0 {
+                took
+            } else {
+                before - before / 8 + took / 8
+            };
+            job_us.store(mean, Ordering::Relaxed);
             // Free the slot before answering, so the caller sees the pool as it is.
             drop((admitted, slot));
             let _ = done.send(value);
@@ -329,6 +392,33 @@ mod tests {
         // The next hash makes its memory anew.
         let phc = pool.hash(password(PW)).await.unwrap();
         assert!(verify_password(&phc, PW));
+    }
+
+    #[tokio::test]
+    async fn a_standing_queue_takes_only_jobs_that_would_not_wait_long() {
+        let pool = HashPool::new(FAST, 1, 10).with_wait_target(Some(Duration::from_millis(30)));
+        // A hash takes 20 ms, as the pool has measured.
+        pool.job_us.store(20_000, Ordering::Relaxed);
+        let running = pool.try_admit().unwrap();
+        // A burst after a quiet moment: the queue may fill.
+        let burst: Vec<_> = (0..8).map(|_| pool.try_admit().unwrap()).collect();
+        assert_eq!(
+            pool.predicted_wait(pool.in_use()),
+            Duration::from_millis(180)
+        );
+        drop(burst);
+        // No job has found the thread free for four targets' time: the queue stands,
+        // and only a wait of one hash (20 ms, below 30) is taken.
+        std::thread::sleep(Duration::from_millis(125));
+        let second = pool.try_admit().unwrap();
+        assert_eq!(pool.try_admit().err(), Some(PoolError::Busy));
+        assert_eq!(pool.check(), Err(PoolError::Busy));
+        drop((running, second));
+        // The thread free again: the next job meets no queue, and the next burst may
+        // queue again.
+        let first = pool.try_admit().unwrap();
+        let queued: Vec<_> = (0..3).map(|_| pool.try_admit().unwrap()).collect();
+        drop((first, queued));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The password settings every service that takes passwords reads the same way.
 
+use std::time::Duration;
+
 use flotilla_kit::{ConfigError, Env};
 
 use crate::{HashParams, HashPool, PasswordPolicy};
@@ -15,6 +17,11 @@ pub struct PasswordSettings {
     /// `FLOTILLA_HASH_QUEUE` (default 16 per worker) waiting; beyond, 503.
     pub hash_workers: usize,
     pub hash_queue: usize,
+    /// `FLOTILLA_HASH_WAIT_MS` (default 25; 0 turns it off): while hashes are asked
+    /// for faster than they are made, a request whose hash would wait longer than
+    /// this for a thread is refused at once with 503 `busy`, rather than queued (see
+    /// [`crate::HashPool`]). A burst after a quiet moment still queues.
+    pub hash_wait: Option<Duration>,
 }
 
 impl PasswordSettings {
@@ -35,11 +42,16 @@ impl PasswordSettings {
             },
             hash_workers,
             hash_queue: env.number("FLOTILLA_HASH_QUEUE", hash_workers * 16, 0..=100_000)?,
+            hash_wait: match env.number("FLOTILLA_HASH_WAIT_MS", 25u64, 0..=60_000)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         })
     }
 
     /// The bounded pool that hashes and verifies off the request threads.
     pub fn pool(&self) -> HashPool {
         HashPool::new(self.hash, self.hash_workers, self.hash_queue)
+            .with_wait_target(self.hash_wait)
     }
 }

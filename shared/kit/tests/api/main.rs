@@ -1,6 +1,6 @@
 //! The kit's request handling, on a real server bound to a free port with a service
-//! made for the test: body limits, malformed input, the in-flight cap, error pages,
-//! graceful draining.
+//! made for the test: body limits, malformed input, admission control (the in-flight
+//! cap, the queue's delay), error pages, graceful draining.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -250,7 +250,9 @@ fn beyond_the_in_flight_cap_requests_get_503_with_retry_after() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(metrics.contains("flotilla_http_requests_rejected_total{service=\"test\"} 1"));
+    assert!(metrics.contains(
+        "flotilla_http_requests_rejected_total{service=\"test\",reason=\"in_flight\"} 1"
+    ));
 
     assert_eq!(held.join().unwrap(), StatusCode::OK);
     assert_eq!(
@@ -261,6 +263,96 @@ fn beyond_the_in_flight_cap_requests_get_503_with_retry_after() {
             .status(),
         StatusCode::OK
     );
+}
+
+/// `X-Request-Start` as nginx writes it, `ago` before now.
+fn stamp(ago: Duration) -> String {
+    let at = std::time::SystemTime::now() - ago;
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("t={}.{:03}", since.as_secs(), since.subsec_millis())
+}
+
+impl TestApp {
+    fn get_stamped(&self, path: &str, ago: Duration) -> reqwest::blocking::Response {
+        self.client
+            .get(self.url(path))
+            .header("X-Request-Start", stamp(ago))
+            .send()
+            .unwrap()
+    }
+
+    /// Requests that keep finding a queue (stamped 20 ms ago, within a 50 ms target)
+    /// for longer than the interval (ten targets), then one that waited five seconds:
+    /// its answer.
+    fn late_after_a_standing_queue(&self) -> reqwest::blocking::Response {
+        let since = std::time::Instant::now();
+        while since.elapsed() < Duration::from_millis(600) {
+            let status = self
+                .get_stamped("/slow?ms=0", Duration::from_millis(20))
+                .status();
+            assert_eq!(status, StatusCode::OK);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.get_stamped("/slow?ms=0", Duration::from_secs(5))
+    }
+}
+
+#[test]
+fn requests_that_waited_too_long_behind_the_proxy_are_refused() {
+    let app = TestApp::spawn(&[("FLOTILLA_QUEUE_TARGET_MS", "50")]);
+    let get = |path: &str, ago: Duration| app.get_stamped(path, ago);
+    // Fresh from the proxy (the first stamp also says how its clock stands to ours).
+    assert_eq!(get("/slow?ms=0", Duration::ZERO).status(), StatusCode::OK);
+    // A burst after a quiet moment is taken however long it waited.
+    assert_eq!(
+        get("/slow?ms=0", Duration::from_secs(5)).status(),
+        StatusCode::OK
+    );
+    // A queue that stands: a late request is refused at once.
+    let late = app.late_after_a_standing_queue();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(late.headers()["retry-after"], "1");
+    assert_eq!(late.json::<Value>().unwrap()["error"], "overloaded");
+    // Health and readiness answer however late.
+    assert_eq!(
+        get("/health", Duration::from_secs(5)).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/ready", Duration::from_secs(5)).status(),
+        StatusCode::OK
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .contains("flotilla_http_requests_rejected_total{service=\"test\",reason=\"queue\"} 1")
+    );
+
+    // Only a trusted proxy's stamp counts; turned off, none.
+    for vars in [
+        [
+            ("FLOTILLA_TRUSTED_PROXIES", "none"),
+            ("FLOTILLA_QUEUE_TARGET_MS", "50"),
+        ],
+        [
+            ("FLOTILLA_TRUSTED_PROXIES", "127.0.0.1"),
+            ("FLOTILLA_QUEUE_TARGET_MS", "0"),
+        ],
+    ] {
+        let app = TestApp::spawn(&vars);
+        assert_eq!(
+            app.get_stamped("/slow?ms=0", Duration::ZERO).status(),
+            StatusCode::OK
+        );
+        let late = app.late_after_a_standing_queue();
+        assert_eq!(late.status(), StatusCode::OK, "{vars:?}");
+    }
 }
 
 #[test]

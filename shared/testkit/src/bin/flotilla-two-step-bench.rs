@@ -20,8 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use flotilla_db::diesel::connection::SimpleConnection;
-use flotilla_db::{DatabaseUrl, PoolConfig, new_id};
+use flotilla_db::new_id;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use totp_rs::{Builder, Secret};
@@ -120,35 +119,6 @@ impl Bench {
     }
 }
 
-/// Makes `count` verified accounts with the password hash of `template`'s.
-fn make_accounts(template: &str, count: usize) -> anyhow::Result<Vec<String>> {
-    let raw = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
-    let url = DatabaseUrl::parse(&raw).map_err(|e| anyhow!("DATABASE_URL: {e}"))?;
-    let mut conn = flotilla_db::open(&PoolConfig {
-        url,
-        max_size: 1,
-        timeout: Duration::from_secs(10),
-        busy_timeout: Duration::from_secs(10),
-    })?;
-    let now = chrono::Utc::now().naive_utc().format("%Y-%m-%d %H:%M:%S");
-    let run = &new_id()[..8];
-    let emails: Vec<String> = (0..count)
-        .map(|i| format!("two-step-{run}-{i}@example.org"))
-        .collect();
-    let mut sql = String::from("BEGIN;\n");
-    for email in &emails {
-        sql.push_str(&format!(
-            "INSERT INTO users (id, email, password_hash, role, is_public, email_verified_at, \
-             created_at, updated_at) SELECT '{}', '{email}', password_hash, 'user', 0, '{now}', \
-             '{now}', '{now}' FROM users WHERE email = '{template}';\n",
-            new_id()
-        ));
-    }
-    sql.push_str("COMMIT;\n");
-    conn.batch_execute(&sql)?;
-    Ok(emails)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -169,7 +139,8 @@ fn main() -> anyhow::Result<()> {
         password: password.clone(),
         client: Client::builder().timeout(Duration::from_secs(30)).build()?,
     };
-    let emails = make_accounts(template, accounts)?;
+    let run = &new_id()[..8];
+    let emails = flotilla_testkit::accounts_like(template, &format!("two-step-{run}"), accounts)?;
     // Each sets up its app, a few at a time (two Argon2 hashes each).
     let queue = Mutex::new(emails.into_iter().collect::<VecDeque<_>>());
     let ready = Mutex::new(VecDeque::new());
