@@ -6,6 +6,7 @@ SHELL := /bin/bash
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "  Details: docs/development.md (commands, tests), docs/benchmarks.md, docs/operations.md"
 
 run: binaries ## Build and run the whole fleet behind nginx on http://127.0.0.1:8080
 	@scripts/dev-fleet.sh

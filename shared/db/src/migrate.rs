@@ -24,7 +24,7 @@ pub enum SchemaStatus {
     },
     /// Migrations the database has that this binary does not know, which only added
     /// to the schema: a newer release migrated it during a rolling deploy, and this
-    /// binary keeps working on it (README.md, "Upgrades").
+    /// binary keeps working on it (docs/operations.md, "Upgrades").
     Newer {
         unknown: Vec<String>,
     },

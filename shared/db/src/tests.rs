@@ -170,7 +170,7 @@ fn a_migration_that_contracts_the_schema_says_so() {
         offenders.is_empty(),
         "these migrations remove or change what the previous release reads (or add a \
          required column it does not write) without raising schema_compat.oldest_reader; \
-         split them into an expand now and a contract in a later release (README.md, \
+         split them into an expand now and a contract in a later release (docs/operations.md, \
          Upgrades): {offenders:?}"
     );
 }

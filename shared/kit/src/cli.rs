@@ -86,7 +86,7 @@ fn help(service: &Service) -> String {
          migrate   apply pending database migrations, then exit\n{own}  \
          openapi   print the service's OpenAPI 3.1 document\n  \
          version   print the version\n\n\
-         Configuration comes from FLOTILLA_* variables and DATABASE_URL; see the README.\n",
+         Configuration comes from FLOTILLA_* variables and DATABASE_URL; see docs/configuration.md.\n",
         service.binary(),
         service.name.to_ascii_uppercase(),
         service.default_port

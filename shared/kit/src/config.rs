@@ -1,7 +1,8 @@
 //! Configuration comes from the environment only: `FLOTILLA_*` variables and
 //! `DATABASE_URL`, each with a default that makes a fresh checkout work. Every variable
-//! is read here (or in the binary that alone uses it) and listed in the README. A bad
-//! value stops the process at start-up with a message naming the variable.
+//! is read here (or in the binary that alone uses it) and listed in docs/configuration.md
+//! (the docs test checks both ways). A bad value stops the process at start-up with a
+//! message naming the variable.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

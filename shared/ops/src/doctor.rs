@@ -25,7 +25,7 @@ pub struct Options {
 pub const AGENT: &str = "/opt/flotilla/current/scripts/flotilla-host";
 
 /// How far a host's clock may be from this machine's. Access tokens and bus seals
-/// allow 30 s between any two hosts (README, Production); measured against one
+/// allow 30 s between any two hosts (docs/security.md); measured against one
 /// machine, two hosts within 15 s of it are within 30 s of each other, and 10 s keeps
 /// a third of that for the drift between two diagnoses. Only an offset the
 /// measurement proves (its ssh round trip subtracted) fails.

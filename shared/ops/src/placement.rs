@@ -655,7 +655,7 @@ fn check_env(env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
     for (key, value) in env {
         if !key.starts_with("FLOTILLA_") {
             problems.push(format!(
-                "[env] {key}: only FLOTILLA_ variables (README.md, Configuration)"
+                "[env] {key}: only FLOTILLA_ variables (docs/configuration.md)"
             ));
         } else if DERIVED.contains(&key.as_str()) {
             problems.push(format!(

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::placement::{BUS_PORTS, Database, Host, Instance, Placement, Role, Service};
 
-/// The production paths of the host layout (README.md, Production).
+/// The production paths of the host layout (docs/operations.md, "Placement and deploy").
 pub const DATA_DIR: &str = "/var/lib/flotilla";
 pub const RELEASES: &str = "/opt/flotilla/releases";
 

@@ -129,7 +129,7 @@ pub(super) fn ready_answer(url: &str) -> serde_json::Value {
 }
 
 /// What the next release's migration may do to a database the release under test
-/// serves on during a rolling deploy: expand only (README.md, "Upgrades") — a new
+/// serves on during a rolling deploy: expand only (docs/operations.md, "Upgrades") — a new
 /// table, a new nullable column and a new column with a default, and its version.
 pub(super) fn next_release_expands(db: &TestDb) {
     db.execute("CREATE TABLE next_release_notes (id BIGINT PRIMARY KEY, body TEXT NOT NULL)");

@@ -26,7 +26,7 @@ on_both_databases! {
             problems.extend(browser.page_problems(name));
         });
         eprintln!("{} pages walked and checked in {:.1?}", pages.len(), started.elapsed());
-        // The walk the README lists (and `make screenshots` numbers): 55 pages, each once.
+        // The walk docs/development.md lists (and `make screenshots` numbers): 55 pages, each once.
         assert_eq!(pages.len(), 55, "{pages:?}");
         let names: std::collections::BTreeSet<&String> = pages.iter().collect();
         assert_eq!(names.len(), pages.len(), "a page name twice: {pages:?}");

@@ -1,7 +1,7 @@
 //! Upgrades: a rolling deploy migrates first, then restarts the instances one at a
 //! time, so the previous release serves on the schema the next one migrated — and a
 //! rollback starts it again there. Migrations therefore expand only, and contract in
-//! a later release (README.md, "Upgrades"). Here this release plays the previous one,
+//! a later release (docs/operations.md, "Upgrades"). Here this release plays the previous one,
 //! on a database that the next release's kind of migration expanded.
 
 use reqwest::StatusCode;

@@ -34,7 +34,7 @@ if [ "${1:-}" != inside ]; then
         /bin/bash "/tmp/${0##*/}" inside "/tmp/${tarball##*/}"
 fi
 
-# --- Inside the clean root: the production layout (README, "Production").
+# --- Inside the clean root: the production layout (docs/operations.md, "Placement and deploy").
 tarball=$2
 step() { printf '==> %s\n' "$*" >&2; }
 
