@@ -57,21 +57,37 @@ struct Entry {
     route: RouteFactory,
 }
 
-/// A service's routes with their descriptions. Cheap to build: no state, no I/O.
+/// A service's routes with their descriptions. Cheap to build: no state, no I/O, and
+/// the descriptions are only made when the document is asked for ([`Description`]).
 pub struct Api {
     service: &'static str,
     entries: Vec<Entry>,
-    paths: Paths,
-    schemas: Vec<(String, RefOr<Schema>)>,
+    description: Description,
 }
+
+/// How to describe a service's routes: one function per handler, called only when the
+/// document is asked for. Building the operations runs a great deal of generated code
+/// and allocates the whole tree; done at start-up, it kept 4 to 8 MB more resident in
+/// every service (the code's pages and the allocator's) for a document that a running
+/// fleet is rarely asked for.
+#[derive(Clone)]
+pub struct Description {
+    service: &'static str,
+    handlers: Vec<(String, Describe)>,
+}
+
+/// Adds one handler's operation(s) at the public path, and its schemas.
+type Describe = fn(&str, &mut Paths, &mut Vec<(String, RefOr<Schema>)>, &'static str);
 
 impl Api {
     pub fn new(service: &'static str) -> Self {
         Self {
             service,
             entries: Vec::new(),
-            paths: Paths::new(),
-            schemas: Vec::new(),
+            description: Description {
+                service,
+                handlers: Vec::new(),
+            },
         }
     }
 
@@ -117,24 +133,7 @@ impl Api {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        let mut operation = P::operation();
-        // The attribute's `tag` is kept apart from the operation (utoipa collects it
-        // in its own derive): here it goes on the operation.
-        // No tag: the service's name.
-        let tags = P::tags();
-        operation.tags = Some(match tags.is_empty() {
-            true => vec![self.service.to_owned()],
-            false => tags.iter().map(|t| t.to_string()).collect(),
-        });
-        // Unique across the fleet's merged document: `signup_form`, `login_form`.
-        operation.operation_id = operation
-            .operation_id
-            .map(|id| format!("{}_{id}", self.service));
-        add_kit_answers(&mut operation, path.contains('{'));
-        body_may_be_left_out(&mut operation);
         for method in P::methods() {
-            self.paths
-                .add_path_operation(&path, vec![method.clone()], operation.clone());
             let handler = handler.clone();
             self.entries.push(Entry {
                 path: relative.clone(),
@@ -142,7 +141,7 @@ impl Api {
                 route: Arc::new(move || web::route().to(handler.clone())),
             });
         }
-        P::schemas(&mut self.schemas);
+        self.description.handlers.push((path, describe::<P>));
         self
     }
 
@@ -174,7 +173,50 @@ impl Api {
 
     /// The service's OpenAPI 3.1 document.
     pub fn document(&self) -> OpenApi {
-        let mut schemas = self.schemas.clone();
+        self.description.document()
+    }
+
+    /// What [`Api::document`] is made from, to make it later.
+    pub fn description(&self) -> Description {
+        self.description.clone()
+    }
+}
+
+/// The operation(s) of the handler whose attribute made `P`, at `path`.
+fn describe<P>(
+    path: &str,
+    paths: &mut Paths,
+    schemas: &mut Vec<(String, RefOr<Schema>)>,
+    service: &'static str,
+) where
+    P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+{
+    let mut operation = P::operation();
+    // The attribute's `tag` is kept apart from the operation (utoipa collects it in
+    // its own derive): here it goes on the operation. No tag: the service's name.
+    let tags = P::tags();
+    operation.tags = Some(match tags.is_empty() {
+        true => vec![service.to_owned()],
+        false => tags.iter().map(|t| t.to_string()).collect(),
+    });
+    // Unique across the fleet's merged document: `signup_form`, `login_form`.
+    operation.operation_id = operation.operation_id.map(|id| format!("{service}_{id}"));
+    add_kit_answers(&mut operation, path.contains('{'));
+    body_may_be_left_out(&mut operation);
+    for method in P::methods() {
+        paths.add_path_operation(path, vec![method], operation.clone());
+    }
+    P::schemas(schemas);
+}
+
+impl Description {
+    /// The service's OpenAPI 3.1 document.
+    pub fn document(&self) -> OpenApi {
+        let mut paths = Paths::new();
+        let mut schemas = Vec::new();
+        for (path, describe) in &self.handlers {
+            describe(path, &mut paths, &mut schemas, self.service);
+        }
         schemas.push(("ErrorBody".into(), ErrorBody::schema()));
         let components = ComponentsBuilder::new()
             .schemas_from_iter(schemas)
@@ -212,7 +254,7 @@ impl Api {
                     ))
                     .build(),
             )
-            .paths(self.paths.clone())
+            .paths(paths)
             .components(Some(components))
             .build()
     }

@@ -161,7 +161,10 @@ impl Application {
         });
         let provide = (service.setup)(&state)?;
         let api = Arc::new(service.api());
-        let document = web::Data::new(Document(serde_json::to_string(&api.document())?));
+        let document = web::Data::new(Document {
+            description: api.description(),
+            json: std::sync::OnceLock::new(),
+        });
         let app_state = state.clone();
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -351,8 +354,12 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
     }
 }
 
-/// The service's OpenAPI document, serialised once at start-up.
-struct Document(String);
+/// The service's OpenAPI document, made and serialised on the first request for it
+/// (see [`crate::api::Description`]).
+struct Document {
+    description: crate::api::Description,
+    json: std::sync::OnceLock<String>,
+}
 
 /// What `/health` answers.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -529,10 +536,18 @@ async fn metrics_text(state: web::Data<State>) -> HttpResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "kit",
     responses((status = 200, description = "The OpenAPI 3.1 document of this service.",
         body = Object)))]
-async fn openapi_json(document: web::Data<Document>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn openapi_json(document: web::Data<Document>) -> Result<HttpResponse, Error> {
+    let json = match document.json.get() {
+        Some(json) => json.clone(),
+        None => {
+            let json = serde_json::to_string(&document.description.document())
+                .map_err(|e| Error::Internal(anyhow::anyhow!("the OpenAPI document: {e}")))?;
+            document.json.get_or_init(|| json).clone()
+        }
+    };
+    Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(document.0.clone())
+        .body(json))
 }
 
 async fn not_found() -> Result<HttpResponse, Error> {
