@@ -10,7 +10,7 @@
 //! wait of a new job is predicted from the jobs ahead of it and the recent time of a
 //! hash, and while the queue stands (for four targets' time no job has found a free
 //! thread: sign-ins arrive faster than they are hashed) a job that would wait longer
-//! than the target is refused at once. A burst after a quiet moment still queues up to
+//! than the target is refused at once, unless fewer than one job waits per thread. A burst after a quiet moment still queues up to
 //! `queue`. So under a flood the sign-ins that are taken keep nearly their usual
 //! time, and the others are told to retry at once instead of after seconds in a queue
 //! ([`flotilla_kit::admission`] says more).
@@ -247,7 +247,13 @@ impl HashPool {
         }
         if let Some(timeout) = &self.timeout {
             timeout.observe(ahead < self.workers);
-            if !timeout.admits(self.predicted_wait(ahead)) {
+            // One job waiting behind each thread is always taken: it keeps every
+            // thread busy as sign-ins come and go, and waits one hash at most (a
+            // target under one hash, on a slow or busy machine, would otherwise refuse
+            // even that, and two clients per core sending again at once would turn
+            // each refusal into another request).
+            let short_queue = ahead < self.workers.saturating_mul(2);
+            if !short_queue && !timeout.admits(self.predicted_wait(ahead)) {
                 return Err(PoolError::Busy);
             }
         }
@@ -413,6 +419,13 @@ mod tests {
         let second = pool.try_admit().unwrap();
         assert_eq!(pool.try_admit().err(), Some(PoolError::Busy));
         assert_eq!(pool.check(), Err(PoolError::Busy));
+        // On a machine where a hash takes longer than the target (40 ms), one job
+        // waiting behind the thread is still taken.
+        drop(second);
+        pool.job_us.store(40_000, Ordering::Relaxed);
+        assert_eq!(pool.predicted_wait(1), Duration::from_millis(40));
+        let second = pool.try_admit().unwrap();
+        assert_eq!(pool.try_admit().err(), Some(PoolError::Busy));
         drop((running, second));
         // The thread free again: the next job meets no queue, and the next burst may
         // queue again.
