@@ -46,19 +46,7 @@ cargo build --release -q --workspace --bins
 find_nginx >/dev/null
 load=target/release/flotilla-load
 
-dir=$(mktemp -d /tmp/flotilla-overload-XXXXXX)
-fleet_pid=""
-cleanup() {
-    if [ -n "$fleet_pid" ]; then
-        kill -TERM "$fleet_pid" 2>/dev/null || true
-        wait "$fleet_pid" 2>/dev/null || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-port=$(free_port)
-start_load_fleet "$dir" "$port"
+own_load_fleet overload
 origin=http://127.0.0.1:$port
 password="correct horse battery staple"
 access=$(signed_in_account "$origin" "$dir/mail" overload@example.org "$password")

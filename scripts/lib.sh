@@ -240,6 +240,25 @@ start_load_fleet() {
     done
 }
 
+# own_load_fleet NAME: start_load_fleet in a new folder (/tmp/flotilla-NAME-XXXXXX),
+# nginx on a free port; sets dir, port and fleet_pid, and on exit stops the fleet and
+# removes the folder.
+own_load_fleet() {
+    dir=$(mktemp -d "/tmp/flotilla-$1-XXXXXX")
+    fleet_pid=""
+    trap stop_own_load_fleet EXIT
+    port=$(free_port)
+    start_load_fleet "$dir" "$port"
+}
+
+stop_own_load_fleet() {
+    if [ -n "$fleet_pid" ]; then
+        kill -TERM "$fleet_pid" 2>/dev/null || true
+        wait "$fleet_pid" 2>/dev/null || true
+    fi
+    rm -rf "$dir"
+}
+
 # fleet_rss_kb DIR NAME: the resident memory of a process of the fleet on DIR, in kB.
 fleet_rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$1/run/$2.pid")/status"; }
 

@@ -33,19 +33,7 @@ rss_ratio=${SOAK_RSS_RATIO:-1.25}
 cargo build --release -q --workspace --bins
 find_nginx >/dev/null
 
-dir=$(mktemp -d /tmp/flotilla-soak-XXXXXX)
-fleet_pid=""
-cleanup() {
-    if [ -n "$fleet_pid" ]; then
-        kill -TERM "$fleet_pid" 2>/dev/null || true
-        wait "$fleet_pid" 2>/dev/null || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-port=$(free_port)
-start_load_fleet "$dir" "$port"
+own_load_fleet soak
 processes=(signup login profile admin worker pages)
 declare -A idle first last
 for name in "${processes[@]}"; do idle[$name]=$(fleet_rss_kb "$dir" "$name"); done
