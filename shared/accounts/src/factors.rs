@@ -184,18 +184,34 @@ impl PasskeyRow {
         if Self::by_credential_id(conn, &row.credential_id)?.is_some() {
             return Ok(false);
         }
-        diesel::insert_into(passkeys::table)
-            .values((
-                passkeys::id.eq(&row.id),
-                passkeys::user_id.eq(&row.user_id),
-                passkeys::credential_id.eq(&row.credential_id),
-                passkeys::name.eq(&row.name),
-                passkeys::credential.eq(&row.credential),
-                passkeys::created_at.eq(row.created_at),
-                passkeys::last_used_at.eq(row.last_used_at),
-            ))
-            .execute(conn)?;
-        Ok(true)
+        Self::insert(conn, row)
+    }
+
+    /// Inserts `row` in a savepoint of its own: `false` when another account's request
+    /// registered the credential since it was looked up (the unique index refuses it,
+    /// and the transaction around goes on, also on PostgreSQL), not an error.
+    pub(crate) fn insert(conn: &mut AnyConnection, row: &Self) -> QueryResult<bool> {
+        let inserted = conn.transaction(|conn| {
+            diesel::insert_into(passkeys::table)
+                .values((
+                    passkeys::id.eq(&row.id),
+                    passkeys::user_id.eq(&row.user_id),
+                    passkeys::credential_id.eq(&row.credential_id),
+                    passkeys::name.eq(&row.name),
+                    passkeys::credential.eq(&row.credential),
+                    passkeys::created_at.eq(row.created_at),
+                    passkeys::last_used_at.eq(row.last_used_at),
+                ))
+                .execute(conn)
+        });
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Records a use: when, and the credential as it is now (its counter).

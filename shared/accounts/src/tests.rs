@@ -2,6 +2,7 @@
 
 use chrono::TimeDelta;
 use flotilla_contracts::{AuditAction, PurgeUser};
+use flotilla_db::diesel::Connection;
 use flotilla_db::{AnyConnection, DatabaseUrl, PoolConfig};
 use flotilla_testkit::TestDb;
 
@@ -411,6 +412,46 @@ fn a_challenge_is_taken_once_for_its_purpose_and_account_and_ends() {
         assert_eq!(
             db.strings("SELECT token_hash AS v FROM passkey_challenges"),
             Vec::<String>::new()
+        );
+    });
+}
+
+#[test]
+fn a_passkey_another_request_registered_meanwhile_is_refused_not_an_error() {
+    each_backend(|db, conn| {
+        ada(conn);
+        let row = PasskeyRow {
+            id: "p1".into(),
+            user_id: "u1".into(),
+            credential_id: "Y3JlZGVudGlhbA".into(),
+            name: "key".into(),
+            credential: "{}".into(),
+            created_at: flotilla_jobs::now(),
+            last_used_at: None,
+        };
+        conn.transaction(|conn| {
+            assert!(PasskeyRow::insert(conn, &row)?);
+            // The same credential, inserted as if by a request that looked it up
+            // before this one's commit: the unique index refuses it, and the
+            // transaction goes on.
+            let again = PasskeyRow {
+                id: "p2".into(),
+                ..row.clone()
+            };
+            assert!(!PasskeyRow::insert(conn, &again)?);
+            let ids: Vec<String> = PasskeyRow::of(conn, "u1")?
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
+            assert_eq!(ids, ["p1"]);
+            Ok::<_, flotilla_db::diesel::result::Error>(())
+        })
+        .unwrap();
+        assert_eq!(
+            db.strings("SELECT id AS v FROM passkeys"),
+            vec!["p1".to_owned()],
+            "{}",
+            db.backend_name()
         );
     });
 }
