@@ -28,6 +28,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Profile;
+use crate::described;
 use crate::domain::{Confirm, FactorChange, PasskeyAdd, TotpSetup};
 use crate::errors::ProfileError;
 use crate::handlers::{changed, check_identity, load, offer_for, refused};
@@ -180,9 +181,7 @@ pub async fn setup_page(
         (status = 400, description = "`setup_expired`: a setup form older than 30 minutes, \
             or another account's (a form post gets the setup page again, with a new key).",
             body = ErrorBody),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`; `wrong_code` or `passkey_refused` \
             (the account's passkey or recovery code); `cross_origin_request` or \
             `csrf_token_invalid` (a change made with the cookie). A form post gets the setup \
@@ -192,11 +191,8 @@ pub async fn setup_page(
         (status = 422, description = "`invalid_input`: `code` missing or not the app's code \
             now, `password` missing, or `factor_code` (or `passkey_challenge`) needed or \
             malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn setup(
     sub: Submission<TotpSetup>,
@@ -459,9 +455,7 @@ async fn proven(
         (status = 204, description = "Removed."),
         (status = 303, description = "A form post: on to `/profile?done=two-step-off`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
             A form post gets the page that asked again.", body = ErrorBody),
@@ -469,11 +463,8 @@ async fn proven(
             body = ErrorBody),
         (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
             `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn remove(
     sub: Submission<FactorChange>,
@@ -510,9 +501,7 @@ pub async fn remove(
             content_type = "text/html", body = String),
         (status = 201, description = "The new codes (the old ones are void); never stored by \
             a cache.", body = RecoveryCodes),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
             A form post gets the page that asked again.", body = ErrorBody),
@@ -520,11 +509,8 @@ pub async fn remove(
             body = ErrorBody),
         (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
             `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn regenerate(
     sub: Submission<FactorChange>,
@@ -563,8 +549,7 @@ pub async fn regenerate(
                     parameters(("id" = "$response.body#/passkeys/0/id")),
                     description = "Removes a passkey (here the first).")),
             )),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
     ))]
 pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
@@ -587,11 +572,8 @@ pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpRes
     responses(
         (status = 200, description = "The challenge (never stored by a cache).",
             body = PasskeyRegistrationChallenge),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
         (status = 409, description = "`passkeys_unavailable`: the site's address is no \
             domain name.", body = ErrorBody),
@@ -662,9 +644,7 @@ async fn recently_proven(state: &web::Data<State>, who: &Authenticated) -> Resul
             body = RecoveryCodes),
         (status = 303, description = "A form post: on to \
             `/profile?done=passkey-added#passkeys`.", headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`passkey_refused`: the new credential does not hold \
             or its challenge was used (or the passkey given as second factor was refused); \
             `wrong_password`, `wrong_code`; `cross_origin_request` or `csrf_token_invalid` \
@@ -675,11 +655,8 @@ async fn recently_proven(state: &web::Data<State>, who: &Authenticated) -> Resul
         (status = 422, description = "`invalid_input`: `name` too long or not one line, \
             `password` or `credential` missing, or the second factor's `code` (or \
             `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn add_passkey(
     sub: Submission<PasskeyAdd>,
@@ -822,9 +799,7 @@ async fn passkey_name(
         (status = 204, description = "Removed."),
         (status = 303, description = "A form post: on to `/profile?done=passkey-removed`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
             A form post gets the page that asked again.", body = ErrorBody),
@@ -832,11 +807,8 @@ async fn passkey_name(
             body = ErrorBody),
         (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
             `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn remove_passkey(
     sub: Submission<FactorChange>,
@@ -900,9 +872,7 @@ pub async fn remove_passkey(
         (status = 204, description = "JSON: removed."),
         (status = 303, description = "Removed: on to `/profile?done=two-step-off`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid`: the page that asked, again.",
             body = ErrorBody),
@@ -910,11 +880,8 @@ pub async fn remove_passkey(
             body = ErrorBody),
         (status = 422, description = "`invalid_input`: `password` missing, or `code` missing \
             or malformed: the page that asked, again.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn remove_form(
     sub: Submission<FactorChange>,
@@ -937,9 +904,7 @@ pub async fn remove_form(
         (status = 204, description = "JSON: removed."),
         (status = 303, description = "Removed: on to `/profile?done=passkey-removed`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid`: the page that asked, again.",
             body = ErrorBody),
@@ -948,11 +913,8 @@ pub async fn remove_form(
         (status = 422, description = "`invalid_input`: `password` missing, or `code` (or \
             `passkey_challenge`) missing or malformed: the page that asked, again.",
             body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn remove_passkey_form(
     sub: Submission<FactorChange>,

@@ -19,6 +19,7 @@ use flotilla_kit::{Error, FieldErrors, RequestContext, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::described;
 use crate::domain::{
     Confirm, Deletion, EmailChange, LinkToken, PasswordChange, ProfilePatch, Proof,
 };
@@ -303,9 +304,7 @@ pub async fn revoke_others_page(
     responses(
         (status = 200, description = "The account as its owner sees it (never stored by a \
             cache).", body = Me),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
     ))]
 pub async fn me(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let account = load(&state, &who).await?;
@@ -384,11 +383,8 @@ impl CarriesCsrf for PatchBody {
         (status = 200, description = "Saved: the account as it is now.", body = Me),
         (status = 303, description = "A form post: on to `/profile?done=saved`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
         (status = 409, description = "`username_taken` (whatever its case; also when two \
             changes race). A form post gets the account page again.", body = ErrorBody),
@@ -462,11 +458,8 @@ pub async fn update(
         (status = 200, description = "JSON: saved, the account as it is now.", body = Me),
         (status = 303, description = "Saved: on to `/profile?done=saved`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
         (status = 409, description = "`username_taken`: the account page again.",
             body = ErrorBody),
@@ -494,9 +487,7 @@ pub async fn update_form(
         (status = 204, description = "Changed; every other session is ended."),
         (status = 303, description = "A form post: on to `/profile?done=password`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password` (the current password, recorded as \
             `password.check_failed`), `wrong_code` or `passkey_refused` (the second factor); \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
@@ -504,8 +495,7 @@ pub async fn update_form(
         (status = 422, description = "`invalid_input`: `current_password` or `new_password` \
             missing, the new password against the policy, or the second factor's `code` \
             (or `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
         (status = 503, description = "`busy`: too many passwords being hashed; or the \
             database is unavailable (`database_unavailable`) or the service overloaded \
             (`overloaded`).", body = ErrorBody),
@@ -576,9 +566,7 @@ pub async fn password(
             account's, its owner is told instead).", body = EmailChangeSent),
         (status = 303, description = "A form post: on to `/profile?done=email`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
             A form post gets the account page again.", body = ErrorBody),
@@ -588,9 +576,7 @@ pub async fn password(
         (status = 429, description = "`too_many_requests`: a change was asked for less than \
             a minute ago (checked before the password); `too_many_attempts`: too many wrong \
             passwords or codes.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn email(
     sub: Submission<EmailChange>,
@@ -814,8 +800,7 @@ pub struct SessionView {
                     parameters(("id" = "$response.body#/sessions/0/id")),
                     description = "Ends one of them (here the first).")),
             )),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
     ))]
 pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
@@ -850,10 +835,8 @@ pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<Htt
         (status = 204, description = "Ended."),
         (status = 303, description = "A form post: on to `/profile?done=revoked`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
         (status = 404, description = "`not_found`: another person's session, or one ended \
             already.", body = ErrorBody),
@@ -894,10 +877,8 @@ pub async fn revoke(
         (status = 204, description = "JSON: ended."),
         (status = 303, description = "Ended: on to `/profile?done=revoked`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
         (status = 404, description = "`not_found`: another person's session, or one ended \
             already.", body = ErrorBody),
@@ -924,10 +905,8 @@ pub async fn revoke_form(
             second)."),
         (status = 303, description = "A form post: on to `/profile?done=revoked-others`.",
             headers(("Location" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
-        (status = 403, description = "`cross_origin_request` or `csrf_token_invalid`: a \
-            change made with the cookie from another site, or without the form token.",
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN,
             body = ErrorBody),
     ))]
 pub async fn revoke_others(
@@ -974,8 +953,7 @@ pub struct ActivityEvent {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The last 100 events, newest first.", body = ActivityList),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
     ))]
 pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
@@ -1006,9 +984,7 @@ pub async fn activity(who: Authenticated, state: web::Data<State>) -> Result<Htt
                 ("Content-Disposition" = String,
                     description = "`attachment; filename=\"flotilla-account.json\"`"),
             )),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
     ))]
 pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpResponse, Error> {
     let user_id = who.claims.sub.clone();
@@ -1047,19 +1023,14 @@ pub async fn export(who: Authenticated, state: web::Data<State>) -> Result<HttpR
                 emptied."))),
         (status = 303, description = "A form post: on to `/login?done=closed`, the cookies \
             cleared.", headers(("Location" = String), ("Set-Cookie" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid` (a change made with the cookie). \
             A form post gets the closing page again.", body = ErrorBody),
         (status = 422, description = "`invalid_input`: `password` missing, or the second \
             factor's `code` (or `passkey_challenge`) missing or malformed.", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
-            for this account, or too many being checked.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 429, description = described::TOO_MANY_ATTEMPTS, body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn delete(
     sub: Submission<Deletion>,
@@ -1109,9 +1080,7 @@ pub async fn delete(
             headers(("Set-Cookie" = String))),
         (status = 303, description = "Closed: on to `/login?done=closed`, the cookies \
             cleared.", headers(("Location" = String), ("Set-Cookie" = String))),
-        (status = 401, description = "`not_authenticated`, `token_invalid`, `token_expired` \
-            or `session_revoked`; `account_gone` when the account was closed or disabled \
-            meanwhile.", body = ErrorBody),
+        (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
         (status = 403, description = "`wrong_password`, `wrong_code` or `passkey_refused`; \
             `cross_origin_request` or `csrf_token_invalid`: the closing page again.",
             body = ErrorBody),
@@ -1119,9 +1088,7 @@ pub async fn delete(
             factor's `code` missing or malformed: the closing page again.", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: too many wrong passwords or codes \
             for this account: the closing page again.", body = ErrorBody),
-        (status = 503, description = "`busy`: too many passwords being checked; or the \
-            database is unavailable (`database_unavailable`) or the service overloaded \
-            (`overloaded`).", body = ErrorBody),
+        (status = 503, description = described::BUSY_OR_UNAVAILABLE, body = ErrorBody),
     ))]
 pub async fn delete_form(
     sub: Submission<Deletion>,

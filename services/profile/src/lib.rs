@@ -32,6 +32,7 @@
 //! Tokens are checked here with login's public keys only; a signed-out session is
 //! refused within a second (bus) or the catch-up interval (database).
 
+mod described;
 mod domain;
 mod errors;
 mod factors;
