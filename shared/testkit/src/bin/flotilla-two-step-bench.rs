@@ -54,13 +54,22 @@ fn code(secret: &[u8], step: i64) -> anyhow::Result<String> {
 
 impl Bench {
     fn post(&self, path: &str, access: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let response = self.send(path, access, body)?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().unwrap_or(Value::Null)))
+    }
+
+    fn send(
+        &self,
+        path: &str,
+        access: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Result<reqwest::blocking::Response> {
         let mut request = self.client.post(format!("{}{path}", self.url)).json(body);
         if let Some(access) = access {
             request = request.bearer_auth(access);
         }
-        let response = request.send()?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().unwrap_or(Value::Null)))
+        request.send()
     }
 
     /// [`Bench::post`], sent again while the fleet answers `503` (busy hashing), after
@@ -73,11 +82,7 @@ impl Bench {
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
         for _ in 0..20 {
-            let mut request = self.client.post(format!("{}{path}", self.url)).json(body);
-            if let Some(access) = access {
-                request = request.bearer_auth(access);
-            }
-            let response = request.send()?;
+            let response = self.send(path, access, body)?;
             let status = response.status().as_u16();
             if status != 503 {
                 return Ok((status, response.json().unwrap_or(Value::Null)));
