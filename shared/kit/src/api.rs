@@ -70,7 +70,6 @@ pub struct Api {
 /// and allocates the whole tree; done at start-up, it kept 4 to 8 MB more resident in
 /// every service (the code's pages and the allocator's) for a document that a running
 /// fleet is rarely asked for.
-#[derive(Clone)]
 pub struct Description {
     service: &'static str,
     handlers: Vec<(String, Describe)>,
@@ -174,11 +173,6 @@ impl Api {
     /// The service's OpenAPI 3.1 document.
     pub fn document(&self) -> OpenApi {
         self.description.document()
-    }
-
-    /// What [`Api::document`] is made from, to make it later.
-    pub fn description(&self) -> Description {
-        self.description.clone()
     }
 }
 

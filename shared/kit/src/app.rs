@@ -162,7 +162,7 @@ impl Application {
         let provide = (service.setup)(&state)?;
         let api = Arc::new(service.api());
         let document = web::Data::new(Document {
-            description: api.description(),
+            api: Arc::clone(&api),
             json: std::sync::OnceLock::new(),
         });
         let app_state = state.clone();
@@ -355,9 +355,9 @@ fn prepare_schema(service: &Service, config: &Config, pool: &Pool) -> anyhow::Re
 }
 
 /// The service's OpenAPI document, made and serialised on the first request for it
-/// (see [`crate::api::Description`]).
+/// (see [`crate::api::Description`]): from the same list the routes were registered from.
 struct Document {
-    description: crate::api::Description,
+    api: Arc<Api>,
     json: std::sync::OnceLock<String>,
 }
 
@@ -540,7 +540,7 @@ async fn openapi_json(document: web::Data<Document>) -> Result<HttpResponse, Err
     let json = match document.json.get() {
         Some(json) => json.clone(),
         None => {
-            let json = serde_json::to_string(&document.description.document())
+            let json = serde_json::to_string(&document.api.document())
                 .map_err(|e| Error::Internal(anyhow::anyhow!("the OpenAPI document: {e}")))?;
             document.json.get_or_init(|| json).clone()
         }
