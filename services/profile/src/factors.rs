@@ -573,8 +573,7 @@ pub async fn list(who: Authenticated, state: web::Data<State>) -> Result<HttpRes
         (status = 200, description = "The challenge (never stored by a cache).",
             body = PasskeyRegistrationChallenge),
         (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
         (status = 409, description = "`passkeys_unavailable`: the site's address is no \
             domain name.", body = ErrorBody),
     ))]

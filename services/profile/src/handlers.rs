@@ -384,8 +384,7 @@ impl CarriesCsrf for PatchBody {
         (status = 303, description = "A form post: on to `/profile?done=saved`.",
             headers(("Location" = String))),
         (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
         (status = 409, description = "`username_taken` (whatever its case; also when two \
             changes race). A form post gets the account page again.", body = ErrorBody),
         (status = 422, description = "`invalid_input`: each bad value and each unknown \
@@ -459,8 +458,7 @@ pub async fn update(
         (status = 303, description = "Saved: on to `/profile?done=saved`.",
             headers(("Location" = String))),
         (status = 401, description = described::SIGNED_OUT_OR_GONE, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
         (status = 409, description = "`username_taken`: the account page again.",
             body = ErrorBody),
         (status = 422, description = "`invalid_input`: the account page again, each bad \
@@ -836,8 +834,7 @@ pub async fn sessions(who: Authenticated, state: web::Data<State>) -> Result<Htt
         (status = 303, description = "A form post: on to `/profile?done=revoked`.",
             headers(("Location" = String))),
         (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
         (status = 404, description = "`not_found`: another person's session, or one ended \
             already.", body = ErrorBody),
     ))]
@@ -878,8 +875,7 @@ pub async fn revoke(
         (status = 303, description = "Ended: on to `/profile?done=revoked`.",
             headers(("Location" = String))),
         (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
         (status = 404, description = "`not_found`: another person's session, or one ended \
             already.", body = ErrorBody),
     ))]
@@ -906,8 +902,7 @@ pub async fn revoke_form(
         (status = 303, description = "A form post: on to `/profile?done=revoked-others`.",
             headers(("Location" = String))),
         (status = 401, description = described::SIGNED_OUT, body = ErrorBody),
-        (status = 403, description = described::CROSS_ORIGIN,
-            body = ErrorBody),
+        (status = 403, description = described::CROSS_ORIGIN, body = ErrorBody),
     ))]
 pub async fn revoke_others(
     sub: Submission<Confirm>,
